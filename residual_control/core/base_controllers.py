@@ -1,0 +1,186 @@
+"""Base controllers: the trusted nominal control law a_base = f(state, reference).
+
+Pure numpy, time passed in. All controllers share one small interface:
+``compute(q, qd, q_ref, qd_ref, t) -> torque`` and ``reset()``; arrays are
+ordered by the controller's ``joints``.
+"""
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .arm_model import ArmModel
+from .errors import ConfigError, ObservationError
+
+
+def _vec(name: str, value, n: int, nonneg: bool = False) -> np.ndarray:
+    arr = np.array(value, dtype=float).reshape(-1)
+    if arr.size != n:
+        raise ConfigError(f"{name}: expected {n} values (one per joint), found {arr.size}")
+    if not np.all(np.isfinite(arr)):
+        raise ConfigError(f"{name}: expected finite values, found {arr.tolist()}")
+    if nonneg and np.any(arr < 0):
+        raise ConfigError(f"{name}: expected values >= 0, found {arr.tolist()}")
+    return arr
+
+
+class BaseController(ABC):
+    """Interface of every base controller."""
+
+    kind: str = "base"
+
+    def __init__(self, joints: Sequence[str], command_min, command_max) -> None:
+        self.joints = tuple(joints)
+        n = len(self.joints)
+        if n == 0:
+            raise ConfigError("joints: expected at least one joint, found none")
+        self.command_min = _vec("command_min", command_min, n)
+        self.command_max = _vec("command_max", command_max, n)
+        if np.any(self.command_min > self.command_max):
+            raise ConfigError(
+                f"command_min/command_max: expected min <= max, found {self.command_min.tolist()} "
+                f"and {self.command_max.tolist()}")
+
+    @property
+    def dof(self) -> int:
+        return len(self.joints)
+
+    def _check(self, **arrays) -> None:
+        for name, a in arrays.items():
+            if a.shape != (self.dof,):
+                raise ObservationError(f"{name}: expected shape ({self.dof},), found {a.shape}")
+            if not np.all(np.isfinite(a)):
+                raise ObservationError(f"{name}: expected finite values, found {a.tolist()}")
+
+    def compute(self, q, qd, q_ref, qd_ref, t: float) -> np.ndarray:
+        q, qd, q_ref, qd_ref = (np.asarray(x, dtype=float) for x in (q, qd, q_ref, qd_ref))
+        self._check(q=q, qd=qd, q_ref=q_ref, qd_ref=qd_ref)
+        if not math.isfinite(t):
+            raise ObservationError(f"t: expected a finite time, found {t}")
+        tau = self._compute(q, qd, q_ref, qd_ref, float(t))
+        return np.clip(tau, self.command_min, self.command_max)
+
+    @abstractmethod
+    def _compute(self, q, qd, q_ref, qd_ref, t: float) -> np.ndarray: ...
+
+    def reset(self) -> None:
+        """Forget internal state (integrators, filters)."""
+
+    @abstractmethod
+    def describe(self) -> dict:
+        """Type and gains, JSON-serialisable (recorded in model metadata)."""
+
+
+class PID(BaseController):
+    """Per-joint PID.
+
+    * P on the position error, D on the *measurement* (finite difference of q,
+      first-order low-pass at ``derivative_filter_hz``) plus the velocity
+      reference, so a reference step gives no derivative kick;
+    * I with a clamp (``integral_limit``, on the integral term in N m) and
+      conditional integration: the integrator does not grow further into a
+      saturated output.
+    """
+
+    kind = "pid"
+
+    def __init__(self, joints, kp, ki, kd, command_min, command_max,
+                 integral_limit=None, derivative_filter_hz: float = 40.0) -> None:
+        super().__init__(joints, command_min, command_max)
+        n = self.dof
+        self.kp = _vec("kp", kp, n, nonneg=True)
+        self.ki = _vec("ki", ki, n, nonneg=True)
+        self.kd = _vec("kd", kd, n, nonneg=True)
+        limit = np.full(n, np.inf) if integral_limit is None else _vec("integral_limit", integral_limit, n, True)
+        self.integral_limit = limit
+        if not (math.isfinite(derivative_filter_hz) and derivative_filter_hz > 0):
+            raise ConfigError(f"derivative_filter_hz: expected a number > 0, found {derivative_filter_hz}")
+        self.derivative_filter_hz = float(derivative_filter_hz)
+        self.reset()
+
+    def reset(self) -> None:
+        self._integral = np.zeros(self.dof)  # integral term, N m
+        self._q_prev: np.ndarray | None = None
+        self._t_prev: float | None = None
+        self._qd_filt = np.zeros(self.dof)
+
+    def _compute(self, q, qd, q_ref, qd_ref, t):
+        dt = 0.0 if self._t_prev is None else t - self._t_prev
+        if self._q_prev is not None and dt > 0:
+            raw = (q - self._q_prev) / dt
+            alpha = dt / (dt + 1.0 / (2 * math.pi * self.derivative_filter_hz))
+            self._qd_filt = self._qd_filt + alpha * (raw - self._qd_filt)
+        elif self._q_prev is None:
+            self._qd_filt = np.zeros(self.dof)
+        error = q_ref - q
+        unsat = self.kp * error + self.kd * (qd_ref - self._qd_filt) + self._integral
+        if dt > 0:
+            grow = self.ki * error * dt
+            saturated_hi = (unsat >= self.command_max) & (grow > 0)
+            saturated_lo = (unsat <= self.command_min) & (grow < 0)
+            grow = np.where(saturated_hi | saturated_lo, 0.0, grow)
+            self._integral = np.clip(self._integral + grow, -self.integral_limit, self.integral_limit)
+        if dt >= 0:
+            self._q_prev, self._t_prev = q.copy(), t
+        else:  # time went backwards: restart the filters
+            self.reset()
+            self._q_prev, self._t_prev = q.copy(), t
+        return self.kp * error + self.kd * (qd_ref - self._qd_filt) + self._integral
+
+    def describe(self) -> dict:
+        return {"type": self.kind, "kp": self.kp.tolist(), "ki": self.ki.tolist(), "kd": self.kd.tolist(),
+                "integral_limit": self.integral_limit.tolist(),
+                "derivative_filter_hz": self.derivative_filter_hz}
+
+
+class PDGravity(BaseController):
+    """PD plus gravity compensation from a nominal rigid-body model.
+
+    tau = kp (q_ref - q) + kd (qd_ref - qd) + g_nominal(q)
+    """
+
+    kind = "pd_gravity"
+
+    def __init__(self, joints, kp, kd, command_min, command_max, model: ArmModel) -> None:
+        super().__init__(joints, command_min, command_max)
+        if model.dof != self.dof:
+            raise ConfigError(f"model: expected {self.dof} links (one per joint), found {model.dof}")
+        self.kp = _vec("kp", kp, self.dof, nonneg=True)
+        self.kd = _vec("kd", kd, self.dof, nonneg=True)
+        self.model = model
+
+    def _compute(self, q, qd, q_ref, qd_ref, t):
+        return self.kp * (q_ref - q) + self.kd * (qd_ref - qd) + self.model.gravity_torque(q)
+
+    def describe(self) -> dict:
+        m = self.model
+        return {"type": self.kind, "kp": self.kp.tolist(), "kd": self.kd.tolist(),
+                "model": {"link_lengths": list(m.link_lengths), "link_masses": list(m.link_masses),
+                          "com_offsets": list(m.com_offsets), "link_inertias": list(m.link_inertias),
+                          "payload_mass": m.payload_mass}}
+
+
+def make_base_controller(params: Mapping[str, object]) -> BaseController:
+    """Build a base controller from flat params (``model.*`` keys for the nominal model)."""
+    p = dict(params)
+    kind = p.get("controller_type", "pd_gravity")
+    joints = p.get("joints")
+    if not joints:
+        raise ConfigError("joints: expected a list of joint names, found none")
+    cmin, cmax = p.get("command_min"), p.get("command_max")
+    if kind == "pid":
+        return PID(joints, p["kp"], p.get("ki", [0.0] * len(joints)), p["kd"], cmin, cmax,
+                   p.get("integral_limit"), float(p.get("derivative_filter_hz", 40.0)))
+    if kind == "pd_gravity":
+        model_keys = {k.split(".", 1)[1]: v for k, v in p.items() if k.startswith("model.")}
+        if isinstance(p.get("model"), Mapping):
+            model_keys.update(p["model"])
+        try:
+            model = ArmModel.from_mapping(model_keys)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"model: {exc}") from None
+        return PDGravity(joints, p["kp"], p["kd"], cmin, cmax, model)
+    raise ConfigError(f"controller_type: expected one of ['pid', 'pd_gravity'], found {kind!r}")

@@ -1,0 +1,392 @@
+"""The residual mixer: a = clip(a_base + g * clip(da, -eps, eps), cmd_min, cmd_max).
+
+Pure numpy, no ROS, time passed in (seconds on the caller's clock). Joints are
+matched by name, never by position. A fallback state machine decides the gain
+g applied to the residual:
+
+* FALLBACK   -- the residual is unhealthy (or never seen): a = clip(a_base).
+* RECOVERING -- healthy for ``recovery_hold_time``: g ramps from 0 to
+                ``residual_gain`` over ``recovery_ramp_time``.
+* NOMINAL    -- g = residual_gain.
+* BASE_FAULT -- the base action is stale or invalid: ``base_stale_behavior``
+                decides (``stop``: command nothing, ``zero``: clip(0),
+                ``hold``: the last command that was sent).
+
+Invariants (tested with hypothesis): every command returned is finite and
+within [command_min, command_max]; whenever a_base lies within the limits,
+|a - a_base| <= g * eps <= residual_gain * eps per joint.
+"""
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, replace
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .errors import ConfigError, describe
+
+
+class Mode(str, enum.Enum):
+    NOMINAL = "nominal"
+    RECOVERING = "recovering"
+    FALLBACK = "fallback"
+    BASE_FAULT = "base_fault"
+
+
+BASE_STALE_BEHAVIORS = ("stop", "zero", "hold")
+
+
+@dataclass(frozen=True)
+class MixerConfig:
+    joints: tuple[str, ...]
+    residual_limit: np.ndarray
+    residual_limit_max: np.ndarray
+    command_min: np.ndarray
+    command_max: np.ndarray
+    residual_gain: float = 1.0
+    residual_timeout: float = 0.05
+    observation_timeout: float = 0.1
+    base_timeout: float = 0.05
+    recovery_hold_time: float = 0.5
+    recovery_ramp_time: float = 1.0
+    base_stale_behavior: str = "stop"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "joints", tuple(self.joints))
+        for name in ("residual_limit", "residual_limit_max", "command_min", "command_max"):
+            object.__setattr__(self, name, _as_vector(name, getattr(self, name), len(self.joints)))
+        self.validate()
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, object]) -> "MixerConfig":
+        keys = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in params.items() if k in keys})
+
+    def validate(self) -> None:
+        n = len(self.joints)
+        if n == 0:
+            raise ConfigError("joints: expected at least one joint name, found none")
+        if len(set(self.joints)) != n:
+            raise ConfigError(f"joints: expected unique names, found {list(self.joints)}")
+        if any(not isinstance(j, str) or not j for j in self.joints):
+            raise ConfigError(f"joints: expected non-empty strings, found {list(self.joints)}")
+        if np.any(self.residual_limit < 0):
+            raise ConfigError(f"residual_limit: expected values >= 0, found {self.residual_limit.tolist()}")
+        if np.any(self.residual_limit_max < 0):
+            raise ConfigError(
+                f"residual_limit_max: expected values >= 0, found {self.residual_limit_max.tolist()}")
+        if np.any(self.residual_limit > self.residual_limit_max):
+            raise ConfigError(
+                f"residual_limit: expected values <= residual_limit_max {self.residual_limit_max.tolist()},"
+                f" found {self.residual_limit.tolist()}")
+        if np.any(self.command_min > self.command_max):
+            raise ConfigError(
+                f"command_min/command_max: expected command_min <= command_max per joint, found "
+                f"{self.command_min.tolist()} and {self.command_max.tolist()}")
+        if not (isinstance(self.residual_gain, (int, float)) and 0.0 <= self.residual_gain <= 1.0):
+            raise ConfigError(f"residual_gain: expected a number in [0, 1], found {describe(self.residual_gain)}")
+        for name in ("residual_timeout", "observation_timeout", "base_timeout"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ConfigError(f"{name}: expected a finite number > 0 s, found {describe(v)}")
+        for name in ("recovery_hold_time", "recovery_ramp_time"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ConfigError(f"{name}: expected a finite number >= 0 s, found {describe(v)}")
+        if self.base_stale_behavior not in BASE_STALE_BEHAVIORS:
+            raise ConfigError(
+                f"base_stale_behavior: expected one of {list(BASE_STALE_BEHAVIORS)}, "
+                f"found {self.base_stale_behavior!r}")
+
+    def with_changes(self, **changes) -> "MixerConfig":
+        """A validated copy; raises ConfigError and changes nothing on bad values."""
+        if "joints" in changes and tuple(changes["joints"]) != self.joints:
+            raise ConfigError("joints: read-only while running")
+        if "residual_limit_max" in changes:
+            raise ConfigError("residual_limit_max: read-only while running")
+        return replace(self, **changes)
+
+
+def _as_vector(name: str, value, n: int) -> np.ndarray:
+    try:
+        arr = np.array(value, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected {n} numbers, found {describe(value)}") from None
+    if arr.size != n:
+        raise ConfigError(f"{name}: expected {n} values (one per joint), found {arr.size}")
+    if not np.all(np.isfinite(arr)):
+        raise ConfigError(f"{name}: expected finite values, found {arr.tolist()}")
+    arr.setflags(write=False)
+    return arr
+
+
+@dataclass
+class MixOutput:
+    """Result of one mixer step."""
+
+    command: np.ndarray | None  # None: publish nothing (base_stale_behavior stop)
+    base: np.ndarray | None
+    applied_residual: np.ndarray  # a - a_base before the command clip (g * clip(da))
+    mode: Mode
+    reason: str
+    gain: float
+    residual_clamped: bool = False
+    transition: bool = False
+
+
+@dataclass
+class MixerStats:
+    steps: int = 0
+    clamped_steps: int = 0
+    fallback_count: int = 0
+    rejected_residuals: int = 0
+    rejected_bases: int = 0
+    last_rejection: str = ""
+
+    @property
+    def clamped_share(self) -> float:
+        return self.clamped_steps / self.steps if self.steps else 0.0
+
+
+@dataclass
+class _Residual:
+    values: np.ndarray
+    stamp: float
+    received: float
+
+
+class Mixer:
+    """Sums, clamps and falls back. Not thread-safe: call from one thread."""
+
+    def __init__(self, config: MixerConfig) -> None:
+        self._config = config
+        self._index = {name: i for i, name in enumerate(config.joints)}
+        self._residual: _Residual | None = None
+        self._residual_error = "no residual received yet"
+        self._mode = Mode.FALLBACK
+        self._reason = self._residual_error
+        self._healthy_since: float | None = None
+        self._ramp_start: float | None = None
+        self._last_now: float | None = None
+        self._first_now: float | None = None
+        self._last_base_received: float | None = None
+        self._last_command: np.ndarray | None = None
+        self.stats = MixerStats()
+
+    # ------------------------------------------------------------------ config
+    @property
+    def config(self) -> MixerConfig:
+        return self._config
+
+    def reconfigure(self, **changes) -> MixerConfig:
+        """Apply a live parameter change; raises ConfigError and keeps the old config on bad input."""
+        self._config = self._config.with_changes(**changes)
+        return self._config
+
+    @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    @property
+    def reason(self) -> str:
+        return self._reason
+
+    def residual_age(self, now: float) -> float | None:
+        return None if self._residual is None else now - self._residual.received
+
+    # ------------------------------------------------------------------ inputs
+    def _order(self, names: Sequence[str], values: Sequence[float], what: str) -> tuple[np.ndarray | None, str]:
+        """Reorder values by joint name. Returns (vector, '') or (None, reason)."""
+        n = len(self._config.joints)
+        names = list(names)
+        try:
+            vals = np.asarray(values, dtype=float).reshape(-1)
+        except (TypeError, ValueError):
+            return None, f"{what}: expected {n} numbers, found {describe(values)}"
+        if len(names) != vals.size:
+            return None, f"{what}: expected as many values as names, found {len(names)} names and {vals.size} values"
+        if len(set(names)) != len(names):
+            dup = sorted({x for x in names if names.count(x) > 1})
+            return None, f"{what}: expected unique joint names, found duplicates {dup}"
+        unknown = [x for x in names if x not in self._index]
+        if unknown:
+            return None, f"{what}: expected joints {list(self._config.joints)}, found unknown {unknown}"
+        if len(names) != n:
+            missing = [j for j in self._config.joints if j not in names]
+            return None, f"{what}: expected joints {list(self._config.joints)}, missing {missing}"
+        out = np.empty(n)
+        for name, v in zip(names, vals):
+            out[self._index[name]] = v
+        if not np.all(np.isfinite(out)):
+            return None, f"{what}: expected finite values, found {out.tolist()}"
+        return out, ""
+
+    def update_residual(self, names: Sequence[str], values: Sequence[float], stamp: float, now: float) -> str:
+        """Store a residual. Returns '' when accepted, else the reason it was rejected.
+
+        A rejected residual makes the residual unhealthy until a valid one arrives.
+        """
+        vec, err = self._order(names, values, "residual")
+        if vec is None:
+            self._residual = None
+            self._residual_error = err
+            self.stats.rejected_residuals += 1
+            self.stats.last_rejection = err
+            return err
+        if not math.isfinite(stamp):
+            err = f"residual: expected a finite stamp, found {stamp}"
+            self._residual, self._residual_error = None, err
+            self.stats.rejected_residuals += 1
+            self.stats.last_rejection = err
+            return err
+        self._residual = _Residual(vec, float(stamp), float(now))
+        self._residual_error = ""
+        return ""
+
+    def _residual_health(self, now: float) -> str:
+        """'' when healthy, else why not."""
+        cfg = self._config
+        r = self._residual
+        if r is None:
+            return self._residual_error or "no residual received yet"
+        age = now - r.received
+        if age > cfg.residual_timeout:
+            return f"residual stale: received {age:.3f} s ago (residual_timeout {cfg.residual_timeout:g} s)"
+        obs_age = now - r.stamp
+        if obs_age > cfg.observation_timeout:
+            return (f"observation stale: residual computed from an observation {obs_age:.3f} s old "
+                    f"(observation_timeout {cfg.observation_timeout:g} s)")
+        if obs_age < -cfg.observation_timeout:
+            return f"residual stamp {-obs_age:.3f} s in the future"
+        return ""
+
+    # ------------------------------------------------------------------ step
+    def step(self, base_names: Sequence[str], base_values: Sequence[float], base_stamp: float,
+             now: float) -> MixOutput:
+        """Mix one base action received at ``now`` (stamped ``base_stamp``)."""
+        cfg = self._config
+        self._check_clock(now)
+        base, err = self._order(base_names, base_values, "base action")
+        if base is None:
+            self.stats.rejected_bases += 1
+            self.stats.last_rejection = err
+            return self._base_fault(err, now)
+        if not math.isfinite(base_stamp) or now - base_stamp > cfg.base_timeout:
+            return self._base_fault(
+                f"base action stale: stamp {now - base_stamp:.3f} s old (base_timeout {cfg.base_timeout:g} s)",
+                now)
+        if base_stamp - now > cfg.base_timeout:
+            return self._base_fault(f"base action stamp {base_stamp - now:.3f} s in the future", now)
+        self._last_base_received = now
+
+        health = self._residual_health(now)
+        previous = self._mode
+        if health:
+            self._healthy_since = None
+            self._ramp_start = None
+            self._set_mode(Mode.FALLBACK, health)
+        else:
+            if self._mode in (Mode.FALLBACK, Mode.BASE_FAULT):
+                if self._healthy_since is None:
+                    self._healthy_since = now
+                if now - self._healthy_since >= cfg.recovery_hold_time:
+                    self._ramp_start = now
+                    self._set_mode(Mode.RECOVERING, "residual healthy: ramping in")
+                else:
+                    self._set_mode(Mode.FALLBACK, "residual healthy: holding before recovery")
+            if self._mode == Mode.RECOVERING:
+                assert self._ramp_start is not None
+                if cfg.recovery_ramp_time <= 0 or now - self._ramp_start >= cfg.recovery_ramp_time:
+                    self._set_mode(Mode.NOMINAL, "residual healthy")
+        gain = self._gain(now)
+        eps = cfg.residual_limit
+        if gain > 0.0 and self._residual is not None:
+            raw = self._residual.values
+            clipped = np.clip(raw, -eps, eps)
+            clamped = bool(np.any(clipped != raw))
+            applied = gain * clipped
+        else:
+            clamped = False
+            applied = np.zeros(len(cfg.joints))
+        command = np.clip(base + applied, cfg.command_min, cfg.command_max)
+        self.stats.steps += 1
+        self.stats.clamped_steps += int(clamped)
+        self._last_command = command
+        return MixOutput(command, base, applied, self._mode, self._reason, gain, clamped,
+                         transition=self._mode != previous)
+
+    def check_base(self, now: float) -> MixOutput | None:
+        """Call periodically: returns the safe output when no base action came within base_timeout."""
+        self._check_clock(now)
+        last = self._last_base_received
+        since = last if last is not None else self._first_now
+        if since is not None and now - since <= self._config.base_timeout:
+            return None
+        age = "never received" if last is None else f"last received {now - last:.3f} s ago"
+        return self._base_fault(f"base action stale: {age} (base_timeout {self._config.base_timeout:g} s)", now)
+
+    def _check_clock(self, now: float) -> None:
+        if self._first_now is None:
+            self._first_now = now
+        if self._last_now is not None and now < self._last_now:
+            # The clock jumped backwards (sim reset, bag loop): every stored
+            # receipt time is in the future now. Forget them, start over.
+            self._residual = None
+            self._residual_error = f"clock jumped back by {self._last_now - now:.3f} s"
+            self._last_base_received = None
+            self._first_now = now
+            self._healthy_since = None
+            self._ramp_start = None
+            self._set_mode(Mode.FALLBACK, self._residual_error)
+        self._last_now = now
+
+    def _base_fault(self, reason: str, now: float) -> MixOutput:
+        cfg = self._config
+        previous = self._mode
+        self._healthy_since = None
+        self._ramp_start = None
+        self._set_mode(Mode.BASE_FAULT, reason)
+        zeros = np.zeros(len(cfg.joints))
+        if cfg.base_stale_behavior == "stop":
+            command = None
+        elif cfg.base_stale_behavior == "zero":
+            command = np.clip(zeros, cfg.command_min, cfg.command_max)
+        else:  # hold
+            held = self._last_command if self._last_command is not None else zeros
+            command = np.clip(held, cfg.command_min, cfg.command_max)
+        return MixOutput(command, None, zeros, self._mode, reason, 0.0, False,
+                         transition=self._mode != previous)
+
+    def _set_mode(self, mode: Mode, reason: str) -> None:
+        if mode in (Mode.FALLBACK, Mode.BASE_FAULT) and self._mode in (Mode.NOMINAL, Mode.RECOVERING):
+            self.stats.fallback_count += 1
+        self._mode = mode
+        self._reason = reason
+
+    def _gain(self, now: float) -> float:
+        cfg = self._config
+        if self._mode == Mode.NOMINAL:
+            return float(cfg.residual_gain)
+        if self._mode == Mode.RECOVERING and self._ramp_start is not None and cfg.recovery_ramp_time > 0:
+            frac = min(max((now - self._ramp_start) / cfg.recovery_ramp_time, 0.0), 1.0)
+            return float(cfg.residual_gain) * frac
+        return 0.0
+
+
+def residual_bound_ok(command: np.ndarray, base: np.ndarray, config: MixerConfig, tol: float = 1e-9) -> bool:
+    """The safety invariant, usable by tests and monitors alike."""
+    if command is None:
+        return True
+    if not np.all(np.isfinite(command)):
+        return False
+    if np.any(command < config.command_min - tol) or np.any(command > config.command_max + tol):
+        return False
+    inside = (base >= config.command_min) & (base <= config.command_max)
+    bound = config.residual_gain * config.residual_limit + tol
+    return bool(np.all(np.abs(command - base)[inside] <= bound[inside]))
+
+
+__all__ = ["Mixer", "MixerConfig", "MixOutput", "MixerStats", "Mode", "residual_bound_ok",
+           "BASE_STALE_BEHAVIORS"]

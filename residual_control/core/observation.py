@@ -1,0 +1,101 @@
+"""Observation assembly: a named vector, built the same way in training and at runtime.
+
+A model declares its ``observation_names``; each name is ``<source>/<key>``:
+
+==============  ======================================  =========
+source          value                                   key
+==============  ======================================  =========
+``q``           measured joint position                 joint name
+``qd``          measured joint velocity                 joint name
+``q_ref``       reference position                      joint name
+``qd_ref``      reference velocity                      joint name
+``e``           position error q_ref - q                joint name
+``ed``          velocity error qd_ref - qd              joint name
+``sin_q``       sin(q)                                  joint name
+``cos_q``       cos(q)                                  joint name
+``a_base``      base controller action                  joint name
+``perception``  perception feature                      feature name
+==============  ======================================  =========
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .errors import ObservationError
+
+JOINT_SOURCES = ("q", "qd", "q_ref", "qd_ref", "e", "ed", "sin_q", "cos_q", "a_base")
+PERCEPTION_SOURCE = "perception"
+
+
+def default_observation_names(joints: Sequence[str], perception_features: Sequence[str] = ()) -> list[str]:
+    """The observation layout the project's training commands use."""
+    names = [f"{src}/{j}" for src in ("e", "ed", "q", "qd", "sin_q", "cos_q", "qd_ref", "a_base") for j in joints]
+    names += [f"{PERCEPTION_SOURCE}/{f}" for f in perception_features]
+    return names
+
+
+class ObservationAssembler:
+    """Builds the float32 observation vector in the order a model declares."""
+
+    def __init__(self, observation_names: Sequence[str], joints: Sequence[str],
+                 perception_features: Sequence[str] = ()) -> None:
+        self.observation_names = tuple(observation_names)
+        self.joints = tuple(joints)
+        self.perception_features = tuple(perception_features)
+        joint_index = {j: i for i, j in enumerate(self.joints)}
+        feature_index = {f: i for i, f in enumerate(self.perception_features)}
+        # One (source, index) pair per entry, resolved once.
+        self._plan: list[tuple[str, int]] = []
+        problems = []
+        for name in self.observation_names:
+            source, _, key = name.partition("/")
+            if source == PERCEPTION_SOURCE:
+                if key not in feature_index:
+                    problems.append(
+                        f"'{name}': perception feature '{key}' not in perception_features "
+                        f"{list(self.perception_features)}")
+                    continue
+                self._plan.append((source, feature_index[key]))
+            elif source in JOINT_SOURCES:
+                if key not in joint_index:
+                    problems.append(f"'{name}': joint '{key}' not in joints {list(self.joints)}")
+                    continue
+                self._plan.append((source, joint_index[key]))
+            else:
+                problems.append(
+                    f"'{name}': unknown source '{source}', expected one of "
+                    f"{list(JOINT_SOURCES) + [PERCEPTION_SOURCE]}")
+        if problems:
+            raise ObservationError("observation names cannot be assembled: " + "; ".join(problems))
+        self.uses_perception = any(src == PERCEPTION_SOURCE for src, _ in self._plan)
+        self.size = len(self._plan)
+
+    def assemble(self, q, qd, q_ref, qd_ref, a_base, perception=None) -> np.ndarray:
+        n = len(self.joints)
+        arrays = {}
+        for name, value in (("q", q), ("qd", qd), ("q_ref", q_ref), ("qd_ref", qd_ref), ("a_base", a_base)):
+            arr = np.asarray(value, dtype=float).reshape(-1)
+            if arr.size != n:
+                raise ObservationError(f"{name}: expected {n} values (one per joint), found {arr.size}")
+            arrays[name] = arr
+        arrays["e"] = arrays["q_ref"] - arrays["q"]
+        arrays["ed"] = arrays["qd_ref"] - arrays["qd"]
+        arrays["sin_q"] = np.sin(arrays["q"])
+        arrays["cos_q"] = np.cos(arrays["q"])
+        if self.uses_perception:
+            if perception is None:
+                raise ObservationError(
+                    f"perception: expected {len(self.perception_features)} features, found none")
+            p = np.asarray(perception, dtype=float).reshape(-1)
+            if p.size != len(self.perception_features):
+                raise ObservationError(
+                    f"perception: expected {len(self.perception_features)} features "
+                    f"{list(self.perception_features)}, found {p.size}")
+            arrays[PERCEPTION_SOURCE] = p
+        out = np.fromiter((arrays[src][i] for src, i in self._plan), dtype=np.float32, count=self.size)
+        if not np.all(np.isfinite(out)):
+            bad = [self.observation_names[i] for i in np.flatnonzero(~np.isfinite(out))]
+            raise ObservationError(f"observation: expected finite values, found non-finite {bad}")
+        return out
