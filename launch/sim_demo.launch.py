@@ -1,0 +1,118 @@
+"""MuJoCo demo: simulated arm + reference + perception + the residual control graph.
+
+    ros2 launch residual_control sim_demo.launch.py
+    ros2 launch residual_control sim_demo.launch.py plant_file:=real.yaml
+
+Nodes (all relative topic names, pushed into ``namespace`` when given):
+  mujoco_sim           pub joint_states, /clock; sub commands
+  reference_publisher  pub reference
+  perception           pub perception
+  + residual_control.launch.py (base_controller, residual_policy, residual_mixer)
+    with use_sim_time, publishing `commands` straight to mujoco_sim.
+"""
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import (DeclareLaunchArgument, GroupAction, IncludeLaunchDescription,
+                            OpaqueFunction)
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node, PushRosNamespace
+
+from residual_control.hil import params_file_for_namespace
+
+PACKAGE = 'residual_control'
+
+
+def _truthy(value):
+    return value.strip().lower() in ('1', 'true', 'yes', 'on')
+
+
+def _launch_setup(context, *args, **kwargs):
+    share = get_package_share_directory(PACKAGE)
+    namespace = LaunchConfiguration('namespace').perform(context)
+    params_file = LaunchConfiguration('params_file').perform(context)
+    sim_params = params_file_for_namespace(params_file, namespace)
+    reference_file = params_file_for_namespace(
+        LaunchConfiguration('reference_file').perform(context), namespace)
+    plant_file = LaunchConfiguration('plant_file').perform(context)
+    use_sim_time = _truthy(LaunchConfiguration('use_sim_time').perform(context))
+    log_level = LaunchConfiguration('log_level').perform(context)
+    ros_args = ['--log-level', log_level]
+
+    # mujoco_sim is the clock source: it runs on wall time and publishes /clock.
+    mujoco_sim = Node(
+        package=PACKAGE,
+        executable='mujoco_sim',
+        name='mujoco_sim',
+        output='screen',
+        parameters=[sim_params, {'plant_file': plant_file, 'use_sim_time': False}],
+        ros_arguments=ros_args,
+    )
+    reference_publisher = Node(
+        package=PACKAGE,
+        executable='reference_publisher',
+        name='reference_publisher',
+        output='screen',
+        parameters=[sim_params, reference_file, {'use_sim_time': use_sim_time}],
+        ros_arguments=ros_args,
+    )
+    perception = Node(
+        package=PACKAGE,
+        executable='perception',
+        name='perception',
+        output='screen',
+        parameters=[sim_params, {'plant_file': plant_file, 'use_sim_time': use_sim_time}],
+        ros_arguments=ros_args,
+    )
+    sim_nodes = [mujoco_sim, reference_publisher, perception]
+    if namespace.strip('/'):
+        sim_nodes.insert(0, PushRosNamespace(namespace))
+
+    runtime = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(
+            os.path.join(share, 'launch', 'residual_control.launch.py')),
+        launch_arguments={
+            'params_file': params_file,
+            'namespace': namespace,
+            'model_path': LaunchConfiguration('model_path').perform(context),
+            'use_sim_time': 'true' if use_sim_time else 'false',
+            'command_topic': 'commands',
+            'joint_states_topic': 'joint_states',
+            'log_level': log_level,
+        }.items(),
+    )
+    return [GroupAction(sim_nodes), runtime]
+
+
+def generate_launch_description():
+    share = get_package_share_directory(PACKAGE)
+    return LaunchDescription([
+        DeclareLaunchArgument(
+            'plant_file',
+            default_value=os.path.join(share, 'config', 'plants', 'nominal.yaml'),
+            description='Plant parameters of the simulated arm (config/plants/*.yaml; '
+                        'a bare name such as real.yaml is looked up in the package)'),
+        DeclareLaunchArgument(
+            'params_file',
+            default_value=os.path.join(share, 'config', 'residual_control.yaml'),
+            description='ROS 2 params file for all nodes'),
+        DeclareLaunchArgument(
+            'reference_file',
+            default_value=os.path.join(share, 'config', 'reference.yaml'),
+            description='Params file of reference_publisher (the reference trajectory)'),
+        DeclareLaunchArgument(
+            'namespace', default_value='',
+            description='Namespace pushed onto every node (empty: none)'),
+        DeclareLaunchArgument(
+            'model_path', default_value='',
+            description='ONNX residual policy; empty: the params file value'),
+        DeclareLaunchArgument(
+            'use_sim_time', default_value='true',
+            description='Run the controllers on /clock from mujoco_sim'),
+        DeclareLaunchArgument(
+            'log_level', default_value='info',
+            description='Log level of all nodes'),
+        OpaqueFunction(function=_launch_setup),
+    ])

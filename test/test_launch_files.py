@@ -1,0 +1,568 @@
+"""Static checks of the launch files and the Gazebo (gz-sim) HIL configuration.
+
+launch, launch_ros, ros_gz and gz_ros2_control are not installable in this
+environment, so nothing here executes a launch file or starts Gazebo, and no
+fake launch/launch_ros shim is used: the launch files are parsed with ``ast``
+and the XML/YAML files with xml.etree / PyYAML. What is checked:
+
+* each launch file parses and defines ``generate_launch_description``, imports
+  only known modules, and documents every DeclareLaunchArgument;
+* the launch arguments the brief requires are declared, and the arguments
+  passed to included launch files are declared by them;
+* every (package, executable) a Node uses is known, residual_control
+  executables are console_scripts of setup.py (when setup.py exists), node
+  names match the params-file keys;
+* remapped topic names are topics of that node; the HIL remaps point at the
+  forward_command_controller topic and the joint_state_broadcaster topic;
+* package-share files the launch files reference exist in the source tree and
+  are installed by setup.py's data_files (when setup.py exists);
+* the world SDF, the controllers YAML, the bridge YAML and the URDF with the
+  injected gz_ros2_control blocks are well-formed and consistent with the
+  params file `joints`.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import re
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+from residual_control.hil import (
+    GZ_CONTROL_PLUGIN_FILENAME,
+    GZ_CONTROL_PLUGIN_NAME,
+    GZ_SYSTEM_PLUGIN,
+    inject_ros2_control,
+    params_file_for_namespace,
+    ros2_control_joints,
+    scope_params_to_any_namespace,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH_DIR = ROOT / "launch"
+PARAMS_FILE = ROOT / "config" / "residual_control.yaml"
+CONTROLLERS_FILE = ROOT / "config" / "gazebo_controllers.yaml"
+BRIDGE_FILE = ROOT / "config" / "gazebo_bridge.yaml"
+WORLD_FILE = ROOT / "description" / "gazebo" / "arm_world.sdf"
+URDF_FILE = ROOT / "description" / "arm.urdf"
+DOC_FILE = ROOT / "docs" / "gazebo_hil.md"
+SETUP_PY = ROOT / "setup.py"
+
+LAUNCH_FILES = ["residual_control.launch.py", "sim_demo.launch.py", "hil_gazebo.launch.py"]
+PACKAGE = "residual_control"
+
+EXPECTED_EXECUTABLES = {
+    "base_controller",
+    "residual_policy",
+    "residual_mixer",
+    "mujoco_sim",
+    "reference_publisher",
+    "perception",
+}
+# (package, executable) pairs from other packages the launch files may start.
+EXTERNAL_EXECUTABLES = {
+    ("ros_gz_bridge", "parameter_bridge"),
+    ("ros_gz_sim", "create"),
+    ("controller_manager", "spawner"),
+    ("robot_state_publisher", "robot_state_publisher"),
+}
+# Relative topic names of each node (published and subscribed), from the design.
+NODE_TOPICS = {
+    "base_controller": {"joint_states", "reference", "base_action"},
+    "residual_policy": {"joint_states", "reference", "base_action", "perception",
+                        "residual_action"},
+    "residual_mixer": {"base_action", "residual_action", "commands", "/diagnostics",
+                       "~/mode", "~/applied_residual"},
+    "mujoco_sim": {"joint_states", "/clock", "commands"},
+    "reference_publisher": {"reference"},
+    "perception": {"perception"},
+}
+ALLOWED_IMPORTS = {"os", "yaml", "ament_index_python.packages", "launch", "launch.actions",
+                   "launch.substitutions", "launch.launch_description_sources",
+                   "launch.event_handlers", "launch_ros.actions", "residual_control.hil"}
+BRIDGE_DIRECTIONS = {"BIDIRECTIONAL", "GZ_TO_ROS", "ROS_TO_GZ"}
+BRIDGE_KEYS = {"ros_topic_name", "gz_topic_name", "ros_type_name", "gz_type_name", "direction"}
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _tree(name: str) -> ast.Module:
+    path = LAUNCH_DIR / name
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def _constants(tree: ast.Module) -> dict:
+    """Module-level NAME = 'string' assignments."""
+    out = {}
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+            out[node.targets[0].id] = node.value.value
+    return out
+
+
+def _value(node: ast.AST, consts: dict):
+    """A str constant or a module-level str constant name; None otherwise."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in consts:
+        return consts[node.id]
+    return None
+
+
+def _func_name(call: ast.Call) -> str:
+    f = call.func
+    if isinstance(f, ast.Name):
+        return f.id
+    if isinstance(f, ast.Attribute):
+        return f.attr
+    return ""
+
+
+def _calls(tree: ast.AST, name: str) -> list:
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and _func_name(n) == name]
+
+
+def _kw(call: ast.Call, name: str):
+    for kw in call.keywords:
+        if kw.arg == name:
+            return kw.value
+    return None
+
+
+def _declared_args(tree: ast.Module) -> dict:
+    """DeclareLaunchArgument name -> description (None when missing)."""
+    consts = _constants(tree)
+    out = {}
+    for call in _calls(tree, "DeclareLaunchArgument"):
+        name = _value(call.args[0], consts) if call.args else _value(_kw(call, "name"), consts)
+        assert name, f"DeclareLaunchArgument with a non-literal name at line {call.lineno}"
+        desc = _kw(call, "description")
+        text = None
+        if desc is not None:
+            parts = [n.value for n in ast.walk(desc)
+                     if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+            text = "".join(parts)
+        out[name] = text
+    return out
+
+
+def _nodes(tree: ast.Module) -> list:
+    """Node(...) calls as dicts: package, executable, name, remappings [(from, to)]."""
+    consts = _constants(tree)
+    out = []
+    for call in _calls(tree, "Node"):
+        remaps = []
+        rem = _kw(call, "remappings")
+        if rem is not None:
+            assert isinstance(rem, ast.List), f"line {call.lineno}: remappings must be a list literal"
+            for elt in rem.elts:
+                assert isinstance(elt, ast.Tuple) and len(elt.elts) == 2, (
+                    f"line {call.lineno}: remappings entries must be (from, to) tuples")
+                remaps.append((_value(elt.elts[0], consts), elt.elts[1]))
+        out.append({
+            "line": call.lineno,
+            "package": _value(_kw(call, "package"), consts),
+            "executable": _value(_kw(call, "executable"), consts),
+            "name": _value(_kw(call, "name"), consts) if _kw(call, "name") is not None else None,
+            "remappings": remaps,
+            "arguments": _kw(call, "arguments"),
+        })
+    return out
+
+
+def _include_args(tree: ast.Module) -> list:
+    """(included file name, {arg: value node}) for each IncludeLaunchDescription."""
+    consts = _constants(tree)
+    out = []
+    for call in _calls(tree, "IncludeLaunchDescription"):
+        strings = [n.value for n in ast.walk(call.args[0])
+                   if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+        target = next((s for s in strings if s.endswith(".launch.py")), None)
+        la = _kw(call, "launch_arguments")
+        args = {}
+        if la is not None:
+            d = la.func.value if isinstance(la, ast.Call) and isinstance(la.func, ast.Attribute) else la
+            assert isinstance(d, ast.Dict), f"line {call.lineno}: launch_arguments must be a dict literal"
+            for k, v in zip(d.keys, d.values):
+                args[_value(k, consts)] = v
+        out.append((target, args))
+    return out
+
+
+def _params() -> dict:
+    return yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
+
+
+def _params_joints() -> list:
+    return list(_params()["/**"]["ros__parameters"]["joints"])
+
+
+def _console_scripts() -> set | None:
+    if not SETUP_PY.exists():
+        return None
+    text = SETUP_PY.read_text(encoding="utf-8")
+    return set(re.findall(r"""["']\s*([A-Za-z_][\w\-]*)\s*=\s*[\w.]+\s*:\s*\w+""", text))
+
+
+def _wait_for_urdf(timeout_s: float = 0.0) -> Path:
+    deadline = time.monotonic() + timeout_s
+    while not URDF_FILE.exists() and time.monotonic() < deadline:
+        time.sleep(1.0)
+    if not URDF_FILE.exists():
+        pytest.skip("description/arm.urdf does not exist yet")
+    return URDF_FILE
+
+
+# --------------------------------------------------------------------------- launch files
+
+@pytest.mark.parametrize("name", LAUNCH_FILES)
+def test_launch_file_parses_and_defines_entry_point(name):
+    tree = _tree(name)
+    funcs = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert "generate_launch_description" in funcs
+    assert ast.get_docstring(tree), f"{name}: expected a module docstring (usage)"
+
+
+@pytest.mark.parametrize("name", LAUNCH_FILES)
+def test_launch_file_imports_only_known_modules(name):
+    tree = _tree(name)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            mods = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            mods = [node.module]
+        else:
+            continue
+        for mod in mods:
+            assert mod in ALLOWED_IMPORTS, f"{name}: unexpected import {mod}"
+    import residual_control.hil as hil
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "residual_control.hil":
+            for alias in node.names:
+                assert hasattr(hil, alias.name), f"{name}: residual_control.hil.{alias.name} missing"
+
+
+@pytest.mark.parametrize("name", LAUNCH_FILES)
+def test_launch_arguments_documented(name):
+    args = _declared_args(_tree(name))
+    assert args, f"{name}: expected launch arguments"
+    for arg, desc in args.items():
+        assert desc and desc.strip(), f"{name}: launch argument '{arg}' has no description"
+
+
+def test_required_launch_arguments():
+    assert {"params_file", "namespace", "model_path", "use_sim_time", "command_topic",
+            "joint_states_topic"} <= set(_declared_args(_tree("residual_control.launch.py")))
+    assert {"plant_file", "params_file", "namespace", "model_path", "use_sim_time"} <= set(
+        _declared_args(_tree("sim_demo.launch.py")))
+    assert {"world", "urdf_file", "controllers_file", "bridge_file", "params_file",
+            "namespace", "model_path", "gui"} <= set(_declared_args(_tree("hil_gazebo.launch.py")))
+
+
+@pytest.mark.parametrize("name", ["sim_demo.launch.py", "hil_gazebo.launch.py"])
+def test_included_launch_arguments_are_declared(name):
+    includes = [(t, a) for t, a in _include_args(_tree(name)) if t == "residual_control.launch.py"]
+    assert includes, f"{name}: expected to include residual_control.launch.py"
+    declared = set(_declared_args(_tree("residual_control.launch.py")))
+    for _, args in includes:
+        assert None not in args, f"{name}: non-literal launch argument name"
+        assert set(args) <= declared, f"{name}: undeclared {set(args) - declared}"
+        use_sim_time = args.get("use_sim_time")
+        assert use_sim_time is not None
+        if isinstance(use_sim_time, ast.Constant):
+            assert use_sim_time.value == "true"
+
+
+@pytest.mark.parametrize("name", LAUNCH_FILES)
+def test_executables_known(name):
+    tree = _tree(name)
+    nodes = _nodes(tree)
+    assert nodes, f"{name}: expected Node actions"
+    scripts = _console_scripts()
+    for node in nodes:
+        pkg, exe = node["package"], node["executable"]
+        assert pkg and exe, f"{name}:{node['line']}: package/executable must be literals"
+        if pkg == PACKAGE:
+            assert exe in EXPECTED_EXECUTABLES, f"{name}: unknown executable {exe}"
+            if scripts is not None:
+                assert exe in scripts, f"{name}: {exe} is not a console_script of setup.py"
+            assert node["name"] == exe, f"{name}: node name of {exe} should equal the executable"
+        else:
+            assert (pkg, exe) in EXTERNAL_EXECUTABLES, f"{name}: unknown {pkg}/{exe}"
+
+
+def test_setup_py_console_scripts_cover_expected_executables():
+    scripts = _console_scripts()
+    if scripts is None:
+        pytest.skip("setup.py not written yet")
+    missing = EXPECTED_EXECUTABLES - scripts
+    assert not missing, f"setup.py console_scripts lack {sorted(missing)}"
+
+
+def test_runtime_node_names_match_params_file():
+    keys = set(_params())
+    for node in _nodes(_tree("residual_control.launch.py")):
+        assert node["name"] in keys, f"no '{node['name']}' section in the params file"
+    assert {n["executable"] for n in _nodes(_tree("residual_control.launch.py"))} == {
+        "base_controller", "residual_policy", "residual_mixer"}
+
+
+@pytest.mark.parametrize("name", LAUNCH_FILES)
+def test_remapped_topics_belong_to_the_node(name):
+    for node in _nodes(_tree(name)):
+        if node["package"] != PACKAGE:
+            continue
+        for source, _ in node["remappings"]:
+            assert source is not None, f"{name}:{node['line']}: remap source must be a literal"
+            assert source in NODE_TOPICS[node["executable"]], (
+                f"{name}: {node['executable']} has no topic '{source}' to remap")
+
+
+def test_runtime_remaps_cover_plant_topics():
+    remaps = {n["executable"]: {s for s, _ in n["remappings"]}
+              for n in _nodes(_tree("residual_control.launch.py"))}
+    assert "commands" in remaps["residual_mixer"]
+    assert "joint_states" in remaps["base_controller"]
+    assert "joint_states" in remaps["residual_policy"]
+
+
+def test_hil_remaps_point_at_ros2_control_topics():
+    tree = _tree("hil_gazebo.launch.py")
+    consts = _constants(tree)
+    controllers = yaml.safe_load(CONTROLLERS_FILE.read_text(encoding="utf-8"))
+    (target, args), = [i for i in _include_args(tree) if i[0] == "residual_control.launch.py"]
+    command_topic = _value(args["command_topic"], consts)
+    joint_states_topic = _value(args["joint_states_topic"], consts)
+    controller = consts["EFFORT_CONTROLLER"]
+    assert controller in controllers["controller_manager"]["ros__parameters"]
+    assert command_topic == f"/{controller}/commands" == "/effort_controller/commands"
+    assert joint_states_topic == "/joint_states"
+
+
+def test_hil_spawns_the_controllers_of_the_yaml():
+    tree = _tree("hil_gazebo.launch.py")
+    consts = _constants(tree)
+    cm = yaml.safe_load(CONTROLLERS_FILE.read_text(encoding="utf-8"))["controller_manager"][
+        "ros__parameters"]
+    configured = {k for k, v in cm.items() if isinstance(v, dict) and "type" in v}
+    spawned = set()
+    for node in _nodes(tree):
+        if (node["package"], node["executable"]) == ("controller_manager", "spawner"):
+            first = node["arguments"].elts[0]
+            spawned.add(_value(first, consts))
+    assert spawned == configured == {"joint_state_broadcaster", "effort_controller"}
+
+
+def test_hil_create_targets_the_world_and_robot_description():
+    tree = _tree("hil_gazebo.launch.py")
+    consts = _constants(tree)
+    (create,) = [n for n in _nodes(tree) if (n["package"], n["executable"]) == ("ros_gz_sim", "create")]
+    argv = [_value(e, consts) for e in create["arguments"].elts]
+    assert argv[argv.index("-topic") + 1] == "robot_description"
+    world_name = argv[argv.index("-world") + 1]
+    sdf = ET.parse(WORLD_FILE).getroot()
+    assert sdf.find("world").get("name") == world_name
+
+
+@pytest.mark.parametrize("name", LAUNCH_FILES)
+def test_referenced_share_files_exist_in_source_tree(name):
+    tree = _tree(name)
+    found = 0
+    for call in _calls(tree, "join"):
+        if call.args and isinstance(call.args[0], ast.Name) and call.args[0].id == "share":
+            parts = [a.value for a in call.args[1:] if isinstance(a, ast.Constant)]
+            if len(parts) != len(call.args) - 1:
+                continue
+            rel = Path(*parts)
+            if rel == Path("config", "reference.yaml") and not (ROOT / rel).exists():
+                continue  # written by another engineer
+            assert (ROOT / rel).exists(), f"{name}: references share/{rel}, missing in the repo"
+            found += 1
+    assert found, f"{name}: expected package-share paths"
+
+
+def test_setup_py_installs_the_launch_and_gazebo_files():
+    if not SETUP_PY.exists():
+        pytest.skip("setup.py not written yet")
+    text = SETUP_PY.read_text(encoding="utf-8")
+    recursive = "os.walk" in text or "**" in text or "rglob" in text
+    for directory in ("launch", "config", "description"):
+        assert re.search(rf"['\"/]{directory}['\"/]", text) or directory in text, (
+            f"setup.py data_files should install {directory}/")
+    assert recursive or "description/gazebo" in text, (
+        "setup.py data_files should install description/gazebo/ "
+        "(arm_world.sdf, used by hil_gazebo.launch.py)")
+
+
+# --------------------------------------------------------------------------- gazebo files
+
+def test_world_sdf():
+    root = ET.parse(WORLD_FILE).getroot()
+    assert root.tag == "sdf"
+    world = root.find("world")
+    assert world is not None and world.get("name") == "arm_world"
+    step = float(world.find("physics/max_step_size").text)
+    assert step == pytest.approx(0.001)
+    plugins = {p.get("name"): p.get("filename") for p in world.findall("plugin")}
+    assert plugins["gz::sim::systems::Physics"] == "gz-sim-physics-system"
+    assert plugins["gz::sim::systems::UserCommands"] == "gz-sim-user-commands-system"
+    assert plugins["gz::sim::systems::SceneBroadcaster"] == "gz-sim-scene-broadcaster-system"
+    models = {m.get("name") for m in world.findall("model")}
+    assert "ground_plane" in models
+
+
+def test_controllers_yaml():
+    data = yaml.safe_load(CONTROLLERS_FILE.read_text(encoding="utf-8"))
+    cm = data["controller_manager"]["ros__parameters"]
+    assert cm["update_rate"] == 1000
+    assert cm["joint_state_broadcaster"]["type"] == "joint_state_broadcaster/JointStateBroadcaster"
+    assert cm["effort_controller"]["type"] == "forward_command_controller/ForwardCommandController"
+    ec = data["effort_controller"]["ros__parameters"]
+    assert ec["joints"] == _params_joints()
+    assert ec["interface_name"] == "effort"
+    # 1 controller update per physics step.
+    step = float(ET.parse(WORLD_FILE).getroot().find("world/physics/max_step_size").text)
+    assert cm["update_rate"] * step == pytest.approx(1.0)
+
+
+def test_bridge_yaml():
+    data = yaml.safe_load(BRIDGE_FILE.read_text(encoding="utf-8"))
+    assert isinstance(data, list) and data
+    for entry in data:
+        assert BRIDGE_KEYS <= set(entry), f"bridge entry lacks {BRIDGE_KEYS - set(entry)}"
+        assert entry["direction"] in BRIDGE_DIRECTIONS
+        assert entry["gz_type_name"].startswith("gz.msgs.")
+        assert re.fullmatch(r"\w+/msg/\w+", entry["ros_type_name"])
+    clock = [e for e in data if e["ros_topic_name"] in ("/clock", "clock")]
+    assert clock == [{
+        "ros_topic_name": clock[0]["ros_topic_name"], "gz_topic_name": "/clock",
+        "ros_type_name": "rosgraph_msgs/msg/Clock", "gz_type_name": "gz.msgs.Clock",
+        "direction": "GZ_TO_ROS"}]
+
+
+# --------------------------------------------------------------------------- URDF injection
+
+SMALL_URDF = """<?xml version="1.0"?>
+<robot name="t">
+  <link name="base_link"/>
+  <link name="a"><inertial><mass value="1"/><inertia ixx="1" ixy="0" ixz="0" iyy="1" iyz="0" izz="1"/></inertial></link>
+  <link name="b"><inertial><mass value="1"/><inertia ixx="1" ixy="0" ixz="0" iyy="1" iyz="0" izz="1"/></inertial></link>
+  <joint name="shoulder" type="revolute"><parent link="base_link"/><child link="a"/>
+    <axis xyz="0 -1 0"/><limit lower="-3" upper="3" effort="60" velocity="10"/></joint>
+  <joint name="elbow" type="revolute"><parent link="a"/><child link="b"/>
+    <axis xyz="0 -1 0"/><limit lower="-3" upper="3" effort="30" velocity="10"/></joint>
+  <joint name="tip" type="fixed"><parent link="b"/><child link="tip_link"/></joint>
+  <link name="tip_link"/>
+</robot>
+"""
+
+
+def _check_injected(text: str, joints: list, controllers: str) -> ET.Element:
+    robot = ET.fromstring(text)  # well-formed
+    assert robot.tag == "robot"
+    rc = ros2_control_joints(text)
+    assert list(rc) == joints
+    for name in joints:
+        assert rc[name]["command"] == ["effort"]
+        assert rc[name]["state"] == ["position", "velocity"]
+    (control,) = robot.findall("ros2_control")
+    assert control.find("hardware/plugin").text == GZ_SYSTEM_PLUGIN == "gz_ros2_control/GazeboSimSystem"
+    plugins = [p for p in robot.findall("gazebo/plugin")]
+    assert len(plugins) == 1
+    assert plugins[0].get("filename") == GZ_CONTROL_PLUGIN_FILENAME == "gz_ros2_control-system"
+    assert plugins[0].get("name") == GZ_CONTROL_PLUGIN_NAME == "gz_ros2_control::GazeboSimROS2ControlPlugin"
+    assert plugins[0].find("parameters").text == controllers
+    assert plugins[0].find("robot_param").text == "robot_description"
+    assert plugins[0].find("robot_param_node").text == "robot_state_publisher"
+    # Welded to the world; the former root has an inertial (sdformat drops massless links).
+    world_joints = [j for j in robot.findall("joint") if j.find("parent").get("link") == "world"]
+    assert len(world_joints) == 1 and world_joints[0].get("type") == "fixed"
+    root = world_joints[0].find("child").get("link")
+    assert robot.find(f"link[@name='{root}']/inertial/mass") is not None
+    assert robot.find("link[@name='world']") is not None
+    return robot
+
+
+def test_inject_small_urdf():
+    text = inject_ros2_control(SMALL_URDF, ["shoulder", "elbow"], "/abs/ctrl.yaml",
+                               initial_positions={"elbow": 0.5})
+    robot = _check_injected(text, ["shoulder", "elbow"], "/abs/ctrl.yaml")
+    init = robot.find("ros2_control/joint[@name='elbow']/state_interface[@name='position']/param")
+    assert init.get("name") == "initial_value" and float(init.text) == 0.5
+    origin = robot.find("joint[@name='world_to_base_link']/origin")
+    assert origin.get("xyz") == "0 0 1.2"
+
+
+def test_inject_rejects_bad_input():
+    with pytest.raises(ValueError, match="not in the URDF"):
+        inject_ros2_control(SMALL_URDF, ["shoulder", "wrist"], "/c.yaml")
+    with pytest.raises(ValueError, match="type 'fixed'"):
+        inject_ros2_control(SMALL_URDF, ["tip"], "/c.yaml")
+    once = inject_ros2_control(SMALL_URDF, ["shoulder", "elbow"], "/c.yaml")
+    with pytest.raises(ValueError, match="already has a <ros2_control>"):
+        inject_ros2_control(once, ["shoulder", "elbow"], "/c.yaml")
+    with pytest.raises(ValueError, match="not well-formed"):
+        inject_ros2_control("<robot>", ["shoulder"], "/c.yaml")
+    with pytest.raises(ValueError, match="<robot>"):
+        inject_ros2_control("<sdf/>", ["shoulder"], "/c.yaml")
+    with pytest.raises(ValueError, match="unknown joints"):
+        inject_ros2_control(SMALL_URDF, ["shoulder"], "/c.yaml", initial_positions={"x": 1.0})
+
+
+def test_inject_arm_urdf_matches_params_joints():
+    urdf = _wait_for_urdf(timeout_s=float(os.environ.get("RC_WAIT_FOR_URDF_S", "0")))
+    joints = _params_joints()
+    assert joints == ["shoulder", "elbow"]
+    controllers = str(CONTROLLERS_FILE)
+    text = inject_ros2_control(urdf.read_text(encoding="utf-8"), joints, controllers)
+    robot = _check_injected(text, joints, controllers)
+    # The controllers YAML drives exactly the ros2_control joints.
+    ctrl = yaml.safe_load(CONTROLLERS_FILE.read_text(encoding="utf-8"))
+    assert ctrl["effort_controller"]["ros__parameters"]["joints"] == list(ros2_control_joints(text))
+    # The original description is preserved: every original joint and link is still there.
+    original = ET.parse(urdf).getroot()
+    for tag in ("link", "joint"):
+        names = {e.get("name") for e in original.findall(tag)}
+        assert names <= {e.get("name") for e in robot.findall(tag)}
+    # Effort-controlled joints need effort limits for gz_ros2_control.
+    for name in joints:
+        assert float(robot.find(f"joint[@name='{name}']/limit").get("effort")) > 0
+
+
+# --------------------------------------------------------------------------- namespaced params
+
+def test_scope_params_to_any_namespace(tmp_path):
+    params = _params()
+    scoped = scope_params_to_any_namespace(params)
+    assert scoped["/**"] == params["/**"]
+    for node in ("base_controller", "residual_policy", "residual_mixer"):
+        assert scoped[f"/**/{node}"] == params[node]
+        assert node not in scoped
+    assert params_file_for_namespace(str(PARAMS_FILE), "") == str(PARAMS_FILE)
+    path = params_file_for_namespace(str(PARAMS_FILE), "/arm1")
+    try:
+        assert yaml.safe_load(Path(path).read_text(encoding="utf-8")) == scoped
+    finally:
+        os.unlink(path)
+    with pytest.raises(ValueError, match="ros__parameters"):
+        scope_params_to_any_namespace({"node": {"x": 1}})
+    with pytest.raises(FileNotFoundError):
+        params_file_for_namespace(str(tmp_path / "missing.yaml"), "ns")
+
+
+# --------------------------------------------------------------------------- docs
+
+def test_doc_mentions_command_packages_and_arguments():
+    text = DOC_FILE.read_text(encoding="utf-8")
+    assert "ros2 launch residual_control hil_gazebo.launch.py" in text
+    for pkg in ("ros-jazzy-ros-gz", "ros-jazzy-gz-ros2-control"):
+        assert pkg in text
+    for arg in _declared_args(_tree("hil_gazebo.launch.py")):
+        assert f"`{arg}`" in text, f"docs/gazebo_hil.md does not document `{arg}`"
+    assert "/effort_controller/commands" in text and "/joint_states" in text
