@@ -2,6 +2,7 @@
 
     ros2 launch residual_control sim_demo.launch.py
     ros2 launch residual_control sim_demo.launch.py plant_file:=real.yaml
+    ros2 launch residual_control sim_demo.launch.py sim_mode:=lockstep
 
 Nodes (all relative topic names, pushed into ``namespace`` when given):
   mujoco_sim           pub joint_states, /clock; sub commands
@@ -41,13 +42,19 @@ def _launch_setup(context, *args, **kwargs):
     log_level = LaunchConfiguration('log_level').perform(context)
     ros_args = ['--log-level', log_level]
 
-    # mujoco_sim is the clock source: it runs on wall time and publishes /clock.
+    sim_mode = LaunchConfiguration('sim_mode').perform(context)
+    if sim_mode == 'lockstep' and not use_sim_time:
+        raise RuntimeError('sim_mode:=lockstep needs use_sim_time:=true (/clock from mujoco_sim)')
+
+    # mujoco_sim is the clock source: it keeps its own (steady) time and, with
+    # use_sim_time, publishes /clock for every other node.
     mujoco_sim = Node(
         package=PACKAGE,
         executable='mujoco_sim',
         name='mujoco_sim',
         output='screen',
-        parameters=[sim_params, {'plant_file': plant_file, 'use_sim_time': False}],
+        parameters=[sim_params, {'plant_file': plant_file, 'mode': sim_mode,
+                                 'publish_clock': use_sim_time, 'use_sim_time': False}],
         ros_arguments=ros_args,
     )
     reference_publisher = Node(
@@ -110,7 +117,11 @@ def generate_launch_description():
             description='ONNX residual policy; empty: the params file value'),
         DeclareLaunchArgument(
             'use_sim_time', default_value='true',
-            description='Run the controllers on /clock from mujoco_sim'),
+            description='mujoco_sim publishes /clock and every other node runs on it'),
+        DeclareLaunchArgument(
+            'sim_mode', default_value='realtime',
+            description='mujoco_sim mode: realtime (wall-clock paced) or lockstep '
+                        '(one control period per command; needs use_sim_time:=true)'),
         DeclareLaunchArgument(
             'log_level', default_value='info',
             description='Log level of all nodes'),
