@@ -1,0 +1,334 @@
+"""MuJoCo plant of the 2-link arm with randomizable "real robot" effects.
+
+Pure Python (numpy + mujoco), no rclpy: used by the ROS 2 simulator node, the
+training data generators and the tests.
+
+Plant effects (``PlantParams``):
+
+* ``payload_mass``   kg, mass of the payload body at the tip (``model.body_mass``).
+* ``friction_scale`` multiplier on the nominal Coulomb friction (MJCF ``frictionloss``).
+* ``damping_scale``  multiplier on the nominal viscous joint damping.
+* ``actuator_gain``  multiplier on the commanded torque: applied torque =
+  ``actuator_gain * clip(command, -torque_limits, torque_limits)`` (the motor's
+  ``gainprm[0]``; the command is clamped to ``ctrlrange`` first).
+* ``actuator_latency`` s, pure delay of the command, implemented as a FIFO of
+  ``round(latency / physics_dt)`` whole physics steps (before the first command
+  reaches the motor the FIFO holds zeros).
+* ``sensor_noise_std`` rad, std of Gaussian noise on measured positions;
+  measured velocities get an independent Gaussian noise of std
+  ``sensor_noise_std / VELOCITY_NOISE_TIMESCALE`` (= 20 x, i.e. what a 50 ms
+  smoothed finite difference of the noisy positions would roughly show).
+
+Sign convention: as ``ArmModel`` (angles from the horizontal, positive lifts
+against gravity, elbow angle relative to link 1; positive torque accelerates
+the joint in the positive direction).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Mapping, Optional, Sequence, Tuple, Union
+
+import mujoco
+import numpy as np
+
+from residual_control.core.arm_model import ArmModel
+from residual_control.sim import description_path
+
+MJCF_NAME = "arm.mjcf.xml"
+PAYLOAD_BODY = "payload"
+JOINT_NAMES: Tuple[str, ...] = ("shoulder", "elbow")
+#: Nominal joint damping (N m s/rad) and Coulomb friction (N m) of arm.mjcf.xml
+#: (checked by test/test_description.py).
+NOMINAL_DAMPING: Tuple[float, ...] = (0.5, 0.3)
+NOMINAL_FRICTIONLOSS: Tuple[float, ...] = (0.8, 0.5)
+#: Time scale relating velocity noise to position noise (see module docstring).
+VELOCITY_NOISE_TIMESCALE = 0.05
+
+#: Domain randomization ranges (uniform, inclusive) used by PlantParams.sample.
+RANDOMIZATION_RANGES = {
+    "payload_mass": (0.0, 1.5),
+    "friction_scale": (0.5, 2.0),
+    "damping_scale": (0.5, 2.0),
+    "actuator_gain": (0.8, 1.2),
+    "actuator_latency": (0.0, 0.004),
+    "sensor_noise_std": (0.0, 0.001),
+}
+
+
+@dataclass(frozen=True)
+class PlantParams:
+    """Physical parameters of the simulated plant. Defaults = nominal plant."""
+
+    payload_mass: float = 0.2
+    friction_scale: float = 1.0
+    damping_scale: float = 1.0
+    actuator_gain: float = 1.0
+    actuator_latency: float = 0.0
+    sensor_noise_std: float = 0.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            raw = getattr(self, f.name)
+            if isinstance(raw, bool) or not isinstance(raw, (int, float, np.integer, np.floating)):
+                raise ValueError(
+                    f"PlantParams.{f.name}: expected a real number, found {raw!r} "
+                    f"({type(raw).__name__})"
+                )
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ValueError(f"PlantParams.{f.name}: expected a finite value, found {value}")
+            if value < 0.0:
+                raise ValueError(f"PlantParams.{f.name}: expected a value >= 0, found {value}")
+            object.__setattr__(self, f.name, value)
+        if self.actuator_gain <= 0.0:
+            raise ValueError(
+                f"PlantParams.actuator_gain: expected a value > 0, found {self.actuator_gain}"
+            )
+
+    # ------------------------------------------------------------ construction
+    @classmethod
+    def field_names(cls) -> Tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> "PlantParams":
+        """Build from a mapping holding exactly the six parameter keys."""
+        if not isinstance(values, Mapping):
+            raise ValueError(
+                f"PlantParams: expected a mapping of {list(cls.field_names())}, "
+                f"found {type(values).__name__}"
+            )
+        expected = set(cls.field_names())
+        found = set(values)
+        unknown = sorted(found - expected)
+        missing = sorted(expected - found)
+        if unknown or missing:
+            raise ValueError(
+                f"PlantParams: expected keys {sorted(expected)}, found {sorted(found)}"
+                + (f"; unknown {unknown}" if unknown else "")
+                + (f"; missing {missing}" if missing else "")
+            )
+        return cls(**{k: values[k] for k in cls.field_names()})
+
+    @classmethod
+    def from_yaml(cls, path: Union[str, Path]) -> "PlantParams":
+        """Load a plant file such as config/plants/real.yaml (flat mapping)."""
+        import yaml
+
+        path = Path(path)
+        try:
+            with open(path, "r", encoding="utf-8") as fh:
+                data = yaml.safe_load(fh)
+        except OSError as exc:
+            raise ValueError(f"PlantParams: cannot read plant file {str(path)!r}: {exc}") from exc
+        if data is None:
+            data = {}
+        try:
+            return cls.from_mapping(data)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator, ranges: Mapping[str, Sequence[float]] = RANDOMIZATION_RANGES
+               ) -> "PlantParams":
+        """Uniform sample of every parameter within ``ranges`` (one (low, high) per key)."""
+        expected = set(cls.field_names())
+        if set(ranges) != expected:
+            raise ValueError(
+                f"PlantParams.sample: expected range keys {sorted(expected)}, found {sorted(ranges)}"
+            )
+        values = {}
+        for name in cls.field_names():
+            low, high = (float(x) for x in ranges[name])
+            if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+                raise ValueError(
+                    f"PlantParams.sample: range of {name}: expected finite low <= high, "
+                    f"found ({low}, {high})"
+                )
+            values[name] = float(rng.uniform(low, high)) if high > low else low
+        return cls(**values)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def replace(self, **changes: float) -> "PlantParams":
+        return replace(self, **changes)
+
+
+def true_arm_model(params: PlantParams, base: Optional[ArmModel] = None) -> ArmModel:
+    """Analytic model of the plant with its true payload and viscous damping.
+
+    Coulomb friction, actuator gain, latency and noise are not represented
+    (ArmModel has no term for them): an expert using computed torque on the
+    true plant may divide its torque by ``params.actuator_gain`` itself.
+    """
+    base = base if base is not None else ArmModel()
+    return ArmModel(
+        link_lengths=tuple(base.link_lengths),
+        link_masses=tuple(base.link_masses),
+        com_offsets=tuple(base.com_offsets),
+        link_inertias=tuple(base.link_inertias),
+        payload_mass=float(params.payload_mass),
+        gravity=base.gravity,
+        viscous_friction=tuple(d * params.damping_scale for d in NOMINAL_DAMPING),
+    )
+
+
+def _vector(value, n: int, what: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=float).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what}: expected {n} finite numbers, found {value!r}") from exc
+    if arr.size != n:
+        raise ValueError(f"{what}: expected {n} values, found {arr.size}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{what}: expected finite values, found {arr.tolist()}")
+    return arr
+
+
+class MujocoPlant:
+    """Torque-controlled arm simulated by MuJoCo at ``physics_dt``.
+
+    ``step(torque, duration)`` holds ``torque`` (N m, ordered as
+    ``joint_names``) for ``round(duration / physics_dt)`` physics steps.
+    """
+
+    def __init__(self, params: Optional[PlantParams] = None, seed: int = 0,
+                 physics_dt: float = 0.001, mjcf_path: Union[str, Path, None] = None) -> None:
+        if not (isinstance(physics_dt, (int, float)) and math.isfinite(physics_dt) and physics_dt > 0):
+            raise ValueError(f"MujocoPlant: expected physics_dt > 0, found {physics_dt!r}")
+        path = Path(mjcf_path) if mjcf_path is not None else description_path(MJCF_NAME)
+        self.model = mujoco.MjModel.from_xml_path(str(path))
+        self.model.opt.timestep = float(physics_dt)
+        self.data = mujoco.MjData(self.model)
+        self._n = self.model.nu
+        names = tuple(
+            mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_JOINT, i) for i in range(self.model.njnt)
+        )
+        if names != JOINT_NAMES or self.model.nu != len(JOINT_NAMES):
+            raise ValueError(f"MujocoPlant: expected joints {list(JOINT_NAMES)}, found {list(names)}")
+        self._joint_names = names
+        self._payload_id = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, PAYLOAD_BODY)
+        self._nominal_damping = self.model.dof_damping.copy()
+        self._nominal_frictionloss = self.model.dof_frictionloss.copy()
+        self._torque_limits = np.abs(self.model.actuator_ctrlrange[:, 1]).copy()
+        self._rng = np.random.default_rng(seed)
+        self._params = PlantParams()
+        self._fifo = np.zeros((0, self._n))
+        self._fifo_head = 0
+        self.set_params(params if params is not None else PlantParams())
+        self.reset()
+
+    # ---------------------------------------------------------------- params
+    @property
+    def params(self) -> PlantParams:
+        return self._params
+
+    def set_params(self, params: PlantParams) -> None:
+        """Apply new plant parameters without resetting the state.
+
+        On a latency change the delay line is refilled with the command
+        currently reaching the motor.
+        """
+        if not isinstance(params, PlantParams):
+            raise ValueError(f"set_params: expected PlantParams, found {type(params).__name__}")
+        m = self.model
+        m.body_mass[self._payload_id] = params.payload_mass
+        m.dof_damping[:] = self._nominal_damping * params.damping_scale
+        m.dof_frictionloss[:] = self._nominal_frictionloss * params.friction_scale
+        m.actuator_gainprm[:, 0] = params.actuator_gain
+        delay = int(round(params.actuator_latency / m.opt.timestep))
+        if delay != self._fifo.shape[0]:
+            current = self.data.ctrl.copy() if hasattr(self, "data") else np.zeros(self._n)
+            self._fifo = np.tile(current, (delay, 1))
+            self._fifo_head = 0
+        self._params = params
+
+    @property
+    def latency_steps(self) -> int:
+        return int(self._fifo.shape[0])
+
+    # ----------------------------------------------------------------- state
+    def reset(self, q0=None, qd0=None) -> None:
+        """Reset time to 0, the state to (q0, qd0) (default zeros) and the delay line to zeros."""
+        q = np.zeros(self._n) if q0 is None else _vector(q0, self._n, "reset q0")
+        qd = np.zeros(self._n) if qd0 is None else _vector(qd0, self._n, "reset qd0")
+        mujoco.mj_resetData(self.model, self.data)
+        self.data.qpos[:] = q
+        self.data.qvel[:] = qd
+        self._fifo[:] = 0.0
+        self._fifo_head = 0
+        mujoco.mj_forward(self.model, self.data)
+
+    def step(self, torque, duration: float) -> None:
+        """Hold ``torque`` for ``round(duration / physics_dt)`` (>= 1) physics steps."""
+        cmd = _vector(torque, self._n, "step torque")
+        if not (isinstance(duration, (int, float, np.floating)) and math.isfinite(duration)):
+            raise ValueError(f"step duration: expected a finite number of seconds, found {duration!r}")
+        nstep = int(round(float(duration) / self.model.opt.timestep))
+        if nstep < 1:
+            raise ValueError(
+                f"step duration: expected >= one physics step ({self.model.opt.timestep} s), "
+                f"found {duration}"
+            )
+        m, d = self.model, self.data
+        delay = self._fifo.shape[0]
+        if delay == 0:
+            d.ctrl[:] = cmd
+            mujoco.mj_step(m, d, nstep=nstep)
+            return
+        fifo = self._fifo
+        for _ in range(nstep):
+            head = self._fifo_head
+            d.ctrl[:] = fifo[head]
+            fifo[head] = cmd
+            self._fifo_head = (head + 1) % delay
+            mujoco.mj_step(m, d)
+
+    # ------------------------------------------------------------ properties
+    @property
+    def time(self) -> float:
+        return float(self.data.time)
+
+    @property
+    def q(self) -> np.ndarray:
+        return self.data.qpos.copy()
+
+    @property
+    def qd(self) -> np.ndarray:
+        return self.data.qvel.copy()
+
+    @property
+    def applied_torque(self) -> np.ndarray:
+        """Torque the motors applied in the last physics step (after clamp, gain and delay)."""
+        return self.data.actuator_force.copy()
+
+    @property
+    def joint_names(self) -> Tuple[str, ...]:
+        return self._joint_names
+
+    @property
+    def torque_limits(self) -> np.ndarray:
+        """Symmetric command limits |tau_i| <= limit_i (N m), before actuator_gain."""
+        return self._torque_limits.copy()
+
+    @property
+    def physics_dt(self) -> float:
+        return float(self.model.opt.timestep)
+
+    def measure(self) -> Tuple[np.ndarray, np.ndarray]:
+        """Noisy (q, qd): q + N(0, s^2), qd + N(0, (s / VELOCITY_NOISE_TIMESCALE)^2)."""
+        q, qd = self.q, self.qd
+        s = self._params.sensor_noise_std
+        if s > 0.0:
+            q += self._rng.normal(0.0, s, self._n)
+            qd += self._rng.normal(0.0, s / VELOCITY_NOISE_TIMESCALE, self._n)
+        return q, qd
+
+
+__all__ = [
+    "PlantParams", "MujocoPlant", "RANDOMIZATION_RANGES", "true_arm_model",
+    "NOMINAL_DAMPING", "NOMINAL_FRICTIONLOSS", "VELOCITY_NOISE_TIMESCALE", "JOINT_NAMES",
+]
