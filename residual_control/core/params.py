@@ -131,7 +131,7 @@ MIXER_PARAMS: tuple[ParamSpec, ...] = (
               "What to command when the base action is stale or invalid",
               choices=("stop", "zero", "hold")),
     ParamSpec("diagnostics_period", DOUBLE, 0.5, "Period of /diagnostics publication", "s",
-              min=0.01, max=60.0),
+              min=0.01, max=60.0, read_only=True),
 )
 
 BASE_PARAMS: tuple[ParamSpec, ...] = (
@@ -177,7 +177,7 @@ POLICY_PARAMS: tuple[ParamSpec, ...] = (
               "Joint state or reference older than this (relative to base_action) is not used", "s",
               min=1e-3, max=60.0),
     ParamSpec("diagnostics_period", DOUBLE, 0.5, "Period of /diagnostics publication", "s",
-              min=0.01, max=60.0),
+              min=0.01, max=60.0, read_only=True),
 )
 
 

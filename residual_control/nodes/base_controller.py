@@ -1,0 +1,114 @@
+"""base_controller node: the trusted nominal controller, a_base = f(joint state, reference).
+
+Subscribes ``joint_states`` and ``reference`` (sensor_msgs/JointState:
+position and velocity setpoints), matched by joint name. Publishes
+``base_action`` (sensor_msgs/JointState: name, effort = a_base,
+header.stamp = the stamp of the joint state used) once per joint state.
+Until a reference arrives it holds the first measured position. Gains can be
+tuned live with ``ros2 param set``; the control law lives in
+:mod:`residual_control.core.base_controllers`.
+"""
+from __future__ import annotations
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+
+from ..core.base_controllers import make_base_controller
+from ..core.errors import ConfigError, ObservationError
+from ..core.params import BASE_PARAMS, spec_map
+from .common import ERROR, OK, WARN, Diagnostics, declare_specs, order_by_name, result, run_node, \
+    stamp_to_sec, validate_changes
+from .qos import CONTROL_QOS
+
+
+class BaseControllerNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("base_controller", **kwargs)
+        self._specs = spec_map(BASE_PARAMS)
+        self._values = declare_specs(self, BASE_PARAMS)
+        self.controller = make_base_controller(self._values)
+        self.joints = tuple(self._values["joints"])
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._q_ref: np.ndarray | None = None
+        self._qd_ref = np.zeros(len(self.joints))
+        self._holding = False
+        self._rejected = 0
+        self._last_error = ""
+        self._published = 0
+
+        self._pub = self.create_publisher(JointState, "base_action", CONTROL_QOS)
+        self.create_subscription(JointState, "joint_states", self._on_joint_state, CONTROL_QOS)
+        self.create_subscription(JointState, "reference", self._on_reference, CONTROL_QOS)
+        self._diag = Diagnostics(self, "base_controller", hardware_id=self.get_fully_qualified_name())
+        self.create_timer(float(self._values.get("diagnostics_period", 0.5)), self._publish_diagnostics)
+        self._out = JointState(name=list(self.joints))
+        self.get_logger().info(f"{self.controller.kind} on {list(self.joints)}")
+
+    def _reject(self, error: str) -> None:
+        self._rejected += 1
+        self._last_error = error
+        self.get_logger().warn(error, throttle_duration_sec=1.0)
+
+    def _on_reference(self, msg: JointState) -> None:
+        try:
+            q_ref = order_by_name(self.joints, msg.name, msg.position, "reference.position")
+            qd_ref = (order_by_name(self.joints, msg.name, msg.velocity, "reference.velocity")
+                      if len(msg.velocity) else np.zeros(len(self.joints)))
+        except ValueError as exc:
+            self._reject(str(exc))
+            return
+        self._q_ref, self._qd_ref, self._holding = q_ref, qd_ref, False
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        try:
+            q = order_by_name(self.joints, msg.name, msg.position, "joint_states.position")
+            qd = order_by_name(self.joints, msg.name, msg.velocity, "joint_states.velocity")
+        except ValueError as exc:
+            self._reject(str(exc))
+            return
+        if self._q_ref is None:
+            self._q_ref, self._qd_ref, self._holding = q.copy(), np.zeros(len(self.joints)), True
+            self.get_logger().info("no reference yet: holding the first measured position")
+        try:
+            tau = self.controller.compute(q, qd, self._q_ref, self._qd_ref, stamp_to_sec(msg.header.stamp))
+        except ObservationError as exc:
+            self._reject(str(exc))
+            return
+        self._out.header.stamp = msg.header.stamp
+        self._out.effort = tau.tolist()
+        self._pub.publish(self._out)
+        self._published += 1
+
+    def _publish_diagnostics(self) -> None:
+        if self._rejected and self._last_error:
+            level, message = ERROR if self._published == 0 else WARN, self._last_error
+        elif self._holding or self._q_ref is None:
+            level, message = WARN, "no reference received: holding position"
+        else:
+            level, message = OK, "running"
+        self._diag.publish(level, message, {
+            "controller_type": self.controller.kind,
+            "published": self._published,
+            "rejected_inputs": self._rejected,
+        })
+
+    def _on_set_parameters(self, params):
+        try:
+            changes = validate_changes(self._specs, params)
+            if changes:
+                controller = make_base_controller({**self._values, **changes})
+                self._values.update(changes)
+                self.controller = controller
+        except (ConfigError, KeyError) as exc:
+            return result(str(exc))
+        return result()
+
+
+def main(args=None) -> int:
+    return run_node(BaseControllerNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

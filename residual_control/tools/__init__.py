@@ -1,0 +1,1 @@
+"""Command-line tools: runner, demo, benchmarks, fault matrix."""
