@@ -1,0 +1,121 @@
+"""ONNX writer for :class:`ResidualPolicyNet` plus the export check.
+
+The graph is built node by node with ``onnx.helper`` from the trained weights
+(Sub, Div, Clip, Gemm, Relu/Tanh/Elu, Tanh, Mul), so it does not depend on the
+torch exporter in use and holds exactly the computation of the torch module:
+input ``observation`` float32 [1, n_obs], output ``residual`` float32
+[1, n_joints], normalisation and bound inside the graph.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from residual_control.core.policy import INPUT_NAME, OUTPUT_NAME, ModelContract
+
+from .nets import ResidualPolicyNet
+
+OPSET = 17
+EXPORT_TOLERANCE = 1e-5
+
+
+class ExportCheckError(RuntimeError):
+    pass
+
+
+def build_onnx(net: ResidualPolicyNet, metadata: Mapping[str, str], opset: int = OPSET):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    net = net.eval()
+    n_obs = net.n_obs
+    n_act = int(net.limit.numel())
+    inits, nodes = [], []
+
+    def const(name, arr):
+        inits.append(numpy_helper.from_array(np.asarray(arr, dtype=np.float32), name))
+        return name
+
+    mean = const("obs_mean", net.normalizer.mean.detach().numpy().reshape(1, -1))
+    std = const("obs_std", net.normalizer.std.detach().numpy().reshape(1, -1))
+    lo = const("obs_clip_lo", np.float32(-net.normalizer.clip))
+    hi = const("obs_clip_hi", np.float32(net.normalizer.clip))
+    nodes += [helper.make_node("Sub", [INPUT_NAME, mean], ["centred"]),
+              helper.make_node("Div", ["centred", std], ["scaled"]),
+              helper.make_node("Clip", ["scaled", lo, hi], ["x0"])]
+    x = "x0"
+    k = 0
+    for layer in net.body:
+        k += 1
+        out = f"x{k}"
+        if isinstance(layer, nn.Linear):
+            w = const(f"W{k}", layer.weight.detach().numpy())
+            b = const(f"b{k}", layer.bias.detach().numpy())
+            nodes.append(helper.make_node("Gemm", [x, w, b], [out], transB=1))
+        elif isinstance(layer, nn.ReLU):
+            nodes.append(helper.make_node("Relu", [x], [out]))
+        elif isinstance(layer, nn.Tanh):
+            nodes.append(helper.make_node("Tanh", [x], [out]))
+        elif isinstance(layer, nn.ELU):
+            nodes.append(helper.make_node("Elu", [x], [out], alpha=float(layer.alpha)))
+        else:
+            raise TypeError(f"build_onnx: unsupported layer {type(layer).__name__}")
+        x = out
+    limit = const("residual_limit", net.limit.detach().numpy().reshape(1, -1))
+    nodes += [helper.make_node("Tanh", [x], ["unit"]),
+              helper.make_node("Mul", ["unit", limit], [OUTPUT_NAME])]
+    graph = helper.make_graph(
+        nodes, "residual_policy",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, n_obs])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [1, n_act])],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", int(opset))],
+                              producer_name="residual_control.training")
+    model.ir_version = min(model.ir_version, 8)
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = str(key), str(value)
+    onnx.checker.check_model(model)
+    return model
+
+
+def export_check(net: ResidualPolicyNet, model_bytes: bytes, real_obs: np.ndarray | None = None,
+                 n_random: int = 256, seed: int = 0, tol: float = EXPORT_TOLERANCE) -> dict:
+    """Run torch and onnxruntime on the same random and real observations; raise if they differ."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(seed)
+    mean = net.normalizer.mean.numpy()
+    std = net.normalizer.std.numpy()
+    batches = [(mean + std * rng.normal(0, 2.0, (n_random, net.n_obs))).astype(np.float32),
+               rng.normal(0, 1e3, (16, net.n_obs)).astype(np.float32)]
+    if real_obs is not None and len(real_obs):
+        batches.append(np.asarray(real_obs, dtype=np.float32).reshape(-1, net.n_obs))
+    obs = np.concatenate(batches)
+    sess = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        ref = net(torch.as_tensor(obs)).numpy()
+    got = np.concatenate([sess.run([OUTPUT_NAME], {INPUT_NAME: o[None, :]})[0] for o in obs])
+    diff = float(np.max(np.abs(ref - got)))
+    if not np.isfinite(diff) or diff > tol:
+        raise ExportCheckError(f"export check: expected torch vs onnxruntime max |diff| <= {tol:g}, "
+                               f"found {diff:.3g} over {len(obs)} observations")
+    return {"n_checked": int(len(obs)), "n_real": int(0 if real_obs is None else len(real_obs)),
+            "max_abs_diff": diff}
+
+
+def write_model(net: ResidualPolicyNet, contract: ModelContract, path: str, real_obs=None,
+                opset: int = OPSET) -> dict:
+    """Build, check (torch vs onnxruntime) and only then write the model. Returns the check report."""
+    from pathlib import Path
+
+    model = build_onnx(net, contract.to_metadata(), opset)
+    data = model.SerializeToString()
+    report = export_check(net, data, real_obs)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.write(data)
+    return report

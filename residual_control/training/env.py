@@ -1,0 +1,255 @@
+"""``ResidualEnv``: the residual-control loop of the ROS graph as a gymnasium env, no ROS.
+
+One step = one control period (1 / control_rate_hz, 100 Hz by default):
+
+1. the plant's noisy joint state (q, qd) is measured (``MujocoPlant.measure``);
+2. the reference (q_ref, qd_ref) is sampled at the current time;
+3. a_base = base.compute(q, qd, q_ref, qd_ref, t) -- the SAME core base controller
+   (:func:`residual_control.core.make_base_controller` on the params file's
+   ``base_controller`` section);
+4. the observation is built by the core :class:`ObservationAssembler` from the
+   same joint state, reference, a_base and the perception (payload_mass +
+   N(0, 0.05^2), refreshed at 30 Hz and held in between);
+5. the agent answers with an action in [-1, 1]^n, scaled by residual_limit into
+   da; as in the ROS graph, da reaches the core :class:`Mixer` ``residual_delay_steps``
+   periods later (default 1: it is mixed with the NEXT base action);
+6. a = clip(a_base + g * clip(da_delayed, +-eps), command limits) (the Mixer, with
+   no recovery hold/ramp) is held on the plant for one period.
+
+Reward: ``-(sum_i (q_ref_i - q_i)^2) / error_scale^2 - action_weight * |da / eps|^2``,
+with q the true (noise-free) position after the step.
+
+``full_action=True`` is the from-scratch baseline: no base controller (a_base
+observed as 0), the action in [-1, 1]^n is the whole torque scaled into the
+command limits (the command clamp still applies).
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any, Mapping, Sequence
+
+import gymnasium as gym
+import numpy as np
+
+from residual_control.core import (Mixer, MixerConfig, ObservationAssembler, default_observation_names,
+                                   make_base_controller)
+from residual_control.sim.plant import RANDOMIZATION_RANGES, MujocoPlant, PlantParams
+from residual_control.sim.trajectories import make_trajectory
+
+from .common.config import load_params_file
+
+#: Default reference randomization (rad, Hz, s): inside the joint range with margin.
+DEFAULT_TRAJECTORIES: dict = {
+    "min_jerk_share": 0.4,
+    "sinusoid": {"center": [[-0.2, 0.8], [-0.2, 1.1]], "amplitude": [[0.05, 0.8], [0.05, 0.9]],
+                 "frequency_hz": [[0.1, 0.6], [0.1, 0.7]]},
+    "min_jerk": {"range": [[-0.6, 1.2], [-0.6, 1.6]], "segment_duration": [0.6, 2.0], "n_waypoints": [3, 5]},
+    "initial_position_noise": 0.05,
+}
+
+
+def sample_trajectory_spec(rng: np.random.Generator, cfg: Mapping[str, Any] | None = None,
+                           n_joints: int = 2) -> dict:
+    """A random reference spec for :func:`make_trajectory`, within ``cfg``'s safe ranges."""
+    cfg = {**DEFAULT_TRAJECTORIES, **(cfg or {})}
+    if rng.random() < float(cfg["min_jerk_share"]):
+        mj = cfg["min_jerk"]
+        k = int(rng.integers(int(mj["n_waypoints"][0]), int(mj["n_waypoints"][1]) + 1))
+        wp = [[float(rng.uniform(*mj["range"][j])) for j in range(n_joints)] for _ in range(k)]
+        return {"type": "min_jerk", "waypoints": wp,
+                "segment_duration": float(rng.uniform(*mj["segment_duration"])), "cycle": True}
+    s = cfg["sinusoid"]
+    return {"type": "sinusoid",
+            "center": [float(rng.uniform(*s["center"][j])) for j in range(n_joints)],
+            "amplitude": [float(rng.uniform(*s["amplitude"][j])) for j in range(n_joints)],
+            "frequency_hz": [float(rng.uniform(*s["frequency_hz"][j])) for j in range(n_joints)],
+            "phase": [float(rng.uniform(0, 2 * math.pi)) for _ in range(n_joints)]}
+
+
+class ResidualEnv(gym.Env):
+    """Residual (default) or full-action control of the MuJoCo arm; see the module docstring."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, params_file: str = "config/residual_control.yaml", *, full_action: bool = False,
+                 residual_delay_steps: int = 1, randomization: Mapping[str, Sequence[float]] | None = None,
+                 plant: PlantParams | Mapping[str, float] | None = None,
+                 base_gain_randomization: float = 0.0, episode_seconds: float = 4.0,
+                 trajectory: Mapping[str, Any] | None = None,
+                 trajectories: Mapping[str, Any] | None = None,
+                 perception_noise_std: float = 0.05, perception_rate_hz: float = 30.0,
+                 error_scale: float = 0.1, action_weight: float = 0.05, residual_gain: float = 1.0,
+                 observation_names: Sequence[str] | None = None, physics_dt: float = 0.001,
+                 start_at_rest: bool = False, seed: int | None = None) -> None:
+        super().__init__()
+        pf = load_params_file(params_file)
+        self.params_file = pf
+        self.joints = tuple(pf["joints"])
+        self.n = len(self.joints)
+        self.dt = 1.0 / pf["control_rate_hz"]
+        self.residual_limit = np.asarray(pf["residual_limit"], dtype=float)
+        self.command_min = np.asarray(pf["command_min"], dtype=float)
+        self.command_max = np.asarray(pf["command_max"], dtype=float)
+        self.perception_features = tuple(pf["perception_features"])
+        self.full_action = bool(full_action)
+        self.delay = int(residual_delay_steps)
+        if self.delay < 0:
+            raise ValueError(f"residual_delay_steps: expected >= 0, found {self.delay}")
+        ranges = dict(RANDOMIZATION_RANGES)
+        ranges.update({k: tuple(v) for k, v in (randomization or {}).items()})
+        self.randomization = ranges
+        if plant is not None and not isinstance(plant, PlantParams):
+            plant = PlantParams.from_mapping(plant)
+        self.fixed_plant = plant
+        self.base_gain_randomization = float(base_gain_randomization)
+        self.episode_steps = int(round(episode_seconds / self.dt))
+        self.fixed_trajectory = dict(trajectory) if trajectory else None
+        self.trajectory_cfg = {**DEFAULT_TRAJECTORIES, **(trajectories or {})}
+        self.perception_noise_std = float(perception_noise_std)
+        self.perception_period = 1.0 / float(perception_rate_hz)
+        self.error_scale = float(error_scale)
+        self.action_weight = float(action_weight)
+        self.start_at_rest = bool(start_at_rest)
+
+        self.base_params = dict(pf["base_params"])
+        self.base = make_base_controller(self.base_params)
+        names = list(observation_names) if observation_names else default_observation_names(
+            self.joints, self.perception_features)
+        self.assembler = ObservationAssembler(names, self.joints, self.perception_features)
+        self.observation_names = tuple(names)
+        mp = dict(pf["mixer_params"])
+        mp.update(joints=self.joints, residual_gain=float(residual_gain), recovery_hold_time=0.0,
+                  recovery_ramp_time=0.0, residual_limit=self.residual_limit,
+                  command_min=self.command_min, command_max=self.command_max)
+        mp.setdefault("residual_limit_max", np.maximum(self.residual_limit, mp.get("residual_limit_max",
+                                                                                    self.residual_limit)))
+        self.mixer_config = MixerConfig.from_params(mp)
+        self.mixer = Mixer(self.mixer_config)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.assembler.size,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.n,), np.float32)
+        self._rng = np.random.default_rng(seed)
+        self.plant = MujocoPlant(self.fixed_plant or PlantParams(), seed=int(self._rng.integers(2**31)),
+                                 physics_dt=physics_dt)
+        self.plant_params = self.plant.params
+        self.trajectory = None
+        self.trajectory_spec: dict = {}
+        self.time = 0.0
+        self._steps = 0
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def action_scale(self) -> np.ndarray:
+        """Torque (N m) per unit action: residual_limit, or half the command range (full_action)."""
+        return (self.command_max - self.command_min) / 2 if self.full_action else self.residual_limit
+
+    def action_to_torque(self, action) -> np.ndarray:
+        a = np.clip(np.asarray(action, dtype=float).reshape(-1), -1.0, 1.0)
+        if self.full_action:
+            return (self.command_max + self.command_min) / 2 + a * self.action_scale
+        return a * self.residual_limit
+
+    def _perceive(self) -> None:
+        if self.time + 1e-9 >= self._next_perception:
+            self.perception = np.array([self.plant_params.payload_mass + self._rng.normal(
+                0.0, self.perception_noise_std)])[: len(self.perception_features)]
+            self._next_perception += self.perception_period
+
+    def _observe(self) -> np.ndarray:
+        self.q_meas, self.qd_meas = self.plant.measure()
+        self.q_ref, self.qd_ref, self.qdd_ref = self.trajectory.sample(self.time)
+        self._perceive()
+        if self.full_action:
+            self.a_base = np.zeros(self.n)
+        else:
+            self.a_base = self.base.compute(self.q_meas, self.qd_meas, self.q_ref, self.qd_ref, self.time)
+        self.obs = self.assembler.assemble(self.q_meas, self.qd_meas, self.q_ref, self.qd_ref, self.a_base,
+                                           self.perception if self.perception_features else None)
+        return self.obs
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: Mapping[str, Any] | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        options = dict(options or {})
+        plant = options.get("plant", self.fixed_plant)
+        if plant is None:
+            plant = PlantParams.sample(self._rng, self.randomization)
+        elif not isinstance(plant, PlantParams):
+            plant = PlantParams.from_mapping(plant)
+        self.plant.set_params(plant)
+        self.plant_params = plant
+        if self.base_gain_randomization > 0 and not self.full_action:
+            p = dict(self.base_params)
+            r = self.base_gain_randomization
+            p["kp"] = [k * self._rng.uniform(1 - r, 1 + r) for k in self.base_params["kp"]]
+            p["kd"] = [k * self._rng.uniform(1 - r, 1 + r) for k in self.base_params["kd"]]
+            self.base = make_base_controller(p)
+        self.base.reset()
+        spec = options.get("trajectory", self.fixed_trajectory)
+        if spec is None:
+            spec = sample_trajectory_spec(self._rng, self.trajectory_cfg, self.n)
+        self.trajectory_spec = dict(spec)
+        self.trajectory = make_trajectory(spec)
+        q0, qd0, _ = self.trajectory.sample(0.0)
+        if not self.start_at_rest and options.get("trajectory") is None and self.fixed_trajectory is None:
+            q0 = q0 + self._rng.normal(0.0, float(self.trajectory_cfg["initial_position_noise"]), self.n)
+            qd0 = qd0 * self._rng.uniform(0.0, 1.0)
+        else:
+            qd0 = np.zeros(self.n)
+        self.plant.reset(q0, qd0)
+        self.mixer = Mixer(self.mixer_config)
+        self._queue: deque = deque()
+        self.time = 0.0
+        self._steps = 0
+        self._next_perception = 0.0
+        self.perception = np.zeros(len(self.perception_features))
+        obs = self._observe()
+        return obs, {"plant": plant.as_dict(), "trajectory": self.trajectory_spec}
+
+    def step(self, action):
+        torque = self.action_to_torque(action)
+        unit = torque / self.action_scale if not self.full_action else np.clip(
+            np.asarray(action, dtype=float).reshape(-1), -1, 1)
+        t = self.time
+        if self.full_action:
+            command = np.clip(torque, self.command_min, self.command_max)
+            applied = command
+        else:
+            self._queue.append((torque, t))
+            if len(self._queue) > self.delay:
+                da, stamp = self._queue.popleft()
+                self.mixer.update_residual(self.joints, da, stamp, t)
+            out = self.mixer.step(self.joints, self.a_base, t, t)
+            command = out.command
+            applied = out.applied_residual
+        self.command = command
+        self.applied_residual = applied
+        self.plant.step(command, self.dt)
+        self._steps += 1
+        self.time = self._steps * self.dt
+        q_true = self.plant.q
+        q_ref_next, _, _ = self.trajectory.sample(self.time)
+        err = q_ref_next - q_true
+        tracking_cost = float(np.sum(err ** 2)) / self.error_scale ** 2
+        action_cost = self.action_weight * float(np.sum(unit ** 2))
+        reward = -tracking_cost - action_cost
+        terminated = bool(not np.all(np.isfinite(q_true)) or np.any(np.abs(q_true) > 2.9))
+        if terminated:
+            reward -= 100.0
+            obs = self.obs
+        else:
+            obs = self._observe()
+        truncated = self._steps >= self.episode_steps
+        info = {"error": err, "tracking_cost": tracking_cost, "command": command,
+                "applied_residual": applied, "a_base": self.a_base}
+        return obs, float(reward), terminated, truncated, info
+
+
+def make_env_from_config(env_cfg: Mapping[str, Any] | None, params_file: str, seed: int | None = None,
+                         **overrides) -> ResidualEnv:
+    """Build a ResidualEnv from the ``env`` section of a training config."""
+    kw = dict(env_cfg or {})
+    kw.update(overrides)
+    return ResidualEnv(params_file, seed=seed, **kw)

@@ -1,0 +1,211 @@
+"""Closed-loop evaluation on the plant directly (no ROS): base alone vs base + residual.
+
+Both runs use :class:`ResidualEnv` on a fixed plant (a plant YAML such as
+config/plants/real.yaml) and a fixed reference (config/reference.yaml by
+default), with the residual delayed by one control period and clamped by the
+core Mixer at residual_limit, exactly as in the ROS graph. "Base alone" is
+the same loop with no residual. Reports RMSE per joint and overall (rad, on
+the true joint position), max |da| and the clamp share; writes JSON and a PNG.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import yaml
+
+from .common.config import resolve_path
+
+DEFAULT_PARAMS_FILE = "config/residual_control.yaml"
+DEFAULT_REFERENCE = "config/reference.yaml"
+
+#: The acceptance plants: real.yaml plus two more inside the randomization ranges.
+ACCEPTANCE_PLANTS: dict = {
+    "real": "config/plants/real.yaml",
+    "heavy_weak": {"payload_mass": 1.5, "friction_scale": 2.0, "damping_scale": 2.0, "actuator_gain": 0.8,
+                   "actuator_latency": 0.004, "sensor_noise_std": 0.0005},
+    "light_strong": {"payload_mass": 0.5, "friction_scale": 0.6, "damping_scale": 1.0, "actuator_gain": 1.15,
+                     "actuator_latency": 0.0, "sensor_noise_std": 0.0005},
+    "mid": {"payload_mass": 1.0, "friction_scale": 1.5, "damping_scale": 1.5, "actuator_gain": 0.9,
+            "actuator_latency": 0.002, "sensor_noise_std": 0.0005},
+}
+
+
+def load_reference_spec(path: str = DEFAULT_REFERENCE, kind: str | None = None) -> dict:
+    """The trajectory spec of the reference publisher's params file (sinusoid or min_jerk)."""
+    with open(resolve_path(path), "r", encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    p = dict((data.get("reference_publisher") or {}).get("ros__parameters") or data)
+    kind = kind or p.get("trajectory_type", "sinusoid")
+    if kind == "sinusoid":
+        return {"type": "sinusoid", "center": p["center"], "amplitude": p["amplitude"],
+                "frequency_hz": p["frequency_hz"], "phase": p.get("phase", [0.0] * len(p["center"]))}
+    return {"type": "min_jerk", "waypoints": p["waypoints"], "segment_duration": p["segment_duration"],
+            "cycle": bool(p.get("cycle", True)), "n_joints": len(p.get("joints", [0, 0]))}
+
+
+def load_plant(plant) -> "PlantParams":
+    from residual_control.sim.plant import PlantParams
+
+    if isinstance(plant, PlantParams):
+        return plant
+    if isinstance(plant, Mapping):
+        return PlantParams.from_mapping(plant)
+    return PlantParams.from_yaml(resolve_path(plant))
+
+
+def rollout(residual_fn: Callable[[np.ndarray], np.ndarray] | None, plant, trajectory: Mapping,
+            seconds: float = 20.0, params_file: str = DEFAULT_PARAMS_FILE, delay: int = 1,
+            observation_names: Sequence[str] | None = None, seed: int = 0, record: bool = False) -> dict:
+    """One closed-loop run. ``residual_fn(obs) -> da`` in N m (None: base alone)."""
+    from .env import ResidualEnv
+
+    env = ResidualEnv(params_file, plant=load_plant(plant), trajectory=trajectory, episode_seconds=seconds,
+                      residual_delay_steps=delay, observation_names=observation_names, seed=seed)
+    obs, _ = env.reset(seed=seed)
+    errs, das, rec = [], [], {"t": [], "q": [], "q_ref": [], "da": [], "a_base": []}
+    clamped = 0
+    done = False
+    while not done:
+        da = np.zeros(env.n) if residual_fn is None else np.asarray(residual_fn(obs), dtype=float).reshape(-1)
+        das.append(da)
+        clamped += int(np.any(np.abs(da) > env.residual_limit + 1e-9))
+        obs, _r, term, trunc, info = env.step(da / env.residual_limit)
+        errs.append(info["error"])
+        if record:
+            rec["t"].append(env.time)
+            rec["q"].append(env.plant.q)
+            rec["q_ref"].append(env.trajectory.sample(env.time)[0])
+            rec["da"].append(info["applied_residual"])
+            rec["a_base"].append(info["a_base"])
+        done = term or trunc
+    e = np.asarray(errs)
+    out = {"rmse_per_joint": np.sqrt(np.mean(e ** 2, axis=0)).tolist(),
+           "rmse": float(np.sqrt(np.mean(e ** 2))),
+           "max_abs_error": np.max(np.abs(e), axis=0).tolist(),
+           "max_abs_residual": np.max(np.abs(np.asarray(das)), axis=0).tolist(),
+           "clamped_share": clamped / max(1, len(das)), "steps": len(das), "terminated": bool(term)}
+    if record:
+        out["trace"] = {k: np.asarray(v) for k, v in rec.items()}
+    return out
+
+
+def compare(residual_fn, plant, trajectory, seconds=20.0, params_file=DEFAULT_PARAMS_FILE, delay=1,
+            observation_names=None, seed=0, record=False) -> dict:
+    base = rollout(None, plant, trajectory, seconds, params_file, delay, observation_names, seed, record)
+    res = rollout(residual_fn, plant, trajectory, seconds, params_file, delay, observation_names, seed, record)
+    return {"base": base, "residual": res, "ratio": res["rmse"] / base["rmse"]}
+
+
+def onnx_residual_fn(model_path: str, params_file: str = DEFAULT_PARAMS_FILE):
+    """(fn, runner): the runtime's PolicyRunner, validated against the params file."""
+    from residual_control.core.policy import PolicyRunner
+
+    from .export import expectations_from_params
+
+    runner = PolicyRunner(str(model_path), expectations_from_params(params_file))
+    return runner.infer, runner
+
+
+def torch_residual_fn(net):
+    import torch
+
+    def fn(obs):
+        with torch.no_grad():
+            return net(torch.as_tensor(np.asarray(obs, dtype=np.float32)[None, :]))[0].numpy().astype(float)
+
+    return fn
+
+
+def measure_latency(model_path: str, n_obs: int, iters: int = 5000) -> dict:
+    """Single-observation onnxruntime latency on one thread (the runtime's session options)."""
+    from residual_control.core.policy import make_session
+
+    sess = make_session(str(model_path))
+    x = np.zeros((1, n_obs), dtype=np.float32)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        sess.run(["residual"], {"observation": x})
+    times = np.empty(iters)
+    for i in range(iters):
+        x[0] = rng.normal(0, 1, n_obs)
+        t0 = time.perf_counter_ns()
+        sess.run(["residual"], {"observation": x})
+        times[i] = (time.perf_counter_ns() - t0) / 1e3
+    return {"p50_us": float(np.percentile(times, 50)), "p99_us": float(np.percentile(times, 99)),
+            "max_us": float(times.max()), "iters": iters}
+
+
+def plot_comparison(results: Mapping[str, dict], plot_path: str, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    fig, axes = plt.subplots(len(names), 2, figsize=(12, 3.2 * len(names)), squeeze=False)
+    for row, name in enumerate(names):
+        r = results[name]
+        tb, tr = r["base"]["trace"], r["residual"]["trace"]
+        for j in range(2):
+            ax = axes[row, j]
+            ax.plot(tb["t"], tb["q_ref"][:, j], "k--", lw=1, label="reference")
+            ax.plot(tb["t"], tb["q"][:, j], "C0", lw=1, label=f"base (RMSE {r['base']['rmse_per_joint'][j]:.3f})")
+            ax.plot(tr["t"], tr["q"][:, j], "C3", lw=1,
+                    label=f"base+residual (RMSE {r['residual']['rmse_per_joint'][j]:.3f})")
+            ax.set_title(f"{name}: joint {j}  overall ratio {r['ratio']:.2f}")
+            ax.set_xlabel("t [s]")
+            ax.set_ylabel("q [rad]")
+            ax.legend(fontsize=7, loc="upper right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    Path(plot_path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(plot_path, dpi=80)
+    plt.close(fig)
+
+
+def evaluate_model(model_path: str, plants: Mapping[str, object] | Sequence[str] | str | None = None,
+                   json_path: str | None = None, plot_path: str | None = None,
+                   params_file: str = DEFAULT_PARAMS_FILE, reference: str = DEFAULT_REFERENCE,
+                   seconds: float = 20.0, delay: int = 1, seed: int = 0, latency: bool = True,
+                   progress: bool = True) -> dict:
+    """Evaluate an ONNX model (through the runtime's PolicyRunner) on one or more plants."""
+    if plants is None:
+        plants = ACCEPTANCE_PLANTS
+    elif isinstance(plants, str):
+        plants = {Path(plants).stem: plants}
+    elif not isinstance(plants, Mapping):
+        plants = {Path(p).stem: p for p in plants}
+    fn, runner = onnx_residual_fn(model_path, params_file)
+    traj = load_reference_spec(reference)
+    results = {}
+    items = list(plants.items())
+    try:
+        from tqdm import tqdm
+
+        items = tqdm(items, desc="evaluate", disable=not progress)
+    except ImportError:
+        pass
+    for name, plant in items:
+        results[name] = compare(fn, plant, traj, seconds, params_file, delay,
+                                runner.contract.observation_names, seed, record=plot_path is not None)
+        results[name]["plant"] = load_plant(plant).as_dict()
+    if plot_path:
+        plot_comparison(results, plot_path, title=f"{Path(model_path).name} on {reference}")
+    for r in results.values():
+        for k in ("base", "residual"):
+            r[k].pop("trace", None)
+    report = {"model": str(model_path), "sha256": runner.sha256, "reference": traj, "seconds": seconds,
+              "residual_delay_steps": delay, "params_file": params_file, "plants": results,
+              "observation_names": list(runner.contract.observation_names)}
+    if latency:
+        report["inference_latency"] = measure_latency(model_path, runner.n_obs)
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        with open(json_path, "w", encoding="utf-8") as fh:
+            json.dump(report, fh, indent=2)
+    return report
