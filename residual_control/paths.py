@@ -20,7 +20,7 @@ def share_path(*parts: str) -> Path:
 
         try:
             candidates.append(Path(get_package_share_directory(PACKAGE)).joinpath(*parts))
-        except (PackageNotFoundError, ValueError, LookupError):
+        except (PackageNotFoundError, ValueError, LookupError, OSError):
             pass
     except ImportError:
         pass

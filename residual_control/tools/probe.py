@@ -77,6 +77,7 @@ class Probe(Node):
         if record_joint_states:
             self.create_subscription(JointState, "joint_states", self._rec(self.rec.joint_states), CONTROL_QOS)
         self._param_clients = {}
+        self.mode_text = ""
 
     # ------------------------------------------------------------------ recording
     def _rec(self, sink):
@@ -90,6 +91,7 @@ class Probe(Node):
                                         np.asarray(msg.data, dtype=float)))
 
     def _on_mode(self, msg: String) -> None:
+        self.mode_text = msg.data
         self.rec.modes.append((time.monotonic(), self.ros_now(), msg.data))
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
@@ -101,7 +103,8 @@ class Probe(Node):
 
     @property
     def mode(self) -> str:
-        return self.rec.modes[-1][2].split(":", 1)[0] if self.rec.modes else ""
+        """The mixer's current mode (survives Recording.clear())."""
+        return self.mode_text.split(":", 1)[0]
 
     # ------------------------------------------------------------------ publishing
     def stamp_now(self):
@@ -150,7 +153,7 @@ class Probe(Node):
             self._param_clients[key] = self.create_client(srv_type, f"{node}/{srv}")
         return self._param_clients[key]
 
-    def set_parameter(self, node: str, name: str, value, timeout: float = 10.0):
+    def set_remote_parameter(self, node: str, name: str, value, timeout: float = 10.0):
         """SetParameters on a node; returns (successful, reason)."""
         client = self._client(node, SetParameters, "set_parameters")
         if not self.spin_until(client.service_is_ready, timeout):
@@ -162,7 +165,7 @@ class Probe(Node):
         res = future.result().results[0]
         return res.successful, res.reason
 
-    def get_parameter(self, node: str, name: str, timeout: float = 10.0):
+    def get_remote_parameter(self, node: str, name: str, timeout: float = 10.0):
         client = self._client(node, GetParameters, "get_parameters")
         if not self.spin_until(client.service_is_ready, timeout):
             raise TimeoutError(f"{node}/get_parameters: service not available within {timeout} s")

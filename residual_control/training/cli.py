@@ -1,0 +1,120 @@
+"""Command-line functions of the training package (wired into ``residual-control`` by the CLI module).
+
+``add_subcommands(subparsers)`` registers:
+
+* ``train {bc,rl} --config C --out DIR [--seed N] [--episodes N | --steps N]``
+* ``export CHECKPOINT OUT.onnx [--params config/residual_control.yaml]``
+* ``evaluate MODEL.onnx [--plant P ...] [--json J] [--plot P] [--seconds S]``
+* ``learn-bench --config config/train_rl.yaml --out DIR [--bc-config config/train_bc.yaml] [--skip-rl|--skip-bc]``
+
+Each subparser sets ``func`` to a callable taking the parsed ``argparse.Namespace``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def train(method: str, config_path: str, out_dir: str, seed: int | None = None, episodes: int | None = None,
+          steps: int | None = None, progress: bool = True) -> dict:
+    from .common.config import load_train_config
+
+    cfg = load_train_config(config_path)
+    if method == "bc":
+        from .bc import train_bc
+
+        return train_bc(cfg, out_dir, seed, episodes=episodes, progress=progress)
+    if method == "rl":
+        from .rl import train_rl
+
+        return train_rl(cfg, out_dir, seed, total_steps=steps, progress=progress)
+    raise ValueError(f"train: expected method 'bc' or 'rl', found {method!r}")
+
+
+def export(checkpoint: str, out_path: str, params_file: str | None = None) -> dict:
+    from .export import export_checkpoint
+
+    return export_checkpoint(checkpoint, out_path, params_file)
+
+
+def evaluate(model_path: str, plant_path=None, json_path: str | None = None, plot_path: str | None = None,
+             params_file: str = "config/residual_control.yaml", reference: str = "config/reference.yaml",
+             seconds: float = 20.0, progress: bool = True) -> dict:
+    from .evaluate import evaluate_model
+
+    return evaluate_model(model_path, plant_path, json_path, plot_path, params_file, reference, seconds,
+                          progress=progress)
+
+
+def benchmark(config_path: str = "config/train_rl.yaml", out_dir: str = "runs/bench", seed: int | None = None,
+              bc_config: str = "config/train_bc.yaml", rl: bool = True, bc: bool = True,
+              steps: int | None = None, progress: bool = True) -> dict:
+    from .benchmark import bc_table, rl_benchmark
+
+    out = {}
+    if bc:
+        out["bc"] = bc_table(bc_config, out_dir, seed, progress=progress)
+    if rl:
+        out["rl"] = rl_benchmark(config_path, out_dir, seed, steps, progress=progress)
+    return out
+
+
+def _summary(result: dict) -> str:
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k not in ("curve", "residual", "scratch", "trace")}
+        return x
+    return json.dumps(strip(result), indent=2, default=str)
+
+
+def add_subcommands(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a residual policy (bc or rl)")
+    p.add_argument("method", choices=["bc", "rl"])
+    p.add_argument("--config", required=True)
+    p.add_argument("--out", default=None, help="output folder (default runs/<method>)")
+    p.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
+    p.add_argument("--episodes", type=int, default=None, help="bc: DAgger episodes (overrides the config)")
+    p.add_argument("--steps", type=int, default=None, help="rl: env steps (overrides the config)")
+    p.set_defaults(func=lambda a: train(a.method, a.config, a.out or f"runs/{a.method}", a.seed, a.episodes,
+                                        a.steps))
+
+    p = subparsers.add_parser("export", help="export a checkpoint to ONNX (checked, runtime-validated)")
+    p.add_argument("checkpoint")
+    p.add_argument("out")
+    p.add_argument("--params", default=None, help="params file the runtime uses (default: the checkpoint's)")
+    p.set_defaults(func=lambda a: export(a.checkpoint, a.out, a.params))
+
+    p = subparsers.add_parser("evaluate", help="closed-loop evaluation on the plant, no ROS")
+    p.add_argument("model")
+    p.add_argument("--plant", action="append", default=None,
+                   help="plant YAML (repeatable; default: real + the acceptance plants)")
+    p.add_argument("--json", default=None)
+    p.add_argument("--plot", default=None)
+    p.add_argument("--params", default="config/residual_control.yaml")
+    p.add_argument("--reference", default="config/reference.yaml")
+    p.add_argument("--seconds", type=float, default=20.0)
+    p.set_defaults(func=lambda a: evaluate(a.model, a.plant, a.json, a.plot, a.params, a.reference, a.seconds))
+
+    p = subparsers.add_parser("learn-bench", help="residual vs from-scratch RL curves and the BC table")
+    p.add_argument("--config", default="config/train_rl.yaml")
+    p.add_argument("--bc-config", default="config/train_bc.yaml")
+    p.add_argument("--out", default="runs/bench")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--skip-rl", action="store_true")
+    p.add_argument("--skip-bc", action="store_true")
+    p.set_defaults(func=lambda a: benchmark(a.config, a.out, a.seed, a.bc_config, not a.skip_rl, not a.skip_bc,
+                                            a.steps))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="residual-control-train")
+    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    print(_summary(args.func(args)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

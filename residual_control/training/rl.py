@@ -1,0 +1,242 @@
+"""Residual RL with SB3 SAC, and the from-scratch baseline (same algorithm, same budget).
+
+Why SAC: the action is continuous and bounded (tanh-squashed Gaussian matches
+the [-1, 1] -> +-residual_limit scaling), the env is cheap but not free (~0.1 ms a
+step, 2 CPU cores), so an off-policy learner that reuses every transition from a
+replay buffer is far more sample-efficient than PPO here; SAC's automatic
+entropy tuning avoids hand-tuning exploration noise per joint, and its
+deterministic mean action exports to a plain MLP + tanh (what the ONNX
+contract needs). TD3 would also fit; SAC was more robust to the reward scale.
+
+Residual-specific choices:
+
+* zero-init: the mean layer of the actor has zero weights and bias, so the
+  deterministic action -- and the residual -- start at exactly 0 (the closed loop
+  starts as the base controller alone); the log-std layer starts at zero
+  weights and a small bias (``init_log_std``, default -2: std 0.14 in unit action);
+* critic warm-up: during ``learning_starts`` the actions come from that
+  zero-residual policy with its small Gaussian noise (not uniform random
+  torques), and for the first ``actor_freeze_steps`` gradient steps the actor's
+  weights are restored after each update (critic-only learning), so the actor
+  is not pulled by an untrained critic.
+
+The from-scratch baseline (``full_action=True``) uses vanilla SAC: default
+initialisation and uniform random warm-up, the action being the whole torque.
+
+Observations are normalised by fixed statistics measured on base-controller
+rollouts before training (the same statistics the exported graph uses).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Mapping
+
+import gymnasium as gym
+import numpy as np
+
+from .common.config import TrainConfig, load_params_file
+from .common.logging import CSVLogger
+from .common.seeding import seed_everything
+
+
+class FixedNormalize(gym.ObservationWrapper):
+    """clip((obs - mean) / std, -clip, clip) with fixed statistics (mirrors nets.Normalizer)."""
+
+    def __init__(self, env, mean: np.ndarray, std: np.ndarray, clip: float = 10.0) -> None:
+        super().__init__(env)
+        self.mean = np.asarray(mean, np.float32)
+        self.std = np.asarray(std, np.float32)
+        self.clip = float(clip)
+        self.observation_space = gym.spaces.Box(-clip, clip, env.observation_space.shape, np.float32)
+
+    def observation(self, obs):
+        return np.clip((obs - self.mean) / self.std, -self.clip, self.clip).astype(np.float32)
+
+
+def observation_stats(env, episodes: int, rng: np.random.Generator, min_std: float = 1e-3):
+    """Mean/std of the observation under the zero-residual (base alone) policy."""
+    obs_all = []
+    for _ in range(episodes):
+        obs, _ = env.reset(seed=int(rng.integers(2**31)))
+        done = False
+        while not done:
+            obs_all.append(obs)
+            obs, _r, term, trunc, _ = env.step(np.zeros(env.action_space.shape))
+            done = term or trunc
+    data = np.asarray(obs_all, np.float64)
+    return data.mean(0).astype(np.float32), np.maximum(data.std(0), min_std).astype(np.float32), data
+
+
+def make_sac(env, rl: Mapping, seed: int, residual: bool, net_hidden, tensorboard=None):
+    import torch
+    from stable_baselines3 import SAC
+
+    class ResidualSAC(SAC):
+        """SAC with a zero-residual warm-up policy and an optional actor freeze."""
+
+        warmup_from_policy = False
+        actor_freeze_steps = 0
+
+        def _sample_action(self, learning_starts, action_noise=None, n_envs=1):
+            if self.warmup_from_policy and self.num_timesteps < learning_starts:
+                return super()._sample_action(0, action_noise, n_envs)
+            return super()._sample_action(learning_starts, action_noise, n_envs)
+
+        def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+            if self._n_updates < self.actor_freeze_steps:
+                saved = {k: v.clone() for k, v in self.actor.state_dict().items()}
+                super().train(gradient_steps, batch_size)
+                self.actor.load_state_dict(saved)
+            else:
+                super().train(gradient_steps, batch_size)
+
+    policy_kwargs = {"net_arch": {"pi": list(net_hidden), "qf": list(rl.get("critic_hidden", [256, 256]))},
+                     "activation_fn": torch.nn.ReLU}
+    model = ResidualSAC(
+        "MlpPolicy", env, learning_rate=float(rl.get("lr", 3e-4)), buffer_size=int(rl.get("buffer_size", 200000)),
+        learning_starts=int(rl.get("learning_starts", 2000)), batch_size=int(rl.get("batch_size", 256)),
+        gamma=float(rl.get("gamma", 0.98)), tau=float(rl.get("tau", 0.005)), train_freq=int(rl.get("train_freq", 1)),
+        gradient_steps=int(rl.get("gradient_steps", 1)), ent_coef=rl.get("ent_coef", "auto"),
+        target_entropy=rl.get("target_entropy", "auto"),
+        policy_kwargs=policy_kwargs, seed=seed, device="cpu", verbose=0)
+    if residual:
+        model.warmup_from_policy = bool(rl.get("warmup_from_policy", True))
+        model.actor_freeze_steps = int(rl.get("actor_freeze_steps", 1000))
+        zero_init_actor(model, float(rl.get("init_log_std", -2.0)))
+    return model
+
+
+def zero_init_actor(model, init_log_std: float = -2.0) -> None:
+    """Deterministic action exactly 0 (mean layer zeroed), small state-independent initial std."""
+    import torch
+
+    with torch.no_grad():
+        model.actor.mu.weight.zero_()
+        model.actor.mu.bias.zero_()
+        model.actor.log_std.weight.zero_()
+        model.actor.log_std.bias.fill_(init_log_std)
+
+
+def actor_to_net(model, mean, std, residual_limit):
+    """Copy an SB3 SAC actor (deterministic path) into a ResidualPolicyNet for export."""
+    import torch
+    from torch import nn
+
+    from .common.nets import ResidualPolicyNet
+
+    linears = [m for m in model.actor.latent_pi if isinstance(m, nn.Linear)]
+    hidden = [m.out_features for m in linears]
+    net = ResidualPolicyNet(len(mean), residual_limit, hidden, "relu")
+    targets = [m for m in net.body if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        for src, dst in zip(linears + [model.actor.mu], targets):
+            dst.weight.copy_(src.weight)
+            dst.bias.copy_(src.bias)
+        net.normalizer.mean.copy_(torch.as_tensor(mean))
+        net.normalizer.std.copy_(torch.as_tensor(std))
+    net.eval()
+    return net
+
+
+class EvalRecorder:
+    """Deterministic evaluation on fixed episodes (same seeds for every run)."""
+
+    def __init__(self, env, episodes: int, seed: int) -> None:
+        self.env = env
+        self.seeds = [seed * 1000 + 17 * i + 1 for i in range(episodes)]
+
+    def __call__(self, model) -> dict:
+        ret, track, rmse = [], [], []
+        for s in self.seeds:
+            obs, _ = self.env.reset(seed=s)
+            done, R, T, e2, n = False, 0.0, 0.0, 0.0, 0
+            while not done:
+                act = np.zeros(self.env.action_space.shape) if model is None else model.predict(
+                    obs, deterministic=True)[0]
+                obs, r, term, trunc, info = self.env.step(act)
+                R += r
+                T -= info["tracking_cost"]
+                e2 += float(np.sum(info["error"] ** 2))
+                n += 1
+                done = term or trunc
+            ret.append(R)
+            track.append(T)
+            rmse.append(np.sqrt(e2 / (2 * n)))
+        return {"return": float(np.mean(ret)), "tracking_return": float(np.mean(track)),
+                "rmse": float(np.mean(rmse))}
+
+
+def train_rl(cfg: TrainConfig, out_dir: str, seed: int | None = None, full_action: bool = False,
+             total_steps: int | None = None, progress: bool = True, curve: bool = True) -> dict:
+    """Train SAC (residual, or full_action baseline). Writes checkpoint.pt (residual only), curve.csv."""
+    from tqdm import tqdm
+
+    from .common.nets import save_checkpoint
+    from .env import make_env_from_config
+
+    d = cfg.data
+    seed = int(d.get("seed", 0) if seed is None else seed)
+    rl = dict(d.get("rl", {}))
+    total = int(rl.get("total_steps", 30000) if total_steps is None else total_steps)
+    rng = seed_everything(seed, threads=int(d.get("torch_threads", 1)))
+    params_file = d.get("params_file", "config/residual_control.yaml")
+    env_cfg = d.get("env", {})
+    stats_env = make_env_from_config(env_cfg, params_file, seed=seed + 1)
+    mean, std, data = observation_stats(stats_env, int(rl.get("stats_episodes", 5)), rng)
+    env = FixedNormalize(make_env_from_config(env_cfg, params_file, seed=seed, full_action=full_action), mean, std)
+    eval_env = FixedNormalize(make_env_from_config(env_cfg, params_file, seed=seed + 2, full_action=full_action),
+                              mean, std)
+    net_hidden = d.get("network", {}).get("hidden", [64, 64])
+    model = make_sac(env, rl, seed, residual=not full_action, net_hidden=net_hidden)
+    recorder = EvalRecorder(eval_env, int(rl.get("eval_episodes", 4)), seed)
+    eval_every = int(rl.get("eval_every", max(1, total // 10)))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log = CSVLogger(out / "curve.csv")
+    rows = []
+    t0 = time.time()
+    label = "scratch" if full_action else "residual"
+
+    def record(step):
+        r = recorder(model)
+        r.update(step=step, wall_s=round(time.time() - t0, 1))
+        rows.append(r)
+        log.log(r)
+
+    if curve:
+        record(0)
+    bar = tqdm(total=total, desc=f"sac {label}", disable=not progress)
+    done_steps = 0
+    while done_steps < total:
+        chunk = min(eval_every, total - done_steps)
+        model.learn(chunk, reset_num_timesteps=False, progress_bar=False)
+        done_steps += chunk
+        bar.update(chunk)
+        if curve or done_steps >= total:
+            record(done_steps)
+    bar.close()
+    log.close()
+    summary = {"method": f"rl_{label}", "total_steps": total, "seed": seed, "curve": rows,
+               "train_seconds": round(time.time() - t0, 1), "config_sha256": cfg.sha256}
+    if not full_action:
+        inner = env.unwrapped
+        net = actor_to_net(model, mean, std, inner.residual_limit)
+        pf = load_params_file(params_file)
+        keep = np.random.default_rng(seed).choice(len(data), size=min(256, len(data)), replace=False)
+        meta = {
+            "training_method": "rl", "training_config_sha256": cfg.sha256, "config_path": cfg.path,
+            "seed": seed, "total_steps": total,
+            "plant_randomization": {k: list(v) for k, v in inner.randomization.items()},
+            "joint_names": list(inner.joints), "observation_names": list(inner.observation_names),
+            "residual_limit": inner.residual_limit.tolist(), "control_rate_hz": pf["control_rate_hz"],
+            "base_controller": inner.base.describe(), "residual_delay_steps": inner.delay,
+            "params_file": params_file, "network": net.describe(),
+            "real_observations": data[keep].astype(np.float32).tolist(),
+        }
+        save_checkpoint(out / "checkpoint.pt", net, meta)
+        summary["checkpoint"] = str(out / "checkpoint.pt")
+    with open(out / "summary.json", "w", encoding="utf-8") as fh:
+        json.dump(summary, fh, indent=2)
+    return summary

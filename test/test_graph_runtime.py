@@ -1,0 +1,277 @@
+"""The three runtime nodes as separate processes over real DDS, driven by a probe node.
+
+The probe plays the robot and the perception (joint_states, reference,
+perception) and records base_action, residual_action, commands, the applied
+residual and the mode. The residual model is a small synthetic ONNX graph with
+a known closed form (da = 0.5 * a_base + b, clipped), so the expected command
+can be computed independently from the params file.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import re
+import time
+
+import numpy as np
+import pytest
+import rclpy
+import yaml
+from diagnostic_msgs.msg import DiagnosticStatus
+
+from residual_control.core.base_controllers import make_base_controller
+from residual_control.core.observation import default_observation_names
+from residual_control.paths import default_params_file
+from residual_control.tools.graph import Graph, NodeSpec, runtime_specs
+from residual_control.tools.probe import Probe, command_violations
+from residual_control.tools.synthetic_models import linear_model
+
+pytestmark = pytest.mark.graph
+
+JOINTS = ["shoulder", "elbow"]
+RATE_HZ = 50.0
+PERIOD = 1.0 / RATE_HZ
+RESIDUAL_TIMEOUT = 0.1
+# Scheduling slack for a loaded 2-core CI machine (DDS hop + Python wake-up).
+SLACK = 0.1
+Q = np.array([0.1, 0.2])
+Q_REF = np.array([0.3, 0.1])
+BIAS = np.array([0.4, -9.0])  # elbow: far beyond its bound, to be clamped
+
+
+def _load_params():
+    with open(default_params_file()) as f:
+        return yaml.safe_load(f)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("graph")
+    params = _load_params()
+    mixer = params["residual_mixer"]["ros__parameters"]
+    mixer.update(residual_timeout=RESIDUAL_TIMEOUT, observation_timeout=0.3, base_timeout=0.3,
+                 recovery_hold_time=0.3, recovery_ramp_time=0.6, diagnostics_period=0.2)
+    policy = params["residual_policy"]["ros__parameters"]
+    policy["control_rate_hz"] = RATE_HZ
+    policy["perception_timeout"] = 0.2
+    obs = default_observation_names(JOINTS, policy["perception_features"])
+    w = np.zeros((len(obs), 2), np.float32)
+    # Output order elbow, shoulder: the mixer must match by name.
+    w[obs.index("a_base/elbow"), 0] = 0.5
+    w[obs.index("a_base/shoulder"), 1] = 0.5
+    model = linear_model(str(tmp / "linear.onnx"), ["elbow", "shoulder"], obs,
+                         [policy["residual_limit"][1], policy["residual_limit"][0]], weights=w,
+                         bias=[BIAS[1], BIAS[0]], control_rate_hz=RATE_HZ)
+    policy["model_path"] = model
+    params_file = tmp / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    return params, str(params_file)
+
+
+def expected_command(params, residual_gain=None, residual_limit=None):
+    base_p = {**params["/**"]["ros__parameters"], **params["base_controller"]["ros__parameters"]}
+    flat = {k: v for k, v in base_p.items() if k != "model"}
+    flat.update({f"model.{k}": v for k, v in base_p["model"].items()})
+    a_base = make_base_controller(flat).compute(Q, np.zeros(2), Q_REF, np.zeros(2), 0.0)
+    m = params["residual_mixer"]["ros__parameters"]
+    eps = np.asarray(residual_limit if residual_limit is not None else m["residual_limit"])
+    g = m["residual_gain"] if residual_gain is None else residual_gain
+    da = 0.5 * a_base + BIAS
+    return np.clip(a_base + g * np.clip(da, -eps, eps), m["command_min"], m["command_max"]), a_base
+
+
+class Driver:
+    """Publishes the robot side at RATE_HZ from the probe's own loop."""
+
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+        self.perception = True
+        self._next = time.monotonic()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = max(self._next + PERIOD, now - PERIOD)
+            # Shuffled joint order on purpose: the nodes match by name.
+            self.probe.publish_reference(Q_REF[::-1], [0.0, 0.0], names=JOINTS[::-1])
+            if self.perception:
+                self.probe.publish_perception([0.5])
+            self.probe.publish_state(Q[::-1], [0.0, 0.0], names=JOINTS[::-1])
+        rclpy.spin_once(self.probe, timeout_sec=0.002)
+
+    def run_until(self, predicate, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.tick()
+            if predicate():
+                return True
+        return bool(predicate())
+
+    def run_for(self, duration: float) -> None:
+        self.run_until(lambda: False, duration)
+
+
+@pytest.fixture(scope="module")
+def graph(setup, tmp_path_factory):
+    params, params_file = setup
+    rclpy.init()
+    probe = Probe(JOINTS, name="graph_probe")
+    g = Graph(runtime_specs(params_file), log_dir=tmp_path_factory.mktemp("logs"))
+    driver = Driver(probe)
+    try:
+        ok = driver.run_until(lambda: probe.mode == "nominal", 60.0)
+        if not ok:
+            g.check_alive()
+        assert ok, f"graph never reached nominal; modes {probe.rec.modes[-5:]}"
+        yield params, params_file, g, probe, driver
+    finally:
+        g.stop()
+        probe.destroy_node()
+        rclpy.shutdown()
+
+
+def _all_commands_safe(params, probe):
+    m = params["residual_mixer"]["ros__parameters"]
+    cmds = [c.values for c in probe.rec.commands]
+    assert cmds, "no commands recorded"
+    assert command_violations(cmds, m["command_min"], m["command_max"]) == 0
+
+
+def test_commands_equal_the_formula(graph):
+    params, _, g, probe, driver = graph
+    probe.rec.clear()
+    driver.run_until(lambda: len(probe.rec.commands) >= 20, 20.0)
+    expected, a_base = expected_command(params)
+    # The base action itself, by name.
+    base = probe.rec.base[-1]
+    order = [base.names.index(j) for j in JOINTS]
+    np.testing.assert_allclose(base.values[order], a_base, atol=1e-9)
+    for c in probe.rec.commands[-10:]:
+        np.testing.assert_allclose(c.values, expected, atol=1e-6)
+    assert probe.mode == "nominal"
+    _all_commands_safe(params, probe)
+
+
+def test_live_tuning_takes_effect_and_invalid_values_are_rejected(graph):
+    params, _, g, probe, driver = graph
+    ok, reason = probe.set_remote_parameter("residual_mixer", "residual_limit", [1.0, 0.5])
+    assert ok, reason
+    expected, _ = expected_command(params, residual_limit=[1.0, 0.5])
+    probe.rec.clear()
+    assert driver.run_until(
+        lambda: probe.rec.commands and np.allclose(probe.rec.commands[-1].values, expected, atol=1e-6), 10.0), \
+        f"clamp change not applied: last {probe.rec.commands[-1:]}, expected {expected}"
+
+    m = params["residual_mixer"]["ros__parameters"]
+    invalid = [
+        ("residual_limit", [-1.0, 0.5], ">= 0"),
+        ("residual_limit", [float("nan"), 0.5], "finite"),
+        ("residual_limit", [1.0], "2 values"),
+        ("residual_limit", [m["residual_limit_max"][0] + 1.0, 0.5], "residual_limit_max"),
+        ("residual_limit", "big", "list of numbers"),
+        ("residual_gain", 1.5, "<= 1|out of range"),
+        ("residual_gain", -0.1, ">= 0|out of range"),
+        ("residual_timeout", 0.0, ">=|out of range"),
+        ("command_min", [100.0, 100.0], "command_min <= command_max"),
+        ("residual_limit_max", [100.0, 100.0], "read-only"),
+        ("base_stale_behavior", "explode", "one of"),
+    ]
+    for name, value, why in invalid:
+        ok, reason = probe.set_remote_parameter("residual_mixer", name, value)
+        assert not ok, f"{name}={value!r} was accepted"
+        assert re.search(why, reason), f"{name}={value!r}: reason {reason!r} does not say {why!r}"
+    assert probe.get_remote_parameter("residual_mixer", "residual_limit") == [1.0, 0.5]
+    # The probe paused the robot side while it called the services: the
+    # residual went stale meanwhile, so wait for the mixer to ramp it back.
+    assert driver.run_until(lambda: probe.mode == "nominal", 20.0)
+    probe.rec.clear()
+    driver.run_until(lambda: len(probe.rec.commands) >= 5, 10.0)
+    np.testing.assert_allclose(probe.rec.commands[-1].values, expected, atol=1e-6)
+
+    ok, reason = probe.set_remote_parameter("residual_mixer", "residual_limit", m["residual_limit"])
+    assert ok, reason
+    ok, reason = probe.set_remote_parameter("residual_mixer", "residual_gain", 1)  # an integer is accepted
+    assert ok, reason
+
+
+def test_kill_residual_policy_falls_back_in_time_then_recovers_with_a_ramp(graph):
+    params, params_file, g, probe, driver = graph
+    _, a_base = expected_command(params)
+    driver.run_until(lambda: probe.mode == "nominal", 20.0)
+    probe.rec.clear()
+    driver.run_for(0.3)
+    kill_time = probe.ros_now()
+    g["residual_policy"].kill9()
+    assert driver.run_until(lambda: probe.mode == "fallback", 10.0), probe.rec.modes
+    driver.run_for(0.3)
+    # The first command without residual, judged by its base action's stamp.
+    fallback_stamp = next(a.stamp for a in probe.rec.applied if a.stamp >= kill_time and not np.any(a.values))
+    latency = fallback_stamp - kill_time
+    assert latency <= RESIDUAL_TIMEOUT + PERIOD + SLACK, f"fallback after {latency:.3f} s"
+    fb = probe.rec.commands[-1].values
+    np.testing.assert_allclose(fb, np.clip(a_base, params["residual_mixer"]["ros__parameters"]["command_min"],
+                                           params["residual_mixer"]["ros__parameters"]["command_max"]), atol=1e-6)
+    _all_commands_safe(params, probe)
+
+    # Restart: the residual comes back through the hold and the ramp.
+    probe.rec.clear()
+    g.start(runtime_specs(params_file)[1])
+    assert driver.run_until(lambda: probe.mode == "nominal", 60.0), probe.rec.modes
+    modes = [m[2].split(":")[0] for m in probe.rec.modes]
+    assert "recovering" in modes, modes
+    ramp = [np.abs(a.values).max() for a in probe.rec.applied]
+    rising = [x for x in ramp if 0 < x < max(ramp) - 1e-9]
+    assert rising, "no intermediate gain seen during the ramp"
+    assert all(b >= a - 1e-9 for a, b in zip(ramp, ramp[1:])), "ramp not monotonic"
+    _all_commands_safe(params, probe)
+
+
+def test_stopping_perception_triggers_fallback_and_resuming_recovers(graph):
+    params, _, g, probe, driver = graph
+    driver.run_until(lambda: probe.mode == "nominal", 20.0)
+    probe.rec.clear()
+    driver.perception = False
+    assert driver.run_until(lambda: probe.mode == "fallback", 10.0), probe.rec.modes
+    reasons = [s.message for _, s in probe.rec.diagnostics if s.name == "residual_policy"]
+    assert driver.run_until(lambda: any("perception lost" in s.message for _, s in probe.rec.diagnostics
+                                        if s.name == "residual_policy"), 5.0), reasons[-3:]
+    driver.perception = True
+    assert driver.run_until(lambda: probe.mode == "nominal", 20.0), probe.rec.modes
+    _all_commands_safe(params, probe)
+
+
+def test_mixer_rejects_bad_residual_messages(graph):
+    """A residual with unknown, missing or duplicate names, or NaN, makes the mixer fall back."""
+    params, _, g, probe, driver = graph
+    m = params["residual_mixer"]["ros__parameters"]
+    g["residual_policy"].kill9()
+    assert driver.run_until(lambda: probe.mode == "fallback", 10.0)
+    bad = [(["shoulder", "wrist"], [0.1, 0.1]), (["shoulder"], [0.1]), (["shoulder", "shoulder"], [1.0, 1.0]),
+           (["shoulder", "elbow"], [math.nan, 0.0]), (["shoulder", "elbow"], [math.inf, 0.0]),
+           (["shoulder", "elbow"], [1e300, -1e300])]
+    for names, values in bad:
+        probe.rec.clear()
+        # Publish the bad residual in lockstep with the base action for a while.
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            driver.tick()
+            probe.publish_residual(names, values)
+        if not np.all(np.isfinite(values)) or len(set(names)) != len(names) or set(names) != set(JOINTS):
+            assert probe.mode == "fallback", (names, values, probe.rec.modes[-3:])
+        else:  # huge but finite: accepted, clamped to the bound
+            for a in probe.rec.applied:
+                assert np.all(np.abs(a.values) <= np.asarray(m["residual_limit"]) + 1e-9)
+        _all_commands_safe(params, probe)
+
+
+def test_base_timeout_stop_behaviour(graph):
+    """With base_stale_behavior stop, the mixer publishes nothing once the base action stops."""
+    params, params_file, g, probe, driver = graph
+    g["base_controller"].kill9()
+    assert driver.run_until(lambda: probe.mode == "base_fault", 10.0), probe.rec.modes
+    probe.rec.clear()
+    driver.run_for(0.5)
+    assert probe.rec.commands == []
+    assert any(s.level == DiagnosticStatus.ERROR and s.name == "residual_mixer: mode" for _, s in probe.rec.diagnostics)
+    g.start(NodeSpec("base_controller", [params_file]))
+    assert driver.run_until(lambda: len(probe.rec.commands) > 5, 30.0)
