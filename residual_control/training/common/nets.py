@@ -66,7 +66,8 @@ class ResidualPolicyNet(nn.Module):
         return torch.tanh(self.body(self.normalizer(obs)))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.unit_action(obs) * self.limit
+        # The final clamp only removes float rounding above the bound (tanh may round to 1 + 1 ulp).
+        return torch.minimum(torch.maximum(self.unit_action(obs) * self.limit, -self.limit), self.limit)
 
     def zero_output_layer(self) -> None:
         with torch.no_grad():

@@ -1,7 +1,7 @@
 """ONNX writer for :class:`ResidualPolicyNet` plus the export check.
 
 The graph is built node by node with ``onnx.helper`` from the trained weights
-(Sub, Div, Clip, Gemm, Relu/Tanh/Elu, Tanh, Mul), so it does not depend on the
+(Sub, Div, Clip, Gemm, Relu/Tanh/Elu, Tanh, Mul, Max/Min), so it does not depend on the
 torch exporter in use and holds exactly the computation of the torch module:
 input ``observation`` float32 [1, n_obs], output ``residual`` float32
 [1, n_joints], normalisation and bound inside the graph.
@@ -65,8 +65,11 @@ def build_onnx(net: ResidualPolicyNet, metadata: Mapping[str, str], opset: int =
             raise TypeError(f"build_onnx: unsupported layer {type(layer).__name__}")
         x = out
     limit = const("residual_limit", net.limit.detach().numpy().reshape(1, -1))
+    neg_limit = const("neg_residual_limit", -net.limit.detach().numpy().reshape(1, -1))
     nodes += [helper.make_node("Tanh", [x], ["unit"]),
-              helper.make_node("Mul", ["unit", limit], [OUTPUT_NAME])]
+              helper.make_node("Mul", ["unit", limit], ["scaled_residual"]),
+              helper.make_node("Max", ["scaled_residual", neg_limit], ["lower_bounded"]),
+              helper.make_node("Min", ["lower_bounded", limit], [OUTPUT_NAME])]
     graph = helper.make_graph(
         nodes, "residual_policy",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, n_obs])],
