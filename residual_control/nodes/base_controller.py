@@ -17,7 +17,7 @@ from sensor_msgs.msg import JointState
 from ..core.base_controllers import make_base_controller
 from ..core.errors import ConfigError, ObservationError
 from ..core.params import BASE_PARAMS, spec_map
-from .common import ERROR, OK, WARN, Diagnostics, declare_specs, order_by_name, result, run_node, \
+from .common import ERROR, OK, WARN, Diagnostics, declare_specs, read_reference, read_state, result, run_node, \
     stamp_to_sec, validate_changes
 from .qos import CONTROL_QOS
 
@@ -53,9 +53,7 @@ class BaseControllerNode(Node):
 
     def _on_reference(self, msg: JointState) -> None:
         try:
-            q_ref = order_by_name(self.joints, msg.name, msg.position, "reference.position")
-            qd_ref = (order_by_name(self.joints, msg.name, msg.velocity, "reference.velocity")
-                      if len(msg.velocity) else np.zeros(len(self.joints)))
+            q_ref, qd_ref = read_reference(self.joints, msg)
         except ValueError as exc:
             self._reject(str(exc))
             return
@@ -63,8 +61,7 @@ class BaseControllerNode(Node):
 
     def _on_joint_state(self, msg: JointState) -> None:
         try:
-            q = order_by_name(self.joints, msg.name, msg.position, "joint_states.position")
-            qd = order_by_name(self.joints, msg.name, msg.velocity, "joint_states.velocity")
+            q, qd = read_state(self.joints, msg)
         except ValueError as exc:
             self._reject(str(exc))
             return

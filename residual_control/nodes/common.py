@@ -1,7 +1,9 @@
 """Shared helpers of the thin rclpy adapters: parameters, time, diagnostics, main()."""
 from __future__ import annotations
 
+import os
 import sys
+import threading
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -9,13 +11,18 @@ import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
+from sensor_msgs.msg import JointState
 
-from ..core.errors import ConfigError, ResidualControlError
+from ..core.errors import ConfigError, ObservationError, PolicyOutputError, ResidualControlError
+from ..core.mixer import Mixer, MixerConfig, MixOutput, Mode
+from ..core.observation import ObservationAssembler
 from ..core.params import BOOL, DOUBLE, DOUBLE_ARRAY, INTEGER, STRING, STRING_ARRAY, ParamSpec
-from .qos import DIAGNOSTICS_QOS
+from ..core.policy import PolicyExpectations, PolicyRunner
+from .qos import CONTROL_QOS, DIAGNOSTICS_QOS, LATCHED_QOS
 
 OK = DiagnosticStatus.OK
 WARN = DiagnosticStatus.WARN
@@ -91,6 +98,109 @@ def order_by_name(joints: Sequence[str], names: Sequence[str], values: Sequence[
     return out
 
 
+def read_state(joints: Sequence[str], msg) -> tuple[np.ndarray, np.ndarray]:
+    """(q, qd) of a joint_states message ordered by ``joints``; raises ValueError."""
+    return (order_by_name(joints, msg.name, msg.position, "joint_states.position"),
+            order_by_name(joints, msg.name, msg.velocity, "joint_states.velocity"))
+
+
+def read_reference(joints: Sequence[str], msg) -> tuple[np.ndarray, np.ndarray]:
+    """(q_ref, qd_ref) of a reference message (no velocity: zeros); raises ValueError."""
+    q_ref = order_by_name(joints, msg.name, msg.position, "reference.position")
+    qd_ref = (order_by_name(joints, msg.name, msg.velocity, "reference.velocity")
+              if len(msg.velocity) else np.zeros(len(joints)))
+    return q_ref, qd_ref
+
+
+def read_perception(features: Sequence[str], msg) -> np.ndarray:
+    """The perception features of a Float64MultiArray; raises ValueError naming the problem."""
+    n = len(features)
+    data = np.asarray(msg.data, dtype=float)
+    if data.size != n or not np.all(np.isfinite(data)):
+        raise ValueError(f"perception: expected {n} finite features {list(features)}, found {data.tolist()[:8]}")
+    return data
+
+
+def perception_lost(now: float, received: float | None, timeout: float) -> str:
+    """'' while perception is fresh, else why it is lost."""
+    if received is not None and now - received <= timeout:
+        return ""
+    age = "never received" if received is None else f"last {now - received:.3f} s ago"
+    return f"perception lost: {age} (perception_timeout {timeout:g} s)"
+
+
+class LoadedPolicy:
+    """A validated model and the observation assembly it needs (swapped as one)."""
+
+    def __init__(self, path: str, sha256: str, expect: PolicyExpectations) -> None:
+        self.runner = PolicyRunner(path, expect, sha256)
+        self.assembler = ObservationAssembler(self.runner.contract.observation_names, expect.joints,
+                                              expect.perception_features)
+        self.path = path
+        self.joint_names = list(self.runner.contract.joint_names)
+
+    def residual(self, q, qd, q_ref, qd_ref, a_base, perception) -> tuple[np.ndarray | None, int, str, bool]:
+        """(residual, OK, '', False) or (None, level, why, is_model_error); never raises."""
+        try:
+            obs = self.assembler.assemble(q, qd, q_ref, qd_ref, a_base, perception)
+            return self.runner.infer(obs), OK, "", False
+        except (ValueError, ObservationError) as exc:
+            return None, WARN, str(exc), False
+        except PolicyOutputError as exc:
+            return None, ERROR, str(exc), True
+        except Exception as exc:  # onnxruntime failure: never crash the node, report it
+            return None, ERROR, f"inference failed: {type(exc).__name__}: {exc}", True
+
+
+class ModelSwap:
+    """Live replacement of a node's model via its ``model_path``/``model_sha256`` parameters.
+
+    The new model is loaded and validated in a worker thread, off the control
+    path; ``on_loaded(loaded)`` swaps it in when valid, otherwise the
+    parameters are set back and the old model keeps running.
+    """
+
+    def __init__(self, node: Node, expect: PolicyExpectations, path: str, sha256: str, default_path: Callable[[], str],
+                 current: Callable[[], LoadedPolicy], on_loaded: Callable[[LoadedPolicy], None],
+                 on_refused: Callable[[str], None]) -> None:
+        self._node, self._expect, self._default = node, expect, default_path
+        self._current, self._on_loaded, self._on_refused = current, on_loaded, on_refused
+        self.params = (path, sha256)
+        self.loading = False
+        self.reverting = False
+
+    def request(self, changes: Mapping[str, object]) -> str:
+        """Start loading when the changes touch the model; returns an error or ''."""
+        if "model_path" not in changes and "model_sha256" not in changes:
+            return ""
+        if self.loading:
+            return "a model is being loaded; try again when it has switched or failed"
+        path = changes.get("model_path", self.params[0])
+        sha = changes.get("model_sha256", self.params[1])
+        self.loading = True
+        threading.Thread(target=self._load, args=(path, sha), daemon=True).start()
+        return ""
+
+    def _load(self, path: str, sha: str) -> None:
+        old = self.params
+        try:
+            loaded = LoadedPolicy(path or self._default(), sha, self._expect)
+        except ResidualControlError as exc:
+            self._node.get_logger().error(f"model update refused, keeping {self._current().path}: {exc}")
+            self._on_refused(f"model update refused: {exc}")
+            self.reverting = True
+            try:
+                self._node.set_parameters([Parameter("model_path", value=old[0]),
+                                           Parameter("model_sha256", value=old[1])])
+            finally:
+                self.reverting = False
+                self.loading = False
+            return
+        self._on_loaded(loaded)  # atomic swap
+        self.params = (path, sha)
+        self.loading = False
+
+
 class Diagnostics:
     """Publishes one DiagnosticStatus for a node on /diagnostics."""
 
@@ -109,10 +219,103 @@ class Diagnostics:
         self._pub.publish(msg)
 
 
+_MODE_LEVEL = {Mode.NOMINAL: OK, Mode.RECOVERING: WARN, Mode.FALLBACK: WARN, Mode.BASE_FAULT: ERROR}
+
+
+class MixerIO:
+    """The mixer's outputs on a node: ``commands``, ``~/applied_residual``, latched ``~/mode``, /diagnostics.
+
+    Shared by residual_mixer and the fused residual_controller, so both
+    publish, log and report the mixer's state the same way.
+    """
+
+    def __init__(self, node: Node, mixer: Mixer, diagnostics_name: str) -> None:
+        self.node = node
+        self.mixer = mixer
+        cfg = mixer.config
+        self._cmd_pub = node.create_publisher(Float64MultiArray, "commands", CONTROL_QOS)
+        self._applied_pub = node.create_publisher(JointState, "~/applied_residual", CONTROL_QOS)
+        self._mode_pub = node.create_publisher(String, "~/mode", LATCHED_QOS)
+        self._diag = Diagnostics(node, diagnostics_name, hardware_id=node.get_fully_qualified_name())
+        self._cmd = Float64MultiArray()
+        self._cmd.layout.dim = [MultiArrayDimension(label="joints", size=len(cfg.joints), stride=len(cfg.joints))]
+        self._applied = JointState(name=list(cfg.joints))
+
+    def emit(self, out: MixOutput, stamp: TimeMsg | None) -> None:
+        """Publish one mixer output; ``stamp`` is the base action's (None: now, from the watchdog)."""
+        if out.transition:
+            self.publish_mode()
+            log = self.node.get_logger().error if out.mode == Mode.BASE_FAULT else self.node.get_logger().info
+            log(f"mode {out.mode.value}: {out.reason}")
+        if out.command is None:
+            return
+        self._cmd.data = out.command.tolist()
+        self._cmd_pub.publish(self._cmd)
+        self._applied.header.stamp = stamp if stamp is not None else self.node.get_clock().now().to_msg()
+        self._applied.effort = out.applied_residual.tolist()
+        self._applied_pub.publish(self._applied)
+
+    def watchdog(self) -> None:
+        """Timer callback: the safe output when no base action came within base_timeout."""
+        out = self.mixer.check_base(now_sec(self.node))
+        if out is not None:
+            self.emit(out, None)
+
+    def publish_mode(self) -> None:
+        self._mode_pub.publish(String(data=f"{self.mixer.mode.value}: {self.mixer.reason}"))
+        self.publish_diagnostics()
+
+    def publish_diagnostics(self) -> None:
+        m = self.mixer
+        now = now_sec(self.node)
+        age = m.residual_age(now)
+        cfg = m.config
+        self._diag.publish(_MODE_LEVEL[m.mode], f"{m.mode.value}: {m.reason}", {
+            "mode": m.mode.value,
+            "reason": m.reason,
+            "residual_age_s": "none" if age is None else age,
+            "clamped_share": m.stats.clamped_share,
+            "fallback_count": m.stats.fallback_count,
+            "commands": m.stats.steps,
+            "rejected_residuals": m.stats.rejected_residuals,
+            "rejected_base_actions": m.stats.rejected_bases,
+            "last_rejection": m.stats.last_rejection or "none",
+            "residual_limit": cfg.residual_limit.tolist(),
+            "residual_gain": cfg.residual_gain,
+        })
+
+
+def mixer_changes(changes: Mapping[str, object]) -> dict[str, object]:
+    """The part of validated parameter changes that reconfigures the mixer."""
+    return {k: v for k, v in changes.items() if k in MixerConfig.__dataclass_fields__}
+
+
 def _fmt(v: object) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"
     return str(v)
+
+
+EXECUTOR_ENV = "RESIDUAL_CONTROL_EXECUTOR"
+EXECUTORS = ("single", "multi", "events")
+
+
+def make_executor(kind: str | None = None):
+    """The executor the nodes spin on: ``single`` (default), ``multi`` or ``events``.
+
+    ``RESIDUAL_CONTROL_EXECUTOR`` overrides the default; the benchmark uses it
+    to compare executors on the same node (see docs/performance.md).
+    """
+    kind = kind or os.environ.get(EXECUTOR_ENV, "") or "single"
+    if kind == "single":
+        return SingleThreadedExecutor()
+    if kind == "multi":
+        return MultiThreadedExecutor(num_threads=2)
+    if kind == "events":
+        from rclpy.experimental import EventsExecutor
+
+        return EventsExecutor()
+    raise ConfigError(f"{EXECUTOR_ENV}: expected one of {list(EXECUTORS)}, found {kind!r}")
 
 
 def run_node(factory: Callable[[], Node], args=None) -> int:
@@ -126,7 +329,7 @@ def run_node(factory: Callable[[], Node], args=None) -> int:
     code = 0
     try:
         node = factory()
-        executor = SingleThreadedExecutor()
+        executor = make_executor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -18,36 +18,25 @@ set back and the old model keeps running.
 """
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 
-from ..core.errors import ConfigError, ObservationError, PolicyOutputError, ResidualControlError
-from ..core.observation import ObservationAssembler
+from ..core.errors import ConfigError
 from ..core.params import POLICY_PARAMS, spec_map
-from ..core.policy import PolicyExpectations, PolicyRunner
+from ..core.policy import PolicyExpectations
 from ..paths import default_model
-from .common import ERROR, OK, WARN, Diagnostics, declare_specs, now_sec, order_by_name, result, run_node, \
+from .common import ERROR, OK, WARN, Diagnostics, LoadedPolicy, ModelSwap, declare_specs, now_sec, \
+    order_by_name, perception_lost, read_perception, read_reference, read_state, result, run_node, \
     validate_changes
 from .qos import CONTROL_QOS, LATCHED_QOS
 
 _STATE_BUFFER = 64
 
-
-class _Loaded:
-    """A validated model and the observation assembly it needs (swapped as one)."""
-
-    def __init__(self, path: str, sha256: str, expect: PolicyExpectations) -> None:
-        self.runner = PolicyRunner(path, expect, sha256)
-        self.assembler = ObservationAssembler(self.runner.contract.observation_names, expect.joints,
-                                              expect.perception_features)
-        self.path = path
-        self.joint_names = list(self.runner.contract.joint_names)
+_Loaded = LoadedPolicy  # the name this module used before the class moved to common
 
 
 class ResidualPolicyNode(Node):
@@ -62,10 +51,9 @@ class ResidualPolicyNode(Node):
         self._perception_timeout = float(v["perception_timeout"])
         self._state_timeout = float(v["joint_state_timeout"])
         path = v["model_path"] or str(default_model())
-        self.model = _Loaded(path, v["model_sha256"], self._expect)
-        self._model_params = (v["model_path"], v["model_sha256"])
-        self._loading = False
-        self._reverting = False
+        self.model = LoadedPolicy(path, v["model_sha256"], self._expect)
+        self._swap = ModelSwap(self, self._expect, v["model_path"], v["model_sha256"], lambda: str(default_model()),
+                               lambda: self.model, self._on_model_loaded, self._on_model_refused)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._states: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
@@ -102,8 +90,7 @@ class ResidualPolicyNode(Node):
 
     def _on_joint_state(self, msg: JointState) -> None:
         try:
-            q = order_by_name(self.joints, msg.name, msg.position, "joint_states.position")
-            qd = order_by_name(self.joints, msg.name, msg.velocity, "joint_states.velocity")
+            q, qd = read_state(self.joints, msg)
         except ValueError as exc:
             self._reject(str(exc))
             return
@@ -114,20 +101,16 @@ class ResidualPolicyNode(Node):
 
     def _on_reference(self, msg: JointState) -> None:
         try:
-            self._q_ref = order_by_name(self.joints, msg.name, msg.position, "reference.position")
-            self._qd_ref = (order_by_name(self.joints, msg.name, msg.velocity, "reference.velocity")
-                            if len(msg.velocity) else np.zeros(len(self.joints)))
+            self._q_ref, self._qd_ref = read_reference(self.joints, msg)
         except ValueError as exc:
             self._reject(str(exc))
 
     def _on_perception(self, msg: Float64MultiArray) -> None:
-        n = len(self._expect.perception_features)
-        data = np.asarray(msg.data, dtype=float)
-        if data.size != n or not np.all(np.isfinite(data)):
-            self._reject(f"perception: expected {n} finite features {list(self._expect.perception_features)}, "
-                         f"found {data.tolist()[:8]}")
+        try:
+            self._perception = read_perception(self._expect.perception_features, msg)
+        except ValueError as exc:
+            self._reject(str(exc))
             return
-        self._perception = data
         self._perception_time = now_sec(self)
 
     # ------------------------------------------------------------------ trigger
@@ -149,24 +132,19 @@ class ResidualPolicyNode(Node):
             return self._skip(WARN, "no reference received")
         perception = None
         if model.assembler.uses_perception:
-            now = now_sec(self)
-            if self._perception_time is None or now - self._perception_time > self._perception_timeout:
-                age = "never received" if self._perception_time is None else \
-                    f"last {now - self._perception_time:.3f} s ago"
-                return self._skip(WARN, f"perception lost: {age} (perception_timeout {self._perception_timeout:g} s)")
+            lost = perception_lost(now_sec(self), self._perception_time, self._perception_timeout)
+            if lost:
+                return self._skip(WARN, lost)
             perception = self._perception
         try:
             a_base = order_by_name(self.joints, msg.name, msg.effort, "base_action.effort")
-            obs = model.assembler.assemble(state[0], state[1], self._q_ref, self._qd_ref, a_base, perception)
-            residual = model.runner.infer(obs)
-        except (ValueError, ObservationError) as exc:
+        except ValueError as exc:
             return self._skip(WARN, str(exc))
-        except PolicyOutputError as exc:
-            self.stats["model_errors"] += 1
-            return self._skip(ERROR, str(exc))
-        except Exception as exc:  # onnxruntime failure: never crash the node, report it
-            self.stats["model_errors"] += 1
-            return self._skip(ERROR, f"inference failed: {type(exc).__name__}: {exc}")
+        residual, level, why, model_error = model.residual(state[0], state[1], self._q_ref, self._qd_ref, a_base,
+                                                           perception)
+        if residual is None:
+            self.stats["model_errors"] += int(model_error)
+            return self._skip(level, why)
         self._out.header.stamp = msg.header.stamp
         self._out.name = model.joint_names
         self._out.effort = residual.tolist()
@@ -181,7 +159,7 @@ class ResidualPolicyNode(Node):
 
     # ------------------------------------------------------------------ parameters
     def _on_set_parameters(self, params):
-        if self._reverting:
+        if self._swap.reverting:
             return result()
         try:
             changes = validate_changes(self._specs, params)
@@ -191,34 +169,14 @@ class ResidualPolicyNode(Node):
             self._perception_timeout = float(changes["perception_timeout"])
         if "joint_state_timeout" in changes:
             self._state_timeout = float(changes["joint_state_timeout"])
-        if "model_path" in changes or "model_sha256" in changes:
-            if self._loading:
-                return result("a model is being loaded; try again when it has switched or failed")
-            path = changes.get("model_path", self._model_params[0])
-            sha = changes.get("model_sha256", self._model_params[1])
-            self._loading = True
-            threading.Thread(target=self._load_model, args=(path, sha), daemon=True).start()
-        return result()
+        return result(self._swap.request(changes))
 
-    def _load_model(self, path: str, sha: str) -> None:
-        old = self._model_params
-        try:
-            loaded = _Loaded(path or str(default_model()), sha, self._expect)
-        except ResidualControlError as exc:
-            self.get_logger().error(f"model update refused, keeping {self.model.path}: {exc}")
-            self._status = (ERROR, f"model update refused: {exc}")
-            self._reverting = True
-            try:
-                self.set_parameters([Parameter("model_path", value=old[0]),
-                                     Parameter("model_sha256", value=old[1])])
-            finally:
-                self._reverting = False
-                self._loading = False
-            return
+    def _on_model_loaded(self, loaded: LoadedPolicy) -> None:
         self.model = loaded  # atomic swap
-        self._model_params = (path, sha)
-        self._loading = False
         self._announce_model()
+
+    def _on_model_refused(self, why: str) -> None:
+        self._status = (ERROR, why)
 
 
 def main(args=None) -> int:

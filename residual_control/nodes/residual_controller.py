@@ -1,0 +1,254 @@
+"""residual_controller node: the fused mode, base controller + residual policy + mixer in one process.
+
+The same core classes as the three separate nodes
+(:func:`~residual_control.core.base_controllers.make_base_controller`,
+:class:`~residual_control.core.policy.PolicyRunner` with
+:class:`~residual_control.core.observation.ObservationAssembler`,
+:class:`~residual_control.core.mixer.Mixer`), called in sequence in the
+``joint_states`` callback: one hop in, one hop out, no DDS between stages.
+
+Subscribes ``joint_states`` (the trigger), ``reference`` and ``perception``;
+publishes ``commands`` once per joint state, ``~/applied_residual`` (stamped
+with the joint state's stamp), the latched ``~/mode`` and ``~/model``, and
+/diagnostics (``residual_controller: mode`` like the mixer's status,
+``residual_controller: policy`` like residual_policy's).
+
+Semantics are those of the separate graph: the base action is the base
+controller's output for this joint state (holding the first measured position
+until a reference arrives); the policy computes no residual while perception
+is lost, no reference has been received, or the model fails, and the mixer
+then falls back after ``residual_timeout`` exactly as it does when
+``residual_action`` stops. One difference by construction: the residual mixed
+into a command is computed from the same joint state as its base action (the
+separate graph mixes the newest residual that arrived, usually one sample
+older).
+
+Parameters are the union of the three nodes' (:func:`fused_specs`). The one
+name they share with different meanings is ``residual_limit``: here it is the
+mixer's live-tunable clamp, and the model's declared bound is checked against
+its value at start. Mixer, base controller gains and perception/joint-state
+timeouts can be tuned live; ``model_path`` swaps the model off the control
+path like residual_policy.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray, String
+
+from ..core.base_controllers import make_base_controller
+from ..core.errors import ConfigError, ObservationError
+from ..core.mixer import Mixer, MixerConfig
+from ..core.params import BASE_PARAMS, MIXER_PARAMS, POLICY_PARAMS, ParamSpec, spec_map
+from ..core.policy import PolicyExpectations
+from ..paths import default_model
+from .common import ERROR, OK, WARN, Diagnostics, LoadedPolicy, MixerIO, ModelSwap, declare_specs, \
+    mixer_changes, now_sec, perception_lost, read_perception, read_reference, read_state, result, run_node, \
+    stamp_to_sec, validate_changes
+from .qos import CONTROL_QOS, LATCHED_QOS
+
+NODE_NAME = "residual_controller"
+# Sections of the params file the fused node's parameters come from; on a clash the first wins.
+SOURCE_NODES = ("residual_mixer", "base_controller", "residual_policy")
+
+
+def fused_specs(*spec_lists: Sequence[ParamSpec]) -> tuple[ParamSpec, ...]:
+    """The union by name of the specs (default: mixer, base controller, policy); the first spec of a name wins."""
+    out: dict[str, ParamSpec] = {}
+    for specs in spec_lists or (MIXER_PARAMS, BASE_PARAMS, POLICY_PARAMS):
+        for s in specs:
+            out.setdefault(s.name, s)
+    return tuple(out.values())
+
+
+FUSED_PARAMS = fused_specs()
+_BASE_NAMES = frozenset(s.name for s in BASE_PARAMS)
+
+
+def fused_parameters(params_file: Mapping[str, object]) -> dict[str, object]:
+    """The ``residual_controller`` parameters equivalent to a params file's three node sections.
+
+    ``params_file`` is the loaded YAML (``/**``, ``base_controller``,
+    ``residual_policy``, ``residual_mixer``); nested ``model:`` entries stay
+    nested, as ROS flattens them to ``model.*``. Returns the mapping to put
+    under ``residual_controller: ros__parameters:``.
+    """
+    def section(name):
+        return dict((params_file.get(name) or {}).get("ros__parameters") or {})
+
+    merged = section("/**")
+    for name in reversed(SOURCE_NODES):  # the first of SOURCE_NODES overrides the others
+        merged.update(section(name))
+    return merged
+
+
+class ResidualControllerNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._specs = spec_map(FUSED_PARAMS)
+        v = declare_specs(self, FUSED_PARAMS)
+        self._values = v
+        self.joints = tuple(v["joints"])
+        self.controller = make_base_controller(v)
+        self.mixer = Mixer(MixerConfig.from_params(v))
+        self._expect = PolicyExpectations(
+            joints=self.joints, residual_limit=v["residual_limit"], control_rate_hz=v["control_rate_hz"],
+            perception_features=tuple(v["perception_features"]))
+        self._perception_timeout = float(v["perception_timeout"])
+        self.model = LoadedPolicy(v["model_path"] or str(default_model()), v["model_sha256"], self._expect)
+        self._swap = ModelSwap(self, self._expect, v["model_path"], v["model_sha256"], lambda: str(default_model()),
+                               lambda: self.model, self._on_model_loaded, self._on_model_refused)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._q_ref: np.ndarray | None = None
+        self._qd_ref = np.zeros(len(self.joints))
+        self._reference_received = False
+        self._perception: np.ndarray | None = None
+        self._perception_time: float | None = None
+        self._status = (WARN, "waiting for inputs")
+        self.stats = {"base_actions": 0, "residuals": 0, "skipped": 0, "model_errors": 0, "rejected_inputs": 0}
+
+        self.io = MixerIO(self, self.mixer, f"{NODE_NAME}: mode")
+        self._model_pub = self.create_publisher(String, "~/model", LATCHED_QOS)
+        self._policy_diag = Diagnostics(self, f"{NODE_NAME}: policy", hardware_id=self.get_fully_qualified_name())
+        self.create_subscription(JointState, "joint_states", self._on_joint_state, CONTROL_QOS)
+        self.create_subscription(JointState, "reference", self._on_reference, CONTROL_QOS)
+        self.create_subscription(Float64MultiArray, "perception", self._on_perception, CONTROL_QOS)
+        cfg = self.mixer.config
+        self._watchdog = self.create_timer(max(cfg.base_timeout / 2.0, 0.002), self.io.watchdog)
+        self.create_timer(float(v["diagnostics_period"]), self._publish_diagnostics)
+        self.io.publish_mode()
+        self._announce_model()
+        self.get_logger().info(
+            f"{self.controller.kind} + residual on {list(self.joints)}: residual_limit "
+            f"{cfg.residual_limit.tolist()}, gain {cfg.residual_gain:g}, base_stale_behavior {cfg.base_stale_behavior}")
+
+    def _announce_model(self) -> None:
+        m = self.model
+        self._model_pub.publish(String(data=f"{m.path} sha256={m.runner.sha256}"))
+        self.get_logger().info(
+            f"model {m.path} (sha256 {m.runner.sha256[:12]}…): {m.assembler.size} observations, "
+            f"joints {m.joint_names}, perception {'used' if m.assembler.uses_perception else 'unused'}")
+
+    # ------------------------------------------------------------------ inputs
+    def _reject(self, error: str) -> None:
+        self.stats["rejected_inputs"] += 1
+        self._status = (WARN, error)
+        self.get_logger().warn(error, throttle_duration_sec=1.0)
+
+    def _on_reference(self, msg: JointState) -> None:
+        try:
+            self._q_ref, self._qd_ref = read_reference(self.joints, msg)
+        except ValueError as exc:
+            self._reject(str(exc))
+            return
+        self._reference_received = True
+
+    def _on_perception(self, msg: Float64MultiArray) -> None:
+        try:
+            self._perception = read_perception(self._expect.perception_features, msg)
+        except ValueError as exc:
+            self._reject(str(exc))
+            return
+        self._perception_time = now_sec(self)
+
+    # ------------------------------------------------------------------ trigger
+    def _on_joint_state(self, msg: JointState) -> None:
+        try:
+            q, qd = read_state(self.joints, msg)
+        except ValueError as exc:
+            self._reject(str(exc))
+            return
+        if self._q_ref is None:
+            self._q_ref, self._qd_ref = q.copy(), np.zeros(len(self.joints))
+            self.get_logger().info("no reference yet: holding the first measured position")
+        stamp = stamp_to_sec(msg.header.stamp)
+        try:
+            a_base = self.controller.compute(q, qd, self._q_ref, self._qd_ref, stamp)
+        except ObservationError as exc:
+            self._reject(str(exc))
+            return
+        self.stats["base_actions"] += 1
+        now = now_sec(self)
+        self._update_residual(q, qd, a_base, stamp, now)
+        out = self.mixer.step(self.joints, a_base, stamp, now)
+        self.io.emit(out, msg.header.stamp)
+
+    def _skip(self, level: int, why: str) -> None:
+        self.stats["skipped"] += 1
+        self._status = (level, why)
+
+    def _update_residual(self, q, qd, a_base, stamp: float, now: float) -> None:
+        """residual_policy's step: infer and hand the residual to the mixer, or nothing (it falls back)."""
+        model = self.model  # one read: a concurrent swap never mixes two models
+        if not self._reference_received:
+            return self._skip(WARN, "no reference received")
+        perception = None
+        if model.assembler.uses_perception:
+            lost = perception_lost(now, self._perception_time, self._perception_timeout)
+            if lost:
+                return self._skip(WARN, lost)
+            perception = self._perception
+        residual, level, why, model_error = model.residual(q, qd, self._q_ref, self._qd_ref, a_base, perception)
+        if residual is None:
+            self.stats["model_errors"] += int(model_error)
+            return self._skip(level, why)
+        error = self.mixer.update_residual(model.joint_names, residual, stamp, now)
+        if error:
+            self.get_logger().warn(f"rejected residual: {error}", throttle_duration_sec=1.0)
+            return self._skip(ERROR, error)
+        self.stats["residuals"] += 1
+        self._status = (OK, "running")
+
+    def _publish_diagnostics(self) -> None:
+        self.io.publish_diagnostics()
+        level, message = self._status
+        self._policy_diag.publish(level, message, {"controller_type": self.controller.kind,
+                                                   "model_path": self.model.path,
+                                                   "model_sha256": self.model.runner.sha256, **self.stats})
+
+    # ------------------------------------------------------------------ parameters
+    def _on_set_parameters(self, params):
+        if self._swap.reverting:
+            return result()
+        try:
+            changes = validate_changes(self._specs, params)
+            mc = mixer_changes(changes)
+            if mc:
+                self.mixer.config.with_changes(**mc)  # validate before applying anything
+            base = {k: v for k, v in changes.items() if k in _BASE_NAMES}
+            controller = make_base_controller({**self._values, **base}) if base else None
+        except (ConfigError, KeyError) as exc:
+            self.get_logger().warn(f"rejected parameter change: {exc}")
+            return result(str(exc))
+        error = self._swap.request(changes)
+        if error:
+            return result(error)
+        if mc:
+            self.mixer.reconfigure(**mc)
+        if controller is not None:
+            self.controller = controller
+        self._values.update(changes)
+        if "perception_timeout" in changes:
+            self._perception_timeout = float(changes["perception_timeout"])
+        for k, v in changes.items():
+            self.get_logger().info(f"parameter {k} set to {v}")
+        return result()
+
+    def _on_model_loaded(self, loaded: LoadedPolicy) -> None:
+        self.model = loaded  # atomic swap
+        self._announce_model()
+
+    def _on_model_refused(self, why: str) -> None:
+        self._status = (ERROR, why)
+
+
+def main(args=None) -> int:
+    return run_node(ResidualControllerNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
