@@ -68,6 +68,14 @@ def _summary(result: dict) -> str:
     return json.dumps(strip(result), indent=2, default=str)
 
 
+def _cmd(fn):
+    """Wrap fn(args) -> dict into a subcommand: print a JSON summary, return exit status 0."""
+    def run(args) -> int:
+        print(_summary(fn(args)))
+        return 0
+    return run
+
+
 def add_subcommands(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a residual policy (bc or rl)")
     p.add_argument("method", choices=["bc", "rl"])
@@ -76,14 +84,14 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
     p.add_argument("--episodes", type=int, default=None, help="bc: DAgger episodes (overrides the config)")
     p.add_argument("--steps", type=int, default=None, help="rl: env steps (overrides the config)")
-    p.set_defaults(func=lambda a: train(a.method, a.config, a.out or f"runs/{a.method}", a.seed, a.episodes,
-                                        a.steps))
+    p.set_defaults(func=_cmd(lambda a: train(a.method, a.config, a.out or f"runs/{a.method}", a.seed, a.episodes,
+                                        a.steps)))
 
     p = subparsers.add_parser("export", help="export a checkpoint to ONNX (checked, runtime-validated)")
     p.add_argument("checkpoint")
     p.add_argument("out")
     p.add_argument("--params", default=None, help="params file the runtime uses (default: the checkpoint's)")
-    p.set_defaults(func=lambda a: export(a.checkpoint, a.out, a.params))
+    p.set_defaults(func=_cmd(lambda a: export(a.checkpoint, a.out, a.params)))
 
     p = subparsers.add_parser("evaluate", help="closed-loop evaluation on the plant, no ROS")
     p.add_argument("model")
@@ -94,7 +102,7 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("--params", default="config/residual_control.yaml")
     p.add_argument("--reference", default="config/reference.yaml")
     p.add_argument("--seconds", type=float, default=20.0)
-    p.set_defaults(func=lambda a: evaluate(a.model, a.plant, a.json, a.plot, a.params, a.reference, a.seconds))
+    p.set_defaults(func=_cmd(lambda a: evaluate(a.model, a.plant, a.json, a.plot, a.params, a.reference, a.seconds)))
 
     p = subparsers.add_parser("learn-bench", help="residual vs from-scratch RL curves and the BC table")
     p.add_argument("--config", default="config/train_rl.yaml")
@@ -104,16 +112,15 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--skip-rl", action="store_true")
     p.add_argument("--skip-bc", action="store_true")
-    p.set_defaults(func=lambda a: benchmark(a.config, a.out, a.seed, a.bc_config, not a.skip_rl, not a.skip_bc,
-                                            a.steps))
+    p.set_defaults(func=_cmd(lambda a: benchmark(a.config, a.out, a.seed, a.bc_config, not a.skip_rl, not a.skip_bc,
+                                            a.steps)))
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="residual-control-train")
     add_subcommands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    print(_summary(args.func(args)))
-    return 0
+    return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":
