@@ -32,6 +32,7 @@ path like residual_policy.
 """
 from __future__ import annotations
 
+import copy
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -82,7 +83,7 @@ def fused_parameters(params_file: Mapping[str, object]) -> dict[str, object]:
     merged = section("/**")
     for name in reversed(SOURCE_NODES):  # the first of SOURCE_NODES overrides the others
         merged.update(section(name))
-    return merged
+    return copy.deepcopy(merged)  # no object shared with the sections (YAML would write aliases)
 
 
 class ResidualControllerNode(Node):
