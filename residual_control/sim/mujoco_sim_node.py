@@ -122,6 +122,10 @@ class MujocoSimNode(Node):
         self.declare_parameter("lockstep_wait", 0.5,
                                _float_desc("lockstep: wall seconds to wait for a command before "
                                            "stepping anyway", 0.0, 60.0))
+        self.declare_parameter("real_time_factor", 0.0,
+                               _float_desc("lockstep: cap on simulated seconds per wall second "
+                                           "(1 = never faster than real time, 0 = as fast as the graph "
+                                           "answers)", 0.0, 1000.0))
         self.declare_parameter("seed", 0, _int_desc("sensor noise seed", 0, 2**31 - 1, True))
         self.declare_parameter("initial_positions", [0.0, 0.0],
                                _desc("initial joint angles (rad), ordered as joints", True))
@@ -139,6 +143,7 @@ class MujocoSimNode(Node):
         self.publish_clock = bool(self.get_parameter("publish_clock").value)
         self._command_timeout = float(self.get_parameter("command_timeout").value)
         self._lockstep_wait = float(self.get_parameter("lockstep_wait").value)
+        self._real_time_factor = float(self.get_parameter("real_time_factor").value)
 
         self.plant = MujocoPlant(params, seed=int(self.get_parameter("seed").value),
                                  physics_dt=1.0 / physics_rate)
@@ -208,6 +213,8 @@ class MujocoSimNode(Node):
                 self._command_timeout = float(p.value)
             elif p.name == "lockstep_wait":
                 self._lockstep_wait = float(p.value)
+            elif p.name == "real_time_factor":
+                self._real_time_factor = float(p.value)
         return SetParametersResult(successful=True)
 
     def _on_timer(self) -> None:
@@ -259,7 +266,15 @@ class MujocoSimNode(Node):
         self._state_pub.publish(msg)
 
     def run_lockstep(self, executor) -> None:
-        """Publish, wait for a new command (<= lockstep_wait wall s), step; until shutdown."""
+        """Publish, wait for a new command (<= lockstep_wait wall s), step; until shutdown.
+
+        With ``real_time_factor`` > 0 the simulation never runs ahead of
+        wall time times that factor: it runs in real time while the graph
+        keeps up, and slows down (instead of starving the graph) when the
+        machine is loaded.
+        """
+        start_wall = time.monotonic()
+        start_sim = self.plant.time
         while rclpy.ok(context=self.context):
             self._new_command = False
             self.publish_state()
@@ -274,6 +289,10 @@ class MujocoSimNode(Node):
                     break
                 executor.spin_once(timeout_sec=min(remaining, 0.1))
             executor.spin_once(timeout_sec=0.0)  # serve parameter requests etc.
+            if self._real_time_factor > 0.0:
+                target = start_wall + (self.plant.time + self.control_dt - start_sim) / self._real_time_factor
+                while (remaining := target - time.monotonic()) > 0.0:
+                    executor.spin_once(timeout_sec=remaining)
             self.step_control_period()
 
 

@@ -31,16 +31,6 @@ MODULES = {
 RUNTIME = ("base_controller", "residual_policy", "residual_mixer")
 
 
-def _ros_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (list, tuple)):
-        return "[" + ",".join(_ros_value(x) for x in v) + "]"
-    if isinstance(v, str):
-        return v if v else "''"
-    return repr(v)
-
-
 @dataclass
 class NodeSpec:
     """One process of the graph."""
@@ -53,14 +43,27 @@ class NodeSpec:
     name: str = ""  # node name override
     log_level: str = "warn"
 
-    def command(self) -> list[str]:
+    def command(self, overlay_dir: str | os.PathLike | None = None) -> list[str]:
+        """The command line. ``params`` go into an overlay params file in ``overlay_dir``.
+
+        A plain ``-p name:=value`` is a wildcard override, and node-specific
+        entries of a params file win over it; the overlay is keyed
+        ``/**/<node name>`` and passed last, so it wins over every file.
+        """
         if self.executable not in MODULES:
             raise ValueError(f"executable: expected one of {sorted(MODULES)}, found {self.executable!r}")
         cmd = [sys.executable, "-m", MODULES[self.executable], "--ros-args", "--log-level", self.log_level]
         for f in self.params_files:
             cmd += ["--params-file", str(f)]
-        for k, v in self.params.items():
-            cmd += ["-p", f"{k}:={_ros_value(v)}"]
+        if self.params:
+            import yaml
+
+            node = self.name or self.executable
+            folder = Path(overlay_dir) if overlay_dir is not None else Path(tempfile.gettempdir())
+            fd, overlay = tempfile.mkstemp(prefix=f"{node}_", suffix=".params.yaml", dir=folder)
+            with os.fdopen(fd, "w") as f:
+                yaml.safe_dump({f"/**/{node}": {"ros__parameters": dict(self.params)}}, f)
+            cmd += ["--params-file", overlay]
         for src, dst in self.remaps.items():
             cmd += ["-r", f"{src}:={dst}"]
         if self.namespace:
@@ -76,7 +79,7 @@ class Process:
         self.label = spec.name or spec.executable
         self.log_path = log_dir / f"{self.label}.log"
         self._log = open(self.log_path, "ab")
-        self.popen = subprocess.Popen(spec.command(), stdout=self._log, stderr=subprocess.STDOUT,
+        self.popen = subprocess.Popen(spec.command(log_dir), stdout=self._log, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, start_new_session=True,
                                       env=dict(env) if env is not None else None)
 
@@ -147,8 +150,9 @@ class Graph:
     def __getitem__(self, label: str) -> Process:
         return self.processes[label]
 
-    def check_alive(self) -> None:
-        dead = {k: p.popen.returncode for k, p in self.processes.items() if not p.alive()}
+    def check_alive(self, ignore=()) -> None:
+        """Raise with the logs of any process that exited (except those in ``ignore``)."""
+        dead = {k: p.popen.returncode for k, p in self.processes.items() if k not in ignore and not p.alive()}
         if dead:
             details = "\n".join(f"--- {k} (exit {rc}) ---\n{self.processes[k].output()[-2000:]}"
                                 for k, rc in dead.items())

@@ -21,7 +21,13 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
 from ..nodes.qos import CONTROL_QOS, DIAGNOSTICS_QOS, LATCHED_QOS
+
+# The probe records every sample, so its subscriptions queue deeply; a
+# reliable reader of a reliable writer then loses nothing while it catches up.
+RECORD_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 
 
 @dataclass
@@ -31,6 +37,7 @@ class Sample:
     stamp: float | None
     names: list
     values: np.ndarray
+    positions: np.ndarray | None = None
 
 
 @dataclass
@@ -42,6 +49,9 @@ class Recording:
     joint_states: list = field(default_factory=list)
     modes: list = field(default_factory=list)  # (t, ros_t, text)
     diagnostics: list = field(default_factory=list)  # (t, DiagnosticStatus)
+    # (header stamp on the publisher's clock, mode) from every status that
+    # reports a 'mode' (the mixer publishes one on each transition).
+    mixer_modes: list = field(default_factory=list)
 
     def clear(self) -> None:
         for v in self.__dict__.values():
@@ -68,14 +78,14 @@ class Probe(Node):
         self.perception_pub = self.create_publisher(Float64MultiArray, "perception", CONTROL_QOS)
         self.residual_pub = self.create_publisher(JointState, "residual_action", CONTROL_QOS)
         self.base_pub = self.create_publisher(JointState, "base_action", CONTROL_QOS)
-        self.create_subscription(JointState, "base_action", self._rec(self.rec.base), CONTROL_QOS)
-        self.create_subscription(JointState, "residual_action", self._rec(self.rec.residual), CONTROL_QOS)
-        self.create_subscription(JointState, f"{mixer}/applied_residual", self._rec(self.rec.applied), CONTROL_QOS)
-        self.create_subscription(Float64MultiArray, "commands", self._on_command, CONTROL_QOS)
+        self.create_subscription(JointState, "base_action", self._rec(self.rec.base), RECORD_QOS)
+        self.create_subscription(JointState, "residual_action", self._rec(self.rec.residual), RECORD_QOS)
+        self.create_subscription(JointState, f"{mixer}/applied_residual", self._rec(self.rec.applied), RECORD_QOS)
+        self.create_subscription(Float64MultiArray, "commands", self._on_command, RECORD_QOS)
         self.create_subscription(String, f"{mixer}/mode", self._on_mode, LATCHED_QOS)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, DIAGNOSTICS_QOS)
         if record_joint_states:
-            self.create_subscription(JointState, "joint_states", self._rec(self.rec.joint_states), CONTROL_QOS)
+            self.create_subscription(JointState, "joint_states", self._rec(self.rec.joint_states), RECORD_QOS)
         self._param_clients = {}
         self.mode_text = ""
 
@@ -83,7 +93,7 @@ class Probe(Node):
     def _rec(self, sink):
         def cb(msg: JointState) -> None:
             sink.append(Sample(time.monotonic(), self.ros_now(), _stamp(msg), list(msg.name),
-                               np.asarray(msg.effort if len(msg.effort) else msg.position, dtype=float)))
+                               np.asarray(msg.effort, dtype=float), np.asarray(msg.position, dtype=float)))
         return cb
 
     def _on_command(self, msg: Float64MultiArray) -> None:
@@ -97,6 +107,17 @@ class Probe(Node):
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for s in msg.status:
             self.rec.diagnostics.append((time.monotonic(), s))
+            mode = next((kv.value for kv in s.values if kv.key == "mode"), None)
+            if mode is not None:
+                self.rec.mixer_modes.append((_stamp(msg), mode))
+
+    def drain(self, budget: float = 0.5) -> None:
+        """Handle every message already waiting (so the probe's clock is current)."""
+        deadline = time.monotonic() + budget
+        for _ in range(500):
+            rclpy.spin_once(self, timeout_sec=0.0)
+            if time.monotonic() > deadline:
+                break
 
     def ros_now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9

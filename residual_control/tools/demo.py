@@ -1,0 +1,251 @@
+"""`residual-control demo`: does the residual beat its base on a shifted plant, and survive its own death?
+
+Three trials on the same trajectory, each a fresh graph of separate
+processes over DDS (mujoco_sim, reference_publisher, perception,
+base_controller, residual_policy, residual_mixer):
+
+1. ``base``: the base controller alone (residual_gain 0),
+2. ``residual``: base plus the shipped residual,
+3. ``residual_fault``: as 2, but residual_policy is killed (-9) mid-run,
+   restarted, and later perception is switched off.
+
+Prints a table, writes a PNG plot (``--plot``) and JSON (``--json``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from ..paths import default_model, default_params_file, share_path
+
+TRIALS = ("base", "residual", "residual_fault")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plant", default="", help="plant YAML (default: config/plants/real.yaml)")
+    p.add_argument("--params-file", default="", help="ROS 2 params file (default: config/residual_control.yaml)")
+    p.add_argument("--model", default="", help="ONNX residual (default: models/residual_bc.onnx)")
+    p.add_argument("--duration", type=float, default=10.0, help="measured sim seconds per trial (default 10)")
+    p.add_argument("--settle", type=float, default=2.0, help="sim seconds before the measured window")
+    p.add_argument("--json", default="", help="write the results as JSON to this file")
+    p.add_argument("--plot", default="demo.png", help="write the plot to this PNG ('' for none)")
+    p.add_argument("--trials", default=",".join(TRIALS), help=f"comma-separated subset of {','.join(TRIALS)}")
+    p.add_argument("--log-dir", default="", help="keep the nodes' logs in this folder")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _say(msg: str) -> None:
+    print(f"[demo] {msg}", flush=True)
+
+
+def run_trial(name: str, args, settings_kwargs: dict, joints, config) -> tuple[dict, dict]:
+    from .closed_loop import ClosedLoop, LoopSettings, analyse, series
+
+    settings = LoopSettings(**settings_kwargs, residual_gain=0.0 if name == "base" else None)
+    if args.log_dir:
+        settings.log_dir = str(Path(args.log_dir) / name)
+    t0 = settings.settle
+    span = settings.duration
+    plan = []
+    if name == "residual_fault":
+        plan = [(t0 + 0.15 * span, "kill"), (t0 + 0.30 * span, "restart"), (t0 + 0.85 * span, "perception_off")]
+    fault: dict = {}
+    with ClosedLoop(settings, joints, name=f"demo_probe_{name}",
+                    progress=lambda m: _say(f"{name:>14}: {m}")) as loop:
+        probe = loop.probe
+
+        def on_tick(t: float) -> None:
+            while plan and t >= plan[0][0]:
+                _, action = plan[0]
+                if action == "kill":
+                    # Kill a healthy residual: only once the mixer is nominal.
+                    probe.drain()
+                    if probe.mode != "nominal":
+                        return
+                    t = loop.sim_time_now()
+                    fault["kill_sim"] = t
+                    loop.kill("residual_policy")
+                    _say(f"{name:>14}: killed residual_policy (-9) at {t:.2f} s sim time")
+                elif action == "restart":
+                    loop.restart("residual_policy")
+                    fault["restart_sim"] = t
+                    _say(f"{name:>14}: restarted residual_policy at {t:.2f} s")
+                elif action == "perception_off":
+                    probe.drain()
+                    if probe.mode != "nominal":
+                        return
+                    t = loop.sim_time_now()
+                    fault["perception_off_sim"] = t
+                    ok, reason = probe.set_remote_parameter("perception", "enabled", False)
+                    if not ok:
+                        raise RuntimeError(f"could not stop perception: {reason}")
+                    _say(f"{name:>14}: perception switched off at {t:.2f} s")
+                plan.pop(0)
+
+        run = loop.run(on_tick)
+        result = analyse(run, joints, config)
+        if name == "residual_fault":
+            result.update(_fault_numbers(probe.rec.mixer_modes, fault))
+        return result, series(run, joints)
+
+
+def _first_mode_after(mixer_modes, t: float, wanted: str) -> float | None:
+    """Stamp (mixer clock) of the first report of ``wanted`` mode after sim time t."""
+    return next((stamp for stamp, mode in sorted(mixer_modes) if stamp >= t and mode == wanted), None)
+
+
+def _fault_numbers(mixer_modes, fault: dict) -> dict:
+    """Latencies on the simulated clock: the mixer's transition stamp minus the fault's time."""
+    out = {"fallback_latency_s": None, "recovered": False, "perception_fallback_latency_s": None}
+    if "kill_sim" in fault:
+        hit = _first_mode_after(mixer_modes, fault["kill_sim"], "fallback")
+        if hit is not None:
+            out["fallback_latency_s"] = hit - fault["kill_sim"]
+    if "restart_sim" in fault:
+        end = fault.get("perception_off_sim", float("inf"))
+        out["recovered"] = any(mode == "nominal" and fault["restart_sim"] < stamp < end
+                               for stamp, mode in mixer_modes)
+    if "perception_off_sim" in fault:
+        hit = _first_mode_after(mixer_modes, fault["perception_off_sim"], "fallback")
+        if hit is not None:
+            out["perception_fallback_latency_s"] = hit - fault["perception_off_sim"]
+    return out
+
+
+def plot(path: str, data: dict, joints, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mode_level = {"nominal": 2, "recovering": 1, "fallback": 0, "base_fault": -1}
+    n = len(joints)
+    fig, axes = plt.subplots(n + 2, 1, figsize=(11, 2.4 * (n + 2)), sharex=True)
+    colors = {"base": "tab:red", "residual": "tab:green", "residual_fault": "tab:purple"}
+    for k, j in enumerate(joints):
+        ax = axes[k]
+        first = next(iter(data.values()))
+        ax.plot(first["t"], first["q_ref"][:, k], "k--", lw=1.2, label="reference")
+        for name, s in data.items():
+            ax.plot(s["t"], s["q"][:, k], color=colors.get(name), lw=1.0, label=name)
+        ax.set_ylabel(f"{j} [rad]")
+        ax.legend(loc="upper right", fontsize=8, ncol=4)
+    ax = axes[n]
+    for name, s in data.items():
+        if name == "base" or not len(s["t_applied"]):
+            continue
+        for k, j in enumerate(joints):
+            ax.plot(s["t_applied"], s["applied"][:, k], lw=0.9, color=colors.get(name),
+                    ls="-" if k == 0 else ":", label=f"{name} {j}")
+    ax.set_ylabel("applied Δa [N m]")
+    ax.legend(loc="upper right", fontsize=8, ncol=2)
+    ax = axes[n + 1]
+    for name, s in data.items():
+        if not s["modes"]:
+            continue
+        ts = [t for t, _ in s["modes"]] + [s["t"][-1] if len(s["t"]) else 0.0]
+        ls = [mode_level.get(m, 0) for _, m in s["modes"]]
+        ax.step(ts, ls + ls[-1:], where="post", color=colors.get(name), label=name)
+    ax.set_yticks(list(mode_level.values()), list(mode_level.keys()))
+    ax.set_ylabel("mixer mode")
+    ax.set_xlabel("sim time [s]")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def format_table(results: dict, joints, config) -> str:
+    head = ["trial"] + [f"RMSE {j} [rad]" for j in joints] + [
+        "RMSE [rad]", "max|Δa| [N m]", "fallback [s]", "kill→fallback [s]", "violations"]
+    rows = []
+    for name, r in results.items():
+        lat = r.get("fallback_latency_s")
+        rows.append([name] + [f"{r['rmse_per_joint'][j]:.4f}" for j in joints] + [
+            f"{r['rmse']:.4f}", f"{r['max_abs_residual']:.2f}", f"{r['fallback_time_s']:.2f}",
+            "-" if lat is None else f"{lat:.3f}", str(r["violations"])])
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    out = [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in rows]
+    return "\n".join(out)
+
+
+def run(args) -> int:
+    from .closed_loop import load_params, mixer_config, node_params
+
+    params_file = args.params_file or str(default_params_file())
+    plant = args.plant or str(share_path("config", "plants", "real.yaml"))
+    model = args.model or str(default_model())
+    for what, path in (("params file", params_file), ("plant", plant), ("model", model)):
+        if not os.path.isfile(path):
+            print(f"demo: {what}: expected a file, found nothing at {path}", file=sys.stderr)
+            return 2
+    trials = [t.strip() for t in args.trials.split(",") if t.strip()]
+    unknown = [t for t in trials if t not in TRIALS]
+    if unknown:
+        print(f"demo: --trials: expected names from {list(TRIALS)}, found {unknown}", file=sys.stderr)
+        return 2
+    params = load_params(params_file)
+    joints = list(node_params(params, "residual_mixer")["joints"])
+    config = mixer_config(params)
+    rate = float(node_params(params, "residual_policy").get("control_rate_hz", 100.0))
+    settings = dict(params_file=params_file, plant_file=plant, model_path=model, settle=args.settle,
+                    duration=args.duration, control_rate_hz=rate, seed=args.seed)
+    _say(f"plant {plant}, model {model}, {len(trials)} trials of {args.settle + args.duration:g} s sim time")
+    started = time.monotonic()
+    results, data = {}, {}
+    for name in trials:
+        _say(f"trial {name}: starting the graph")
+        res, ser = run_trial(name, args, settings, joints, config)
+        results[name], data[name] = res, ser
+        _say(f"trial {name}: RMSE {res['rmse']:.4f} rad, violations {res['violations']}")
+    elapsed = time.monotonic() - started
+    print()
+    print(format_table(results, joints, config))
+    print()
+    summary = {}
+    if "base" in results and "residual" in results:
+        summary["rmse_ratio_residual_to_base"] = results["residual"]["rmse"] / results["base"]["rmse"]
+        print(f"residual / base RMSE: {summary['rmse_ratio_residual_to_base']:.3f}")
+    if "residual_fault" in results:
+        bound = config.residual_timeout + 1.0 / rate
+        summary["fallback_bound_s"] = bound
+        lat = results["residual_fault"]["fallback_latency_s"]
+        plat = results["residual_fault"]["perception_fallback_latency_s"]
+        print(f"kill → fallback: {_fmt_s(lat)} (bound residual_timeout + one period = {bound:.3f} s); "
+              f"recovered after restart: {results['residual_fault']['recovered']}; "
+              f"perception off → fallback: {_fmt_s(plat)}")
+    total_violations = sum(r["violations"] for r in results.values())
+    print(f"violations in all runs: {total_violations}; demo took {elapsed:.0f} s")
+    if args.plot:
+        plot(args.plot, data, joints, f"residual_control demo on {Path(plant).name}")
+        print(f"plot written to {args.plot}")
+    if args.json:
+        doc = {"plant": plant, "model": model, "params_file": params_file, "duration_s": args.duration,
+               "runs": results, "summary": summary, "elapsed_s": elapsed}
+        Path(args.json).write_text(json.dumps(doc, indent=2, default=_json_default))
+        print(f"results written to {args.json}")
+    return 0 if total_violations == 0 else 1
+
+
+def _fmt_s(x) -> str:
+    return "not seen" if x is None else f"{x:.3f} s"
+
+
+def _json_default(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    try:
+        import numpy as np
+
+        if isinstance(x, np.generic):
+            return x.item()
+    except ImportError:
+        pass
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
