@@ -36,6 +36,7 @@ class Mode(str, enum.Enum):
 
 
 BASE_STALE_BEHAVIORS = ("stop", "zero", "hold")
+_PERM_CACHE_SIZE = 16  # distinct name orders remembered per mixer
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ class Mixer:
     def __init__(self, config: MixerConfig) -> None:
         self._config = config
         self._index = {name: i for i, name in enumerate(config.joints)}
+        self._perm_cache: dict[tuple, np.ndarray] = {}  # validated name order -> joint index per entry
         self._residual: _Residual | None = None
         self._residual_error = "no residual received yet"
         self._mode = Mode.FALLBACK
@@ -207,6 +209,19 @@ class Mixer:
             return None, f"{what}: expected {n} numbers, found {describe(values)}"
         if len(names) != vals.size:
             return None, f"{what}: expected as many values as names, found {len(names)} names and {vals.size} values"
+        # Hot path: the name checks below depend on the names only, so a name
+        # list that passed them once maps straight to its permutation.
+        try:
+            key = tuple(names)
+            perm = self._perm_cache.get(key)
+        except TypeError:  # unhashable entries: take the checks below
+            key, perm = None, None
+        if perm is not None:
+            out = np.empty(n)
+            out[perm] = vals
+            if not np.isfinite(out).all():
+                return None, f"{what}: expected finite values, found {out.tolist()}"
+            return out, ""
         if len(set(names)) != len(names):
             dup = sorted({x for x in names if names.count(x) > 1})
             return None, f"{what}: expected unique joint names, found duplicates {dup}"
@@ -219,6 +234,8 @@ class Mixer:
         out = np.empty(n)
         for name, v in zip(names, vals):
             out[self._index[name]] = v
+        if key is not None and len(self._perm_cache) < _PERM_CACHE_SIZE:
+            self._perm_cache[key] = np.array([self._index[name] for name in names], dtype=np.intp)
         if not np.all(np.isfinite(out)):
             return None, f"{what}: expected finite values, found {out.tolist()}"
         return out, ""
