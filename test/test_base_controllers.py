@@ -241,7 +241,6 @@ def test_make_base_controller_rejects_bad_config(change, fragment):
     assert "expected" in msg
 
 
-@pytest.mark.xfail(strict=True, reason="make_base_controller: a missing 'kp' raises KeyError('kp'), not ConfigError")
 @pytest.mark.parametrize("kind", ["pid", "pd_gravity"])
 def test_make_base_controller_missing_gain_is_config_error(kind):
     p = params_file_section("base_controller")
@@ -251,9 +250,6 @@ def test_make_base_controller_missing_gain_is_config_error(kind):
         make_base_controller(p)
 
 
-@pytest.mark.xfail(strict=True, reason="base_controllers._vec does not catch conversion errors: non-numeric gains "
-                                       "raise a bare ValueError('could not convert string to float'), "
-                                       "not ConfigError naming the parameter")
 def test_make_base_controller_non_numeric_gain_is_config_error():
     p = params_file_section("base_controller")
     p["kp"] = ["sixty", "forty"]

@@ -587,12 +587,17 @@ def _source_topics(executable: str) -> set | None:
     path = ROOT.joinpath(*m.group(1).split(".")).with_suffix(".py")
     if not path.exists():
         return None
+    # The node's module plus the shared I/O helpers the runtime nodes build on.
+    sources = [path, ROOT / "residual_control" / "nodes" / "common.py"]
     topics = set()
-    for call in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if (isinstance(call, ast.Call) and _func_name(call) in ("create_publisher",
-                                                                  "create_subscription")
-                and len(call.args) >= 2 and isinstance(call.args[1], ast.Constant)):
-            topics.add(call.args[1].value)
+    for source in sources:
+        if not source.exists():
+            continue
+        for call in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if (isinstance(call, ast.Call) and _func_name(call) in ("create_publisher",
+                                                                      "create_subscription")
+                    and len(call.args) >= 2 and isinstance(call.args[1], ast.Constant)):
+                topics.add(call.args[1].value)
     return topics
 
 

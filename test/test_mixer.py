@@ -420,8 +420,6 @@ def test_reconfigure_read_only_fields_rejected(change):
     assert m.config.joints == J
 
 
-@pytest.mark.xfail(strict=True, reason="read-only error names neither what was expected nor what was found "
-                                       "(errors.py contract: every message names expected and found)")
 @pytest.mark.parametrize("change, found", [({"joints": ("a", "b")}, "'a'"),
                                            ({"residual_limit_max": [50.0, 50.0]}, "50.0")])
 def test_reconfigure_read_only_message_names_expected_and_found(change, found):

@@ -13,11 +13,16 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .arm_model import ArmModel
-from .errors import ConfigError, ObservationError
+from .errors import ConfigError, ObservationError, describe
 
 
 def _vec(name: str, value, n: int, nonneg: bool = False) -> np.ndarray:
-    arr = np.array(value, dtype=float).reshape(-1)
+    if value is None:
+        raise ConfigError(f"{name}: expected {n} numbers (one per joint), found none")
+    try:
+        arr = np.array(value, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected {n} numbers (one per joint), found {describe(value)}") from None
     if arr.size != n:
         raise ConfigError(f"{name}: expected {n} values (one per joint), found {arr.size}")
     if not np.all(np.isfinite(arr)):
@@ -171,9 +176,16 @@ def make_base_controller(params: Mapping[str, object]) -> BaseController:
     if not joints:
         raise ConfigError("joints: expected a list of joint names, found none")
     cmin, cmax = p.get("command_min"), p.get("command_max")
+    required = ("kp", "kd", "command_min", "command_max")
+    missing = [k for k in required if p.get(k) is None]
+    if missing:
+        raise ConfigError(f"base controller: expected parameters {list(required)}, missing {missing}")
     if kind == "pid":
+        cutoff = p.get("derivative_filter_hz", 40.0)
+        if isinstance(cutoff, bool) or not isinstance(cutoff, (int, float)):
+            raise ConfigError(f"derivative_filter_hz: expected a number > 0, found {describe(cutoff)}")
         return PID(joints, p["kp"], p.get("ki", [0.0] * len(joints)), p["kd"], cmin, cmax,
-                   p.get("integral_limit"), float(p.get("derivative_filter_hz", 40.0)))
+                   p.get("integral_limit"), float(cutoff))
     if kind == "pd_gravity":
         model_keys = {k.split(".", 1)[1]: v for k, v in p.items() if k.startswith("model.")}
         if isinstance(p.get("model"), Mapping):

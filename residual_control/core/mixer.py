@@ -104,9 +104,12 @@ class MixerConfig:
     def with_changes(self, **changes) -> "MixerConfig":
         """A validated copy; raises ConfigError and changes nothing on bad values."""
         if "joints" in changes and tuple(changes["joints"]) != self.joints:
-            raise ConfigError("joints: read-only while running")
+            raise ConfigError(f"joints: read-only while running: expected {list(self.joints)}, "
+                              f"found {describe(changes['joints'])}")
         if "residual_limit_max" in changes:
-            raise ConfigError("residual_limit_max: read-only while running")
+            raise ConfigError(
+                f"residual_limit_max: read-only while running: expected {self.residual_limit_max.tolist()}, "
+                f"found {describe(changes['residual_limit_max'])}")
         return replace(self, **changes)
 
 

@@ -65,7 +65,8 @@ class ParamSpec:
                 raise ConfigError(f"{where}: expected one of {list(self.choices)}, found {value!r}")
             return value
         if self.kind == STRING_ARRAY:
-            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) \
+                    or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{where}: expected a list of strings, found {describe(value)}")
             return list(value)
         if self.kind == BOOL:
@@ -109,7 +110,7 @@ COMMAND_MAX = ParamSpec("command_max", DOUBLE_ARRAY, [60.0, 30.0], "Upper comman
 
 MIXER_PARAMS: tuple[ParamSpec, ...] = (
     JOINTS,
-    ParamSpec("residual_limit", DOUBLE_ARRAY, [12.0, 6.0],
+    ParamSpec("residual_limit", DOUBLE_ARRAY, [20.0, 8.0],
               "Bound epsilon on |residual| per joint; takes effect on the next command", "N m", min=0.0),
     ParamSpec("residual_limit_max", DOUBLE_ARRAY, [25.0, 12.0],
               "Ceiling for residual_limit, fixed at start", "N m", min=0.0, read_only=True),
@@ -166,7 +167,7 @@ POLICY_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("model_sha256", STRING, "", "Optional SHA-256 pin: refuse a model whose hash differs"),
     ParamSpec("control_rate_hz", DOUBLE, 100.0, "Control rate the model must have been trained for", "Hz",
               min=1.0, max=10000.0, read_only=True),
-    ParamSpec("residual_limit", DOUBLE_ARRAY, [12.0, 6.0],
+    ParamSpec("residual_limit", DOUBLE_ARRAY, [20.0, 8.0],
               "Residual bound the model must declare (refuse a model with a larger bound)", "N m",
               min=0.0, read_only=True),
     ParamSpec("perception_features", STRING_ARRAY, ["payload_mass"],

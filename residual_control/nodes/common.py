@@ -17,7 +17,7 @@ from rclpy.parameter import Parameter
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
 from sensor_msgs.msg import JointState
 
-from ..core.errors import ConfigError, ObservationError, PolicyOutputError, ResidualControlError
+from ..core.errors import describe, ConfigError, ObservationError, PolicyOutputError, ResidualControlError
 from ..core.mixer import Mixer, MixerConfig, MixOutput, Mode
 from ..core.observation import ObservationAssembler
 from ..core.params import BOOL, DOUBLE, DOUBLE_ARRAY, INTEGER, STRING, STRING_ARRAY, ParamSpec
@@ -64,7 +64,8 @@ def validate_changes(specs: Mapping[str, ParamSpec], params: Iterable[Parameter]
         if spec is None:
             continue  # use_sim_time and other rclpy-owned parameters
         if spec.read_only:
-            raise ConfigError(f"parameter '{p.name}': read-only")
+            raise ConfigError(f"parameter '{p.name}': read-only: expected no change, found a request to set "
+                              f"{describe(p.value)}")
         changes[p.name] = spec.validate(p.value)
     return changes
 
