@@ -63,6 +63,7 @@ class ResidualPolicyNode(Node):
         self._perception_time: float | None = None
         self._status = (WARN, "waiting for inputs")
         self.stats = {"published": 0, "skipped": 0, "model_errors": 0, "rejected_inputs": 0}
+        self._model_update = "none"  # outcome of the last live model update (kept on /diagnostics)
 
         self._pub = self.create_publisher(JointState, "residual_action", CONTROL_QOS)
         self._model_pub = self.create_publisher(String, "~/model", LATCHED_QOS)
@@ -155,7 +156,8 @@ class ResidualPolicyNode(Node):
     def _publish_diagnostics(self) -> None:
         level, message = self._status
         self._diag.publish(level, message, {"model_path": self.model.path,
-                                            "model_sha256": self.model.runner.sha256, **self.stats})
+                                            "model_sha256": self.model.runner.sha256,
+                                            "last_model_update": self._model_update, **self.stats})
 
     # ------------------------------------------------------------------ parameters
     def _on_set_parameters(self, params):
@@ -173,10 +175,15 @@ class ResidualPolicyNode(Node):
 
     def _on_model_loaded(self, loaded: LoadedPolicy) -> None:
         self.model = loaded  # atomic swap
+        self._model_update = f"loaded {loaded.path}"
         self._announce_model()
 
     def _on_model_refused(self, why: str) -> None:
+        # The next base action overwrites _status: report the refusal now, and keep it
+        # under last_model_update, so /diagnostics always shows it.
+        self._model_update = why
         self._status = (ERROR, why)
+        self._publish_diagnostics()
 
 
 def main(args=None) -> int:
