@@ -183,10 +183,17 @@ def test_live_tuning_takes_effect_and_invalid_values_are_rejected(graph):
     assert probe.get_remote_parameter("residual_mixer", "residual_limit") == [1.0, 0.5]
     # The probe paused the robot side while it called the services: the
     # residual went stale meanwhile, so wait for the mixer to ramp it back.
-    assert driver.run_until(lambda: probe.mode == "nominal", 20.0)
+    # Every command is either the fallback clip(a_base) or the tuned formula; the
+    # tuned formula must show up again once the mixer is back to nominal.
     probe.rec.clear()
-    driver.run_until(lambda: len(probe.rec.commands) >= 5, 10.0)
-    np.testing.assert_allclose(probe.rec.commands[-1].values, expected, atol=1e-6)
+    assert driver.run_until(
+        lambda: probe.rec.commands and np.allclose(probe.rec.commands[-1].values, expected, atol=1e-6), 30.0), \
+        f"tuned clamp lost: last {probe.rec.commands[-1:]}, expected {expected}"
+    _, a_base = expected_command(params)
+    fallback = np.clip(a_base, m["command_min"], m["command_max"])
+    for c in probe.rec.commands:
+        assert np.allclose(c.values, expected, atol=1e-6) or np.allclose(c.values, fallback, atol=1e-6) \
+            or np.all(np.abs(c.values - fallback) <= np.abs(expected - fallback) + 1e-6), c.values
 
     ok, reason = probe.set_remote_parameter("residual_mixer", "residual_limit", m["residual_limit"])
     assert ok, reason

@@ -252,6 +252,10 @@ class MixerIO:
             return
         self._cmd.data = out.command.tolist()
         self._cmd_pub.publish(self._cmd)
+        # The applied residual is for logging: skip the second publish (half the
+        # mixer's cost at 1 kHz, see docs/performance.md) when nobody listens.
+        if self._applied_pub.get_subscription_count() == 0:
+            return
         self._applied.header.stamp = stamp if stamp is not None else self.node.get_clock().now().to_msg()
         self._applied.effort = out.applied_residual.tolist()
         self._applied_pub.publish(self._applied)
