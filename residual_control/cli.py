@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import signal
 import sys
 import time
@@ -88,18 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     params.set_defaults(func=_cmd_params)
 
     for name, (module, help_text) in _TOOLS.items():
-        try:
-            mod = importlib.import_module(module)
-        except ImportError:
-            continue
+        if importlib.util.find_spec(module) is None:
+            continue  # a tool of a later release; a tool that exists but fails to import raises
+        mod = importlib.import_module(module)
         p = sub.add_parser(name, help=help_text)
         mod.add_arguments(p)
         p.set_defaults(func=mod.run)
-    try:
+    if importlib.util.find_spec("torch") is not None:  # the training extra is installed
         from .training import cli as training_cli
-    except ImportError:  # training extra not installed
-        training_cli = None
-    if training_cli is not None:
+
         training_cli.add_subcommands(sub)
     return parser
 
