@@ -20,7 +20,7 @@ from sensor_msgs.msg import JointState
 from ..core.errors import describe, ConfigError, ObservationError, PolicyOutputError, ResidualControlError
 from ..core.mixer import Mixer, MixerConfig, MixOutput, Mode
 from ..core.observation import ObservationAssembler
-from ..core.params import BOOL, DOUBLE, DOUBLE_ARRAY, INTEGER, STRING, STRING_ARRAY, ParamSpec
+from ..core.params import DOUBLE, DOUBLE_ARRAY, INTEGER, ParamSpec
 from ..core.policy import PolicyExpectations, PolicyRunner
 from .qos import CONTROL_QOS, DIAGNOSTICS_QOS, LATCHED_QOS
 
@@ -323,11 +323,13 @@ def make_executor(kind: str | None = None):
     raise ConfigError(f"{EXECUTOR_ENV}: expected one of {list(EXECUTORS)}, found {kind!r}")
 
 
-def run_node(factory: Callable[[], Node], args=None) -> int:
-    """The usual main(): init, build, spin single-threaded, shut down cleanly.
+def run_node(factory: Callable[[], Node], args=None, fatal: tuple = (ResidualControlError,),
+             spin: Callable | None = None) -> int:
+    """The usual main(): init, build, spin, shut down cleanly.
 
-    A node whose configuration is invalid (ConfigError, including a refused
-    model) logs why and exits with status 2 instead of a traceback.
+    A node whose configuration is invalid (``fatal``: ConfigError, a refused
+    model, ...) logs why and exits with status 2 instead of a traceback.
+    ``spin(node, executor)`` replaces ``executor.spin()`` (the lockstep sim).
     """
     rclpy.init(args=args)
     node = None
@@ -336,10 +338,13 @@ def run_node(factory: Callable[[], Node], args=None) -> int:
         node = factory()
         executor = make_executor()
         executor.add_node(node)
-        executor.spin()
+        if spin is None:
+            executor.spin()
+        else:
+            spin(node, executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except ResidualControlError as exc:
+    except fatal as exc:
         print(f"[FATAL] {exc}", file=sys.stderr, flush=True)
         code = 2
     finally:

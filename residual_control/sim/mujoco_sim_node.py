@@ -35,7 +35,6 @@ from rcl_interfaces.msg import (
     FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult,
 )
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock as ClockMsg
@@ -45,6 +44,7 @@ from std_msgs.msg import Float64MultiArray
 from residual_control.sim import resolve_config_file
 from residual_control.sim.plant import MujocoPlant, PlantParams
 
+from residual_control.nodes.common import run_node
 from residual_control.nodes.qos import CONTROL_QOS
 
 CLOCK_QOS = QoSProfile(
@@ -296,28 +296,15 @@ class MujocoSimNode(Node):
             self.step_control_period()
 
 
+def _spin(node: "MujocoSimNode", executor) -> None:
+    if node.mode == "lockstep":
+        node.run_lockstep(executor)
+    else:
+        executor.spin()
+
+
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        try:
-            node = MujocoSimNode()
-        except (ValueError, FileNotFoundError) as exc:
-            rclpy.logging.get_logger("mujoco_sim").fatal(f"cannot start: {exc}")
-            return 1
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        if node.mode == "lockstep":
-            node.run_lockstep(executor)
-        else:
-            executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(MujocoSimNode, args, fatal=(ValueError, FileNotFoundError), spin=_spin)
 
 
 if __name__ == "__main__":

@@ -13,15 +13,14 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray
 
 from residual_control.sim import resolve_config_file
 from residual_control.sim.plant import PlantParams
 
+from residual_control.nodes.common import run_node
 from residual_control.nodes.qos import CONTROL_QOS
 
 SUPPORTED_FEATURES = ("payload_mass",)
@@ -85,22 +84,7 @@ class PerceptionNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        try:
-            node = PerceptionNode()
-        except (ValueError, FileNotFoundError) as exc:
-            rclpy.logging.get_logger("perception").fatal(f"cannot start: {exc}")
-            return 1
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(PerceptionNode, args, fatal=(ValueError, FileNotFoundError))
 
 
 if __name__ == "__main__":

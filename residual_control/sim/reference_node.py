@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
 from residual_control.sim.trajectories import make_trajectory
 
+from residual_control.nodes.common import run_node
 from residual_control.nodes.qos import CONTROL_QOS
 
 
@@ -91,22 +90,7 @@ class ReferencePublisher(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        try:
-            node = ReferencePublisher()
-        except ValueError as exc:
-            rclpy.logging.get_logger("reference_publisher").fatal(f"cannot start: {exc}")
-            return 1
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(ReferencePublisher, args, fatal=(ValueError, FileNotFoundError))
 
 
 if __name__ == "__main__":
