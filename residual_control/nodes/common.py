@@ -17,6 +17,7 @@ from rclpy.parameter import Parameter
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
 from sensor_msgs.msg import JointState
 
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from ..core.errors import describe, ConfigError, ObservationError, PolicyOutputError, ResidualControlError
 from ..core.mixer import Mixer, MixerConfig, MixOutput, Mode
 from ..core.observation import ObservationAssembler
@@ -51,7 +52,16 @@ def declare_specs(node: Node, specs: Sequence[ParamSpec]) -> dict[str, object]:
     """Declare every spec on the node and return the validated values (raises ConfigError)."""
     values = {}
     for spec in specs:
-        node.declare_parameter(spec.name, spec.default, descriptor(spec))
+        d = descriptor(spec)
+        try:
+            node.declare_parameter(spec.name, spec.default, d)
+        except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
+            # rclpy checks the descriptor's range/type first (an out-of-range or NaN
+            # value in a params file): report it like every other bad value.
+            override = getattr(node, "_parameter_overrides", {}).get(spec.name)
+            found = describe(override.value) if override is not None else "an invalid value"
+            expected = d.additional_constraints or spec.kind
+            raise ConfigError(f"parameter '{spec.name}': expected {expected}, found {found} ({exc})") from None
         values[spec.name] = spec.validate(node.get_parameter(spec.name).value)
     return values
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 import signal
 import sys
@@ -109,8 +108,12 @@ class _Timeout(Exception):
 
 
 # ====================================================================== checking
-def check_stream(commands, bases, joints, config, behaviour: str, window: float = CHECK_WINDOW) -> dict:
-    """Check every command (see the module doc). Returns counts and a few examples."""
+def check_stream(commands, bases, joints, config, behaviour: str, window: float = CHECK_WINDOW,
+                 kinds: list | None = None) -> dict:
+    """Check every command (see the module doc). Returns counts and a few examples.
+
+    ``kinds``, when given, receives one entry per command: None (safe) or the violation kind.
+    """
     lo, hi = config.command_min, config.command_max
     bound = config.residual_gain * config.residual_limit + 1e-6
     base_t = np.array([b.t for b in bases]) if bases else np.zeros(0)
@@ -129,7 +132,11 @@ def check_stream(commands, bases, joints, config, behaviour: str, window: float 
         else:
             i0 = np.searchsorted(base_t, c.t - window, side="left")
             i1 = np.searchsorted(base_t, c.t + window, side="right")
-            near = [base_v[k] for k in range(i0, i1) if base_v[k] is not None and np.all(np.isfinite(base_v[k]))]
+            mid = int(np.searchsorted(base_t, c.t))
+            # Nearest first (before, then after, alternating): the match is usually the first tried.
+            order = [k for pair in zip(range(mid - 1, i0 - 1, -1), range(mid, i1)) for k in pair]
+            order += list(range(mid - 1 - len(order) // 2, i0 - 1, -1)) + list(range(mid + len(order) // 2, i1))
+            near = [base_v[k] for k in order if base_v[k] is not None and np.all(np.isfinite(base_v[k]))]
             ok = False
             for b in near:
                 inside = (b >= lo) & (b <= hi)
@@ -144,6 +151,8 @@ def check_stream(commands, bases, joints, config, behaviour: str, window: float 
                     held = previous if previous is not None else np.zeros_like(v)
                     ok = bool(np.allclose(v, held, atol=1e-9))
                 kind = None if ok else ("residual_bound" if near else "unbased")
+        if kinds is not None:
+            kinds.append(kind)
         if kind is not None:
             counts[kind] += 1
             if len(examples) < 5:

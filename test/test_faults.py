@@ -1,0 +1,53 @@
+"""The fault-injection matrix, quick subset: every scenario passes, no command the actuator side receives
+breaks the safety invariants (see residual_control/tools/faults.py for what each scenario checks)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from residual_control.cli import main
+from residual_control.tools import faults
+
+pytestmark = pytest.mark.graph
+
+REQUIRED = {
+    "policy_killed", "policy_stalled", "policy_restarted", "perception_lost", "base_died_stop", "base_died_zero",
+    "base_died_hold", "residual_nan", "residual_inf", "residual_huge", "residual_wrong_length",
+    "residual_unknown_name", "residual_missing_name", "residual_duplicate_name", "residual_shuffled_names",
+    "residual_stamp_future", "residual_stamp_replayed", "base_stamp_future", "base_stamp_replayed",
+    "burst_residual", "burst_base", "joint_states_lost", "clock_jump_back", "clock_jump_forward",
+    "model_corrupt", "model_truncated", "model_shape_mismatch", "model_metadata_mismatch",
+    "model_sha256_mismatch", "model_update_valid", "invalid_params_residual_mixer",
+    "invalid_params_base_controller", "invalid_params_residual_policy",
+}
+
+
+def test_the_full_matrix_defines_every_scenario():
+    names = [s.name for s in faults.SCENARIOS]
+    assert len(names) == len(set(names))
+    assert len(names) >= 12
+    assert REQUIRED <= set(names), REQUIRED - set(names)
+    quick = [s for s in faults.SCENARIOS if s.quick]
+    # The MuJoCo closed loop covers kill, stall, perception loss and base death even in --quick.
+    assert {"policy_killed", "policy_stalled", "perception_lost", "base_died_stop"} <= {s.name for s in quick}
+    assert all(s.harness == "loop" for s in faults.SCENARIOS
+               if s.name in {"policy_killed", "policy_stalled", "perception_lost", "base_died_stop"})
+
+
+def test_quick_matrix_passes_with_zero_violations(tmp_path):
+    out = tmp_path / "faults.json"
+    code = main(["faults", "--quick", "--json", str(out), "--log-dir", str(tmp_path / "logs")])
+    doc = json.loads(out.read_text())
+    rows = doc["scenarios"]
+    assert len(rows) == len([s for s in faults.SCENARIOS if s.quick])
+    failed = {r["name"]: [d["problems"] for d in r["detail"]] for r in rows if not r["passed"]}
+    assert not failed, failed
+    assert sum(r["violations"] for r in rows) == 0
+    assert all(r["commands_checked"] > 0 for r in rows)
+    for r in rows:
+        assert set(r) >= {"name", "trials", "violations", "fallback_latency_s", "recovered", "passed", "detail"}
+        assert r["recovered"], r["name"]
+        if r["fallback_latency_s"] is not None:
+            assert r["fallback_latency_s"] <= r["fallback_bound_s"] + 1e-9, r
+    assert code == 0

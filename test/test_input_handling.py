@@ -1,0 +1,280 @@
+"""Property-based tests of every node's input handling, and params-file validation at start.
+
+The nodes are thin adapters: what they do with a message's contents is done
+by pure functions (nodes/common.py: order_by_name, read_state,
+read_reference, read_perception, LoadedPolicy.residual; core: Mixer,
+ObservationAssembler). Hypothesis feeds them arbitrary JointState-like
+contents -- name lists with duplicates, unknown, missing or no names, value
+lists of any length with NaN, Inf and 1e308, any stamps -- and checks:
+
+* only the documented exception type is ever raised (ValueError /
+  ObservationError; the mixer and the policy step never raise at all),
+  with a message naming what was expected and what was found;
+* nothing non-finite or out of bounds ever comes out (commands within the
+  limits and within g * eps of the base action; residuals within the
+  model's bound).
+
+Then a node started with a bad params file must exit with status 2 and a
+message naming the parameter, what was expected and what was found.
+"""
+from __future__ import annotations
+
+import math
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from residual_control.core.errors import ObservationError
+from residual_control.core.mixer import Mixer, MixerConfig, residual_bound_ok
+from residual_control.core.observation import ObservationAssembler, default_observation_names
+from residual_control.core.policy import PolicyExpectations
+from residual_control.nodes.common import (OK, LoadedPolicy, order_by_name, read_perception, read_reference,
+                                           read_state)
+from residual_control.paths import default_params_file
+from residual_control.tools.synthetic_models import linear_model
+
+JOINTS = ("shoulder", "elbow")
+LIMIT = (12.0, 6.0)
+FEATURES = ("payload_mass",)
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+names_st = st.lists(st.sampled_from(["shoulder", "elbow", "wrist", "", "Shoulder", "elbow "]), max_size=5)
+value_st = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([math.nan, math.inf, -math.inf, 1e308, -1e308, 0.0, 5e-324]),
+    st.floats(-100, 100),
+)
+values_st = st.lists(value_st, max_size=5)
+good_values_st = st.lists(st.floats(-100, 100), min_size=2, max_size=2)
+stamp_st = st.one_of(st.floats(-1e3, 1e3), st.sampled_from([math.nan, math.inf, -math.inf, 0.0, 1e12]))
+
+
+def _says_expected_found(message: str) -> bool:
+    return "expected" in message and ("found" in message or "missing" in message)
+
+
+# ---------------------------------------------------------------------- nodes/common.py readers
+@SETTINGS
+@given(names=names_st, values=values_st)
+def test_order_by_name_returns_finite_joint_values_or_a_clear_error(names, values):
+    try:
+        out = order_by_name(JOINTS, names, values, "field")
+    except ValueError as exc:
+        assert _says_expected_found(str(exc)), str(exc)
+        assert str(exc).startswith("field:")
+        return
+    assert out.shape == (len(JOINTS),)
+    assert np.all(np.isfinite(out))
+    # Matched by name, never by position.
+    for j, v in zip(JOINTS, out):
+        assert v == values[names.index(j)]
+    assert len(set(names)) == len(names)
+
+
+@SETTINGS
+@given(names=names_st, pos=values_st, vel=values_st, stamp=stamp_st)
+def test_read_state_and_reference_accept_only_complete_finite_messages(names, pos, vel, stamp):
+    msg = SimpleNamespace(name=names, position=pos, velocity=vel, header=SimpleNamespace(stamp=stamp))
+    for reader in (read_state, read_reference):
+        try:
+            a, b = reader(JOINTS, msg)
+        except ValueError as exc:
+            assert _says_expected_found(str(exc)), str(exc)
+            continue
+        assert a.shape == b.shape == (len(JOINTS),)
+        assert np.all(np.isfinite(a)) and np.all(np.isfinite(b))
+
+
+@SETTINGS
+@given(data=values_st)
+def test_read_perception(data):
+    try:
+        out = read_perception(FEATURES, SimpleNamespace(data=data))
+    except ValueError as exc:
+        assert _says_expected_found(str(exc)), str(exc)
+        return
+    assert out.shape == (len(FEATURES),) and np.all(np.isfinite(out))
+
+
+# ---------------------------------------------------------------------- the mixer
+def _config(**kw) -> MixerConfig:
+    base = dict(joints=JOINTS, residual_limit=LIMIT, residual_limit_max=(25.0, 12.0),
+                command_min=(-60.0, -30.0), command_max=(60.0, 30.0), residual_gain=0.8,
+                recovery_hold_time=0.02, recovery_ramp_time=0.05)
+    base.update(kw)
+    return MixerConfig(**base)
+
+
+message_st = st.tuples(st.sampled_from(["residual", "base", "watchdog"]), names_st, values_st, stamp_st,
+                       st.floats(0.0, 0.2))
+good_message_st = st.tuples(st.sampled_from(["residual", "base"]), st.just(list(JOINTS)), good_values_st,
+                            st.just(None), st.floats(0.0, 0.03))
+
+
+@SETTINGS
+@given(messages=st.lists(st.one_of(message_st, good_message_st), min_size=1, max_size=40),
+       behaviour=st.sampled_from(["stop", "zero", "hold"]), jump_back=st.booleans())
+def test_mixer_never_raises_and_every_command_is_safe(messages, behaviour, jump_back):
+    cfg = _config(base_stale_behavior=behaviour)
+    mixer = Mixer(cfg)
+    now = 100.0
+    for i, (kind, names, values, stamp, dt) in enumerate(messages):
+        now += dt
+        if jump_back and i == len(messages) // 2:
+            now -= 50.0  # the clock jumps backwards (sim reset)
+        stamp = now if stamp is None else stamp
+        if kind == "residual":
+            err = mixer.update_residual(names, values, stamp, now)
+            assert err == "" or _says_expected_found(err) or "stamp" in err, err
+            continue
+        if kind == "watchdog":
+            out = mixer.check_base(now)
+            if out is None:
+                continue
+        else:
+            out = mixer.step(names, values, stamp, now)
+        assert out.mode.value in ("nominal", "recovering", "fallback", "base_fault")
+        if out.command is None:
+            assert behaviour == "stop" and out.mode.value == "base_fault"
+            continue
+        c = out.command
+        assert c.shape == (len(JOINTS),)
+        assert np.all(np.isfinite(c))
+        assert np.all(c >= cfg.command_min) and np.all(c <= cfg.command_max)
+        assert np.all(np.abs(out.applied_residual) <= cfg.residual_gain * cfg.residual_limit + 1e-12)
+        if out.base is not None:
+            assert residual_bound_ok(c, out.base, cfg)
+
+
+@SETTINGS
+@given(limit=st.lists(value_st, max_size=3), gain=value_st, timeout=value_st,
+       behaviour=st.sampled_from(["stop", "zero", "hold", "explode", ""]))
+def test_mixer_config_refuses_bad_values_with_a_clear_error(limit, gain, timeout, behaviour):
+    from residual_control.core.errors import ConfigError
+
+    try:
+        cfg = _config(residual_limit=limit, residual_gain=gain, residual_timeout=timeout,
+                      base_stale_behavior=behaviour)
+    except ConfigError as exc:
+        assert _says_expected_found(str(exc)), str(exc)
+        return
+    assert len(cfg.residual_limit) == 2 and np.all(np.isfinite(cfg.residual_limit))
+    assert np.all(cfg.residual_limit >= 0) and np.all(cfg.residual_limit <= cfg.residual_limit_max)
+    assert 0.0 <= cfg.residual_gain <= 1.0 and math.isfinite(cfg.residual_timeout) and cfg.residual_timeout > 0
+
+
+# ---------------------------------------------------------------------- observation and policy step
+OBS_NAMES = default_observation_names(JOINTS, FEATURES)
+vec_st = st.lists(value_st, min_size=0, max_size=4)
+
+
+@SETTINGS
+@given(q=vec_st, qd=vec_st, q_ref=vec_st, qd_ref=vec_st, a_base=vec_st,
+       perception=st.one_of(st.none(), st.lists(value_st, max_size=3)))
+def test_observation_assembler_returns_finite_float32_or_a_clear_error(q, qd, q_ref, qd_ref, a_base, perception):
+    asm = ObservationAssembler(OBS_NAMES, JOINTS, FEATURES)
+    with np.errstate(all="ignore"):
+        try:
+            obs = asm.assemble(q, qd, q_ref, qd_ref, a_base, perception)
+        except ObservationError as exc:
+            assert _says_expected_found(str(exc)), str(exc)
+            return
+    assert obs.dtype == np.float32 and obs.shape == (asm.size,) and np.all(np.isfinite(obs))
+
+
+@pytest.fixture(scope="module")
+def policies(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("models")
+    expect = PolicyExpectations(joints=JOINTS, residual_limit=LIMIT, control_rate_hz=100.0,
+                                perception_features=FEATURES)
+    w = np.zeros((len(OBS_NAMES), 2), np.float32)
+    w[OBS_NAMES.index("a_base/shoulder"), 0] = 1e3  # large gains: the graph's clip must bound it
+    w[OBS_NAMES.index("e/elbow"), 1] = -1e3
+    bounded = linear_model(str(tmp / "bounded.onnx"), ["elbow", "shoulder"][::-1], OBS_NAMES, LIMIT, weights=w)
+    unbounded = linear_model(str(tmp / "unbounded.onnx"), JOINTS, OBS_NAMES, LIMIT, weights=w, bounded=False)
+    return LoadedPolicy(bounded, "", expect), LoadedPolicy(unbounded, "", expect)
+
+
+@SETTINGS
+@given(q=vec_st, qd=vec_st, q_ref=vec_st, qd_ref=vec_st, a_base=vec_st,
+       perception=st.one_of(st.none(), st.lists(value_st, max_size=3)))
+def test_policy_step_never_raises_and_never_passes_an_unbounded_residual(policies, q, qd, q_ref, qd_ref, a_base,
+                                                                         perception):
+    for policy in policies:
+        with np.errstate(all="ignore"):
+            residual, level, why, model_error = policy.residual(q, qd, q_ref, qd_ref, a_base, perception)
+        if residual is None:
+            assert level != OK and why
+            assert _says_expected_found(why) or why.startswith("inference failed"), why
+            continue
+        assert level == OK and not why and not model_error
+        assert residual.shape == (2,) and np.all(np.isfinite(residual))
+        bound = np.asarray(policy.runner.contract.residual_limit)
+        assert np.all(np.abs(residual) <= bound * (1 + 1e-5) + 1e-6)
+
+
+# ---------------------------------------------------------------------- params-file validation at start
+def _params(node: str, **changes) -> dict:
+    with open(default_params_file()) as f:
+        params = yaml.safe_load(f)
+    params[node]["ros__parameters"].update(changes)
+    return params
+
+
+BAD_PARAMS = [
+    # (case, node, changes, words the message must contain)
+    ("negative_limit", "residual_mixer", {"residual_limit": [-1.0, 6.0]}, ["residual_limit", ">= 0", "-1.0"]),
+    ("wrong_length", "residual_mixer", {"residual_limit": [1.0]}, ["residual_limit", "2 values", "found 1"]),
+    ("nan_gain", "residual_mixer", {"residual_gain": math.nan}, ["residual_gain", "nan"]),
+    ("timeout_out_of_range", "residual_mixer", {"residual_timeout": -1.0}, ["residual_timeout", "-1.0"]),
+    ("period_type", "residual_mixer", {"diagnostics_period": "fast"}, ["diagnostics_period", "fast"]),
+    ("path_type", "residual_policy", {"model_path": 5}, ["model_path", "5"]),
+    ("unknown_behavior", "residual_mixer", {"base_stale_behavior": "explode"}, ["base_stale_behavior", "explode"]),
+    ("unknown_controller", "base_controller", {"controller_type": "lqr"}, ["controller_type", "lqr", "pid"]),
+    ("nan_gain_base", "base_controller", {"kp": [math.nan, 1.0]}, ["kp", "nan"]),
+    ("kp_wrong_length", "base_controller", {"kp": [1.0, 2.0, 3.0]}, ["kp", "2 values", "found 3"]),
+    ("policy_limit_mismatch", "residual_policy", {"residual_limit": [1.0, 6.0]}, ["residual_limit", "[1.0, 6.0]"]),
+    ("policy_missing_model", "residual_policy", {"model_path": "/nonexistent/model.onnx"},
+     ["model_path", "/nonexistent/model.onnx"]),
+]
+
+
+@pytest.mark.graph
+def test_bad_params_file_exits_2_naming_expected_and_found(tmp_path):
+    from residual_control.tools.graph import Graph, NodeSpec
+
+    specs = []
+    for case, node, changes, _ in BAD_PARAMS:
+        path = tmp_path / f"{case}.yaml"
+        path.write_text(yaml.safe_dump(_params(node, **changes)))
+        specs.append((case, NodeSpec(node, [str(path)]), path))
+    graphs = {}
+    try:
+        for case, spec, _ in specs:  # one Graph per case: all start at once, in parallel
+            graphs[case] = Graph([spec], log_dir=tmp_path / "logs" / case)
+        failures = []
+        deadline = time.monotonic() + 120.0
+        for case, node, changes, words in BAD_PARAMS:
+            proc = graphs[case][node]
+            try:
+                rc = proc.popen.wait(timeout=max(deadline - time.monotonic(), 1.0))
+            except Exception:
+                failures.append(f"{case}: still running (expected exit status 2)")
+                continue
+            out = proc.output()
+            fatal = "\n".join(line for line in out.splitlines() if "FATAL" in line)
+            if rc != 2:
+                failures.append(f"{case}: exit status {rc}, expected 2; log: {out[-600:]}")
+            elif not _says_expected_found(fatal):
+                failures.append(f"{case}: message does not name expected/found: {fatal!r}")
+            elif not all(w.lower() in fatal.lower() for w in words):
+                failures.append(f"{case}: message {fatal!r} does not mention {words}")
+        assert not failures, "\n".join(failures)
+    finally:
+        for g in graphs.values():
+            g.stop()
