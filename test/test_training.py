@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import yaml
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -20,6 +21,8 @@ from residual_control.core.policy import INPUT_NAME, OUTPUT_NAME  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = str(ROOT / "config" / "residual_control.yaml")
+with open(PARAMS) as _f:
+    BOUND = np.asarray(yaml.safe_load(_f)["residual_policy"]["ros__parameters"]["residual_limit"], np.float32)
 SHIPPED = ROOT / "models" / "residual_bc.onnx"
 TINY = {"network": {"hidden": [8, 8]}}
 
@@ -166,11 +169,11 @@ def test_shipped_model_bounded_and_finite(shipped_session, values):
     x = np.asarray(values, dtype=np.float32)[None, :]
     out = shipped_session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
     assert out.shape == (1, 2) and np.all(np.isfinite(out))
-    assert np.all(np.abs(out[0]) <= np.array([12.0, 6.0], dtype=np.float32))
+    assert np.all(np.abs(out[0]) <= BOUND)
 
 
 @shipped
 def test_shipped_model_infinite_inputs(shipped_session):
     for v in (np.inf, -np.inf):
         out = shipped_session.run([OUTPUT_NAME], {INPUT_NAME: np.full((1, 17), v, np.float32)})[0]
-        assert np.all(np.isfinite(out)) and np.all(np.abs(out[0]) <= [12.0, 6.0])
+        assert np.all(np.isfinite(out)) and np.all(np.abs(out[0]) <= BOUND)

@@ -235,7 +235,7 @@ def synthetic_mlp(path: str, hidden=(64, 64), seed: int = 0) -> str:
     from ..core.policy import ModelContract
 
     obs_names = default_observation_names(JOINTS, ["payload_mass"])
-    limit = [12.0, 6.0]
+    limit = [20.0, 8.0]
     torch.manual_seed(seed)
     layers, n = [], len(obs_names)
     for h in hidden:

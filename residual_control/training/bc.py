@@ -9,8 +9,9 @@ inner feedback; the base PD stays in the loop, so the expert residual is
     da* = clip(tau_true(q+, qd, qdd*) / gain + friction - g_nominal(q), +-eps)
 
 evaluated one control period ahead (q+ = q + qd * delay * dt, reference at
-t + delay * dt) because the residual is applied one period late. With the
-clip this expert alone reaches 0.32 x the base RMSE on config/plants/real.yaml.
+t + delay * dt) because the residual is applied one period late. Its
+closed-loop quality is limited by the clip at residual_limit (see
+models/README.md for the measured numbers).
 
 The student (:class:`ResidualPolicyNet`) sees only the runtime observation
 (no plant parameters except the noisy payload perception, no qdd_ref), so
