@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -199,6 +200,12 @@ class ModelSwap:
         except ResidualControlError as exc:
             self._node.get_logger().error(f"model update refused, keeping {self._current().path}: {exc}")
             self._on_refused(f"model update refused: {exc}")
+            # The request that started this load is stored only after the parameter callback
+            # returned; a refusal faster than that would be overwritten by it. Wait for it first.
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline and (self._node.get_parameter("model_path").value != path
+                                                   or self._node.get_parameter("model_sha256").value != sha):
+                time.sleep(0.005)
             self.reverting = True
             try:
                 self._node.set_parameters([Parameter("model_path", value=old[0]),
