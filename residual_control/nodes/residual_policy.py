@@ -118,6 +118,7 @@ class ResidualPolicyNode(Node):
     def _skip(self, level: int, why: str) -> None:
         self.stats["skipped"] += 1
         self._status = (level, why)
+        self.get_logger().warn(f"no residual published: {why}", throttle_duration_sec=1.0)
 
     def _on_base(self, msg: JointState) -> None:
         model = self.model  # one read: a concurrent swap never mixes two models
