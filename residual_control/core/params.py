@@ -172,7 +172,7 @@ POLICY_PARAMS: tuple[ParamSpec, ...] = (
               min=0.0, read_only=True),
     ParamSpec("perception_features", STRING_ARRAY, ["payload_mass"],
               "Names of the entries of the perception message, in order", read_only=True),
-    ParamSpec("perception_timeout", DOUBLE, 0.25,
+    ParamSpec("perception_timeout", DOUBLE, 0.5,
               "Perception older than this is lost: publish nothing", "s", min=1e-3, max=60.0),
     ParamSpec("joint_state_timeout", DOUBLE, 0.1,
               "Joint state or reference older than this (relative to base_action) is not used", "s",
