@@ -860,7 +860,6 @@ def _last_base(b: Bench) -> np.ndarray:
 def _base_stamp_scenario(offset: float):
     def run(b: Bench, res: Trial) -> None:
         b.wait_nominal()
-        m = b.mark()
         value = _last_base(b)
         t_f = b.now()
         end = time.monotonic() + 0.6
@@ -893,7 +892,6 @@ def sc_burst_base(b: Bench, res: Trial) -> None:
 
 def _burst(b: Bench, res: Trial, what: str) -> None:
     b.wait_nominal()
-    m = b.mark()
     value = _last_base(b)
     t0 = time.monotonic()
     for i in range(1000):
@@ -1003,7 +1001,6 @@ def _model_refusal(name: str):
         if not ok:
             res.fail(f"start: {line}")
         b.wait_nominal()
-        m = b.mark()
         p = b.probe
         old_path = b.get_param("residual_policy", "model_path")
         published0 = len(p.rec.residual)
@@ -1105,7 +1102,6 @@ INVALID = {
 def _invalid_params(node: str):
     def run(b: Bench, res: Trial) -> None:
         b.wait_nominal()
-        m = b.mark()
         names = sorted({n for n, _ in INVALID[node]})
         before = {n: b.get_param(node, n) for n in names}
         accepted, reasons = [], {}
