@@ -8,7 +8,6 @@ can be computed independently from the params file.
 """
 from __future__ import annotations
 
-import copy
 import math
 import re
 import time

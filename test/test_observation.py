@@ -6,7 +6,7 @@ import pytest
 
 from residual_control.core.errors import ObservationError
 from residual_control.core.observation import (
-    JOINT_SOURCES, PERCEPTION_SOURCE, ObservationAssembler, default_observation_names,
+    JOINT_SOURCES, ObservationAssembler, default_observation_names,
 )
 
 J = ("shoulder", "elbow")

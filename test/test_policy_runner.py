@@ -1,7 +1,5 @@
 """PolicyRunner: loading and refusing models against the contract, and guarding inference."""
 import hashlib
-import json
-import os
 
 import numpy as np
 import onnx

@@ -680,7 +680,7 @@ def print_table(res: dict) -> None:
     for label, e in res.get("inference", {}).get("models", {}).items():
         print(_row(f"infer {label}: PolicyRunner.infer (onnxruntime)", e.get("policy_runner_infer", {})))
         print(_row(f"infer {label}: torch eager", e.get("torch_eager", {})))
-        print(_row(f"  floor: raw InferenceSession.run", e.get("raw_session_run", {})))
+        print(_row("  floor: raw InferenceSession.run", e.get("raw_session_run", {})))
 
     def lat_rows(title, case, floor_title, floor):
         for rate, r in case.items():

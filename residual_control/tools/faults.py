@@ -55,7 +55,6 @@ import yaml
 
 from ..paths import default_params_file, share_path
 
-CHECK_WINDOW = 0.1  # s of probe receive time around a command in which its base action must lie
 RELAY_RATE_HZ = 50.0
 # Wall-clock scenarios (no simulator) on a loaded 2-core machine: Python
 # wake-up and a DDS hop may add this much on top of the bound. The MuJoCo
@@ -108,86 +107,6 @@ class _Timeout(Exception):
 
 
 # ====================================================================== checking
-def check_stream(commands, bases, joints, config, behaviour: str, window: float = CHECK_WINDOW,
-                 kinds: list | None = None, blind: Sequence[tuple[float, float]] = (),
-                 applied: Sequence = ()) -> dict:
-    """Check every command (see the module doc). Returns counts and a few examples.
-
-    ``kinds``, when given, receives one entry per command: None (safe) or the violation kind.
-    ``blind``: (t0, t1) intervals of probe time in which the recorder cannot see base actions
-    (a restarted base_controller not yet discovered by the probe while the mixer already has it):
-    commands in them are checked for finiteness and limits only (counted as before_first_base).
-    ``applied``: the mixer's applied residuals (stamped with their base action's stamp). A command
-    with no recorded base action near it, next to an applied residual whose base action the
-    recorder demonstrably dropped (its stamp is not among the recorded ones: a loaded recorder
-    misses samples of a depth-1 publisher), is counted as ``unverifiable_dropped`` when that
-    applied residual is within g * eps, instead of as a violation.
-    """
-    lo, hi = config.command_min, config.command_max
-    bound = config.residual_gain * config.residual_limit + 1e-6
-    base_t = np.array([b.t for b in bases]) if bases else np.zeros(0)
-    base_v = [b.values[[b.names.index(j) for j in joints]]
-              if set(joints) <= set(b.names) and len(b.names) == len(b.values) else None for b in bases]
-    counts = {"non_finite": 0, "out_of_limits": 0, "residual_bound": 0, "unbased": 0}
-    # Before the recorder's base_action subscription has delivered anything (discovery at start-up),
-    # a command's base action cannot be known: those are checked for finiteness and limits only.
-    first_base = base_t[0] if base_t.size else math.inf
-    counts["before_first_base"] = 0
-    counts["unverifiable_dropped"] = 0
-    base_stamps = {round(b.stamp, 6) for b in bases if b.stamp is not None}
-    app = sorted((a for a in applied if a.stamp is not None and round(a.stamp, 6) not in base_stamps),
-                 key=lambda a: a.t)
-    app_t = np.array([a.t for a in app])
-    examples = []
-    previous = None
-    for c in commands:
-        v = c.values
-        kind = None
-        if v.shape != lo.shape or not np.all(np.isfinite(v)):
-            kind = "non_finite"
-        elif np.any(v < lo - 1e-9) or np.any(v > hi + 1e-9):
-            kind = "out_of_limits"
-        elif c.t < first_base or any(t0 <= c.t <= t1 for t0, t1 in blind):
-            counts["before_first_base"] += 1
-        else:
-            i0 = np.searchsorted(base_t, c.t - window, side="left")
-            i1 = np.searchsorted(base_t, c.t + window, side="right")
-            mid = int(np.searchsorted(base_t, c.t))
-            # Nearest first (before, then after, alternating): the match is usually the first tried.
-            order = [k for pair in zip(range(mid - 1, i0 - 1, -1), range(mid, i1)) for k in pair]
-            order += list(range(mid - 1 - len(order) // 2, i0 - 1, -1)) + list(range(mid + len(order) // 2, i1))
-            near = [base_v[k] for k in order if base_v[k] is not None and np.all(np.isfinite(base_v[k]))]
-            ok = False
-            for b in near:
-                inside = (b >= lo) & (b <= hi)
-                if np.all(np.abs(v - b)[inside] <= bound[inside]):
-                    ok = True
-                    break
-            if not ok:
-                # No base action it can come from: only the documented base_stale_behavior.
-                if behaviour == "zero":
-                    ok = bool(np.allclose(v, np.clip(np.zeros_like(v), lo, hi), atol=1e-9))
-                elif behaviour == "hold":
-                    held = previous if previous is not None else np.zeros_like(v)
-                    ok = bool(np.allclose(v, held, atol=1e-9))
-                kind = None if ok else ("residual_bound" if near else "unbased")
-                if kind == "unbased" and app_t.size:
-                    j0, j1 = np.searchsorted(app_t, c.t - window), np.searchsorted(app_t, c.t + window)
-                    if any(app[k].values.shape == bound.shape and np.all(np.abs(app[k].values) <= bound)
-                           for k in range(j0, j1)):
-                        counts["unverifiable_dropped"] += 1
-                        kind = None
-        if kinds is not None:
-            kinds.append(kind)
-        if kind is not None:
-            counts[kind] += 1
-            if len(examples) < 5:
-                examples.append({"t": round(c.t, 4), "kind": kind, "command": np.round(v, 4).tolist()})
-        previous = v
-    counts["total"] = sum(counts[k] for k in ("non_finite", "out_of_limits", "residual_bound", "unbased"))
-    counts["commands"] = len(commands)
-    counts["examples"] = examples
-    return counts
 
 
 def ramp_check(applied, residual, limit, since_t: float, modes, gain: float = 1.0) -> tuple[bool, str, dict]:
@@ -335,7 +254,8 @@ def _loop_trial(ctx: Context, name: str, trial: int, script, mixer_overrides: di
         except _Timeout as exc:
             res.fail(str(exc))
         rec = loop.probe.rec
-        checks = check_stream(list(rec.commands), list(rec.base), ctx.joints, config, config.base_stale_behavior,
+        from .closed_loop import check_commands
+        checks = check_commands(list(rec.commands), list(rec.base), ctx.joints, config, config.base_stale_behavior,
                               blind=res.notes.pop("_blind", ()), applied=list(rec.applied))
         res.notes["commands_before_recorder_saw_a_base"] = checks["before_first_base"]
         res.notes["commands_base_dropped_by_recorder"] = checks["unverifiable_dropped"]
@@ -720,7 +640,8 @@ class Bench:
     def judge(self, res: Trial, m: dict) -> None:
         rec = self.probe.rec
         cmds = rec.commands[m["cmd"]:]
-        checks = check_stream(cmds, list(rec.base), self.joints, self.config, self.config.base_stale_behavior,
+        from .closed_loop import check_commands
+        checks = check_commands(cmds, list(rec.base), self.joints, self.config, self.config.base_stale_behavior,
                               applied=list(rec.applied))
         res.violations += int(checks["total"])
         res.commands += len(cmds)

@@ -182,7 +182,7 @@ class Recorder:
 
     def check(self, final: bool = False) -> None:
         """Check the commands received up to CHECK_WINDOW + 0.1 s ago; drop what is no longer needed."""
-        from .faults import check_stream
+        from .closed_loop import check_commands
 
         horizon = time.monotonic() - (0.0 if final else CHECK_WINDOW + 0.1)
         ready = [c for c in self.commands if c.t <= horizon]
@@ -198,7 +198,7 @@ class Recorder:
         self.pairs.sort(key=lambda p: p[0])
         if ready:
             kinds: list = []
-            res = check_stream(ready, self.bases, self.joints, self.config, self.config.base_stale_behavior,
+            res = check_commands(ready, self.bases, self.joints, self.config, self.config.base_stale_behavior,
                                window=CHECK_WINDOW, kinds=kinds)
             for k in ("non_finite", "out_of_limits"):
                 self.violations[k] += res[k]
