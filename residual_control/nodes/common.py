@@ -219,6 +219,97 @@ class ModelSwap:
         self.loading = False
 
 
+class PolicyHost:
+    """The policy side shared by residual_policy and residual_controller (mixed into a Node).
+
+    Owns the model and its live swap, the ``reference`` and ``perception``
+    inputs, the latched ``~/model`` topic and the policy's status; the node
+    sets ``self.joints`` and ``self.stats`` and defines ``_publish_diagnostics``.
+    """
+
+    def init_policy(self, v: Mapping[str, object]) -> None:
+        from ..paths import default_model
+
+        self._expect = PolicyExpectations(
+            joints=self.joints, residual_limit=v["residual_limit"], control_rate_hz=v["control_rate_hz"],
+            perception_features=tuple(v["perception_features"]))
+        self._perception_timeout = float(v["perception_timeout"])
+        self.model = LoadedPolicy(v["model_path"] or str(default_model()), v["model_sha256"], self._expect)
+        self._swap = ModelSwap(self, self._expect, v["model_path"], v["model_sha256"], lambda: str(default_model()),
+                               lambda: self.model, self._on_model_loaded, self._on_model_refused)
+        self._q_ref: np.ndarray | None = None
+        self._qd_ref = np.zeros(len(self.joints))
+        self._reference_received = False
+        self._perception: np.ndarray | None = None
+        self._perception_time: float | None = None
+        self._status = (WARN, "waiting for inputs")
+        self._model_update = "none"  # outcome of the last live model update (kept on /diagnostics)
+        self._model_pub = self.create_publisher(String, "~/model", LATCHED_QOS)
+        self.create_subscription(JointState, "reference", self._on_reference, CONTROL_QOS)
+        self.create_subscription(Float64MultiArray, "perception", self._on_perception, CONTROL_QOS)
+
+    def _announce_model(self) -> None:
+        m = self.model
+        self._model_pub.publish(String(data=f"{m.path} sha256={m.runner.sha256}"))
+        self.get_logger().info(
+            f"model {m.path} (sha256 {m.runner.sha256[:12]}…): {m.assembler.size} observations, "
+            f"joints {m.joint_names}, perception {'used' if m.assembler.uses_perception else 'unused'}")
+
+    def _reject(self, error: str) -> None:
+        self.stats["rejected_inputs"] += 1
+        self._status = (WARN, error)
+        self.get_logger().warn(error, throttle_duration_sec=1.0)
+
+    def _skip(self, level: int, why: str) -> None:
+        self.stats["skipped"] += 1
+        self._status = (level, why)
+        self.get_logger().warn(f"no residual: {why}", throttle_duration_sec=1.0)
+
+    def _on_reference(self, msg: JointState) -> None:
+        try:
+            self._q_ref, self._qd_ref = read_reference(self.joints, msg)
+        except ValueError as exc:
+            self._reject(str(exc))
+            return
+        self._reference_received = True
+
+    def _on_perception(self, msg: Float64MultiArray) -> None:
+        try:
+            self._perception = read_perception(self._expect.perception_features, msg)
+        except ValueError as exc:
+            self._reject(str(exc))
+            return
+        self._perception_time = now_sec(self)
+
+    def _residual_for(self, model: LoadedPolicy, q, qd, a_base, now: float) -> np.ndarray | None:
+        """The residual for this state, or None (and the reason in the status) when there is none."""
+        if not self._reference_received:
+            return self._skip(WARN, "no reference received")
+        perception = None
+        if model.assembler.uses_perception:
+            lost = perception_lost(now, self._perception_time, self._perception_timeout)
+            if lost:
+                return self._skip(WARN, lost)
+            perception = self._perception
+        residual, level, why, model_error = model.residual(q, qd, self._q_ref, self._qd_ref, a_base, perception)
+        if residual is None:
+            self.stats["model_errors"] += int(model_error)
+            return self._skip(level, why)
+        return residual
+
+    def _on_model_loaded(self, loaded: LoadedPolicy) -> None:
+        self.model = loaded  # atomic swap
+        self._model_update = f"loaded {loaded.path}"
+        self._announce_model()
+
+    def _on_model_refused(self, why: str) -> None:
+        # The next control step overwrites _status: report the refusal now, and keep it
+        # under last_model_update, so /diagnostics always shows it.
+        self._model_update = why
+        self._status = (ERROR, why)
+        self._publish_diagnostics()
+
+
 class Diagnostics:
     """Publishes one DiagnosticStatus for a node on /diagnostics."""
 

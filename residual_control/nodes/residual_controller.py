@@ -38,18 +38,14 @@ from typing import Mapping, Sequence
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray, String
 
 from ..core.base_controllers import make_base_controller
 from ..core.errors import ConfigError, ObservationError
 from ..core.mixer import Mixer, MixerConfig
 from ..core.params import BASE_PARAMS, MIXER_PARAMS, POLICY_PARAMS, ParamSpec, spec_map
-from ..core.policy import PolicyExpectations
-from ..paths import default_model
-from .common import ERROR, OK, WARN, Diagnostics, LoadedPolicy, MixerIO, ModelSwap, declare_specs, \
-    mixer_changes, now_sec, perception_lost, read_perception, read_reference, read_state, result, run_node, \
-    stamp_to_sec, validate_changes
-from .qos import CONTROL_QOS, LATCHED_QOS
+from .common import ERROR, OK, Diagnostics, MixerIO, PolicyHost, declare_specs, mixer_changes, now_sec, \
+    read_state, result, run_node, stamp_to_sec, validate_changes
+from .qos import CONTROL_QOS
 
 NODE_NAME = "residual_controller"
 # Sections of the params file the fused node's parameters come from; on a clash the first wins.
@@ -86,7 +82,7 @@ def fused_parameters(params_file: Mapping[str, object]) -> dict[str, object]:
     return copy.deepcopy(merged)  # no object shared with the sections (YAML would write aliases)
 
 
-class ResidualControllerNode(Node):
+class ResidualControllerNode(PolicyHost, Node):
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self._specs = spec_map(FUSED_PARAMS)
@@ -95,29 +91,12 @@ class ResidualControllerNode(Node):
         self.joints = tuple(v["joints"])
         self.controller = make_base_controller(v)
         self.mixer = Mixer(MixerConfig.from_params(v))
-        self._expect = PolicyExpectations(
-            joints=self.joints, residual_limit=v["residual_limit"], control_rate_hz=v["control_rate_hz"],
-            perception_features=tuple(v["perception_features"]))
-        self._perception_timeout = float(v["perception_timeout"])
-        self.model = LoadedPolicy(v["model_path"] or str(default_model()), v["model_sha256"], self._expect)
-        self._swap = ModelSwap(self, self._expect, v["model_path"], v["model_sha256"], lambda: str(default_model()),
-                               lambda: self.model, self._on_model_loaded, self._on_model_refused)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-
-        self._q_ref: np.ndarray | None = None
-        self._qd_ref = np.zeros(len(self.joints))
-        self._reference_received = False
-        self._perception: np.ndarray | None = None
-        self._perception_time: float | None = None
-        self._status = (WARN, "waiting for inputs")
         self.stats = {"base_actions": 0, "residuals": 0, "skipped": 0, "model_errors": 0, "rejected_inputs": 0}
-
         self.io = MixerIO(self, self.mixer, f"{NODE_NAME}: mode")
-        self._model_pub = self.create_publisher(String, "~/model", LATCHED_QOS)
         self._policy_diag = Diagnostics(self, f"{NODE_NAME}: policy", hardware_id=self.get_fully_qualified_name())
         self.create_subscription(JointState, "joint_states", self._on_joint_state, CONTROL_QOS)
-        self.create_subscription(JointState, "reference", self._on_reference, CONTROL_QOS)
-        self.create_subscription(Float64MultiArray, "perception", self._on_perception, CONTROL_QOS)
+        self.init_policy(v)  # the model (refused: exit 2), reference, perception, ~/model
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         cfg = self.mixer.config
         self._watchdog = self.create_timer(max(cfg.base_timeout / 2.0, 0.002), self.io.watchdog)
         self.create_timer(float(v["diagnostics_period"]), self._publish_diagnostics)
@@ -126,35 +105,6 @@ class ResidualControllerNode(Node):
         self.get_logger().info(
             f"{self.controller.kind} + residual on {list(self.joints)}: residual_limit "
             f"{cfg.residual_limit.tolist()}, gain {cfg.residual_gain:g}, base_stale_behavior {cfg.base_stale_behavior}")
-
-    def _announce_model(self) -> None:
-        m = self.model
-        self._model_pub.publish(String(data=f"{m.path} sha256={m.runner.sha256}"))
-        self.get_logger().info(
-            f"model {m.path} (sha256 {m.runner.sha256[:12]}…): {m.assembler.size} observations, "
-            f"joints {m.joint_names}, perception {'used' if m.assembler.uses_perception else 'unused'}")
-
-    # ------------------------------------------------------------------ inputs
-    def _reject(self, error: str) -> None:
-        self.stats["rejected_inputs"] += 1
-        self._status = (WARN, error)
-        self.get_logger().warn(error, throttle_duration_sec=1.0)
-
-    def _on_reference(self, msg: JointState) -> None:
-        try:
-            self._q_ref, self._qd_ref = read_reference(self.joints, msg)
-        except ValueError as exc:
-            self._reject(str(exc))
-            return
-        self._reference_received = True
-
-    def _on_perception(self, msg: Float64MultiArray) -> None:
-        try:
-            self._perception = read_perception(self._expect.perception_features, msg)
-        except ValueError as exc:
-            self._reject(str(exc))
-            return
-        self._perception_time = now_sec(self)
 
     # ------------------------------------------------------------------ trigger
     def _on_joint_state(self, msg: JointState) -> None:
@@ -178,25 +128,12 @@ class ResidualControllerNode(Node):
         out = self.mixer.step(self.joints, a_base, stamp, now)
         self.io.emit(out, msg.header.stamp)
 
-    def _skip(self, level: int, why: str) -> None:
-        self.stats["skipped"] += 1
-        self._status = (level, why)
-
     def _update_residual(self, q, qd, a_base, stamp: float, now: float) -> None:
         """residual_policy's step: infer and hand the residual to the mixer, or nothing (it falls back)."""
         model = self.model  # one read: a concurrent swap never mixes two models
-        if not self._reference_received:
-            return self._skip(WARN, "no reference received")
-        perception = None
-        if model.assembler.uses_perception:
-            lost = perception_lost(now, self._perception_time, self._perception_timeout)
-            if lost:
-                return self._skip(WARN, lost)
-            perception = self._perception
-        residual, level, why, model_error = model.residual(q, qd, self._q_ref, self._qd_ref, a_base, perception)
+        residual = self._residual_for(model, q, qd, a_base, now)
         if residual is None:
-            self.stats["model_errors"] += int(model_error)
-            return self._skip(level, why)
+            return
         error = self.mixer.update_residual(model.joint_names, residual, stamp, now)
         if error:
             self.get_logger().warn(f"rejected residual: {error}", throttle_duration_sec=1.0)
@@ -209,7 +146,8 @@ class ResidualControllerNode(Node):
         level, message = self._status
         self._policy_diag.publish(level, message, {"controller_type": self.controller.kind,
                                                    "model_path": self.model.path,
-                                                   "model_sha256": self.model.runner.sha256, **self.stats})
+                                                   "model_sha256": self.model.runner.sha256,
+                                                   "last_model_update": self._model_update, **self.stats})
 
     # ------------------------------------------------------------------ parameters
     def _on_set_parameters(self, params):
@@ -238,13 +176,6 @@ class ResidualControllerNode(Node):
         for k, v in changes.items():
             self.get_logger().info(f"parameter {k} set to {v}")
         return result()
-
-    def _on_model_loaded(self, loaded: LoadedPolicy) -> None:
-        self.model = loaded  # atomic swap
-        self._announce_model()
-
-    def _on_model_refused(self, why: str) -> None:
-        self._status = (ERROR, why)
 
 
 def main(args=None) -> int:

@@ -23,72 +23,37 @@ from collections import OrderedDict
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray, String
 
 from ..core.errors import ConfigError
 from ..core.params import POLICY_PARAMS, spec_map
-from ..core.policy import PolicyExpectations
-from ..paths import default_model
-from .common import ERROR, OK, WARN, Diagnostics, LoadedPolicy, ModelSwap, declare_specs, now_sec, \
-    order_by_name, perception_lost, read_perception, read_reference, read_state, result, run_node, \
-    validate_changes
-from .qos import CONTROL_QOS, LATCHED_QOS
+from .common import OK, WARN, Diagnostics, PolicyHost, declare_specs, now_sec, order_by_name, \
+    read_state, result, run_node, validate_changes
+from .qos import CONTROL_QOS
 
 _STATE_BUFFER = 64
 
-_Loaded = LoadedPolicy  # the name this module used before the class moved to common
 
 
-class ResidualPolicyNode(Node):
+class ResidualPolicyNode(PolicyHost, Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("residual_policy", **kwargs)
         self._specs = spec_map(POLICY_PARAMS)
         v = declare_specs(self, POLICY_PARAMS)
         self.joints = tuple(v["joints"])
-        self._expect = PolicyExpectations(
-            joints=self.joints, residual_limit=v["residual_limit"], control_rate_hz=v["control_rate_hz"],
-            perception_features=tuple(v["perception_features"]))
-        self._perception_timeout = float(v["perception_timeout"])
         self._state_timeout = float(v["joint_state_timeout"])
-        path = v["model_path"] or str(default_model())
-        self.model = LoadedPolicy(path, v["model_sha256"], self._expect)
-        self._swap = ModelSwap(self, self._expect, v["model_path"], v["model_sha256"], lambda: str(default_model()),
-                               lambda: self.model, self._on_model_loaded, self._on_model_refused)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-
-        self._states: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        self._q_ref: np.ndarray | None = None
-        self._qd_ref = np.zeros(len(self.joints))
-        self._perception: np.ndarray | None = None
-        self._perception_time: float | None = None
-        self._status = (WARN, "waiting for inputs")
         self.stats = {"published": 0, "skipped": 0, "model_errors": 0, "rejected_inputs": 0}
-        self._model_update = "none"  # outcome of the last live model update (kept on /diagnostics)
-
+        self._states: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._pub = self.create_publisher(JointState, "residual_action", CONTROL_QOS)
-        self._model_pub = self.create_publisher(String, "~/model", LATCHED_QOS)
         self.create_subscription(JointState, "joint_states", self._on_joint_state, CONTROL_QOS)
-        self.create_subscription(JointState, "reference", self._on_reference, CONTROL_QOS)
+        self.init_policy(v)  # the model (refused: exit 2), reference, perception, ~/model
         self.create_subscription(JointState, "base_action", self._on_base, CONTROL_QOS)
-        self.create_subscription(Float64MultiArray, "perception", self._on_perception, CONTROL_QOS)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diag = Diagnostics(self, "residual_policy", hardware_id=self.get_fully_qualified_name())
         self.create_timer(float(v["diagnostics_period"]), self._publish_diagnostics)
         self._out = JointState()
         self._announce_model()
 
-    def _announce_model(self) -> None:
-        m = self.model
-        self._model_pub.publish(String(data=f"{m.path} sha256={m.runner.sha256}"))
-        self.get_logger().info(
-            f"model {m.path} (sha256 {m.runner.sha256[:12]}…): {m.assembler.size} observations, "
-            f"joints {m.joint_names}, perception {'used' if m.assembler.uses_perception else 'unused'}")
-
     # ------------------------------------------------------------------ inputs
-    def _reject(self, error: str) -> None:
-        self.stats["rejected_inputs"] += 1
-        self._status = (WARN, error)
-        self.get_logger().warn(error, throttle_duration_sec=1.0)
-
     def _on_joint_state(self, msg: JointState) -> None:
         try:
             q, qd = read_state(self.joints, msg)
@@ -100,26 +65,7 @@ class ResidualPolicyNode(Node):
         while len(self._states) > _STATE_BUFFER:
             self._states.popitem(last=False)
 
-    def _on_reference(self, msg: JointState) -> None:
-        try:
-            self._q_ref, self._qd_ref = read_reference(self.joints, msg)
-        except ValueError as exc:
-            self._reject(str(exc))
-
-    def _on_perception(self, msg: Float64MultiArray) -> None:
-        try:
-            self._perception = read_perception(self._expect.perception_features, msg)
-        except ValueError as exc:
-            self._reject(str(exc))
-            return
-        self._perception_time = now_sec(self)
-
     # ------------------------------------------------------------------ trigger
-    def _skip(self, level: int, why: str) -> None:
-        self.stats["skipped"] += 1
-        self._status = (level, why)
-        self.get_logger().warn(f"no residual published: {why}", throttle_duration_sec=1.0)
-
     def _on_base(self, msg: JointState) -> None:
         model = self.model  # one read: a concurrent swap never mixes two models
         key = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
@@ -130,23 +76,13 @@ class ResidualPolicyNode(Node):
                 state = self._states[last_key]
         if state is None:
             return self._skip(WARN, "no joint state matching the base action's stamp")
-        if self._q_ref is None:
-            return self._skip(WARN, "no reference received")
-        perception = None
-        if model.assembler.uses_perception:
-            lost = perception_lost(now_sec(self), self._perception_time, self._perception_timeout)
-            if lost:
-                return self._skip(WARN, lost)
-            perception = self._perception
         try:
             a_base = order_by_name(self.joints, msg.name, msg.effort, "base_action.effort")
         except ValueError as exc:
             return self._skip(WARN, str(exc))
-        residual, level, why, model_error = model.residual(state[0], state[1], self._q_ref, self._qd_ref, a_base,
-                                                           perception)
+        residual = self._residual_for(model, state[0], state[1], a_base, now_sec(self))
         if residual is None:
-            self.stats["model_errors"] += int(model_error)
-            return self._skip(level, why)
+            return
         self._out.header.stamp = msg.header.stamp
         self._out.name = model.joint_names
         self._out.effort = residual.tolist()
@@ -173,18 +109,6 @@ class ResidualPolicyNode(Node):
         if "joint_state_timeout" in changes:
             self._state_timeout = float(changes["joint_state_timeout"])
         return result(self._swap.request(changes))
-
-    def _on_model_loaded(self, loaded: LoadedPolicy) -> None:
-        self.model = loaded  # atomic swap
-        self._model_update = f"loaded {loaded.path}"
-        self._announce_model()
-
-    def _on_model_refused(self, why: str) -> None:
-        # The next base action overwrites _status: report the refusal now, and keep it
-        # under last_model_update, so /diagnostics always shows it.
-        self._model_update = why
-        self._status = (ERROR, why)
-        self._publish_diagnostics()
 
 
 def main(args=None) -> int:
