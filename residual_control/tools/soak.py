@@ -1,26 +1,54 @@
-"""`residual-control soak`: run the loop at a high rate for minutes; watch memory, CPU and lateness.
+"""`residual-control soak`: run the loop at a high rate for minutes; watch memory, CPU, rate and lateness.
 
-The graph is the closed loop on the wall clock: ``mujoco_sim`` in
-``realtime`` mode at ``--rate`` Hz (control_rate_hz = physics steps per
-measurement), reference, perception, base_controller, residual_policy and
-residual_mixer, each its own process. The shipped model is trained for
-100 Hz and residual_policy refuses a model whose control_rate_hz differs
-from its own, so for another rate the policy runs a synthetic model
-(``tools/synthetic_models.linear_model``: da = clip(0.1 * a_base + b),
-the same observation contract) declared at that rate, and the policy's
-``control_rate_hz`` is overridden to match.
+Modes (``--mode``):
 
-Every second a sampler reads, per node process, the resident memory
-(``VmRSS`` of /proc/<pid>/status) and the CPU time (utime + stime of
-/proc/<pid>/stat, as a share of one core). A recorder node checks every
-command (finite, within limits, |a - a_base| <= g * eps, as the fault
-matrix does) and measures each command's lateness: the receive time of the
-applied residual minus its stamp (the stamp of the joint state it answers,
-wall clock); later than one period counts as late.
+* ``fused`` (default): ``residual_controller`` (base controller + policy +
+  mixer in one process), the configuration docs/performance.md recommends
+  for 1 kHz;
+* ``graph``: ``base_controller``, ``residual_policy`` and ``residual_mixer``,
+  each its own process.
 
-Fails (exit 1) on a violation, a node that died, or memory growth: the mean
-RSS of the last third versus the first third of the run after warm-up grew
-by more than ``--max-growth-mib`` MiB or ``--max-growth-pct`` % (either).
+Either way the plant is ``mujoco_sim`` in ``realtime`` mode at ``--rate`` Hz
+(control_rate_hz = rate, on the wall clock), with reference_publisher and
+perception. The shipped model is trained for 100 Hz and the policy refuses a
+model whose control_rate_hz differs from its own, so the policy runs a
+synthetic model (``tools/synthetic_models.linear_model``: da = clip(0.1 *
+a_base + b), the same observation contract) declared at ``--rate``, and the
+policy's ``control_rate_hz`` is overridden to match.
+
+What is measured, and how (the recorder must not measure itself):
+
+* **Commands and achieved rate** come from the mixer's own step counter, the
+  ``commands`` value of its /diagnostics status (``residual_mixer: mode`` or
+  ``residual_controller: mode``, every ``diagnostics_period``): achieved rate
+  = counter increase / the increase of the status stamps (the mixer's clock)
+  over the run. Not from what the recorder received.
+* **Lateness** of a step = the time the mixer published its applied residual
+  (the DDS *source timestamp* of ``~/applied_residual``, written by the
+  mixer's middleware at publish, available through rclpy's message info)
+  minus the residual's stamp (the stamp of the joint state it answers, set by
+  the simulator on the same wall clock): sim publish -> controller -> mixer
+  publish. Later than one period counts as late. The middleware *reception*
+  timestamp minus the stamp (adds the hop to the recorder, still not its
+  Python backlog) is reported as ``delivery``. Neither depends on when the
+  recorder's Python callback runs.
+* **Safety**, on what the recorder receives: every command received is
+  checked finite and within [command_min, command_max]; every applied
+  residual received is checked finite and |a - a_base| = |applied| <=
+  residual_gain * residual_limit. The callbacks only append; the checks run
+  vectorised once a second on the batch received. The recorder subscribes
+  best effort (never back-pressuring the graph), so under load it may see a
+  subset: ``checked`` says how many commands / applied residuals were checked
+  out of the mixer's count. Any violation found fails the run.
+* Every second a sampler reads, per node process, the resident memory
+  (``VmRSS`` of /proc/<pid>/status) and the CPU time (utime + stime of
+  /proc/<pid>/stat, as a share of one core); the soak process itself (the
+  recorder) is reported separately.
+
+Fails (exit 1) on a violation, a node that died, no command, or memory
+growth: the mean RSS of the last third versus the first third of the run
+after warm-up grew by more than ``--max-growth-mib`` MiB or
+``--max-growth-pct`` % (either). A rate is reported, never asserted.
 """
 from __future__ import annotations
 
@@ -39,18 +67,19 @@ import yaml
 
 from ..paths import default_params_file, share_path
 
-NODES = ("mujoco_sim", "reference_publisher", "perception", "base_controller", "residual_policy", "residual_mixer")
-# A command must lie within g * eps of a base action the recorder received within
-# this many seconds of it. Wider than the fault matrix's 0.1 s: at 1 kHz on a
-# loaded machine the recorder itself falls behind, and its two subscriptions
-# (commands, base_action) are not drained in lockstep.
-CHECK_WINDOW = 1.0
+MODES = ("fused", "graph")
+CONTROLLERS = {"fused": ("residual_controller",), "graph": ("base_controller", "residual_policy", "residual_mixer")}
+MIXER_NODE = {"fused": "residual_controller", "graph": "residual_mixer"}
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+RECORDER = "soak_recorder (this process)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--minutes", type=float, default=10.0, help="duration in minutes (default 10)")
     p.add_argument("--rate", type=float, default=1000.0, help="control rate in Hz (default 1000)")
+    p.add_argument("--mode", choices=MODES, default="fused",
+                   help="fused: residual_controller in one process (default, recommended at 1 kHz); "
+                        "graph: base_controller, residual_policy and residual_mixer as separate nodes")
     p.add_argument("--json", default="", help="write the results as JSON to this file")
     p.add_argument("--plot", default="", help="write a PNG plot to this file")
     p.add_argument("--warmup", type=float, default=None,
@@ -95,8 +124,42 @@ def memory_growth(t: np.ndarray, rss_mib: np.ndarray, warmup: float) -> dict:
             "samples": int(x.size)}
 
 
+def check_batch(commands: np.ndarray, applied: np.ndarray, config) -> tuple[dict, list]:
+    """Violations in a batch: commands (n, joints) and applied residuals (m, joints), as received.
+
+    A command must be finite and within [command_min, command_max]; an applied
+    residual finite and within residual_gain * residual_limit. Rows of the wrong
+    width count as non-finite / beyond bound. Returns (counts, up to 5 examples).
+    """
+    n_j = len(config.joints)
+    counts = {"non_finite": 0, "out_of_limits": 0, "applied_beyond_bound": 0}
+    examples: list = []
+    if commands.size:
+        if commands.ndim != 2 or commands.shape[1] != n_j:
+            counts["non_finite"] += len(commands)
+            examples.append({"kind": "non_finite", "values": str(commands[:1].tolist())})
+        else:
+            fin = np.all(np.isfinite(commands), axis=1)
+            out = fin & np.any((commands < config.command_min - 1e-9) | (commands > config.command_max + 1e-9), axis=1)
+            counts["non_finite"] += int(np.sum(~fin))
+            counts["out_of_limits"] += int(np.sum(out))
+            for kind, rows in (("non_finite", ~fin), ("out_of_limits", out)):
+                examples += [{"kind": kind, "command": commands[i].tolist()} for i in np.flatnonzero(rows)[:5]]
+    if applied.size:
+        bound = config.residual_gain * np.asarray(config.residual_limit, float) + 1e-9
+        if applied.ndim != 2 or applied.shape[1] != n_j:
+            counts["applied_beyond_bound"] += len(applied)
+        else:
+            bad = ~np.all(np.isfinite(applied), axis=1) | np.any(np.abs(applied) > bound, axis=1)
+            counts["applied_beyond_bound"] += int(np.sum(bad))
+            examples += [{"kind": "applied_beyond_bound", "applied_residual": applied[i].tolist()}
+                         for i in np.flatnonzero(bad)[:5]]
+    return counts, examples[:5]
+
+
 def _write_files(work: Path, rate: float) -> tuple[str, str]:
     from ..core.observation import default_observation_names
+    from ..nodes.residual_controller import NODE_NAME, fused_parameters
     from .closed_loop import load_params, node_params
     from .synthetic_models import linear_model
 
@@ -110,120 +173,96 @@ def _write_files(work: Path, rate: float) -> tuple[str, str]:
     model = linear_model(str(work / f"soak_{rate:g}hz.onnx"), joints, obs, pol["residual_limit"], weights=w,
                          bias=[0.5, -0.25], control_rate_hz=rate)
     params["residual_policy"]["ros__parameters"].update(control_rate_hz=float(rate), model_path=model)
+    params[NODE_NAME] = {"ros__parameters": fused_parameters(params)}
     path = work / "soak_params.yaml"
     path.write_text(yaml.safe_dump(params))
     return str(path), model
 
 
 class Recorder:
-    """Checks every command and measures lateness, keeping only a short window in memory."""
+    """Light subscriptions (append only); counts and checks run in :meth:`drain`, once a second."""
 
-    def __init__(self, joints, config, rate: float) -> None:
+    def __init__(self, joints, config, rate: float, mixer: str) -> None:
         import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import JointState
         from std_msgs.msg import Float64MultiArray
 
-        from .probe import RECORD_QOS, Sample
+        from ..nodes.qos import DIAGNOSTICS_QOS
 
-        self.rclpy = rclpy
         self.node = rclpy.create_node("soak_recorder")
-        self.joints = list(joints)
         self.config = config
         self.period = 1.0 / rate
-        self._Sample = Sample
-        self.commands: list = []
-        self.bases: list = []
-        self.lateness: list = []  # per applied residual, s
-        self.late_series: list = []  # (t, late count in the last second, commands in it)
-        self.n_commands = 0
+        self.status_name = f"{mixer}: mode"
+        # Best effort: a slow recorder loses samples (counted), it never slows the graph down.
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=200, reliability=ReliabilityPolicy.BEST_EFFORT)
+        self._cmd: list = []
+        self._applied: list = []  # (source ns, received ns, stamp ns, effort)
+        self.counter: list = []  # (mixer status stamp s, mixer commands counter, monotonic receive time)
+        self.n_cmd_received = 0
+        self.n_applied_received = 0
         self.n_late = 0
-        self.violations = {"non_finite": 0, "out_of_limits": 0, "residual_bound": 0, "unbased": 0,
-                           "applied_beyond_bound": 0}
-        self.unverified = 0  # commands whose base action the recorder never received (dropped to it)
-        self.verified_by_pair = 0
-        self.base_by_stamp: dict = {}  # stamp ns -> (t, values by joint)
-        self.pairs: list = []  # (t, expected command) from applied residual + its base, matched by stamp
-        self.applied: list = []  # (t, stamp ns, applied residual) not yet paired
+        self.lateness: list = []  # chunks of float32 arrays, s: mixer publish - stamp
+        self.delivery: list = []  # chunks: middleware reception at the recorder - stamp
+        self.violations = {"non_finite": 0, "out_of_limits": 0, "applied_beyond_bound": 0}
         self.examples: list = []
-        self._late_sec = 0
-        self._cmd_sec = 0
-        self._clock = self.node.get_clock()
-        self.node.create_subscription(Float64MultiArray, "commands", self._on_command, RECORD_QOS)
-        self.node.create_subscription(JointState, "base_action", self._on_base, RECORD_QOS)
-        self.node.create_subscription(JointState, "residual_mixer/applied_residual", self._on_applied, RECORD_QOS)
+        self.sec_late = self.sec_applied = 0
+        self.node.create_subscription(Float64MultiArray, "commands", self._on_command, qos)
+        self.node.create_subscription(JointState, f"{mixer}/applied_residual", self._on_applied, qos)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, DIAGNOSTICS_QOS)
 
     def _on_command(self, msg) -> None:
-        self.commands.append(self._Sample(time.monotonic(), 0.0, None, self.joints, np.asarray(msg.data, float)))
-        self.n_commands += 1
-        self._cmd_sec += 1
+        self._cmd.append(msg.data)
 
-    def _on_base(self, msg) -> None:
-        t = time.monotonic()
-        sample = self._Sample(t, 0.0, None, list(msg.name), np.asarray(msg.effort, float))
-        self.bases.append(sample)
-        if set(self.joints) <= set(sample.names) and len(sample.names) == len(sample.values):
-            key = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            self.base_by_stamp[key] = (t, sample.values[[sample.names.index(j) for j in self.joints]])
+    def _on_applied(self, msg, info) -> None:
+        s = msg.header.stamp
+        self._applied.append((info["source_timestamp"], info["received_timestamp"],
+                              s.sec * 1_000_000_000 + s.nanosec, msg.effort))
 
-    def _on_applied(self, msg) -> None:
-        now = self._clock.now().nanoseconds * 1e-9
-        late = now - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
-        # Exact per-step check: the applied residual is stamped with its base action's stamp.
-        a = np.asarray(msg.effort, float)
-        cfg = self.config
-        if a.shape != cfg.residual_limit.shape or not np.all(np.isfinite(a)) or \
-                np.any(np.abs(a) > cfg.residual_gain * cfg.residual_limit + 1e-9):
-            self.violations["applied_beyond_bound"] += 1
-        self.applied.append((time.monotonic(), msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, a))
-        self.lateness.append(late)
-        if late > self.period:
-            self.n_late += 1
-            self._late_sec += 1
+    def _on_diag(self, msg) -> None:
+        for st in msg.status:
+            if st.name == self.status_name:
+                for kv in st.values:
+                    if kv.key == "commands":
+                        t = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+                        self.counter.append((t, int(kv.value), time.monotonic()))
 
-    def check(self, final: bool = False) -> None:
-        """Check the commands received up to CHECK_WINDOW + 0.1 s ago; drop what is no longer needed."""
-        from .closed_loop import check_commands
+    def reset(self) -> None:
+        self._cmd.clear()
+        self._applied.clear()
 
-        horizon = time.monotonic() - (0.0 if final else CHECK_WINDOW + 0.1)
-        ready = [c for c in self.commands if c.t <= horizon]
-        cfg = self.config
-        still = []
-        for t, key, a in self.applied:
-            base = self.base_by_stamp.get(key)
-            if base is not None and a.shape == base[1].shape:
-                self.pairs.append((t, np.clip(base[1] + a, cfg.command_min, cfg.command_max)))
-            elif t > horizon - CHECK_WINDOW:
-                still.append((t, key, a))
-        self.applied = still
-        self.pairs.sort(key=lambda p: p[0])
-        if ready:
-            kinds: list = []
-            res = check_commands(ready, self.bases, self.joints, self.config, self.config.base_stale_behavior,
-                               window=CHECK_WINDOW, kinds=kinds)
-            for k in ("non_finite", "out_of_limits"):
-                self.violations[k] += res[k]
-            # Commands not within g * eps of any base action the recorder saw: confirm them
-            # against the exact pairs (applied residual + the base action of the same stamp).
-            pair_t = np.array([p[0] for p in self.pairs])
-            for c, kind in zip(ready, kinds):
-                if kind not in ("residual_bound", "unbased"):
-                    continue
-                lo, hi = np.searchsorted(pair_t, c.t - CHECK_WINDOW), np.searchsorted(pair_t, c.t + CHECK_WINDOW)
-                if any(np.allclose(self.pairs[k][1], c.values, atol=1e-6) for k in range(lo, hi)):
-                    self.verified_by_pair += 1
-                else:
-                    self.unverified += 1
-            if len(self.examples) < 5:
-                self.examples += [e for e in res["examples"] if e["kind"] in ("non_finite", "out_of_limits")][:5]
-        self.commands = [c for c in self.commands if c.t > horizon]
-        keep = horizon - CHECK_WINDOW - 0.1
-        self.bases = [b for b in self.bases if b.t > keep]
-        self.pairs = [p for p in self.pairs if p[0] > keep]
-        self.base_by_stamp = {k: v for k, v in self.base_by_stamp.items() if v[0] > keep}
+    def drain(self) -> None:
+        """Check and count what was received since the last drain; keep only the lateness samples."""
+        cmd, self._cmd = self._cmd, []
+        app, self._applied = self._applied, []
+        commands = np.array([np.asarray(c, float) for c in cmd]) if cmd else np.zeros((0, 0))
+        if app:
+            src = np.array([a[0] for a in app], np.int64)
+            rcv = np.array([a[1] for a in app], np.int64)
+            stamp = np.array([a[2] for a in app], np.int64)
+            applied = np.array([np.asarray(a[3], float) for a in app])
+            late = ((src - stamp) * 1e-9).astype(np.float32)
+            self.lateness.append(late)
+            self.delivery.append(((rcv - stamp) * 1e-9).astype(np.float32))
+            n_late = int(np.sum(late > self.period))
+            self.n_late += n_late
+            self.sec_late += n_late
+            self.sec_applied += len(app)
+        else:
+            applied = np.zeros((0, 0))
+        self.n_cmd_received += len(cmd)
+        self.n_applied_received += len(app)
+        counts, examples = check_batch(commands, applied, self.config)
+        for k, v in counts.items():
+            self.violations[k] += v
+        if len(self.examples) < 5:
+            self.examples += examples[:5 - len(self.examples)]
 
-    def second(self, t: float) -> None:
-        self.late_series.append((t, self._late_sec, self._cmd_sec))
-        self._late_sec = self._cmd_sec = 0
+    def second(self) -> tuple[int, int]:
+        out = (self.sec_late, self.sec_applied)
+        self.sec_late = self.sec_applied = 0
+        return out
 
 
 def run(args) -> int:
@@ -234,8 +273,8 @@ def run(args) -> int:
         print(f"soak: --rate: expected 1 to 1000 Hz (mujoco_sim's control_rate_hz range), found {args.rate}",
               file=sys.stderr)
         return 2
-    doc = soak(args.minutes * 60.0, args.rate, warmup=args.warmup, max_growth_mib=args.max_growth_mib,
-               max_growth_pct=args.max_growth_pct, log_dir=args.log_dir or None)
+    doc = soak(args.minutes * 60.0, args.rate, mode=getattr(args, "mode", "fused"), warmup=args.warmup,
+               max_growth_mib=args.max_growth_mib, max_growth_pct=args.max_growth_pct, log_dir=args.log_dir or None)
     _print(doc)
     if args.plot:
         plot(doc, args.plot)
@@ -246,16 +285,20 @@ def run(args) -> int:
     return 0 if doc["passed"] else 1
 
 
-def soak(duration: float, rate: float, warmup: float | None = None, max_growth_mib: float = 5.0,
+def soak(duration: float, rate: float, mode: str = "fused", warmup: float | None = None, max_growth_mib: float = 5.0,
          max_growth_pct: float = 10.0, log_dir: str | None = None, progress=None) -> dict:
     import rclpy
+    from rclpy.executors import SingleThreadedExecutor
 
     from .closed_loop import load_params, mixer_config, node_params
     from .graph import Graph, NodeSpec
 
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {list(MODES)}, found {mode!r}")
     say = progress or (lambda m: print(f"[soak] {m}", flush=True))
     if warmup is None:
         warmup = min(max(0.2 * duration, 5.0), 60.0)
+    mixer = MIXER_NODE[mode]
     work = Path(tempfile.mkdtemp(prefix="residual_soak_"))
     own = not rclpy.ok()
     if own:
@@ -267,67 +310,75 @@ def soak(duration: float, rate: float, warmup: float | None = None, max_growth_m
         joints = list(node_params(params, "residual_mixer")["joints"])
         config = mixer_config(params)
         plant = str(share_path("config", "plants", "real.yaml"))
-        specs = [
-            NodeSpec("base_controller", [params_file]),
-            NodeSpec("residual_policy", [params_file]),
-            NodeSpec("residual_mixer", [params_file]),
+        specs = [NodeSpec(name, [params_file]) for name in CONTROLLERS[mode]] + [
             NodeSpec("perception", [], {"plant_file": plant}),
             NodeSpec("reference_publisher", [str(share_path("config", "reference.yaml"))]),
         ]
-        rec = Recorder(joints, config, rate)
+        rec = Recorder(joints, config, rate, mixer)
+        executor = SingleThreadedExecutor()
+        executor.add_node(rec.node)
         graph = Graph(specs, log_dir=log_dir or str(work / "logs"))
         try:
-            topics = ["base_action", "residual_action", "commands", "perception", "reference"]
+            topics = ["commands", f"{mixer}/applied_residual", "perception", "reference"]
             deadline = time.monotonic() + 120.0
             while not all(rec.node.count_publishers(t) for t in topics):
                 graph.check_alive()
                 if time.monotonic() > deadline:
                     raise RuntimeError("graph not ready after 120 s")
-                rclpy.spin_once(rec.node, timeout_sec=0.05)
+                executor.spin_once(timeout_sec=0.05)
             graph.start(NodeSpec("mujoco_sim", [], {
                 "plant_file": plant, "mode": "realtime", "publish_clock": False,
                 "control_rate_hz": float(rate), "physics_rate_hz": max(1000.0, float(rate)),
                 "initial_positions": [0.3, 1.2]}))
-            # Start measuring once commands flow.
+            # Start measuring once commands flow and the mixer's counter has been seen.
             deadline = time.monotonic() + 120.0
-            while rec.n_commands < 10:
+            while not (rec._cmd and rec.counter and rec.counter[-1][1] > 0):
                 graph.check_alive()
                 if time.monotonic() > deadline:
                     raise RuntimeError("no command within 120 s of starting the simulator")
-                rclpy.spin_once(rec.node, timeout_sec=0.05)
-            say(f"{len(specs) + 1} nodes up, {rate:g} Hz, running {duration:.0f} s")
+                executor.spin_once(timeout_sec=0.05)
+            rec.drain()
+            rec.lateness.clear()
+            rec.delivery.clear()
+            rec.n_late = rec.n_cmd_received = rec.n_applied_received = 0
+            rec.second()
+            say(f"{len(specs) + 1} nodes up ({mode} mode), {rate:g} Hz, running {duration:.0f} s")
             pids = {k: p.pid for k, p in graph.processes.items()}
+            pids_all = {**pids, RECORDER: os.getpid()}
             t0 = time.monotonic()
-            series = {"t": [], "rss_mib": {k: [] for k in pids}, "cpu_share": {k: [] for k in pids},
-                      "late": [], "commands": []}
-            last_cpu = {k: read_cpu_ticks(pid) for k, pid in pids.items()}
+            start_counter = rec.counter[-1]
+            series = {"t": [], "rss_mib": {k: [] for k in pids_all}, "cpu_share": {k: [] for k in pids_all},
+                      "late": [], "received": [], "commands": []}
+            last_cpu = {k: read_cpu_ticks(pid) for k, pid in pids_all.items()}
             last_t = t0
+            last_counter = start_counter
             next_sample = t0 + 1.0
             next_check = t0 + 2.0
             next_report = t0 + 30.0
-            rec.n_commands = rec.n_late = 0
-            rec.lateness.clear()
-            rec._late_sec = rec._cmd_sec = 0
             while True:
-                rclpy.spin_once(rec.node, timeout_sec=0.005)
+                executor.spin_once(timeout_sec=0.01)
                 now = time.monotonic()
                 if now >= next_sample and now - last_t >= 0.9:
                     dt = now - last_t
+                    rec.drain()
                     series["t"].append(round(now - t0, 3))
-                    for k, pid in pids.items():
+                    for k, pid in pids_all.items():
                         rss = read_rss_kib(pid)
                         cpu = read_cpu_ticks(pid)
                         series["rss_mib"][k].append(None if rss is None else round(rss / 1024.0, 3))
                         share = None if cpu is None or last_cpu[k] is None else (cpu - last_cpu[k]) / CLK_TCK / dt
                         series["cpu_share"][k].append(None if share is None else round(share, 4))
                         last_cpu[k] = cpu
-                    rec.second(now - t0)
-                    series["late"].append(rec.late_series[-1][1])
-                    series["commands"].append(rec.late_series[-1][2])
+                    late, received = rec.second()
+                    series["late"].append(late)
+                    series["received"].append(received)
+                    c = rec.counter[-1]
+                    series["commands"].append(None if c[0] <= last_counter[0] else
+                                              round((c[1] - last_counter[1]) / (c[0] - last_counter[0]), 1))
+                    last_counter = c if c[0] > last_counter[0] else last_counter
                     last_t = now
                     next_sample = now + 1.0
                 if now >= next_check:
-                    rec.check()
                     next_check = now + 2.0
                     try:
                         graph.check_alive()
@@ -335,15 +386,24 @@ def soak(duration: float, rate: float, warmup: float | None = None, max_growth_m
                         failures.append(f"a node died: {str(exc)[:800]}")
                         break
                 if now >= next_report:
-                    say(f"{now - t0:5.0f}/{duration:.0f} s: {rec.n_commands} commands, {rec.n_late} late, "
+                    c = rec.counter[-1]
+                    say(f"{now - t0:5.0f}/{duration:.0f} s: {c[1] - start_counter[1]} commands "
+                        f"({(c[1] - start_counter[1]) / max(c[0] - start_counter[0], 1e-9):.0f} Hz), "
+                        f"{rec.n_late} late of {rec.n_applied_received} received, "
                         f"{sum(rec.violations.values())} violations")
                     next_report += 30.0
                 if now - t0 >= duration:
                     break
+            # The mixer's last status inside the run: wait for one published after the end.
+            end_wall = time.time()
+            deadline = time.monotonic() + 3.0
+            while rec.counter[-1][0] < end_wall and time.monotonic() < deadline:
+                executor.spin_once(timeout_sec=0.05)
             elapsed = time.monotonic() - t0
-            rec.check(final=True)
+            rec.drain()
         finally:
             graph.stop()
+            executor.remove_node(rec.node)
             rec.node.destroy_node()
     finally:
         if own:
@@ -352,35 +412,48 @@ def soak(duration: float, rate: float, warmup: float | None = None, max_growth_m
 
     t = np.asarray(series["t"], float)
     nodes = {}
-    for k in pids:
+    for k in pids_all:
         rss = np.asarray([np.nan if v is None else v for v in series["rss_mib"][k]], float)
         cpu = np.asarray([np.nan if v is None else v for v in series["cpu_share"][k]], float)
         g = memory_growth(t[np.isfinite(rss)], rss[np.isfinite(rss)], warmup)
-        nodes[k] = {"pid": pids[k], "rss": g, "rss_max_mib": float(np.nanmax(rss)) if rss.size else None,
-                    "cpu_share_mean": round(float(np.nanmean(cpu)), 4) if cpu.size else None,
-                    "cpu_share_max": round(float(np.nanmax(cpu)), 4) if cpu.size else None}
-        if g["growth_mib"] > max_growth_mib or g["growth_pct"] > max_growth_pct:
+        nodes[k] = {"pid": pids_all[k], "rss": g,
+                    "rss_max_mib": float(np.nanmax(rss)) if np.isfinite(rss).any() else None,
+                    "cpu_share_mean": round(float(np.nanmean(cpu)), 4) if np.isfinite(cpu).any() else None,
+                    "cpu_share_max": round(float(np.nanmax(cpu)), 4) if np.isfinite(cpu).any() else None}
+        if k != RECORDER and (g["growth_mib"] > max_growth_mib or g["growth_pct"] > max_growth_pct):
             failures.append(f"{k}: memory grew {g['growth_mib']:.2f} MiB ({g['growth_pct']:.1f} %) from the first "
                             f"to the last third (limits {max_growth_mib} MiB, {max_growth_pct} %)")
-    lat = np.asarray(rec.lateness, float)
+    recorder = nodes.pop(RECORDER)
+    end_counter = rec.counter[-1]
+    n_commands = end_counter[1] - start_counter[1]
+    span = end_counter[0] - start_counter[0]
+    lat = np.concatenate(rec.lateness).astype(float) if rec.lateness else np.zeros(0)
+    dlv = np.concatenate(rec.delivery).astype(float) if rec.delivery else np.zeros(0)
     total_viol = int(sum(rec.violations.values()))
     if total_viol:
         failures.append(f"{total_viol} command violations: {rec.violations}")
-    if rec.n_commands == 0:
-        failures.append("no command received")
+    if n_commands <= 0 or rec.n_cmd_received == 0:
+        failures.append(f"no command: mixer counter +{n_commands}, {rec.n_cmd_received} received")
     doc = {
+        "mode": mode, "controller_nodes": list(CONTROLLERS[mode]), "mixer_node": mixer,
         "rate_hz": rate, "period_s": 1.0 / rate, "duration_s": round(elapsed, 1), "warmup_s": warmup,
         "driver": "mujoco_sim realtime mode (wall clock)",
         "model": f"synthetic linear model declared at {rate:g} Hz (the shipped model is trained for 100 Hz)",
-        "commands": rec.n_commands, "achieved_rate_hz": round(rec.n_commands / elapsed, 1) if elapsed else 0.0,
-        "late": {"threshold_s": 1.0 / rate, "count": rec.n_late,
-                 "share": round(rec.n_late / max(len(lat), 1), 4),
-                 "p50_s": _q(lat, 50), "p99_s": _q(lat, 99), "max_s": _q(lat, 100)},
+        "commands": int(n_commands), "commands_source": f"{mixer}'s /diagnostics 'commands' counter (mixer steps)",
+        "counter_span_s": round(span, 3),
+        "achieved_rate_hz": round(n_commands / span, 1) if span > 0 else 0.0,
+        "achieved_share": round(n_commands / span / rate, 4) if span > 0 else 0.0,
+        "late": {"definition": "mixer publish time (DDS source timestamp of ~/applied_residual) - joint state stamp",
+                 "threshold_s": 1.0 / rate, "count": rec.n_late, "measured": int(lat.size),
+                 "share": round(rec.n_late / max(lat.size, 1), 4),
+                 "p50_s": _q(lat, 50), "p90_s": _q(lat, 90), "p99_s": _q(lat, 99), "max_s": _q(lat, 100)},
+        "delivery": {"definition": "DDS reception time at the recorder - joint state stamp",
+                     "p50_s": _q(dlv, 50), "p99_s": _q(dlv, 99), "max_s": _q(dlv, 100)},
+        "checked": {"commands": rec.n_cmd_received, "applied_residuals": rec.n_applied_received,
+                    "share_of_mixer_commands": round(min(1.0, rec.n_cmd_received / n_commands), 4) if n_commands > 0 else 0.0},
         "violations": total_viol, "violation_breakdown": rec.violations, "violation_examples": rec.examples,
-        "commands_verified_by_stamp_pair": rec.verified_by_pair,
-        "commands_unverified": rec.unverified,
         "memory_limits": {"growth_mib": max_growth_mib, "growth_pct": max_growth_pct},
-        "nodes": nodes, "series": series, "failures": failures, "passed": not failures,
+        "nodes": nodes, "recorder": recorder, "series": series, "failures": failures, "passed": not failures,
     }
     return doc
 
@@ -391,19 +464,25 @@ def _q(x: np.ndarray, q: float) -> float | None:
 
 def _print(doc: dict) -> None:
     print()
-    print(f"soak: {doc['duration_s']:.0f} s at {doc['rate_hz']:g} Hz ({doc['driver']}); "
-          f"{doc['commands']} commands = {doc['achieved_rate_hz']:.0f} Hz achieved")
+    print(f"soak ({doc['mode']} mode: {', '.join(doc['controller_nodes'])}): {doc['duration_s']:.0f} s at "
+          f"{doc['rate_hz']:g} Hz ({doc['driver']})")
+    print(f"commands (mixer counter): {doc['commands']} in {doc['counter_span_s']:.1f} s = "
+          f"{doc['achieved_rate_hz']:.1f} Hz achieved ({100 * doc['achieved_share']:.1f} % of {doc['rate_hz']:g} Hz)")
     late = doc["late"]
-    print(f"late (> {late['threshold_s'] * 1e3:.1f} ms): {late['count']} ({100 * late['share']:.2f} %); lateness "
-          f"p50 {_ms(late['p50_s'])}, p99 {_ms(late['p99_s'])}, max {_ms(late['max_s'])}")
-    print(f"{'node':22} {'RSS first [MiB]':>16} {'RSS last [MiB]':>15} {'growth [MiB]':>13} {'CPU mean':>9} "
+    print(f"late (mixer publish - stamp > {late['threshold_s'] * 1e3:.1f} ms): {late['count']} of {late['measured']} "
+          f"({100 * late['share']:.2f} %); p50 {_ms(late['p50_s'])}, p90 {_ms(late['p90_s'])}, "
+          f"p99 {_ms(late['p99_s'])}, max {_ms(late['max_s'])}")
+    d = doc["delivery"]
+    print(f"delivery to the recorder (DDS reception - stamp): p50 {_ms(d['p50_s'])}, p99 {_ms(d['p99_s'])}")
+    print(f"{'node':28} {'RSS first [MiB]':>16} {'RSS last [MiB]':>15} {'growth [MiB]':>13} {'CPU mean':>9} "
           f"{'CPU max':>8}")
-    for k, n in doc["nodes"].items():
+    for k, n in list(doc["nodes"].items()) + [(RECORDER, doc["recorder"])]:
         r = n["rss"]
-        print(f"{k:22} {_f(r['first_third_mib']):>16} {_f(r['last_third_mib']):>15} {_f(r['growth_mib']):>13} "
+        print(f"{k:28} {_f(r['first_third_mib']):>16} {_f(r['last_third_mib']):>15} {_f(r['growth_mib']):>13} "
               f"{_pct(n['cpu_share_mean']):>9} {_pct(n['cpu_share_max']):>8}")
-    print(f"violations: {doc['violations']} (applied residual checked on every step received; "
-          f"{doc['commands_unverified']} commands whose base action the recorder dropped could not be paired)")
+    c = doc["checked"]
+    print(f"violations: {doc['violations']} ({c['commands']} commands = {100 * c['share_of_mixer_commands']:.1f} % "
+          f"of the mixer's, and {c['applied_residuals']} applied residuals checked)")
     for f in doc["failures"]:
         print(f"FAILED: {f}")
     print("PASSED" if doc["passed"] else "FAILED")
@@ -439,14 +518,18 @@ def plot(doc: dict, path: str) -> None:
     axes[1].set_ylabel("CPU [% of one core]")
     axes[1].legend(fontsize=7, ncol=3)
     late = np.asarray(s["late"], float)
-    cmds = np.maximum(np.asarray(s["commands"], float), 1)
-    axes[2].plot(t, 100 * late / cmds, color="tab:red", label=f"late (> {doc['period_s'] * 1e3:.1f} ms) [%]")
-    axes[2].plot(t, 100 * np.asarray(s["commands"], float) / doc["rate_hz"], color="tab:blue",
-                 label="commands / expected [%]")
+    received = np.maximum(np.asarray(s["received"], float), 1)
+    axes[2].plot(t, 100 * late / received, color="tab:red",
+                 label=f"late (mixer publish - stamp > {doc['period_s'] * 1e3:.1f} ms) [% of measured]")
+    axes[2].plot(t, [np.nan if v is None else 100 * v / doc["rate_hz"] for v in s["commands"]], color="tab:blue",
+                 label="mixer commands / expected [%]")
+    axes[2].plot(t, 100 * np.asarray(s["received"], float) / doc["rate_hz"], color="tab:gray", lw=0.8,
+                 label="checked by the recorder / expected [%]")
     axes[2].set_ylabel("%")
     axes[2].set_xlabel("time [s]")
     axes[2].legend(fontsize=8)
-    fig.suptitle(f"soak at {doc['rate_hz']:g} Hz, {doc['duration_s']:.0f} s: "
+    fig.suptitle(f"soak ({doc['mode']}) at {doc['rate_hz']:g} Hz, {doc['duration_s']:.0f} s: "
+                 f"{doc['achieved_rate_hz']:.0f} Hz achieved, {100 * doc['late']['share']:.1f} % late, "
                  f"{'PASSED' if doc['passed'] else 'FAILED'}")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
