@@ -19,9 +19,13 @@ from residual_control.tools.demo import run_trial
 
 pytestmark = pytest.mark.graph
 
-# Period quantisation of the simulated clock, plus a margin for a residual
-# received one step late on a loaded machine.
 PERIOD = 0.01
+# The kill time is bounded from below by the newest joint state or residual the
+# probe saw, so the measured latency can only exceed the mixer's: one period of
+# clock quantisation, one for a residual received a step after its stamp, and
+# one for a residual in flight (delivered to the probe, lost to the mixer) at
+# the kill. On a quiet machine the demo measures 0.05-0.06 s.
+MEASUREMENT_PERIODS = 3
 
 
 @pytest.fixture(scope="module")
@@ -57,4 +61,4 @@ def test_kill_falls_back_within_timeout_on_the_sim_clock(setup, real_time_factor
     assert fault["violations"] == 0, fault["violation_breakdown"]
     latency = fault["fallback_latency_s"]
     assert latency is not None, "no fallback seen after the kill"
-    assert 0.0 < latency <= config.residual_timeout + PERIOD + PERIOD + 1e-6, latency
+    assert 0.0 <= latency <= config.residual_timeout + MEASUREMENT_PERIODS * PERIOD + 1e-6, latency

@@ -354,8 +354,11 @@ class MixerIO:
         """Publish one mixer output; ``stamp`` is the base action's (None: now, from the watchdog)."""
         if out.transition:
             self.publish_mode()
-            log = self.node.get_logger().error if out.mode == Mode.BASE_FAULT else self.node.get_logger().info
-            log(f"mode {out.mode.value}: {out.reason}")
+            # One call site per severity: rclpy refuses a severity change at a call site.
+            if out.mode == Mode.BASE_FAULT:
+                self.node.get_logger().error(f"mode {out.mode.value}: {out.reason}")
+            else:
+                self.node.get_logger().info(f"mode {out.mode.value}: {out.reason}")
         if out.command is None:
             return
         self._cmd.data = out.command.tolist()

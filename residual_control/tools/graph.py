@@ -41,7 +41,7 @@ class NodeSpec:
     remaps: Mapping[str, str] = field(default_factory=dict)
     namespace: str = ""
     name: str = ""  # node name override
-    log_level: str = "warn"
+    log_level: str = "info"  # what a robot runs with: exercises every log call site
 
     def command(self, overlay_dir: str | os.PathLike | None = None) -> list[str]:
         """The command line. ``params`` go into an overlay params file in ``overlay_dir``.
@@ -67,7 +67,8 @@ class NodeSpec:
         for src, dst in self.remaps.items():
             cmd += ["-r", f"{src}:={dst}"]
         if self.namespace:
-            cmd += ["-r", f"__ns:={self.namespace}"]
+            ns = self.namespace if self.namespace.startswith("/") else "/" + self.namespace
+            cmd += ["-r", f"__ns:={ns}"]
         if self.name:
             cmd += ["-r", f"__node:={self.name}"]
         return cmd
@@ -172,7 +173,7 @@ class Graph:
 
 
 def runtime_specs(params_file: str, namespace: str = "", model_path: str = "", use_sim_time: bool = False,
-                  remaps: Mapping[str, str] | None = None, log_level: str = "warn") -> list[NodeSpec]:
+                  remaps: Mapping[str, str] | None = None, log_level: str = "info") -> list[NodeSpec]:
     """The three runtime nodes, as launch/residual_control.launch.py starts them."""
     common = {"use_sim_time": use_sim_time}
     if namespace:
