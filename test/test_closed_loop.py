@@ -36,7 +36,7 @@ def setup(tmp_path_factory):
     config = mixer_config(params)
     args = argparse.Namespace(log_dir=str(tmp_path_factory.mktemp("loop_logs")))
     settings = dict(params_file=params_file, plant_file=str(share_path("config", "plants", "real.yaml")),
-                    model_path=str(default_model()), settle=2.0, duration=5.0, control_rate_hz=100.0)
+                    model_path=str(default_model()), settle=5.0, duration=5.0, control_rate_hz=100.0)
     return args, settings, joints, config
 
 

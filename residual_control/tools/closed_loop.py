@@ -54,7 +54,7 @@ class LoopSettings:
     plant_file: str
     model_path: str = ""
     reference_file: str = ""
-    settle: float = 3.0  # sim seconds before the measured window starts
+    settle: float = 5.0  # sim seconds before the measured window: start-up (discovery, first calls)
     duration: float = 10.0  # sim seconds measured
     control_rate_hz: float = 100.0
     initial_positions: Sequence[float] = (0.3, 1.2)

@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params-file", default="", help="ROS 2 params file (default: config/residual_control.yaml)")
     p.add_argument("--model", default="", help="ONNX residual (default: models/residual_bc.onnx)")
     p.add_argument("--duration", type=float, default=10.0, help="measured sim seconds per trial (default 10)")
-    p.add_argument("--settle", type=float, default=3.0,
+    p.add_argument("--settle", type=float, default=5.0,
                    help="sim seconds before the measured window (start-up: discovery, first inferences)")
     p.add_argument("--json", default="", help="write the results as JSON to this file")
     p.add_argument("--plot", default="demo.png", help="write the plot to this PNG ('' for none)")
