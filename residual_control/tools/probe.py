@@ -25,9 +25,11 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from ..nodes.qos import CONTROL_QOS, DIAGNOSTICS_QOS, LATCHED_QOS
 
-# The probe records every sample, so its subscriptions queue deeply; a
-# reliable reader of a reliable writer then loses nothing while it catches up.
-RECORD_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+# The probe records samples with a deep queue but BEST_EFFORT: a reliable
+# reader that falls behind makes Fast DDS writers wait for it (up to their
+# max_blocking_time, 100 ms), which stalled the residual policy in the loop it
+# was recording. A best-effort reader can drop samples; it never slows the graph.
+RECORD_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
 @dataclass
