@@ -56,8 +56,9 @@ def test_up_starts_the_graph_in_a_namespace_and_stops_it(tmp_path):
             assert proc.poll() is None, proc.stdout.read()
         assert commands, "no command on the remapped topic within 60 s"
         assert commands[-1].shape == (2,) and np.all(np.isfinite(commands[-1]))
-        nodes = set(probe.get_node_names_and_namespaces())
-        assert {("base_controller", "/arm"), ("residual_policy", "/arm"), ("residual_mixer", "/arm")} <= nodes, nodes
+        wanted = {("base_controller", "/arm"), ("residual_policy", "/arm"), ("residual_mixer", "/arm")}
+        assert probe.spin_until(lambda: wanted <= set(probe.get_node_names_and_namespaces()), 30.0), \
+            probe.get_node_names_and_namespaces()
         children = _children(proc.pid)
         assert len(children) == 3, children
     finally:

@@ -375,6 +375,9 @@ def _perception(enabled: bool):
         ok, reason = loop.probe.set_remote_parameter("perception", "enabled", enabled)
         if not ok:
             raise RuntimeError(f"perception enabled={enabled} refused: {reason}")
+        # The fault is in effect once the node has applied the parameter, i.e. when it
+        # answered; the service call itself (client discovery included) can take a while.
+        return loop.sim_time_now()
     return f
 
 
