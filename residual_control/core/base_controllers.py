@@ -14,22 +14,7 @@ import numpy as np
 
 from .arm_model import ArmModel
 from .errors import ConfigError, ObservationError, describe
-
-
-def _vec(name: str, value, n: int, nonneg: bool = False) -> np.ndarray:
-    if value is None:
-        raise ConfigError(f"{name}: expected {n} numbers (one per joint), found none")
-    try:
-        arr = np.array(value, dtype=float).reshape(-1)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name}: expected {n} numbers (one per joint), found {describe(value)}") from None
-    if arr.size != n:
-        raise ConfigError(f"{name}: expected {n} values (one per joint), found {arr.size}")
-    if not np.all(np.isfinite(arr)):
-        raise ConfigError(f"{name}: expected finite values, found {arr.tolist()}")
-    if nonneg and np.any(arr < 0):
-        raise ConfigError(f"{name}: expected values >= 0, found {arr.tolist()}")
-    return arr
+from .params import joint_vector as _vec
 
 
 class BaseController(ABC):

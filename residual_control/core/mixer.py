@@ -26,6 +26,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .errors import ConfigError, describe
+from .params import joint_vector
 
 
 class Mode(str, enum.Enum):
@@ -114,14 +115,7 @@ class MixerConfig:
 
 
 def _as_vector(name: str, value, n: int) -> np.ndarray:
-    try:
-        arr = np.array(value, dtype=float).reshape(-1)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name}: expected {n} numbers, found {describe(value)}") from None
-    if arr.size != n:
-        raise ConfigError(f"{name}: expected {n} values (one per joint), found {arr.size}")
-    if not np.all(np.isfinite(arr)):
-        raise ConfigError(f"{name}: expected finite values, found {arr.tolist()}")
+    arr = joint_vector(name, value, n)
     arr.setflags(write=False)
     return arr
 

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
+
 from .errors import ConfigError, describe
 
 DOUBLE = "double"
@@ -98,6 +100,23 @@ class ParamSpec:
         if self.read_only:
             text += " (read-only)"
         return text
+
+
+def joint_vector(name: str, value, n: int, nonneg: bool = False) -> np.ndarray:
+    """A per-joint parameter as a float vector of length n; raises ConfigError naming the problem."""
+    if value is None:
+        raise ConfigError(f"{name}: expected {n} numbers (one per joint), found none")
+    try:
+        arr = np.array(value, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected {n} numbers (one per joint), found {describe(value)}") from None
+    if arr.size != n:
+        raise ConfigError(f"{name}: expected {n} values (one per joint), found {arr.size}")
+    if not np.all(np.isfinite(arr)):
+        raise ConfigError(f"{name}: expected finite values, found {arr.tolist()}")
+    if nonneg and np.any(arr < 0):
+        raise ConfigError(f"{name}: expected values >= 0, found {arr.tolist()}")
+    return arr
 
 
 JOINTS = ParamSpec(
