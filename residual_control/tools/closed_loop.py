@@ -255,6 +255,8 @@ def check_commands(commands, bases, joints, config, behaviour: str = "stop", win
     app = sorted((a for a in applied if a.stamp is not None and round(a.stamp, 6) not in base_stamps),
                  key=lambda a: a.t)
     app_t = np.array([a.t for a in app])
+    stamps = np.array(sorted(b.stamp for b in bases if b.stamp is not None))
+    base_period = float(np.median(np.diff(stamps))) if stamps.size > 2 else 0.0
     examples = []
     previous = None
     for c in commands:
@@ -294,6 +296,11 @@ def check_commands(commands, bases, joints, config, behaviour: str = "stop", win
                            for k in range(j0, j1)):
                         counts["unverifiable_dropped"] += 1
                         kind = None
+                if kind == "unbased" and _recorder_dropped_bases(bases, base_t, c.t, window, base_period):
+                    # The base action stream the recorder got has a hole here (a best-effort
+                    # recorder drops samples; the base controller publishes one per period).
+                    counts["unverifiable_dropped"] += 1
+                    kind = None
         if kinds is not None:
             kinds.append(kind)
         if kind is not None:
@@ -305,6 +312,17 @@ def check_commands(commands, bases, joints, config, behaviour: str = "stop", win
     counts["commands"] = len(commands)
     counts["examples"] = examples
     return counts
+
+
+def _recorder_dropped_bases(bases, base_t, t: float, window: float, period: float) -> bool:
+    """Did the recorder miss base actions around receive time t (a gap of more than 1.5 periods in
+    the stamps of the base actions it received just before and after)?"""
+    if period <= 0.0 or not len(base_t):
+        return False
+    i = int(np.searchsorted(base_t, t))
+    near = [b.stamp for b in bases[max(i - 3, 0):i + 3] if b.stamp is not None]
+    near = sorted(near)
+    return any(b - a > 1.5 * period for a, b in zip(near, near[1:])) or not near
 
 
 def mode_intervals(mixer_modes: list, t_start: float, t_end: float) -> dict:
