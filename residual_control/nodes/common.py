@@ -297,6 +297,11 @@ class PolicyHost:
             return self._skip(level, why)
         return residual
 
+    def _policy_status(self) -> dict:
+        """The policy's /diagnostics values: the model, the last live update and the counters."""
+        return {"model_path": self.model.path, "model_sha256": self.model.runner.sha256,
+                "last_model_update": self._model_update, **self.stats}
+
     def _on_model_loaded(self, loaded: LoadedPolicy) -> None:
         self.model = loaded  # atomic swap
         self._model_update = f"loaded {loaded.path}"

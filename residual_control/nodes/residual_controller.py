@@ -144,10 +144,7 @@ class ResidualControllerNode(PolicyHost, Node):
     def _publish_diagnostics(self) -> None:
         self.io.publish_diagnostics()
         level, message = self._status
-        self._policy_diag.publish(level, message, {"controller_type": self.controller.kind,
-                                                   "model_path": self.model.path,
-                                                   "model_sha256": self.model.runner.sha256,
-                                                   "last_model_update": self._model_update, **self.stats})
+        self._policy_diag.publish(level, message, {"controller_type": self.controller.kind, **self._policy_status()})
 
     # ------------------------------------------------------------------ parameters
     def _on_set_parameters(self, params):

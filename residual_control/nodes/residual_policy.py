@@ -92,9 +92,7 @@ class ResidualPolicyNode(PolicyHost, Node):
 
     def _publish_diagnostics(self) -> None:
         level, message = self._status
-        self._diag.publish(level, message, {"model_path": self.model.path,
-                                            "model_sha256": self.model.runner.sha256,
-                                            "last_model_update": self._model_update, **self.stats})
+        self._diag.publish(level, message, self._policy_status())
 
     # ------------------------------------------------------------------ parameters
     def _on_set_parameters(self, params):
