@@ -49,7 +49,7 @@ class BaseControllerNode(Node):
     def _reject(self, error: str) -> None:
         self._rejected += 1
         self._last_error = error
-        self.get_logger().warn(error, throttle_duration_sec=1.0)
+        self.get_logger().warning(error, throttle_duration_sec=1.0)
 
     def _on_reference(self, msg: JointState) -> None:
         try:

@@ -258,12 +258,12 @@ class PolicyHost:
     def _reject(self, error: str) -> None:
         self.stats["rejected_inputs"] += 1
         self._status = (WARN, error)
-        self.get_logger().warn(error, throttle_duration_sec=1.0)
+        self.get_logger().warning(error, throttle_duration_sec=1.0)
 
     def _skip(self, level: int, why: str) -> None:
         self.stats["skipped"] += 1
         self._status = (level, why)
-        self.get_logger().warn(f"no residual: {why}", throttle_duration_sec=1.0)
+        self.get_logger().warning(f"no residual: {why}", throttle_duration_sec=1.0)
 
     def _on_reference(self, msg: JointState) -> None:
         try:

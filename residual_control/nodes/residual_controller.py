@@ -136,7 +136,7 @@ class ResidualControllerNode(PolicyHost, Node):
             return
         error = self.mixer.update_residual(model.joint_names, residual, stamp, now)
         if error:
-            self.get_logger().warn(f"rejected residual: {error}", throttle_duration_sec=1.0)
+            self.get_logger().warning(f"rejected residual: {error}", throttle_duration_sec=1.0)
             return self._skip(ERROR, error)
         self.stats["residuals"] += 1
         self._status = (OK, "running")
@@ -158,7 +158,7 @@ class ResidualControllerNode(PolicyHost, Node):
             base = {k: v for k, v in changes.items() if k in _BASE_NAMES}
             controller = make_base_controller({**self._values, **base}) if base else None
         except (ConfigError, KeyError) as exc:
-            self.get_logger().warn(f"rejected parameter change: {exc}")
+            self.get_logger().warning(f"rejected parameter change: {exc}")
             return result(str(exc))
         error = self._swap.request(changes)
         if error:

@@ -45,7 +45,7 @@ class ResidualMixerNode(Node):
     def _on_residual(self, msg: JointState) -> None:
         error = self.mixer.update_residual(msg.name, msg.effort, stamp_to_sec(msg.header.stamp), now_sec(self))
         if error:
-            self.get_logger().warn(f"rejected residual_action: {error}", throttle_duration_sec=1.0)
+            self.get_logger().warning(f"rejected residual_action: {error}", throttle_duration_sec=1.0)
 
     def _on_base(self, msg: JointState) -> None:
         out = self.mixer.step(msg.name, msg.effort, stamp_to_sec(msg.header.stamp), now_sec(self))
@@ -58,7 +58,7 @@ class ResidualMixerNode(Node):
             if mc:
                 self.mixer.reconfigure(**mc)
         except ConfigError as exc:
-            self.get_logger().warn(f"rejected parameter change: {exc}")
+            self.get_logger().warning(f"rejected parameter change: {exc}")
             return result(str(exc))
         for k, v in changes.items():
             self.get_logger().info(f"parameter {k} set to {v}")

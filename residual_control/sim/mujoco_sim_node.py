@@ -221,7 +221,7 @@ class MujocoSimNode(Node):
         behind = (time.monotonic() - self._wall_start) - self.steps * self.control_dt
         periods = int(math.floor(behind / self.control_dt + 1e-9))
         if periods > MAX_CATCHUP_PERIODS:
-            self.get_logger().warn(
+            self.get_logger().warning(
                 f"simulation behind wall time by {behind:.3f} s; dropping the backlog",
                 throttle_duration_sec=5.0,
             )
@@ -238,7 +238,7 @@ class MujocoSimNode(Node):
         age = self.plant.time - self._command_time
         if age > self._command_timeout + 1e-9:
             what = "since the last command" if self._have_command else "without any command"
-            self.get_logger().warn(
+            self.get_logger().warning(
                 f"commands: {age:.3f} s {what} (> command_timeout {self._command_timeout} s); "
                 "applying zero torque",
                 throttle_duration_sec=2.0,
@@ -282,7 +282,7 @@ class MujocoSimNode(Node):
             while not self._new_command:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0.0:
-                    self.get_logger().warn(
+                    self.get_logger().warning(
                         f"lockstep: no command within lockstep_wait={self._lockstep_wait} s; "
                         "stepping anyway", throttle_duration_sec=5.0,
                     )
