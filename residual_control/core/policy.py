@@ -17,6 +17,10 @@ key                        value
 ``training_config_sha256`` hash of the training configuration
 ``plant_randomization``    object, the plant parameter ranges trained on
 ``package_version``        version of residual_control that exported it
+``observation_envelope``   object (optional): per-feature training bounds,
+                           ``{"names", "low", "high", "margin", "n_samples"}``
+                           (see core.envelope); a model without it runs
+                           without the envelope check
 =========================  ===================================================
 
 The runner checks all of this at load against the node's configuration and
@@ -33,6 +37,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .envelope import Envelope, envelope_from_metadata
 from .errors import ModelError, ObservationError, PolicyOutputError
 
 INPUT_NAME = "observation"
@@ -153,6 +158,8 @@ class PolicyRunner:
         self.contract = ModelContract.from_metadata(meta, source=path)
         self._check_io()
         self._check_contract(expect)
+        #: The training envelope of the observations (None: the model declares none).
+        self.envelope: Envelope | None = envelope_from_metadata(meta, self.contract.observation_names, path)
         self._bound = np.asarray(self.contract.residual_limit, dtype=np.float32)
         self._feed = {INPUT_NAME: np.zeros((1, self.n_obs), dtype=np.float32)}
         self._outputs = [OUTPUT_NAME]

@@ -1,0 +1,177 @@
+"""core.envelope: the training envelope of a model's observations and its debounced run-time check."""
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra.numpy import arrays
+
+from residual_control.core.envelope import (
+    DEFAULT_MARGIN, METADATA_KEY, MIN_HALF_WIDTH, Envelope, EnvelopeMonitor, compute_envelope, envelope_from_metadata,
+)
+from residual_control.core.errors import ModelError
+
+NAMES = ("e/a", "qd/a", "perception/m")
+
+
+def box(low=(-1.0, -2.0, 0.0), high=(1.0, 2.0, 3.0)) -> Envelope:
+    return Envelope(NAMES, np.array(low), np.array(high))
+
+
+finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 40), st.just(3)), elements=finite),
+       st.floats(0.0, 1.0))
+def test_every_training_observation_is_inside_its_envelope(obs, margin):
+    env = compute_envelope(obs, NAMES, margin)
+    assert env.n_samples == len(obs)
+    mon = EnvelopeMonitor(env, debounce=0.0)
+    for i, row in enumerate(obs):
+        check = mon.update(row, now=0.01 * i)
+        assert not check.outside and not check.tripped, check.message
+    # The margin: the bounds are the data range widened by margin * range on both sides (or the minimum width).
+    lo, hi = obs.min(0), obs.max(0)
+    np.testing.assert_allclose(env.low, np.minimum(lo - margin * (hi - lo), (lo + hi) / 2 - MIN_HALF_WIDTH))
+    np.testing.assert_allclose(env.high, np.maximum(hi + margin * (hi - lo), (lo + hi) / 2 + MIN_HALF_WIDTH))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 2), st.floats(1e-3, 1e3), st.sampled_from([-1, 1]))
+def test_a_point_outside_names_the_feature_and_the_distance(feature, distance, side):
+    env = box()
+    obs = (env.low + env.high) / 2
+    obs[feature] = (env.high[feature] + distance) if side > 0 else (env.low[feature] - distance)
+    check = EnvelopeMonitor(env, debounce=0.0).update(obs, 5.0)
+    assert check.outside and check.tripped
+    assert check.feature == NAMES[feature]
+    assert check.excess == pytest.approx(distance, rel=1e-9)
+    assert check.value == obs[feature]
+    assert NAMES[feature] in check.message and "out_of_envelope" in check.message
+    assert ("above" if side > 0 else "below") in check.message
+
+
+def test_the_worst_feature_is_the_largest_excess_relative_to_its_range():
+    env = box()  # spans 2, 4, 3
+    obs = np.array([1.5, 3.5, 1.0])  # excess 0.5 (25 % of 2) and 1.5 (37.5 % of 4)
+    check = EnvelopeMonitor(env, 0.0).update(obs, 0.0)
+    assert check.feature == "qd/a" and check.excess == pytest.approx(1.5)
+
+
+def test_boundaries_are_inside():
+    env = box()
+    mon = EnvelopeMonitor(env, 0.0)
+    assert not mon.update(env.low, 0.0).outside
+    assert not mon.update(env.high, 0.1).outside
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.floats(0.0, 2.0), st.lists(st.floats(1e-4, 0.3), min_size=1, max_size=30))
+def test_debounce_trips_only_after_the_observation_stayed_outside_that_long(debounce, steps):
+    env = box()
+    out = np.array([5.0, 0.0, 1.0])
+    mon = EnvelopeMonitor(env, debounce)
+    t = 10.0
+    first = t
+    check = mon.update(out, t)
+    for dt in steps:
+        assert check.outside
+        assert check.tripped == (t - first >= debounce)
+        assert check.outside_for == pytest.approx(t - first)
+        t += dt
+        check = mon.update(out, t)
+    assert check.tripped == (t - first >= debounce)
+    assert mon.trips == int(check.tripped)
+
+
+def test_recovery_one_observation_inside_clears_and_a_new_excursion_debounces_again():
+    env = box()
+    mon = EnvelopeMonitor(env, 0.1)
+    out, inside = np.array([0.0, 9.0, 1.0]), np.array([0.0, 0.0, 1.0])
+    assert not mon.update(out, 0.0).tripped
+    assert mon.update(out, 0.1).tripped
+    assert mon.update(out, 0.3).tripped
+    back = mon.update(inside, 0.31)
+    assert not back.outside and not back.tripped
+    assert not mon.update(out, 0.32).tripped  # debounced again from 0.32
+    assert not mon.update(out, 0.40).tripped
+    assert mon.update(out, 0.43).tripped
+    assert mon.trips == 2
+
+
+def test_time_going_backwards_restarts_the_debounce():
+    mon = EnvelopeMonitor(box(), 0.1)
+    out = np.array([0.0, 9.0, 1.0])
+    mon.update(out, 5.0)
+    assert not mon.update(out, 1.0).tripped  # clock jumped back: the excursion starts again at 1.0
+    assert mon.update(out, 1.1).tripped
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_observation_is_outside_with_infinite_excess(bad):
+    mon = EnvelopeMonitor(box(), 0.0)
+    obs = np.array([0.0, 0.0, bad])
+    check = mon.update(obs, 0.0)
+    assert check.outside and check.tripped
+    assert check.feature == "perception/m" and check.excess == math.inf
+    assert "perception/m" in check.message
+
+
+def test_monitor_rejects_a_wrong_size_and_a_bad_debounce():
+    mon = EnvelopeMonitor(box(), 0.1)
+    with pytest.raises(ValueError, match="expected 3 observation values, found 2"):
+        mon.update([0.0, 0.0], 0.0)
+    for bad in (-0.1, math.nan, math.inf):
+        with pytest.raises(ValueError, match="debounce"):
+            EnvelopeMonitor(box(), bad)
+
+
+def test_widened_adds_a_fraction_of_each_range():
+    env = box().widened(0.5)
+    np.testing.assert_allclose(env.low, [-2.0, -4.0, -1.5])
+    np.testing.assert_allclose(env.high, [2.0, 4.0, 4.5])
+    assert box().widened(0.0).low.tolist() == box().low.tolist()
+    with pytest.raises(ValueError, match="margin"):
+        box().widened(-1.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 20), st.just(3)), elements=finite))
+def test_metadata_round_trip(obs):
+    env = compute_envelope(obs, NAMES)
+    back = envelope_from_metadata({METADATA_KEY: env.to_json()}, NAMES)
+    assert back.names == env.names
+    np.testing.assert_array_equal(back.low, env.low)
+    np.testing.assert_array_equal(back.high, env.high)
+    assert back.margin == DEFAULT_MARGIN and back.n_samples == len(obs)
+
+
+def test_metadata_without_envelope_is_none():
+    assert envelope_from_metadata({"joint_names": "[]"}, NAMES) is None
+
+
+@pytest.mark.parametrize("text, match", [
+    ("not json", "expected JSON"),
+    (json.dumps([1, 2]), "expected an object with 'names', 'low', 'high'"),
+    (json.dumps({"names": ["e/a"], "low": [0.0]}), "expected an object"),
+    (json.dumps({"names": list(NAMES), "low": [0, 0, "x"], "high": [1, 1, 1]}), "'low' as a list of numbers"),
+    (json.dumps({"names": list(NAMES), "low": [0, 0], "high": [1, 1, 1]}), "expected 3 low and high bounds"),
+    (json.dumps({"names": list(NAMES), "low": [0, 2, 0], "high": [1, 1, 1]}), r"low >= high for \['qd/a'\]"),
+    (json.dumps({"names": list(NAMES), "low": [0, 0, 0], "high": [1, 1, 1e999]}), "finite bounds"),
+    (json.dumps({"names": ["x", "y", "z"], "low": [0, 0, 0], "high": [1, 1, 1]}), "expected the features"),
+])
+def test_malformed_metadata_is_refused_with_what_was_expected(text, match):
+    with pytest.raises(ModelError, match=match):
+        envelope_from_metadata({METADATA_KEY: text}, NAMES, "m.onnx")
+
+
+@pytest.mark.parametrize("obs, match", [
+    (np.zeros((0, 3)), r"shape \[n >= 1, 3\], found \[0, 3\]"),
+    (np.zeros((4, 2)), r"found \[4, 2\]"),
+    (np.array([[0.0, math.nan, 0.0]]), "finite observations"),
+])
+def test_compute_envelope_refuses_bad_data(obs, match):
+    with pytest.raises(ValueError, match=match):
+        compute_envelope(obs, NAMES)
