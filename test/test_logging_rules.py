@@ -33,7 +33,7 @@ def _offences(source: str, filename: str) -> list[str]:
     found = []
     for call in _logger_calls(tree):
         attr = call.func.attr
-        if attr == "warn":
+        if attr == "warn" and ast.unparse(call.func.value) != "warnings":  # warnings.warn is Python's
             found.append(f"{filename}:{call.lineno}: .warn( (use .warning(; .warn is a shared call site on Kilted)")
         elif attr == "log" and _looks_like_logger(call.func.value):
             # logger.log(msg, severity): a severity that is not a constant may change between calls
@@ -63,7 +63,9 @@ def test_rules_detect_offences():
     )
     found = _offences(bad, "bad.py")
     assert len(found) == 3, found
-    good = "def f(node):\n    node.get_logger().warning('x', throttle_duration_sec=1.0)\n"
+    good = ("import warnings\n"
+            "def f(node):\n    node.get_logger().warning('x', throttle_duration_sec=1.0)\n"
+            "    warnings.warn('python warning')\n")
     assert _offences(good, "good.py") == []
 
 
