@@ -62,3 +62,154 @@ def test_kill_falls_back_within_timeout_on_the_sim_clock(setup, real_time_factor
     latency = fault["fallback_latency_s"]
     assert latency is not None, "no fallback seen after the kill"
     assert 0.0 <= latency <= config.residual_timeout + MEASUREMENT_PERIODS * PERIOD + 1e-6, latency
+
+
+# ---------------------------------------------------------------------- the sink record and its check
+# (no processes: a record written by SinkRecorder as mujoco_sim writes it, then checked)
+import types  # noqa: E402
+
+import numpy as np  # noqa: E402
+from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+
+from residual_control.sim.sink_record import SinkRecorder, read_record  # noqa: E402
+from residual_control.tools.closed_loop import check_sink_record, transition_steps  # noqa: E402
+
+JOINTS = ("shoulder", "elbow")
+CFG = types.SimpleNamespace(joints=JOINTS, command_min=np.array([-50.0, -30.0]), command_max=np.array([50.0, 30.0]),
+                            residual_gain=1.0, residual_limit=np.array([4.0, 2.0]), fallback_ramp_time=0.2)
+
+
+def _stamp(ns: int):
+    return types.SimpleNamespace(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def _base_msg(ns: int, values, names=("elbow", "shoulder")):
+    # Names in another order than the mixer's joints: the check matches by name.
+    v = dict(zip(JOINTS, values))
+    return types.SimpleNamespace(header=types.SimpleNamespace(stamp=_stamp(ns)), name=list(names),
+                                 effort=[v[n] for n in names])
+
+
+def _write(path, windows):
+    """windows: [(base or None, [commands], base_before_command: bool, new_command: bool)] at 100 Hz."""
+    rec = SinkRecorder(str(path))
+    for k, (base, commands, base_first, new) in enumerate(windows):
+        ns = 10_000_000 * (k + 1)
+        rec.state(_stamp(ns))
+        if base is not None and base_first:
+            rec.base(_base_msg(ns, base))
+        for c in commands:
+            rec.command(c)
+        if base is not None and not base_first:
+            rec.base(_base_msg(ns, base))
+        rec.step(ns, new)
+    rec.close()
+    return read_record(path)
+
+
+def test_sink_record_round_trip_and_clean_loop_has_no_violation(tmp_path):
+    windows = [([10.0, -5.0], [[12.0, -6.0]], k % 2 == 0, True) for k in range(20)]
+    record = _write(tmp_path / "r.txt", windows)
+    assert len(record.windows) == 20 and len(record.bases) == 20
+    steps: list = []
+    c = check_sink_record(record, JOINTS, CFG, "stop", steps=steps)
+    assert c["total"] == 0 and c["commands"] == 20 and c["unbased"] == 0, c
+    assert np.allclose(steps[5][2], [2.0, -1.0])  # command - base, by joint name
+
+
+def test_a_command_beyond_g_eps_of_its_own_base_is_a_violation_even_if_the_previous_base_fits(tmp_path):
+    # Window 3's command fits window 2's base action but not its own: no lockstep timeout came
+    # before, so its base is exactly the one stamped with window 3's state.
+    windows = [([0.0, 0.0], [[0.0, 0.0]], True, True), ([0.0, 0.0], [[1.0, 0.0]], True, True),
+               ([20.0, 0.0], [[1.0, 0.0]], True, True)]
+    c = check_sink_record(_write(tmp_path / "r.txt", windows), JOINTS, CFG, "stop")
+    assert c["residual_bound"] == 1 and c["total"] == 1, c
+
+
+def test_after_a_lockstep_timeout_the_late_command_is_paired_with_the_previous_base(tmp_path):
+    windows = [([0.0, 0.0], [[0.0, 0.0]], True, True),
+               ([5.0, 0.0], [], True, False),  # stepped at lockstep_wait without a command
+               ([20.0, 0.0], [[5.5, 0.0], [20.5, 0.0]], True, True),  # the late one, then its own
+               ([30.0, 0.0], [[30.0, 0.0]], True, True)]
+    c = check_sink_record(_write(tmp_path / "r.txt", windows), JOINTS, CFG, "stop")
+    assert c["total"] == 0 and c["lagging_commands"] == 1, c
+
+
+def test_a_command_without_its_base_action_is_a_violation_not_an_excuse(tmp_path):
+    windows = [([0.0, 0.0], [[0.0, 0.0]], True, True), (None, [[1.0, 1.0]], True, True),
+               ([0.0, 0.0], [[0.0, 0.0]], True, True)]
+    for behaviour in ("stop", "zero", "hold"):
+        c = check_sink_record(_write(tmp_path / "r.txt", windows), JOINTS, CFG, behaviour)
+        assert c["unbased"] == 1 and c["total"] == 1, (behaviour, c)
+    # The documented stale behaviour is no violation: zero torque...
+    zero = [([0.0, 0.0], [[3.0, 0.0]], True, True), (None, [[0.0, 0.0]], True, True)]
+    assert check_sink_record(_write(tmp_path / "z.txt", zero), JOINTS, CFG, "zero")["total"] == 0
+    # ...or the last command held.
+    hold = [([0.0, 0.0], [[3.0, 0.0]], True, True), (None, [[3.0, 0.0]], True, True)]
+    assert check_sink_record(_write(tmp_path / "h.txt", hold), JOINTS, CFG, "hold")["total"] == 0
+    assert check_sink_record(_write(tmp_path / "h.txt", hold), JOINTS, CFG, "zero")["unbased"] == 1
+
+
+def test_commands_before_the_base_controller_is_discovered_are_only_held_to_the_limits(tmp_path):
+    windows = [(None, [[9.0, 9.0]], True, True), ([0.0, 0.0], [[0.0, 0.0]], True, True),
+               (None, [], True, False), (None, [[7.0, 7.0]], True, True),  # restarted at window 3
+               ([0.0, 0.0], [[1.0, 1.0]], True, True), (None, [[99.0, 0.0]], True, True)]
+    record = _write(tmp_path / "r.txt", windows)
+    c = check_sink_record(record, JOINTS, CFG, "stop", restarts=[0.035])
+    assert c["before_first_base"] == 2, c
+    assert c["out_of_limits"] == 1 and c["total"] == 1, c  # 99 > 50 even without a base
+    assert check_sink_record(record, JOINTS, CFG, "stop")["unbased"] == 1  # no restart declared
+
+
+def test_non_finite_and_wrong_length_commands_are_violations(tmp_path):
+    windows = [([0.0, 0.0], [[float("nan"), 0.0]], True, True), ([0.0, 0.0], [[0.0]], True, True)]
+    c = check_sink_record(_write(tmp_path / "r.txt", windows), JOINTS, CFG, "stop")
+    assert c["non_finite"] == 2, c
+
+
+@hsettings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.floats(-40, 40), st.floats(-25, 25), st.floats(-1, 1), st.floats(-1, 1)),
+                min_size=2, max_size=30), st.data())
+def test_exactly_the_commands_beyond_g_eps_are_counted(tmp_path_factory, rows, data):
+    bound = CFG.residual_gain * CFG.residual_limit
+    bad = data.draw(st.sets(st.integers(0, len(rows) - 1)))
+    windows = []
+    for k, (b0, b1, r0, r1) in enumerate(rows):
+        base = np.array([b0, b1])
+        r = np.array([r0, r1]) * bound
+        if k in bad:
+            r = r + np.sign(r + 1e-9) * (bound + 0.5)  # just outside on both joints
+        cmd = np.clip(base + r, CFG.command_min, CFG.command_max)
+        windows.append((base.tolist(), [cmd.tolist()], bool(k % 2), True))
+    kinds: list = []
+    c = check_sink_record(_write(tmp_path_factory.mktemp("h") / "r.txt", windows), JOINTS, CFG, "stop",
+                          kinds=kinds)
+    # A clipped command can land back within g*eps of its base: only those that did not are violations.
+    expected = {k for k in bad
+                if np.any(np.abs(np.clip(np.array(rows[k][:2]) + (np.array(rows[k][2:]) * bound + np.sign(
+                    np.array(rows[k][2:]) * bound + 1e-9) * (bound + 0.5)), CFG.command_min, CFG.command_max)
+                    - np.array(rows[k][:2])) > bound + 1e-6)}
+    assert {k for k, kind in enumerate(kinds) if kind} == expected
+    assert c["total"] == len(expected) and c["unbased"] == 0
+
+
+def test_transition_steps_measure_the_decay_after_a_fallback():
+    period = 0.01
+    # Applied residual 4 N m until the fallback at t = 0.10, then a linear decay over 0.2 s.
+    steps = []
+    for k in range(40):
+        t = round(k * period, 6)
+        r = 4.0 if t < 0.10 else max(0.0, 4.0 * (1 - (t - 0.09) / 0.2))
+        base = np.array([1.0 - 0.5 * k, 0.0])  # the base moves too: only the residual is bounded
+        steps.append((t, base + [r, 0.0], np.array([r, 0.0])))
+    modes = [(0.0, "nominal"), (0.10, "fallback")]
+    out = transition_steps(steps, modes, JOINTS, period, CFG)
+    f = out["fallback"]
+    assert f["transitions"] == 1
+    assert np.isclose(f["applied_residual"]["shoulder"], 4.0 * period / 0.2)
+    assert f["applied_residual"]["shoulder"] <= f["bound"]["shoulder"] + 1e-9
+    assert np.isclose(f["command"]["shoulder"], 0.5 + 4.0 * period / 0.2)
+    # The same without a ramp: one step of the whole residual.
+    jump = [(t, c, np.array([4.0 if t < 0.10 else 0.0, 0.0])) for t, c, _ in steps]
+    assert np.isclose(transition_steps(jump, modes, JOINTS, period, CFG)["fallback"]["applied_residual"]["shoulder"],
+                      4.0)

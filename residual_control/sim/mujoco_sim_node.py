@@ -43,9 +43,14 @@ from std_msgs.msg import Float64MultiArray
 
 from residual_control.sim import resolve_config_file
 from residual_control.sim.plant import MujocoPlant, PlantParams
+from residual_control.sim.sink_record import SinkRecorder
 
 from residual_control.nodes.common import run_node
 from residual_control.nodes.qos import CONTROL_QOS
+
+# The record's base_action subscription: every sample, never dropped (see sim/sink_record.py).
+RECORD_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.VOLATILE)
 
 CLOCK_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1,
@@ -129,6 +134,10 @@ class MujocoSimNode(Node):
         self.declare_parameter("seed", 0, _int_desc("sensor noise seed", 0, 2**31 - 1, True))
         self.declare_parameter("initial_positions", [0.0, 0.0],
                                _desc("initial joint angles (rad), ordered as joints", True))
+        self.declare_parameter("record_path", "",
+                               _desc("write every command received and every base_action seen to this file "
+                                     "(residual_control.sim.sink_record); lockstep then also waits for the "
+                                     "base action of each state; empty = off", True))
 
         self.joints: List[str] = list(self.get_parameter("joints").value)
         physics_rate = float(self.get_parameter("physics_rate_hz").value)
@@ -167,6 +176,10 @@ class MujocoSimNode(Node):
         self._state_pub = self.create_publisher(JointState, "joint_states", CONTROL_QOS)
         self._clock_pub = self.create_publisher(ClockMsg, "/clock", CLOCK_QOS) if self.publish_clock else None
         self.create_subscription(Float64MultiArray, "commands", self._on_command, CONTROL_QOS)
+        record_path = str(self.get_parameter("record_path").value)
+        self.recorder = SinkRecorder(record_path) if record_path else None
+        if self.recorder is not None:
+            self.create_subscription(JointState, "base_action", self.recorder.base, RECORD_QOS)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._timer = None
@@ -182,6 +195,8 @@ class MujocoSimNode(Node):
 
     # ------------------------------------------------------------ callbacks
     def _on_command(self, msg: Float64MultiArray) -> None:
+        if self.recorder is not None:
+            self.recorder.command(msg.data)
         data = np.asarray(msg.data, dtype=float)
         n = len(self.joints)
         if data.size != n or not np.all(np.isfinite(data)):
@@ -259,6 +274,8 @@ class MujocoSimNode(Node):
         else:
             stamp = self.get_clock().now().to_msg()
         msg.header.stamp = stamp
+        if self.recorder is not None:
+            self.recorder.state(stamp)
         msg.name = list(self.joints)
         msg.position = q.tolist()
         msg.velocity = qd.tolist()
@@ -275,11 +292,14 @@ class MujocoSimNode(Node):
         """
         start_wall = time.monotonic()
         start_sim = self.plant.time
+        rec = self.recorder
         while rclpy.ok(context=self.context):
             self._new_command = False
             self.publish_state()
+            state_ns = int(round(self.plant.time * 1e9))
             deadline = time.monotonic() + self._lockstep_wait
-            while not self._new_command:
+            # Recording: while the base controller answers, also wait for its answer to this state.
+            while not self._new_command or (rec is not None and rec.base_alive and not rec.has_base(state_ns)):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0.0:
                     self.get_logger().warning(
@@ -289,6 +309,8 @@ class MujocoSimNode(Node):
                     break
                 executor.spin_once(timeout_sec=min(remaining, 0.1))
             executor.spin_once(timeout_sec=0.0)  # serve parameter requests etc.
+            if rec is not None:
+                rec.step(state_ns, self._new_command)
             if self._real_time_factor > 0.0:
                 target = start_wall + (self.plant.time + self.control_dt - start_sim) / self._real_time_factor
                 while (remaining := target - time.monotonic()) > 0.0:

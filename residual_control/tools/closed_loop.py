@@ -66,6 +66,9 @@ class LoopSettings:
     # wall second: real time while the graph keeps up, slower (not starved)
     # when the machine is loaded. 0 = as fast as the graph answers.
     real_time_factor: float = 1.0
+    # The sim's record of every command it received and every base action
+    # (residual_control.sim.sink_record); empty: a temporary file.
+    record_path: str = ""
 
 
 @dataclass
@@ -77,6 +80,13 @@ class LoopRun:
     settings: LoopSettings
     events: list = field(default_factory=list)  # (wall monotonic, sim time, label)
     references: list = field(default_factory=list)
+    record_path: str = ""
+
+    def sink_record(self):
+        """What the actuator received, as the sim recorded it (exact; see check_sink_record)."""
+        from ..sim.sink_record import read_record
+
+        return read_record(self.record_path)
 
     def sim_time(self) -> float:
         return self.probe.ros_now()
@@ -110,7 +120,7 @@ def _sim_spec(s: LoopSettings) -> NodeSpec:
         "plant_file": s.plant_file, "mode": "lockstep", "publish_clock": True,
         "real_time_factor": s.real_time_factor,
         "control_rate_hz": s.control_rate_hz, "initial_positions": list(s.initial_positions),
-        "seed": s.seed,
+        "seed": s.seed, "record_path": s.record_path,
     })
 
 
@@ -134,7 +144,16 @@ class ClosedLoop:
         self.specs = graph_specs(settings)
         self.graph = Graph(list(self.specs.values()), log_dir=settings.log_dir)
         self._killed: set = set()
-        self.run_data = LoopRun(self.probe, self.graph, settings, references=self._refs)
+        self._tmp = None
+        if not settings.record_path and settings.log_dir:
+            settings.record_path = str(Path(settings.log_dir) / "sink_record.txt")
+        elif not settings.record_path:
+            import tempfile
+
+            self._tmp = tempfile.TemporaryDirectory(prefix="residual_control_sink_")
+            settings.record_path = str(Path(self._tmp.name) / "sink_record.txt")
+        self.run_data = LoopRun(self.probe, self.graph, settings, references=self._refs,
+                                record_path=settings.record_path)
 
     def _on_reference(self, msg: JointState) -> None:
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
@@ -149,6 +168,8 @@ class ClosedLoop:
         self.probe.destroy_node()
         if self._owns_rclpy:
             rclpy.try_shutdown()
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
     def wait_ready(self) -> None:
         """Wait for every node's outputs to be discoverable, then start the sim."""
@@ -226,19 +247,15 @@ CHECK_WINDOW = 0.1  # s of probe receive time around a command in which its base
 
 
 def check_commands(commands, bases, joints, config, behaviour: str = "stop", window: float = CHECK_WINDOW,
-                 kinds: list | None = None, blind: Sequence[tuple[float, float]] = (),
-                 applied: Sequence = ()) -> dict:
-    """Check every command (see the module doc). Returns counts and a few examples.
+                   kinds: list | None = None) -> dict:
+    """Check commands recorded by a probe against the base actions it recorded (probe-driven harness).
 
+    For the closed loop use :func:`check_sink_record` (exact). Here a command must lie within
+    g * eps of a base action received within ``window`` s of it (or be the documented
+    ``base_stale_behavior`` output). A command with no base action near it is a violation
+    (``unbased``): the probe records RELIABLE / KEEP_ALL and drives the graph itself (see
+    faults.Bench), so a missing base action is not excused as a recorder drop.
     ``kinds``, when given, receives one entry per command: None (safe) or the violation kind.
-    ``blind``: (t0, t1) intervals of probe time in which the recorder cannot see base actions
-    (a restarted base_controller not yet discovered by the probe while the mixer already has it):
-    commands in them are checked for finiteness and limits only (counted as before_first_base).
-    ``applied``: the mixer's applied residuals (stamped with their base action's stamp). A command
-    with no recorded base action near it, next to an applied residual whose base action the
-    recorder demonstrably dropped (its stamp is not among the recorded ones: a loaded recorder
-    misses samples of a depth-1 publisher), is counted as ``unverifiable_dropped`` when that
-    applied residual is within g * eps, instead of as a violation.
     """
     lo, hi = config.command_min, config.command_max
     bound = config.residual_gain * config.residual_limit + 1e-6
@@ -250,13 +267,6 @@ def check_commands(commands, bases, joints, config, behaviour: str = "stop", win
     # a command's base action cannot be known: those are checked for finiteness and limits only.
     first_base = base_t[0] if base_t.size else math.inf
     counts["before_first_base"] = 0
-    counts["unverifiable_dropped"] = 0
-    base_stamps = {round(b.stamp, 6) for b in bases if b.stamp is not None}
-    app = sorted((a for a in applied if a.stamp is not None and round(a.stamp, 6) not in base_stamps),
-                 key=lambda a: a.t)
-    app_t = np.array([a.t for a in app])
-    stamps = np.array(sorted(b.stamp for b in bases if b.stamp is not None))
-    base_period = float(np.median(np.diff(stamps))) if stamps.size > 2 else 0.0
     examples = []
     previous = None
     for c in commands:
@@ -266,16 +276,12 @@ def check_commands(commands, bases, joints, config, behaviour: str = "stop", win
             kind = "non_finite"
         elif np.any(v < lo - 1e-9) or np.any(v > hi + 1e-9):
             kind = "out_of_limits"
-        elif c.t < first_base or any(t0 <= c.t <= t1 for t0, t1 in blind):
+        elif c.t < first_base:
             counts["before_first_base"] += 1
         else:
             i0 = np.searchsorted(base_t, c.t - window, side="left")
             i1 = np.searchsorted(base_t, c.t + window, side="right")
-            mid = int(np.searchsorted(base_t, c.t))
-            # Nearest first (before, then after, alternating): the match is usually the first tried.
-            order = [k for pair in zip(range(mid - 1, i0 - 1, -1), range(mid, i1)) for k in pair]
-            order += list(range(mid - 1 - len(order) // 2, i0 - 1, -1)) + list(range(mid + len(order) // 2, i1))
-            near = [base_v[k] for k in order if base_v[k] is not None and np.all(np.isfinite(base_v[k]))]
+            near = [base_v[k] for k in range(i0, i1) if base_v[k] is not None and np.all(np.isfinite(base_v[k]))]
             ok = False
             for b in near:
                 inside = (b >= lo) & (b <= hi)
@@ -290,17 +296,6 @@ def check_commands(commands, bases, joints, config, behaviour: str = "stop", win
                     held = previous if previous is not None else np.zeros_like(v)
                     ok = bool(np.allclose(v, held, atol=1e-9))
                 kind = None if ok else ("residual_bound" if near else "unbased")
-                if kind == "unbased" and app_t.size:
-                    j0, j1 = np.searchsorted(app_t, c.t - window), np.searchsorted(app_t, c.t + window)
-                    if any(app[k].values.shape == bound.shape and np.all(np.abs(app[k].values) <= bound)
-                           for k in range(j0, j1)):
-                        counts["unverifiable_dropped"] += 1
-                        kind = None
-                if kind == "unbased" and _recorder_dropped_bases(bases, base_t, c.t, window, base_period):
-                    # The base action stream the recorder got has a hole here (a best-effort
-                    # recorder drops samples; the base controller publishes one per period).
-                    counts["unverifiable_dropped"] += 1
-                    kind = None
         if kinds is not None:
             kinds.append(kind)
         if kind is not None:
@@ -314,15 +309,167 @@ def check_commands(commands, bases, joints, config, behaviour: str = "stop", win
     return counts
 
 
-def _recorder_dropped_bases(bases, base_t, t: float, window: float, period: float) -> bool:
-    """Did the recorder miss base actions around receive time t (a gap of more than 1.5 periods in
-    the stamps of the base actions it received just before and after)?"""
-    if period <= 0.0 or not len(base_t):
-        return False
-    i = int(np.searchsorted(base_t, t))
-    near = [b.stamp for b in bases[max(i - 3, 0):i + 3] if b.stamp is not None]
-    near = sorted(near)
-    return any(b - a > 1.5 * period for a, b in zip(near, near[1:])) or not near
+def _ordered(names, values, joints) -> np.ndarray | None:
+    if len(names) != len(values) or not set(joints) <= set(names):
+        return None
+    return values[[list(names).index(j) for j in joints]]
+
+
+def check_sink_record(record, joints, config, behaviour: str = "stop", restarts: Sequence[float] = (),
+                      kinds: list | None = None, steps: list | None = None) -> dict:
+    """Check every command the sim received against the base action it was computed from.
+
+    ``record``: :class:`residual_control.sim.sink_record.SinkRecord` (lockstep). In lockstep the
+    sim publishes the state stamped t_k and does not step until a command arrived, so a command
+    received in window k was computed by the mixer from the base action stamped t_k (the base
+    controller answers each state with one base action carrying its stamp; the mixer one command
+    per base action). The one exception: after a window that ended at ``lockstep_wait`` without a
+    new command, the late command of the window before arrives in the next one, and the windows
+    stay one behind until one receives two commands; while so, a command may come from the base
+    action stamped t_{k-1} (``lagging_commands`` counts them). The base actions are the base
+    controller's own publications as the sim received them, never dropped (see sink_record.py),
+    so a command with no base action is a violation (``unbased``) unless it is the documented
+    ``base_stale_behavior`` output or the base controller was not discovered yet: before the sim's
+    first base action, and after a (re)start at sim time r in ``restarts`` until the first base
+    action stamped after r (``before_first_base``: checked for finiteness and limits only).
+
+    ``kinds`` receives one entry per command (None or the violation kind); ``steps`` one
+    (t, command applied in the step, command - its base action or None) per window.
+    """
+    lo, hi = config.command_min, config.command_max
+    bound = config.residual_gain * config.residual_limit + 1e-6
+    bases = {ns: _ordered(names, values, joints) for ns, (names, values) in record.bases.items()}
+    stamps = sorted(bases)
+    blind: list = []
+    for r in [-math.inf, *restarts]:
+        first = next((ns for ns in stamps if ns * 1e-9 >= r), None)
+        blind.append((r, math.inf if first is None else first * 1e-9))
+    counts = {"non_finite": 0, "out_of_limits": 0, "residual_bound": 0, "unbased": 0, "before_first_base": 0,
+              "lagging_commands": 0, "stale_behavior_commands": 0, "steps_without_base": record.steps_without_base}
+    examples: list = []
+    previous = None
+    lagging = False
+    prev_ns = None
+    for w in record.windows:
+        t = w.t_ns * 1e-9
+        candidates = [bases.get(w.t_ns)] + ([bases.get(prev_ns)] if lagging and prev_ns is not None else [])
+        candidates = [b for b in candidates if b is not None and np.all(np.isfinite(b))]
+        applied_res = None
+        for v in w.commands:
+            kind = None
+            applied_res = None
+            if v.shape != lo.shape or not np.all(np.isfinite(v)):
+                kind = "non_finite"
+            elif np.any(v < lo - 1e-9) or np.any(v > hi + 1e-9):
+                kind = "out_of_limits"
+            elif not candidates and any(t0 <= t < t1 for t0, t1 in blind):
+                counts["before_first_base"] += 1
+            else:
+                fit = None
+                for k, b in enumerate(candidates):
+                    inside = (b >= lo) & (b <= hi)
+                    if np.all(np.abs(v - b)[inside] <= bound[inside]):
+                        fit = b
+                        counts["lagging_commands"] += int(k > 0)
+                        break
+                if fit is not None:
+                    applied_res = v - fit
+                elif candidates:
+                    kind = "residual_bound"
+                elif behaviour == "damp":
+                    # The documented safe stop, computed by the mixer from the joint state (a blend to
+                    # clip(-damp_kd * qd + gravity(q))): without a base it is held to the limits only.
+                    counts["stale_behavior_commands"] += 1
+                elif behaviour == "zero":
+                    kind = None if np.allclose(v, np.clip(np.zeros_like(v), lo, hi), atol=1e-9) else "unbased"
+                elif behaviour == "hold":
+                    held = previous if previous is not None else np.zeros_like(v)
+                    kind = None if np.allclose(v, held, atol=1e-9) else "unbased"
+                else:
+                    kind = "unbased"
+                if kind is None and fit is None and behaviour in ("zero", "hold"):
+                    counts["stale_behavior_commands"] += 1
+            if kinds is not None:
+                kinds.append(kind)
+            if kind is not None:
+                counts[kind] += 1
+                if len(examples) < 5:
+                    examples.append({"t": round(t, 4), "kind": kind, "command": np.round(v, 4).tolist()})
+            previous = v
+        if steps is not None:
+            steps.append((t, w.commands[-1] if w.commands else None, applied_res))
+        if w.stepped and not w.new_command:
+            lagging = True
+        elif len(w.commands) >= 2:
+            lagging = False
+        prev_ns = w.t_ns
+    counts["total"] = sum(counts[k] for k in ("non_finite", "out_of_limits", "residual_bound", "unbased"))
+    counts["commands"] = sum(len(w.commands) for w in record.windows) + record.commands_before_first_state
+    counts["commands_before_first_state"] = record.commands_before_first_state
+    counts["examples"] = examples
+    return counts
+
+
+FALLBACK_MODES = ("fallback", "base_fault")
+
+
+def transition_steps(steps: Sequence, mixer_modes: Sequence, joints: Sequence[str], period: float,
+                     config=None) -> dict:
+    """Largest per-period change of the command and of the applied residual at mode transitions.
+
+    ``steps``: (t, command, applied residual or None) per control period, from
+    :func:`check_sink_record`: the applied residual is the command minus the base action it was
+    computed from, both as the sim received them (not the mixer's own report). A transition is a
+    change of the mixer's reported mode (its /diagnostics stamps, on its clock). Its window holds
+    the period changes x(t_k) - x(t_k-1) with t_k in (t - period/2, t + W]: W = fallback_ramp_time
+    + one period into ``fallback``/``base_fault`` (the whole decay), one period otherwise (the step
+    at the switch; inside ``recovering`` and ``nominal`` the residual follows the policy). Reported
+    per mode entered and per joint, with the largest over fallback transitions compared to the
+    bumpless bound g * eps * period / fallback_ramp_time where the ramp is set.
+    """
+    seq = sorted(mixer_modes)
+    transitions = [(t, m) for (t, m), (_, prev) in zip(seq[1:], seq) if m != prev]
+    ramp = float(getattr(config, "fallback_ramp_time", 0.0) or 0.0) if config is not None else 0.0
+    n = len(joints)
+    zero = lambda: {j: 0.0 for j in joints}  # noqa: E731
+    out: dict = {"transitions": len(transitions), "per_mode": {}, "fallback": {"command": zero(),
+                 "applied_residual": zero(), "transitions": 0, "largest_at": None}}
+    if config is not None:
+        out["fallback"]["fallback_ramp_time"] = ramp
+        out["fallback"]["bound"] = ({j: float(config.residual_gain * e * period / ramp)
+                                     for j, e in zip(joints, config.residual_limit)} if ramp > 0 else None)
+    times = np.array([t for t, _, _ in steps])
+    best = -1.0
+    for k, (t_tr, mode) in enumerate(transitions):
+        w = (ramp + period) if mode in FALLBACK_MODES else period
+        t_next = transitions[k + 1][0] if k + 1 < len(transitions) else math.inf
+        i0 = int(np.searchsorted(times, t_tr - 0.5 * period, side="right"))
+        i1 = int(np.searchsorted(times, min(t_tr + w, t_next - 0.5 * period), side="right"))
+        entry = out["per_mode"].setdefault(mode, {"command": zero(), "applied_residual": zero(), "transitions": 0})
+        entry["transitions"] += 1
+        if mode in FALLBACK_MODES:
+            out["fallback"]["transitions"] += 1
+        for i in range(max(i0, 1), i1):
+            (t0, c0, r0), (t1, c1, r1) = steps[i - 1], steps[i]
+            if abs((t1 - t0) - period) > 0.25 * period:
+                continue  # not consecutive periods
+            for key, a, b in (("command", c0, c1), ("applied_residual", r0, r1)):
+                if a is None or b is None or a.shape != (n,) or b.shape != (n,):
+                    continue
+                d = np.abs(b - a)
+                targets = [entry] + ([out["fallback"]] if mode in FALLBACK_MODES else [])
+                for target in targets:
+                    for j, x in zip(joints, d):
+                        if math.isfinite(x) and x > target[key][j]:
+                            target[key][j] = float(x)
+                if key == "applied_residual" and mode in FALLBACK_MODES and config is not None:
+                    # Where the step is largest relative to each joint's g * eps.
+                    ratio = d / np.maximum(config.residual_gain * config.residual_limit, 1e-12)
+                    if np.all(np.isfinite(ratio)) and float(ratio.max()) > best:
+                        best = float(ratio.max())
+                        out["fallback"]["largest_at"] = {"t": round(t1, 4), "transition_at": round(t_tr, 4),
+                                                         "mode": mode, "joint": joints[int(ratio.argmax())]}
+    return out
 
 
 def mode_intervals(mixer_modes: list, t_start: float, t_end: float) -> dict:
@@ -354,9 +501,8 @@ def analyse(run: LoopRun, joints: Sequence[str], config: MixerConfig) -> dict:
     rmse_joint = np.sqrt(np.mean(err ** 2, axis=0))
     applied = [a for a in rec.applied if t0 <= a.stamp <= t1]
     max_da = float(max((np.abs(a.values).max() for a in applied), default=0.0))
-    commands = list(rec.commands)
-    checks = check_commands(commands, rec.base, joints, config, config.base_stale_behavior,
-                            applied=rec.applied)
+    steps: list = []
+    checks = check_sink_record(run.sink_record(), joints, config, config.base_stale_behavior, steps=steps)
     modes = mode_intervals(rec.mixer_modes, t0, t1)
     return {
         "rmse": float(np.sqrt(np.mean(err ** 2))),
@@ -366,6 +512,7 @@ def analyse(run: LoopRun, joints: Sequence[str], config: MixerConfig) -> dict:
         "mode_time_s": modes,
         "violations": int(checks["total"]),
         "violation_breakdown": checks,
+        "transition_steps": transition_steps(steps, rec.mixer_modes, joints, 1.0 / s.control_rate_hz, config),
         "samples": int(len(states)),
         "window_s": [t0, t1],
     }

@@ -30,6 +30,9 @@ from ..nodes.qos import CONTROL_QOS, DIAGNOSTICS_QOS, LATCHED_QOS
 # max_blocking_time, 100 ms), which stalled the residual policy in the loop it
 # was recording. A best-effort reader can drop samples; it never slows the graph.
 RECORD_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT)
+# A probe that drives the graph itself (faults.Bench: it publishes the joint states at 50 Hz and
+# spins between them) records reliably and keeps every sample: there it is never the slow reader.
+LOSSLESS_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
 
 
 @dataclass
@@ -69,7 +72,7 @@ class Probe(Node):
 
     def __init__(self, joints: Sequence[str], name: str = "probe", namespace: str = "",
                  mixer: str = "residual_mixer", policy: str = "residual_policy",
-                 record_joint_states: bool = False, **kwargs) -> None:
+                 record_joint_states: bool = False, record_qos: QoSProfile = RECORD_QOS, **kwargs) -> None:
         super().__init__(name, namespace=namespace, **kwargs)
         self.joints = list(joints)
         self.rec = Recording()
@@ -80,10 +83,10 @@ class Probe(Node):
         self.perception_pub = self.create_publisher(Float64MultiArray, "perception", CONTROL_QOS)
         self.residual_pub = self.create_publisher(JointState, "residual_action", CONTROL_QOS)
         self.base_pub = self.create_publisher(JointState, "base_action", CONTROL_QOS)
-        self.create_subscription(JointState, "base_action", self._rec(self.rec.base), RECORD_QOS)
-        self.create_subscription(JointState, "residual_action", self._rec(self.rec.residual), RECORD_QOS)
-        self.create_subscription(JointState, f"{mixer}/applied_residual", self._rec(self.rec.applied), RECORD_QOS)
-        self.create_subscription(Float64MultiArray, "commands", self._on_command, RECORD_QOS)
+        self.create_subscription(JointState, "base_action", self._rec(self.rec.base), record_qos)
+        self.create_subscription(JointState, "residual_action", self._rec(self.rec.residual), record_qos)
+        self.create_subscription(JointState, f"{mixer}/applied_residual", self._rec(self.rec.applied), record_qos)
+        self.create_subscription(Float64MultiArray, "commands", self._on_command, record_qos)
         self.create_subscription(String, f"{mixer}/mode", self._on_mode, LATCHED_QOS)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, DIAGNOSTICS_QOS)
         if record_joint_states:

@@ -1,0 +1,130 @@
+"""The simulator's own record of what the actuator received: the sink side of the command check.
+
+``mujoco_sim`` with ``record_path`` set writes one line per event, in the
+order it handled them (a text file, line-buffered, so a record survives the
+process being stopped):
+
+``S <t_ns>``                      published the joint state stamped t (a lockstep window starts)
+``B <stamp_ns> <names> <values>`` received a base action (its stamp, names and efforts, comma-separated)
+``C <values>``                    received a command (the efforts the plant is given from now on)
+``T <t_ns> <new_command> <base>`` stepped from the state stamped t: 1/0 whether a new command / the
+                                  base action stamped t had arrived by then
+
+Why nothing the check needs can be missing (lockstep mode):
+
+* Commands: the record holds exactly the commands the sink's subscription
+  delivered to the plant, written by the callback that applies them.
+* Base actions: the base controller publishes one base action per joint state,
+  stamped with that state's stamp, on a RELIABLE writer that keeps its latest
+  sample until it writes the next. The sim subscribes RELIABLE / KEEP_ALL and,
+  while the base controller answers (the previous window's base action
+  arrived), does not step from state k before the base action stamped t_k has
+  arrived. The next base action needs state k+1, which needs that step, so the
+  writer cannot overwrite base action k before the sim has it. Only a step
+  taken at ``lockstep_wait`` without it (a base controller that stopped
+  answering) is not covered: those steps are counted (``T ... 0``) and a
+  command without its base action is then a violation unless it is the
+  documented ``base_stale_behavior`` output.
+
+The file is parsed by :func:`read_record`; the check lives in the harness
+(``residual_control.tools.closed_loop.check_sink_record``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+class SinkRecorder:
+    """Writes the record (see the module doc); ``None``-safe helpers for the sim node."""
+
+    def __init__(self, path: str) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(path, "w", buffering=1)
+        self.latest_base_ns: int | None = None
+        self.base_alive = False  # the previous window's base action arrived
+
+    @staticmethod
+    def _ns(stamp) -> int:
+        return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+    def state(self, stamp) -> None:
+        self._f.write(f"S {self._ns(stamp)}\n")
+
+    def base(self, msg) -> None:
+        ns = self._ns(msg.header.stamp)
+        self.latest_base_ns = ns if self.latest_base_ns is None else max(ns, self.latest_base_ns)
+        names = ",".join(msg.name)
+        values = ",".join(repr(float(x)) for x in msg.effort)
+        self._f.write(f"B {ns} {names or '-'} {values or '-'}\n")
+
+    def command(self, data) -> None:
+        self._f.write("C " + (",".join(repr(float(x)) for x in data) or "-") + "\n")
+
+    def has_base(self, stamp_ns: int) -> bool:
+        return self.latest_base_ns is not None and self.latest_base_ns >= stamp_ns
+
+    def step(self, stamp_ns: int, new_command: bool) -> None:
+        have = self.has_base(stamp_ns)
+        self.base_alive = have
+        self._f.write(f"T {stamp_ns} {int(new_command)} {int(have)}\n")
+
+    def close(self) -> None:
+        self._f.close()
+
+
+@dataclass
+class Window:
+    """One lockstep window: from publishing the state stamped ``t_ns`` to the step from it."""
+
+    t_ns: int
+    commands: list = field(default_factory=list)  # np.ndarray each, in arrival order
+    stepped: bool = False
+    new_command: bool = False
+    had_base: bool = False
+
+
+@dataclass
+class SinkRecord:
+    windows: list  # Window, in order
+    bases: dict  # stamp (ns) -> (names, values)
+    commands_before_first_state: int = 0
+
+    @property
+    def steps_without_base(self) -> int:
+        """Steps taken at lockstep_wait while the base controller had answered the window before."""
+        return sum(1 for a, b in zip(self.windows, self.windows[1:]) if a.had_base and b.stepped and not b.had_base)
+
+
+def _floats(text: str) -> np.ndarray:
+    return np.zeros(0) if text == "-" else np.array([float(x) for x in text.split(",")])
+
+
+def read_record(path: str | Path) -> SinkRecord:
+    """Parse a record; a last line cut short (the process stopped mid-write) is ignored."""
+    windows: list = []
+    bases: dict = {}
+    before = 0
+    lines = Path(path).read_text().split("\n")
+    for line in lines[:-1]:  # the text after the last newline is incomplete or empty
+        parts = line.split(" ")
+        kind = parts[0]
+        if kind == "S":
+            windows.append(Window(t_ns=int(parts[1])))
+        elif kind == "B":
+            names = [] if parts[2] == "-" else parts[2].split(",")
+            bases[int(parts[1])] = (names, _floats(parts[3]))
+        elif kind == "C":
+            if windows:
+                windows[-1].commands.append(_floats(parts[1]))
+            else:
+                before += 1
+        elif kind == "T":
+            if windows and int(parts[1]) == windows[-1].t_ns:
+                w = windows[-1]
+                w.stepped, w.new_command, w.had_base = True, parts[2] == "1", parts[3] == "1"
+        elif line:
+            raise ValueError(f"{path}: expected a record line starting with S, B, C or T, found {line!r}")
+    return SinkRecord(windows, bases, before)
