@@ -1,4 +1,5 @@
-"""Mixer / MixerConfig: formula, name matching, fallback state machine, base faults, live tuning.
+"""Mixer / MixerConfig: formula, name matching, fallback state machine, base faults, live tuning,
+bumpless fallback (the residual decays over fallback_ramp_time) and the damp safe stop.
 
 a = clip(a_base + g * clip(da, -eps, eps), cmd_min, cmd_max), joints matched by name.
 """
@@ -20,7 +21,8 @@ def make_config(**overrides) -> MixerConfig:
     values = dict(joints=J, residual_limit=[12.0, 6.0], residual_limit_max=[25.0, 12.0],
                   command_min=[-60.0, -30.0], command_max=[60.0, 30.0], residual_gain=1.0,
                   residual_timeout=0.05, observation_timeout=0.1, base_timeout=0.05,
-                  recovery_hold_time=0.5, recovery_ramp_time=1.0, base_stale_behavior="stop")
+                  recovery_hold_time=0.5, recovery_ramp_time=1.0, base_stale_behavior="stop",
+                  fallback_ramp_time=0.0)  # 0: the step fallback; the decay has its own tests below
     values.update(overrides)
     return MixerConfig(**values)
 
@@ -386,7 +388,12 @@ BAD_CHANGES = [
     ({"base_timeout": INF}, "base_timeout", "finite"),
     ({"recovery_hold_time": -0.1}, "recovery_hold_time", ">= 0"),
     ({"recovery_ramp_time": NAN}, "recovery_ramp_time", ">= 0"),
-    ({"base_stale_behavior": "explode"}, "base_stale_behavior", "['stop', 'zero', 'hold']"),
+    ({"base_stale_behavior": "explode"}, "base_stale_behavior", "['damp', 'stop', 'zero', 'hold']"),
+    ({"fallback_ramp_time": -0.1}, "fallback_ramp_time", "[0, 1]"),
+    ({"fallback_ramp_time": 1.5}, "fallback_ramp_time", "[0, 1]"),
+    ({"fallback_ramp_time": NAN}, "fallback_ramp_time", "[0, 1]"),
+    ({"damp_kd": [-1.0, 0.0]}, "damp_kd", ">= 0"),
+    ({"damp_kd": [1.0]}, "damp_kd", "expected 2 values"),
     ({"command_min": [61.0, -30.0]}, "command_min", "command_min <= command_max"),
     ({"command_max": [60.0, INF]}, "command_max", "finite"),
 ]
@@ -523,7 +530,9 @@ def configs(draw):
         base_timeout=draw(st.one_of(st.sampled_from([0.02, 0.05, 0.1]), st.floats(1e-3, 0.3))),
         recovery_hold_time=draw(st.sampled_from([0.0, 0.0, 0.01, 0.05, 0.3])),
         recovery_ramp_time=draw(st.sampled_from([0.0, 0.02, 0.05, 0.5])),
-        base_stale_behavior=draw(st.sampled_from(["stop", "zero", "hold"])),
+        base_stale_behavior=draw(st.sampled_from(["stop", "zero", "hold", "damp"])),
+        fallback_ramp_time=draw(st.sampled_from([0.0, 0.0, 0.01, 0.05, 0.1, 1.0])),
+        damp_kd=draw(st.lists(st.floats(0, 50), min_size=n, max_size=n)),
     )
 
 
@@ -594,12 +603,13 @@ def _ordered(cfg, names, values):
     return v if np.all(np.isfinite(v)) else None
 
 
-def _check_output(out, cfg, base_sent, residual_model, last_command):
+def _check_output(out, cfg, base_sent, residual_model, last_command, last_applied=None):
+    """Check one output; returns the applied residual of a mixed command (None in BASE_FAULT)."""
     assert isinstance(out.mode, Mode)
     assert 0.0 <= out.gain <= cfg.residual_gain
     if out.command is None:
         assert out.mode is Mode.BASE_FAULT and cfg.base_stale_behavior == "stop"
-        return
+        return None
     cmd = out.command
     assert cmd.shape == (len(cfg.joints),)
     assert np.all(np.isfinite(cmd))
@@ -607,28 +617,35 @@ def _check_output(out, cfg, base_sent, residual_model, last_command):
     if out.mode is Mode.BASE_FAULT:
         if cfg.base_stale_behavior == "zero":
             np.testing.assert_array_equal(cmd, np.clip(0.0, cfg.command_min, cfg.command_max))
-        else:
+        elif cfg.base_stale_behavior == "hold":
             held = last_command if last_command is not None else np.zeros(len(cfg.joints))
             np.testing.assert_array_equal(cmd, np.clip(held, cfg.command_min, cfg.command_max))
-        return
+        np.testing.assert_array_equal(out.applied_residual, np.zeros(len(cfg.joints)))
+        return None
     base = out.base
     assert base_sent is not None
     np.testing.assert_array_equal(base, base_sent)
+    bound = cfg.residual_gain * cfg.residual_limit
+    da = out.applied_residual
+    assert np.all(np.isfinite(da)) and np.all(np.abs(da) <= bound + 1e-9), (da, bound)
     if out.mode is Mode.NOMINAL:
         assert out.gain == cfg.residual_gain
     if out.mode is Mode.FALLBACK:
         assert out.gain == 0.0
+        if cfg.fallback_ramp_time == 0.0:
+            np.testing.assert_array_equal(da, np.zeros(len(cfg.joints)))
+        # A decay: the same sign as the residual applied before, never larger.
+        prev = np.zeros(len(cfg.joints)) if last_applied is None else last_applied
+        assert np.all(da * prev >= 0.0) and np.all(np.abs(da) <= np.abs(prev) + 1e-9), (da, prev)
     if out.gain > 0:
         assert residual_model is not None, "residual applied although none was accepted"
-        expected = np.clip(base + out.gain * np.clip(residual_model, -cfg.residual_limit, cfg.residual_limit),
-                           cfg.command_min, cfg.command_max)
-    else:
-        expected = np.clip(base, cfg.command_min, cfg.command_max)
-    np.testing.assert_allclose(cmd, expected, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(da, out.gain * np.clip(residual_model, -cfg.residual_limit, cfg.residual_limit),
+                                   rtol=0, atol=1e-12)
+    np.testing.assert_allclose(cmd, np.clip(base + da, cfg.command_min, cfg.command_max), rtol=0, atol=1e-12)
     assert residual_bound_ok(cmd, base, cfg)
     inside = (base >= cfg.command_min) & (base <= cfg.command_max)
-    bound = cfg.residual_gain * cfg.residual_limit + 1e-9
-    assert np.all(np.abs(cmd - base)[inside] <= bound[inside])
+    assert np.all(np.abs(cmd - base)[inside] <= bound[inside] + 1e-9)
+    return da
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -640,6 +657,7 @@ def test_mixer_invariants_hold_for_any_event_sequence(scenario):
     last_now = None
     residual_model = None   # the last accepted residual, ordered like cfg.joints
     last_command = None
+    last_applied = None     # applied residual of the last mixed command (the decay's reference)
     for ev in events:
         now = now + ev[1]
         jumped = last_now is not None and now < last_now
@@ -653,6 +671,9 @@ def test_mixer_invariants_hold_for_any_event_sequence(scenario):
         if ev[0] == "reconfig":  # does not look at the clock either
             _, _, frac, gain = ev
             m.reconfigure(residual_limit=m.config.residual_limit_max * frac, residual_gain=gain)
+            if last_applied is not None:  # the decay's origin is clipped to the new bound
+                bound = m.config.residual_gain * m.config.residual_limit
+                last_applied = np.clip(last_applied, -bound, bound)
             continue
         if jumped:
             residual_model = None
@@ -661,6 +682,7 @@ def test_mixer_invariants_hold_for_any_event_sequence(scenario):
             out = m.check_base(now)
             if out is not None:
                 _check_output(out, m.config, None, residual_model, last_command)
+                last_applied = None
             assert isinstance(m.mode, Mode)
             continue
         _, _, names, values, off = ev
@@ -668,7 +690,7 @@ def test_mixer_invariants_hold_for_any_event_sequence(scenario):
         base_sent = _ordered(m.config, names, values)
         if base_sent is None:
             assert out.mode is Mode.BASE_FAULT
-        _check_output(out, m.config, base_sent, residual_model, last_command)
+        last_applied = _check_output(out, m.config, base_sent, residual_model, last_command, last_applied)
         if out.mode is not Mode.BASE_FAULT:
             last_command = out.command
         assert isinstance(m.mode, Mode) and m.mode is out.mode
@@ -691,3 +713,310 @@ def test_nominal_command_bound_property(cfg, base, da):
     np.testing.assert_allclose(out.command, expected, rtol=0, atol=1e-12)
     inside = (b >= cfg.command_min) & (b <= cfg.command_max)
     assert np.all(np.abs(out.command - b)[inside] <= (cfg.residual_gain * cfg.residual_limit)[inside] + 1e-9)
+
+
+# ================================================================= bumpless fallback
+def decaying_mixer(ramp=0.1, residual=(10.0, 5.0), **overrides) -> Mixer:
+    """NOMINAL at t=0 with ``residual`` applied, fallback_ramp_time ``ramp``."""
+    m = nominal_mixer(residual=residual, **overrides)
+    m.reconfigure(fallback_ramp_time=ramp)
+    return m
+
+
+def test_stale_residual_decays_linearly_from_the_last_applied():
+    m = decaying_mixer(recovery_hold_time=0.0)
+    out = m.step(J, [1.0, 1.0], 0.06, 0.06)  # 60 ms without a residual: stale
+    assert out.mode is Mode.FALLBACK and out.transition and "residual stale" in out.reason
+    np.testing.assert_allclose(out.applied_residual, [10.0, 5.0])  # no step at the transition
+    for k in range(1, 12):
+        t = 0.06 + k * 0.01
+        out = m.step(J, [1.0, 1.0], t, t)
+        w = max(1.0 - k * 0.01 / 0.1, 0.0)
+        np.testing.assert_allclose(out.applied_residual, w * np.array([10.0, 5.0]), atol=1e-9)
+        np.testing.assert_allclose(out.command, [1.0, 1.0] + w * np.array([10.0, 5.0]), atol=1e-9)
+        assert out.mode is Mode.FALLBACK and out.gain == 0.0
+    assert m.stats.fallback_count == 1
+
+
+def test_zero_ramp_time_is_the_step_fallback():
+    m = decaying_mixer(ramp=0.0)
+    out = m.step(J, [1.0, 1.0], 0.06, 0.06)
+    assert out.mode is Mode.FALLBACK
+    np.testing.assert_array_equal(out.applied_residual, [0.0, 0.0])
+    np.testing.assert_array_equal(out.command, [1.0, 1.0])
+
+
+@pytest.mark.parametrize("invalid", [[NAN, 1.0], [1.0, INF], [1e300, -1e300]])
+def test_an_invalid_residual_is_never_used_the_decay_starts_from_the_last_valid(invalid):
+    m = decaying_mixer()
+    m.update_residual(J, invalid, 0.01, 0.01)
+    out = m.step(J, [0.0, 0.0], 0.01, 0.01)
+    if np.all(np.isfinite(invalid)):  # huge but finite: valid, clamped to eps
+        assert out.mode is Mode.NOMINAL
+        np.testing.assert_allclose(out.applied_residual, [12.0, -6.0])
+        return
+    assert out.mode is Mode.FALLBACK and "finite" in out.reason
+    np.testing.assert_allclose(out.applied_residual, [10.0, 5.0])
+    out = m.step(J, [0.0, 0.0], 0.06, 0.06)
+    np.testing.assert_allclose(out.applied_residual, 0.5 * np.array([10.0, 5.0]), atol=1e-9)
+
+
+def test_observation_stale_decays_and_recovery_waits_for_the_decay():
+    # hold 0: a healthy residual right after the fault may ramp in only once the decay is over
+    m = decaying_mixer(ramp=0.2, recovery_hold_time=0.0, recovery_ramp_time=0.1)
+    m.update_residual(J, [1.0, 1.0], -0.5, 0.01)  # computed from a 0.51 s old observation
+    out = m.step(J, [0.0, 0.0], 0.01, 0.01)
+    assert out.mode is Mode.FALLBACK and "observation stale" in out.reason
+    np.testing.assert_allclose(out.applied_residual, [10.0, 5.0])
+    modes = []
+    for k in range(2, 40):
+        t = k / 100
+        out = feed(m, t, [-4.0, -2.0])  # healthy again, opposite sign
+        modes.append(out.mode)
+        if t < 0.21 - 1e-9:
+            assert out.mode is Mode.FALLBACK and "fallback ramp" in out.reason, (t, out.reason)
+            np.testing.assert_allclose(out.applied_residual, (1 - (t - 0.01) / 0.2) * np.array([10.0, 5.0]),
+                                       atol=1e-9)
+    assert Mode.RECOVERING in modes and modes[-1] is Mode.NOMINAL
+
+
+def test_fallback_during_the_recovery_ramp_decays_from_the_ramped_value():
+    m = Mixer(make_config(recovery_hold_time=0.0, recovery_ramp_time=1.0, fallback_ramp_time=0.1))
+    for k in range(0, 31):
+        out = feed(m, k / 100, [10.0, 5.0])
+    assert out.mode is Mode.RECOVERING
+    last = out.applied_residual.copy()
+    np.testing.assert_allclose(last, 0.3 * np.array([10.0, 5.0]), atol=1e-9)
+    out = m.step(J, [0.0, 0.0], 0.37, 0.37)  # stale
+    assert out.mode is Mode.FALLBACK
+    np.testing.assert_allclose(out.applied_residual, last)
+    out = m.step(J, [0.0, 0.0], 0.42, 0.42)
+    np.testing.assert_allclose(out.applied_residual, 0.5 * last, atol=1e-9)
+
+
+def test_a_second_fault_during_the_decay_does_not_restart_it():
+    m = decaying_mixer(recovery_hold_time=0.5)
+    m.step(J, [0.0, 0.0], 0.06, 0.06)  # stale: decay starts at 0.06
+    feed(m, 0.08, [3.0, 3.0])  # healthy (holding)
+    m.update_residual(J, [NAN, 0.0], 0.09, 0.09)  # invalid: a new fallback reason
+    out = m.step(J, [0.0, 0.0], 0.09, 0.09)
+    assert out.mode is Mode.FALLBACK and "finite" in out.reason
+    np.testing.assert_allclose(out.applied_residual, 0.7 * np.array([10.0, 5.0]), atol=1e-9)
+    assert m.stats.fallback_count == 1
+
+
+def test_live_reconfigure_during_the_decay_applies_the_current_bound():
+    m = decaying_mixer(ramp=0.5)
+    m.step(J, [0.0, 0.0], 0.06, 0.06)
+    m.reconfigure(residual_limit=[4.0, 6.0], residual_gain=0.5)  # g * eps = [2, 3]
+    out = m.step(J, [0.0, 0.0], 0.06, 0.06)
+    np.testing.assert_allclose(out.applied_residual, [2.0, 3.0])
+    assert residual_bound_ok(out.command, out.base, m.config)
+    m.reconfigure(residual_limit=[12.0, 6.0], residual_gain=1.0)  # raised again: the decay does not grow back
+    out = m.step(J, [0.0, 0.0], 0.31, 0.31)
+    np.testing.assert_allclose(out.applied_residual, 0.5 * np.array([2.0, 3.0]), atol=1e-9)
+    m.reconfigure(residual_gain=0.0)
+    out = m.step(J, [0.0, 0.0], 0.32, 0.32)
+    np.testing.assert_array_equal(out.applied_residual, [0.0, 0.0])
+
+
+def test_clock_jump_back_during_the_decay_goes_on_from_where_it_was():
+    m = decaying_mixer(ramp=0.2)
+    m.step(J, [0.0, 0.0], 0.06, 0.06)
+    out = m.step(J, [0.0, 0.0], 0.16, 0.16)
+    np.testing.assert_allclose(out.applied_residual, [5.0, 2.5], atol=1e-9)
+    out = m.step(J, [0.0, 0.0], 0.0, 0.0)  # sim reset
+    assert out.mode is Mode.FALLBACK and "clock jumped back" in out.reason
+    np.testing.assert_allclose(out.applied_residual, [5.0, 2.5], atol=1e-9)
+    out = m.step(J, [0.0, 0.0], 0.1, 0.1)
+    np.testing.assert_allclose(out.applied_residual, [2.5, 1.25], atol=1e-9)
+    out = m.step(J, [0.0, 0.0], 0.21, 0.21)
+    np.testing.assert_array_equal(out.applied_residual, [0.0, 0.0])
+
+
+def test_a_base_fault_ends_the_decay():
+    m = decaying_mixer(ramp=0.5)
+    m.step(J, [0.0, 0.0], 0.06, 0.06)
+    assert m.step(J, [NAN, 0.0], 0.07, 0.07).mode is Mode.BASE_FAULT
+    out = m.step(J, [1.0, 1.0], 0.08, 0.08)  # the base is back: nothing added to it until the recovery
+    assert out.mode is Mode.FALLBACK
+    np.testing.assert_array_equal(out.applied_residual, [0.0, 0.0])
+
+
+@st.composite
+def transition_scenarios(draw):
+    """A constant residual per run, and the events that make the mixer change mode."""
+    cfg = draw(configs())
+    n = len(cfg.joints)
+    residual = draw(st.lists(st.floats(-200, 200), min_size=n, max_size=n))
+    events = []
+    for _ in range(draw(st.integers(5, 80))):
+        dt = draw(st.sampled_from([0.001, 0.002, 0.005, 0.01, 0.02]))
+        kind = draw(st.sampled_from(["tick"] * 6 + ["stale"] * 3 + ["obs_stale", "invalid", "base_fault",
+                                                                     "check", "reconfig", "jump"]))
+        events.append((kind, dt, draw(st.floats(0, 1)), draw(st.floats(0, 1))))
+    return cfg, residual, events
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(transition_scenarios())
+def test_transitions_are_bumpless(scenario):
+    """With a constant residual, the applied residual changes between two commands dt apart by at most
+    g eps dt / fallback_ramp_time in FALLBACK and g eps dt / recovery_ramp_time while ramping in,
+    through every transition (fallback during the recovery ramp, a second fault during the decay,
+    recovery after it); a live reconfiguration, a base fault or a clock jump restarts the comparison."""
+    cfg, residual, events = scenario
+    m = Mixer(cfg)
+    n = len(cfg.joints)
+    zeros = [0.0] * n
+    now, prev = 10.0, None  # prev: (time, applied residual) of the last mixed command
+    for kind, dt, x, y in events:
+        now += dt
+        if kind == "jump":
+            now -= 1.0
+            prev = None
+        if kind == "reconfig":
+            m.reconfigure(residual_limit=m.config.residual_limit_max * x, residual_gain=y)
+            prev = None
+            continue
+        if kind == "check":
+            if m.check_base(now) is not None:
+                prev = None
+            continue
+        if kind == "tick":
+            assert m.update_residual(cfg.joints, residual, now, now) == ""
+        elif kind == "obs_stale":
+            m.update_residual(cfg.joints, residual, now - 1.0, now)
+        elif kind == "invalid":
+            m.update_residual(cfg.joints, [NAN] * n, now, now)
+        base = [NAN] * n if kind == "base_fault" else zeros
+        out = m.step(cfg.joints, base, now, now)
+        if out.mode is Mode.BASE_FAULT:
+            prev = None
+            continue
+        c = m.config
+        bound = c.residual_gain * c.residual_limit
+        da = out.applied_residual
+        assert np.all(np.isfinite(out.command))
+        assert np.all(out.command >= c.command_min) and np.all(out.command <= c.command_max)
+        assert np.all(np.abs(da) <= bound + 1e-9)
+        if prev is not None:
+            step = np.abs(da - prev[1])
+            elapsed = now - prev[0]
+            if out.mode is Mode.FALLBACK and c.fallback_ramp_time > 0:
+                assert np.all(step <= bound * elapsed / c.fallback_ramp_time + 1e-9), (out.reason, step, elapsed)
+            elif out.mode in (Mode.RECOVERING, Mode.NOMINAL) and c.recovery_ramp_time > 0:
+                assert np.all(step <= bound * elapsed / c.recovery_ramp_time + 1e-9), (out.mode, step, elapsed)
+        prev = (now, da.copy())
+
+
+# ================================================================= damp safe stop
+def gravity(q):
+    return np.array([10.0 * math.cos(q[0]), 3.0 * math.cos(q[0] + q[1])])
+
+
+def damp_mixer(ramp=0.1, **overrides) -> Mixer:
+    m = Mixer(make_config(recovery_hold_time=0.0, recovery_ramp_time=0.0, base_stale_behavior="damp",
+                          damp_kd=[6.0, 4.0], fallback_ramp_time=ramp, **overrides), gravity=gravity)
+    assert m.update_residual(J, [2.0, 1.0], 0.0, 0.0) == ""
+    assert m.step(J, [20.0, -10.0], 0.0, 0.0).mode is Mode.NOMINAL
+    return m
+
+
+def test_damp_blends_from_the_last_command_to_damping_plus_gravity():
+    m = damp_mixer()
+    assert m.update_state(J, [0.0, 0.0], [1.0, -2.0], 0.05) == ""
+    last = np.array([22.0, -9.0])
+    target = np.array([-6.0 + 10.0, 8.0 + 3.0])
+    out = m.check_base(0.06)  # base_timeout 0.05 passed
+    assert out.mode is Mode.BASE_FAULT and out.transition
+    np.testing.assert_allclose(out.command, last)  # no torque step
+    for k in range(1, 12):
+        t = 0.06 + k * 0.01
+        assert m.update_state(J, [0.0, 0.0], [1.0, -2.0], t) == ""
+        out = m.check_base(t)
+        w = max(1.0 - k * 0.01 / 0.1, 0.0)
+        np.testing.assert_allclose(out.command, w * last + (1 - w) * target, atol=1e-9)
+    np.testing.assert_allclose(m.damp_target(0.17), target)
+
+
+def test_damp_follows_the_state_and_is_clipped():
+    m = damp_mixer(ramp=0.0, command_max=[60.0, 5.0])
+    m.update_state(("elbow", "shoulder"), [0.5, 0.2], [0.0, 3.0], 0.1)
+    out = m.check_base(0.1)
+    q = np.array([0.2, 0.5])
+    expected = np.clip(-np.array([6.0, 4.0]) * [3.0, 0.0] + gravity(q), [-60, -30], [60, 5])
+    np.testing.assert_allclose(out.command, expected)
+
+
+def test_damp_with_a_stale_state_holds_gravity_only_and_without_a_state_zero():
+    m = damp_mixer(ramp=0.0)
+    m.update_state(J, [0.3, 0.1], [2.0, 2.0], 0.0)
+    out = m.check_base(0.2)  # the state is 0.2 s old: no velocity to damp
+    np.testing.assert_allclose(out.command, gravity([0.3, 0.1]))
+    fresh = damp_mixer(ramp=0.0, command_min=[1.0, -30.0])
+    np.testing.assert_allclose(fresh.check_base(0.2).command, [1.0, 0.0])  # never a state: clip(0)
+
+
+def test_damp_without_gravity_is_damping_alone():
+    m = Mixer(make_config(base_stale_behavior="damp", damp_kd=[6.0, 4.0]))
+    assert m.check_base(0.0) is None  # starts the watchdog
+    m.update_state(J, [0.3, 0.1], [1.0, 1.0], 0.03)
+    out = m.check_base(0.06)
+    np.testing.assert_allclose(out.command, [-6.0, -4.0])
+
+
+@pytest.mark.parametrize("q, qd, fragment", [([NAN, 0.0], [0.0, 0.0], "position"),
+                                             ([0.0, 0.0], [0.0, INF], "velocity"),
+                                             ([0.0], [0.0], "position")])
+def test_damp_refuses_an_invalid_state(q, qd, fragment):
+    m = damp_mixer(ramp=0.0)
+    names = J if len(q) == 2 else ("shoulder",)
+    err = m.update_state(names, q, qd, 0.0)
+    assert fragment in err and "expected" in err
+    assert m.state_age(0.0) is None
+
+
+def test_damp_ends_when_the_base_returns_and_restarts_from_the_last_command():
+    m = damp_mixer(ramp=0.1)
+    m.update_state(J, [0.0, 0.0], [0.0, 0.0], 0.06)
+    m.check_base(0.06)
+    out = feed(m, 0.07, [2.0, 1.0], base=[5.0, 5.0])
+    assert out.mode is not Mode.BASE_FAULT
+    np.testing.assert_allclose(out.command, [7.0, 6.0])
+    out = m.check_base(0.2)
+    np.testing.assert_allclose(out.command, [7.0, 6.0])  # the new blend starts from the last command
+
+
+def test_gravity_model_from_params():
+    from residual_control.core.arm_model import ArmModel
+    from residual_control.core.mixer import gravity_model
+
+    params = {"model.link_lengths": [0.5, 0.4], "model.link_masses": [2.0, 1.5], "model.com_offsets": [0.25, 0.2],
+              "model.link_inertias": [0.045, 0.022], "model.payload_mass": 0.2}
+    g = gravity_model(params, 2)
+    np.testing.assert_allclose(g(np.array([0.3, 1.2])), ArmModel().gravity_torque([0.3, 1.2]))
+    with pytest.raises(ConfigError, match="expected 3 links"):
+        gravity_model(params, 3)
+
+
+@settings(max_examples=150, deadline=None)
+@given(cfg=configs(), q=st.lists(values_el, min_size=12, max_size=12), qd=st.lists(values_el, min_size=12, max_size=12),
+       dts=st.lists(st.sampled_from([0.001, 0.01, 0.05, 0.2]), min_size=1, max_size=20))
+def test_damp_commands_are_finite_within_limits_and_ramped(cfg, q, qd, dts):
+    n = len(cfg.joints)
+    m = Mixer(MixerConfig(**{**cfg.__dict__, "base_stale_behavior": "damp"}),
+              gravity=lambda x: np.full(len(x), 1e3) * np.sin(x))
+    first = m.step(cfg.joints, [0.0] * n, 0.0, 0.0).command
+    now, prev = 0.0, None
+    for dt in dts:
+        now += dt
+        m.update_state(cfg.joints, q[:n], qd[:n], now)
+        out = m.check_base(now + cfg.base_timeout + 1e-3)
+        now += cfg.base_timeout + 1e-3
+        assert out.mode is Mode.BASE_FAULT
+        c = out.command
+        assert np.all(np.isfinite(c)) and np.all(c >= cfg.command_min) and np.all(c <= cfg.command_max)
+        if prev is None and cfg.fallback_ramp_time > 0:  # the safe stop starts from the last command
+            np.testing.assert_allclose(c, first, rtol=0, atol=1e-9)
+        prev = c

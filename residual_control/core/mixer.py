@@ -4,27 +4,38 @@ Pure numpy, no ROS, time passed in (seconds on the caller's clock). Joints are
 matched by name, never by position. A fallback state machine decides the gain
 g applied to the residual:
 
-* FALLBACK   -- the residual is unhealthy (or never seen): a = clip(a_base).
-* RECOVERING -- healthy for ``recovery_hold_time``: g ramps from 0 to
-                ``residual_gain`` over ``recovery_ramp_time``.
+* FALLBACK   -- the residual is unhealthy (or never seen): a = clip(a_base + d),
+                where the applied residual d decays linearly from its last
+                applied (valid) value to zero over ``fallback_ramp_time``
+                (bumpless; 0 s: d = 0 at once). A rejected residual is never
+                used: the decay starts from the last residual that was applied.
+* RECOVERING -- healthy for ``recovery_hold_time`` and the decay over: g ramps
+                from 0 to ``residual_gain`` over ``recovery_ramp_time``.
 * NOMINAL    -- g = residual_gain.
 * BASE_FAULT -- the base action is stale or invalid: ``base_stale_behavior``
                 decides (``stop``: command nothing, ``zero``: clip(0),
-                ``hold``: the last command that was sent).
+                ``hold``: the last command that was sent, ``damp``: blend from
+                the last command to clip(-damp_kd * qd + gravity(q)) of the
+                latest joint state over ``fallback_ramp_time``, see
+                :meth:`Mixer.update_state`).
 
 Invariants (tested with hypothesis): every command returned is finite and
 within [command_min, command_max]; whenever a_base lies within the limits,
-|a - a_base| <= g * eps <= residual_gain * eps per joint.
+|a - a_base| <= g * eps <= residual_gain * eps per joint, with the current
+configuration; in a decay the applied residual changes by at most
+g * eps * dt / fallback_ramp_time between two commands dt apart, in the
+recovery ramp the gain by at most residual_gain * dt / recovery_ramp_time.
 """
 from __future__ import annotations
 
 import enum
 import math
 from dataclasses import dataclass, replace
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from .arm_model import ArmModel
 from .errors import ConfigError, describe
 from .params import joint_vector
 
@@ -36,7 +47,9 @@ class Mode(str, enum.Enum):
     BASE_FAULT = "base_fault"
 
 
-BASE_STALE_BEHAVIORS = ("stop", "zero", "hold")
+BASE_STALE_BEHAVIORS = ("damp", "stop", "zero", "hold")
+#: Longest bumpless fallback ramp (s): the decaying residual is still applied, so keep it short.
+FALLBACK_RAMP_TIME_MAX = 1.0
 _PERM_CACHE_SIZE = 16  # distinct name orders remembered per mixer
 
 
@@ -54,11 +67,15 @@ class MixerConfig:
     recovery_hold_time: float = 0.5
     recovery_ramp_time: float = 1.0
     base_stale_behavior: str = "stop"
+    fallback_ramp_time: float = 0.0
+    damp_kd: np.ndarray | None = None  # None: zeros
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "joints", tuple(self.joints))
         for name in ("residual_limit", "residual_limit_max", "command_min", "command_max"):
             object.__setattr__(self, name, _as_vector(name, getattr(self, name), len(self.joints)))
+        kd = np.zeros(len(self.joints)) if self.damp_kd is None else self.damp_kd
+        object.__setattr__(self, "damp_kd", _as_vector("damp_kd", kd, len(self.joints)))
         self.validate()
 
     @classmethod
@@ -97,6 +114,13 @@ class MixerConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ConfigError(f"{name}: expected a finite number >= 0 s, found {describe(v)}")
+        v = self.fallback_ramp_time
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                and 0.0 <= v <= FALLBACK_RAMP_TIME_MAX):
+            raise ConfigError(f"fallback_ramp_time: expected a number in [0, {FALLBACK_RAMP_TIME_MAX:g}] s, "
+                              f"found {describe(v)}")
+        if np.any(self.damp_kd < 0):
+            raise ConfigError(f"damp_kd: expected values >= 0, found {self.damp_kd.tolist()}")
         if self.base_stale_behavior not in BASE_STALE_BEHAVIORS:
             raise ConfigError(
                 f"base_stale_behavior: expected one of {list(BASE_STALE_BEHAVIORS)}, "
@@ -155,11 +179,55 @@ class _Residual:
     received: float
 
 
-class Mixer:
-    """Sums, clamps and falls back. Not thread-safe: call from one thread."""
+@dataclass
+class _State:
+    q: np.ndarray
+    qd: np.ndarray
+    received: float
 
-    def __init__(self, config: MixerConfig) -> None:
+
+@dataclass
+class _Blend:
+    """A linear blend that started at ``start`` from ``origin`` (a residual or a command)."""
+
+    origin: np.ndarray
+    start: float
+
+    def weight(self, now: float, duration: float) -> float:
+        """Share of the origin left at ``now``: 1 at the start, 0 after ``duration``."""
+        if duration <= 0.0:
+            return 0.0
+        return min(max(1.0 - (now - self.start) / duration, 0.0), 1.0)
+
+
+Gravity = Callable[[np.ndarray], np.ndarray]
+
+
+def gravity_model(params: Mapping[str, object], n_joints: int) -> Gravity:
+    """gravity(q) of the nominal arm model given as ``model.*`` parameters (the pd_gravity base's)."""
+    keys = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("model.")}
+    if isinstance(params.get("model"), Mapping):
+        keys.update(params["model"])
+    try:
+        model = ArmModel.from_mapping(keys)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"model: {exc}") from None
+    if model.dof != n_joints:
+        raise ConfigError(f"model: expected {n_joints} links (one per joint) for damp_gravity, "
+                          f"found {model.dof}")
+    return model.gravity_torque
+
+
+class Mixer:
+    """Sums, clamps and falls back. Not thread-safe: call from one thread.
+
+    ``gravity``: gravity(q) torques for ``base_stale_behavior: damp`` (None: no
+    gravity compensation, damping alone).
+    """
+
+    def __init__(self, config: MixerConfig, gravity: Gravity | None = None) -> None:
         self._config = config
+        self._gravity = gravity
         self._index = {name: i for i, name in enumerate(config.joints)}
         self._perm_cache: dict[tuple, np.ndarray] = {}  # validated name order -> joint index per entry
         self._residual: _Residual | None = None
@@ -171,7 +239,12 @@ class Mixer:
         self._last_now: float | None = None
         self._first_now: float | None = None
         self._last_base_received: float | None = None
-        self._last_command: np.ndarray | None = None
+        self._last_command: np.ndarray | None = None  # last command mixed from a base action
+        self._last_output: np.ndarray | None = None  # last command returned, whatever the mode
+        self._last_applied = np.zeros(len(config.joints))  # applied residual of the last mixed command
+        self._decay: _Blend | None = None  # the residual decaying in FALLBACK
+        self._stop_blend: _Blend | None = None  # BASE_FAULT damp: from the last command to the damp target
+        self._state: _State | None = None
         self.stats = MixerStats()
 
     # ------------------------------------------------------------------ config
@@ -179,10 +252,21 @@ class Mixer:
     def config(self) -> MixerConfig:
         return self._config
 
+    @property
+    def has_gravity(self) -> bool:
+        return self._gravity is not None
+
     def reconfigure(self, **changes) -> MixerConfig:
-        """Apply a live parameter change; raises ConfigError and keeps the old config on bad input."""
-        self._config = self._config.with_changes(**changes)
-        return self._config
+        """Apply a live parameter change; raises ConfigError and keeps the old config on bad input.
+
+        A residual decaying in FALLBACK is clipped to the new g * eps for good,
+        so it never grows back when the bound is raised again.
+        """
+        self._config = cfg = self._config.with_changes(**changes)
+        if self._decay is not None:
+            bound = cfg.residual_gain * cfg.residual_limit
+            self._decay = _Blend(np.clip(self._decay.origin, -bound, bound), self._decay.start)
+        return cfg
 
     @property
     def mode(self) -> Mode:
@@ -194,6 +278,10 @@ class Mixer:
 
     def residual_age(self, now: float) -> float | None:
         return None if self._residual is None else now - self._residual.received
+
+    def state_age(self, now: float) -> float | None:
+        """Seconds since the latest valid joint state (None: never received)."""
+        return None if self._state is None else now - self._state.received
 
     # ------------------------------------------------------------------ inputs
     def _order(self, names: Sequence[str], values: Sequence[float], what: str) -> tuple[np.ndarray | None, str]:
@@ -276,6 +364,17 @@ class Mixer:
             return f"residual stamp {-obs_age:.3f} s in the future"
         return ""
 
+    def update_state(self, names: Sequence[str], q: Sequence[float], qd: Sequence[float], now: float) -> str:
+        """Store the latest joint state (for ``damp``). Returns '' when accepted, else why not."""
+        pos, err = self._order(names, q, "joint_states.position")
+        if pos is None:
+            return err
+        vel, err = self._order(names, qd, "joint_states.velocity")
+        if vel is None:
+            return err
+        self._state = _State(pos, vel, float(now))
+        return ""
+
     # ------------------------------------------------------------------ step
     def step(self, base_names: Sequence[str], base_values: Sequence[float], base_stamp: float,
              now: float) -> MixOutput:
@@ -294,42 +393,61 @@ class Mixer:
         if base_stamp - now > cfg.base_timeout:
             return self._base_fault(f"base action stamp {base_stamp - now:.3f} s in the future", now)
         self._last_base_received = now
+        self._stop_blend = None
 
         health = self._residual_health(now)
         previous = self._mode
         if health:
             self._healthy_since = None
             self._ramp_start = None
-            self._set_mode(Mode.FALLBACK, health)
+            self._set_mode(Mode.FALLBACK, health, now)
         else:
             if self._mode in (Mode.FALLBACK, Mode.BASE_FAULT):
                 if self._healthy_since is None:
                     self._healthy_since = now
-                if now - self._healthy_since >= cfg.recovery_hold_time:
+                decaying = self._decay is not None and self._decay.weight(now, cfg.fallback_ramp_time) > 0.0
+                if now - self._healthy_since >= cfg.recovery_hold_time and not decaying:
                     self._ramp_start = now
-                    self._set_mode(Mode.RECOVERING, "residual healthy: ramping in")
+                    self._set_mode(Mode.RECOVERING, "residual healthy: ramping in", now)
+                elif decaying:
+                    self._set_mode(Mode.FALLBACK, "residual healthy: holding until the fallback ramp ends", now)
                 else:
-                    self._set_mode(Mode.FALLBACK, "residual healthy: holding before recovery")
+                    self._set_mode(Mode.FALLBACK, "residual healthy: holding before recovery", now)
             if self._mode == Mode.RECOVERING:
                 assert self._ramp_start is not None
                 if cfg.recovery_ramp_time <= 0 or now - self._ramp_start >= cfg.recovery_ramp_time:
-                    self._set_mode(Mode.NOMINAL, "residual healthy")
+                    self._set_mode(Mode.NOMINAL, "residual healthy", now)
         gain = self._gain(now)
         eps = cfg.residual_limit
+        clamped = False
         if gain > 0.0 and self._residual is not None:
             raw = self._residual.values
             clipped = np.clip(raw, -eps, eps)
             clamped = bool(np.any(clipped != raw))
             applied = gain * clipped
         else:
-            clamped = False
-            applied = np.zeros(len(cfg.joints))
+            applied = self._decayed(now)
         command = np.clip(base + applied, cfg.command_min, cfg.command_max)
         self.stats.steps += 1
         self.stats.clamped_steps += int(clamped)
         self._last_command = command
+        self._last_output = command
+        self._last_applied = applied
         return MixOutput(command, base, applied, self._mode, self._reason, gain, clamped,
                          transition=self._mode != previous)
+
+    def _decayed(self, now: float) -> np.ndarray:
+        """The decaying residual of a bumpless fallback (zeros when none), within g * eps of the current config."""
+        cfg = self._config
+        n = len(cfg.joints)
+        if self._decay is None:
+            return np.zeros(n)
+        w = self._decay.weight(now, cfg.fallback_ramp_time)
+        if w <= 0.0:
+            self._decay = None
+            return np.zeros(n)
+        bound = cfg.residual_gain * cfg.residual_limit
+        return w * np.clip(self._decay.origin, -bound, bound)
 
     def check_base(self, now: float) -> MixOutput | None:
         """Call periodically: returns the safe output when no base action came within base_timeout."""
@@ -346,14 +464,23 @@ class Mixer:
             self._first_now = now
         if self._last_now is not None and now < self._last_now:
             # The clock jumped backwards (sim reset, bag loop): every stored
-            # receipt time is in the future now. Forget them, start over.
+            # receipt time is in the future now. Forget them, start over; a
+            # blend in progress goes on from where it was, restarted at now.
+            dt = self._last_now - now
+            cfg = self._config
+            if self._decay is not None:
+                w = self._decay.weight(self._last_now, cfg.fallback_ramp_time)
+                self._decay = _Blend(w * self._decay.origin, now) if w > 0.0 else None
+            if self._stop_blend is not None and self._last_output is not None:
+                self._stop_blend = _Blend(self._last_output.copy(), now)
             self._residual = None
-            self._residual_error = f"clock jumped back by {self._last_now - now:.3f} s"
+            self._residual_error = f"clock jumped back by {dt:.3f} s"
             self._last_base_received = None
+            self._state = None
             self._first_now = now
             self._healthy_since = None
             self._ramp_start = None
-            self._set_mode(Mode.FALLBACK, self._residual_error)
+            self._set_mode(Mode.FALLBACK, self._residual_error, now)
         self._last_now = now
 
     def _base_fault(self, reason: str, now: float) -> MixOutput:
@@ -361,21 +488,61 @@ class Mixer:
         previous = self._mode
         self._healthy_since = None
         self._ramp_start = None
-        self._set_mode(Mode.BASE_FAULT, reason)
-        zeros = np.zeros(len(cfg.joints))
-        if cfg.base_stale_behavior == "stop":
+        self._set_mode(Mode.BASE_FAULT, reason, now)
+        n = len(cfg.joints)
+        zeros = np.zeros(n)
+        # The residual needs a base to be added to: none is applied from here on.
+        self._decay = None
+        self._last_applied = zeros
+        behavior = cfg.base_stale_behavior
+        if behavior != "damp":
+            self._stop_blend = None
+        if behavior == "stop":
             command = None
-        elif cfg.base_stale_behavior == "zero":
+        elif behavior == "zero":
             command = np.clip(zeros, cfg.command_min, cfg.command_max)
-        else:  # hold
+        elif behavior == "hold":
             held = self._last_command if self._last_command is not None else zeros
             command = np.clip(held, cfg.command_min, cfg.command_max)
+        else:  # damp
+            target = self.damp_target(now)
+            if self._stop_blend is None:
+                origin = self._last_output if self._last_output is not None else target
+                self._stop_blend = _Blend(np.array(origin, dtype=float), now)
+            w = self._stop_blend.weight(now, cfg.fallback_ramp_time)
+            command = np.clip(w * self._stop_blend.origin + (1.0 - w) * target, cfg.command_min, cfg.command_max)
+        if command is not None:
+            self._last_output = command
         return MixOutput(command, None, zeros, self._mode, reason, 0.0, False,
                          transition=self._mode != previous)
 
-    def _set_mode(self, mode: Mode, reason: str) -> None:
+    def damp_target(self, now: float) -> np.ndarray:
+        """clip(-damp_kd * qd + gravity(q)) of the latest joint state.
+
+        A joint state older than ``base_timeout`` gives no velocity to damp:
+        gravity(q) alone at its q. None ever received: clip(0).
+        """
+        cfg = self._config
+        n = len(cfg.joints)
+        st = self._state
+        if st is None:
+            return np.clip(np.zeros(n), cfg.command_min, cfg.command_max)
+        fresh = now - st.received <= cfg.base_timeout
+        tau = -cfg.damp_kd * st.qd if fresh else np.zeros(n)
+        if self._gravity is not None:
+            g = np.asarray(self._gravity(st.q), dtype=float)
+            if g.shape == (n,) and np.all(np.isfinite(g)):
+                tau = tau + g
+        return np.clip(tau, cfg.command_min, cfg.command_max)
+
+    def _set_mode(self, mode: Mode, reason: str, now: float) -> None:
         if mode in (Mode.FALLBACK, Mode.BASE_FAULT) and self._mode in (Mode.NOMINAL, Mode.RECOVERING):
             self.stats.fallback_count += 1
+            if mode == Mode.FALLBACK:
+                # Bumpless: the residual applied last decays from where it was.
+                self._decay = _Blend(self._last_applied.copy(), now) if np.any(self._last_applied) else None
+        if mode in (Mode.NOMINAL, Mode.RECOVERING):
+            self._decay = None
         self._mode = mode
         self._reason = reason
 
@@ -403,4 +570,4 @@ def residual_bound_ok(command: np.ndarray, base: np.ndarray, config: MixerConfig
 
 
 __all__ = ["Mixer", "MixerConfig", "MixOutput", "MixerStats", "Mode", "residual_bound_ok",
-           "BASE_STALE_BEHAVIORS"]
+           "BASE_STALE_BEHAVIORS", "FALLBACK_RAMP_TIME_MAX", "gravity_model"]
