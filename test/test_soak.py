@@ -52,3 +52,23 @@ def test_30_second_soak_passes(tmp_path):
         assert node["cpu_share_mean"] is not None
     assert png.stat().st_size > 0
     assert code == 0
+
+
+def test_soak_recorder_measures_the_applied_residual_step_at_a_fallback():
+    import types as _t
+
+    from residual_control.tools.soak import Recorder, transition_summary
+
+    cfg = _t.SimpleNamespace(joints=("j1", "j2"), residual_gain=1.0, residual_limit=np.array([4.0, 2.0]),
+                             fallback_ramp_time=0.0)
+    rec = _t.SimpleNamespace(joints=["j1", "j2"], config=cfg, period=0.001, _recent=[], _transitions_done=0,
+                             modes=[(99.0, "nominal"), (100.0, "fallback")],
+                             transition_steps=transition_summary([], ["j1", "j2"], cfg))
+    t = 99.5 + 0.001 * np.arange(2000)
+    applied = np.where(t[:, None] < 100.0 - 1e-9, [[3.0, -1.0]], [[0.0, 0.0]])
+    Recorder._transitions(rec, t[:1000], applied[:1000])
+    assert rec.transition_steps["fallback_transitions"] == 0  # its window has not been received yet
+    Recorder._transitions(rec, t[1000:], applied[1000:])
+    s = rec.transition_steps
+    assert s["fallback_transitions"] == 1
+    assert np.isclose(s["fallback_applied_residual"]["j1"], 3.0) and np.isclose(s["fallback_applied_residual"]["j2"], 1.0)

@@ -92,6 +92,7 @@ def run_trial(name: str, args, settings_kwargs: dict, joints, config) -> tuple[d
 
         run = loop.run(on_tick)
         result = analyse(run, joints, config)
+        result.update(envelope_numbers(probe.rec.diagnostics, settings.settle, settings.settle + span))
         if name == "residual_fault":
             if "kill_sim" in fault:
                 # The last residual the killed process published is also before the kill:
@@ -103,6 +104,24 @@ def run_trial(name: str, args, settings_kwargs: dict, joints, config) -> tuple[d
                     fault["kill_sim"] = max(fault["kill_sim"], max(before))
             result.update(_fault_numbers(probe.rec.mixer_modes, fault))
         return result, series(run, joints)
+
+
+def envelope_numbers(diagnostics, t0: float, t1: float) -> dict:
+    """Envelope fallbacks (out_of_envelope trips of the policy) in the window [t0, t1] and before it.
+
+    From the policy's /diagnostics (``envelope``, ``envelope_trip_times``: the node-clock
+    times of its latest trips); a restarted policy starts a new list, so the union is taken.
+    """
+    times, state = set(), "no policy diagnostics"
+    for _t, status in diagnostics:
+        values = {kv.key: kv.value for kv in status.values}
+        if "envelope_trip_times" not in values:
+            continue
+        state = values.get("envelope", state)
+        times.update(float(x) for x in json.loads(values["envelope_trip_times"]))
+    return {"envelope": state.split(" ")[0],
+            "envelope_fallbacks": sum(1 for x in times if t0 <= x <= t1),
+            "envelope_fallbacks_startup": sum(1 for x in times if x < t0)}
 
 
 def _first_mode_after(mixer_modes, t: float, wanted: str) -> float | None:
@@ -247,6 +266,23 @@ def run(args) -> int:
         print(f"kill → fallback: {_fmt_s(lat)} (bound residual_timeout + one period = {bound:.3f} s); "
               f"recovered after restart: {results['residual_fault']['recovered']}; "
               f"perception off → fallback: {_fmt_s(plat)}")
+    print("envelope fallbacks (out_of_envelope) in the measured window: "
+          + ", ".join(f"{n} {r['envelope_fallbacks']}" for n, r in results.items())
+          + "; during start-up: " + ", ".join(f"{n} {r['envelope_fallbacks_startup']}" for n, r in results.items()))
+    steps = {name: r["transition_steps"]["fallback"] for name, r in results.items() if "transition_steps" in r}
+    if steps:
+        largest = {j: max(s["applied_residual"][j] for s in steps.values()) for j in joints}
+        bound = next(iter(steps.values())).get("bound")
+        summary["largest_transition_step"] = {"applied_residual": largest, "bound": bound,
+                                              "command": {j: max(s["command"][j] for s in steps.values())
+                                                          for j in joints},
+                                              "fallback_transitions": sum(s["transitions"] for s in steps.values())}
+        within = None if bound is None else all(largest[j] <= bound[j] + 1e-9 for j in joints)
+        summary["largest_transition_step"]["within_bound"] = within
+        print("largest applied-residual step at a fallback [N m per period]: "
+              + ", ".join(f"{j} {largest[j]:.3f}" for j in joints)
+              + ("" if bound is None else " (bound g·ε·period/fallback_ramp_time: "
+                 + ", ".join(f"{j} {bound[j]:.3f}" for j in joints) + ")"))
     total_violations = sum(r["violations"] for r in results.values())
     print(f"violations in all runs: {total_violations}; demo took {elapsed:.0f} s")
     if args.plot:

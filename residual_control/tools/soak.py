@@ -157,6 +157,27 @@ def check_batch(commands: np.ndarray, applied: np.ndarray, config) -> tuple[dict
     return counts, examples[:5]
 
 
+def transition_summary(parts: list, joints, config) -> dict:
+    """Merge transition_steps results: per joint, the largest applied-residual step at a fallback."""
+    out = {"source": "the mixer's ~/applied_residual as received (best effort: a step across a dropped "
+                     "sample is skipped)",
+           "transitions": 0, "fallback_transitions": 0, "fallback_applied_residual": {j: 0.0 for j in joints}}
+    ramp = float(getattr(config, "fallback_ramp_time", 0.0) or 0.0)
+    out["fallback_ramp_time"] = ramp
+    for p in parts:
+        if "per_mode" in p:  # a transition_steps result
+            out["transitions"] += p["transitions"]
+            out["fallback_transitions"] += p["fallback"]["transitions"]
+            src = p["fallback"]["applied_residual"]
+        else:
+            out["transitions"] += p["transitions"]
+            out["fallback_transitions"] += p["fallback_transitions"]
+            src = p["fallback_applied_residual"]
+        for j in joints:
+            out["fallback_applied_residual"][j] = max(out["fallback_applied_residual"][j], src[j])
+    return out
+
+
 def _write_files(work: Path, rate: float) -> tuple[str, str]:
     from ..core.observation import default_observation_names
     from ..nodes.residual_controller import NODE_NAME, fused_parameters
@@ -208,6 +229,11 @@ class Recorder:
         self.violations = {"non_finite": 0, "out_of_limits": 0, "applied_beyond_bound": 0}
         self.examples: list = []
         self.sec_late = self.sec_applied = 0
+        self.joints = list(joints)
+        self.modes: list = []  # (mixer status stamp s, mode) on every change
+        self._recent: list = []  # (stamp s, applied residual) of the last few seconds
+        self._transitions_done = 0
+        self.transition_steps = transition_summary([], self.joints, config)
         self.node.create_subscription(Float64MultiArray, "commands", self._on_command, qos)
         self.node.create_subscription(JointState, f"{mixer}/applied_residual", self._on_applied, qos)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, DIAGNOSTICS_QOS)
@@ -223,10 +249,12 @@ class Recorder:
     def _on_diag(self, msg) -> None:
         for st in msg.status:
             if st.name == self.status_name:
+                t = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
                 for kv in st.values:
                     if kv.key == "commands":
-                        t = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
                         self.counter.append((t, int(kv.value), time.monotonic()))
+                    elif kv.key == "mode" and (not self.modes or self.modes[-1][1] != kv.value):
+                        self.modes.append((t, kv.value))
 
     def reset(self) -> None:
         self._cmd.clear()
@@ -258,6 +286,30 @@ class Recorder:
             self.violations[k] += v
         if len(self.examples) < 5:
             self.examples += examples[:5 - len(self.examples)]
+        if app:
+            self._transitions(stamp * 1e-9, applied)
+
+    def _transitions(self, stamps: np.ndarray, applied: np.ndarray) -> None:
+        """Largest applied-residual step around each mode transition whose window has been received."""
+        from .closed_loop import transition_steps
+
+        self._recent += list(zip(stamps.tolist(), applied))
+        self._recent.sort(key=lambda x: x[0])
+        newest = self._recent[-1][0]
+        ramp = float(getattr(self.config, "fallback_ramp_time", 0.0) or 0.0)
+        while self._transitions_done < len(self.modes):
+            k = self._transitions_done
+            if k == 0:  # the first report is the initial mode, not a transition
+                self._transitions_done = 1
+                continue
+            t_tr = self.modes[k][0]
+            if newest < t_tr + ramp + 2 * self.period + 0.5:
+                break  # its window is not all here yet
+            steps = [(t, None, v) for t, v in self._recent if t_tr - 1.0 <= t <= t_tr + ramp + 1.0]
+            one = transition_steps(steps, self.modes[k - 1:k + 1], self.joints, self.period, self.config)
+            self.transition_steps = transition_summary([self.transition_steps, one], self.joints, self.config)
+            self._transitions_done += 1
+        self._recent = [x for x in self._recent if x[0] >= newest - 3.0 - ramp]
 
     def second(self) -> tuple[int, int]:
         out = (self.sec_late, self.sec_applied)
@@ -452,6 +504,7 @@ def soak(duration: float, rate: float, mode: str = "fused", warmup: float | None
         "checked": {"commands": rec.n_cmd_received, "applied_residuals": rec.n_applied_received,
                     "share_of_mixer_commands": round(min(1.0, rec.n_cmd_received / n_commands), 4) if n_commands > 0 else 0.0},
         "violations": total_viol, "violation_breakdown": rec.violations, "violation_examples": rec.examples,
+        "transition_steps": rec.transition_steps,
         "memory_limits": {"growth_mib": max_growth_mib, "growth_pct": max_growth_pct},
         "nodes": nodes, "recorder": recorder, "series": series, "failures": failures, "passed": not failures,
     }
