@@ -27,14 +27,15 @@ from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import (AppendEnvironmentVariable, DeclareLaunchArgument, GroupAction,
                             IncludeLaunchDescription, OpaqueFunction, RegisterEventHandler)
-from launch.event_handlers import OnProcessExit
+from launch.event_handlers import OnProcessExit, OnShutdown
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node, PushRosNamespace
 
 import yaml
 
-from residual_control.hil import inject_ros2_control, params_file_for_namespace
+from residual_control.hil import inject_ros2_control
+from residual_control.launch_params import ParamsFolder, node_params_files
 
 PACKAGE = 'residual_control'
 WORLD_NAME = 'arm_world'          # <world name=...> in description/gazebo/arm_world.sdf
@@ -81,6 +82,18 @@ def _launch_setup(context, *args, **kwargs):
             base_height=base_height,
         )
 
+    # Launch arguments win over every entry of the params files, with or
+    # without a namespace; generated files (also those of the gz-side nodes,
+    # instead of launch_ros's temporary files) live in a private folder
+    # removed at shutdown. See residual_control/launch_params.py.
+    folder = ParamsFolder()
+    outer_ns = (context.launch_configurations.get('ros_namespace') or '').strip('/')
+    namespaced = bool(namespace.strip('/') or outer_ns)
+
+    def parameters(node, files, overrides, in_namespace=True):
+        return node_params_files(files, node, overrides, folder,
+                                 namespaced if in_namespace else bool(outer_ns))
+
     gz_args = f'-r -v 3 {world_file}' + ('' if gui else ' -s')
     gz_sim = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(
@@ -92,14 +105,16 @@ def _launch_setup(context, *args, **kwargs):
         executable='parameter_bridge',
         name='clock_bridge',
         output='screen',
-        parameters=[{'config_file': bridge_file}],
+        parameters=parameters('clock_bridge', [], {'config_file': bridge_file}, False),
     )
     robot_state_publisher = Node(
         package='robot_state_publisher',
         executable='robot_state_publisher',
         name='robot_state_publisher',
         output='screen',
-        parameters=[{'robot_description': robot_description, 'use_sim_time': True}],
+        parameters=parameters('robot_state_publisher', [],
+                              {'robot_description': robot_description, 'use_sim_time': True},
+                              False),
     )
     spawn_robot = Node(
         package='ros_gz_sim',
@@ -122,16 +137,15 @@ def _launch_setup(context, *args, **kwargs):
         arguments=[EFFORT_CONTROLLER, '--controller-manager', CONTROLLER_MANAGER],
     )
 
-    ns_params = params_file_for_namespace(params_file, namespace)
-    reference_file = params_file_for_namespace(
-        LaunchConfiguration('reference_file').perform(context), namespace)
+    reference_file = LaunchConfiguration('reference_file').perform(context)
     plant_side = [
         Node(
             package=PACKAGE,
             executable='reference_publisher',
             name='reference_publisher',
             output='screen',
-            parameters=[ns_params, reference_file, {'use_sim_time': True}],
+            parameters=parameters('reference_publisher', [params_file, reference_file],
+                                  {'use_sim_time': True}),
             ros_arguments=ros_args,
         ),
         Node(
@@ -139,7 +153,8 @@ def _launch_setup(context, *args, **kwargs):
             executable='perception',
             name='perception',
             output='screen',
-            parameters=[ns_params, {'plant_file': plant_file, 'use_sim_time': True}],
+            parameters=parameters('perception', [params_file],
+                                  {'plant_file': plant_file, 'use_sim_time': True}),
             ros_arguments=ros_args,
         ),
     ]
@@ -173,6 +188,7 @@ def _launch_setup(context, *args, **kwargs):
             on_exit=[effort_controller_spawner])),
         GroupAction(plant_side),
         runtime,
+        RegisterEventHandler(OnShutdown(on_shutdown=[OpaqueFunction(function=folder.cleanup)])),
     ]
 
 

@@ -14,11 +14,12 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction, RegisterEventHandler
+from launch.event_handlers import OnShutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node, PushRosNamespace
 
-from residual_control.hil import params_file_for_namespace
+from residual_control.launch_params import ParamsFolder, node_params_files
 
 PACKAGE = 'residual_control'
 
@@ -29,10 +30,7 @@ def _truthy(value):
 
 def _launch_setup(context, *args, **kwargs):
     namespace = LaunchConfiguration('namespace').perform(context)
-    # Node-name keys (`base_controller:`) only match un-namespaced nodes:
-    # with a namespace the file is re-keyed to `/**/<node>` (temp copy).
-    params_file = params_file_for_namespace(
-        LaunchConfiguration('params_file').perform(context), namespace)
+    params_file = LaunchConfiguration('params_file').perform(context)
     model_path = LaunchConfiguration('model_path').perform(context)
     use_sim_time = _truthy(LaunchConfiguration('use_sim_time').perform(context))
     command_topic = LaunchConfiguration('command_topic').perform(context)
@@ -47,12 +45,23 @@ def _launch_setup(context, *args, **kwargs):
         policy_overrides['model_path'] = model_path
     ros_args = ['--log-level', log_level]
 
+    # Launch arguments win over every entry of the params file, with or
+    # without a namespace (an override passed as a dict would lose to a
+    # `residual_policy:` entry); generated files live in a private folder
+    # removed at shutdown. See residual_control/launch_params.py.
+    folder = ParamsFolder()
+    namespaced = bool(namespace.strip('/')
+                      or (context.launch_configurations.get('ros_namespace') or '').strip('/'))
+
+    def parameters(node, overrides):
+        return node_params_files([params_file], node, overrides, folder, namespaced)
+
     base_controller = Node(
         package=PACKAGE,
         executable='base_controller',
         name='base_controller',
         output='screen',
-        parameters=[params_file, common],
+        parameters=parameters('base_controller', common),
         remappings=[('joint_states', joint_states_topic)],
         ros_arguments=ros_args,
     )
@@ -61,7 +70,7 @@ def _launch_setup(context, *args, **kwargs):
         executable='residual_policy',
         name='residual_policy',
         output='screen',
-        parameters=[params_file, policy_overrides],
+        parameters=parameters('residual_policy', policy_overrides),
         remappings=[('joint_states', joint_states_topic)],
         ros_arguments=ros_args,
     )
@@ -70,14 +79,15 @@ def _launch_setup(context, *args, **kwargs):
         executable='residual_mixer',
         name='residual_mixer',
         output='screen',
-        parameters=[params_file, common],
+        parameters=parameters('residual_mixer', common),
         remappings=[('commands', command_topic)],
         ros_arguments=ros_args,
     )
     actions = [base_controller, residual_policy, residual_mixer]
     if namespace.strip('/'):
         actions.insert(0, PushRosNamespace(namespace))
-    return [GroupAction(actions)]
+    cleanup = RegisterEventHandler(OnShutdown(on_shutdown=[OpaqueFunction(function=folder.cleanup)]))
+    return [GroupAction(actions), cleanup]
 
 
 def generate_launch_description():

@@ -16,12 +16,13 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import (DeclareLaunchArgument, GroupAction, IncludeLaunchDescription,
-                            OpaqueFunction)
+                            OpaqueFunction, RegisterEventHandler)
+from launch.event_handlers import OnShutdown
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node, PushRosNamespace
 
-from residual_control.hil import params_file_for_namespace
+from residual_control.launch_params import ParamsFolder, node_params_files
 
 PACKAGE = 'residual_control'
 
@@ -34,9 +35,7 @@ def _launch_setup(context, *args, **kwargs):
     share = get_package_share_directory(PACKAGE)
     namespace = LaunchConfiguration('namespace').perform(context)
     params_file = LaunchConfiguration('params_file').perform(context)
-    sim_params = params_file_for_namespace(params_file, namespace)
-    reference_file = params_file_for_namespace(
-        LaunchConfiguration('reference_file').perform(context), namespace)
+    reference_file = LaunchConfiguration('reference_file').perform(context)
     plant_file = LaunchConfiguration('plant_file').perform(context)
     use_sim_time = _truthy(LaunchConfiguration('use_sim_time').perform(context))
     log_level = LaunchConfiguration('log_level').perform(context)
@@ -46,6 +45,16 @@ def _launch_setup(context, *args, **kwargs):
     if sim_mode == 'lockstep' and not use_sim_time:
         raise RuntimeError('sim_mode:=lockstep needs use_sim_time:=true (/clock from mujoco_sim)')
 
+    # Launch arguments win over every entry of the params files, with or
+    # without a namespace; generated files live in a private folder removed
+    # at shutdown. See residual_control/launch_params.py.
+    folder = ParamsFolder()
+    namespaced = bool(namespace.strip('/')
+                      or (context.launch_configurations.get('ros_namespace') or '').strip('/'))
+
+    def parameters(node, files, overrides):
+        return node_params_files(files, node, overrides, folder, namespaced)
+
     # mujoco_sim is the clock source: it keeps its own (steady) time and, with
     # use_sim_time, publishes /clock for every other node.
     mujoco_sim = Node(
@@ -53,8 +62,9 @@ def _launch_setup(context, *args, **kwargs):
         executable='mujoco_sim',
         name='mujoco_sim',
         output='screen',
-        parameters=[sim_params, {'plant_file': plant_file, 'mode': sim_mode,
-                                 'publish_clock': use_sim_time, 'use_sim_time': False}],
+        parameters=parameters('mujoco_sim', [params_file],
+                              {'plant_file': plant_file, 'mode': sim_mode,
+                               'publish_clock': use_sim_time, 'use_sim_time': False}),
         ros_arguments=ros_args,
     )
     reference_publisher = Node(
@@ -62,7 +72,8 @@ def _launch_setup(context, *args, **kwargs):
         executable='reference_publisher',
         name='reference_publisher',
         output='screen',
-        parameters=[sim_params, reference_file, {'use_sim_time': use_sim_time}],
+        parameters=parameters('reference_publisher', [params_file, reference_file],
+                              {'use_sim_time': use_sim_time}),
         ros_arguments=ros_args,
     )
     perception = Node(
@@ -70,7 +81,8 @@ def _launch_setup(context, *args, **kwargs):
         executable='perception',
         name='perception',
         output='screen',
-        parameters=[sim_params, {'plant_file': plant_file, 'use_sim_time': use_sim_time}],
+        parameters=parameters('perception', [params_file],
+                              {'plant_file': plant_file, 'use_sim_time': use_sim_time}),
         ros_arguments=ros_args,
     )
     sim_nodes = [mujoco_sim, reference_publisher, perception]
@@ -90,7 +102,8 @@ def _launch_setup(context, *args, **kwargs):
             'log_level': log_level,
         }.items(),
     )
-    return [GroupAction(sim_nodes), runtime]
+    cleanup = RegisterEventHandler(OnShutdown(on_shutdown=[OpaqueFunction(function=folder.cleanup)]))
+    return [GroupAction(sim_nodes), runtime, cleanup]
 
 
 def generate_launch_description():

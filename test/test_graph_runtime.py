@@ -49,7 +49,9 @@ def setup(tmp_path_factory):
     params = _load_params()
     mixer = params["residual_mixer"]["ros__parameters"]
     mixer.update(residual_timeout=RESIDUAL_TIMEOUT, observation_timeout=0.3, base_timeout=0.3,
-                 recovery_hold_time=0.3, recovery_ramp_time=0.6, diagnostics_period=0.2)
+                 recovery_hold_time=0.3, recovery_ramp_time=0.6, diagnostics_period=0.2,
+                 # the step fallback and stop are measured here; the decay and damp in test_mixer/test_safe_stop
+                 fallback_ramp_time=0.0, base_stale_behavior="stop")
     policy = params["residual_policy"]["ros__parameters"]
     policy["control_rate_hz"] = RATE_HZ
     policy["perception_timeout"] = 0.2

@@ -83,7 +83,8 @@ NODE_TOPICS = {
 }
 ALLOWED_IMPORTS = {"os", "yaml", "ament_index_python.packages", "launch", "launch.actions",
                    "launch.substitutions", "launch.launch_description_sources",
-                   "launch.event_handlers", "launch_ros.actions", "residual_control.hil"}
+                   "launch.event_handlers", "launch_ros.actions", "residual_control.hil",
+                   "residual_control.launch_params"}
 BRIDGE_DIRECTIONS = {"BIDIRECTIONAL", "GZ_TO_ROS", "ROS_TO_GZ"}
 BRIDGE_KEYS = {"ros_topic_name", "gz_topic_name", "ros_type_name", "gz_type_name", "direction"}
 
@@ -241,11 +242,12 @@ def test_launch_file_imports_only_known_modules(name):
             continue
         for mod in mods:
             assert mod in ALLOWED_IMPORTS, f"{name}: unexpected import {mod}"
-    import residual_control.hil as hil
+    import importlib
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module == "residual_control.hil":
+        if isinstance(node, ast.ImportFrom) and node.module.startswith("residual_control."):
+            module = importlib.import_module(node.module)
             for alias in node.names:
-                assert hasattr(hil, alias.name), f"{name}: residual_control.hil.{alias.name} missing"
+                assert hasattr(module, alias.name), f"{name}: {node.module}.{alias.name} missing"
 
 
 @pytest.mark.parametrize("name", LAUNCH_FILES)

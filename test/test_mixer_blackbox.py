@@ -54,7 +54,8 @@ def mixer(tmp_path_factory):
         "joints": JOINTS, "residual_limit": EPS, "residual_limit_max": [4.0, 2.0, 1.0], "residual_gain": 1.0,
         "command_min": CMIN, "command_max": CMAX, "residual_timeout": TIMEOUT, "observation_timeout": 0.5,
         "base_timeout": 0.5, "recovery_hold_time": HOLD, "recovery_ramp_time": RAMP,
-        "base_stale_behavior": "stop", "diagnostics_period": 0.5}}}
+        "base_stale_behavior": "stop", "diagnostics_period": 0.5, "fallback_ramp_time": 0.0,
+        "damp_kd": [1.0, 1.0, 1.0], "damp_gravity": False}}}
     params_file = tmp / "mine.yaml"
     params_file.write_text(yaml.safe_dump(params))
     log = open(tmp / "mixer.log", "wb")

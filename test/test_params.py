@@ -125,7 +125,8 @@ def test_mixer_config_from_params_file():
     for key in ("residual_gain", "residual_timeout", "observation_timeout", "base_timeout"):
         assert getattr(cfg, key) == raw[key]
     assert np.all(cfg.residual_limit <= cfg.residual_limit_max)
-    assert (cfg.recovery_hold_time, cfg.recovery_ramp_time, cfg.base_stale_behavior) == (0.5, 1.0, "stop")
+    assert (cfg.recovery_hold_time, cfg.recovery_ramp_time, cfg.base_stale_behavior) == (0.5, 1.0, "damp")
+    assert cfg.fallback_ramp_time == raw["fallback_ramp_time"] and cfg.damp_kd.tolist() == raw["damp_kd"]
     # and it mixes: FALLBACK at start
     out = Mixer(cfg).step(cfg.joints, [70.0, 0.0], 0.0, 0.0)
     assert out.mode is Mode.FALLBACK
@@ -214,5 +215,5 @@ def test_doc_text():
     assert spec.doc == "Gain g on the clamped residual (range 0 to 1)"
     ro = spec_map(MIXER_PARAMS)["residual_limit_max"]
     assert ro.doc.endswith("[N m] (range 0 to inf) (read-only)")
-    assert "(one of: stop, zero, hold)" in spec_map(MIXER_PARAMS)["base_stale_behavior"].doc
+    assert "(one of: damp, stop, zero, hold)" in spec_map(MIXER_PARAMS)["base_stale_behavior"].doc
     assert math.isfinite(spec_map(BASE_PARAMS)["derivative_filter_hz"].max)

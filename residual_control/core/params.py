@@ -147,9 +147,20 @@ MIXER_PARAMS: tuple[ParamSpec, ...] = (
               "Continuous healthy time before the residual ramps back in", "s", min=0.0, max=60.0),
     ParamSpec("recovery_ramp_time", DOUBLE, 1.0,
               "Time over which the gain ramps from 0 to residual_gain", "s", min=0.0, max=60.0),
-    ParamSpec("base_stale_behavior", STRING, "stop",
-              "What to command when the base action is stale or invalid",
-              choices=("stop", "zero", "hold")),
+    ParamSpec("base_stale_behavior", STRING, "damp",
+              "What to command when the base action is stale or invalid: damp (blend from the last command to "
+              "-damp_kd qd + gravity(q) of the latest joint state; for sinks that hold the last command, e.g. "
+              "forward_command_controller), stop (publish nothing: only for sinks with a command timeout), "
+              "zero (clip(0)), hold (the last command)",
+              choices=("damp", "stop", "zero", "hold")),
+    ParamSpec("fallback_ramp_time", DOUBLE, 0.1,
+              "Bumpless fallback: the applied residual decays from its last valid value to zero over this time "
+              "(0: at once); damp blends from the last command over it too", "s", min=0.0, max=1.0),
+    ParamSpec("damp_kd", DOUBLE_ARRAY, [6.0, 4.0],
+              "Damping gain per joint of base_stale_behavior damp (reads joint_states)", "N m s/rad", min=0.0),
+    ParamSpec("damp_gravity", BOOL, True,
+              "damp compensates gravity with the nominal model model.* (the pd_gravity base controller's); "
+              "false: damping alone", read_only=True),
     ParamSpec("diagnostics_period", DOUBLE, 0.5, "Period of /diagnostics publication", "s",
               min=0.01, max=60.0, read_only=True),
 )
@@ -199,6 +210,10 @@ POLICY_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("diagnostics_period", DOUBLE, 0.5, "Period of /diagnostics publication", "s",
               min=0.01, max=60.0, read_only=True),
 )
+
+
+#: The mixer's damp safe stop compensates gravity with the same nominal model as pd_gravity.
+MIXER_PARAMS = MIXER_PARAMS + tuple(s for s in BASE_PARAMS if s.name.startswith("model."))
 
 
 def spec_map(specs: Sequence[ParamSpec]) -> dict[str, ParamSpec]:

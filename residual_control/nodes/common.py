@@ -354,6 +354,7 @@ class MixerIO:
         self._cmd = Float64MultiArray()
         self._cmd.layout.dim = [MultiArrayDimension(label="joints", size=len(cfg.joints), stride=len(cfg.joints))]
         self._applied = JointState(name=list(cfg.joints))
+        self.state_driven = False  # the node feeds joint_states to on_state
 
     def emit(self, out: MixOutput, stamp: TimeMsg | None) -> None:
         """Publish one mixer output; ``stamp`` is the base action's (None: now, from the watchdog)."""
@@ -377,10 +378,32 @@ class MixerIO:
         self._applied_pub.publish(self._applied)
 
     def watchdog(self) -> None:
-        """Timer callback: the safe output when no base action came within base_timeout."""
-        out = self.mixer.check_base(now_sec(self.node))
+        """Timer callback: the safe output when no base action came within base_timeout.
+
+        With ``damp`` and fresh joint states, :meth:`on_state` publishes the safe stop at the
+        joint states' rate instead.
+        """
+        now = now_sec(self.node)
+        m = self.mixer
+        if self.state_driven and m.mode == Mode.BASE_FAULT and m.config.base_stale_behavior == "damp":
+            age = m.state_age(now)
+            if age is not None and age <= m.config.base_timeout:
+                return
+        out = m.check_base(now)
         if out is not None:
             self.emit(out, None)
+
+    def on_state(self, msg: JointState) -> None:
+        """joint_states callback of the mixer node: the state damp uses; the safe output while the base is stale."""
+        self.state_driven = True
+        m = self.mixer
+        now = now_sec(self.node)
+        error = m.update_state(msg.name, msg.position, msg.velocity, now)
+        if error:
+            self.node.get_logger().warning(f"rejected joint_states: {error}", throttle_duration_sec=1.0)
+        out = m.check_base(now)
+        if out is not None:
+            self.emit(out, msg.header.stamp)
 
     def publish_mode(self) -> None:
         self._mode_pub.publish(String(data=f"{self.mixer.mode.value}: {self.mixer.reason}"))
@@ -403,6 +426,9 @@ class MixerIO:
             "last_rejection": m.stats.last_rejection or "none",
             "residual_limit": cfg.residual_limit.tolist(),
             "residual_gain": cfg.residual_gain,
+            "base_stale_behavior": cfg.base_stale_behavior,
+            "fallback_ramp_time": cfg.fallback_ramp_time,
+            "joint_state_age_s": "none" if m.state_age(now) is None else m.state_age(now),
         })
 
 

@@ -41,7 +41,7 @@ from sensor_msgs.msg import JointState
 
 from ..core.base_controllers import make_base_controller
 from ..core.errors import ConfigError, ObservationError
-from ..core.mixer import Mixer, MixerConfig
+from ..core.mixer import mixer_from_params
 from ..core.params import BASE_PARAMS, MIXER_PARAMS, POLICY_PARAMS, ParamSpec, spec_map
 from .common import ERROR, OK, Diagnostics, MixerIO, PolicyHost, declare_specs, mixer_changes, now_sec, \
     read_state, result, run_node, stamp_to_sec, validate_changes
@@ -90,7 +90,7 @@ class ResidualControllerNode(PolicyHost, Node):
         self._values = v
         self.joints = tuple(v["joints"])
         self.controller = make_base_controller(v)
-        self.mixer = Mixer(MixerConfig.from_params(v))
+        self.mixer = mixer_from_params(v)
         self.stats = {"base_actions": 0, "residuals": 0, "skipped": 0, "model_errors": 0, "rejected_inputs": 0}
         self.io = MixerIO(self, self.mixer, f"{NODE_NAME}: mode")
         self._policy_diag = Diagnostics(self, f"{NODE_NAME}: policy", hardware_id=self.get_fully_qualified_name())
@@ -117,13 +117,14 @@ class ResidualControllerNode(PolicyHost, Node):
             self._q_ref, self._qd_ref = q.copy(), np.zeros(len(self.joints))
             self.get_logger().info("no reference yet: holding the first measured position")
         stamp = stamp_to_sec(msg.header.stamp)
+        now = now_sec(self)
+        self.mixer.update_state(self.joints, q, qd, now)  # for damp, should the joint states stop
         try:
             a_base = self.controller.compute(q, qd, self._q_ref, self._qd_ref, stamp)
         except ObservationError as exc:
             self._reject(str(exc))
             return
         self.stats["base_actions"] += 1
-        now = now_sec(self)
         self._update_residual(q, qd, a_base, stamp, now)
         out = self.mixer.step(self.joints, a_base, stamp, now)
         self.io.emit(out, msg.header.stamp)

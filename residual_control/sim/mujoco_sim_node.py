@@ -18,7 +18,10 @@ actuator_latency, sensor_noise_std) start from ``plant_file`` (empty = nominal) 
 are overridden by parameters given explicitly; they can be changed live with
 ``ros2 param set /mujoco_sim payload_mass 1.0`` (validated, applied without a reset).
 
-The command age is measured in simulation time: after ``command_timeout`` s
+What the actuator does when commands stop is the ``sink`` parameter: ``hold``
+(default) applies the last command forever, as ros2_control's
+forward_command_controller does (it has no command timeout); ``timeout`` models
+a sink with a command timeout: after ``command_timeout`` s of simulation time
 without a command the plant gets zero torque (throttled warning).
 """
 from __future__ import annotations
@@ -67,6 +70,7 @@ PLANT_PARAM_SPECS = {
     "sensor_noise_std": ("std of Gaussian noise on measured positions (rad)", 0.0, 0.1),
 }
 MODES = ("realtime", "lockstep")
+SINKS = ("hold", "timeout")  # what the actuator does when commands stop
 MAX_CATCHUP_PERIODS = 5
 
 
@@ -124,6 +128,10 @@ class MujocoSimNode(Node):
         self.declare_parameter("command_timeout", 0.1,
                                _float_desc("simulated seconds without a command before zero torque",
                                            0.001, 60.0))
+        self.declare_parameter("sink", "hold",
+                               _desc("what the actuator does when commands stop: hold = the last command "
+                                     "forever (forward_command_controller), timeout = zero torque after "
+                                     "command_timeout; live-settable"))
         self.declare_parameter("lockstep_wait", 0.5,
                                _float_desc("lockstep: wall seconds to wait for a command before "
                                            "stepping anyway", 0.0, 60.0))
@@ -151,6 +159,7 @@ class MujocoSimNode(Node):
             )
         self.publish_clock = bool(self.get_parameter("publish_clock").value)
         self._command_timeout = float(self.get_parameter("command_timeout").value)
+        self.sink = _sink(self.get_parameter("sink").value)
         self._lockstep_wait = float(self.get_parameter("lockstep_wait").value)
         self._real_time_factor = float(self.get_parameter("real_time_factor").value)
 
@@ -212,6 +221,10 @@ class MujocoSimNode(Node):
         self._new_command = True
 
     def _on_set_parameters(self, params) -> SetParametersResult:
+        for p in params:
+            if p.name == "sink" and p.value not in SINKS:
+                return SetParametersResult(successful=False,
+                                           reason=f"sink: expected one of {list(SINKS)}, found {p.value!r}")
         changes = {}
         for p in params:
             if p.name in PLANT_PARAM_SPECS:
@@ -226,6 +239,8 @@ class MujocoSimNode(Node):
         for p in params:
             if p.name == "command_timeout":
                 self._command_timeout = float(p.value)
+            elif p.name == "sink":
+                self.sink = p.value
             elif p.name == "lockstep_wait":
                 self._lockstep_wait = float(p.value)
             elif p.name == "real_time_factor":
@@ -250,6 +265,8 @@ class MujocoSimNode(Node):
 
     # ------------------------------------------------------------- stepping
     def current_command(self) -> np.ndarray:
+        if self.sink == "hold":  # zeros before the first command
+            return self._command
         age = self.plant.time - self._command_time
         if age > self._command_timeout + 1e-9:
             what = "since the last command" if self._have_command else "without any command"
@@ -316,6 +333,12 @@ class MujocoSimNode(Node):
                 while (remaining := target - time.monotonic()) > 0.0:
                     executor.spin_once(timeout_sec=remaining)
             self.step_control_period()
+
+
+def _sink(value) -> str:
+    if value not in SINKS:
+        raise ValueError(f"sink: expected one of {list(SINKS)}, found {value!r}")
+    return value
 
 
 def _spin(node: "MujocoSimNode", executor) -> None:

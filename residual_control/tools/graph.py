@@ -44,26 +44,26 @@ class NodeSpec:
     log_level: str = "info"  # what a robot runs with: exercises every log call site
 
     def command(self, overlay_dir: str | os.PathLike | None = None) -> list[str]:
-        """The command line. ``params`` go into an overlay params file in ``overlay_dir``.
+        """The command line. Generated params files go into ``overlay_dir`` (required then).
 
-        A plain ``-p name:=value`` is a wildcard override, and node-specific
-        entries of a params file win over it; the overlay is keyed
-        ``/**/<node name>`` and passed last, so it wins over every file.
+        ``params`` win over every entry of ``params_files``, and with a
+        namespace the files' node-name keys are re-keyed to match: see
+        :func:`residual_control.launch_params.node_params_files`, which the
+        launch files use too.
         """
+        from ..launch_params import node_params_files
+
         if self.executable not in MODULES:
             raise ValueError(f"executable: expected one of {sorted(MODULES)}, found {self.executable!r}")
         cmd = [sys.executable, "-m", MODULES[self.executable], "--ros-args", "--log-level", self.log_level]
-        for f in self.params_files:
+        node = self.name or self.executable
+        namespaced = bool(self.namespace.strip("/"))
+        if overlay_dir is None and (self.params or namespaced):
+            raise ValueError(f"{node}: expected a folder for the generated params files, found none")
+        files = node_params_files([str(f) for f in self.params_files], node, dict(self.params),
+                                  overlay_dir if overlay_dir is not None else "", namespaced)
+        for f in files:
             cmd += ["--params-file", str(f)]
-        if self.params:
-            import yaml
-
-            node = self.name or self.executable
-            folder = Path(overlay_dir) if overlay_dir is not None else Path(tempfile.gettempdir())
-            fd, overlay = tempfile.mkstemp(prefix=f"{node}_", suffix=".params.yaml", dir=folder)
-            with os.fdopen(fd, "w") as f:
-                yaml.safe_dump({f"/**/{node}": {"ros__parameters": dict(self.params)}}, f)
-            cmd += ["--params-file", overlay]
         for src, dst in self.remaps.items():
             cmd += ["-r", f"{src}:={dst}"]
         if self.namespace:
@@ -174,12 +174,12 @@ class Graph:
 
 def runtime_specs(params_file: str, namespace: str = "", model_path: str = "", use_sim_time: bool = False,
                   remaps: Mapping[str, str] | None = None, log_level: str = "info") -> list[NodeSpec]:
-    """The three runtime nodes, as launch/residual_control.launch.py starts them."""
-    common = {"use_sim_time": use_sim_time}
-    if namespace:
-        from ..hil import params_file_for_namespace
+    """The three runtime nodes, as launch/residual_control.launch.py starts them.
 
-        params_file = params_file_for_namespace(params_file, namespace)
+    The arguments win over the params file's entries, with or without a
+    namespace (the files this takes are written in the graph's log folder).
+    """
+    common = {"use_sim_time": use_sim_time}
     specs = []
     for exe in RUNTIME:
         params = dict(common)

@@ -1,0 +1,150 @@
+"""How the launch files and ``residual-control up`` hand parameters to a node.
+
+Pure Python (PyYAML only): no rclpy or launch import, so the tests call it
+on machines without launch_ros.
+
+ROS 2 merges every ``--params-file`` of a process into one list of node
+entries, in the order each entry's key first appears, and rclpy applies the
+entries that match the node in that order: the last match wins. An override
+passed the usual way (launch_ros turns a dict into ``/**: {...}``, ``-p``
+lands under ``/**``) joins the user's own ``/**`` entry, which comes before
+the user's ``residual_policy:`` entry, so the user's file silently wins
+over the launch argument. :func:`node_params_files` instead writes the
+overrides under a key that matches the node in any namespace and that no
+earlier file uses (``/**/<node>``, or ``/**/**/<node>`` ... when taken), so
+it is a new, last entry: a launch argument always reaches the node.
+
+With a namespace, node-name keys of the user's files (``base_controller:``)
+would not match ``/<ns>/base_controller``; such files are re-keyed into a
+copy (``/**/base_controller``, in place, so their order still counts).
+
+Generated files go into a folder the caller owns: :class:`ParamsFolder`
+(a private temporary folder removed by ``cleanup()`` and at interpreter
+exit) for the launch files, the graph's log folder for ``residual-control
+up``; nothing is left in the temporary folder.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from typing import Any, Iterable, Mapping, Sequence
+
+__all__ = ["ParamsFolder", "node_keys", "node_params_files", "override_key", "scope_to_any_namespace"]
+
+
+def _load(path: str) -> dict:
+    import yaml
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"params file: expected an existing file, found '{path}'")
+    with open(path, "r", encoding="utf-8") as stream:
+        data = yaml.safe_load(stream)
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ValueError(f"params file {path}: expected a mapping of node names, found {type(data).__name__}")
+    return dict(data)
+
+
+def node_keys(params: Mapping[str, Any], prefix: str = "") -> set:
+    """The node names of a loaded params file, as ROS 2 forms them (nested keys joined by '/')."""
+    out = set()
+    for key, value in params.items():
+        if not isinstance(value, Mapping) or key == "ros__parameters":
+            continue
+        name = f"{prefix}/{key}" if prefix else str(key)
+        if "ros__parameters" in value:
+            out.add(name)
+        out |= node_keys(value, name)
+    return out
+
+
+def override_key(node_name: str, taken: Iterable[str]) -> str:
+    """A key matching ``node_name`` in any namespace that is not in ``taken``."""
+    taken = set(taken)
+    key = f"/**/{node_name.strip('/')}"
+    while key in taken:
+        key = "/**" + key
+    return key
+
+
+class ParamsFolder:
+    """A private temporary folder for generated params files; ``cleanup()`` removes it (idempotent)."""
+
+    def __init__(self, prefix: str = "residual_control_params_") -> None:
+        self.path = tempfile.mkdtemp(prefix=prefix)
+        atexit.register(self.cleanup)
+
+    def cleanup(self, *_args, **_kwargs) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def __str__(self) -> str:
+        return self.path
+
+    def __fspath__(self) -> str:
+        return self.path
+
+
+def scope_to_any_namespace(params: Mapping[str, Any]) -> dict:
+    """``params`` with each relative top-level key ``k`` re-keyed to match ``/<any namespace>/k``.
+
+    The new key is ``/**/k`` (``/**/**/k`` ... when the file already uses it),
+    so entries keep their order and none merges into another; absolute keys
+    (``/**``, ``/arm/node``) are kept.
+    """
+    taken = {str(k) for k in params}
+    out = {}
+    for key, value in params.items():
+        key = str(key)
+        if not key.startswith("/"):
+            key = override_key(key, taken)
+            taken.add(key)
+        out[key] = value
+    return out
+
+
+def _write(folder: str | os.PathLike, stem: str, data: Mapping[str, Any]) -> str:
+    import yaml
+
+    fd, path = tempfile.mkstemp(prefix=f"{stem}_", suffix=".yaml", dir=os.fspath(folder))
+    with os.fdopen(fd, "w", encoding="utf-8") as stream:
+        yaml.safe_dump(dict(data), stream, sort_keys=False)
+    return path
+
+
+def node_params_files(params_files: Sequence[str | os.PathLike], node_name: str,
+                      overrides: Mapping[str, Any] | None, folder: str | os.PathLike,
+                      namespaced: bool) -> list:
+    """The ``--params-file`` paths, in order, that give ``node_name`` its parameters.
+
+    ``params_files`` are the user's files (the later wins, as in ROS 2);
+    ``overrides`` (launch arguments) win over all of them, whatever keys they
+    use. ``namespaced``: the node runs in a namespace other than ``/``, so
+    node-name keys are re-keyed to ``/**/<node>`` in a copy. New files are
+    written in ``folder``; the user's files are passed as they are otherwise.
+    """
+    out: list = []
+    taken: set = set()
+    for path in params_files:
+        path = os.fspath(path)
+        try:
+            params = _load(path)
+        except Exception:
+            if namespaced:
+                raise
+            # The node reports a missing or malformed file itself; pass it on as given.
+            out.append(path)
+            continue
+        if namespaced and any(not str(k).startswith("/") for k in params):
+            params = scope_to_any_namespace(params)
+            stem = os.path.splitext(os.path.basename(path))[0]
+            out.append(_write(folder, f"{stem}_ns", params))
+        else:
+            out.append(path)
+        taken |= node_keys(params)
+    if overrides:
+        key = override_key(node_name, taken)
+        out.append(_write(folder, f"{node_name.strip('/')}_overrides", {key: {"ros__parameters": dict(overrides)}}))
+    return out
