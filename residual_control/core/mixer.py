@@ -218,6 +218,13 @@ def gravity_model(params: Mapping[str, object], n_joints: int) -> Gravity:
     return model.gravity_torque
 
 
+def mixer_from_params(params: Mapping[str, object]) -> "Mixer":
+    """A Mixer from node parameters: MixerConfig fields, ``damp_gravity`` and the ``model.*`` of pd_gravity."""
+    cfg = MixerConfig.from_params(params)
+    gravity = gravity_model(params, len(cfg.joints)) if params.get("damp_gravity", False) else None
+    return Mixer(cfg, gravity)
+
+
 class Mixer:
     """Sums, clamps and falls back. Not thread-safe: call from one thread.
 
@@ -570,4 +577,4 @@ def residual_bound_ok(command: np.ndarray, base: np.ndarray, config: MixerConfig
 
 
 __all__ = ["Mixer", "MixerConfig", "MixOutput", "MixerStats", "Mode", "residual_bound_ok",
-           "BASE_STALE_BEHAVIORS", "FALLBACK_RAMP_TIME_MAX", "gravity_model"]
+           "BASE_STALE_BEHAVIORS", "FALLBACK_RAMP_TIME_MAX", "gravity_model", "mixer_from_params"]

@@ -1,8 +1,10 @@
 """residual_mixer node: a = clip(a_base + g * clip(da, -eps, eps)), with fallback to a_base.
 
 Subscribes ``base_action`` and ``residual_action`` (sensor_msgs/JointState,
-effort field, matched by joint name); publishes ``commands``
-(std_msgs/Float64MultiArray ordered by ``joints``) once per base action,
+effort field, matched by joint name) and ``joint_states`` (position and
+velocity, for ``base_stale_behavior: damp``); publishes ``commands``
+(std_msgs/Float64MultiArray ordered by ``joints``) once per base action (and,
+while the base action is stale with ``damp``, once per joint state),
 ``~/applied_residual`` (sensor_msgs/JointState, effort = a - a_base before the
 command clip, stamped with the base action's stamp), a latched ``~/mode``
 (std_msgs/String, ``<mode>: <reason>``) on every transition, and
@@ -14,7 +16,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
 from ..core.errors import ConfigError
-from ..core.mixer import Mixer, MixerConfig
+from ..core.mixer import mixer_from_params
 from ..core.params import MIXER_PARAMS, spec_map
 from .common import MixerIO, declare_specs, mixer_changes, now_sec, result, run_node, stamp_to_sec, \
     validate_changes
@@ -26,20 +28,23 @@ class ResidualMixerNode(Node):
         super().__init__("residual_mixer", **kwargs)
         self._specs = spec_map(MIXER_PARAMS)
         values = declare_specs(self, MIXER_PARAMS)
-        self.mixer = Mixer(MixerConfig.from_params(values))
+        self.mixer = mixer_from_params(values)
         self._diag_period = float(values["diagnostics_period"])
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self.io = MixerIO(self, self.mixer, "residual_mixer: mode")
         self.create_subscription(JointState, "base_action", self._on_base, CONTROL_QOS)
         self.create_subscription(JointState, "residual_action", self._on_residual, CONTROL_QOS)
+        self.create_subscription(JointState, "joint_states", self.io.on_state, CONTROL_QOS)
         cfg = self.mixer.config
         self._watchdog = self.create_timer(max(cfg.base_timeout / 2.0, 0.002), self.io.watchdog)
         self._diag_timer = self.create_timer(self._diag_period, self.io.publish_diagnostics)
         self.io.publish_mode()
         self.get_logger().info(
             f"mixing {list(cfg.joints)}: residual_limit {cfg.residual_limit.tolist()}, "
-            f"gain {cfg.residual_gain:g}, base_stale_behavior {cfg.base_stale_behavior}")
+            f"gain {cfg.residual_gain:g}, base_stale_behavior {cfg.base_stale_behavior} (damp_kd "
+            f"{cfg.damp_kd.tolist()}, gravity {'model' if self.mixer.has_gravity else 'none'}), "
+            f"fallback_ramp_time {cfg.fallback_ramp_time:g} s")
 
     # ------------------------------------------------------------------ callbacks
     def _on_residual(self, msg: JointState) -> None:
