@@ -34,8 +34,11 @@ def _cmd_up(args) -> int:
     params = args.params_file or str(default_params_file())
     remaps = {"commands": args.command_topic} if args.command_topic != "commands" else {}
     specs = runtime_specs(params, args.namespace, args.model_path, args.use_sim_time, remaps, args.log_level)
+    # SIGINT and SIGTERM, once or repeatedly, only ask the graph to stop: the processes are
+    # stopped (SIGINT, then SIGTERM, then SIGKILL, each by its pid) whatever arrives meanwhile.
     stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.append(True))
     with Graph(specs, log_dir=args.log_dir) as graph:
         for label, proc in graph.processes.items():
             print(f"started {label} (pid {proc.pid}), log {proc.log_path}", flush=True)
@@ -43,8 +46,6 @@ def _cmd_up(args) -> int:
             while not stop:
                 time.sleep(0.2)
                 graph.check_alive()
-        except KeyboardInterrupt:
-            pass
         except RuntimeError as exc:
             print(exc, file=sys.stderr)
             return 1

@@ -174,7 +174,7 @@ def test_validate_accepts_and_normalises(spec, value, expected):
     (D, float("inf"), ["expected finite values", "found inf"]),
     (I, -1, ["expected values >= 0", "found -1"]),
     (A, 5.0, ["expected a list of numbers", "found 5.0"]),
-    (A, "1,2", ["expected a list of numbers", "found ["]),  # shown split into characters
+    (A, "1,2", ["expected a list of numbers", "found '1,2'"]),  # the string, not its characters
     (A, [1.0, "2"], ["expected a list of numbers", "found [1.0, '2']"]),
     (A, [1.0, True], ["expected a list of numbers", "found [1.0, True]"]),
     (A, [1.0, -2.0], ["expected values >= 0.0", "found -2.0"]),

@@ -22,6 +22,15 @@ class PolicyOutputError(ResidualControlError):
 
 
 def describe(value) -> str:
-    """Short, bounded text of a value for error messages."""
+    """Short, bounded text of a value for error messages.
+
+    A string is quoted as a whole (never spelled out as a list of its
+    characters); arrays (``array.array`` from rclpy, numpy) read as lists.
+    """
+    if not isinstance(value, (str, bytes)) and callable(getattr(value, "tolist", None)):
+        try:
+            value = value.tolist()
+        except (TypeError, ValueError):
+            pass
     text = repr(value)
     return text if len(text) <= 120 else text[:117] + "..."

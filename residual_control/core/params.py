@@ -9,6 +9,7 @@ classes, e.g. :class:`residual_control.core.mixer.MixerConfig`.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -35,6 +36,26 @@ class ParamSpec:
     max: float | None = None
     read_only: bool = False
     choices: Sequence[str] | None = None
+    #: (regular expression, what it means) a string must match in full, e.g. a SHA-256 hex digest.
+    pattern: tuple[str, str] | None = None
+
+    def coerce(self, value: Any) -> Any:
+        """The value in the type the descriptor announces, where that loses nothing.
+
+        ``ros2 param set ... "[8, 4]"`` and YAML ``[8, 4]`` give integers; a
+        double or double-array parameter stores doubles. Anything else is
+        returned unchanged, for :meth:`validate` to accept or refuse.
+        """
+        if self.kind == DOUBLE and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if self.kind == DOUBLE_ARRAY and not isinstance(value, (str, bytes)):
+            try:
+                items = list(value)
+            except TypeError:
+                return value
+            if items and all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+                return [float(v) for v in items]
+        return value
 
     def validate(self, value: Any) -> Any:
         """Return the value normalised to the spec's type, or raise ConfigError."""
@@ -46,7 +67,9 @@ class ParamSpec:
             self._check_range(where, [value])
             return value
         if self.kind == DOUBLE_ARRAY:
-            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            if isinstance(value, (str, bytes)):
+                raise ConfigError(f"{where}: expected a list of numbers, found {describe(value)}")
+            if not isinstance(value, Sequence):
                 try:
                     value = list(value)
                 except TypeError:
@@ -65,6 +88,8 @@ class ParamSpec:
                 raise ConfigError(f"{where}: expected a string, found {describe(value)}")
             if self.choices is not None and value not in self.choices:
                 raise ConfigError(f"{where}: expected one of {list(self.choices)}, found {value!r}")
+            if self.pattern is not None and not re.fullmatch(self.pattern[0], value):
+                raise ConfigError(f"{where}: expected {self.pattern[1]}, found {describe(value)}")
             return value
         if self.kind == STRING_ARRAY:
             if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) \
@@ -194,7 +219,8 @@ POLICY_PARAMS: tuple[ParamSpec, ...] = (
     JOINTS,
     ParamSpec("model_path", STRING, "",
               "ONNX residual model; empty selects models/residual_bc.onnx of the package"),
-    ParamSpec("model_sha256", STRING, "", "Optional SHA-256 pin: refuse a model whose hash differs"),
+    ParamSpec("model_sha256", STRING, "", "Optional SHA-256 pin: refuse a model whose hash differs",
+              pattern=(r"([0-9a-fA-F]{64})?", "empty or 64 hexadecimal digits (a SHA-256)")),
     ParamSpec("control_rate_hz", DOUBLE, 100.0, "Control rate the model must have been trained for", "Hz",
               min=1.0, max=10000.0, read_only=True),
     ParamSpec("residual_limit", DOUBLE_ARRAY, [20.0, 8.0],

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import time
@@ -49,17 +50,50 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
     return d
 
 
+def _coerce_to_specs(specs: Mapping[str, ParamSpec], params: list[Parameter]) -> list[Parameter]:
+    """Pre-set callback: integers set on a double (array) parameter become doubles before they are stored."""
+    out = []
+    for p in params:
+        spec = specs.get(p.name)
+        if spec is not None and p.type_ in (Parameter.Type.INTEGER, Parameter.Type.INTEGER_ARRAY):
+            value = spec.coerce(p.value)
+            if value is not p.value:
+                p = Parameter(p.name, value=value)
+        out.append(p)
+    return out
+
+
 def declare_specs(node: Node, specs: Sequence[ParamSpec]) -> dict[str, object]:
-    """Declare every spec on the node and return the validated values (raises ConfigError)."""
+    """Declare every spec on the node and return the validated values (raises ConfigError).
+
+    Double and double-array parameters are stored as doubles, also when a
+    params file or ``ros2 param set`` gives integers (``[8, 4]``): the
+    override is converted before it is declared, and a pre-set callback
+    converts later sets (rclpy >= Jazzy; without it the value is still
+    validated and used as doubles, only stored as given).
+    """
+    registry = getattr(node, "_residual_control_specs", None)
+    if registry is None:
+        registry = {}
+        node._residual_control_specs = registry
+        if hasattr(node, "add_pre_set_parameters_callback"):
+            node.add_pre_set_parameters_callback(lambda params: _coerce_to_specs(registry, params))
+    registry.update({s.name: s for s in specs})
+    overrides = getattr(node, "_parameter_overrides", None)
     values = {}
     for spec in specs:
         d = descriptor(spec)
         try:
-            node.declare_parameter(spec.name, spec.default, d)
+            if overrides is None:
+                node.declare_parameter(spec.name, spec.default, d)
+            else:
+                override = overrides.get(spec.name)
+                value = spec.default if override is None else spec.coerce(override.value)
+                node.declare_parameter(spec.name, value, d, ignore_override=True)
         except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
             # rclpy checks the descriptor's range/type first (an out-of-range or NaN
             # value in a params file): report it like every other bad value.
-            override = getattr(node, "_parameter_overrides", {}).get(spec.name)
+            override = (overrides or {}).get(spec.name)
             found = describe(override.value) if override is not None else "an invalid value"
             expected = d.additional_constraints or spec.kind
             raise ConfigError(f"parameter '{spec.name}': expected {expected}, found {found} ({exc})") from None
@@ -164,10 +198,44 @@ class LoadedPolicy:
             return None, ERROR, f"inference failed: {type(exc).__name__}: {exc}", True
 
 
+#: Above this size a model's SHA-256 pin is checked off the control path only (hashing blocks the executor).
+SYNC_HASH_LIMIT_BYTES = 16 << 20
+
+
+def model_file_problem(path: str, sha256: str) -> str:
+    """What makes ``path`` unusable as a model, as far as it is checked at once; '' if nothing.
+
+    A missing or unreadable file, and a ``sha256`` pin the file does not
+    match (files up to SYNC_HASH_LIMIT_BYTES; the pin's format is checked by
+    its ParamSpec). Loading the model (onnxruntime, metadata, contract) is
+    left to the worker thread.
+    """
+    from ..core.policy import sha256_of
+
+    if not path or not os.path.isfile(path):
+        return f"model_path: expected an ONNX file, found no file at {path!r}"
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+        size = os.path.getsize(path)
+    except OSError as exc:
+        return f"model_path: expected a readable file, found {path!r} ({exc.strerror or exc})"
+    if sha256 and size <= SYNC_HASH_LIMIT_BYTES:
+        try:
+            digest = sha256_of(path)
+        except OSError as exc:
+            return f"model_path: expected a readable file, found {path!r} ({exc.strerror or exc})"
+        if digest.lower() != sha256.strip().lower():
+            return f"model_sha256: expected {sha256.strip().lower()}, found {digest} for {path}"
+    return ""
+
+
 class ModelSwap:
     """Live replacement of a node's model via its ``model_path``/``model_sha256`` parameters.
 
-    The new model is loaded and validated in a worker thread, off the control
+    What can be checked at once (file missing or unreadable, the SHA-256 pin;
+    :func:`model_file_problem`) refuses the parameter set itself. The new
+    model is then loaded and validated in a worker thread, off the control
     path; ``on_loaded(loaded)`` swaps it in when valid, otherwise the
     parameters are set back and the old model keeps running.
     """
@@ -189,6 +257,10 @@ class ModelSwap:
             return "a model is being loaded; try again when it has switched or failed"
         path = changes.get("model_path", self.params[0])
         sha = changes.get("model_sha256", self.params[1])
+        problem = model_file_problem(path or self._default(), sha)
+        if problem:
+            self._node.get_logger().warning(f"model update refused, keeping {self._current().path}: {problem}")
+            return f"model update refused: {problem}"
         self.loading = True
         threading.Thread(target=self._load, args=(path, sha), daemon=True).start()
         return ""
@@ -465,32 +537,83 @@ def make_executor(kind: str | None = None):
     raise ConfigError(f"{EXECUTOR_ENV}: expected one of {list(EXECUTORS)}, found {kind!r}")
 
 
+class _StopSignals:
+    """SIGINT/SIGTERM handling of a node process: note the request, never raise.
+
+    Installed before ``rclpy.init``, so rclpy's own handlers (which shut the
+    context down and wake the executor) chain to them; once the node shuts
+    down, both signals are ignored (SIG_IGN, which Python keeps through
+    interpreter teardown, where it would reset a Python handler to the
+    default action). A second SIGINT or SIGTERM during shutdown (``ros2
+    launch`` repeats SIGINT when its stdin is not a terminal: systemd,
+    ``timeout``, CI) then neither raises KeyboardInterrupt in the middle of
+    the clean-up nor kills the process.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._previous = {}
+
+    def __call__(self, signum, frame) -> None:
+        self.received.append(signum)
+
+    def install(self) -> "_StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self)
+        return self
+
+    def ignore(self) -> None:
+        if self._previous:
+            for sig in self.SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
 def run_node(factory: Callable[[], Node], args=None, fatal: tuple = (ResidualControlError,),
-             spin: Callable | None = None) -> int:
-    """The usual main(): init, build, spin, shut down cleanly.
+             spin: Callable | None = None, restore_signals: bool = False) -> int:
+    """The usual main(): init, build, spin, shut down cleanly; exits 0 on any number of SIGINT/SIGTERM.
 
     A node whose configuration is invalid (``fatal``: ConfigError, a refused
     model, ...) logs why and exits with status 2 instead of a traceback.
     ``spin(node, executor)`` replaces ``executor.spin()`` (the lockstep sim).
+    SIGINT and SIGTERM stay ignored until the process exits, unless
+    ``restore_signals`` (a caller that goes on after the node).
     """
+    stop = _StopSignals().install()
     rclpy.init(args=args)
     node = None
     code = 0
     try:
-        node = factory()
-        executor = make_executor()
-        executor.add_node(node)
-        if spin is None:
-            executor.spin()
-        else:
-            spin(node, executor)
+        if not stop.received:  # a signal before rclpy's handlers were in place
+            node = factory()
+            executor = make_executor()
+            executor.add_node(node)
+            if not stop.received and rclpy.ok():
+                if spin is None:
+                    executor.spin()
+                else:
+                    spin(node, executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except fatal as exc:
         print(f"[FATAL] {exc}", file=sys.stderr, flush=True)
         code = 2
+    except Exception:
+        if not stop.received:
+            raise
+        # Stopped while starting: rclpy refuses calls on the shut-down context; that is the stop.
     finally:
+        stop.ignore()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        if restore_signals:
+            stop.restore()
     return code
