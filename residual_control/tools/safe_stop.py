@@ -1,0 +1,237 @@
+"""Safe stop in the closed loop: kill the base controller or the mixer under gravity, see where the arm goes.
+
+Each row of the table runs its own graph on simulated time (lockstep, capped at
+real time): ``base_controller`` (pd_gravity), ``residual_mixer`` (residual
+gain irrelevant: no policy runs, the mixer passes the base action), the
+reference trajectory of ``config/reference.yaml`` and ``mujoco_sim`` on the
+nominal plant. At ``kill_at`` s of simulated time, the arm moving, one process
+is killed with SIGKILL; the joint states of the next second are recorded.
+
+Rows (fault x sink x behaviour):
+
+* ``base_controller`` killed, the mixer applies ``base_stale_behavior``
+  (damp with and without gravity compensation, stop, zero, hold) on a sink
+  that holds the last command (``sink: hold``, ros2_control's
+  forward_command_controller) or times out to zero torque (``sink: timeout``).
+* ``residual_mixer`` killed: nothing of this package acts any more; only the
+  sink decides.
+
+Reported per row, at 10 ms, 100 ms and 1 s after the kill: joint positions
+(rad), their change since the kill, velocities (rad/s) and the torque the
+plant gets (N m, the sim's ``effort``), and the largest change of that torque
+between two control periods in [kill, kill + 1 s] (a step from our side shows
+here).
+
+``python -m residual_control.tools.safe_stop --out docs/safe_stop.json``
+writes the JSON behind the README table (``--rows`` picks rows by name).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import rclpy
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import JointState
+
+from ..paths import default_params_file, share_path
+from .graph import Graph, NodeSpec
+from .probe import Probe
+
+OFFSETS = (0.01, 0.1, 1.0)  # s after the kill
+JOINTS = ("shoulder", "elbow")
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    fault: str  # the process killed: base_controller | residual_mixer
+    sink: str  # mujoco_sim sink: hold (forward_command_controller) | timeout (zero torque after command_timeout)
+    behavior: str = ""  # the mixer's base_stale_behavior ("" when the mixer is the one killed)
+    damp_gravity: bool = True
+
+
+ROWS: tuple[Row, ...] = (
+    Row("base_damp", "base_controller", "hold", "damp"),
+    Row("base_damp_no_gravity", "base_controller", "hold", "damp", damp_gravity=False),
+    Row("base_stop_hold_sink", "base_controller", "hold", "stop"),
+    Row("base_stop_timeout_sink", "base_controller", "timeout", "stop"),
+    Row("base_zero", "base_controller", "hold", "zero"),
+    Row("base_hold", "base_controller", "hold", "hold"),
+    Row("mixer_hold_sink", "residual_mixer", "hold"),
+    Row("mixer_timeout_sink", "residual_mixer", "timeout"),
+)
+ROW_BY_NAME = {r.name: r for r in ROWS}
+
+
+class _StateRecorder(Probe):
+    """The probe plus full joint states (positions, velocities, applied torque) by stamp."""
+
+    def __init__(self) -> None:
+        super().__init__(JOINTS, name="safe_stop_probe", parameter_overrides=[Parameter("use_sim_time", value=True)])
+        self.states: list = []  # (stamp, q, qd, tau)
+        self.create_subscription(JointState, "joint_states", self._on_state, 50)
+
+    def _on_state(self, msg: JointState) -> None:
+        idx = [list(msg.name).index(j) for j in JOINTS]
+        self.states.append((msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
+                            np.asarray(msg.position, dtype=float)[idx], np.asarray(msg.velocity, dtype=float)[idx],
+                            np.asarray(msg.effort, dtype=float)[idx]))
+
+    def latest_stamp(self) -> float:
+        return self.states[-1][0] if self.states else -1.0
+
+
+def _specs(row: Row, params_file: str, plant_file: str, real_time_factor: float, initial_positions):
+    sim_time = {"use_sim_time": True}
+    mixer = dict(sim_time)
+    if row.behavior:
+        mixer["base_stale_behavior"] = row.behavior
+    mixer["damp_gravity"] = row.damp_gravity
+    return [
+        NodeSpec("base_controller", [params_file], sim_time),
+        NodeSpec("residual_mixer", [params_file], mixer),
+        NodeSpec("reference_publisher", [str(share_path("config", "reference.yaml"))], sim_time),
+    ], NodeSpec("mujoco_sim", [], {
+        "plant_file": plant_file, "mode": "lockstep", "publish_clock": True, "real_time_factor": real_time_factor,
+        "control_rate_hz": 100.0, "initial_positions": list(initial_positions), "seed": 0, "sink": row.sink,
+        "command_timeout": 0.1,
+    })
+
+
+def _at(states: list, t: float) -> tuple:
+    """The joint state stamped nearest to t."""
+    stamps = np.array([s[0] for s in states])
+    return states[int(np.argmin(np.abs(stamps - t)))]
+
+
+def run_row(row: Row, params_file: str | None = None, plant_file: str = "", kill_at: float = 2.0,
+            after: float = 1.0, real_time_factor: float = 1.0, log_dir: str | None = None,
+            initial_positions: Sequence[float] = (0.3, 1.2), startup_timeout: float = 60.0) -> dict:
+    """Run one row; returns its measurements (see the module doc)."""
+    params_file = params_file or str(default_params_file())
+    own = not rclpy.ok()
+    if own:
+        rclpy.init()
+    probe = _StateRecorder()
+    nodes, sim = _specs(row, params_file, plant_file, real_time_factor, initial_positions)
+    graph = Graph(nodes, log_dir=log_dir)
+    try:
+        deadline = time.monotonic() + startup_timeout
+
+        def spin_until(pred, what: str, ignore=()) -> None:
+            while not pred():
+                rclpy.spin_once(probe, timeout_sec=0.01)
+                graph.check_alive(ignore=ignore)
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{row.name}: {what} not reached in time "
+                                       f"(sim time {probe.latest_stamp():.2f} s)")
+
+        spin_until(lambda: all(probe.count_publishers(t) > 0 for t in ("base_action", "commands", "reference")),
+                   "graph discovery")
+        graph.start(sim)
+        deadline = time.monotonic() + startup_timeout + 10 * (kill_at + after)
+        spin_until(lambda: probe.latest_stamp() >= kill_at, "the kill time")
+        graph[row.fault].kill9()
+        probe.drain()
+        t_kill = probe.latest_stamp()  # the newest state the probe saw when the process died
+        # Lockstep waits lockstep_wait (0.5 wall s) for a command before stepping: while no command
+        # comes (a killed mixer; the mixer before its watchdog fires; stop) step every 0.02 wall s,
+        # and wait for the mixer's commands again once it publishes its safe stop.
+        ok, why = probe.set_remote_parameter("mujoco_sim", "lockstep_wait", 0.02)
+        if not ok:
+            raise RuntimeError(f"lockstep_wait refused: {why}")
+        if row.fault == "base_controller" and row.behavior != "stop":
+            spin_until(lambda: probe.mode == "base_fault", "base_fault", ignore=(row.fault,))
+            ok, why = probe.set_remote_parameter("mujoco_sim", "lockstep_wait", 0.5)
+            if not ok:
+                raise RuntimeError(f"lockstep_wait refused: {why}")
+        spin_until(lambda: probe.latest_stamp() >= t_kill + after + 0.02, "the end of the window",
+                   ignore=(row.fault,))
+        probe.drain()
+        mode = probe.mode_text if row.fault != "residual_mixer" else "(mixer killed)"
+    finally:
+        graph.stop()
+        probe.destroy_node()
+        if own:
+            rclpy.try_shutdown()
+    states = sorted(s for s in probe.states if t_kill - 0.1 <= s[0] <= t_kill + after + 0.02)
+    _, q0, qd0, tau0 = _at(states, t_kill)
+    window = [s for s in states if t_kill - 1e-6 <= s[0] <= t_kill + after + 1e-6]
+    taus = np.stack([s[3] for s in window])
+    stamps = np.array([s[0] for s in window])
+    steps = np.abs(np.diff(taus, axis=0)).max(axis=1) if len(window) > 1 else np.zeros(0)
+    out = {
+        "row": row.name, "fault": f"{row.fault} killed", "sink": row.sink,
+        "base_stale_behavior": row.behavior or None, "damp_gravity": row.damp_gravity if row.behavior == "damp" else None,
+        "t_kill": round(t_kill, 4), "q_kill": q0.round(4).tolist(), "qd_kill": qd0.round(4).tolist(),
+        "tau_kill": tau0.round(3).tolist(), "mixer_mode_at_end": mode, "after": {},
+        "max_abs_qd": float(np.abs(np.stack([s[2] for s in window])).max()),
+        "max_torque_step": float(steps.max()) if steps.size else 0.0,
+        "max_torque_step_at": float(stamps[1:][int(np.argmax(steps))] - t_kill) if steps.size else None,
+        "samples": len(window),
+    }
+    for dt in OFFSETS:
+        t, q, qd, tau = _at(states, t_kill + dt)
+        out["after"][f"{dt:g}"] = {"t": round(t - t_kill, 4), "q": q.round(4).tolist(),
+                                   "dq": (q - q0).round(4).tolist(), "qd": qd.round(4).tolist(),
+                                   "tau": tau.round(3).tolist()}
+    return out
+
+
+def markdown(rows: Sequence[dict]) -> str:
+    """The README table: one line per row."""
+    lines = ["| fault | sink | `base_stale_behavior` | after 10 ms: Δq, qd | after 100 ms: Δq, qd | "
+             "after 1 s: Δq, qd, torque | largest torque step |",
+             "|---|---|---|---|---|---|---|"]
+
+    def fmt(v):
+        return "[" + ", ".join(f"{x:+.2f}" for x in v) + "]"
+
+    for r in rows:
+        a = r["after"]
+        beh = r["base_stale_behavior"] or "—"
+        if beh == "damp" and not r["damp_gravity"]:
+            beh = "damp, no gravity"
+        lines.append(
+            f"| {r['fault']} | {r['sink']} | {beh} | {fmt(a['0.01']['dq'])}, {fmt(a['0.01']['qd'])} | "
+            f"{fmt(a['0.1']['dq'])}, {fmt(a['0.1']['qd'])} | {fmt(a['1']['dq'])}, {fmt(a['1']['qd'])}, "
+            f"{fmt(a['1']['tau'])} | {r['max_torque_step']:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", nargs="*", default=[r.name for r in ROWS], choices=[r.name for r in ROWS])
+    ap.add_argument("--out", default="", help="write the JSON here (e.g. docs/safe_stop.json)")
+    ap.add_argument("--kill-at", type=float, default=2.0, help="sim time of the kill (s)")
+    ap.add_argument("--real-time-factor", type=float, default=1.0,
+                    help="lockstep cap on sim seconds per wall second (0: as fast as the graph answers)")
+    ap.add_argument("--log-dir", default=None)
+    args = ap.parse_args(argv)
+    results = []
+    for name in args.rows:
+        t0 = time.monotonic()
+        r = run_row(ROW_BY_NAME[name], kill_at=args.kill_at, log_dir=args.log_dir,
+                    real_time_factor=args.real_time_factor)
+        print(f"{name}: {time.monotonic() - t0:.1f} s wall, after 1 s dq {r['after']['1']['dq']} "
+              f"qd {r['after']['1']['qd']}", file=sys.stderr, flush=True)
+        results.append(r)
+    doc = {"command": "python -m residual_control.tools.safe_stop --out docs/safe_stop.json",
+           "plant": "nominal", "reference": "config/reference.yaml", "kill_at_sim_s": args.kill_at,
+           "real_time_factor": args.real_time_factor,
+           "offsets_s": list(OFFSETS), "rows": results}
+    if args.out:
+        Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
