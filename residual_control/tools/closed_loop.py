@@ -267,6 +267,7 @@ def check_commands(commands, bases, joints, config, behaviour: str = "stop", win
     # a command's base action cannot be known: those are checked for finiteness and limits only.
     first_base = base_t[0] if base_t.size else math.inf
     counts["before_first_base"] = 0
+    counts["stale_behavior_commands"] = 0
     examples = []
     previous = None
     for c in commands:
@@ -290,7 +291,11 @@ def check_commands(commands, bases, joints, config, behaviour: str = "stop", win
                     break
             if not ok:
                 # No base action it can come from: only the documented base_stale_behavior.
-                if behaviour == "zero":
+                if behaviour == "damp" and not near:
+                    # The safe stop, computed by the mixer from the joint state: held to the limits.
+                    counts["stale_behavior_commands"] += 1
+                    ok = True
+                elif behaviour == "zero":
                     ok = bool(np.allclose(v, np.clip(np.zeros_like(v), lo, hi), atol=1e-9))
                 elif behaviour == "hold":
                     held = previous if previous is not None else np.zeros_like(v)

@@ -293,6 +293,12 @@ def _first_mode_after(mixer_modes, t: float, wanted: Sequence[str]) -> float | N
     return next((s for s, m in sorted(mixer_modes) if s >= t and m in wanted), None)
 
 
+def _mode_at(mixer_modes, t: float) -> str | None:
+    """The mixer's mode at time t on its clock: its last transition report stamped before t."""
+    before = [m for s, m in sorted(mixer_modes) if s < t]
+    return before[-1] if before else None
+
+
 def _latency(mixer_modes, t: float, wanted: Sequence[str]) -> tuple[float | None, str]:
     """Time from ``t`` to the mixer's transition into ``wanted`` (its diagnostics stamps, its clock).
 
@@ -326,9 +332,13 @@ def _residual_fault_script(inject, clear, bound_extra: float = 0.0, label: str =
         t_f = loop.sim_time_now()
         t_f = inject(loop) or t_f
         res.bound_s = config.residual_timeout + period + period + bound_extra
+        res.notes["mode_at_fault"] = _mode_at(p.rec.mixer_modes, t_f)
         yield from _wait(lambda: _first_mode_after(p.rec.mixer_modes, t_f, ("fallback",)) is not None, 60.0,
                          f"fallback after the {label}")
         res.fallback_latency_s, note = _latency(p.rec.mixer_modes, t_f, ("fallback",))
+        # The precondition, from the mixer's own reports: nominal when the fault was injected.
+        if not note and _mode_at(p.rec.mixer_modes, t_f) != "nominal":
+            note = f"{_mode_at(p.rec.mixer_modes, t_f)} (not nominal) when the fault was injected"
         if note:
             res.notes["latency_note"] = note
             res.not_measured = note

@@ -32,6 +32,8 @@ from ..nodes.qos import CONTROL_QOS, DIAGNOSTICS_QOS, LATCHED_QOS
 RECORD_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT)
 # A probe that drives the graph itself (faults.Bench: it publishes the joint states at 50 Hz and
 # spins between them) records reliably and keeps every sample: there it is never the slow reader.
+DIAGNOSTICS_RECORD_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000,
+                                    reliability=ReliabilityPolicy.RELIABLE)
 LOSSLESS_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -88,7 +90,9 @@ class Probe(Node):
         self.create_subscription(JointState, f"{mixer}/applied_residual", self._rec(self.rec.applied), record_qos)
         self.create_subscription(Float64MultiArray, "commands", self._on_command, record_qos)
         self.create_subscription(String, f"{mixer}/mode", self._on_mode, LATCHED_QOS)
-        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, DIAGNOSTICS_QOS)
+        # Every node's /diagnostics arrive here: a deep queue so that a probe slowed down by the
+        # machine's load loses none of the mixer's transition reports (mixer_modes).
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, DIAGNOSTICS_RECORD_QOS)
         if record_joint_states:
             self.create_subscription(JointState, "joint_states", self._rec(self.rec.joint_states), RECORD_QOS)
         self._param_clients = {}
