@@ -284,3 +284,34 @@ def test_bounded_model_output_always_finite_and_within_bound(bounded_runners, wh
     assert out.shape == (2,)
     assert np.all(np.isfinite(out))
     assert np.all(np.abs(out) <= np.array(LIMIT))
+
+
+# ----------------------------------------------------------------- training envelope
+def _envelope_json(names=OBS, low=-1.0, high=1.0):
+    import json
+
+    return json.dumps({"names": list(names), "low": [low] * len(names), "high": [high] * len(names),
+                       "margin": 0.1, "n_samples": 7})
+
+
+def test_envelope_read_from_metadata(tmp_path):
+    p = linear_model(str(tmp_path / "m.onnx"), J, OBS, LIMIT, weights=weights(),
+                     extra_metadata={"observation_envelope": _envelope_json(low=-2.0, high=3.0)})
+    env = PolicyRunner(p, EXPECT).envelope
+    assert list(env.names) == list(OBS) and env.n_samples == 7 and env.margin == 0.1
+    assert env.low.tolist() == [-2.0] * len(OBS) and env.high.tolist() == [3.0] * len(OBS)
+
+
+def test_model_without_envelope_loads_with_none(good):
+    assert PolicyRunner(good, EXPECT).envelope is None
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ("{not json", "metadata 'observation_envelope': expected JSON"),
+    (_envelope_json(names=OBS[:-1]), "expected the features"),
+    (_envelope_json(low=1.0, high=1.0), "expected low < high for every feature"),
+    ('{"names": [], "low": []}', "expected an object with 'names', 'low', 'high'"),
+])
+def test_malformed_envelope_refused(tmp_path, value, fragment):
+    p = linear_model(str(tmp_path / "m.onnx"), J, OBS, LIMIT, extra_metadata={"observation_envelope": value})
+    refused(p, EXPECT, "", fragment, "m.onnx", words=False)

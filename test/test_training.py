@@ -41,7 +41,7 @@ def bc_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("bc")
     cfg = _cfg("train_bc.yaml", {**TINY, "env": {"episode_seconds": 0.5},
-                                 "bc": {"epochs": 2, "dagger_rounds": 2}})
+                                 "bc": {"epochs": 2, "dagger_rounds": 2}, "envelope": {"base_alone_episodes": 3}})
     summary = train_bc(cfg, str(out), seed=3, episodes=2, progress=False, evaluate=False)
     return out, summary
 
@@ -88,6 +88,51 @@ def test_bc_smoke_export_and_runtime_acceptance(bc_run, tmp_path):
     assert out_.shape == (2,) and np.all(np.abs(out_) <= runner.contract.residual_limit)
 
 
+def test_envelope_round_trip_checkpoint_export_runner(bc_run, tmp_path):
+    """The envelope of the training data goes checkpoint -> ONNX metadata -> PolicyRunner unchanged."""
+    from residual_control.core.envelope import DEFAULT_MARGIN, METADATA_KEY, EnvelopeMonitor
+    from residual_control.training.common.nets import load_checkpoint
+    from residual_control.training.export import export_checkpoint, expectations_from_params
+
+    _, meta = load_checkpoint(bc_run[1]["checkpoint"])
+    recorded = meta["observation_envelope"]
+    assert recorded["names"] == meta["observation_names"]
+    # The DAgger data plus 3 base-alone episodes of 0.5 s at 100 Hz.
+    assert recorded["n_samples"] == bc_run[1]["samples"] + 3 * 50 and recorded["margin"] == DEFAULT_MARGIN
+    path = tmp_path / "bc.onnx"
+    report = export_checkpoint(bc_run[1]["checkpoint"], str(path), PARAMS)
+    assert report["envelope"] is True
+    runner = PolicyRunner(str(path), expectations_from_params(PARAMS))
+    assert METADATA_KEY in runner._session.get_modelmeta().custom_metadata_map
+    env = runner.envelope
+    assert list(env.names) == list(runner.contract.observation_names)
+    np.testing.assert_array_equal(env.low, recorded["low"])
+    np.testing.assert_array_equal(env.high, recorded["high"])
+    # Every training observation kept in the checkpoint is inside, with room (the margin) to spare.
+    obs = np.asarray(meta["real_observations"])
+    assert np.all(obs >= env.low) and np.all(obs <= env.high)
+    monitor = EnvelopeMonitor(env, 0.0)
+    assert not any(monitor.update(o, 0.01 * i).outside for i, o in enumerate(obs))
+    # A state far from the training data is not.
+    far = obs[0].copy()
+    far[runner.contract.observation_names.index("qd/shoulder")] = env.high[6] + 10.0
+    assert monitor.update(far, 10.0).feature == "qd/shoulder"
+
+
+def test_export_of_a_checkpoint_without_envelope_warns_and_the_model_runs_unchecked(bc_run, tmp_path):
+    from residual_control.training.common.nets import load_checkpoint, save_checkpoint
+    from residual_control.training.export import export_checkpoint, expectations_from_params
+
+    net, meta = load_checkpoint(bc_run[1]["checkpoint"])
+    meta.pop("observation_envelope")
+    old = tmp_path / "old.pt"
+    save_checkpoint(old, net, meta)
+    with pytest.warns(UserWarning, match="no observation_envelope"):
+        report = export_checkpoint(str(old), str(tmp_path / "old.onnx"), PARAMS)
+    assert report["envelope"] is False
+    assert PolicyRunner(str(tmp_path / "old.onnx"), expectations_from_params(PARAMS)).envelope is None
+
+
 def test_export_check_rejects_mismatch(bc_run):
     from residual_control.training.common.nets import load_checkpoint
     from residual_control.training.common.onnx_export import ExportCheckError, build_onnx, export_check
@@ -117,6 +162,17 @@ def test_rl_smoke_zero_init(tmp_path):
     summary = train_rl(cfg, str(tmp_path / "rl"), seed=0, total_steps=300, progress=False)
     assert summary["curve"][0]["step"] == 0 and summary["curve"][-1]["step"] == 300
     assert Path(summary["checkpoint"]).is_file()
+    # The checkpoint records the envelope of what SAC saw (statistics episodes + replay buffer).
+    from residual_control.core.envelope import EnvelopeMonitor
+    from residual_control.training.common.nets import load_checkpoint
+
+    _, meta = load_checkpoint(summary["checkpoint"])
+    env_meta = meta["observation_envelope"]
+    assert env_meta["names"] == meta["observation_names"] and env_meta["n_samples"] > 300
+    from residual_control.core.envelope import Envelope
+
+    monitor = EnvelopeMonitor(Envelope.from_json(json.dumps(env_meta)), 0.0)
+    assert not any(monitor.update(o, i * 0.01).outside for i, o in enumerate(meta["real_observations"]))
     scratch = train_rl(cfg, str(tmp_path / "scratch"), seed=0, full_action=True, total_steps=150,
                        progress=False, curve=False)
     assert np.isfinite(scratch["curve"][-1]["return"])
@@ -159,6 +215,22 @@ def test_shipped_model_accepted_by_runtime():
     runner = PolicyRunner(str(SHIPPED), expectations_from_params(PARAMS))
     assert runner.n_obs == 17 and runner.n_act == 2
     assert runner.contract.extra["training_method"] == "bc"
+
+
+@shipped
+def test_shipped_model_carries_the_training_envelope():
+    from residual_control.core.envelope import DEFAULT_MARGIN
+    from residual_control.training.export import expectations_from_params
+
+    runner = PolicyRunner(str(SHIPPED), expectations_from_params(PARAMS))
+    env = runner.envelope
+    assert env is not None, "models/residual_bc.onnx: expected metadata observation_envelope, found none"
+    assert env.names == runner.contract.observation_names
+    assert env.n_samples == 60000 and env.margin == DEFAULT_MARGIN  # 100 DAgger + 50 base-alone episodes of 400
+    assert np.all(env.high > env.low) and np.all(np.isfinite(env.low)) and np.all(np.isfinite(env.high))
+    # The payload perception covers the randomization range [0, 1.5] kg (plus noise).
+    i = runner.contract.observation_names.index("perception/payload_mass")
+    assert env.low[i] < 0.0 and env.high[i] > 1.5
 
 
 @shipped

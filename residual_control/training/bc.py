@@ -20,6 +20,11 @@ later rounds roll out the current student (mixed with the expert with
 probability beta_r = beta0^r, plus noise) and label every visited state with
 the expert. The student is refit on the aggregate data after every round
 (MSE on da / eps).
+
+The checkpoint records the observation envelope (:func:`training_envelope`, the
+config's ``envelope`` section): the per-feature range of every observation the
+student was fitted on (all rounds) and of base-alone rollouts on the same
+randomization, widened by ``margin`` of each range.
 """
 from __future__ import annotations
 
@@ -29,6 +34,8 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+
+from residual_control.core.envelope import DEFAULT_MARGIN, compute_envelope
 
 from .common.config import TrainConfig, load_params_file
 from .common.logging import CSVLogger
@@ -77,6 +84,37 @@ def collect(env, student, expert_cfg: Mapping, episodes: int, rng: np.random.Gen
         if progress is not None:
             progress.update(1)
     return np.asarray(obs_buf, np.float32), np.asarray(lab_buf, np.float32)
+
+
+def collect_base_alone(env, episodes: int, rng: np.random.Generator) -> np.ndarray:
+    """Observations of the base controller alone (zero residual) on randomized plants and references."""
+    obs_buf = []
+    for _ in range(episodes):
+        obs, _ = env.reset(seed=int(rng.integers(2**31)))
+        done = False
+        while not done:
+            obs_buf.append(obs.copy())
+            obs, _r, term, trunc, _ = env.step(np.zeros(env.n))
+            done = term or trunc
+    return np.asarray(obs_buf, np.float32)
+
+
+def training_envelope(env, dagger_obs: np.ndarray, ecfg: Mapping | None, seed: int):
+    """The observation envelope recorded with the model (see the module docstring).
+
+    The DAgger data set plus ``base_alone_episodes`` rollouts of the base controller alone on
+    the same plant and reference randomization: after a fallback the residual resumes from
+    the states the base alone reaches, so they must be inside, or a fallback would sustain
+    itself. Widened by ``margin`` of each feature's range. Drawn from its own generator
+    (seed, 1): the DAgger data and the weights do not depend on it.
+    """
+    ecfg = dict(ecfg or {})
+    episodes = int(ecfg.get("base_alone_episodes", 0))
+    parts = [dagger_obs]
+    if episodes > 0:
+        parts.append(collect_base_alone(env, episodes, np.random.default_rng([seed, 1])))
+    return compute_envelope(np.concatenate(parts), env.observation_names,
+                            float(ecfg.get("margin", DEFAULT_MARGIN)))
 
 
 def fit(net, obs: np.ndarray, labels: np.ndarray, epochs: int, lr: float, batch: int, seed: int,
@@ -162,6 +200,7 @@ def train_bc(cfg: TrainConfig, out_dir: str, seed: int | None = None, episodes: 
         "base_controller": env.base.describe(), "residual_delay_steps": env.delay,
         "params_file": params_file, "network": net.describe(),
         "real_observations": obs_cat[keep].tolist(),
+        "observation_envelope": json.loads(training_envelope(env, obs_cat, d.get("envelope"), seed).to_json()),
     }
     ckpt = out / "checkpoint.pt"
     save_checkpoint(ckpt, student, meta)

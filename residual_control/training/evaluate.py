@@ -6,6 +6,9 @@ default), with the residual delayed by one control period and clamped by the
 core Mixer at residual_limit, exactly as in the ROS graph. "Base alone" is
 the same loop with no residual. Reports RMSE per joint and overall (rad, on
 the true joint position), max |da| and the clamp share; writes JSON and a PNG.
+The ONNX model runs behind the runtime's training-envelope check (its default
+debounce, 0.1 s): ``residual.envelope`` counts the steps outside, the envelope
+fallbacks (``trips``, no residual while tripped) and the worst excess.
 """
 from __future__ import annotations
 
@@ -103,6 +106,45 @@ def onnx_residual_fn(model_path: str, params_file: str = DEFAULT_PARAMS_FILE):
     return runner.infer, runner
 
 
+def envelope_checked_fn(fn, runner, debounce: float = 0.1):
+    """(fn', stats): ``fn`` behind the runtime's training-envelope check, as the policy node runs it.
+
+    Time is the step count over the model's control rate. While the check is tripped
+    (outside for ``debounce`` s) fn' returns a zero residual (the node publishes none and
+    the mixer falls back) and ``stats`` counts it: ``outside_steps``, ``tripped_steps``,
+    ``trips`` (envelope fallbacks), ``worst`` (the largest excess seen, relative to its range).
+    A model without an envelope: fn unchanged, ``stats["envelope"]`` False.
+    """
+    from residual_control.core.envelope import EnvelopeMonitor
+
+    stats = {"envelope": runner.envelope is not None, "debounce_s": debounce, "outside_steps": 0,
+             "tripped_steps": 0, "trips": 0, "worst": None}
+    if runner.envelope is None:
+        return fn, stats
+    monitor = EnvelopeMonitor(runner.envelope, debounce)
+    dt = 1.0 / runner.contract.control_rate_hz
+    step = [0]
+    worst = [0.0]
+
+    def checked(obs):
+        check = monitor.update(obs, step[0] * dt)
+        step[0] += 1
+        stats["trips"] = monitor.trips
+        if check.outside:
+            stats["outside_steps"] += 1
+            rel = check.excess / (check.high - check.low)
+            if rel > worst[0]:
+                worst[0] = rel
+                stats["worst"] = {"feature": check.feature, "value": check.value, "low": check.low,
+                                  "high": check.high, "excess": check.excess, "relative_excess": rel}
+        if check.tripped:
+            stats["tripped_steps"] += 1
+            return np.zeros(runner.n_act)
+        return fn(obs)
+
+    return checked, stats
+
+
 def torch_residual_fn(net):
     import torch
 
@@ -184,9 +226,11 @@ def evaluate_model(model_path: str, plants: Mapping[str, object] | Sequence[str]
     except ImportError:
         pass
     for name, plant in items:
-        results[name] = compare(fn, plant, traj, seconds, params_file, delay,
+        checked, envelope = envelope_checked_fn(fn, runner)
+        results[name] = compare(checked, plant, traj, seconds, params_file, delay,
                                 runner.contract.observation_names, seed, record=plot_path is not None)
         results[name]["plant"] = load_plant(plant).as_dict()
+        results[name]["residual"]["envelope"] = envelope
     if plot_path:
         plot_comparison(results, plot_path, title=f"{Path(model_path).name} on {reference}")
     for r in results.values():

@@ -6,7 +6,9 @@ Steps (:func:`export_checkpoint`):
 2. metadata: ``ModelContract(...).to_metadata()`` (joint_names, observation_names,
    residual_limit, control_rate_hz, base_controller) plus ``training_method``,
    ``training_config_sha256``, ``plant_randomization`` (JSON), ``package_version``,
-   ``opset``;
+   ``opset``, and ``observation_envelope`` (the training observations' per-feature bounds
+   with a margin, see core.envelope) when the checkpoint has one (an older checkpoint without
+   it exports with a warning: the runtime then runs that model without the envelope check);
 3. export check: torch and onnxruntime on the same random and real observations,
    max |diff| <= 1e-5, else nothing is written;
 4. load the written file with the runtime's PolicyRunner and PolicyExpectations
@@ -16,10 +18,13 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 import numpy as np
 
 import residual_control
+from residual_control.core.envelope import METADATA_KEY as ENVELOPE_KEY, Envelope
+from residual_control.core.errors import ModelError
 from residual_control.core.policy import ModelContract, PolicyExpectations, PolicyRunner
 
 from .common.config import load_params_file
@@ -46,6 +51,12 @@ def contract_from_meta(meta: dict, opset: int = OPSET) -> ModelContract:
         "seed": str(meta.get("seed", "")),
         "network": json.dumps(meta.get("network", {}), sort_keys=True),
     }
+    if meta.get("observation_envelope") is not None:
+        env = Envelope.from_json(json.dumps(meta["observation_envelope"]), "checkpoint")
+        if tuple(env.names) != tuple(meta["observation_names"]):
+            raise ModelError(f"checkpoint: observation_envelope expected the features {list(meta['observation_names'])}, "
+                             f"found {list(env.names)}")
+        extra[ENVELOPE_KEY] = env.to_json()
     return ModelContract(tuple(meta["joint_names"]), tuple(meta["observation_names"]),
                          tuple(float(x) for x in meta["residual_limit"]), float(meta["control_rate_hz"]),
                          dict(meta["base_controller"]), extra)
@@ -55,6 +66,9 @@ def export_checkpoint(checkpoint: str, out_path: str, params_file: str | None = 
                       opset: int = OPSET) -> dict:
     net, meta = load_checkpoint(checkpoint)
     contract = contract_from_meta(meta, opset)
+    if ENVELOPE_KEY not in contract.extra:
+        warnings.warn(f"{checkpoint}: no observation_envelope in the checkpoint (trained before it was recorded): "
+                      f"the model is exported without one; retrain to record it", stacklevel=2)
     real_obs = np.asarray(meta.get("real_observations", []), dtype=np.float32)
     report = write_model(net, contract, out_path, real_obs if real_obs.size else None, opset)
     params_file = params_file or meta.get("params_file", "config/residual_control.yaml")
@@ -64,5 +78,6 @@ def export_checkpoint(checkpoint: str, out_path: str, params_file: str | None = 
         os.remove(out_path)
         raise
     report.update({"path": str(out_path), "sha256": runner.sha256, "opset": opset,
-                   "runtime_accepted": True, "n_obs": runner.n_obs, "n_act": runner.n_act})
+                   "runtime_accepted": True, "n_obs": runner.n_obs, "n_act": runner.n_act,
+                   "envelope": runner.envelope is not None})
     return report

@@ -37,6 +37,8 @@ import gymnasium as gym
 import numpy as np
 
 from .common.config import TrainConfig, load_params_file
+from residual_control.core.envelope import DEFAULT_MARGIN
+
 from .common.logging import CSVLogger
 from .common.seeding import seed_everything
 
@@ -140,6 +142,24 @@ def actor_to_net(model, mean, std, residual_limit):
     return net
 
 
+def rl_envelope(model, mean, std, stats_data, names, margin: float = DEFAULT_MARGIN):
+    """The observation envelope of an SAC run: the statistics episodes (the base alone) plus every
+    replay-buffer observation.
+
+    The buffer holds normalised (and clipped at +-10 std) observations; they are mapped back with
+    the same mean/std, so a feature clipped in training is bounded by the clip, as the network sees it.
+    """
+    from residual_control.core.envelope import compute_envelope
+
+    buf = model.replay_buffer
+    n = buf.buffer_size if buf.full else buf.pos
+    parts = [np.asarray(stats_data, np.float64).reshape(-1, len(names))]
+    if n:
+        normed = np.asarray(buf.observations[:n], np.float64).reshape(-1, len(names))
+        parts.append(normed * np.asarray(std, np.float64) + np.asarray(mean, np.float64))
+    return compute_envelope(np.concatenate(parts), names, margin)
+
+
 class EvalRecorder:
     """Deterministic evaluation on fixed episodes (same seeds for every run)."""
 
@@ -234,6 +254,9 @@ def train_rl(cfg: TrainConfig, out_dir: str, seed: int | None = None, full_actio
             "base_controller": inner.base.describe(), "residual_delay_steps": inner.delay,
             "params_file": params_file, "network": net.describe(),
             "real_observations": data[keep].astype(np.float32).tolist(),
+            "observation_envelope": json.loads(rl_envelope(
+                model, mean, std, data, inner.observation_names,
+                float((d.get("envelope") or {}).get("margin", DEFAULT_MARGIN))).to_json()),
         }
         save_checkpoint(out / "checkpoint.pt", net, meta)
         summary["checkpoint"] = str(out / "checkpoint.pt")
