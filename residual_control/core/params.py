@@ -235,6 +235,16 @@ POLICY_PARAMS: tuple[ParamSpec, ...] = (
               min=1e-3, max=60.0),
     ParamSpec("diagnostics_period", DOUBLE, 0.5, "Period of /diagnostics publication", "s",
               min=0.01, max=60.0, read_only=True),
+    ParamSpec("envelope_check", BOOL, True,
+              "Check every observation against the model's training envelope (metadata observation_envelope); "
+              "a model without one runs unchecked, with a warning"),
+    ParamSpec("envelope_debounce", DOUBLE, 0.1,
+              "An observation outside the training envelope for this long stops the residual "
+              "(out_of_envelope on /diagnostics; the mixer falls back) until it is back inside", "s",
+              min=0.0, max=10.0),
+    ParamSpec("envelope_margin", DOUBLE, 0.0,
+              "Extra widening of the training envelope on both sides, as a fraction of each feature's range "
+              "(on top of the margin recorded at training)", "", min=0.0, max=10.0),
 )
 
 

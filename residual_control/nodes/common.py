@@ -24,6 +24,7 @@ from ..core.errors import describe, ConfigError, ObservationError, PolicyOutputE
 from ..core.mixer import Mixer, MixerConfig, MixOutput, Mode
 from ..core.observation import ObservationAssembler
 from ..core.params import DOUBLE, DOUBLE_ARRAY, INTEGER, ParamSpec
+from ..core.envelope import EnvelopeMonitor
 from ..core.policy import PolicyExpectations, PolicyRunner
 from .qos import CONTROL_QOS, DIAGNOSTICS_QOS, LATCHED_QOS
 
@@ -176,7 +177,7 @@ def perception_lost(now: float, received: float | None, timeout: float) -> str:
 
 
 class LoadedPolicy:
-    """A validated model and the observation assembly it needs (swapped as one)."""
+    """A validated model, the observation assembly it needs and its envelope monitor (swapped as one)."""
 
     def __init__(self, path: str, sha256: str, expect: PolicyExpectations) -> None:
         self.runner = PolicyRunner(path, expect, sha256)
@@ -184,11 +185,38 @@ class LoadedPolicy:
                                               expect.perception_features)
         self.path = path
         self.joint_names = list(self.runner.contract.joint_names)
+        #: The model's training envelope (None: the model declares none) and its run-time check.
+        self.envelope = self.runner.envelope
+        self.monitor: EnvelopeMonitor | None = None
+        self._margin: float | None = None
+        self.configure_envelope(True, 0.1, 0.0)
 
-    def residual(self, q, qd, q_ref, qd_ref, a_base, perception) -> tuple[np.ndarray | None, int, str, bool]:
-        """(residual, OK, '', False) or (None, level, why, is_model_error); never raises."""
+    def configure_envelope(self, enabled: bool, debounce: float, margin: float) -> None:
+        """Switch the envelope check on/off, set its debounce (s) and extra margin (fraction of each range)."""
+        if self.envelope is None or not enabled:
+            self.monitor = None
+            return
+        monitor = self.monitor
+        if monitor is None or float(margin) != self._margin:
+            monitor = EnvelopeMonitor(self.envelope.widened(float(margin)), float(debounce))
+        monitor.debounce = float(debounce)
+        self._margin = float(margin)
+        self.monitor = monitor  # one assignment: the control path sees the old or the new monitor
+
+    def residual(self, q, qd, q_ref, qd_ref, a_base, perception,
+                 now: float | None = None) -> tuple[np.ndarray | None, int, str, bool]:
+        """(residual, OK, '', False) or (None, level, why, is_model_error); never raises.
+
+        With ``now`` (s) the observation is also checked against the training envelope:
+        outside for longer than the debounce, there is no residual (WARN, ``out_of_envelope: ...``).
+        """
         try:
             obs = self.assembler.assemble(q, qd, q_ref, qd_ref, a_base, perception)
+            monitor = self.monitor
+            if monitor is not None and now is not None:
+                check = monitor.update(obs, now)
+                if check.tripped:
+                    return None, WARN, check.message, False
             return self.runner.infer(obs), OK, "", False
         except (ValueError, ObservationError) as exc:
             return None, WARN, str(exc), False
@@ -295,8 +323,9 @@ class PolicyHost:
     """The policy side shared by residual_policy and residual_controller (mixed into a Node).
 
     Owns the model and its live swap, the ``reference`` and ``perception``
-    inputs, the latched ``~/model`` topic and the policy's status; the node
-    sets ``self.joints`` and ``self.stats`` and defines ``_publish_diagnostics``.
+    inputs, the latched ``~/model`` topic, the training-envelope check and the
+    policy's status; the node sets ``self.joints`` and ``self.stats`` and defines
+    ``_publish_diagnostics``.
     """
 
     def init_policy(self, v: Mapping[str, object]) -> None:
@@ -306,7 +335,14 @@ class PolicyHost:
             joints=self.joints, residual_limit=v["residual_limit"], control_rate_hz=v["control_rate_hz"],
             perception_features=tuple(v["perception_features"]))
         self._perception_timeout = float(v["perception_timeout"])
-        self.model = LoadedPolicy(v["model_path"] or str(default_model()), v["model_sha256"], self._expect)
+        self._envelope_settings = (bool(v.get("envelope_check", True)), float(v.get("envelope_debounce", 0.1)),
+                                   float(v.get("envelope_margin", 0.0)))
+        self._envelope_tripped = False
+        self._envelope_trips = 0
+        self._envelope_trip_times: list[float] = []  # node-clock times of the latest trips (at most 16)
+        self._envelope_last = "none"
+        self.model = self._with_envelope(
+            LoadedPolicy(v["model_path"] or str(default_model()), v["model_sha256"], self._expect))
         self._swap = ModelSwap(self, self._expect, v["model_path"], v["model_sha256"], lambda: str(default_model()),
                                lambda: self.model, self._on_model_loaded, self._on_model_refused)
         self._q_ref: np.ndarray | None = None
@@ -326,6 +362,35 @@ class PolicyHost:
         self.get_logger().info(
             f"model {m.path} (sha256 {m.runner.sha256[:12]}…): {m.assembler.size} observations, "
             f"joints {m.joint_names}, perception {'used' if m.assembler.uses_perception else 'unused'}")
+
+    def _with_envelope(self, loaded: LoadedPolicy) -> LoadedPolicy:
+        """The model with the node's envelope settings; warns once (per model) when it declares no envelope."""
+        loaded.configure_envelope(*self._envelope_settings)
+        if loaded.envelope is None:
+            self.get_logger().warning(
+                f"model {loaded.path} declares no observation_envelope (exported before it was recorded): "
+                f"running it without the training-envelope check; re-export it to get one")
+        return loaded
+
+    def set_envelope_params(self, changes: Mapping[str, object]) -> None:
+        """Apply validated envelope_check / envelope_debounce / envelope_margin changes to the running model."""
+        if not {"envelope_check", "envelope_debounce", "envelope_margin"} & set(changes):
+            return
+        enabled, debounce, margin = self._envelope_settings
+        self._envelope_settings = (bool(changes.get("envelope_check", enabled)),
+                                   float(changes.get("envelope_debounce", debounce)),
+                                   float(changes.get("envelope_margin", margin)))
+        self.model.configure_envelope(*self._envelope_settings)
+
+    def _envelope_state(self, model: LoadedPolicy) -> str:
+        if model.envelope is None:
+            return "none (the model declares no envelope)"
+        if model.monitor is None:
+            return "off (envelope_check false)"
+        last = model.monitor.last
+        if last.tripped:
+            return "out_of_envelope"
+        return "outside (debouncing)" if last.outside else "inside"
 
     def _reject(self, error: str) -> None:
         self.stats["rejected_inputs"] += 1
@@ -363,7 +428,18 @@ class PolicyHost:
             if lost:
                 return self._skip(WARN, lost)
             perception = self._perception
-        residual, level, why, model_error = model.residual(q, qd, self._q_ref, self._qd_ref, a_base, perception)
+        residual, level, why, model_error = model.residual(q, qd, self._q_ref, self._qd_ref, a_base, perception,
+                                                           now)
+        monitor = model.monitor
+        tripped = monitor is not None and monitor.last.tripped
+        if tripped and not self._envelope_tripped:
+            self._envelope_trips += 1
+            self._envelope_trip_times = (self._envelope_trip_times + [round(now, 3)])[-16:]
+            self._envelope_last = why
+            self.get_logger().warning(f"{why}: no residual until the state is back inside")
+        elif self._envelope_tripped and not tripped:
+            self.get_logger().info("back inside the training envelope: residual resumed")
+        self._envelope_tripped = tripped
         if residual is None:
             self.stats["model_errors"] += int(model_error)
             return self._skip(level, why)
@@ -371,11 +447,19 @@ class PolicyHost:
 
     def _policy_status(self) -> dict:
         """The policy's /diagnostics values: the model, the last live update and the counters."""
-        return {"model_path": self.model.path, "model_sha256": self.model.runner.sha256,
-                "last_model_update": self._model_update, **self.stats}
+        model = self.model
+        last = model.monitor.last if model.monitor is not None else None
+        return {"model_path": model.path, "model_sha256": model.runner.sha256,
+                "last_model_update": self._model_update, **self.stats,
+                "envelope": self._envelope_state(model),
+                "envelope_feature": last.feature if last is not None and last.outside else "none",
+                "envelope_excess": last.excess if last is not None and last.outside else 0.0,
+                "envelope_trips": self._envelope_trips,
+                "envelope_trip_times": list(self._envelope_trip_times),
+                "last_out_of_envelope": self._envelope_last}
 
     def _on_model_loaded(self, loaded: LoadedPolicy) -> None:
-        self.model = loaded  # atomic swap
+        self.model = self._with_envelope(loaded)  # atomic swap
         self._model_update = f"loaded {loaded.path}"
         self._announce_model()
 

@@ -16,7 +16,8 @@ with the joint state's stamp), the latched ``~/mode`` and ``~/model``, and
 Semantics are those of the separate graph: the base action is the base
 controller's output for this joint state (holding the first measured position
 until a reference arrives); the policy computes no residual while perception
-is lost, no reference has been received, or the model fails, and the mixer
+is lost, no reference has been received, the observation has been outside the
+model's training envelope for ``envelope_debounce``, or the model fails, and the mixer
 then falls back after ``residual_timeout`` exactly as it does when
 ``residual_action`` stops. One difference by construction: the residual mixed
 into a command is computed from the same joint state as its base action (the
@@ -171,6 +172,7 @@ class ResidualControllerNode(PolicyHost, Node):
         self._values.update(changes)
         if "perception_timeout" in changes:
             self._perception_timeout = float(changes["perception_timeout"])
+        self.set_envelope_params(changes)
         for k, v in changes.items():
             self.get_logger().info(f"parameter {k} set to {v}")
         return result()

@@ -8,7 +8,13 @@ latest reference and the base action, and publishes ``residual_action``
 (sensor_msgs/JointState: name, effort = da, header.stamp = the stamp of the
 source observation). While perception is lost, an input is missing or the
 model fails, it publishes nothing (the mixer falls back) and says why on
-/diagnostics.
+/diagnostics. The same holds while the observation has been outside the
+model's training envelope (metadata ``observation_envelope``) for longer than
+``envelope_debounce``: /diagnostics reports ``out_of_envelope`` with the
+feature and how far it is outside (keys ``envelope``, ``envelope_feature``,
+``envelope_excess``, ``envelope_trips``), and publishing resumes as soon as the
+observation is back inside (the mixer then holds and ramps as usual). A model
+without an envelope runs unchecked, with one warning at load.
 
 The model is validated at start (refused with a clear error: the node exits
 with status 2). Setting ``model_path`` (and ``model_sha256``) while running
@@ -106,7 +112,10 @@ class ResidualPolicyNode(PolicyHost, Node):
             self._perception_timeout = float(changes["perception_timeout"])
         if "joint_state_timeout" in changes:
             self._state_timeout = float(changes["joint_state_timeout"])
-        return result(self._swap.request(changes))
+        error = self._swap.request(changes)
+        if not error:
+            self.set_envelope_params(changes)
+        return result(error)
 
 
 def main(args=None) -> int:
