@@ -4,7 +4,8 @@
 order it handled them (a text file, line-buffered, so a record survives the
 process being stopped):
 
-``S <t_ns>``                      published the joint state stamped t (a lockstep window starts)
+``S <t_ns> <mono_ns>``            published the joint state stamped t at CLOCK_MONOTONIC time mono
+                                  (system-wide: the harness maps its own wall times to sim time)
 ``B <stamp_ns> <names> <values>`` received a base action (its stamp, names and efforts, comma-separated)
 ``C <values>``                    received a command (the efforts the plant is given from now on)
 ``T <t_ns> <new_command> <base>`` stepped from the state stamped t: 1/0 whether a new command / the
@@ -31,6 +32,7 @@ The file is parsed by :func:`read_record`; the check lives in the harness
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +53,7 @@ class SinkRecorder:
         return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
     def state(self, stamp) -> None:
-        self._f.write(f"S {self._ns(stamp)}\n")
+        self._f.write(f"S {self._ns(stamp)} {time.monotonic_ns()}\n")
 
     def base(self, msg) -> None:
         ns = self._ns(msg.header.stamp)
@@ -80,6 +82,7 @@ class Window:
     """One lockstep window: from publishing the state stamped ``t_ns`` to the step from it."""
 
     t_ns: int
+    wall: float | None = None  # time.monotonic() when the state was published
     commands: list = field(default_factory=list)  # np.ndarray each, in arrival order
     stepped: bool = False
     new_command: bool = False
@@ -112,7 +115,7 @@ def read_record(path: str | Path) -> SinkRecord:
         parts = line.split(" ")
         kind = parts[0]
         if kind == "S":
-            windows.append(Window(t_ns=int(parts[1])))
+            windows.append(Window(t_ns=int(parts[1]), wall=int(parts[2]) * 1e-9 if len(parts) > 2 else None))
         elif kind == "B":
             names = [] if parts[2] == "-" else parts[2].split(",")
             bases[int(parts[1])] = (names, _floats(parts[3]))

@@ -415,6 +415,38 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
     return counts
 
 
+def sink_sim_time_at(record, wall: float) -> float | None:
+    """Sim time of the newest state the sim had published at ``wall`` (time.monotonic()), or None.
+
+    The states published after ``wall`` come later, so a fault injected at ``wall`` is in effect
+    from this sim time on, exactly to one control period (no recorder lag involved).
+    """
+    before = [w.t_ns for w in record.windows if w.wall is not None and w.wall <= wall]
+    return max(before) * 1e-9 if before else None
+
+
+def sink_applied(record, joints) -> list:
+    """The applied residual of each step, command minus its base action as the sim received them.
+
+    One sample per window with both: ``t`` = wall time the state was published, ``stamp`` = its
+    sim time, ``values`` (ordered as ``joints``). Exact and complete, unlike a recorder's copy of
+    the mixer's ~/applied_residual (equal to it unless the command was clipped to its limits).
+    """
+    from types import SimpleNamespace
+
+    out = []
+    for w in record.windows:
+        b = record.bases.get(w.t_ns)
+        if b is None or not w.commands or w.wall is None:
+            continue
+        base = _ordered(b[0], b[1], joints)
+        c = w.commands[-1]
+        if base is None or c.shape != base.shape:
+            continue
+        out.append(SimpleNamespace(t=w.wall, stamp=w.t_ns * 1e-9, values=c - base))
+    return out
+
+
 FALLBACK_MODES = ("fallback", "base_fault")
 
 

@@ -226,6 +226,16 @@ class Context:
 
 
 # ====================================================================== MuJoCo loop harness
+def sink_sim_time_at(record, wall):
+    from .closed_loop import sink_sim_time_at as f
+    return f(record, wall)
+
+
+def sink_applied(record, joints):
+    from .closed_loop import sink_applied as f
+    return f(record, joints)
+
+
 def _loop_trial(ctx: Context, name: str, trial: int, script, mixer_overrides: dict | None = None) -> Trial:
     """Run ``script(loop, st, res)`` (a generator stepped on every spin) on a fresh closed loop."""
     from .closed_loop import ClosedLoop, LoopSettings
@@ -331,6 +341,11 @@ def _residual_fault_script(inject, clear, bound_extra: float = 0.0, label: str =
                 break
         t_f = loop.sim_time_now()
         t_f = inject(loop) or t_f
+        # The fault is in effect from here: the sim's own record gives its sim time exactly (the
+        # probe's estimate above can only be earlier when the loaded probe lags behind the sim).
+        exact = sink_sim_time_at(loop.run_data.sink_record(), time.monotonic())
+        res.notes["fault_sim_time"] = {"probe": round(t_f, 4), "sink": exact}
+        t_f = max(t_f, exact) if exact is not None else t_f
         res.bound_s = config.residual_timeout + period + period + bound_extra
         res.notes["mode_at_fault"] = _mode_at(p.rec.mixer_modes, t_f)
         yield from _wait(lambda: _first_mode_after(p.rec.mixer_modes, t_f, ("fallback",)) is not None, 60.0,
@@ -359,8 +374,8 @@ def _residual_fault_script(inject, clear, bound_extra: float = 0.0, label: str =
             return
         yield from _sleep_sim(loop, 0.2)
         p.drain()
-        ok, why, info = ramp_check(p.rec.applied, CONST_RESIDUAL, config.residual_limit, t_clear_wall,
-                                   p.rec.modes, config.residual_gain)
+        ok, why, info = ramp_check(sink_applied(loop.run_data.sink_record(), loop.joints), CONST_RESIDUAL,
+                                   config.residual_limit, t_clear_wall, p.rec.modes, config.residual_gain)
         res.recovered = ok
         res.notes["ramp"] = info
         if not ok:
@@ -432,6 +447,74 @@ def sc_perception(ctx, trial):
         _perception(False), _perception(True), bound_extra=extra, label="perception loss"))
 
 
+# ---------------------------------------------------------------------- training envelope
+#: Payload far outside the training range sim.plant.RANDOMIZATION_RANGES["payload_mass"] (0 to 1.5 kg).
+ENVELOPE_FAULT_PAYLOAD = 4.0
+
+
+def _envelope_loop_model(ctx: Context) -> str:
+    """The loop's constant residual with the shipped model's observation_envelope in its metadata."""
+    import onnx
+
+    from ..core.envelope import METADATA_KEY
+    from ..paths import default_model
+    from .synthetic_models import constant_model
+
+    path = ctx.work / "const_loop_envelope.onnx"
+    if not path.is_file():
+        meta = {e.key: e.value for e in onnx.load(str(default_model())).metadata_props}
+        if METADATA_KEY not in meta:
+            raise RuntimeError(f"{default_model()}: expected metadata '{METADATA_KEY}', found none")
+        constant_model(str(path), ctx.joints, ctx.obs, ctx.limit, CONST_RESIDUAL, control_rate_hz=ctx.loop_rate,
+                       extra_metadata={METADATA_KEY: meta[METADATA_KEY]})
+    return str(path)
+
+
+def _set_payload(mass_sim, mass_perceived):
+    def f(loop):
+        ok, reason = loop.probe.set_remote_parameter("perception", "payload_mass", float(mass_perceived))
+        if not ok:
+            raise RuntimeError(f"perception payload_mass={mass_perceived} refused: {reason}")
+        t = loop.sim_time_now()  # the perceived payload leaves the envelope from here
+        ok, reason = loop.probe.set_remote_parameter("mujoco_sim", "payload_mass", float(mass_sim))
+        if not ok:
+            raise RuntimeError(f"mujoco_sim payload_mass={mass_sim} refused: {reason}")
+        return t
+    return f
+
+
+@scenario("out_of_envelope", "loop", f"a {ENVELOPE_FAULT_PAYLOAD:g} kg payload (training range 0 to 1.5 kg) is "
+          "picked up and perceived: residual_policy reports out_of_envelope (perception/payload_mass) and "
+          "stops, fallback within debounce + residual_timeout; payload dropped: ramped recovery, 0 violations")
+def sc_out_of_envelope(ctx, trial):
+    import copy
+
+    from ..sim.plant import PlantParams
+
+    pol = ctx.params["residual_policy"]["ros__parameters"]
+    debounce = float(pol.get("envelope_debounce", 0.1))
+    real = PlantParams.from_yaml(str(share_path("config", "plants", "real.yaml"))).payload_mass
+    inner = _residual_fault_script(_set_payload(ENVELOPE_FAULT_PAYLOAD, ENVELOPE_FAULT_PAYLOAD),
+                                   _set_payload(real, real),
+                                   bound_extra=debounce + 1.0 / 30.0,  # perception publishes at 30 Hz
+                                   label="out-of-envelope payload")
+
+    def script(loop, config, res: Trial):
+        yield from inner(loop, config, res)
+        reports = [s.message for _, s in loop.probe.rec.diagnostics
+                   if s.name == "residual_policy" and "out_of_envelope" in s.message]
+        res.notes["envelope_reports"] = len(reports)
+        if reports:
+            res.notes["out_of_envelope"] = reports[0]
+        if not res.not_measured and not any("perception/payload_mass" in r for r in reports):
+            res.fail("expected residual_policy to report out_of_envelope on perception/payload_mass, found "
+                     f"{reports[:2] or 'no out_of_envelope report'}")
+
+    envelope_ctx = copy.copy(ctx)  # the same files, the loop model with an envelope
+    envelope_ctx.loop_model = _envelope_loop_model(ctx)
+    return _loop_trial(envelope_ctx, "out_of_envelope", trial, script)
+
+
 def _base_death_script(behaviour: str):
     def script(loop, config, res: Trial):
         p = loop.probe
@@ -442,6 +525,8 @@ def _base_death_script(behaviour: str):
         t_f = loop.sim_time_now()
         loop.kill("base_controller")
         wall_f = time.monotonic()
+        exact = sink_sim_time_at(loop.run_data.sink_record(), wall_f)
+        t_f = max(t_f, exact) if exact is not None else t_f
         # Watchdog: base_timeout, checked every base_timeout / 2; + a period of quantisation.
         res.bound_s = config.base_timeout + max(config.base_timeout / 2, 0.002) + 2 * period
         yield from _wait(lambda: _first_mode_after(p.rec.mixer_modes, t_f, ("base_fault",)) is not None, 60.0,
@@ -455,8 +540,10 @@ def _base_death_script(behaviour: str):
         # from its applied residual (stamped with that base action's stamp): judge from there. The
         # probe's estimate of the kill time (from its own, possibly lagging, joint_states) is kept too.
         hit = _first_mode_after(p.rec.mixer_modes, t_f, ("base_fault",))
-        last = max((a.stamp for a in p.rec.applied if a.stamp is not None and a.stamp <= hit
-                    and np.any(a.values != 0.0) and abs(hit - a.stamp) < 5.0), default=None)
+        # The last base action the dead controller published, as the sim received it (its record
+        # holds every one): the mixer's watchdog cannot have seen a later one.
+        last = max((ns * 1e-9 for ns in loop.run_data.sink_record().bases if ns * 1e-9 <= hit
+                    and abs(hit - ns * 1e-9) < 5.0), default=None)
         res.notes["latency_from_kill_s"] = from_kill
         res.fallback_latency_s = from_kill if last is None or note else min(from_kill, hit - last)
         res.notes["latency_from_last_base_s"] = None if last is None else hit - last
@@ -493,8 +580,8 @@ def _base_death_script(behaviour: str):
             return
         yield from _sleep_sim(loop, 0.2)
         p.drain()
-        ok, why, info = ramp_check(p.rec.applied, CONST_RESIDUAL, config.residual_limit, t_back, p.rec.modes,
-                                   config.residual_gain)
+        ok, why, info = ramp_check(sink_applied(loop.run_data.sink_record(), loop.joints), CONST_RESIDUAL,
+                                   config.residual_limit, t_back, p.rec.modes, config.residual_gain)
         res.notes["ramp"] = info
         if not ok:
             res.recovered = False
@@ -1184,9 +1271,13 @@ def run_matrix(chosen: list[Scenario], trials: int, log_dir: str | None = None,
     say = progress or (lambda m: print(f"[faults] {m}", flush=True))
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="residual_faults_"))
+    # Each graph gets a DDS participant of its own in this process (rclpy.init per graph), unless the
+    # caller owns rclpy. One participant kept across graphs (its probe node destroyed and created
+    # again, the graph's processes replaced) left single writer -> reader matches unformed on Kilted
+    # (Fast DDS 3): the probe stopped hearing the mixer's mode or the policy's residual while every
+    # other topic flowed, and the graph never looked nominal. A fresh participant per graph is what
+    # a separately started process has.
     own = not rclpy.ok()
-    if own:
-        rclpy.init()
     per: dict[str, list[Trial]] = {s.name: [] for s in chosen}
     try:
         ctx = Context(work, Path(log_dir) if log_dir else None, say)
@@ -1196,14 +1287,19 @@ def run_matrix(chosen: list[Scenario], trials: int, log_dir: str | None = None,
                 group = [s for s in chosen if s.harness == harness]
                 if group:
                     say(f" {harness} graph: {len(group)} scenarios")
-                    for name, t in _run_bench_group(ctx, harness, group, trial).items():
+                    if own:
+                        rclpy.init()
+                    try:
+                        results = _run_bench_group(ctx, harness, group, trial)
+                    finally:
+                        if own:
+                            rclpy.try_shutdown()
+                    for name, t in results.items():
                         per[name].append(t)
             for s in chosen:
                 if s.harness == "loop":
                     per[s.name].append(_run_loop(ctx, s, trial))
     finally:
-        if own:
-            rclpy.try_shutdown()
         shutil.rmtree(work, ignore_errors=True)
     rows = []
     for s in chosen:
