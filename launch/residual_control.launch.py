@@ -80,7 +80,8 @@ def _launch_setup(context, *args, **kwargs):
         name='residual_mixer',
         output='screen',
         parameters=parameters('residual_mixer', common),
-        remappings=[('commands', command_topic)],
+        # joint_states: the state base_stale_behavior damp brings to rest
+        remappings=[('commands', command_topic), ('joint_states', joint_states_topic)],
         ros_arguments=ros_args,
     )
     actions = [base_controller, residual_policy, residual_mixer]
@@ -113,7 +114,7 @@ def generate_launch_description():
                         '(std_msgs/Float64MultiArray), e.g. /effort_controller/commands'),
         DeclareLaunchArgument(
             'joint_states_topic', default_value='joint_states',
-            description='Remap of `joint_states` for base_controller and residual_policy'),
+            description='Remap of `joint_states` for base_controller, residual_policy and residual_mixer'),
         DeclareLaunchArgument(
             'log_level', default_value='info',
             description='Log level of the three nodes (debug, info, warn, error)'),

@@ -75,7 +75,7 @@ NODE_TOPICS = {
     "base_controller": {"joint_states", "reference", "base_action"},
     "residual_policy": {"joint_states", "reference", "base_action", "perception",
                         "residual_action"},
-    "residual_mixer": {"base_action", "residual_action", "commands", "/diagnostics",
+    "residual_mixer": {"base_action", "residual_action", "joint_states", "commands", "/diagnostics",
                        "~/mode", "~/applied_residual"},
     "mujoco_sim": {"joint_states", "/clock", "commands"},
     "reference_publisher": {"reference"},
@@ -332,6 +332,7 @@ def test_runtime_remaps_cover_plant_topics():
     assert "commands" in remaps["residual_mixer"]
     assert "joint_states" in remaps["base_controller"]
     assert "joint_states" in remaps["residual_policy"]
+    assert "joint_states" in remaps["residual_mixer"]  # damp reads the robot's joint states
 
 
 def test_hil_remaps_point_at_ros2_control_topics():
