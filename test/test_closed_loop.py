@@ -135,6 +135,20 @@ def test_after_a_lockstep_timeout_the_late_command_is_paired_with_the_previous_b
     assert c["total"] == 0 and c["lagging_commands"] == 1, c
 
 
+def test_one_window_behind_each_command_is_paired_with_the_base_it_came_from(tmp_path):
+    # Both base actions are within g*eps of every command here: the pairing follows the order
+    # (one window behind, the first command is the late one), not the nearest value.
+    windows = [([0.0, 0.0], [[0.5, 0.0]], True, True),
+               ([1.0, 0.0], [], True, False),
+               ([2.0, 0.0], [[1.5, 0.0]], True, True),  # still one behind: from base 1.0
+               ([3.0, 0.0], [[2.5, 0.0], [3.5, 0.0]], True, True),  # caught up
+               ([4.0, 0.0], [[4.5, 0.0]], True, True)]
+    steps: list = []
+    c = check_sink_record(_write(tmp_path / "r.txt", windows), JOINTS, CFG, "stop", steps=steps)
+    assert c["total"] == 0 and c["lagging_commands"] == 2, c
+    assert [None if r is None else r[0] for _, _, r in steps] == [0.5, None, 0.5, 0.5, 0.5]
+
+
 def test_a_command_without_its_base_action_is_a_violation_not_an_excuse(tmp_path):
     windows = [([0.0, 0.0], [[0.0, 0.0]], True, True), (None, [[1.0, 1.0]], True, True),
                ([0.0, 0.0], [[0.0, 0.0]], True, True)]

@@ -357,10 +357,14 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
     prev_ns = None
     for w in record.windows:
         t = w.t_ns * 1e-9
-        candidates = [bases.get(w.t_ns)] + ([bases.get(prev_ns)] if lagging and prev_ns is not None else [])
-        candidates = [b for b in candidates if b is not None and np.all(np.isfinite(b))]
+        own = bases.get(w.t_ns)
+        late = bases.get(prev_ns) if lagging and prev_ns is not None else None
         applied_res = None
-        for v in w.commands:
+        for i, v in enumerate(w.commands):
+            # One command per base action, in order: one window behind, the first command of a
+            # window is the late one (from the previous state's base action), the next its own.
+            candidates = [late, own] if i == 0 else [own, late]
+            candidates = [b for b in candidates if b is not None and np.all(np.isfinite(b))]
             kind = None
             applied_res = None
             if v.shape != lo.shape or not np.all(np.isfinite(v)):
@@ -371,11 +375,11 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
                 counts["before_first_base"] += 1
             else:
                 fit = None
-                for k, b in enumerate(candidates):
+                for b in candidates:
                     inside = (b >= lo) & (b <= hi)
                     if np.all(np.abs(v - b)[inside] <= bound[inside]):
                         fit = b
-                        counts["lagging_commands"] += int(k > 0)
+                        counts["lagging_commands"] += int(b is late)
                         break
                 if fit is not None:
                     applied_res = v - fit

@@ -501,17 +501,27 @@ def sc_out_of_envelope(ctx, trial):
 
     def script(loop, config, res: Trial):
         yield from inner(loop, config, res)
-        reports = [s.message for _, s in loop.probe.rec.diagnostics
-                   if s.name == "residual_policy" and "out_of_envelope" in s.message]
-        res.notes["envelope_reports"] = len(reports)
-        if reports:
-            res.notes["out_of_envelope"] = reports[0]
+        yield from _sleep_sim(loop, 0.3)  # one more diagnostics period
+        loop.probe.drain()
+        reports, trips = [], 0
+        for _, st in loop.probe.rec.diagnostics:
+            if st.name != "residual_policy":
+                continue
+            values = {kv.key: kv.value for kv in st.values}
+            trips = max(trips, int(values.get("envelope_trips", 0)))
+            for text in (st.message, values.get("last_out_of_envelope", "")):
+                if "out_of_envelope" in text and text not in reports:
+                    reports.append(text)
+        res.notes["envelope_fallbacks"] = trips
+        res.notes["out_of_envelope"] = reports[:3]
         if not res.not_measured and not any("perception/payload_mass" in r for r in reports):
             res.fail("expected residual_policy to report out_of_envelope on perception/payload_mass, found "
                      f"{reports[:2] or 'no out_of_envelope report'}")
 
-    envelope_ctx = copy.copy(ctx)  # the same files, the loop model with an envelope
+    envelope_ctx = copy.copy(ctx)  # the same files; the loop model with an envelope, policy diagnostics at 10 Hz
     envelope_ctx.loop_model = _envelope_loop_model(ctx)
+    envelope_ctx.loop_params = lambda **mixer: ctx._write(
+        "loop_envelope.yaml", {"residual_mixer": mixer, "residual_policy": {"diagnostics_period": 0.1}})
     return _loop_trial(envelope_ctx, "out_of_envelope", trial, script)
 
 
@@ -567,6 +577,10 @@ def _base_death_script(behaviour: str):
             res.fail(f"stop: {len(during)} commands published while the base was dead")
         if behaviour in ("zero", "hold") and not during:
             res.fail(f"{behaviour}: no command published while the base was dead")
+        # Lockstep again (wait for each command) before the base controller is back.
+        ok, why = p.set_remote_parameter("mujoco_sim", "lockstep_wait", 0.5)
+        if not ok:
+            raise RuntimeError(f"lockstep_wait refused: {why}")
         t_back = time.monotonic()
         res.notes["_restarts"] = [loop.sim_time_now()]
         loop.restart("base_controller")
