@@ -175,3 +175,21 @@ def test_malformed_metadata_is_refused_with_what_was_expected(text, match):
 def test_compute_envelope_refuses_bad_data(obs, match):
     with pytest.raises(ValueError, match=match):
         compute_envelope(obs, NAMES)
+
+
+def test_evaluation_runs_the_model_behind_the_envelope_check():
+    """training.evaluate.envelope_checked_fn: zero residual while tripped, counts trips and outside steps."""
+    from types import SimpleNamespace
+
+    from residual_control.training.evaluate import envelope_checked_fn
+
+    runner = SimpleNamespace(envelope=box(), n_act=2, contract=SimpleNamespace(control_rate_hz=100.0))
+    fn, stats = envelope_checked_fn(lambda obs: np.array([1.0, 2.0]), runner, debounce=0.05)
+    inside, out = np.array([0.0, 0.0, 1.0]), np.array([0.0, 0.0, 7.0])
+    outputs = [fn(o) for o in [inside] * 3 + [out] * 10 + [inside] * 2]
+    # Outside from step 3; tripped once 0.05 s (5 periods) have passed: steps 8..12.
+    assert [bool(np.any(o)) for o in outputs] == [True] * 8 + [False] * 5 + [True] * 2
+    assert stats["outside_steps"] == 10 and stats["tripped_steps"] == 5 and stats["trips"] == 1
+    assert stats["worst"]["feature"] == "perception/m" and stats["worst"]["excess"] == pytest.approx(4.0)
+    unchecked, s2 = envelope_checked_fn(fn, SimpleNamespace(envelope=None), 0.1)
+    assert unchecked is fn and s2["envelope"] is False
