@@ -525,6 +525,84 @@ def sc_out_of_envelope(ctx, trial):
     return _loop_trial(envelope_ctx, "out_of_envelope", trial, script)
 
 
+# ---------------------------------------------------------------------- training envelope
+#: Payload far outside the training range sim.plant.RANDOMIZATION_RANGES["payload_mass"] (0 to 1.5 kg).
+ENVELOPE_FAULT_PAYLOAD = 4.0
+
+
+def _envelope_loop_model(ctx: Context) -> str:
+    """The loop's constant residual with the shipped model's observation_envelope in its metadata."""
+    import onnx
+
+    from ..core.envelope import METADATA_KEY
+    from ..paths import default_model
+    from .synthetic_models import constant_model
+
+    path = ctx.work / "const_loop_envelope.onnx"
+    if not path.is_file():
+        meta = {e.key: e.value for e in onnx.load(str(default_model())).metadata_props}
+        if METADATA_KEY not in meta:
+            raise RuntimeError(f"{default_model()}: expected metadata '{METADATA_KEY}', found none")
+        constant_model(str(path), ctx.joints, ctx.obs, ctx.limit, CONST_RESIDUAL, control_rate_hz=ctx.loop_rate,
+                       extra_metadata={METADATA_KEY: meta[METADATA_KEY]})
+    return str(path)
+
+
+def _set_payload(mass_sim, mass_perceived):
+    def f(loop):
+        ok, reason = loop.probe.set_remote_parameter("perception", "payload_mass", float(mass_perceived))
+        if not ok:
+            raise RuntimeError(f"perception payload_mass={mass_perceived} refused: {reason}")
+        t = loop.sim_time_now()  # the perceived payload leaves the envelope from here
+        ok, reason = loop.probe.set_remote_parameter("mujoco_sim", "payload_mass", float(mass_sim))
+        if not ok:
+            raise RuntimeError(f"mujoco_sim payload_mass={mass_sim} refused: {reason}")
+        return t
+    return f
+
+
+@scenario("out_of_envelope", "loop", f"a {ENVELOPE_FAULT_PAYLOAD:g} kg payload (training range 0 to 1.5 kg) is "
+          "picked up and perceived: residual_policy reports out_of_envelope (perception/payload_mass) and "
+          "stops, fallback within debounce + residual_timeout; payload dropped: ramped recovery, 0 violations")
+def sc_out_of_envelope(ctx, trial):
+    import copy
+
+    from ..sim.plant import PlantParams
+
+    pol = ctx.params["residual_policy"]["ros__parameters"]
+    debounce = float(pol.get("envelope_debounce", 0.1))
+    real = PlantParams.from_yaml(str(share_path("config", "plants", "real.yaml"))).payload_mass
+    inner = _residual_fault_script(_set_payload(ENVELOPE_FAULT_PAYLOAD, ENVELOPE_FAULT_PAYLOAD),
+                                   _set_payload(real, real),
+                                   bound_extra=debounce + 1.0 / 30.0,  # perception publishes at 30 Hz
+                                   label="out-of-envelope payload")
+
+    def script(loop, config, res: Trial):
+        yield from inner(loop, config, res)
+        yield from _sleep_sim(loop, 0.3)  # one more diagnostics period
+        loop.probe.drain()
+        reports, trips = [], 0
+        for _, st in loop.probe.rec.diagnostics:
+            if st.name != "residual_policy":
+                continue
+            values = {kv.key: kv.value for kv in st.values}
+            trips = max(trips, int(values.get("envelope_trips", 0)))
+            for text in (st.message, values.get("last_out_of_envelope", "")):
+                if "out_of_envelope" in text and text not in reports:
+                    reports.append(text)
+        res.notes["envelope_fallbacks"] = trips
+        res.notes["out_of_envelope"] = reports[:3]
+        if not res.not_measured and not any("perception/payload_mass" in r for r in reports):
+            res.fail("expected residual_policy to report out_of_envelope on perception/payload_mass, found "
+                     f"{reports[:2] or 'no out_of_envelope report'}")
+
+    envelope_ctx = copy.copy(ctx)  # the same files; the loop model with an envelope, policy diagnostics at 10 Hz
+    envelope_ctx.loop_model = _envelope_loop_model(ctx)
+    envelope_ctx.loop_params = lambda **mixer: ctx._write(
+        "loop_envelope.yaml", {"residual_mixer": mixer, "residual_policy": {"diagnostics_period": 0.1}})
+    return _loop_trial(envelope_ctx, "out_of_envelope", trial, script)
+
+
 def _base_death_script(behaviour: str):
     def script(loop, config, res: Trial):
         p = loop.probe
