@@ -42,6 +42,7 @@ import json
 import math
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -1015,8 +1016,17 @@ BAD_MODELS = {
 }
 
 
-def _start_refusals(ctx: Context, label: str) -> dict:
-    """Start one residual_policy per bad model, all at once; they must exit 2 naming expected/found."""
+def _start_refusals(ctx: Context, label: str, timeout: float = 90.0) -> dict:
+    """Start one residual_policy per bad model, all at once; they must exit 2 naming expected/found.
+
+    Returns once every one of them has exited (or ``timeout``), before the graph under test starts.
+    On Kilted (Fast DDS 3.2), participants that join and leave while the graph's participants are
+    still discovering each other left single writer -> reader links of the graph unformed: every
+    node and endpoint visible in the ROS graph, yet no data on that one link (the probe's view while
+    stuck), so the graph never came up. With the refusals starting beside the graph, 6 of 14
+    start-ups failed on this machine; with them finished first, 0 of 8 (docs/reliability.md).
+    The refusals are judged from their exit status and log either way.
+    """
     from .graph import Graph, NodeSpec
 
     specs = []
@@ -1024,7 +1034,14 @@ def _start_refusals(ctx: Context, label: str) -> dict:
         specs.append(NodeSpec("residual_policy", [ctx.relay_params],
                               {"model_path": ctx.relay_models[key], "model_sha256": sha,
                                "control_rate_hz": RELAY_RATE_HZ}, name=f"refuse_{name}"))
-    return {"graph": Graph(specs, log_dir=ctx.logs(label, "start_refusals")), "results": {}}
+    graph = Graph(specs, log_dir=ctx.logs(label, "start_refusals"))
+    deadline = time.monotonic() + timeout
+    for proc in graph.processes.values():
+        try:
+            proc.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass  # judged by _start_refusal_result: still running is a failed refusal
+    return {"graph": graph, "results": {}}
 
 
 def _start_refusal_result(pending: dict, name: str, timeout: float = 90.0) -> tuple[bool, str]:
@@ -1285,13 +1302,9 @@ def run_matrix(chosen: list[Scenario], trials: int, log_dir: str | None = None,
     say = progress or (lambda m: print(f"[faults] {m}", flush=True))
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="residual_faults_"))
-    # Each graph gets a DDS participant of its own in this process (rclpy.init per graph), unless the
-    # caller owns rclpy. One participant kept across graphs (its probe node destroyed and created
-    # again, the graph's processes replaced) left single writer -> reader matches unformed on Kilted
-    # (Fast DDS 3): the probe stopped hearing the mixer's mode or the policy's residual while every
-    # other topic flowed, and the graph never looked nominal. A fresh participant per graph is what
-    # a separately started process has.
     own = not rclpy.ok()
+    if own:
+        rclpy.init()
     per: dict[str, list[Trial]] = {s.name: [] for s in chosen}
     try:
         ctx = Context(work, Path(log_dir) if log_dir else None, say)
@@ -1301,19 +1314,14 @@ def run_matrix(chosen: list[Scenario], trials: int, log_dir: str | None = None,
                 group = [s for s in chosen if s.harness == harness]
                 if group:
                     say(f" {harness} graph: {len(group)} scenarios")
-                    if own:
-                        rclpy.init()
-                    try:
-                        results = _run_bench_group(ctx, harness, group, trial)
-                    finally:
-                        if own:
-                            rclpy.try_shutdown()
-                    for name, t in results.items():
+                    for name, t in _run_bench_group(ctx, harness, group, trial).items():
                         per[name].append(t)
             for s in chosen:
                 if s.harness == "loop":
                     per[s.name].append(_run_loop(ctx, s, trial))
     finally:
+        if own:
+            rclpy.try_shutdown()
         shutil.rmtree(work, ignore_errors=True)
     rows = []
     for s in chosen:
