@@ -473,10 +473,15 @@ def _envelope_loop_model(ctx: Context) -> str:
 
 def _set_payload(mass_sim, mass_perceived):
     def f(loop):
+        # The out-of-envelope fallback follows the set within debounce + a perception period, faster
+        # than a service answer may come back on a loaded machine: discover the service first, and
+        # take the fault time just before the request (the latency then includes the request's hop).
+        current = loop.probe.get_remote_parameter("perception", "payload_mass")
+        loop.probe.set_remote_parameter("perception", "payload_mass", float(current))  # a no-op set
+        t = loop.sim_time_now()
         ok, reason = loop.probe.set_remote_parameter("perception", "payload_mass", float(mass_perceived))
         if not ok:
             raise RuntimeError(f"perception payload_mass={mass_perceived} refused: {reason}")
-        t = loop.sim_time_now()  # the perceived payload leaves the envelope from here
         ok, reason = loop.probe.set_remote_parameter("mujoco_sim", "payload_mass", float(mass_sim))
         if not ok:
             raise RuntimeError(f"mujoco_sim payload_mass={mass_sim} refused: {reason}")
