@@ -73,6 +73,7 @@ def run_trial(name: str, args, settings_kwargs: dict, joints, config) -> tuple[d
                     t = js[-1].stamp if js else probe.ros_now()
                     fault["kill_sim"] = t
                     loop.kill("residual_policy")
+                    fault["kill_wall"] = time.monotonic()
                     _say(f"{name:>14}: killed residual_policy (-9) at {t:.2f} s sim time")
                 elif action == "restart":
                     loop.restart("residual_policy")
@@ -102,6 +103,12 @@ def run_trial(name: str, args, settings_kwargs: dict, joints, config) -> tuple[d
                           if r.stamp is not None and r.stamp < fault.get("restart_sim", float("inf"))]
                 if before:
                     fault["kill_sim"] = max(fault["kill_sim"], max(before))
+                # The sim's own record: the newest state it had published when the process was
+                # dead, exact to a period whatever the probe's lag (states after it got no residual).
+                from .closed_loop import sink_sim_time_at
+                exact = sink_sim_time_at(run.sink_record(), fault["kill_wall"])
+                if exact is not None:
+                    fault["kill_sim"] = max(fault["kill_sim"], exact)
             result.update(_fault_numbers(probe.rec.mixer_modes, fault))
         return result, series(run, joints)
 
