@@ -1229,17 +1229,24 @@ def _run_bench_group(ctx: Context, harness: str, scenarios: list[Scenario], tria
                 out[s.name] = t
             return out
         for s in scenarios:
-            t = Trial()
-            ctx.say(f"  {s.name} (trial {trial})")
-            m = b.mark()
-            try:
-                s.func(b, t)
-            except _Timeout as exc:
-                t.fail(str(exc))
-            except Exception as exc:  # a harness failure is a failed scenario, never a crash of the matrix
-                t.fail(f"{type(exc).__name__}: {exc}")
-                t.notes["traceback"] = traceback.format_exc()[-1500:]
-            b.judge(t, m)  # every command since the scenario began, whatever happened
+            skipped: list = []
+            for attempt in range(LOOP_ATTEMPTS):  # again while the precondition fails
+                t = Trial()
+                ctx.say(f"  {s.name} (trial {trial}{f', attempt {attempt + 1}' if attempt else ''})")
+                m = b.mark()
+                try:
+                    s.func(b, t)
+                except _Timeout as exc:
+                    t.fail(str(exc))
+                except Exception as exc:  # a harness failure is a failed scenario, never a crash of the matrix
+                    t.fail(f"{type(exc).__name__}: {exc}")
+                    t.notes["traceback"] = traceback.format_exc()[-1500:]
+                b.judge(t, m)  # every command since the scenario began, whatever happened
+                if not t.not_measured or t.problems or t.violations:
+                    break
+                skipped.append(t.not_measured)
+            if skipped:
+                t.notes["attempts_not_measured"] = skipped
             try:
                 b.check_alive()
             except RuntimeError as exc:
