@@ -622,15 +622,18 @@ def make_executor(kind: str | None = None):
 
 
 class _StopSignals:
-    """SIGINT/SIGTERM handling of a node process: note the request, never raise.
+    """SIGINT/SIGTERM handling of a node process: at most one KeyboardInterrupt, while spinning.
 
     Installed before ``rclpy.init``, so rclpy's own handlers (which shut the
-    context down and wake the executor) chain to them; once the node shuts
-    down, both signals are ignored (SIG_IGN, which Python keeps through
-    interpreter teardown, where it would reset a Python handler to the
-    default action). A second SIGINT or SIGTERM during shutdown (``ros2
-    launch`` repeats SIGINT when its stdin is not a terminal: systemd,
-    ``timeout``, CI) then neither raises KeyboardInterrupt in the middle of
+    context down and wake the executor) chain to them. While ``armed`` (the
+    executor spins) the first signal raises KeyboardInterrupt, which stops
+    the spin even when rclpy's wake-up came before its context shutdown and
+    the executor went back to waiting; every other signal is only noted.
+    Once the node shuts down both signals are ignored (SIG_IGN, which Python
+    keeps through interpreter teardown, where it would reset a Python
+    handler to the default action). A second SIGINT or SIGTERM during
+    shutdown (``ros2 launch`` repeats SIGINT when its stdin is not a
+    terminal: systemd, ``timeout``, CI) then neither raises in the middle of
     the clean-up nor kills the process.
     """
 
@@ -638,16 +641,25 @@ class _StopSignals:
 
     def __init__(self) -> None:
         self.received: list[int] = []
+        self.armed = False
         self._previous = {}
 
     def __call__(self, signum, frame) -> None:
         self.received.append(signum)
+        if self.armed:
+            self.armed = False
+            raise KeyboardInterrupt
 
     def install(self) -> "_StopSignals":
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
                 self._previous[sig] = signal.signal(sig, self)
         return self
+
+    def ignore(self) -> None:
+        if self._previous:
+            for sig in self.SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
 
     def ignore(self) -> None:
         if self._previous:
@@ -671,6 +683,13 @@ def run_node(factory: Callable[[], Node], args=None, fatal: tuple = (ResidualCon
     ``restore_signals`` (a caller that goes on after the node).
     """
     stop = _StopSignals().install()
+    try:
+        return _run_node(stop, factory, args, fatal, spin, restore_signals)
+    except KeyboardInterrupt:  # the one a signal raises, if it lands outside the inner handlers
+        return 0
+
+
+def _run_node(stop: _StopSignals, factory, args, fatal, spin, restore_signals) -> int:
     rclpy.init(args=args)
     node = None
     code = 0
@@ -679,6 +698,7 @@ def run_node(factory: Callable[[], Node], args=None, fatal: tuple = (ResidualCon
             node = factory()
             executor = make_executor()
             executor.add_node(node)
+            stop.armed = True
             if not stop.received and rclpy.ok():
                 if spin is None:
                     executor.spin()
@@ -694,6 +714,7 @@ def run_node(factory: Callable[[], Node], args=None, fatal: tuple = (ResidualCon
             raise
         # Stopped while starting: rclpy refuses calls on the shut-down context; that is the stop.
     finally:
+        stop.armed = False
         stop.ignore()
         if node is not None:
             node.destroy_node()
