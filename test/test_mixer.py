@@ -608,7 +608,8 @@ def _check_output(out, cfg, base_sent, residual_model, last_command, last_applie
     assert isinstance(out.mode, Mode)
     assert 0.0 <= out.gain <= cfg.residual_gain
     if out.command is None:
-        assert out.mode is Mode.BASE_FAULT and cfg.base_stale_behavior == "stop"
+        assert out.mode is Mode.BASE_FAULT
+        assert cfg.base_stale_behavior == "stop" or (cfg.base_stale_behavior == "damp" and last_command is None)
         return None
     cmd = out.command
     assert cmd.shape == (len(cfg.joints),)
@@ -903,11 +904,16 @@ def test_transitions_are_bumpless(scenario):
         if prev is not None:
             step = np.abs(da - prev[1])
             elapsed = now - prev[0]
-            if out.mode is Mode.FALLBACK and c.fallback_ramp_time > 0:
-                assert np.all(step <= bound * elapsed / c.fallback_ramp_time + 1e-9), (out.reason, step, elapsed)
-            elif out.mode in (Mode.RECOVERING, Mode.NOMINAL) and c.recovery_ramp_time > 0:
-                assert np.all(step <= bound * elapsed / c.recovery_ramp_time + 1e-9), (out.mode, step, elapsed)
-        prev = (now, da.copy())
+            # The ramps that can act between the two commands: the decay while in (or leaving)
+            # FALLBACK, the recovery ramp while in (or leaving) RECOVERING.
+            ramps = []
+            if Mode.FALLBACK in (prev[2], out.mode):
+                ramps.append(c.fallback_ramp_time)
+            if {prev[2], out.mode} & {Mode.RECOVERING, Mode.NOMINAL}:
+                ramps.append(c.recovery_ramp_time)
+            if ramps and min(ramps) > 0:
+                assert np.all(step <= bound * elapsed / min(ramps) + 1e-9), (prev[2], out.mode, step, elapsed)
+        prev = (now, da.copy(), out.mode)
 
 
 # ================================================================= damp safe stop
@@ -954,13 +960,28 @@ def test_damp_with_a_stale_state_holds_gravity_only_and_without_a_state_zero():
     m.update_state(J, [0.3, 0.1], [2.0, 2.0], 0.0)
     out = m.check_base(0.2)  # the state is 0.2 s old: no velocity to damp
     np.testing.assert_allclose(out.command, gravity([0.3, 0.1]))
+    assert "joint state 0.200 s old" in out.reason
     fresh = damp_mixer(ramp=0.0, command_min=[1.0, -30.0])
-    np.testing.assert_allclose(fresh.check_base(0.2).command, [1.0, 0.0])  # never a state: clip(0)
+    out = fresh.check_base(0.2)
+    np.testing.assert_allclose(out.command, [1.0, 0.0])  # never a state: clip(0)
+    assert "no joint state received" in out.reason
+
+
+def test_damp_sends_nothing_before_the_first_command():
+    """damp replaces the command a sink would hold; before any, there is none to replace."""
+    m = Mixer(make_config(base_stale_behavior="damp", damp_kd=[6.0, 4.0]), gravity=gravity)
+    assert m.check_base(0.0) is None
+    m.update_state(J, [0.3, 0.1], [1.0, 1.0], 0.05)
+    out = m.check_base(0.06)
+    assert out.mode is Mode.BASE_FAULT and out.command is None
+    m.step(J, [1.0, 1.0], 0.07, 0.07)  # the first command
+    m.update_state(J, [0.3, 0.1], [1.0, 1.0], 0.2)
+    assert m.check_base(0.2).command is not None
 
 
 def test_damp_without_gravity_is_damping_alone():
     m = Mixer(make_config(base_stale_behavior="damp", damp_kd=[6.0, 4.0]))
-    assert m.check_base(0.0) is None  # starts the watchdog
+    m.step(J, [0.0, 0.0], 0.0, 0.0)
     m.update_state(J, [0.3, 0.1], [1.0, 1.0], 0.03)
     out = m.check_base(0.06)
     np.testing.assert_allclose(out.command, [-6.0, -4.0])

@@ -17,7 +17,7 @@ g applied to the residual:
                 ``hold``: the last command that was sent, ``damp``: blend from
                 the last command to clip(-damp_kd * qd + gravity(q)) of the
                 latest joint state over ``fallback_ramp_time``, see
-                :meth:`Mixer.update_state`).
+                :meth:`Mixer.update_state`; nothing before the first command).
 
 Invariants (tested with hypothesis): every command returned is finite and
 within [command_min, command_max]; whenever a_base lies within the limits,
@@ -148,7 +148,7 @@ def _as_vector(name: str, value, n: int) -> np.ndarray:
 class MixOutput:
     """Result of one mixer step."""
 
-    command: np.ndarray | None  # None: publish nothing (base_stale_behavior stop)
+    command: np.ndarray | None  # None: publish nothing (stop; damp before any command was sent)
     base: np.ndarray | None
     applied_residual: np.ndarray  # a - a_base before the command clip (g * clip(da))
     mode: Mode
@@ -511,13 +511,22 @@ class Mixer:
         elif behavior == "hold":
             held = self._last_command if self._last_command is not None else zeros
             command = np.clip(held, cfg.command_min, cfg.command_max)
+        elif self._last_output is None:
+            # damp replaces the last command a sink would hold; none was ever sent: send none.
+            command = None
         else:  # damp
             target = self.damp_target(now)
             if self._stop_blend is None:
-                origin = self._last_output if self._last_output is not None else target
-                self._stop_blend = _Blend(np.array(origin, dtype=float), now)
+                self._stop_blend = _Blend(np.array(self._last_output, dtype=float), now)
             w = self._stop_blend.weight(now, cfg.fallback_ramp_time)
             command = np.clip(w * self._stop_blend.origin + (1.0 - w) * target, cfg.command_min, cfg.command_max)
+            age = self.state_age(now)
+            if age is None:
+                reason += "; damp: no joint state received, ramping to clip(0)"
+                self._reason = reason
+            elif age > cfg.base_timeout:
+                reason += f"; damp: joint state {age:.3f} s old, holding gravity at its position"
+                self._reason = reason
         if command is not None:
             self._last_output = command
         return MixOutput(command, None, zeros, self._mode, reason, 0.0, False,
