@@ -141,15 +141,12 @@ def run_row(row: Row, params_file: str | None = None, plant_file: str = "", kill
         graph[row.fault].kill9()
         probe.drain()
         t_kill = probe.latest_stamp()  # the newest state the probe saw when the process died
-        # Lockstep waits lockstep_wait (0.5 wall s) for a command before stepping: while no command
-        # comes (a killed mixer; the mixer before its watchdog fires; stop) step every 0.02 wall s,
-        # and wait for the mixer's commands again once it publishes its safe stop.
-        ok, why = probe.set_remote_parameter("mujoco_sim", "lockstep_wait", 0.02)
-        if not ok:
-            raise RuntimeError(f"lockstep_wait refused: {why}")
-        if row.fault == "base_controller" and row.behavior != "stop":
-            spin_until(lambda: probe.mode == "base_fault", "base_fault", ignore=(row.fault,))
-            ok, why = probe.set_remote_parameter("mujoco_sim", "lockstep_wait", 0.5)
+        # Lockstep waits lockstep_wait (0.5 wall s) for a command before stepping. Where no command
+        # will come any more (a killed mixer, stop), step every 0.02 wall s. Where the mixer goes on
+        # publishing, keep waiting for each command (the few periods until its watchdog fires are
+        # slow in wall time), so every command acts in the period it was computed for.
+        if row.fault == "residual_mixer" or row.behavior == "stop":
+            ok, why = probe.set_remote_parameter("mujoco_sim", "lockstep_wait", 0.02)
             if not ok:
                 raise RuntimeError(f"lockstep_wait refused: {why}")
         spin_until(lambda: probe.latest_stamp() >= t_kill + after + 0.02, "the end of the window",
