@@ -50,6 +50,9 @@ def _cmd_up(args) -> int:
             print(exc, file=sys.stderr)
             return 1
         finally:
+            # From here on ignored (SIG_IGN also holds through interpreter teardown).
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
             print("stopping the graph", flush=True)
     return 0
 

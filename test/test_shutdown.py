@@ -101,3 +101,39 @@ def test_every_node_exits_0_on_repeated_stop_signals(tmp_path, case):
     assert not bad, f"{case}: signals sent {sent}; exit codes {codes}; failing: {bad}"
     # The repeats did reach most processes during their shutdown (otherwise this proves nothing).
     assert sum(n >= 2 for n in sent.values()) >= len(procs) // 2, sent
+
+
+def test_up_exits_0_and_stops_its_nodes_on_repeated_sigint(tmp_path):
+    """`residual-control up` under `timeout`/systemd: repeated SIGINT only asks it to stop."""
+    namespace = "/shutdown_up"
+    proc = subprocess.Popen([str(BIN / "residual-control"), "up", "--namespace", namespace.strip("/"),
+                             "--log-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True, text=True)
+    rclpy.init()
+    probe = Probe(["shoulder", "elbow"], name="shutdown_up_probe", namespace=namespace)
+    try:
+        wanted = {"base_controller", "residual_policy", "residual_mixer"}
+        up = probe.spin_until(
+            lambda: wanted <= {n for n, ns in probe.get_node_names_and_namespaces() if ns == namespace}
+            or proc.poll() is not None, 90.0)
+        assert up and proc.poll() is None, proc.stdout.read() if proc.poll() is not None else "nodes not up"
+    finally:
+        probe.destroy_node()
+        rclpy.shutdown()
+    sent = 0
+    deadline = time.monotonic() + 60.0
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            proc.send_signal(signal.SIGINT)
+            sent += 1
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    out = proc.stdout.read()
+    pids = {int(line.split("(pid ")[1].split(")")[0]) for line in out.splitlines() if "(pid " in line}
+    assert proc.returncode == 0 and "Traceback" not in out, (proc.returncode, sent, out[-3000:])
+    assert len(pids) == 3 and sent >= 2, (pids, sent)
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2], \
+            f"node process {pid} still running after `up` exited"
