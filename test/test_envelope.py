@@ -8,7 +8,8 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
 from residual_control.core.envelope import (
-    DEFAULT_MARGIN, METADATA_KEY, MIN_HALF_WIDTH, Envelope, EnvelopeMonitor, compute_envelope, envelope_from_metadata,
+    DEBOUNCE_TOLERANCE, DEFAULT_MARGIN, METADATA_KEY, MIN_HALF_WIDTH, Envelope, EnvelopeMonitor, compute_envelope,
+    envelope_from_metadata,
 )
 from residual_control.core.errors import ModelError
 
@@ -78,11 +79,11 @@ def test_debounce_trips_only_after_the_observation_stayed_outside_that_long(debo
     check = mon.update(out, t)
     for dt in steps:
         assert check.outside
-        assert check.tripped == (t - first >= debounce)
+        assert check.tripped == (t - first >= debounce - DEBOUNCE_TOLERANCE)
         assert check.outside_for == pytest.approx(t - first)
         t += dt
         check = mon.update(out, t)
-    assert check.tripped == (t - first >= debounce)
+    assert check.tripped == (t - first >= debounce - DEBOUNCE_TOLERANCE)
     assert mon.trips == int(check.tripped)
 
 
@@ -193,3 +194,47 @@ def test_evaluation_runs_the_model_behind_the_envelope_check():
     assert stats["worst"]["feature"] == "perception/m" and stats["worst"]["excess"] == pytest.approx(4.0)
     unchecked, s2 = envelope_checked_fn(fn, SimpleNamespace(envelope=None), 0.1)
     assert unchecked is fn and s2["envelope"] is False
+
+
+def test_loaded_policy_checks_the_envelope_with_debounce_margin_and_switch(tmp_path):
+    """nodes.common.LoadedPolicy: what PolicyHost runs each step (no ROS graph needed)."""
+    from residual_control.core.observation import default_observation_names
+    from residual_control.core.policy import PolicyExpectations
+    from residual_control.nodes.common import OK, WARN, LoadedPolicy
+    from residual_control.tools.synthetic_models import constant_model
+
+    joints, features = ("shoulder", "elbow"), ("payload_mass",)
+    obs = default_observation_names(joints, features)
+    low, high = [-100.0] * len(obs), [100.0] * len(obs)
+    i = obs.index("qd/shoulder")
+    low[i], high[i] = -1.0, 1.0
+    meta = json.dumps({"names": list(obs), "low": low, "high": high})
+    expect = PolicyExpectations(joints, [20.0, 8.0], 100.0, features)
+    path = constant_model(str(tmp_path / "m.onnx"), joints, obs, [20.0, 8.0], (3.0, -1.5),
+                          extra_metadata={METADATA_KEY: meta})
+    policy = LoadedPolicy(path, "", expect)
+    policy.configure_envelope(True, 0.05, 0.0)
+    z = np.zeros(2)
+    fast = np.array([3.0, 0.0])  # qd/shoulder 2 above the bound
+
+    def step(qd, now):
+        return policy.residual(z, qd, z, z, z, np.array([0.5]), now)
+
+    assert step(z, 0.0)[1] == OK
+    assert step(fast, 0.01)[1] == OK  # outside, still debouncing
+    residual, level, why, model_error = step(fast, 0.06)
+    assert residual is None and level == WARN and not model_error
+    assert why.startswith("out_of_envelope: qd/shoulder = 3 is 2 above")
+    assert step(z, 0.07)[1] == OK  # back inside: at once
+    # A runtime margin of 1 (x the range 2 on each side) puts 3 rad/s inside.
+    policy.configure_envelope(True, 0.05, 1.0)
+    assert step(fast, 1.0)[1] == OK and step(fast, 2.0)[1] == OK
+    # Check off: no monitor, a residual whatever the state.
+    policy.configure_envelope(False, 0.05, 0.0)
+    assert policy.monitor is None and step(fast, 3.0)[1] == OK
+    # Without ``now`` (callers that do not keep time) there is no check either.
+    policy.configure_envelope(True, 0.0, 0.0)
+    assert policy.residual(z, fast, z, z, z, np.array([0.5]))[1] == OK
+    plain = LoadedPolicy(constant_model(str(tmp_path / "p.onnx"), joints, obs, [20.0, 8.0], (3.0, -1.5)), "", expect)
+    assert plain.envelope is None and plain.monitor is None and plain.residual(z, fast, z, z, z, np.array([0.5]),
+                                                                                 0.0)[1] == OK

@@ -25,6 +25,8 @@ from .errors import ModelError
 METADATA_KEY = "observation_envelope"
 #: Default margin, as a fraction of each feature's training range, added on both sides.
 DEFAULT_MARGIN = 0.1
+#: Times are sums of periods in floating point (0.06 - 0.01 < 0.05): the debounce is met within this.
+DEBOUNCE_TOLERANCE = 1e-9
 #: Smallest half-width given to a feature whose training range is (nearly) a point.
 MIN_HALF_WIDTH = 1e-3
 
@@ -217,7 +219,7 @@ class EnvelopeMonitor:
         if self._since is None or now < self._since:
             self._since = now
         outside_for = now - self._since
-        tripped = outside_for >= self._debounce
+        tripped = outside_for >= self._debounce - DEBOUNCE_TOLERANCE
         if tripped and not self._tripped:
             self.trips += 1
         self._tripped = tripped

@@ -54,8 +54,8 @@ def contract_from_meta(meta: dict, opset: int = OPSET) -> ModelContract:
     if meta.get("observation_envelope") is not None:
         env = Envelope.from_json(json.dumps(meta["observation_envelope"]), "checkpoint")
         if tuple(env.names) != tuple(meta["observation_names"]):
-            raise ModelError(f"checkpoint: observation_envelope expected the features {list(meta['observation_names'])}, "
-                             f"found {list(env.names)}")
+            raise ModelError(f"checkpoint: observation_envelope expected the features "
+                             f"{list(meta['observation_names'])}, found {list(env.names)}")
         extra[ENVELOPE_KEY] = env.to_json()
     return ModelContract(tuple(meta["joint_names"]), tuple(meta["observation_names"]),
                          tuple(float(x) for x in meta["residual_limit"]), float(meta["control_rate_hz"]),
