@@ -149,6 +149,26 @@ def test_one_window_behind_each_command_is_paired_with_the_base_it_came_from(tmp
     assert [None if r is None else r[0] for _, _, r in steps] == [0.5, None, 0.5, 0.5, 0.5]
 
 
+def test_windows_without_a_command_at_start_up_are_missing_commands_not_late_ones(tmp_path):
+    windows = [([0.0, 0.0], [], True, False), ([1.0, 0.0], [], True, False),  # mixer not discovered yet
+               ([2.0, 0.0], [[1.5, 0.0]], True, True), ([3.0, 0.0], [[2.5, 0.0]], True, True)]
+    steps: list = []
+    c = check_sink_record(_write(tmp_path / "r.txt", windows), JOINTS, CFG, "stop", steps=steps)
+    assert c["total"] == 0 and c["lagging_commands"] == 0, c
+    assert [None if r is None else r[0] for _, _, r in steps] == [None, None, -0.5, -0.5]
+
+
+def test_after_the_mixer_stopped_answering_no_command_is_taken_as_late(tmp_path):
+    # Windows 1-2 without a command (the mixer stopped), then it answers again in time.
+    windows = [([0.0, 0.0], [[0.5, 0.0]], True, True), ([1.0, 0.0], [], True, False),
+               ([2.0, 0.0], [], True, False), ([3.0, 0.0], [[2.5, 0.0]], True, True),
+               ([4.0, 0.0], [[3.5, 0.0]], True, True)]
+    steps: list = []
+    c = check_sink_record(_write(tmp_path / "r.txt", windows), JOINTS, CFG, "stop", steps=steps)
+    assert c["total"] == 0 and c["lagging_commands"] == 0, c
+    assert [None if r is None else r[0] for _, _, r in steps] == [0.5, None, None, -0.5, -0.5]
+
+
 def test_a_command_without_its_base_action_is_a_violation_not_an_excuse(tmp_path):
     windows = [([0.0, 0.0], [[0.0, 0.0]], True, True), (None, [[1.0, 1.0]], True, True),
                ([0.0, 0.0], [[0.0, 0.0]], True, True)]

@@ -329,7 +329,8 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
     received in window k was computed by the mixer from the base action stamped t_k (the base
     controller answers each state with one base action carrying its stamp; the mixer one command
     per base action). The one exception: after a window that ended at ``lockstep_wait`` without a
-    new command, the late command of the window before arrives in the next one, and the windows
+    new command while the mixer was answering (the window before got one), the late command
+    arrives in the next one, and the windows
     stay one behind until one receives two commands; while so, a command may come from the base
     action stamped t_{k-1} (``lagging_commands`` counts them). The base actions are the base
     controller's own publications as the sim received them, never dropped (see sink_record.py),
@@ -354,6 +355,7 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
     examples: list = []
     previous = None
     lagging = False
+    answering = False
     prev_ns = None
     for w in record.windows:
         t = w.t_ns * 1e-9
@@ -407,11 +409,15 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
             previous = v
         if steps is not None:
             steps.append((t, w.commands[-1] if w.commands else None, applied_res))
-        if w.stepped and not w.new_command:
-            lagging = True
+        if not w.commands:
+            # A window without a command right after one with: its command is late (it arrives
+            # in the next window). A second in a row: none is coming (the mixer stopped answering;
+            # at start-up, before the sim and the mixer discovered each other, none was sent).
+            lagging = answering and w.stepped
         elif len(w.commands) >= 2:
-            lagging = False
+            lagging = False  # caught up
         prev_ns = w.t_ns
+        answering = bool(w.commands)
     counts["total"] = sum(counts[k] for k in ("non_finite", "out_of_limits", "residual_bound", "unbased"))
     counts["commands"] = sum(len(w.commands) for w in record.windows) + record.commands_before_first_state
     counts["commands_before_first_state"] = record.commands_before_first_state
