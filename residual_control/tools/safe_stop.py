@@ -111,10 +111,31 @@ def _at(states: list, t: float) -> tuple:
     return states[int(np.argmin(np.abs(stamps - t)))]
 
 
+KILL_TOLERANCE = 0.05  # s of simulated time the kill may come after kill_at (the probe lags a loaded sim)
+
+
 def run_row(row: Row, params_file: str | None = None, plant_file: str = "", kill_at: float = 2.0,
             after: float = 1.0, real_time_factor: float = 1.0, log_dir: str | None = None,
-            initial_positions: Sequence[float] = (0.3, 1.2), startup_timeout: float = 60.0) -> dict:
-    """Run one row; returns its measurements (see the module doc)."""
+            initial_positions: Sequence[float] = (0.3, 1.2), startup_timeout: float = 60.0,
+            attempts: int = 3) -> dict:
+    """Run one row; returns its measurements (see the module doc).
+
+    A trial whose kill came more than KILL_TOLERANCE after ``kill_at`` (the arm elsewhere on its
+    trajectory) is run again, up to ``attempts`` times; the result says how many it took and
+    ``kill_on_time`` whether the last one was on time.
+    """
+    for attempt in range(1, attempts + 1):
+        out = _run_once(row, params_file, plant_file, kill_at, after, real_time_factor, log_dir,
+                        initial_positions, startup_timeout)
+        out["attempts"] = attempt
+        out["kill_on_time"] = out["t_kill"] - kill_at <= KILL_TOLERANCE
+        if out["kill_on_time"]:
+            break
+    return out
+
+
+def _run_once(row: Row, params_file, plant_file, kill_at, after, real_time_factor, log_dir, initial_positions,
+              startup_timeout) -> dict:
     params_file = params_file or str(default_params_file())
     own = not rclpy.ok()
     if own:
@@ -128,6 +149,7 @@ def run_row(row: Row, params_file: str | None = None, plant_file: str = "", kill
         def spin_until(pred, what: str, ignore=()) -> None:
             while not pred():
                 rclpy.spin_once(probe, timeout_sec=0.01)
+                probe.drain(0.05)  # everything waiting: the kill must not lag behind the sim
                 graph.check_alive(ignore=ignore)
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{row.name}: {what} not reached in time "
