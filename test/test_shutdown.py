@@ -5,7 +5,7 @@
 shutdown must not kill it with a KeyboardInterrupt traceback (exit -2) or the
 default SIGTERM action (exit -15). Each case starts the executables of
 .venv/bin, waits until each node is in the ROS graph, then sends the first
-signal and repeats it every 20 ms until the process has exited.
+signal and repeats it every 5 ms until the process has exited.
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def test_every_node_exits_0_on_repeated_stop_signals(tmp_path, case):
             sent[exe] += 1
         deadline = time.monotonic() + 60.0
         while time.monotonic() < deadline and len(codes) < len(procs):
-            time.sleep(0.02)
+            time.sleep(0.005)
             for exe, (p, _) in procs.items():
                 if exe in codes:
                     continue

@@ -666,6 +666,11 @@ class _StopSignals:
             for sig in self.SIGNALS:
                 signal.signal(sig, signal.SIG_IGN)
 
+    def ignore(self) -> None:
+        if self._previous:
+            for sig in self.SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
+
     def restore(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
@@ -710,9 +715,10 @@ def _run_node(stop: _StopSignals, factory, args, fatal, spin, restore_signals) -
         print(f"[FATAL] {exc}", file=sys.stderr, flush=True)
         code = 2
     except Exception:
-        if not stop.received:
+        # rclpy refuses calls on a context its signal handler shut down (rcl_wait: "context is not
+        # valid"), possibly before the Python-level handler has run: that is the stop, not an error.
+        if not stop.received and rclpy.ok():
             raise
-        # Stopped while starting: rclpy refuses calls on the shut-down context; that is the stop.
     finally:
         stop.armed = False
         stop.ignore()
