@@ -671,6 +671,11 @@ class _StopSignals:
             for sig in self.SIGNALS:
                 signal.signal(sig, signal.SIG_IGN)
 
+    def ignore(self) -> None:
+        if self._previous:
+            for sig in self.SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
+
     def restore(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
@@ -700,8 +705,10 @@ def _run_node(stop: _StopSignals, factory, args, fatal, spin, restore_signals) -
     code = 0
     try:
         if not stop.received:  # a signal before rclpy's handlers were in place
-            node = factory()
+            # The executor first: built on a context a signal just shut down, rclpy's Executor
+            # fails half-way and its __del__ prints a traceback; the node takes much longer to build.
             executor = make_executor()
+            node = factory()
             executor.add_node(node)
             stop.armed = True
             if not stop.received and rclpy.ok():
