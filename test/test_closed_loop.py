@@ -169,6 +169,27 @@ def test_after_the_mixer_stopped_answering_no_command_is_taken_as_late(tmp_path)
     assert [None if r is None else r[0] for _, _, r in steps] == [0.5, None, None, -0.5, -0.5]
 
 
+def test_the_mixers_applied_residual_names_the_base_when_the_order_cannot(tmp_path):
+    windows = [([0.0, 0.0], [[0.5, 0.0]], True, True), ([1.0, 0.0], [], True, False),
+               ([2.0, 0.0], [[2.5, 0.0]], True, True)]
+    _write(tmp_path / "r.txt", windows)
+    steps: list = []
+    lagged = check_sink_record(read_record(tmp_path / "r.txt"), JOINTS, CFG, "stop", steps=steps)
+    assert lagged["lagging_commands"] == 1 and np.isclose(steps[2][2][0], 1.5)  # by order: the late one
+    # The mixer reports the applied residual 0.5 for the state stamped 0.03 s: clip(2.0 + 0.5) is the
+    # command, so it came from that state's base action (checked against the base controller's).
+    with open(tmp_path / "r.txt", "a") as f:
+        f.write("A 30000000 shoulder,elbow 0.5,0.0\n")
+    steps = []
+    named = check_sink_record(read_record(tmp_path / "r.txt"), JOINTS, CFG, "stop", steps=steps)
+    assert named["identified_commands"] == 1 and named["lagging_commands"] == 0 and named["total"] == 0
+    assert np.isclose(steps[2][2][0], 0.5)
+    # A claim that does not reproduce the command names nothing.
+    with open(tmp_path / "r.txt", "a") as f:
+        f.write("A 20000000 shoulder,elbow 9.0,0.0\n")
+    assert check_sink_record(read_record(tmp_path / "r.txt"), JOINTS, CFG, "stop")["identified_commands"] == 1
+
+
 def test_a_command_without_its_base_action_is_a_violation_not_an_excuse(tmp_path):
     windows = [([0.0, 0.0], [[0.0, 0.0]], True, True), (None, [[1.0, 1.0]], True, True),
                ([0.0, 0.0], [[0.0, 0.0]], True, True)]

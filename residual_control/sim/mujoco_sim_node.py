@@ -142,6 +142,9 @@ class MujocoSimNode(Node):
         self.declare_parameter("seed", 0, _int_desc("sensor noise seed", 0, 2**31 - 1, True))
         self.declare_parameter("initial_positions", [0.0, 0.0],
                                _desc("initial joint angles (rad), ordered as joints", True))
+        self.declare_parameter("record_applied_topic", "",
+                               _desc("with record_path: also record the mixer's applied residual from this "
+                                     "topic (e.g. residual_mixer/applied_residual); empty = not", True))
         self.declare_parameter("record_path", "",
                                _desc("write every command received and every base_action seen to this file "
                                      "(residual_control.sim.sink_record); lockstep then also waits for the "
@@ -189,6 +192,9 @@ class MujocoSimNode(Node):
         self.recorder = SinkRecorder(record_path) if record_path else None
         if self.recorder is not None:
             self.create_subscription(JointState, "base_action", self.recorder.base, RECORD_QOS)
+            applied_topic = str(self.get_parameter("record_applied_topic").value)
+            if applied_topic:
+                self.create_subscription(JointState, applied_topic, self.recorder.applied, RECORD_QOS)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._timer = None

@@ -8,6 +8,7 @@ process being stopped):
                                   (system-wide: the harness maps its own wall times to sim time)
 ``B <stamp_ns> <names> <values>`` received a base action (its stamp, names and efforts, comma-separated)
 ``C <values>``                    received a command (the efforts the plant is given from now on)
+``A <stamp_ns> <names> <values>`` received the mixer's applied residual (optional, see below)
 ``T <t_ns> <new_command> <base>`` stepped from the state stamped t: 1/0 whether a new command / the
                                   base action stamped t had arrived by then
 
@@ -62,6 +63,11 @@ class SinkRecorder:
         values = ",".join(repr(float(x)) for x in msg.effort)
         self._f.write(f"B {ns} {names or '-'} {values or '-'}\n")
 
+    def applied(self, msg) -> None:
+        names = ",".join(msg.name)
+        values = ",".join(repr(float(x)) for x in msg.effort)
+        self._f.write(f"A {self._ns(msg.header.stamp)} {names or '-'} {values or '-'}\n")
+
     def command(self, data) -> None:
         self._f.write("C " + (",".join(repr(float(x)) for x in data) or "-") + "\n")
 
@@ -94,6 +100,7 @@ class SinkRecord:
     windows: list  # Window, in order
     bases: dict  # stamp (ns) -> (names, values)
     commands_before_first_state: int = 0
+    applied: dict = field(default_factory=dict)  # stamp (ns) -> [(names, values)] the mixer reported
 
     @property
     def steps_without_base(self) -> int:
@@ -109,6 +116,7 @@ def read_record(path: str | Path) -> SinkRecord:
     """Parse a record; a last line cut short (the process stopped mid-write) is ignored."""
     windows: list = []
     bases: dict = {}
+    applied: dict = {}
     before = 0
     lines = Path(path).read_text().split("\n")
     for line in lines[:-1]:  # the text after the last newline is incomplete or empty
@@ -119,6 +127,9 @@ def read_record(path: str | Path) -> SinkRecord:
         elif kind == "B":
             names = [] if parts[2] == "-" else parts[2].split(",")
             bases[int(parts[1])] = (names, _floats(parts[3]))
+        elif kind == "A":
+            names = [] if parts[2] == "-" else parts[2].split(",")
+            applied.setdefault(int(parts[1]), []).append((names, _floats(parts[3])))
         elif kind == "C":
             if windows:
                 windows[-1].commands.append(_floats(parts[1]))
@@ -130,4 +141,4 @@ def read_record(path: str | Path) -> SinkRecord:
                 w.stepped, w.new_command, w.had_base = True, parts[2] == "1", parts[3] == "1"
         elif line:
             raise ValueError(f"{path}: expected a record line starting with S, B, C or T, found {line!r}")
-    return SinkRecord(windows, bases, before)
+    return SinkRecord(windows, bases, before, applied)

@@ -120,7 +120,7 @@ def _sim_spec(s: LoopSettings) -> NodeSpec:
         "plant_file": s.plant_file, "mode": "lockstep", "publish_clock": True,
         "real_time_factor": s.real_time_factor,
         "control_rate_hz": s.control_rate_hz, "initial_positions": list(s.initial_positions),
-        "seed": s.seed, "record_path": s.record_path,
+        "seed": s.seed, "record_path": s.record_path, "record_applied_topic": "residual_mixer/applied_residual",
     })
 
 
@@ -320,6 +320,27 @@ def _ordered(names, values, joints) -> np.ndarray | None:
     return values[[list(names).index(j) for j in joints]]
 
 
+def _named_base(record, bases, command, stamps, joints, lo, hi):
+    """The base action a command was computed from, when the mixer's applied residual names it.
+
+    Among the states ``stamps`` (this window's and the previous one), the base action stamped s
+    for which an applied residual r reported with stamp s gives clip(base + r) == command (the
+    mixer's own arithmetic, recomputed). None when none or both match.
+    """
+    found = []
+    for ns in stamps:
+        b = bases.get(ns) if ns is not None else None
+        if b is None:
+            continue
+        for names, values in record.applied.get(ns, ()):
+            r = _ordered(names, values, joints)
+            if r is not None and r.shape == command.shape and np.allclose(np.clip(b + r, lo, hi), command,
+                                                                           rtol=0.0, atol=1e-9):
+                found.append(b)
+                break
+    return found[0] if len(found) == 1 else None
+
+
 def check_sink_record(record, joints, config, behaviour: str = "stop", restarts: Sequence[float] = (),
                       kinds: list | None = None, steps: list | None = None) -> dict:
     """Check every command the sim received against the base action it was computed from.
@@ -351,7 +372,7 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
         first = next((ns for ns in stamps if ns * 1e-9 >= r), None)
         blind.append((r, math.inf if first is None else first * 1e-9))
     counts = {"non_finite": 0, "out_of_limits": 0, "residual_bound": 0, "unbased": 0, "before_first_base": 0,
-              "lagging_commands": 0, "stale_behavior_commands": 0, "steps_without_base": record.steps_without_base}
+              "lagging_commands": 0, "identified_commands": 0, "stale_behavior_commands": 0, "steps_without_base": record.steps_without_base}
     examples: list = []
     previous = None
     lagging = False
@@ -360,12 +381,21 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
     for w in record.windows:
         t = w.t_ns * 1e-9
         own = bases.get(w.t_ns)
-        late = bases.get(prev_ns) if lagging and prev_ns is not None else None
+        late = bases.get(prev_ns) if prev_ns is not None else None
         applied_res = None
         for i, v in enumerate(w.commands):
-            # One command per base action, in order: one window behind, the first command of a
-            # window is the late one (from the previous state's base action), the next its own.
-            candidates = [late, own] if i == 0 else [own, late]
+            named = _named_base(record, bases, v, (w.t_ns, prev_ns), joints, lo, hi)
+            if named is not None:
+                # The mixer's applied residual names the base action (its stamp) and
+                # clip(that base action + it) is exactly this command: that base action, as the
+                # base controller published it, is the one the command came from.
+                counts["identified_commands"] += 1
+                candidates = [named]
+                counts["lagging_commands"] += int(named is late)
+            else:
+                # One command per base action, in order: one window behind, the first command of
+                # a window is the late one (the previous state's base action), the next its own.
+                candidates = ([late, own] if i == 0 else [own, late]) if lagging else [own]
             candidates = [b for b in candidates if b is not None and np.all(np.isfinite(b))]
             kind = None
             applied_res = None
@@ -381,7 +411,7 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
                     inside = (b >= lo) & (b <= hi)
                     if np.all(np.abs(v - b)[inside] <= bound[inside]):
                         fit = b
-                        counts["lagging_commands"] += int(b is late)
+                        counts["lagging_commands"] += int(b is late and named is None)
                         break
                 if fit is not None:
                     applied_res = v - fit
