@@ -661,21 +661,6 @@ class _StopSignals:
             for sig in self.SIGNALS:
                 signal.signal(sig, signal.SIG_IGN)
 
-    def ignore(self) -> None:
-        if self._previous:
-            for sig in self.SIGNALS:
-                signal.signal(sig, signal.SIG_IGN)
-
-    def ignore(self) -> None:
-        if self._previous:
-            for sig in self.SIGNALS:
-                signal.signal(sig, signal.SIG_IGN)
-
-    def ignore(self) -> None:
-        if self._previous:
-            for sig in self.SIGNALS:
-                signal.signal(sig, signal.SIG_IGN)
-
     def restore(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
