@@ -141,3 +141,47 @@ def test_mixer_killed_on_a_sink_with_timeout_drops_to_zero_torque(rows):
     assert max(abs(v) for v in a["0.01"]["tau"]) > 1.0, a["0.01"]  # held until command_timeout (0.1 s)
     np.testing.assert_allclose(a["1"]["tau"], [0.0, 0.0], atol=1e-9)
     assert max(abs(v) for v in a["1"]["dq"]) > 0.5, a["1"]  # falls under gravity
+
+
+# ----------------------------------------------------------------- fused node
+@pytest.mark.graph
+def test_fused_controller_holds_gravity_when_joint_states_stop(tmp_path):
+    """residual_controller (fused): joint states stop, so the base action does; damp then blends to
+    gravity(q) at the last measured q (the stale velocity is not damped) and keeps publishing it."""
+    from residual_control.nodes.residual_controller import fused_parameters
+    from residual_control.tools.probe import Probe
+
+    params_file = tmp_path / "fused.yaml"
+    params_file.write_text(yaml.safe_dump({"residual_controller": {"ros__parameters": fused_parameters(_params())}}))
+    q, qd = np.array([0.3, 1.2]), np.array([0.5, -0.5])
+    rclpy.init()
+    probe = Probe(["shoulder", "elbow"], name="fused_probe", mixer="residual_controller")
+    graph = Graph([NodeSpec("residual_controller", [str(params_file)])], log_dir=tmp_path)
+    try:
+        deadline = time.monotonic() + 60.0
+        next_t = time.monotonic()
+        while len(probe.rec.commands) < 20:  # the node runs: one command per joint state
+            if time.monotonic() >= next_t:
+                next_t += 0.01
+                probe.publish_reference(q, [0.0, 0.0])
+                probe.publish_perception([0.2])
+                probe.publish_state(q, qd)
+            rclpy.spin_once(probe, timeout_sec=0.002)
+            graph.check_alive()
+            assert time.monotonic() < deadline, f"no commands from residual_controller; modes {probe.rec.modes[-3:]}"
+        last = probe.rec.commands[-1].values.copy()
+        probe.rec.clear()
+        assert probe.spin_until(lambda: probe.mode == "base_fault" and len(probe.rec.commands) > 10, 30.0), \
+            probe.rec.modes[-3:]
+        probe.spin_for(0.5)  # past fallback_ramp_time (0.1 s) of blending
+        cmds = np.stack([c.values for c in probe.rec.commands])
+        assert np.all(np.isfinite(cmds))
+        gravity = ArmModel().gravity_torque(q)
+        np.testing.assert_allclose(cmds[-1], gravity, atol=1e-6)
+        assert np.abs(last - gravity).max() > 1.0  # it did move from the last command to get there
+        assert "damp: joint state" in probe.mode_text or any("damp" in m[2] for m in probe.rec.modes), \
+            probe.rec.modes[-3:]
+    finally:
+        graph.stop()
+        probe.destroy_node()
+        rclpy.try_shutdown()
