@@ -143,6 +143,47 @@ def test_mixer_killed_on_a_sink_with_timeout_drops_to_zero_torque(rows):
     assert max(abs(v) for v in a["1"]["dq"]) > 0.5, a["1"]  # falls under gravity
 
 
+def _held(a: dict, *at: str) -> bool:
+    """The torque the plant gets is the same at every offset in ``at`` (a sink holding one command)."""
+    return all(np.allclose(a[at[0]]["tau"], a[t]["tau"], atol=1e-3) for t in at[1:])
+
+
+def _zero(a: dict, t: str) -> bool:
+    return bool(np.allclose(a[t]["tau"], [0.0, 0.0], atol=1e-9))
+
+
+# The other rows of the README's safe-stop table, each checked for what its row says.
+OTHER_ROWS = {
+    # damping alone (no model): ramped, no step; the arm sinks, damped, still moving at 1 s
+    "base_damp_no_gravity": lambda r, a: (r["max_torque_step"] < 3.0 and r["mixer_mode_at_end"].startswith("base_fault")
+                                          and max(abs(v) for v in a["1"]["dq"]) > 0.3),
+    # stop on a sink without a timeout: nothing more from the mixer, the sink holds the last torque forever
+    "base_stop_hold_sink": lambda r, a: _held(a, "0.01", "0.1", "1") and r["max_abs_qd_last_half_s"] > 0.2,
+    # stop on a sink with a timeout: held until the sink's timeout, then zero torque, the arm falls
+    "base_stop_timeout_sink": lambda r, a: (_held(a, "0.01", "0.1") and not _zero(a, "0.1") and _zero(a, "1")
+                                            and max(abs(v) for v in a["1"]["dq"]) > 0.5),
+    # zero: clip(0) at once, one torque step, the arm falls
+    "base_zero": lambda r, a: (_zero(a, "0.1") and _zero(a, "1") and r["max_torque_step"] > 3.0
+                               and max(abs(v) for v in a["1"]["dq"]) > 0.5),
+    # hold: the mixer keeps sending the last command; the arm is driven by it, never at rest
+    "base_hold": lambda r, a: (_held(a, "0.01", "0.1", "1") and r["mixer_mode_at_end"].startswith("base_fault")
+                               and r["max_abs_qd_last_half_s"] > 0.2),
+}
+
+
+@pytest.mark.graph
+@pytest.mark.parametrize("name", sorted(OTHER_ROWS))
+def test_every_other_row_of_the_safe_stop_table(rows, name):
+    r = rows(name)
+    assert OTHER_ROWS[name](r, r["after"]), {k: r[k] for k in ("after", "max_torque_step", "max_abs_qd_last_half_s",
+                                                               "mixer_mode_at_end")}
+
+
+def test_every_row_of_the_table_has_a_test():
+    tested = set(OTHER_ROWS) | {"base_damp", "mixer_hold_sink", "mixer_timeout_sink"}
+    assert tested == set(ROW_BY_NAME), set(ROW_BY_NAME) ^ tested
+
+
 # ----------------------------------------------------------------- fused node
 @pytest.mark.graph
 def test_fused_controller_holds_gravity_when_joint_states_stop(tmp_path):
