@@ -203,31 +203,3 @@ def scope_params_to_any_namespace(params: Mapping[str, Any]) -> Dict[str, Any]:
             raise ValueError(f"scope_params_to_any_namespace: duplicate key '{new_key}'")
         out[new_key] = value
     return out
-
-
-def params_file_for_namespace(params_file: str, namespace: str) -> str:
-    """Path of a params file usable by nodes pushed into ``namespace``.
-
-    Without a namespace the file is returned unchanged. With one, the file is
-    loaded, re-keyed by :func:`scope_params_to_any_namespace` and written to
-    a new temporary file whose path is returned.
-    """
-    import os
-    import tempfile
-
-    import yaml
-
-    if not os.path.isfile(params_file):
-        raise FileNotFoundError(f"params file: expected an existing file, found '{params_file}'")
-    if not namespace.strip("/"):
-        return params_file
-    with open(params_file, "r", encoding="utf-8") as stream:
-        params = yaml.safe_load(stream) or {}
-    scoped = scope_params_to_any_namespace(params)
-    base = os.path.splitext(os.path.basename(params_file))[0]
-    handle = tempfile.NamedTemporaryFile(
-        "w", prefix=f"{base}_ns_", suffix=".yaml", delete=False, encoding="utf-8"
-    )
-    with handle:
-        yaml.safe_dump(scoped, handle, sort_keys=False)
-    return handle.name

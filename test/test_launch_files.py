@@ -37,7 +37,6 @@ from residual_control.hil import (
     GZ_CONTROL_PLUGIN_NAME,
     GZ_SYSTEM_PLUGIN,
     inject_ros2_control,
-    params_file_for_namespace,
     ros2_control_joints,
     scope_params_to_any_namespace,
 )
@@ -547,16 +546,8 @@ def test_scope_params_to_any_namespace(tmp_path):
     for node in ("base_controller", "residual_policy", "residual_mixer"):
         assert scoped[f"/**/{node}"] == params[node]
         assert node not in scoped
-    assert params_file_for_namespace(str(PARAMS_FILE), "") == str(PARAMS_FILE)
-    path = params_file_for_namespace(str(PARAMS_FILE), "/arm1")
-    try:
-        assert yaml.safe_load(Path(path).read_text(encoding="utf-8")) == scoped
-    finally:
-        os.unlink(path)
     with pytest.raises(ValueError, match="ros__parameters"):
         scope_params_to_any_namespace({"node": {"x": 1}})
-    with pytest.raises(FileNotFoundError):
-        params_file_for_namespace(str(tmp_path / "missing.yaml"), "ns")
 
 
 # --------------------------------------------------------------------------- docs
