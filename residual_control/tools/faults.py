@@ -596,7 +596,7 @@ def _base_death_script(behaviour: str):
         res.notes["commands_while_base_dead"] = len(during)
         if behaviour == "stop" and during:
             res.fail(f"stop: {len(during)} commands published while the base was dead")
-        if behaviour in ("zero", "hold") and not during:
+        if behaviour in ("zero", "hold", "damp") and not during:
             res.fail(f"{behaviour}: no command published while the base was dead")
         # Lockstep again (wait for each command) before the base controller is back.
         ok, why = p.set_remote_parameter("mujoco_sim", "lockstep_wait", 0.5)
@@ -629,6 +629,12 @@ def _base_death_script(behaviour: str):
           quick=True)
 def sc_base_stop(ctx, trial):
     return _loop_trial(ctx, "base_died_stop", trial, _base_death_script("stop"), {"base_stale_behavior": "stop"})
+
+
+@scenario("base_died_damp", "loop", "as base_died_stop with base_stale_behavior damp (the default): commands go "
+          "on, blended from the last command to -damp_kd qd + gravity(q); restarted: recovery", quick=True)
+def sc_base_damp(ctx, trial):
+    return _loop_trial(ctx, "base_died_damp", trial, _base_death_script("damp"), {"base_stale_behavior": "damp"})
 
 
 @scenario("base_died_zero", "loop", "as base_died_stop with base_stale_behavior zero: only clip(0) commands")
