@@ -153,6 +153,21 @@ class PDGravity(BaseController):
                           "payload_mass": m.payload_mass}}
 
 
+def nominal_model(params: Mapping[str, object]) -> ArmModel:
+    """The nominal arm model of a node's parameters: ``model.<field>`` keys (or a ``model`` mapping).
+
+    Used by the pd_gravity base controller and by the mixer's damp safe stop, so both compensate
+    the same gravity. Raises ConfigError naming what is wrong.
+    """
+    keys = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("model.")}
+    if isinstance(params.get("model"), Mapping):
+        keys.update(params["model"])
+    try:
+        return ArmModel.from_mapping(keys)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"model: {exc}") from None
+
+
 def make_base_controller(params: Mapping[str, object]) -> BaseController:
     """Build a base controller from flat params (``model.*`` keys for the nominal model)."""
     p = dict(params)
@@ -172,12 +187,5 @@ def make_base_controller(params: Mapping[str, object]) -> BaseController:
         return PID(joints, p["kp"], p.get("ki", [0.0] * len(joints)), p["kd"], cmin, cmax,
                    p.get("integral_limit"), float(cutoff))
     if kind == "pd_gravity":
-        model_keys = {k.split(".", 1)[1]: v for k, v in p.items() if k.startswith("model.")}
-        if isinstance(p.get("model"), Mapping):
-            model_keys.update(p["model"])
-        try:
-            model = ArmModel.from_mapping(model_keys)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"model: {exc}") from None
-        return PDGravity(joints, p["kp"], p["kd"], cmin, cmax, model)
+        return PDGravity(joints, p["kp"], p["kd"], cmin, cmax, nominal_model(p))
     raise ConfigError(f"controller_type: expected one of ['pid', 'pd_gravity'], found {kind!r}")

@@ -35,7 +35,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from .arm_model import ArmModel
+from .base_controllers import nominal_model
 from .errors import ConfigError, describe
 from .params import joint_vector
 
@@ -205,13 +205,7 @@ Gravity = Callable[[np.ndarray], np.ndarray]
 
 def gravity_model(params: Mapping[str, object], n_joints: int) -> Gravity:
     """gravity(q) of the nominal arm model given as ``model.*`` parameters (the pd_gravity base's)."""
-    keys = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("model.")}
-    if isinstance(params.get("model"), Mapping):
-        keys.update(params["model"])
-    try:
-        model = ArmModel.from_mapping(keys)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"model: {exc}") from None
+    model = nominal_model(params)
     if model.dof != n_joints:
         raise ConfigError(f"model: expected {n_joints} links (one per joint) for damp_gravity, "
                           f"found {model.dof}")
