@@ -1041,3 +1041,27 @@ def test_damp_commands_are_finite_within_limits_and_ramped(cfg, q, qd, dts):
         if prev is None and cfg.fallback_ramp_time > 0:  # the safe stop starts from the last command
             np.testing.assert_allclose(c, first, rtol=0, atol=1e-9)
         prev = c
+
+
+def test_decay_never_grows_when_the_clock_jumps_back_after_the_gain_was_lowered():
+    """Found by hypothesis: a residual applied at gain 1, the gain then lowered to 0.5 while
+    nominal, then two clock jumps back. The decay's origin must be the residual as bounded by the
+    current g * eps (0.5), so rescaling it at the second jump cannot make it grow (it gave 0.3
+    after 0.15)."""
+    cfg = MixerConfig(joints=("a",), residual_limit=[1.0], residual_limit_max=[1.0], command_min=[-5.0],
+                      command_max=[5.0], residual_timeout=0.02, observation_timeout=0.02, base_timeout=0.02,
+                      recovery_hold_time=0.0, recovery_ramp_time=0.0, fallback_ramp_time=0.01)
+    m = Mixer(cfg)
+    m.update_residual(["a"], [1.0], 1000.001, 1000.001)
+    assert m.step(["a"], [0.0], 1000.001, 1000.001).applied_residual[0] == 1.0
+    m.reconfigure(residual_gain=0.5)
+    now, applied = 995.002, []
+    for _ in range(8):
+        m.update_residual(["a"], [0.0], now, now)
+        applied.append(m.step(["a"], [0.0], now, now).applied_residual[0])
+        now += 0.001
+    now -= 5.0  # the second jump back, mid-decay
+    m.update_residual(["a"], [0.0], now, now)
+    applied.append(m.step(["a"], [0.0], now, now).applied_residual[0])
+    assert applied[0] <= 0.5 + 1e-12
+    assert all(b <= a + 1e-12 for a, b in zip(applied, applied[1:])), applied

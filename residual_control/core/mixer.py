@@ -264,9 +264,11 @@ class Mixer:
         so it never grows back when the bound is raised again.
         """
         self._config = cfg = self._config.with_changes(**changes)
+        bound = cfg.residual_gain * cfg.residual_limit
         if self._decay is not None:
-            bound = cfg.residual_gain * cfg.residual_limit
             self._decay = _Blend(np.clip(self._decay.origin, -bound, bound), self._decay.start)
+        # ... and so is the reference a later fallback decays from.
+        self._last_applied = np.clip(self._last_applied, -bound, bound)
         return cfg
 
     @property
@@ -550,7 +552,11 @@ class Mixer:
             self.stats.fallback_count += 1
             if mode == Mode.FALLBACK:
                 # Bumpless: the residual applied last decays from where it was.
-                self._decay = _Blend(self._last_applied.copy(), now) if np.any(self._last_applied) else None
+                # Its origin is kept within the current g * eps (as reconfigure keeps it), so
+                # scaling it on a clock jump can never make it grow.
+                bound = self._config.residual_gain * self._config.residual_limit
+                origin = np.clip(self._last_applied, -bound, bound)
+                self._decay = _Blend(origin, now) if np.any(origin) else None
         if mode in (Mode.NOMINAL, Mode.RECOVERING):
             self._decay = None
         self._mode = mode
