@@ -103,8 +103,13 @@ def rows(tmp_path_factory):
 
     def get(name: str) -> dict:
         if name not in cache:
-            # One attempt: the checks below hold wherever on its trajectory the arm was killed.
-            cache[name] = run_row(ROW_BY_NAME[name], log_dir=str(tmp_path_factory.mktemp(name)), attempts=1)
+            # One attempt: the checks below hold wherever on its trajectory the arm was killed, as long
+            # as it was moving; on a loaded machine the graph may not be tracking yet at the kill
+            # (the reference not yet discovered): then once more.
+            for _ in range(2):
+                cache[name] = run_row(ROW_BY_NAME[name], log_dir=str(tmp_path_factory.mktemp(name)), attempts=1)
+                if max(abs(v) for v in cache[name]["qd_kill"]) > 0.3:
+                    break
         return cache[name]
     return get
 
