@@ -209,6 +209,31 @@ def test_a_command_without_its_base_action_is_a_violation_not_an_excuse(tmp_path
     assert check_sink_record(_write(tmp_path / "h.txt", hold), JOINTS, CFG, "zero")["unbased"] == 1
 
 
+def test_the_resume_from_a_stale_period_is_held_to_the_blend_and_ends_with_the_ramp(tmp_path):
+    # 100 Hz windows, fallback_ramp_time 0.2 s: zero torque while the base is gone, then the
+    # mixer blends from clip(0) to base + residual over 0.2 s (plus two periods of slack).
+    base = [20.0, -10.0]
+    stale = [([0.0, 0.0], [[1.0, 0.0]], True, True)] + [(None, [[0.0, 0.0]], True, True)] * 3
+    blend = [(base, [[20.0 * k / 20, -10.0 * k / 20]], True, True) for k in range(1, 21)]
+    after = [(base, [[21.0, -10.0]], True, True)] * 3
+    c = check_sink_record(_write(tmp_path / "r.txt", stale + blend + after), JOINTS, CFG, "zero")
+    assert c["total"] == 0 and c["stale_behavior_commands"] == 3, c
+    assert c["resume_commands"] > 10, c  # the blend commands beyond g * eps of their base
+    # A resume command beyond both the stale command and the base band is a violation...
+    bad = blend.copy()
+    bad[2] = (base, [[-10.0, 0.0]], True, True)
+    c = check_sink_record(_write(tmp_path / "b.txt", stale + bad + after), JOINTS, CFG, "zero")
+    assert c["resume_bound"] == 1 and c["total"] == 1, c
+    # ...and so is a command still away from its base after the ramp.
+    slow = [(base, [[10.0, -5.0]], True, True)] * 40
+    c = check_sink_record(_write(tmp_path / "s.txt", stale + slow), JOINTS, CFG, "zero")
+    assert c["residual_bound"] == 40 - 23, c  # windows 0.2 s + 2 periods after the resume started
+    # With stop there is no stale command to resume from: the mix at once.
+    c = check_sink_record(_write(tmp_path / "t.txt", stale[:1] + [(None, [], True, False)] * 3 + blend), JOINTS,
+                          CFG, "stop")
+    assert c["residual_bound"] == 15, c  # k = 1..15 of 20 lie beyond g * eps of the base
+
+
 def test_commands_before_the_base_controller_is_discovered_are_only_held_to_the_limits(tmp_path):
     windows = [(None, [[9.0, 9.0]], True, True), ([0.0, 0.0], [[0.0, 0.0]], True, True),
                (None, [], True, False), (None, [[7.0, 7.0]], True, True),  # restarted at window 3
@@ -272,3 +297,22 @@ def test_transition_steps_measure_the_decay_after_a_fallback():
     jump = [(t, c, np.array([4.0 if t < 0.10 else 0.0, 0.0])) for t, c, _ in steps]
     assert np.isclose(transition_steps(jump, modes, JOINTS, period, CFG)["fallback"]["applied_residual"]["shoulder"],
                       4.0)
+
+
+def test_the_probe_check_allows_the_resume_blend_and_nothing_beyond_it():
+    from residual_control.tools.closed_loop import check_commands
+
+    ns = types.SimpleNamespace
+    cfg = types.SimpleNamespace(**{**CFG.__dict__, "fallback_ramp_time": 0.1})
+    base = np.array([20.0, -10.0])
+    bases = [ns(t=0.0, names=list(JOINTS), values=np.array([1.0, 0.0]))]
+    bases += [ns(t=1.0 + k * 0.02, names=list(JOINTS), values=base) for k in range(30)]
+    cmds = [ns(t=0.0, values=np.array([1.0, 0.0]))]
+    cmds += [ns(t=0.5 + k * 0.1, values=np.zeros(2)) for k in range(4)]  # zero while the base is gone
+    cmds += [ns(t=1.0 + k * 0.02, values=base * min(k / 5, 1.0)) for k in range(30)]  # 0.1 s blend
+    c = check_commands(cmds, bases, JOINTS, cfg, "zero")
+    assert c["total"] == 0 and c["resume_commands"] >= 3, c
+    cmds[7] = ns(t=cmds[7].t, values=np.array([-8.0, 0.0]))  # beyond the stale command and the band
+    assert check_commands(cmds, bases, JOINTS, cfg, "zero")["residual_bound"] == 1
+    late = cmds[:5] + [ns(t=1.0 + k * 0.02, values=base * min(k / 60, 1.0)) for k in range(30)]  # too slow
+    assert check_commands(late, bases, JOINTS, cfg, "zero")["residual_bound"] >= 10

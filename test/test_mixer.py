@@ -603,8 +603,11 @@ def _ordered(cfg, names, values):
     return v if np.all(np.isfinite(v)) else None
 
 
-def _check_output(out, cfg, base_sent, residual_model, last_command, last_applied=None):
-    """Check one output; returns the applied residual of a mixed command (None in BASE_FAULT)."""
+def _check_output(out, cfg, base_sent, residual_model, last_command, last_applied=None, resume_origin=None):
+    """Check one output; returns the applied residual of a mixed command (None in BASE_FAULT).
+
+    ``resume_origin``: the last stale-behaviour command, which a resume blends from.
+    """
     assert isinstance(out.mode, Mode)
     assert 0.0 <= out.gain <= cfg.residual_gain
     if out.command is None:
@@ -642,7 +645,16 @@ def _check_output(out, cfg, base_sent, residual_model, last_command, last_applie
         assert residual_model is not None, "residual applied although none was accepted"
         np.testing.assert_allclose(da, out.gain * np.clip(residual_model, -cfg.residual_limit, cfg.residual_limit),
                                    rtol=0, atol=1e-12)
-    np.testing.assert_allclose(cmd, np.clip(base + da, cfg.command_min, cfg.command_max), rtol=0, atol=1e-12)
+    mixed = np.clip(base + da, cfg.command_min, cfg.command_max)
+    w = out.resume_weight
+    assert 0.0 <= w <= 1.0
+    if w > 0.0:
+        # Leaving a base fault: from the last stale-behaviour command to the mix, bumpless.
+        assert resume_origin is not None and cfg.base_stale_behavior != "stop" and cfg.fallback_ramp_time > 0
+        expected = np.clip(w * resume_origin + (1.0 - w) * mixed, cfg.command_min, cfg.command_max)
+        assert np.all(np.abs(cmd - expected) <= 1e-9 * (1.0 + np.abs(expected))), (cmd, expected, w)
+        return da
+    np.testing.assert_allclose(cmd, mixed, rtol=0, atol=1e-12)
     assert residual_bound_ok(cmd, base, cfg)
     inside = (base >= cfg.command_min) & (base <= cfg.command_max)
     assert np.all(np.abs(cmd - base)[inside] <= bound[inside] + 1e-9)
@@ -659,9 +671,13 @@ def test_mixer_invariants_hold_for_any_event_sequence(scenario):
     residual_model = None   # the last accepted residual, ordered like cfg.joints
     last_command = None
     last_applied = None     # applied residual of the last mixed command (the decay's reference)
+    last_output = None      # the last command returned, whatever the mode
+    resume_origin = None    # what a resume from a base fault blends from
     for ev in events:
         now = now + ev[1]
         jumped = last_now is not None and now < last_now
+        if jumped and ev[0] not in ("residual", "reconfig") and resume_origin is not None:
+            resume_origin = last_output  # a resume under way goes on from the last command
         if ev[0] == "residual":
             _, _, names, values, off = ev
             err = m.update_residual(names, values, now + off, now)
@@ -684,14 +700,22 @@ def test_mixer_invariants_hold_for_any_event_sequence(scenario):
             if out is not None:
                 _check_output(out, m.config, None, residual_model, last_command)
                 last_applied = None
+                if out.command is not None:
+                    last_output = out.command
             assert isinstance(m.mode, Mode)
             continue
         _, _, names, values, off = ev
+        before = m.mode
         out = m.step(names, values, now + off, now)
         base_sent = _ordered(m.config, names, values)
         if base_sent is None:
             assert out.mode is Mode.BASE_FAULT
-        last_applied = _check_output(out, m.config, base_sent, residual_model, last_command, last_applied)
+        if before is Mode.BASE_FAULT and out.mode is not Mode.BASE_FAULT and not jumped:
+            resume_origin = last_output if last_command is not None else None
+        last_applied = _check_output(out, m.config, base_sent, residual_model, last_command, last_applied,
+                                     resume_origin)
+        if out.command is not None:
+            last_output = out.command
         if out.mode is not Mode.BASE_FAULT:
             last_command = out.command
         assert isinstance(m.mode, Mode) and m.mode is out.mode
@@ -1001,12 +1025,84 @@ def test_damp_refuses_an_invalid_state(q, qd, fragment):
 def test_damp_ends_when_the_base_returns_and_restarts_from_the_last_command():
     m = damp_mixer(ramp=0.1)
     m.update_state(J, [0.0, 0.0], [0.0, 0.0], 0.06)
-    m.check_base(0.06)
+    stale = m.check_base(0.06).command
     out = feed(m, 0.07, [2.0, 1.0], base=[5.0, 5.0])
     assert out.mode is not Mode.BASE_FAULT
+    assert out.resume_weight == 1.0  # the resume blend starts at the last stale command
+    np.testing.assert_allclose(out.command, stale)
+    out = feed(m, 0.12, [2.0, 1.0], base=[5.0, 5.0])
+    assert out.resume_weight == pytest.approx(0.5)
+    np.testing.assert_allclose(out.command, 0.5 * stale + 0.5 * np.array([7.0, 6.0]))
+    out = feed(m, 0.17, [2.0, 1.0], base=[5.0, 5.0])
+    assert out.resume_weight == 0.0
     np.testing.assert_allclose(out.command, [7.0, 6.0])
-    out = m.check_base(0.2)
+    out = m.check_base(0.3)
     np.testing.assert_allclose(out.command, [7.0, 6.0])  # the new blend starts from the last command
+
+
+# ----------------------------------------------------------------- bumpless resume
+@pytest.mark.parametrize("behavior", ["zero", "hold", "damp"])
+def test_resume_after_a_base_fault_blends_from_the_last_stale_command(behavior):
+    """The base returns: the command goes from the last stale-behaviour command to the mix linearly."""
+    m = Mixer(make_config(base_stale_behavior=behavior, fallback_ramp_time=0.1, recovery_hold_time=0.0,
+                          recovery_ramp_time=0.0), gravity=gravity)
+    feed(m, 0.0, [2.0, 1.0], base=[20.0, -10.0])
+    m.update_state(J, [0.3, -0.2], [1.0, -2.0], 0.05)
+    stale = None
+    for k in range(6, 20):  # 0.06 .. 0.19 s: base stale, the watchdog answers
+        stale = m.check_base(k / 100).command
+    assert m.mode is Mode.BASE_FAULT and stale is not None
+    base = np.array([-15.0, 12.0])
+    previous = stale
+    for k in range(20, 35):
+        t = k / 100
+        out = feed(m, t, [2.0, 1.0], base=base)
+        w = max(0.0, 1.0 - (t - 0.20) / 0.1)
+        assert out.resume_weight == pytest.approx(w, abs=1e-9)
+        mixed = base + out.applied_residual
+        np.testing.assert_allclose(out.command, w * stale + (1.0 - w) * mixed, atol=1e-9)
+        # Bumpless: no step larger than the blend's share of one period.
+        assert np.all(np.abs(out.command - previous) <= np.abs(stale - mixed) * 0.01 / 0.1 + np.abs(
+            out.applied_residual) + 1e-9)
+        previous = out.command
+    np.testing.assert_allclose(out.command, base + out.applied_residual)
+    assert residual_bound_ok(out.command, base, m.config)
+
+
+def test_resume_after_stop_or_without_a_ramp_is_the_mix_at_once():
+    for behavior, ramp in (("stop", 0.1), ("damp", 0.0), ("zero", 0.0)):
+        m = Mixer(make_config(base_stale_behavior=behavior, fallback_ramp_time=ramp, recovery_hold_time=0.0,
+                              recovery_ramp_time=0.0), gravity=gravity)
+        feed(m, 0.0, [0.0, 0.0], base=[20.0, -10.0])
+        m.check_base(0.1)
+        assert m.mode is Mode.BASE_FAULT
+        out = feed(m, 0.11, [0.0, 0.0], base=[-15.0, 12.0])
+        assert out.resume_weight == 0.0, behavior
+        np.testing.assert_allclose(out.command, [-15.0, 12.0])
+
+
+def test_a_base_fault_during_the_resume_damps_from_the_blended_command():
+    m = damp_mixer(ramp=0.1)
+    m.update_state(J, [0.0, 0.0], [0.0, 0.0], 0.06)
+    m.check_base(0.06)
+    blended = feed(m, 0.08, [2.0, 1.0], base=[-30.0, 20.0]).command
+    out = m.step(J, [NAN, 0.0], 0.09, 0.09)  # a bad base action: base_fault again
+    assert out.mode is Mode.BASE_FAULT and out.resume_weight == 0.0
+    np.testing.assert_allclose(out.command, blended)  # the stop blend starts where the resume was
+    assert m.mode is Mode.BASE_FAULT
+
+
+def test_a_clock_jump_during_the_resume_goes_on_from_the_last_command():
+    m = damp_mixer(ramp=0.1)
+    m.update_state(J, [0.0, 0.0], [0.0, 0.0], 0.06)
+    m.check_base(0.06)
+    last = feed(m, 0.08, [2.0, 1.0], base=[-30.0, 20.0]).command
+    out = m.step(J, [-30.0, 20.0], 0.0, 0.0)  # the sim was reset
+    assert out.resume_weight == 1.0
+    np.testing.assert_allclose(out.command, last)
+    out = m.step(J, [-30.0, 20.0], 0.1, 0.1)
+    assert out.resume_weight == 0.0
+    np.testing.assert_allclose(out.command, [-30.0, 20.0])
 
 
 def test_gravity_model_from_params():
@@ -1065,3 +1161,13 @@ def test_decay_never_grows_when_the_clock_jumps_back_after_the_gain_was_lowered(
     applied.append(m.step(["a"], [0.0], now, now).applied_residual[0])
     assert applied[0] <= 0.5 + 1e-12
     assert all(b <= a + 1e-12 for a, b in zip(applied, applied[1:])), applied
+
+
+def test_no_resume_blend_before_the_first_base_action_ever_mixed():
+    """At start-up the watchdog's zero stands in for a base controller not started yet: its first action applies."""
+    m = Mixer(make_config(base_stale_behavior="zero", fallback_ramp_time=0.1))
+    assert m.check_base(0.0) is None
+    assert m.check_base(0.1).mode is Mode.BASE_FAULT  # nothing within base_timeout of the start
+    out = m.step(J, [20.0, -10.0], 0.11, 0.11)
+    assert out.resume_weight == 0.0
+    np.testing.assert_allclose(out.command, [20.0, -10.0])

@@ -217,3 +217,18 @@ def test_doc_text():
     assert ro.doc.endswith("[N m] (range 0 to inf) (read-only)")
     assert "(one of: damp, stop, zero, hold)" in spec_map(MIXER_PARAMS)["base_stale_behavior"].doc
     assert math.isfinite(spec_map(BASE_PARAMS)["derivative_filter_hz"].max)
+
+
+def test_the_readme_parameter_tables_are_the_specs(capsys):
+    """Every row `residual-control params` prints is in the README, word for word (defaults included)."""
+    from pathlib import Path
+
+    from residual_control.cli import main
+
+    assert main(["params"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| `")]
+    assert len(rows) > 20
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    stale = [row for row in rows if row not in readme]
+    assert not stale, "README parameter rows differ from the specs (regenerate with residual-control params):\n" + \
+        "\n".join(stale)

@@ -156,6 +156,10 @@ class MixOutput:
     gain: float
     residual_clamped: bool = False
     transition: bool = False
+    # Leaving a base fault: the command is resume_weight * (the stale-behaviour command sent last)
+    # + (1 - resume_weight) * clip(base + applied_residual), the weight falling from 1 to 0 over
+    # fallback_ramp_time (0: the mixed command alone).
+    resume_weight: float = 0.0
 
 
 @dataclass
@@ -245,6 +249,7 @@ class Mixer:
         self._last_applied = np.zeros(len(config.joints))  # applied residual of the last mixed command
         self._decay: _Blend | None = None  # the residual decaying in FALLBACK
         self._stop_blend: _Blend | None = None  # BASE_FAULT damp: from the last command to the damp target
+        self._resume: _Blend | None = None  # leaving BASE_FAULT: from the last stale-behaviour command to the mix
         self._state: _State | None = None
         self.stats = MixerStats()
 
@@ -397,6 +402,14 @@ class Mixer:
             return self._base_fault(f"base action stamp {base_stamp - now:.3f} s in the future", now)
         self._last_base_received = now
         self._stop_blend = None
+        if (self._mode == Mode.BASE_FAULT and cfg.base_stale_behavior != "stop" and self._last_output is not None
+                and self._last_command is not None):
+            # Bumpless resume: the sink holds the last zero/hold/damp command; the mix takes over
+            # from it over fallback_ramp_time. (With stop, the sink's own timeout decided what the
+            # actuator did meanwhile: no command of ours to start from. Before the first base action
+            # ever mixed, the stale output stood in for a controller that had not started: the base
+            # controller's first action is applied as it is.)
+            self._resume = _Blend(np.array(self._last_output, dtype=float), now)
 
         health = self._residual_health(now)
         previous = self._mode
@@ -431,13 +444,21 @@ class Mixer:
         else:
             applied = self._decayed(now)
         command = np.clip(base + applied, cfg.command_min, cfg.command_max)
+        resume_weight = 0.0
+        if self._resume is not None:
+            resume_weight = self._resume.weight(now, cfg.fallback_ramp_time)
+            if resume_weight > 0.0:
+                command = np.clip(resume_weight * self._resume.origin + (1.0 - resume_weight) * command,
+                                  cfg.command_min, cfg.command_max)
+            else:
+                self._resume = None
         self.stats.steps += 1
         self.stats.clamped_steps += int(clamped)
         self._last_command = command
         self._last_output = command
         self._last_applied = applied
         return MixOutput(command, base, applied, self._mode, self._reason, gain, clamped,
-                         transition=self._mode != previous)
+                         transition=self._mode != previous, resume_weight=resume_weight)
 
     def _decayed(self, now: float) -> np.ndarray:
         """The decaying residual of a bumpless fallback (zeros when none), within g * eps of the current config."""
@@ -476,6 +497,9 @@ class Mixer:
                 self._decay = _Blend(w * self._decay.origin, now) if w > 0.0 else None
             if self._stop_blend is not None and self._last_output is not None:
                 self._stop_blend = _Blend(self._last_output.copy(), now)
+            if self._resume is not None:
+                going = self._resume.weight(self._last_now, cfg.fallback_ramp_time) > 0.0
+                self._resume = _Blend(self._last_output.copy(), now) if going else None
             self._residual = None
             self._residual_error = f"clock jumped back by {dt:.3f} s"
             self._last_base_received = None
@@ -496,6 +520,7 @@ class Mixer:
         zeros = np.zeros(n)
         # The residual needs a base to be added to: none is applied from here on.
         self._decay = None
+        self._resume = None
         self._last_applied = zeros
         behavior = cfg.base_stale_behavior
         if behavior != "damp":

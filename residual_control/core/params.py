@@ -180,7 +180,8 @@ MIXER_PARAMS: tuple[ParamSpec, ...] = (
               choices=("damp", "stop", "zero", "hold")),
     ParamSpec("fallback_ramp_time", DOUBLE, 0.1,
               "Bumpless fallback: the applied residual decays from its last valid value to zero over this time "
-              "(0: at once); damp blends from the last command over it too", "s", min=0.0, max=1.0),
+              "(0: at once); damp blends from the last command over it too, and so does the resume from a base "
+              "fault, from the last damp/zero/hold command to the mix", "s", min=0.0, max=1.0),
     ParamSpec("damp_kd", DOUBLE_ARRAY, [6.0, 4.0],
               "Damping gain per joint of base_stale_behavior damp (reads joint_states)", "N m s/rad", min=0.0),
     ParamSpec("damp_gravity", BOOL, True,

@@ -268,8 +268,11 @@ def check_commands(commands, bases, joints, config, behaviour: str = "stop", win
     first_base = base_t[0] if base_t.size else math.inf
     counts["before_first_base"] = 0
     counts["stale_behavior_commands"] = 0
+    counts["resume_commands"] = 0
     examples = []
     previous = None
+    last_stale = None  # the last stale-behaviour command (zero/hold/damp)
+    resume = None      # (time, command): the first command with a base action near it after last_stale
     for c in commands:
         v = c.values
         kind = None
@@ -289,6 +292,10 @@ def check_commands(commands, bases, joints, config, behaviour: str = "stop", win
                 if np.all(np.abs(v - b)[inside] <= bound[inside]):
                     ok = True
                     break
+            if near and last_stale is not None and resume is None:
+                resume = (c.t, v)
+            if resume is not None and c.t > resume[0] + config.fallback_ramp_time + 2 * window:
+                last_stale = resume = None
             if not ok:
                 # No base action it can come from: only the documented base_stale_behavior.
                 if behaviour == "damp" and not near:
@@ -300,6 +307,18 @@ def check_commands(commands, bases, joints, config, behaviour: str = "stop", win
                 elif behaviour == "hold":
                     held = previous if previous is not None else np.zeros_like(v)
                     ok = bool(np.allclose(v, held, atol=1e-9))
+                if ok and behaviour != "stop":
+                    last_stale, resume = v, None
+                elif near and resume is not None:
+                    # Leaving the stale period: the mixer blends from its last stale command to
+                    # the mix over fallback_ramp_time (see check_sink_record).
+                    for b in near:
+                        inside = (b >= lo) & (b <= hi)
+                        allowed = bound + np.maximum(np.abs(last_stale - b), np.abs(resume[1] - b))
+                        if np.all(np.abs(v - b)[inside] <= allowed[inside]):
+                            counts["resume_commands"] += 1
+                            ok = True
+                            break
                 kind = None if ok else ("residual_bound" if near else "unbased")
         if kinds is not None:
             kinds.append(kind)
@@ -356,9 +375,19 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
     action stamped t_{k-1} (``lagging_commands`` counts them). The base actions are the base
     controller's own publications as the sim received them, never dropped (see sink_record.py),
     so a command with no base action is a violation (``unbased``) unless it is the documented
-    ``base_stale_behavior`` output or the base controller was not discovered yet: before the sim's
-    first base action, and after a (re)start at sim time r in ``restarts`` until the first base
-    action stamped after r (``before_first_base``: checked for finiteness and limits only).
+    ``base_stale_behavior`` output or the mixer has no base action yet: from the start, and from a
+    (re)start of the base controller at sim time r in ``restarts``, until the first command that
+    fits a base action (the mixer's first mix). Meanwhile a command in a window without a base
+    action is ``before_first_base`` (finiteness and limits only), and one in a window with a base
+    action (the sim heard the restarted base controller before the mixer did) must be the
+    documented stale-behaviour output.
+
+    Leaving a stale period (``zero``/``hold``/``damp``), the mixer blends from its last
+    stale-behaviour command to the mix over ``fallback_ramp_time`` (bumpless resume); for that
+    time plus two control periods from the first base action after a stale command, a command
+    that does not fit its base action is a ``resume_commands``, held to
+    |command - base| <= g * eps + max(|s - base|, |f - base|) per joint, s the last stale command
+    and f the first command of the resume (``resume_bound`` otherwise); afterwards the usual rule.
 
     ``kinds`` receives one entry per command (None or the violation kind); ``steps`` one
     (t, command applied in the step, command - its base action or None) per window.
@@ -367,14 +396,21 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
     bound = config.residual_gain * config.residual_limit + 1e-6
     bases = {ns: _ordered(names, values, joints) for ns, (names, values) in record.bases.items()}
     stamps = sorted(bases)
-    blind: list = []
-    for r in [-math.inf, *restarts]:
-        first = next((ns for ns in stamps if ns * 1e-9 >= r), None)
-        blind.append((r, math.inf if first is None else first * 1e-9))
-    counts = {"non_finite": 0, "out_of_limits": 0, "residual_bound": 0, "unbased": 0, "before_first_base": 0,
-              "lagging_commands": 0, "identified_commands": 0, "stale_behavior_commands": 0, "steps_without_base": record.steps_without_base}
+    # Blind: from each (re)start until the mixer mixes its first command from a base action (the
+    # first command that fits one). The sim may hear a restarted base controller before the mixer
+    # does, so a window with a base action can still get the mixer's stale-behaviour command.
+    blind = [[r, math.inf] for r in [-math.inf, *sorted(restarts)]]
+    zero = np.clip(np.zeros_like(lo), lo, hi)
+    counts = {"non_finite": 0, "out_of_limits": 0, "residual_bound": 0, "unbased": 0, "resume_bound": 0,
+              "before_first_base": 0, "lagging_commands": 0, "identified_commands": 0,
+              "stale_behavior_commands": 0, "resume_commands": 0, "steps_without_base": record.steps_without_base}
     examples: list = []
     previous = None
+    times = [w.t_ns * 1e-9 for w in record.windows]
+    period = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+    resume_window = config.fallback_ramp_time + 2.0 * period
+    last_stale = None   # the last stale-behaviour command (zero/hold/damp) the sim received
+    resume = None       # (start time, first command) of a resume from it
     lagging = False
     answering = False
     prev_ns = None
@@ -403,9 +439,10 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
                 kind = "non_finite"
             elif np.any(v < lo - 1e-9) or np.any(v > hi + 1e-9):
                 kind = "out_of_limits"
-            elif not candidates and any(t0 <= t < t1 for t0, t1 in blind):
-                counts["before_first_base"] += 1
             else:
+                in_blind = next((iv for iv in blind if iv[0] <= t < iv[1]), None)
+                if resume is not None and t > resume[0] + resume_window:
+                    last_stale = resume = None
                 fit = None
                 for b in candidates:
                     inside = (b >= lo) & (b <= hi)
@@ -413,23 +450,45 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
                         fit = b
                         counts["lagging_commands"] += int(b is late and named is None)
                         break
+                # The documented stale-behaviour output (the mixer without a base action).
+                stale = {"damp": True, "zero": np.allclose(v, zero, atol=1e-9),
+                         "hold": np.allclose(v, previous if previous is not None else zero, atol=1e-9)
+                         }.get(behaviour, False)
                 if fit is not None:
                     applied_res = v - fit
+                    if in_blind is not None:
+                        in_blind[1] = t  # the mixer has a base action from here on
+                    if last_stale is not None and resume is None:
+                        resume = (t, v)
+                elif not candidates and in_blind is not None:
+                    counts["before_first_base"] += 1
+                    if behaviour != "stop":
+                        last_stale, resume = v, None
+                elif in_blind is not None and stale:
+                    counts["stale_behavior_commands"] += 1
+                    last_stale, resume = v, None
+                elif candidates and last_stale is not None:
+                    # Leaving a stale period: the mixer blends from its last stale command to the mix.
+                    if resume is None:
+                        resume = (t, v)
+                    for b in candidates:
+                        inside = (b >= lo) & (b <= hi)
+                        allowed = bound + np.maximum(np.abs(last_stale - b), np.abs(resume[1] - b))
+                        if np.all(np.abs(v - b)[inside] <= allowed[inside]):
+                            counts["resume_commands"] += 1
+                            break
+                    else:
+                        kind = "resume_bound"
                 elif candidates:
                     kind = "residual_bound"
-                elif behaviour == "damp":
-                    # The documented safe stop, computed by the mixer from the joint state (a blend to
-                    # clip(-damp_kd * qd + gravity(q))): without a base it is held to the limits only.
+                elif stale:
+                    # damp: the safe stop computed by the mixer from the joint state (a blend to
+                    # clip(-damp_kd * qd + gravity(q))), without a base held to the limits only;
+                    # zero: clip(0); hold: the previous command repeated.
                     counts["stale_behavior_commands"] += 1
-                elif behaviour == "zero":
-                    kind = None if np.allclose(v, np.clip(np.zeros_like(v), lo, hi), atol=1e-9) else "unbased"
-                elif behaviour == "hold":
-                    held = previous if previous is not None else np.zeros_like(v)
-                    kind = None if np.allclose(v, held, atol=1e-9) else "unbased"
+                    last_stale, resume = v, None
                 else:
                     kind = "unbased"
-                if kind is None and fit is None and behaviour in ("zero", "hold"):
-                    counts["stale_behavior_commands"] += 1
             if kinds is not None:
                 kinds.append(kind)
             if kind is not None:
@@ -448,7 +507,8 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
             lagging = False  # caught up
         prev_ns = w.t_ns
         answering = bool(w.commands)
-    counts["total"] = sum(counts[k] for k in ("non_finite", "out_of_limits", "residual_bound", "unbased"))
+    counts["total"] = sum(counts[k] for k in ("non_finite", "out_of_limits", "residual_bound", "unbased",
+                                              "resume_bound"))
     counts["commands"] = sum(len(w.commands) for w in record.windows) + record.commands_before_first_state
     counts["commands_before_first_state"] = record.commands_before_first_state
     counts["examples"] = examples
