@@ -30,7 +30,8 @@ def test_the_full_matrix_defines_every_scenario():
     assert REQUIRED <= set(names), REQUIRED - set(names)
     quick = [s for s in faults.SCENARIOS if s.quick]
     # The MuJoCo closed loop covers kill, stall, perception loss and base death even in --quick.
-    assert {"policy_killed", "policy_stalled", "perception_lost", "base_died_stop"} <= {s.name for s in quick}
+    assert {"policy_killed", "policy_stalled", "perception_lost", "base_died_stop", "base_died_damp"} <= \
+        {s.name for s in quick}
     assert all(s.harness == "loop" for s in faults.SCENARIOS
                if s.name in {"policy_killed", "policy_stalled", "perception_lost", "base_died_stop"})
 

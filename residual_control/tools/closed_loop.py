@@ -395,7 +395,6 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
     lo, hi = config.command_min, config.command_max
     bound = config.residual_gain * config.residual_limit + 1e-6
     bases = {ns: _ordered(names, values, joints) for ns, (names, values) in record.bases.items()}
-    stamps = sorted(bases)
     # Blind: from each (re)start until the mixer mixes its first command from a base action (the
     # first command that fits one). The sim may hear a restarted base controller before the mixer
     # does, so a window with a base action can still get the mixer's stale-behaviour command.

@@ -635,7 +635,8 @@ def sc_base_stop(ctx, trial):
 
 
 @scenario("base_died_damp", "loop", "as base_died_stop with base_stale_behavior damp (the default): commands go "
-          "on, blended from the last command to -damp_kd qd + gravity(q); restarted: recovery")
+          "on, blended from the last command to -damp_kd qd + gravity(q); restarted: a bumpless resume and "
+          "recovery", quick=True)
 def sc_base_damp(ctx, trial):
     return _loop_trial(ctx, "base_died_damp", trial, _base_death_script("damp"), {"base_stale_behavior": "damp"})
 
