@@ -20,16 +20,16 @@ from . import __version__
 # Subcommand modules, each with add_arguments(parser) and run(args) -> int.
 # Imported lazily so `residual-control up` never imports torch.
 _TOOLS = {
-    "demo": ("residual_control.tools.demo", "Closed-loop demo: base vs residual vs residual killed"),
-    "bench": ("residual_control.tools.bench", "Latency, rate and overhead against the floor"),
-    "faults": ("residual_control.tools.faults", "Fault-injection matrix on the closed loop"),
-    "soak": ("residual_control.tools.soak", "Run the loop at 1 kHz and record memory, CPU, lateness"),
+    "demo": ("residual_control.harness.demo", "Closed-loop demo: base vs residual vs residual killed"),
+    "bench": ("residual_control.harness.bench", "Latency, rate and overhead against the floor"),
+    "faults": ("residual_control.harness.faults", "Fault-injection matrix on the closed loop"),
+    "soak": ("residual_control.harness.soak", "Run the loop at 1 kHz and record memory, CPU, lateness"),
 }
 
 
 def _cmd_up(args) -> int:
     from .paths import default_params_file
-    from .tools.graph import Graph, runtime_specs
+    from .harness.graph import Graph, runtime_specs
 
     params = args.params_file or str(default_params_file())
     remaps = {"commands": args.command_topic} if args.command_topic != "commands" else {}

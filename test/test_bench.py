@@ -18,9 +18,9 @@ import yaml
 
 from residual_control.core.observation import default_observation_names
 from residual_control.nodes.residual_controller import FUSED_PARAMS, NODE_NAME, fused_parameters
-from residual_control.tools.graph import Graph, NodeSpec
-from residual_control.tools.probe import Probe, command_violations
-from residual_control.tools.synthetic_models import linear_model
+from residual_control.harness.graph import Graph, NodeSpec
+from residual_control.harness.probe import Probe, command_violations
+from residual_control.harness.synthetic_models import linear_model
 
 from test_graph_runtime import BIAS, JOINTS, RATE_HZ, Driver, _load_params, expected_command
 

@@ -14,8 +14,8 @@ import argparse
 import pytest
 
 from residual_control.paths import default_model, default_params_file, share_path
-from residual_control.tools.closed_loop import load_params, mixer_config, node_params
-from residual_control.tools.demo import run_trial
+from residual_control.harness.closed_loop import load_params, mixer_config, node_params
+from residual_control.harness.demo import run_trial
 
 pytestmark = pytest.mark.graph
 
@@ -76,7 +76,7 @@ import numpy as np  # noqa: E402
 from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
 
 from residual_control.sim.sink_record import SinkRecorder, read_record  # noqa: E402
-from residual_control.tools.closed_loop import check_sink_record, transition_steps  # noqa: E402
+from residual_control.harness.closed_loop import check_sink_record, transition_steps  # noqa: E402
 
 JOINTS = ("shoulder", "elbow")
 CFG = types.SimpleNamespace(joints=JOINTS, command_min=np.array([-50.0, -30.0]), command_max=np.array([50.0, 30.0]),
@@ -300,7 +300,7 @@ def test_transition_steps_measure_the_decay_after_a_fallback():
 
 
 def test_the_probe_check_allows_the_resume_blend_and_nothing_beyond_it():
-    from residual_control.tools.closed_loop import check_commands
+    from residual_control.harness.closed_loop import check_commands
 
     ns = types.SimpleNamespace
     cfg = types.SimpleNamespace(**{**CFG.__dict__, "fallback_ramp_time": 0.1})

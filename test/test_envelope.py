@@ -201,7 +201,7 @@ def test_loaded_policy_checks_the_envelope_with_debounce_margin_and_switch(tmp_p
     from residual_control.core.observation import default_observation_names
     from residual_control.core.policy import PolicyExpectations
     from residual_control.nodes.common import OK, WARN, LoadedPolicy
-    from residual_control.tools.synthetic_models import constant_model
+    from residual_control.harness.synthetic_models import constant_model
 
     joints, features = ("shoulder", "elbow"), ("payload_mass",)
     obs = default_observation_names(joints, features)

@@ -1,4 +1,4 @@
-"""The out_of_envelope fault scenario (residual_control/tools/faults.py): registered, and its loop model
+"""The out_of_envelope fault scenario (residual_control/harness/faults.py): registered, and its loop model
 carries the shipped model's training envelope. The closed-loop run itself is part of the full matrix
 (`residual-control faults --only out_of_envelope`); the run-time behaviour is tested live in
 test_envelope_runtime.py."""
@@ -12,7 +12,7 @@ import numpy as np
 from residual_control.core.policy import PolicyExpectations, PolicyRunner
 from residual_control.paths import default_model
 from residual_control.sim.plant import RANDOMIZATION_RANGES
-from residual_control.tools import faults
+from residual_control.harness import faults
 
 
 def test_scenario_is_in_the_matrix_on_the_closed_loop():

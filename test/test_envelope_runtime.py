@@ -22,9 +22,9 @@ import yaml
 from residual_control.core.envelope import METADATA_KEY
 from residual_control.core.observation import default_observation_names
 from residual_control.paths import default_params_file
-from residual_control.tools.graph import Graph, NodeSpec, runtime_specs, wait_for
-from residual_control.tools.probe import Probe, command_violations
-from residual_control.tools.synthetic_models import linear_model
+from residual_control.harness.graph import Graph, NodeSpec, runtime_specs, wait_for
+from residual_control.harness.probe import Probe, command_violations
+from residual_control.harness.synthetic_models import linear_model
 
 pytestmark = pytest.mark.graph
 

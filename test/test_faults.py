@@ -1,5 +1,5 @@
 """The fault-injection matrix, quick subset: every scenario passes, no command the actuator side receives
-breaks the safety invariants (see residual_control/tools/faults.py for what each scenario checks)."""
+breaks the safety invariants (see residual_control/harness/faults.py for what each scenario checks)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from residual_control.cli import main
-from residual_control.tools import faults
+from residual_control.harness import faults
 
 pytestmark = pytest.mark.graph
 

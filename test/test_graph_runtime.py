@@ -21,9 +21,9 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from residual_control.core.base_controllers import make_base_controller
 from residual_control.core.observation import default_observation_names
 from residual_control.paths import default_params_file
-from residual_control.tools.graph import Graph, NodeSpec, runtime_specs
-from residual_control.tools.probe import Probe, command_violations
-from residual_control.tools.synthetic_models import linear_model
+from residual_control.harness.graph import Graph, NodeSpec, runtime_specs
+from residual_control.harness.probe import Probe, command_violations
+from residual_control.harness.synthetic_models import linear_model
 
 pytestmark = pytest.mark.graph
 

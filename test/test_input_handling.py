@@ -36,7 +36,7 @@ from residual_control.core.policy import PolicyExpectations
 from residual_control.nodes.common import (OK, LoadedPolicy, order_by_name, read_perception, read_reference,
                                            read_state)
 from residual_control.paths import default_params_file
-from residual_control.tools.synthetic_models import linear_model
+from residual_control.harness.synthetic_models import linear_model
 
 JOINTS = ("shoulder", "elbow")
 LIMIT = (12.0, 6.0)
@@ -246,7 +246,7 @@ BAD_PARAMS = [
 
 @pytest.mark.graph
 def test_bad_params_file_exits_2_naming_expected_and_found(tmp_path):
-    from residual_control.tools.graph import Graph, NodeSpec
+    from residual_control.harness.graph import Graph, NodeSpec
 
     specs = []
     for case, node, changes, _ in BAD_PARAMS:

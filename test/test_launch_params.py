@@ -26,7 +26,7 @@ import yaml
 from rclpy.node import Node as RclpyNode
 
 from residual_control.launch_params import ParamsFolder, node_keys, node_params_files, override_key
-from residual_control.tools.graph import NodeSpec, runtime_specs
+from residual_control.harness.graph import NodeSpec, runtime_specs
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_DIR = ROOT / "launch"

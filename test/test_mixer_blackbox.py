@@ -25,7 +25,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 
 from residual_control.nodes.qos import CONTROL_QOS, LATCHED_QOS
-from residual_control.tools.probe import Probe
+from residual_control.harness.probe import Probe
 
 pytestmark = pytest.mark.graph
 

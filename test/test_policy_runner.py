@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from residual_control.core.errors import ModelError, ObservationError, PolicyOutputError
 from residual_control.core.observation import default_observation_names
 from residual_control.core.policy import PolicyExpectations, PolicyRunner
-from residual_control.tools.synthetic_models import constant_model, linear_model
+from residual_control.harness.synthetic_models import constant_model, linear_model
 
 J = ("shoulder", "elbow")
 FEATURES = ("payload_mass",)

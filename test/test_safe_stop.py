@@ -1,7 +1,7 @@
 """Safe stop: what the actuator does when the base controller or the mixer dies, in the closed loop.
 
-The rows of the README's safe-stop table come from residual_control.tools.safe_stop
-(``python -m residual_control.tools.safe_stop --out docs/safe_stop.json``); the
+The rows of the README's safe-stop table come from residual_control.harness.safe_stop
+(``python -m residual_control.harness.safe_stop --out docs/safe_stop.json``); the
 rows tested here: the default (``damp``) when the base controller dies, and the
 mixer killed on both kinds of sink. The sink model itself (mujoco_sim ``sink``:
 hold the last command forever, or zero torque after ``command_timeout``) is
@@ -21,8 +21,8 @@ from residual_control.core.arm_model import ArmModel
 from residual_control.core.mixer import mixer_from_params
 from residual_control.core.params import MIXER_PARAMS, spec_map
 from residual_control.paths import default_params_file
-from residual_control.tools.graph import Graph, NodeSpec
-from residual_control.tools.safe_stop import ROW_BY_NAME, run_row
+from residual_control.harness.graph import Graph, NodeSpec
+from residual_control.harness.safe_stop import ROW_BY_NAME, run_row
 
 
 def _params():
@@ -198,7 +198,7 @@ def test_fused_controller_holds_gravity_when_joint_states_stop(tmp_path):
     """residual_controller (fused): joint states stop, so the base action does; damp then blends to
     gravity(q) at the last measured q (the stale velocity is not damped) and keeps publishing it."""
     from residual_control.nodes.residual_controller import fused_parameters
-    from residual_control.tools.probe import Probe
+    from residual_control.harness.probe import Probe
 
     params_file = tmp_path / "fused.yaml"
     params_file.write_text(yaml.safe_dump({"residual_controller": {"ros__parameters": fused_parameters(_params())}}))

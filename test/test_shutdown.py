@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import rclpy
 
-from residual_control.tools.probe import Probe
+from residual_control.harness.probe import Probe
 
 pytestmark = pytest.mark.graph
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from residual_control.cli import main
-from residual_control.tools.soak import check_batch, memory_growth
+from residual_control.harness.soak import check_batch, memory_growth
 
 pytestmark = pytest.mark.graph
 
@@ -57,7 +57,7 @@ def test_30_second_soak_passes(tmp_path):
 def test_soak_recorder_measures_the_applied_residual_step_at_a_fallback():
     import types as _t
 
-    from residual_control.tools.soak import Recorder, transition_summary
+    from residual_control.harness.soak import Recorder, transition_summary
 
     cfg = _t.SimpleNamespace(joints=("j1", "j2"), residual_gain=1.0, residual_limit=np.array([4.0, 2.0]),
                              fallback_ramp_time=0.0)

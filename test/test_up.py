@@ -19,7 +19,7 @@ import rclpy
 from std_msgs.msg import Float64MultiArray
 
 from residual_control.nodes.qos import CONTROL_QOS
-from residual_control.tools.probe import Probe
+from residual_control.harness.probe import Probe
 
 pytestmark = pytest.mark.graph
 

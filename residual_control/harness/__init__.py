@@ -1,1 +1,2 @@
-"""Command-line tools: runner, demo, benchmarks, fault matrix."""
+"""Test and measurement harness (never imported by the runtime): process graph runner, probe,
+demo, benchmarks, fault matrix, soak, safe-stop table."""

@@ -26,7 +26,7 @@ in the same callback). "lost or late" is the share of inputs with no output,
 or an output later than one period.
 
 The relays and the harness live in this module; ``python -m
-residual_control.tools.bench relay --kind ...`` runs one relay.
+residual_control.harness.bench relay --kind ...`` runs one relay.
 """
 from __future__ import annotations
 
@@ -359,7 +359,7 @@ def _relay_spec(name: str, kind: str, stamped: bool = False, reliability: str = 
 
     class RelaySpec(NodeSpec):
         def command(self, overlay_dir=None):
-            cmd = [sys.executable, "-m", "residual_control.tools.bench", "relay", "--kind", kind,
+            cmd = [sys.executable, "-m", "residual_control.harness.bench", "relay", "--kind", kind,
                    "--reliability", reliability, "--depth", str(depth)]
             if stamped:
                 cmd.append("--stamped")

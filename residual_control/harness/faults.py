@@ -6,7 +6,7 @@ the actuator side receives (``commands`` as recorded by a probe):
 * finite and within [command_min, command_max];
 * |a - a_base| <= residual_gain * residual_limit against a base action
   received within 0.1 s of it (the independent check of
-  :func:`residual_control.tools.closed_loop.check_commands`); a command with
+  :func:`residual_control.harness.closed_loop.check_commands`); a command with
   no base action near it is only allowed where ``base_stale_behavior``
   documents one (``zero``: clip(0); ``hold``: the previous command repeated;
   ``stop``: none at all);

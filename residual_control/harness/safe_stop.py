@@ -22,7 +22,7 @@ plant gets (N m, the sim's ``effort``); the largest speed in the last half
 second; and the largest change of that torque between two control periods in
 [kill, kill + 1 s] (a step from our side shows here).
 
-``python -m residual_control.tools.safe_stop --out docs/safe_stop.json``
+``python -m residual_control.harness.safe_stop --out docs/safe_stop.json``
 writes the JSON behind the README table (``--rows`` picks rows by name).
 """
 from __future__ import annotations
@@ -245,7 +245,7 @@ def main(argv=None) -> int:
         print(f"{name}: {time.monotonic() - t0:.1f} s wall, after 1 s dq {r['after']['1']['dq']} "
               f"qd {r['after']['1']['qd']}", file=sys.stderr, flush=True)
         results.append(r)
-    doc = {"command": "python -m residual_control.tools.safe_stop --out docs/safe_stop.json",
+    doc = {"command": "python -m residual_control.harness.safe_stop --out docs/safe_stop.json",
            "plant": "nominal", "reference": "config/reference.yaml", "kill_at_sim_s": args.kill_at,
            "real_time_factor": args.real_time_factor,
            "offsets_s": list(OFFSETS), "rows": results}

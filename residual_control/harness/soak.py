@@ -12,7 +12,7 @@ Either way the plant is ``mujoco_sim`` in ``realtime`` mode at ``--rate`` Hz
 (control_rate_hz = rate, on the wall clock), with reference_publisher and
 perception. The shipped model is trained for 100 Hz and the policy refuses a
 model whose control_rate_hz differs from its own, so the policy runs a
-synthetic model (``tools/synthetic_models.linear_model``: da = clip(0.1 *
+synthetic model (``harness/synthetic_models.linear_model``: da = clip(0.1 *
 a_base + b), the same observation contract) declared at ``--rate``, and the
 policy's ``control_rate_hz`` is overridden to match.
 

@@ -29,7 +29,7 @@ Why nothing the check needs can be missing (lockstep mode):
   documented ``base_stale_behavior`` output.
 
 The file is parsed by :func:`read_record`; the check lives in the harness
-(``residual_control.tools.closed_loop.check_sink_record``).
+(``residual_control.harness.closed_loop.check_sink_record``).
 """
 from __future__ import annotations
 
