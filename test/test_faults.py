@@ -1,5 +1,6 @@
 """The fault-injection matrix, quick subset: every scenario passes, no command the actuator side receives
-breaks the safety invariants (see residual_control/harness/faults.py for what each scenario checks)."""
+breaks the safety invariants (see residual_control/harness/faults/, one module per scenario family, for what
+each scenario checks)."""
 from __future__ import annotations
 
 import json

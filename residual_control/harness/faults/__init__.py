@@ -1,0 +1,59 @@
+"""`residual-control faults`: the fault-injection matrix.
+
+Every scenario runs the real node processes over DDS and checks EVERY command
+the actuator side receives (``commands`` as recorded by a probe):
+
+* finite and within [command_min, command_max];
+* |a - a_base| <= residual_gain * residual_limit against a base action
+  received within 0.1 s of it (the independent check of
+  :func:`residual_control.harness.closed_loop.check_commands`); a command with
+  no base action near it is only allowed where ``base_stale_behavior``
+  documents one (``zero``: clip(0); ``hold``: the previous command repeated;
+  ``stop``: none at all);
+* the fallback happens within its bound (residual_timeout + one control
+  period, plus one more period for the quantisation of the clock: the
+  simulated clock moves in whole control periods, so a fault is only seen at
+  the next tick), measured on the simulated clock for the MuJoCo scenarios;
+* the recovery is ramped: the mixer reports ``recovering`` and the applied
+  residual rises monotonically through intermediate values up to g * da.
+  The MuJoCo loop and the probe act as a policy whose residual is a known
+  constant (a synthetic constant ONNX model / the probe), so the gain is
+  observable as applied / da.
+
+Three kinds of harness (per scenario, see ``SCENARIOS``):
+
+``loop``   MuJoCo plant (lockstep on /clock, capped at real time) + reference +
+           perception + base_controller + residual_policy + residual_mixer.
+``relay``  base_controller + residual_mixer driven by the probe, which plays
+           the robot (joint_states, reference) and the residual policy
+           (a valid constant residual on each base action, or the fault).
+``policy`` as ``relay`` plus residual_policy (a synthetic model); the probe
+           also publishes perception. Model updates and parameter changes.
+``clock``  as ``relay`` on use_sim_time, the probe publishing /clock.
+``spawn``  single processes started with a bad configuration.
+
+Writes ``{"scenarios": [{"name", "trials", "violations", "fallback_latency_s",
+"recovered", "passed", "detail"}]}`` with ``--json`` and prints a table.
+
+One module per scenario family (``loop``, ``relay``, ``clock``, ``policy``; ``spawn`` holds the
+start-up refusals the ``policy`` model scenarios begin with), ``probe_driven`` the graph the
+probe-driven families share, ``common`` the results, registry and checks, ``matrix`` the runner and
+the command line. Importing the package registers the scenarios in matrix order.
+"""
+from __future__ import annotations
+
+from . import loop, relay, clock, policy  # registers the scenarios: this order is the matrix order
+from .common import (CONST_RESIDUAL, RELAY_RATE_HZ, SCENARIOS, WALL_SLACK, Context, Scenario, Trial,
+                     ramp_check, scenario)
+from .loop import ENVELOPE_FAULT_PAYLOAD, INJECT_ATTEMPTS, _envelope_loop_model
+from .matrix import LOOP_ATTEMPTS, add_arguments, format_table, run, run_matrix, select
+from .policy import INVALID
+from .probe_driven import Bench
+from .spawn import BAD_MODELS
+
+__all__ = [
+    "BAD_MODELS", "CONST_RESIDUAL", "ENVELOPE_FAULT_PAYLOAD", "INJECT_ATTEMPTS", "INVALID", "LOOP_ATTEMPTS",
+    "RELAY_RATE_HZ", "SCENARIOS", "WALL_SLACK", "Bench", "Context", "Scenario", "Trial", "_envelope_loop_model",
+    "add_arguments", "format_table", "ramp_check", "run", "run_matrix", "scenario", "select",
+    "loop", "relay", "clock", "policy",
+]
