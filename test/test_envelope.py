@@ -197,10 +197,11 @@ def test_evaluation_runs_the_model_behind_the_envelope_check():
 
 
 def test_loaded_policy_checks_the_envelope_with_debounce_margin_and_switch(tmp_path):
-    """nodes.common.LoadedPolicy: what PolicyHost runs each step (no ROS graph needed)."""
+    """nodes.policy_io.LoadedPolicy: what PolicyIO runs each step (no ROS graph needed)."""
     from residual_control.core.observation import default_observation_names
     from residual_control.core.policy import PolicyExpectations
-    from residual_control.nodes.common import OK, WARN, LoadedPolicy
+    from residual_control.nodes.diagnostics import OK, WARN
+    from residual_control.nodes.policy_io import LoadedPolicy
     from residual_control.harness.synthetic_models import constant_model
 
     joints, features = ("shoulder", "elbow"), ("payload_mass",)

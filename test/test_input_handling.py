@@ -1,9 +1,9 @@
 """Property-based tests of every node's input handling, and params-file validation at start.
 
 The nodes are thin adapters: what they do with a message's contents is done
-by pure functions (nodes/common.py: order_by_name, read_state,
-read_reference, read_perception, LoadedPolicy.residual; core: Mixer,
-ObservationAssembler). Hypothesis feeds them arbitrary JointState-like
+by pure functions (nodes/conversions.py: order_by_name, read_state,
+read_reference, read_perception; nodes/policy_io.py: LoadedPolicy.residual;
+core: Mixer, ObservationAssembler). Hypothesis feeds them arbitrary JointState-like
 contents -- name lists with duplicates, unknown, missing or no names, value
 lists of any length with NaN, Inf and 1e308, any stamps -- and checks:
 
@@ -33,8 +33,9 @@ from residual_control.core.errors import ObservationError
 from residual_control.core.mixer import Mixer, MixerConfig, residual_bound_ok
 from residual_control.core.observation import ObservationAssembler, default_observation_names
 from residual_control.core.policy import PolicyExpectations
-from residual_control.nodes.common import (OK, LoadedPolicy, order_by_name, read_perception, read_reference,
-                                           read_state)
+from residual_control.nodes.conversions import order_by_name, read_perception, read_reference, read_state
+from residual_control.nodes.diagnostics import OK
+from residual_control.nodes.policy_io import LoadedPolicy
 from residual_control.paths import default_params_file
 from residual_control.harness.synthetic_models import linear_model
 
@@ -58,7 +59,7 @@ def _says_expected_found(message: str) -> bool:
     return "expected" in message and ("found" in message or "missing" in message)
 
 
-# ---------------------------------------------------------------------- nodes/common.py readers
+# ---------------------------------------------------------------------- nodes/conversions.py readers
 @SETTINGS
 @given(names=names_st, values=values_st)
 def test_order_by_name_returns_finite_joint_values_or_a_clear_error(names, values):

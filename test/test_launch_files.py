@@ -582,7 +582,8 @@ def _source_topics(executable: str) -> set | None:
     if not path.exists():
         return None
     # The node's module plus the shared I/O helpers the runtime nodes build on.
-    sources = [path, ROOT / "residual_control" / "nodes" / "common.py"]
+    nodes = ROOT / "residual_control" / "nodes"
+    sources = [path, nodes / "policy_io.py", nodes / "mixer_io.py"]
     topics = set()
     for source in sources:
         if not source.exists():

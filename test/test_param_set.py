@@ -154,7 +154,7 @@ def test_missing_model_is_refused_by_the_set(policy):
     assert not res.successful
     assert "no file at '/nonexistent.onnx'" in res.reason, res.reason
     assert policy.get("model_path").string_value == ""
-    assert policy.node.model.path == str(default_model())
+    assert policy.node.policy.model.path == str(default_model())
 
 
 def test_malformed_sha256_is_refused_by_the_set(policy):
@@ -173,7 +173,7 @@ def test_sha256_mismatch_is_refused_by_the_set_and_a_match_is_accepted(policy):
     assert policy.get("model_sha256").string_value == ""
     res = policy.set("model_sha256", digest.upper())
     assert res.successful, res.reason
-    assert policy.spin_until(lambda: not policy.node._swap.loading, 30.0)
+    assert policy.spin_until(lambda: not policy.node.policy.swap.loading, 30.0)
     assert policy.node.get_parameter("model_sha256").value == digest.upper()
 
 
@@ -182,6 +182,6 @@ def test_a_file_that_is_no_model_is_still_refused_off_the_control_path(policy, t
     junk.write_bytes(b"not an onnx model")
     res = policy.set("model_path", str(junk))
     assert res.successful, res.reason  # loading it is left to the worker thread
-    assert policy.spin_until(lambda: not policy.node._swap.loading
+    assert policy.spin_until(lambda: not policy.node.policy.swap.loading
                              and policy.node.get_parameter("model_path").value == "", 30.0)
-    assert policy.node.model.path == str(default_model())
+    assert policy.node.policy.model.path == str(default_model())

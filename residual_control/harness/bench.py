@@ -339,7 +339,7 @@ def _make_relay(kind: str, stamped: bool, reliability: str, depth: int):
 
 
 def relay_main(argv) -> int:
-    from ..nodes.common import run_node
+    from ..nodes.process import run_node
 
     ros_args = []
     if "--ros-args" in argv:

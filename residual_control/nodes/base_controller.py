@@ -17,8 +17,10 @@ from sensor_msgs.msg import JointState
 from ..core.base_controllers import make_base_controller
 from ..core.errors import ConfigError, ObservationError
 from ..core.params import BASE_PARAMS, spec_map
-from .common import ERROR, OK, WARN, Diagnostics, declare_specs, read_reference, read_state, result, run_node, \
-    stamp_to_sec, validate_changes
+from .conversions import read_reference, read_state, stamp_to_sec
+from .diagnostics import ERROR, OK, WARN, Diagnostics
+from .parameters import declare_specs, result, validate_changes
+from .process import run_node
 from .qos import CONTROL_QOS
 
 

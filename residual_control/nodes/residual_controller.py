@@ -36,7 +36,6 @@ from __future__ import annotations
 import copy
 from typing import Mapping, Sequence
 
-import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
@@ -44,8 +43,12 @@ from ..core.base_controllers import make_base_controller
 from ..core.errors import ConfigError, ObservationError
 from ..core.mixer import mixer_from_params
 from ..core.params import BASE_PARAMS, MIXER_PARAMS, POLICY_PARAMS, ParamSpec, spec_map
-from .common import ERROR, OK, Diagnostics, MixerIO, PolicyHost, declare_specs, mixer_changes, now_sec, \
-    read_state, result, run_node, stamp_to_sec, validate_changes
+from .conversions import now_sec, read_state, stamp_to_sec
+from .diagnostics import ERROR, OK, Diagnostics
+from .mixer_io import MixerIO
+from .parameters import declare_specs, mixer_changes, result, validate_changes
+from .policy_io import PolicyIO
+from .process import run_node
 from .qos import CONTROL_QOS
 
 NODE_NAME = "residual_controller"
@@ -83,7 +86,7 @@ def fused_parameters(params_file: Mapping[str, object]) -> dict[str, object]:
     return copy.deepcopy(merged)  # no object shared with the sections (YAML would write aliases)
 
 
-class ResidualControllerNode(PolicyHost, Node):
+class ResidualControllerNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self._specs = spec_map(FUSED_PARAMS)
@@ -96,13 +99,14 @@ class ResidualControllerNode(PolicyHost, Node):
         self.io = MixerIO(self, self.mixer, f"{NODE_NAME}: mode")
         self._policy_diag = Diagnostics(self, f"{NODE_NAME}: policy", hardware_id=self.get_fully_qualified_name())
         self.create_subscription(JointState, "joint_states", self._on_joint_state, CONTROL_QOS)
-        self.init_policy(v)  # the model (refused: exit 2), reference, perception, ~/model
+        # The model (refused: exit 2), reference, perception, ~/model.
+        self.policy = PolicyIO(self, v, self.joints, self.stats, self._publish_diagnostics)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         cfg = self.mixer.config
         self._watchdog = self.create_timer(max(cfg.base_timeout / 2.0, 0.002), self.io.watchdog)
         self.create_timer(float(v["diagnostics_period"]), self._publish_diagnostics)
         self.io.publish_mode()
-        self._announce_model()
+        self.policy.announce_model()
         self.get_logger().info(
             f"{self.controller.kind} + residual on {list(self.joints)}: residual_limit "
             f"{cfg.residual_limit.tolist()}, gain {cfg.residual_gain:g}, base_stale_behavior {cfg.base_stale_behavior}")
@@ -112,18 +116,16 @@ class ResidualControllerNode(PolicyHost, Node):
         try:
             q, qd = read_state(self.joints, msg)
         except ValueError as exc:
-            self._reject(str(exc))
+            self.policy.reject(str(exc))
             return
-        if self._q_ref is None:
-            self._q_ref, self._qd_ref = q.copy(), np.zeros(len(self.joints))
-            self.get_logger().info("no reference yet: holding the first measured position")
+        q_ref, qd_ref = self.policy.reference_or_hold(q)  # no reference yet: the first measured position
         stamp = stamp_to_sec(msg.header.stamp)
         now = now_sec(self)
         self.mixer.update_state(self.joints, q, qd, now)  # for damp, should the joint states stop
         try:
-            a_base = self.controller.compute(q, qd, self._q_ref, self._qd_ref, stamp)
+            a_base = self.controller.compute(q, qd, q_ref, qd_ref, stamp)
         except ObservationError as exc:
-            self._reject(str(exc))
+            self.policy.reject(str(exc))
             return
         self.stats["base_actions"] += 1
         self._update_residual(q, qd, a_base, stamp, now)
@@ -132,25 +134,26 @@ class ResidualControllerNode(PolicyHost, Node):
 
     def _update_residual(self, q, qd, a_base, stamp: float, now: float) -> None:
         """residual_policy's step: infer and hand the residual to the mixer, or nothing (it falls back)."""
-        model = self.model  # one read: a concurrent swap never mixes two models
-        residual = self._residual_for(model, q, qd, a_base, now)
+        model = self.policy.model  # one read: a concurrent swap never mixes two models
+        residual = self.policy.residual_for(model, q, qd, a_base, now)
         if residual is None:
             return
         error = self.mixer.update_residual(model.joint_names, residual, stamp, now)
         if error:
             self.get_logger().warning(f"rejected residual: {error}", throttle_duration_sec=1.0)
-            return self._skip(ERROR, error)
+            return self.policy.skip(ERROR, error)
         self.stats["residuals"] += 1
-        self._status = (OK, "running")
+        self.policy.status = (OK, "running")
 
     def _publish_diagnostics(self) -> None:
         self.io.publish_diagnostics()
-        level, message = self._status
-        self._policy_diag.publish(level, message, {"controller_type": self.controller.kind, **self._policy_status()})
+        level, message = self.policy.status
+        self._policy_diag.publish(level, message,
+                                  {"controller_type": self.controller.kind, **self.policy.diagnostics_values()})
 
     # ------------------------------------------------------------------ parameters
     def _on_set_parameters(self, params):
-        if self._swap.reverting:
+        if self.policy.swap.reverting:
             return result()
         try:
             changes = validate_changes(self._specs, params)
@@ -162,7 +165,7 @@ class ResidualControllerNode(PolicyHost, Node):
         except (ConfigError, KeyError) as exc:
             self.get_logger().warning(f"rejected parameter change: {exc}")
             return result(str(exc))
-        error = self._swap.request(changes)
+        error = self.policy.swap.request(changes)
         if error:
             return result(error)
         if mc:
@@ -171,8 +174,8 @@ class ResidualControllerNode(PolicyHost, Node):
             self.controller = controller
         self._values.update(changes)
         if "perception_timeout" in changes:
-            self._perception_timeout = float(changes["perception_timeout"])
-        self.set_envelope_params(changes)
+            self.policy.perception_timeout = float(changes["perception_timeout"])
+        self.policy.set_envelope_params(changes)
         for k, v in changes.items():
             self.get_logger().info(f"parameter {k} set to {v}")
         return result()

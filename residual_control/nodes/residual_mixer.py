@@ -18,8 +18,10 @@ from sensor_msgs.msg import JointState
 from ..core.errors import ConfigError
 from ..core.mixer import mixer_from_params
 from ..core.params import MIXER_PARAMS, spec_map
-from .common import MixerIO, declare_specs, mixer_changes, now_sec, result, run_node, stamp_to_sec, \
-    validate_changes
+from .conversions import now_sec, stamp_to_sec
+from .mixer_io import MixerIO
+from .parameters import declare_specs, mixer_changes, result, validate_changes
+from .process import run_node
 from .qos import CONTROL_QOS
 
 

@@ -32,15 +32,17 @@ from sensor_msgs.msg import JointState
 
 from ..core.errors import ConfigError
 from ..core.params import POLICY_PARAMS, spec_map
-from .common import OK, WARN, Diagnostics, PolicyHost, declare_specs, now_sec, order_by_name, \
-    read_state, result, run_node, validate_changes
+from .conversions import now_sec, order_by_name, read_state
+from .diagnostics import OK, WARN, Diagnostics
+from .parameters import declare_specs, result, validate_changes
+from .policy_io import PolicyIO
+from .process import run_node
 from .qos import CONTROL_QOS
 
 _STATE_BUFFER = 64
 
 
-
-class ResidualPolicyNode(PolicyHost, Node):
+class ResidualPolicyNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("residual_policy", **kwargs)
         self._specs = spec_map(POLICY_PARAMS)
@@ -51,20 +53,21 @@ class ResidualPolicyNode(PolicyHost, Node):
         self._states: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._pub = self.create_publisher(JointState, "residual_action", CONTROL_QOS)
         self.create_subscription(JointState, "joint_states", self._on_joint_state, CONTROL_QOS)
-        self.init_policy(v)  # the model (refused: exit 2), reference, perception, ~/model
+        # The model (refused: exit 2), reference, perception, ~/model.
+        self.policy = PolicyIO(self, v, self.joints, self.stats, self._publish_diagnostics)
         self.create_subscription(JointState, "base_action", self._on_base, CONTROL_QOS)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diag = Diagnostics(self, "residual_policy", hardware_id=self.get_fully_qualified_name())
         self.create_timer(float(v["diagnostics_period"]), self._publish_diagnostics)
         self._out = JointState()
-        self._announce_model()
+        self.policy.announce_model()
 
     # ------------------------------------------------------------------ inputs
     def _on_joint_state(self, msg: JointState) -> None:
         try:
             q, qd = read_state(self.joints, msg)
         except ValueError as exc:
-            self._reject(str(exc))
+            self.policy.reject(str(exc))
             return
         key = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         self._states[key] = (q, qd)
@@ -73,7 +76,7 @@ class ResidualPolicyNode(PolicyHost, Node):
 
     # ------------------------------------------------------------------ trigger
     def _on_base(self, msg: JointState) -> None:
-        model = self.model  # one read: a concurrent swap never mixes two models
+        model = self.policy.model  # one read: a concurrent swap never mixes two models
         key = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         state = self._states.get(key)
         if state is None and self._states:
@@ -81,12 +84,12 @@ class ResidualPolicyNode(PolicyHost, Node):
             if abs(last_key - key) * 1e-9 <= self._state_timeout:
                 state = self._states[last_key]
         if state is None:
-            return self._skip(WARN, "no joint state matching the base action's stamp")
+            return self.policy.skip(WARN, "no joint state matching the base action's stamp")
         try:
             a_base = order_by_name(self.joints, msg.name, msg.effort, "base_action.effort")
         except ValueError as exc:
-            return self._skip(WARN, str(exc))
-        residual = self._residual_for(model, state[0], state[1], a_base, now_sec(self))
+            return self.policy.skip(WARN, str(exc))
+        residual = self.policy.residual_for(model, state[0], state[1], a_base, now_sec(self))
         if residual is None:
             return
         self._out.header.stamp = msg.header.stamp
@@ -94,27 +97,27 @@ class ResidualPolicyNode(PolicyHost, Node):
         self._out.effort = residual.tolist()
         self._pub.publish(self._out)
         self.stats["published"] += 1
-        self._status = (OK, "running")
+        self.policy.status = (OK, "running")
 
     def _publish_diagnostics(self) -> None:
-        level, message = self._status
-        self._diag.publish(level, message, self._policy_status())
+        level, message = self.policy.status
+        self._diag.publish(level, message, self.policy.diagnostics_values())
 
     # ------------------------------------------------------------------ parameters
     def _on_set_parameters(self, params):
-        if self._swap.reverting:
+        if self.policy.swap.reverting:
             return result()
         try:
             changes = validate_changes(self._specs, params)
         except ConfigError as exc:
             return result(str(exc))
         if "perception_timeout" in changes:
-            self._perception_timeout = float(changes["perception_timeout"])
+            self.policy.perception_timeout = float(changes["perception_timeout"])
         if "joint_state_timeout" in changes:
             self._state_timeout = float(changes["joint_state_timeout"])
-        error = self._swap.request(changes)
+        error = self.policy.swap.request(changes)
         if not error:
-            self.set_envelope_params(changes)
+            self.policy.set_envelope_params(changes)
         return result(error)
 
 

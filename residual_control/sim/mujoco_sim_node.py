@@ -48,7 +48,7 @@ from residual_control.sim import resolve_config_file
 from residual_control.sim.plant import MujocoPlant, PlantParams
 from residual_control.sim.sink_record import SinkRecorder
 
-from residual_control.nodes.common import run_node
+from residual_control.nodes.process import run_node
 from residual_control.nodes.qos import CONTROL_QOS
 
 # The record's base_action subscription: every sample, never dropped (see sim/sink_record.py).

@@ -20,7 +20,7 @@ from std_msgs.msg import Float64MultiArray
 from residual_control.sim import resolve_config_file
 from residual_control.sim.plant import PlantParams
 
-from residual_control.nodes.common import run_node
+from residual_control.nodes.process import run_node
 from residual_control.nodes.qos import CONTROL_QOS
 
 SUPPORTED_FEATURES = ("payload_mass",)

@@ -21,7 +21,7 @@ from sensor_msgs.msg import JointState
 
 from residual_control.sim.trajectories import make_trajectory
 
-from residual_control.nodes.common import run_node
+from residual_control.nodes.process import run_node
 from residual_control.nodes.qos import CONTROL_QOS
 
 

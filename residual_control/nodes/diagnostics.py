@@ -1,0 +1,41 @@
+"""/diagnostics of the nodes: status levels, the mixer mode's level, one publisher per reported status."""
+from __future__ import annotations
+
+from typing import Mapping
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.node import Node
+
+from ..core.mixer import Mode
+from .qos import DIAGNOSTICS_QOS
+
+OK = DiagnosticStatus.OK
+WARN = DiagnosticStatus.WARN
+ERROR = DiagnosticStatus.ERROR
+
+#: The diagnostic level of each mixer mode.
+MODE_LEVEL = {Mode.NOMINAL: OK, Mode.RECOVERING: WARN, Mode.FALLBACK: WARN, Mode.BASE_FAULT: ERROR}
+
+
+class Diagnostics:
+    """Publishes one DiagnosticStatus for a node on /diagnostics."""
+
+    def __init__(self, node: Node, name: str, hardware_id: str = "") -> None:
+        self._node = node
+        self._name = name
+        self._hw = hardware_id
+        self._pub = node.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
+
+    def publish(self, level: int, message: str, values: Mapping[str, object]) -> None:
+        status = DiagnosticStatus(level=level, name=self._name, message=message[:500], hardware_id=self._hw)
+        status.values = [KeyValue(key=k, value=_fmt(v)) for k, v in values.items()]
+        msg = DiagnosticArray()
+        msg.header.stamp = self._node.get_clock().now().to_msg()
+        msg.status = [status]
+        self._pub.publish(msg)
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)

@@ -1,0 +1,350 @@
+"""The policy side of a node: the loaded model, its live swap, the reference/perception inputs, the policy status.
+
+:class:`PolicyIO` is owned by residual_policy and by the fused
+residual_controller, so both load, swap, check and report the model the
+same way; :class:`LoadedPolicy` is what it runs each step.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Callable, Mapping, MutableMapping, Sequence
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray, String
+
+from ..core.envelope import EnvelopeMonitor
+from ..core.errors import ObservationError, PolicyOutputError, ResidualControlError
+from ..core.observation import ObservationAssembler
+from ..core.policy import PolicyExpectations, PolicyRunner
+from .conversions import now_sec, read_perception, read_reference
+from .diagnostics import ERROR, OK, WARN
+from .qos import CONTROL_QOS, LATCHED_QOS
+
+
+def perception_lost(now: float, received: float | None, timeout: float) -> str:
+    """'' while perception is fresh, else why it is lost."""
+    if received is not None and now - received <= timeout:
+        return ""
+    age = "never received" if received is None else f"last {now - received:.3f} s ago"
+    return f"perception lost: {age} (perception_timeout {timeout:g} s)"
+
+
+class LoadedPolicy:
+    """A validated model, the observation assembly it needs and its envelope monitor (swapped as one)."""
+
+    def __init__(self, path: str, sha256: str, expect: PolicyExpectations) -> None:
+        self.runner = PolicyRunner(path, expect, sha256)
+        self.assembler = ObservationAssembler(self.runner.contract.observation_names, expect.joints,
+                                              expect.perception_features)
+        self.path = path
+        self.joint_names = list(self.runner.contract.joint_names)
+        #: The model's training envelope (None: the model declares none) and its run-time check.
+        self.envelope = self.runner.envelope
+        self.monitor: EnvelopeMonitor | None = None
+        self._margin: float | None = None
+        self.configure_envelope(True, 0.1, 0.0)
+
+    def configure_envelope(self, enabled: bool, debounce: float, margin: float) -> None:
+        """Switch the envelope check on/off, set its debounce (s) and extra margin (fraction of each range)."""
+        if self.envelope is None or not enabled:
+            self.monitor = None
+            return
+        monitor = self.monitor
+        if monitor is None or float(margin) != self._margin:
+            monitor = EnvelopeMonitor(self.envelope.widened(float(margin)), float(debounce))
+        monitor.debounce = float(debounce)
+        self._margin = float(margin)
+        self.monitor = monitor  # one assignment: the control path sees the old or the new monitor
+
+    def residual(self, q, qd, q_ref, qd_ref, a_base, perception,
+                 now: float | None = None) -> tuple[np.ndarray | None, int, str, bool]:
+        """(residual, OK, '', False) or (None, level, why, is_model_error); never raises.
+
+        With ``now`` (s) the observation is also checked against the training envelope:
+        outside for longer than the debounce, there is no residual (WARN, ``out_of_envelope: ...``).
+        """
+        try:
+            obs = self.assembler.assemble(q, qd, q_ref, qd_ref, a_base, perception)
+            monitor = self.monitor
+            if monitor is not None and now is not None:
+                check = monitor.update(obs, now)
+                if check.tripped:
+                    return None, WARN, check.message, False
+            return self.runner.infer(obs), OK, "", False
+        except (ValueError, ObservationError) as exc:
+            return None, WARN, str(exc), False
+        except PolicyOutputError as exc:
+            return None, ERROR, str(exc), True
+        except Exception as exc:  # onnxruntime failure: never crash the node, report it
+            return None, ERROR, f"inference failed: {type(exc).__name__}: {exc}", True
+
+
+#: Above this size a model's SHA-256 pin is checked off the control path only (hashing blocks the executor).
+SYNC_HASH_LIMIT_BYTES = 16 << 20
+
+
+def model_file_problem(path: str, sha256: str) -> str:
+    """What makes ``path`` unusable as a model, as far as it is checked at once; '' if nothing.
+
+    A missing or unreadable file, and a ``sha256`` pin the file does not
+    match (files up to SYNC_HASH_LIMIT_BYTES; the pin's format is checked by
+    its ParamSpec). Loading the model (onnxruntime, metadata, contract) is
+    left to the worker thread.
+    """
+    from ..core.policy import sha256_of
+
+    if not path or not os.path.isfile(path):
+        return f"model_path: expected an ONNX file, found no file at {path!r}"
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+        size = os.path.getsize(path)
+    except OSError as exc:
+        return f"model_path: expected a readable file, found {path!r} ({exc.strerror or exc})"
+    if sha256 and size <= SYNC_HASH_LIMIT_BYTES:
+        try:
+            digest = sha256_of(path)
+        except OSError as exc:
+            return f"model_path: expected a readable file, found {path!r} ({exc.strerror or exc})"
+        if digest.lower() != sha256.strip().lower():
+            return f"model_sha256: expected {sha256.strip().lower()}, found {digest} for {path}"
+    return ""
+
+
+class ModelSwap:
+    """Live replacement of a node's model via its ``model_path``/``model_sha256`` parameters.
+
+    What can be checked at once (file missing or unreadable, the SHA-256 pin;
+    :func:`model_file_problem`) refuses the parameter set itself. The new
+    model is then loaded and validated in a worker thread, off the control
+    path; ``on_loaded(loaded)`` swaps it in when valid, otherwise the
+    parameters are set back and the old model keeps running.
+    """
+
+    def __init__(self, node: Node, expect: PolicyExpectations, path: str, sha256: str, default_path: Callable[[], str],
+                 current: Callable[[], LoadedPolicy], on_loaded: Callable[[LoadedPolicy], None],
+                 on_refused: Callable[[str], None]) -> None:
+        self._node, self._expect, self._default = node, expect, default_path
+        self._current, self._on_loaded, self._on_refused = current, on_loaded, on_refused
+        self.params = (path, sha256)
+        self.loading = False
+        self.reverting = False
+
+    def request(self, changes: Mapping[str, object]) -> str:
+        """Start loading when the changes touch the model; returns an error or ''."""
+        if "model_path" not in changes and "model_sha256" not in changes:
+            return ""
+        if self.loading:
+            return "a model is being loaded; try again when it has switched or failed"
+        path = changes.get("model_path", self.params[0])
+        sha = changes.get("model_sha256", self.params[1])
+        problem = model_file_problem(path or self._default(), sha)
+        if problem:
+            self._node.get_logger().warning(f"model update refused, keeping {self._current().path}: {problem}")
+            return f"model update refused: {problem}"
+        self.loading = True
+        threading.Thread(target=self._load, args=(path, sha), daemon=True).start()
+        return ""
+
+    def _load(self, path: str, sha: str) -> None:
+        old = self.params
+        try:
+            loaded = LoadedPolicy(path or self._default(), sha, self._expect)
+        except ResidualControlError as exc:
+            self._node.get_logger().error(f"model update refused, keeping {self._current().path}: {exc}")
+            self._on_refused(f"model update refused: {exc}")
+            # The request that started this load is stored only after the parameter callback
+            # returned; a refusal faster than that would be overwritten by it. Wait for it first.
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline and (self._node.get_parameter("model_path").value != path
+                                                   or self._node.get_parameter("model_sha256").value != sha):
+                time.sleep(0.005)
+            self.reverting = True
+            try:
+                self._node.set_parameters([Parameter("model_path", value=old[0]),
+                                           Parameter("model_sha256", value=old[1])])
+            finally:
+                self.reverting = False
+                self.loading = False
+            return
+        self._on_loaded(loaded)  # atomic swap
+        self.params = (path, sha)
+        self.loading = False
+
+
+class PolicyIO:
+    """The policy side of residual_policy and residual_controller, owned by the node.
+
+    Owns the model and its live swap (``model``, ``swap``), the ``reference``
+    and ``perception`` subscriptions, the latched ``~/model`` topic, the
+    training-envelope check and the policy's status (``status``). The node
+    passes in what they share: its joints, its counters (``stats``: this
+    counts ``skipped``, ``model_errors`` and ``rejected_inputs`` in it) and its
+    /diagnostics publication, called when a live model update is refused.
+    Building it loads and validates the model (raises ResidualControlError).
+    """
+
+    def __init__(self, node: Node, v: Mapping[str, object], joints: Sequence[str], stats: MutableMapping[str, int],
+                 publish_diagnostics: Callable[[], None]) -> None:
+        from ..paths import default_model
+
+        self._node = node
+        self.joints = tuple(joints)
+        self.stats = stats
+        self._publish_diagnostics = publish_diagnostics
+        self.expect = PolicyExpectations(
+            joints=self.joints, residual_limit=v["residual_limit"], control_rate_hz=v["control_rate_hz"],
+            perception_features=tuple(v["perception_features"]))
+        self.perception_timeout = float(v["perception_timeout"])
+        self._envelope_settings = (bool(v.get("envelope_check", True)), float(v.get("envelope_debounce", 0.1)),
+                                   float(v.get("envelope_margin", 0.0)))
+        self._envelope_tripped = False
+        self._envelope_trips = 0
+        self._envelope_trip_times: list[float] = []  # node-clock times of the latest trips (at most 16)
+        self._envelope_last = "none"
+        self.model = self._with_envelope(
+            LoadedPolicy(v["model_path"] or str(default_model()), v["model_sha256"], self.expect))
+        self.swap = ModelSwap(node, self.expect, v["model_path"], v["model_sha256"], lambda: str(default_model()),
+                              lambda: self.model, self._on_model_loaded, self._on_model_refused)
+        self.q_ref: np.ndarray | None = None
+        self.qd_ref = np.zeros(len(self.joints))
+        self.reference_received = False
+        self._perception: np.ndarray | None = None
+        self._perception_time: float | None = None
+        self.status = (WARN, "waiting for inputs")
+        self._model_update = "none"  # outcome of the last live model update (kept on /diagnostics)
+        self._model_pub = node.create_publisher(String, "~/model", LATCHED_QOS)
+        node.create_subscription(JointState, "reference", self._on_reference, CONTROL_QOS)
+        node.create_subscription(Float64MultiArray, "perception", self._on_perception, CONTROL_QOS)
+
+    # ------------------------------------------------------------------ the model
+    def announce_model(self) -> None:
+        m = self.model
+        self._model_pub.publish(String(data=f"{m.path} sha256={m.runner.sha256}"))
+        self._node.get_logger().info(
+            f"model {m.path} (sha256 {m.runner.sha256[:12]}…): {m.assembler.size} observations, "
+            f"joints {m.joint_names}, perception {'used' if m.assembler.uses_perception else 'unused'}")
+
+    def _with_envelope(self, loaded: LoadedPolicy) -> LoadedPolicy:
+        """The model with the node's envelope settings; warns once (per model) when it declares no envelope."""
+        loaded.configure_envelope(*self._envelope_settings)
+        if loaded.envelope is None:
+            self._node.get_logger().warning(
+                f"model {loaded.path} declares no observation_envelope (exported before it was recorded): "
+                f"running it without the training-envelope check; re-export it to get one")
+        return loaded
+
+    def set_envelope_params(self, changes: Mapping[str, object]) -> None:
+        """Apply validated envelope_check / envelope_debounce / envelope_margin changes to the running model."""
+        if not {"envelope_check", "envelope_debounce", "envelope_margin"} & set(changes):
+            return
+        enabled, debounce, margin = self._envelope_settings
+        self._envelope_settings = (bool(changes.get("envelope_check", enabled)),
+                                   float(changes.get("envelope_debounce", debounce)),
+                                   float(changes.get("envelope_margin", margin)))
+        self.model.configure_envelope(*self._envelope_settings)
+
+    def _on_model_loaded(self, loaded: LoadedPolicy) -> None:
+        self.model = self._with_envelope(loaded)  # atomic swap
+        self._model_update = f"loaded {loaded.path}"
+        self.announce_model()
+
+    def _on_model_refused(self, why: str) -> None:
+        # The next control step overwrites the status: report the refusal now, and keep it
+        # under last_model_update, so /diagnostics always shows it.
+        self._model_update = why
+        self.status = (ERROR, why)
+        self._publish_diagnostics()
+
+    # ------------------------------------------------------------------ inputs
+    def _on_reference(self, msg: JointState) -> None:
+        try:
+            self.q_ref, self.qd_ref = read_reference(self.joints, msg)
+        except ValueError as exc:
+            self.reject(str(exc))
+            return
+        self.reference_received = True
+
+    def _on_perception(self, msg: Float64MultiArray) -> None:
+        try:
+            self._perception = read_perception(self.expect.perception_features, msg)
+        except ValueError as exc:
+            self.reject(str(exc))
+            return
+        self._perception_time = now_sec(self._node)
+
+    def reference_or_hold(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(q_ref, qd_ref); until a reference arrives, the first measured position ``q`` (held, at rest)."""
+        if self.q_ref is None:
+            self.q_ref, self.qd_ref = q.copy(), np.zeros(len(self.joints))
+            self._node.get_logger().info("no reference yet: holding the first measured position")
+        return self.q_ref, self.qd_ref
+
+    def reject(self, error: str) -> None:
+        """A rejected input message: counted, reported (WARN) and logged (throttled)."""
+        self.stats["rejected_inputs"] += 1
+        self.status = (WARN, error)
+        self._node.get_logger().warning(error, throttle_duration_sec=1.0)
+
+    def skip(self, level: int, why: str) -> None:
+        """No residual this step: counted, reported and logged (throttled)."""
+        self.stats["skipped"] += 1
+        self.status = (level, why)
+        self._node.get_logger().warning(f"no residual: {why}", throttle_duration_sec=1.0)
+
+    # ------------------------------------------------------------------ the step
+    def residual_for(self, model: LoadedPolicy, q, qd, a_base, now: float) -> np.ndarray | None:
+        """The residual for this state, or None (and the reason in the status) when there is none."""
+        if not self.reference_received:
+            return self.skip(WARN, "no reference received")
+        perception = None
+        if model.assembler.uses_perception:
+            lost = perception_lost(now, self._perception_time, self.perception_timeout)
+            if lost:
+                return self.skip(WARN, lost)
+            perception = self._perception
+        residual, level, why, model_error = model.residual(q, qd, self.q_ref, self.qd_ref, a_base, perception,
+                                                           now)
+        monitor = model.monitor
+        tripped = monitor is not None and monitor.last.tripped
+        if tripped and not self._envelope_tripped:
+            self._envelope_trips += 1
+            self._envelope_trip_times = (self._envelope_trip_times + [round(now, 3)])[-16:]
+            self._envelope_last = why
+            self._node.get_logger().warning(f"{why}: no residual until the state is back inside")
+        elif self._envelope_tripped and not tripped:
+            self._node.get_logger().info("back inside the training envelope: residual resumed")
+        self._envelope_tripped = tripped
+        if residual is None:
+            self.stats["model_errors"] += int(model_error)
+            return self.skip(level, why)
+        return residual
+
+    # ------------------------------------------------------------------ status
+    def _envelope_state(self, model: LoadedPolicy) -> str:
+        if model.envelope is None:
+            return "none (the model declares no envelope)"
+        if model.monitor is None:
+            return "off (envelope_check false)"
+        last = model.monitor.last
+        if last.tripped:
+            return "out_of_envelope"
+        return "outside (debouncing)" if last.outside else "inside"
+
+    def diagnostics_values(self) -> dict:
+        """The policy's /diagnostics values: the model, the last live update and the counters."""
+        model = self.model
+        last = model.monitor.last if model.monitor is not None else None
+        return {"model_path": model.path, "model_sha256": model.runner.sha256,
+                "last_model_update": self._model_update, **self.stats,
+                "envelope": self._envelope_state(model),
+                "envelope_feature": last.feature if last is not None and last.outside else "none",
+                "envelope_excess": last.excess if last is not None and last.outside else 0.0,
+                "envelope_trips": self._envelope_trips,
+                "envelope_trip_times": list(self._envelope_trip_times),
+                "last_out_of_envelope": self._envelope_last}

@@ -1,0 +1,136 @@
+"""A node process: the executor it spins on, SIGINT/SIGTERM handling, and the usual main() (:func:`run_node`)."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from typing import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.node import Node
+
+from ..core.errors import ConfigError, ResidualControlError
+
+EXECUTOR_ENV = "RESIDUAL_CONTROL_EXECUTOR"
+EXECUTORS = ("single", "multi", "events")
+
+
+def make_executor(kind: str | None = None):
+    """The executor the nodes spin on: ``single`` (default), ``multi`` or ``events``.
+
+    ``RESIDUAL_CONTROL_EXECUTOR`` overrides the default; the benchmark uses it
+    to compare executors on the same node (see docs/performance.md).
+    """
+    kind = kind or os.environ.get(EXECUTOR_ENV, "") or "single"
+    if kind == "single":
+        return SingleThreadedExecutor()
+    if kind == "multi":
+        return MultiThreadedExecutor(num_threads=2)
+    if kind == "events":
+        from rclpy.experimental import EventsExecutor
+
+        return EventsExecutor()
+    raise ConfigError(f"{EXECUTOR_ENV}: expected one of {list(EXECUTORS)}, found {kind!r}")
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM handling of a node process: at most one KeyboardInterrupt, while spinning.
+
+    Installed before ``rclpy.init``, so rclpy's own handlers (which shut the
+    context down and wake the executor) chain to them. While ``armed`` (the
+    executor spins) the first signal raises KeyboardInterrupt, which stops
+    the spin even when rclpy's wake-up came before its context shutdown and
+    the executor went back to waiting; every other signal is only noted.
+    Once the node shuts down both signals are ignored (SIG_IGN, which Python
+    keeps through interpreter teardown, where it would reset a Python
+    handler to the default action). A second SIGINT or SIGTERM during
+    shutdown (``ros2 launch`` repeats SIGINT when its stdin is not a
+    terminal: systemd, ``timeout``, CI) then neither raises in the middle of
+    the clean-up nor kills the process.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.armed = False
+        self._previous = {}
+
+    def __call__(self, signum, frame) -> None:
+        self.received.append(signum)
+        if self.armed:
+            self.armed = False
+            raise KeyboardInterrupt
+
+    def install(self) -> "_StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self)
+        return self
+
+    def ignore(self) -> None:
+        if self._previous:
+            for sig in self.SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+def run_node(factory: Callable[[], Node], args=None, fatal: tuple = (ResidualControlError,),
+             spin: Callable | None = None, restore_signals: bool = False) -> int:
+    """The usual main(): init, build, spin, shut down cleanly; exits 0 on any number of SIGINT/SIGTERM.
+
+    A node whose configuration is invalid (``fatal``: ConfigError, a refused
+    model, ...) logs why and exits with status 2 instead of a traceback.
+    ``spin(node, executor)`` replaces ``executor.spin()`` (the lockstep sim).
+    SIGINT and SIGTERM stay ignored until the process exits, unless
+    ``restore_signals`` (a caller that goes on after the node).
+    """
+    stop = _StopSignals().install()
+    try:
+        return _run_node(stop, factory, args, fatal, spin, restore_signals)
+    except KeyboardInterrupt:  # the one a signal raises, if it lands outside the inner handlers
+        return 0
+
+
+def _run_node(stop: _StopSignals, factory, args, fatal, spin, restore_signals) -> int:
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        if not stop.received:  # a signal before rclpy's handlers were in place
+            # The executor first: built on a context a signal just shut down, rclpy's Executor
+            # fails half-way and its __del__ prints a traceback; the node takes much longer to build.
+            executor = make_executor()
+            node = factory()
+            executor.add_node(node)
+            stop.armed = True
+            if not stop.received and rclpy.ok():
+                if spin is None:
+                    executor.spin()
+                else:
+                    spin(node, executor)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except fatal as exc:
+        print(f"[FATAL] {exc}", file=sys.stderr, flush=True)
+        code = 2
+    except Exception:
+        # rclpy refuses calls on a context its signal handler shut down (rcl_wait: "context is not
+        # valid"), possibly before the Python-level handler has run: that is the stop, not an error.
+        if not stop.received and rclpy.ok():
+            raise
+    finally:
+        stop.armed = False
+        stop.ignore()
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+        if restore_signals:
+            stop.restore()
+    return code
