@@ -30,14 +30,14 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from .base_controllers import nominal_model
 from .errors import ConfigError, describe
-from .params import joint_vector
+from .params import MIXER_PARAMS, default_of, joint_vector, spec_map
 
 
 class Mode(str, enum.Enum):
@@ -47,55 +47,76 @@ class Mode(str, enum.Enum):
     BASE_FAULT = "base_fault"
 
 
-BASE_STALE_BEHAVIORS = ("damp", "stop", "zero", "hold")
+_SPEC = spec_map(MIXER_PARAMS)
+BASE_STALE_BEHAVIORS = tuple(_SPEC["base_stale_behavior"].choices)
 #: Longest bumpless fallback ramp (s): the decaying residual is still applied, so keep it short.
-FALLBACK_RAMP_TIME_MAX = 1.0
+FALLBACK_RAMP_TIME_MAX = _SPEC["fallback_ramp_time"].max
 _PERM_CACHE_SIZE = 16  # distinct name orders remembered per mixer
+#: The per-joint vectors: their values are robot-specific, so the dataclass gives them no default.
+_VECTORS = ("residual_limit", "residual_limit_max", "command_min", "command_max")
+
+
+def _default(name: str):
+    return field(default=default_of(MIXER_PARAMS, name))
 
 
 @dataclass(frozen=True)
 class MixerConfig:
+    """The mixer's configuration. Defaults and per-value checks are the specs' (core.params.MIXER_PARAMS);
+    :meth:`validate` adds the checks of relations between fields.
+
+    ``damp_kd`` None: no damping gains (zeros). :meth:`from_params` fills every missing key from the
+    specs' defaults, as a node declaring its parameters does.
+    """
+
     joints: tuple[str, ...]
     residual_limit: np.ndarray
     residual_limit_max: np.ndarray
     command_min: np.ndarray
     command_max: np.ndarray
-    residual_gain: float = 1.0
-    residual_timeout: float = 0.05
-    observation_timeout: float = 0.1
-    base_timeout: float = 0.05
-    recovery_hold_time: float = 0.5
-    recovery_ramp_time: float = 1.0
-    base_stale_behavior: str = "stop"
-    fallback_ramp_time: float = 0.0
+    residual_gain: float = _default("residual_gain")
+    residual_timeout: float = _default("residual_timeout")
+    observation_timeout: float = _default("observation_timeout")
+    base_timeout: float = _default("base_timeout")
+    recovery_hold_time: float = _default("recovery_hold_time")
+    recovery_ramp_time: float = _default("recovery_ramp_time")
+    base_stale_behavior: str = _default("base_stale_behavior")
+    fallback_ramp_time: float = _default("fallback_ramp_time")
     damp_kd: np.ndarray | None = None  # None: zeros
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "joints", tuple(self.joints))
-        for name in ("residual_limit", "residual_limit_max", "command_min", "command_max"):
-            object.__setattr__(self, name, _as_vector(name, getattr(self, name), len(self.joints)))
-        kd = np.zeros(len(self.joints)) if self.damp_kd is None else self.damp_kd
-        object.__setattr__(self, "damp_kd", _as_vector("damp_kd", kd, len(self.joints)))
         self.validate()
 
     @classmethod
     def from_params(cls, params: Mapping[str, object]) -> "MixerConfig":
-        keys = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in params.items() if k in keys})
+        """A config from node parameters (other keys ignored); a missing key takes its spec's default."""
+        values = {}
+        for name in cls.__dataclass_fields__:
+            if name in params:
+                values[name] = params[name]
+            else:
+                default = default_of(MIXER_PARAMS, name)
+                if default is None:
+                    raise ConfigError(f"{name}: expected a value (the parameter has no default), found none")
+                values[name] = default
+        return cls(**values)
 
     def validate(self) -> None:
-        n = len(self.joints)
-        if n == 0:
-            raise ConfigError("joints: expected at least one joint name, found none")
-        if len(set(self.joints)) != n:
-            raise ConfigError(f"joints: expected unique names, found {list(self.joints)}")
-        if any(not isinstance(j, str) or not j for j in self.joints):
-            raise ConfigError(f"joints: expected non-empty strings, found {list(self.joints)}")
-        if np.any(self.residual_limit < 0):
-            raise ConfigError(f"residual_limit: expected values >= 0, found {self.residual_limit.tolist()}")
-        if np.any(self.residual_limit_max < 0):
-            raise ConfigError(
-                f"residual_limit_max: expected values >= 0, found {self.residual_limit_max.tolist()}")
+        """Each field against its spec (type, range, choices), then the relations between fields.
+
+        The per-joint vectors are stored as read-only float arrays of one value per joint.
+        """
+        n = len(_SPEC["joints"].validate(list(self.joints), where="joints"))
+        kd = np.zeros(n) if self.damp_kd is None else self.damp_kd
+        for name, value in [*((v, getattr(self, v)) for v in _VECTORS), ("damp_kd", kd)]:
+            arr = _as_vector(name, value, n)
+            _SPEC[name].validate(arr.tolist(), where=name)
+            object.__setattr__(self, name, arr)
+        for name in ("residual_gain", "residual_timeout", "observation_timeout", "base_timeout",
+                     "recovery_hold_time", "recovery_ramp_time", "base_stale_behavior", "fallback_ramp_time"):
+            object.__setattr__(self, name, _SPEC[name].validate(getattr(self, name), where=name))
+        # Relations between fields.
         if np.any(self.residual_limit > self.residual_limit_max):
             raise ConfigError(
                 f"residual_limit: expected values <= residual_limit_max {self.residual_limit_max.tolist()},"
@@ -104,27 +125,6 @@ class MixerConfig:
             raise ConfigError(
                 f"command_min/command_max: expected command_min <= command_max per joint, found "
                 f"{self.command_min.tolist()} and {self.command_max.tolist()}")
-        if not (isinstance(self.residual_gain, (int, float)) and 0.0 <= self.residual_gain <= 1.0):
-            raise ConfigError(f"residual_gain: expected a number in [0, 1], found {describe(self.residual_gain)}")
-        for name in ("residual_timeout", "observation_timeout", "base_timeout"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ConfigError(f"{name}: expected a finite number > 0 s, found {describe(v)}")
-        for name in ("recovery_hold_time", "recovery_ramp_time"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ConfigError(f"{name}: expected a finite number >= 0 s, found {describe(v)}")
-        v = self.fallback_ramp_time
-        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                and 0.0 <= v <= FALLBACK_RAMP_TIME_MAX):
-            raise ConfigError(f"fallback_ramp_time: expected a number in [0, {FALLBACK_RAMP_TIME_MAX:g}] s, "
-                              f"found {describe(v)}")
-        if np.any(self.damp_kd < 0):
-            raise ConfigError(f"damp_kd: expected values >= 0, found {self.damp_kd.tolist()}")
-        if self.base_stale_behavior not in BASE_STALE_BEHAVIORS:
-            raise ConfigError(
-                f"base_stale_behavior: expected one of {list(BASE_STALE_BEHAVIORS)}, "
-                f"found {self.base_stale_behavior!r}")
 
     def with_changes(self, **changes) -> "MixerConfig":
         """A validated copy; raises ConfigError and changes nothing on bad values."""
