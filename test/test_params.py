@@ -1,4 +1,5 @@
 """Parameter specs (core/params.py) against the params file config/residual_control.yaml."""
+import dataclasses
 import math
 from pathlib import Path
 
@@ -111,6 +112,72 @@ def test_defaults_build_a_mixer_config():
     defaults = {s.name: s.default for s in MIXER_PARAMS}
     cfg = MixerConfig.from_params(defaults)
     assert cfg.joints == ("shoulder", "elbow")
+
+
+def _as_plain(value):
+    return value.tolist() if isinstance(value, np.ndarray) else list(value) if isinstance(value, tuple) else value
+
+
+def test_no_mixer_default_is_written_twice():
+    """The specs hold the mixer's defaults: from_params of nothing but the joints is the specs' defaults,
+    and every default of the MixerConfig dataclass is its spec's (the per-joint vectors have none)."""
+    specs = spec_map(MIXER_PARAMS)
+    cfg = MixerConfig.from_params({"joints": ["shoulder", "elbow"]})
+    for name in MixerConfig.__dataclass_fields__:
+        assert _as_plain(getattr(cfg, name)) == specs[name].default, name
+    empty = MixerConfig.from_params({})
+    assert all(_as_plain(getattr(empty, k)) == _as_plain(getattr(cfg, k)) for k in MixerConfig.__dataclass_fields__)
+    vectors = {"residual_limit", "residual_limit_max", "command_min", "command_max", "damp_kd"}
+    for name, f in MixerConfig.__dataclass_fields__.items():
+        if name == "joints" or name in vectors:
+            # Robot-specific: given by the params file (damp_kd None: no damping gains).
+            assert f.default in (dataclasses.MISSING, None), name
+        else:
+            assert f.default == specs[name].default and type(f.default) is type(specs[name].default), name
+    direct = MixerConfig(("a",), [1.0], [2.0], [-5.0], [5.0])
+    for name in set(MixerConfig.__dataclass_fields__) - vectors - {"joints"}:
+        assert getattr(direct, name) == specs[name].default, name
+    assert direct.damp_kd.tolist() == [0.0]
+
+
+@pytest.mark.parametrize("name, value", [
+    ("residual_gain", 1.5), ("residual_gain", "1"), ("residual_timeout", 0.0), ("base_timeout", math.nan),
+    ("recovery_hold_time", 61.0), ("fallback_ramp_time", 2.0), ("base_stale_behavior", "explode"),
+    ("residual_limit", [-1.0, 1.0]), ("damp_kd", [1.0, -1.0]), ("joints", ["a", "a"]), ("joints", ["a", ""]),
+    ("joints", []),
+])
+def test_mixer_config_per_value_checks_are_the_specs(name, value):
+    """MixerConfig refuses a bad field with its spec's own message (one check, one wording)."""
+    specs = spec_map(MIXER_PARAMS)
+    with pytest.raises(ConfigError) as spec_info:
+        specs[name].validate(value, where=name)
+    params = {s.name: s.default for s in MIXER_PARAMS}
+    if name == "joints" and value:
+        params.update({k: [0.0] * len(value) for k in ("residual_limit", "command_min", "command_max", "damp_kd")},
+                      residual_limit_max=[1.0] * len(value))
+    params[name] = value
+    with pytest.raises(ConfigError) as info:
+        MixerConfig.from_params(params)
+    assert str(info.value) == str(spec_info.value)
+    assert str(info.value).startswith(f"{name}: expected") and "found" in str(info.value)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"residual_limit": [30.0, 1.0]}, "residual_limit: expected values <= residual_limit_max [25.0, 12.0], "
+                                      "found [30.0, 1.0]"),
+    ({"command_min": [70.0, 0.0]}, "command_min/command_max: expected command_min <= command_max per joint, "
+                                   "found [70.0, 0.0] and [60.0, 30.0]"),
+    ({"damp_kd": [1.0]}, "damp_kd: expected 2 values (one per joint), found 1"),
+])
+def test_mixer_config_checks_the_relations_between_fields(changes, message):
+    """Each value is valid on its own (its spec accepts it); together with the others it is not."""
+    specs = spec_map(MIXER_PARAMS)
+    for name, value in changes.items():
+        specs[name].validate(value)
+    params = {**{s.name: s.default for s in MIXER_PARAMS}, **changes}
+    with pytest.raises(ConfigError) as info:
+        MixerConfig.from_params(params)
+    assert str(info.value) == message
 
 
 def test_mixer_config_from_params_file():
