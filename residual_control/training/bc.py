@@ -31,21 +31,21 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
-from residual_control.core.envelope import DEFAULT_MARGIN, compute_envelope
+from residual_control.core.envelope import compute_envelope
 
-from .common.config import TrainConfig, load_params_file
+from .common.config import BCTrainConfig, EnvelopeConfig, ExpertConfig, TrainConfig, load_params_file
 from .common.logging import CSVLogger
 from .common.seeding import seed_everything
 
 
-def expert_residual(env, extra_kp=(50.0, 50.0), extra_kd=(10.0, 10.0), friction_v0: float = 0.05) -> np.ndarray:
+def expert_residual(env, expert: ExpertConfig = ExpertConfig()) -> np.ndarray:
     """The privileged expert's residual (N m, clipped to +-eps) for the env's current state."""
     from residual_control.sim.plant import NOMINAL_FRICTIONLOSS, true_arm_model
 
+    extra_kp, extra_kd, friction_v0 = expert.extra_kp, expert.extra_kd, expert.friction_v0
     p = env.plant_params
     model = true_arm_model(p)
     lead = env.delay * env.dt
@@ -59,7 +59,7 @@ def expert_residual(env, extra_kp=(50.0, 50.0), extra_kd=(10.0, 10.0), friction_
     return np.clip(da, -env.residual_limit, env.residual_limit)
 
 
-def collect(env, student, expert_cfg: Mapping, episodes: int, rng: np.random.Generator, beta: float,
+def collect(env, student, expert_cfg: ExpertConfig, episodes: int, rng: np.random.Generator, beta: float,
             noise_std: float, progress=None):
     """Roll out a beta-mixture of expert and student (+ noise); label every state with the expert."""
     import torch
@@ -70,7 +70,7 @@ def collect(env, student, expert_cfg: Mapping, episodes: int, rng: np.random.Gen
         done = False
         use_expert_ep = student is None or rng.random() < beta
         while not done:
-            label = expert_residual(env, **expert_cfg) / env.residual_limit
+            label = expert_residual(env, expert_cfg) / env.residual_limit
             obs_buf.append(obs.copy())
             lab_buf.append(label)
             if use_expert_ep:
@@ -99,7 +99,7 @@ def collect_base_alone(env, episodes: int, rng: np.random.Generator) -> np.ndarr
     return np.asarray(obs_buf, np.float32)
 
 
-def training_envelope(env, dagger_obs: np.ndarray, ecfg: Mapping | None, seed: int):
+def training_envelope(env, dagger_obs: np.ndarray, ecfg: EnvelopeConfig, seed: int):
     """The observation envelope recorded with the model (see the module docstring).
 
     The DAgger data set plus ``base_alone_episodes`` rollouts of the base controller alone on
@@ -108,17 +108,14 @@ def training_envelope(env, dagger_obs: np.ndarray, ecfg: Mapping | None, seed: i
     itself. Widened by ``margin`` of each feature's range. Drawn from its own generator
     (seed, 1): the DAgger data and the weights do not depend on it.
     """
-    ecfg = dict(ecfg or {})
-    episodes = int(ecfg.get("base_alone_episodes", 0))
     parts = [dagger_obs]
-    if episodes > 0:
-        parts.append(collect_base_alone(env, episodes, np.random.default_rng([seed, 1])))
-    return compute_envelope(np.concatenate(parts), env.observation_names,
-                            float(ecfg.get("margin", DEFAULT_MARGIN)))
+    if ecfg.base_alone_episodes > 0:
+        parts.append(collect_base_alone(env, ecfg.base_alone_episodes, np.random.default_rng([seed, 1])))
+    return compute_envelope(np.concatenate(parts), env.observation_names, ecfg.margin)
 
 
 def fit(net, obs: np.ndarray, labels: np.ndarray, epochs: int, lr: float, batch: int, seed: int,
-        weight_decay: float = 0.0) -> float:
+        weight_decay: float) -> float:
     import torch
 
     net.normalizer.fit(obs)
@@ -154,19 +151,17 @@ def train_bc(cfg: TrainConfig, out_dir: str, seed: int | None = None, episodes: 
     from .common.nets import ResidualPolicyNet, save_checkpoint
     from .env import make_env_from_config
 
-    d = cfg.data
-    seed = int(d.get("seed", 0) if seed is None else seed)
-    bcfg = dict(d.get("bc", {}))
-    episodes = int(bcfg.get("episodes", 100) if episodes is None else episodes)
-    rng = seed_everything(seed, threads=int(d.get("torch_threads", 1)))
-    params_file = d.get("params_file", "config/residual_control.yaml")
-    env = make_env_from_config(d.get("env"), params_file, seed=seed)
-    expert_cfg = dict(bcfg.get("expert", {}))
-    net_cfg = dict(d.get("network", {"hidden": [64, 64], "activation": "relu"}))
-    rounds = max(1, min(int(bcfg.get("dagger_rounds", 4)), episodes))
+    c = _bc_values(cfg)
+    seed = int(c.seed if seed is None else seed)
+    bcfg = c.bc
+    episodes = int(bcfg.episodes if episodes is None else episodes)
+    rng = seed_everything(seed, threads=c.torch_threads)
+    params_file = c.params_file
+    env = make_env_from_config(c.env, params_file, seed=seed)
+    rounds = max(1, min(bcfg.dagger_rounds, episodes))
     per_round = [episodes // rounds + (1 if r < episodes % rounds else 0) for r in range(rounds)]
-    beta0 = float(bcfg.get("beta0", 0.5))
-    noise = float(bcfg.get("noise_std", 0.1))
+    beta0 = bcfg.beta0
+    noise = bcfg.noise_std
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = CSVLogger(out / "train_log.csv")
@@ -176,15 +171,13 @@ def train_bc(cfg: TrainConfig, out_dir: str, seed: int | None = None, episodes: 
     bar = tqdm(total=episodes, desc=f"bc {episodes} ep", disable=not progress)
     for r, n_ep in enumerate(per_round):
         beta = 1.0 if r == 0 else beta0 ** r
-        o, lab = collect(env, student, expert_cfg, n_ep, rng, beta, noise, bar)
+        o, lab = collect(env, student, bcfg.expert, n_ep, rng, beta, noise, bar)
         obs_all.append(o)
         lab_all.append(lab)
         obs_cat, lab_cat = np.concatenate(obs_all), np.concatenate(lab_all)
         torch.manual_seed(seed + r)
-        net = ResidualPolicyNet(env.assembler.size, env.residual_limit, net_cfg.get("hidden", [64, 64]),
-                                net_cfg.get("activation", "relu"))
-        loss = fit(net, obs_cat, lab_cat, int(bcfg.get("epochs", 30)), float(bcfg.get("lr", 1e-3)),
-                   int(bcfg.get("batch_size", 256)), seed + r, float(bcfg.get("weight_decay", 0.0)))
+        net = ResidualPolicyNet(env.assembler.size, env.residual_limit, c.network.hidden, c.network.activation)
+        loss = fit(net, obs_cat, lab_cat, bcfg.epochs, bcfg.lr, bcfg.batch_size, seed + r, bcfg.weight_decay)
         student = net
         log.log({"round": r, "episodes": sum(per_round[:r + 1]), "samples": len(obs_cat), "beta": beta,
                  "loss": loss, "wall_s": round(time.time() - t0, 2)})
@@ -200,30 +193,36 @@ def train_bc(cfg: TrainConfig, out_dir: str, seed: int | None = None, episodes: 
         "base_controller": env.base.describe(), "residual_delay_steps": env.delay,
         "params_file": params_file, "network": net.describe(),
         "real_observations": obs_cat[keep].tolist(),
-        "observation_envelope": json.loads(training_envelope(env, obs_cat, d.get("envelope"), seed).to_json()),
+        "observation_envelope": json.loads(training_envelope(env, obs_cat, c.envelope, seed).to_json()),
     }
     ckpt = out / "checkpoint.pt"
     save_checkpoint(ckpt, student, meta)
     summary = {"checkpoint": str(ckpt), "episodes": episodes, "samples": int(len(obs_cat)), "final_loss": loss,
                "train_seconds": round(time.time() - t0, 1), "config_sha256": cfg.sha256, "seed": seed}
     if evaluate:
-        summary["evaluation"] = evaluate_student(student, d, params_file)
+        summary["evaluation"] = evaluate_student(student, c)
     with open(out / "summary.json", "w", encoding="utf-8") as fh:
         json.dump(summary, fh, indent=2)
     return summary
 
 
-def evaluate_student(net, d: Mapping, params_file: str, seconds: float | None = None) -> dict:
+def _bc_values(cfg: TrainConfig) -> BCTrainConfig:
+    if not isinstance(cfg.values, BCTrainConfig):
+        raise TypeError(f"train_bc: expected a BC training config (config/train_bc.yaml), "
+                        f"found {type(cfg.values).__name__} from {cfg.path}")
+    return cfg.values
+
+
+def evaluate_student(net, c: BCTrainConfig, seconds: float | None = None) -> dict:
     """Plant-direct closed-loop RMSE ratio of a torch student on the acceptance plants."""
     from .evaluate import ACCEPTANCE_PLANTS, compare, load_reference_spec, torch_residual_fn
 
-    ecfg = dict(d.get("evaluation", {}))
-    seconds = float(ecfg.get("seconds", 20.0) if seconds is None else seconds)
-    traj = load_reference_spec(ecfg.get("reference", "config/reference.yaml"))
+    seconds = float(c.evaluation.seconds if seconds is None else seconds)
+    traj = load_reference_spec(c.evaluation.reference)
     fn = torch_residual_fn(net)
     res = {}
     for name, plant in ACCEPTANCE_PLANTS.items():
-        r = compare(fn, plant, traj, seconds, params_file, int(d.get("env", {}).get("residual_delay_steps", 1)))
+        r = compare(fn, plant, traj, seconds, c.params_file, c.env.residual_delay_steps)
         res[name] = {"base_rmse": r["base"]["rmse"], "residual_rmse": r["residual"]["rmse"],
                      "ratio": r["ratio"]}
     return res

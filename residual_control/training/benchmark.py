@@ -33,9 +33,8 @@ def rl_benchmark(config_path: str, out_dir: str, seed: int | None = None, total_
                  progress: bool = True) -> dict:
     from .rl import train_rl
 
-    cfg = load_train_config(config_path)
-    total = int(total_steps or cfg.data.get("benchmark", {}).get("total_steps",
-                                                                 cfg.data.get("rl", {}).get("total_steps", 15000)))
+    cfg = load_train_config(config_path, schema="rl")
+    total = int(total_steps or cfg.values.benchmark.total_steps)
     out = Path(out_dir)
     res = train_rl(cfg, str(out / "residual"), seed, full_action=False, total_steps=total, progress=progress)
     scr = train_rl(cfg, str(out / "scratch"), seed, full_action=True, total_steps=total, progress=progress)
@@ -81,8 +80,8 @@ def bc_table(config_path: str, out_dir: str, seed: int | None = None, episodes=N
              progress: bool = True) -> dict:
     from .bc import train_bc
 
-    cfg = load_train_config(config_path)
-    episodes = episodes or cfg.data.get("bc", {}).get("table_episodes", [10, 30, 100])
+    cfg = load_train_config(config_path, schema="bc")
+    episodes = episodes or cfg.values.bc.table_episodes
     out = Path(out_dir)
     rows = []
     with CSVLogger(out / "bc_table.csv") as log:

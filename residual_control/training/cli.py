@@ -20,7 +20,9 @@ def train(method: str, config_path: str, out_dir: str, seed: int | None = None, 
           steps: int | None = None, progress: bool = True) -> dict:
     from .common.config import load_train_config
 
-    cfg = load_train_config(config_path)
+    if method not in ("bc", "rl"):
+        raise ValueError(f"train: expected method 'bc' or 'rl', found {method!r}")
+    cfg = load_train_config(config_path, schema=method)
     if method == "bc":
         from .bc import train_bc
 

@@ -25,6 +25,7 @@ command limits (the command clamp still applies).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from typing import Any, Mapping, Sequence
@@ -37,7 +38,9 @@ from residual_control.core import (Mixer, MixerConfig, ObservationAssembler, def
 from residual_control.sim.plant import RANDOMIZATION_RANGES, MujocoPlant, PlantParams
 from residual_control.sim.trajectories import make_trajectory
 
-from .common.config import load_params_file
+from .common.config import EnvConfig, load_params_file
+
+_ENV = EnvConfig()  # the defaults of the training configs' env section
 
 #: Default reference randomization (rad, Hz, s): inside the joint range with margin.
 DEFAULT_TRAJECTORIES: dict = {
@@ -73,13 +76,17 @@ class ResidualEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, params_file: str = "config/residual_control.yaml", *, full_action: bool = False,
-                 residual_delay_steps: int = 1, randomization: Mapping[str, Sequence[float]] | None = None,
+                 residual_delay_steps: int = _ENV.residual_delay_steps,
+                 randomization: Mapping[str, Sequence[float]] | None = None,
                  plant: PlantParams | Mapping[str, float] | None = None,
-                 base_gain_randomization: float = 0.0, episode_seconds: float = 4.0,
+                 base_gain_randomization: float = _ENV.base_gain_randomization,
+                 episode_seconds: float = _ENV.episode_seconds,
                  trajectory: Mapping[str, Any] | None = None,
                  trajectories: Mapping[str, Any] | None = None,
-                 perception_noise_std: float = 0.05, perception_rate_hz: float = 30.0,
-                 error_scale: float = 0.1, action_weight: float = 0.05, residual_gain: float = 1.0,
+                 perception_noise_std: float = _ENV.perception_noise_std,
+                 perception_rate_hz: float = _ENV.perception_rate_hz,
+                 error_scale: float = _ENV.error_scale, action_weight: float = _ENV.action_weight,
+                 residual_gain: float = 1.0,
                  observation_names: Sequence[str] | None = None, physics_dt: float = 0.001,
                  start_at_rest: bool = False, seed: int | None = None) -> None:
         super().__init__()
@@ -247,9 +254,9 @@ class ResidualEnv(gym.Env):
         return obs, float(reward), terminated, truncated, info
 
 
-def make_env_from_config(env_cfg: Mapping[str, Any] | None, params_file: str, seed: int | None = None,
-                         **overrides) -> ResidualEnv:
+def make_env_from_config(env_cfg: EnvConfig | Mapping[str, Any] | None, params_file: str,
+                         seed: int | None = None, **overrides) -> ResidualEnv:
     """Build a ResidualEnv from the ``env`` section of a training config."""
-    kw = dict(env_cfg or {})
+    kw = dataclasses.asdict(env_cfg) if isinstance(env_cfg, EnvConfig) else dict(env_cfg or {})
     kw.update(overrides)
     return ResidualEnv(params_file, seed=seed, **kw)

@@ -15,12 +15,15 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 import yaml
 
 from .common.config import resolve_path
+
+if TYPE_CHECKING:
+    from residual_control.sim.plant import PlantParams
 
 DEFAULT_PARAMS_FILE = "config/residual_control.yaml"
 DEFAULT_REFERENCE = "config/reference.yaml"

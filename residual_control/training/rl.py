@@ -36,9 +36,9 @@ from typing import Mapping
 import gymnasium as gym
 import numpy as np
 
-from .common.config import TrainConfig, load_params_file
 from residual_control.core.envelope import DEFAULT_MARGIN
 
+from .common.config import RLConfig, RLTrainConfig, TrainConfig, load_params_file, load_section
 from .common.logging import CSVLogger
 from .common.seeding import seed_everything
 
@@ -71,7 +71,8 @@ def observation_stats(env, episodes: int, rng: np.random.Generator, min_std: flo
     return data.mean(0).astype(np.float32), np.maximum(data.std(0), min_std).astype(np.float32), data
 
 
-def make_sac(env, rl: Mapping, seed: int, residual: bool, net_hidden, tensorboard=None):
+def make_sac(env, rl: RLConfig | Mapping, seed: int, residual: bool, net_hidden, tensorboard=None):
+    """SB3 SAC for ``env`` from the ``rl`` section (a mapping: missing keys take RLConfig's defaults)."""
     import torch
     from stable_baselines3 import SAC
 
@@ -94,23 +95,24 @@ def make_sac(env, rl: Mapping, seed: int, residual: bool, net_hidden, tensorboar
             else:
                 super().train(gradient_steps, batch_size)
 
-    policy_kwargs = {"net_arch": {"pi": list(net_hidden), "qf": list(rl.get("critic_hidden", [256, 256]))},
+    if not isinstance(rl, RLConfig):
+        rl = load_section(RLConfig, rl, "rl")
+    policy_kwargs = {"net_arch": {"pi": list(net_hidden), "qf": list(rl.critic_hidden)},
                      "activation_fn": torch.nn.ReLU}
     model = ResidualSAC(
-        "MlpPolicy", env, learning_rate=float(rl.get("lr", 3e-4)), buffer_size=int(rl.get("buffer_size", 200000)),
-        learning_starts=int(rl.get("learning_starts", 2000)), batch_size=int(rl.get("batch_size", 256)),
-        gamma=float(rl.get("gamma", 0.98)), tau=float(rl.get("tau", 0.005)), train_freq=int(rl.get("train_freq", 1)),
-        gradient_steps=int(rl.get("gradient_steps", 1)), ent_coef=rl.get("ent_coef", "auto"),
-        target_entropy=rl.get("target_entropy", "auto"),
+        "MlpPolicy", env, learning_rate=rl.lr, buffer_size=rl.buffer_size,
+        learning_starts=rl.learning_starts, batch_size=rl.batch_size,
+        gamma=rl.gamma, tau=rl.tau, train_freq=rl.train_freq,
+        gradient_steps=rl.gradient_steps, ent_coef=rl.ent_coef, target_entropy="auto",
         policy_kwargs=policy_kwargs, seed=seed, device="cpu", verbose=0)
     if residual:
-        model.warmup_from_policy = bool(rl.get("warmup_from_policy", True))
-        model.actor_freeze_steps = int(rl.get("actor_freeze_steps", 1000))
-        zero_init_actor(model, float(rl.get("init_log_std", -2.0)))
+        model.warmup_from_policy = rl.warmup_from_policy
+        model.actor_freeze_steps = rl.actor_freeze_steps
+        zero_init_actor(model, rl.init_log_std)
     return model
 
 
-def zero_init_actor(model, init_log_std: float = -2.0) -> None:
+def zero_init_actor(model, init_log_std: float) -> None:
     """Deterministic action exactly 0 (mean layer zeroed), small state-independent initial std."""
     import torch
 
@@ -196,22 +198,24 @@ def train_rl(cfg: TrainConfig, out_dir: str, seed: int | None = None, full_actio
     from .common.nets import save_checkpoint
     from .env import make_env_from_config
 
-    d = cfg.data
-    seed = int(d.get("seed", 0) if seed is None else seed)
-    rl = dict(d.get("rl", {}))
-    total = int(rl.get("total_steps", 30000) if total_steps is None else total_steps)
-    rng = seed_everything(seed, threads=int(d.get("torch_threads", 1)))
-    params_file = d.get("params_file", "config/residual_control.yaml")
-    env_cfg = d.get("env", {})
+    c = cfg.values
+    if not isinstance(c, RLTrainConfig):
+        raise TypeError(f"train_rl: expected an RL training config (config/train_rl.yaml), "
+                        f"found {type(c).__name__} from {cfg.path}")
+    seed = int(c.seed if seed is None else seed)
+    rl = c.rl
+    total = int(rl.total_steps if total_steps is None else total_steps)
+    rng = seed_everything(seed, threads=c.torch_threads)
+    params_file = c.params_file
+    env_cfg = c.env
     stats_env = make_env_from_config(env_cfg, params_file, seed=seed + 1)
-    mean, std, data = observation_stats(stats_env, int(rl.get("stats_episodes", 5)), rng)
+    mean, std, data = observation_stats(stats_env, rl.stats_episodes, rng)
     env = FixedNormalize(make_env_from_config(env_cfg, params_file, seed=seed, full_action=full_action), mean, std)
     eval_env = FixedNormalize(make_env_from_config(env_cfg, params_file, seed=seed + 2, full_action=full_action),
                               mean, std)
-    net_hidden = d.get("network", {}).get("hidden", [64, 64])
-    model = make_sac(env, rl, seed, residual=not full_action, net_hidden=net_hidden)
-    recorder = EvalRecorder(eval_env, int(rl.get("eval_episodes", 4)), seed)
-    eval_every = int(rl.get("eval_every", max(1, total // 10)))
+    model = make_sac(env, rl, seed, residual=not full_action, net_hidden=c.network.hidden)
+    recorder = EvalRecorder(eval_env, rl.eval_episodes, seed)
+    eval_every = rl.eval_every
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = CSVLogger(out / "curve.csv")
@@ -255,8 +259,7 @@ def train_rl(cfg: TrainConfig, out_dir: str, seed: int | None = None, full_actio
             "params_file": params_file, "network": net.describe(),
             "real_observations": data[keep].astype(np.float32).tolist(),
             "observation_envelope": json.loads(rl_envelope(
-                model, mean, std, data, inner.observation_names,
-                float((d.get("envelope") or {}).get("margin", DEFAULT_MARGIN))).to_json()),
+                model, mean, std, data, inner.observation_names).to_json()),
         }
         save_checkpoint(out / "checkpoint.pt", net, meta)
         summary["checkpoint"] = str(out / "checkpoint.pt")

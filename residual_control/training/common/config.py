@@ -1,14 +1,19 @@
-"""Training configuration: YAML loading, defaults, and a stable SHA-256 of the effective config."""
+"""Training configuration: typed configs (defaults = the shipped YAML's), one strict loader, a stable SHA-256."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from types import UnionType
+from typing import Any, Mapping, Union, get_args, get_origin, get_type_hints
 
 import yaml
+
+from residual_control.core.errors import ConfigError, describe
 
 
 def repo_root() -> Path:
@@ -92,25 +97,263 @@ def load_params_file(path: str | Path = "config/residual_control.yaml") -> dict:
     }
 
 
-@dataclass
-class TrainConfig:
-    """A loaded training config: the raw mapping, where it came from, and its hash."""
+# ---------------------------------------------------------------- typed training configs
+# One dataclass per section of config/train_bc.yaml and config/train_rl.yaml. Their defaults are the
+# shipped YAML's values (test_training checks that they are equal), so a key left out of a config
+# file means what the documented training commands used.
 
-    data: dict
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """``env``: the ResidualEnv of the training (see training/env.py)."""
+
+    residual_delay_steps: int = 1          # the residual is mixed with the NEXT base action
+    episode_seconds: float = 4.0
+    base_gain_randomization: float = 0.0   # +- relative kp/kd randomization (0: the params file's gains)
+    perception_noise_std: float = 0.05     # kg, on payload_mass
+    perception_rate_hz: float = 30.0
+    error_scale: float = 0.1
+    action_weight: float = 0.05
+    #: Overrides of sim.plant.RANDOMIZATION_RANGES (empty: the defaults).
+    randomization: dict[str, tuple[float, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """``evaluation``: the plant-direct closed-loop evaluation after training."""
+
+    reference: str = "config/reference.yaml"
+    seconds: float = 20.0
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """``network`` of BC: the residual MLP (= the exported network)."""
+
+    hidden: tuple[int, ...] = (64, 64)
+    activation: str = "relu"
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    """``bc.expert``: the privileged computed-torque expert (training/bc.py)."""
+
+    extra_kp: tuple[float, ...] = (50.0, 50.0)
+    extra_kd: tuple[float, ...] = (10.0, 10.0)
+    friction_v0: float = 0.05
+
+
+@dataclass(frozen=True)
+class BCConfig:
+    """``bc``: behaviour cloning + DAgger."""
+
+    episodes: int = 100
+    dagger_rounds: int = 4
+    beta0: float = 0.5
+    noise_std: float = 0.1
+    epochs: int = 30
+    lr: float = 0.001
+    batch_size: int = 256
+    weight_decay: float = 0.0
+    expert: ExpertConfig = field(default_factory=ExpertConfig)
+    table_episodes: tuple[int, ...] = (10, 30, 100)  # learn-bench's BC table
+
+
+@dataclass(frozen=True)
+class EnvelopeConfig:
+    """``envelope``: the observation envelope recorded in the model (core.envelope)."""
+
+    margin: float = 0.1                # fraction of each feature's range added on both sides
+    base_alone_episodes: int = 50      # + base-alone rollouts (the states a fallback recovers from)
+
+
+@dataclass(frozen=True)
+class BCTrainConfig:
+    """config/train_bc.yaml: ``residual-control train bc``."""
+
+    params_file: str = "config/residual_control.yaml"
+    seed: int = 0
+    torch_threads: int = 1
+    env: EnvConfig = field(default_factory=EnvConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    bc: BCConfig = field(default_factory=BCConfig)
+    envelope: EnvelopeConfig = field(default_factory=EnvelopeConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+
+@dataclass(frozen=True)
+class ActorNetworkConfig:
+    """``network`` of RL: the SAC actor's hidden layers (= the exported network, ReLU)."""
+
+    hidden: tuple[int, ...] = (64, 64)
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """``rl``: residual SAC and the from-scratch SAC baseline (training/rl.py)."""
+
+    total_steps: int = 15000
+    learning_starts: int = 2000
+    actor_freeze_steps: int = 1000     # critic-only gradient steps at the start (residual only)
+    warmup_from_policy: bool = True    # warm-up actions: zero residual + small Gaussian noise
+    init_log_std: float = -2.0
+    lr: float = 0.0003
+    batch_size: int = 128
+    buffer_size: int = 200000
+    gamma: float = 0.98
+    tau: float = 0.005
+    train_freq: int = 1
+    gradient_steps: int = 1
+    ent_coef: str | float = "auto"
+    critic_hidden: tuple[int, ...] = (128, 128)
+    stats_episodes: int = 5
+    eval_episodes: int = 4
+    eval_every: int = 1500
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """``benchmark``: learn-bench's residual vs from-scratch budget."""
+
+    total_steps: int = 15000
+
+
+@dataclass(frozen=True)
+class RLTrainConfig:
+    """config/train_rl.yaml: ``residual-control train rl`` and ``learn-bench``."""
+
+    params_file: str = "config/residual_control.yaml"
+    seed: int = 0
+    torch_threads: int = 1
+    env: EnvConfig = field(default_factory=EnvConfig)
+    network: ActorNetworkConfig = field(default_factory=ActorNetworkConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+
+#: The training commands and the config each reads.
+TRAIN_CONFIGS: dict[str, type] = {"bc": BCTrainConfig, "rl": RLTrainConfig}
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _type_name(tp) -> str:
+    if tp in _TYPE_NAMES:
+        return _TYPE_NAMES[tp]
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if origin is tuple:
+        return f"a list of {_type_name(args[0]).replace('an ', '').replace('a ', '')}s"
+    if origin is dict:
+        return f"a mapping of names to {_type_name(args[1])}"
+    if dataclasses.is_dataclass(tp):
+        return f"a mapping with the keys {[f.name for f in dataclasses.fields(tp)]}"
+    return str(tp)
+
+
+def _convert(tp, value: Any, where: str) -> Any:
+    """``value`` as type ``tp`` (an int is a float where a float is expected); ConfigError otherwise."""
+    def refuse():
+        return ConfigError(f"{where}: expected {_type_name(tp)}, found {describe(value)}")
+
+    origin, args = get_origin(tp), get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise refuse()
+        return load_section(tp, value, where)
+    if origin in (Union, UnionType):
+        for arg in args:
+            try:
+                return _convert(arg, value, where)
+            except ConfigError:
+                pass
+        raise refuse()
+    if origin is tuple:
+        if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
+            raise refuse()
+        return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise refuse()
+        return {str(k): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise refuse()
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise refuse()
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, found {describe(value)}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise refuse()
+        return value
+    raise TypeError(f"{where}: no conversion for {tp!r}")
+
+
+def load_section(cls, data: Mapping[str, Any], where: str = ""):
+    """An instance of the dataclass ``cls`` from a mapping: unknown keys and wrong types are refused
+    (ConfigError naming the key, what was expected and what was found); missing keys take the defaults."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [str(k) for k in data if k not in names]
+    if unknown:
+        keys = ", ".join(repr(f"{where}.{k}" if where else k) for k in unknown)
+        raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''} {keys}: expected "
+                          f"{'keys of ' + repr(where) if where else 'top-level keys'} among {names}")
+    hints = get_type_hints(cls)
+    values = {k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A loaded training config: the typed values, where they came from, and the hash of the effective config."""
+
+    values: BCTrainConfig | RLTrainConfig
     path: str
     sha256: str
 
-    def __getitem__(self, key):
-        return self.data[key]
+    @property
+    def data(self) -> dict:
+        """The effective config as plain data (every key, defaults filled in)."""
+        return dataclasses.asdict(self.values)
 
-    def get(self, key, default=None):
-        return self.data.get(key, default)
 
+def load_train_config(path: str | Path, overrides: Mapping | None = None,
+                      schema: type | str | None = None) -> TrainConfig:
+    """Read a training config (config/train_bc.yaml, config/train_rl.yaml) into its typed dataclass.
 
-def load_train_config(path: str | Path, overrides: Mapping | None = None) -> TrainConfig:
+    ``schema``: :class:`BCTrainConfig`, :class:`RLTrainConfig` or their command name (``bc``, ``rl``);
+    None: the one whose command section (``bc:`` or ``rl:``) the file has. ``overrides`` are merged into
+    the file's mapping first. Raises ConfigError naming the file, the key, what was expected and found.
+    The hash is the SHA-256 of the effective config (every key, defaults filled in), recorded in the
+    checkpoint and the model's metadata.
+    """
     p = resolve_path(path)
     with open(p, "r", encoding="utf-8") as fh:
         data = yaml.safe_load(fh) or {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{p}: expected a mapping of sections, found {describe(data)}")
     if overrides:
         data = deep_update(data, overrides)
-    return TrainConfig(data=data, path=str(p), sha256=config_sha256(data))
+    if isinstance(schema, str):
+        if schema not in TRAIN_CONFIGS:
+            raise ConfigError(f"training config kind: expected one of {list(TRAIN_CONFIGS)}, found {schema!r}")
+        schema = TRAIN_CONFIGS[schema]
+    if schema is None:
+        kinds = [k for k in TRAIN_CONFIGS if k in data]
+        if len(kinds) != 1:
+            raise ConfigError(f"{p}: expected one of the sections {list(TRAIN_CONFIGS)} (which command the config "
+                              f"is for), found {sorted(str(k) for k in data)}")
+        schema = TRAIN_CONFIGS[kinds[0]]
+    try:
+        values = load_section(schema, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+    return TrainConfig(values=values, path=str(p), sha256=config_sha256(dataclasses.asdict(values)))
