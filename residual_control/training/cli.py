@@ -41,12 +41,14 @@ def export(checkpoint: str, out_path: str, params_file: str | None = None) -> di
 
 
 def evaluate(model_path: str, plant_path=None, json_path: str | None = None, plot_path: str | None = None,
-             params_file: str = "config/residual_control.yaml", reference: str = "config/reference.yaml",
-             seconds: float = 20.0, progress: bool = True) -> dict:
-    from .evaluate import evaluate_model
+             params_file: str = "config/residual_control.yaml", reference: str | None = None,
+             seconds: float | None = None, progress: bool = True) -> dict:
+    """``evaluate``; reference and seconds default to the training configs' ``evaluation`` section."""
+    from .evaluate import DEFAULT_REFERENCE, DEFAULT_SECONDS, evaluate_model
 
-    return evaluate_model(model_path, plant_path, json_path, plot_path, params_file, reference, seconds,
-                          progress=progress)
+    return evaluate_model(model_path, plant_path, json_path, plot_path, params_file,
+                          DEFAULT_REFERENCE if reference is None else reference,
+                          DEFAULT_SECONDS if seconds is None else seconds, progress=progress)
 
 
 def benchmark(config_path: str = "config/train_rl.yaml", out_dir: str = "runs/bench", seed: int | None = None,
@@ -102,8 +104,10 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("--json", default=None)
     p.add_argument("--plot", default=None)
     p.add_argument("--params", default="config/residual_control.yaml")
-    p.add_argument("--reference", default="config/reference.yaml")
-    p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--reference", default=None,
+                   help="reference params file (default: the training configs' evaluation.reference)")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="closed-loop seconds per plant (default: the training configs' evaluation.seconds)")
     p.set_defaults(func=_cmd(lambda a: evaluate(a.model, a.plant, a.json, a.plot, a.params, a.reference, a.seconds)))
 
     p = subparsers.add_parser("learn-bench", help="residual vs from-scratch RL curves and the BC table")

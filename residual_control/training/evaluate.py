@@ -20,13 +20,16 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 import numpy as np
 import yaml
 
-from .common.config import resolve_path
+from .common.config import EnvConfig, EvaluationConfig, resolve_path
 
 if TYPE_CHECKING:
     from residual_control.sim.plant import PlantParams
 
 DEFAULT_PARAMS_FILE = "config/residual_control.yaml"
-DEFAULT_REFERENCE = "config/reference.yaml"
+#: The evaluation of the training configs (their ``evaluation`` section and the env's delay).
+DEFAULT_REFERENCE = EvaluationConfig.reference
+DEFAULT_SECONDS = EvaluationConfig.seconds
+DEFAULT_DELAY = EnvConfig.residual_delay_steps
 
 #: The acceptance plants: real.yaml plus two more inside the randomization ranges.
 # Plants inside the training ranges the shipped model is judged on (config/plants/*.yaml).
@@ -57,7 +60,7 @@ def load_plant(plant) -> "PlantParams":
 
 
 def rollout(residual_fn: Callable[[np.ndarray], np.ndarray] | None, plant, trajectory: Mapping,
-            seconds: float = 20.0, params_file: str = DEFAULT_PARAMS_FILE, delay: int = 1,
+            seconds: float = DEFAULT_SECONDS, params_file: str = DEFAULT_PARAMS_FILE, delay: int = DEFAULT_DELAY,
             observation_names: Sequence[str] | None = None, seed: int = 0, record: bool = False) -> dict:
     """One closed-loop run. ``residual_fn(obs) -> da`` in N m (None: base alone)."""
     from .env import ResidualEnv
@@ -92,7 +95,8 @@ def rollout(residual_fn: Callable[[np.ndarray], np.ndarray] | None, plant, traje
     return out
 
 
-def compare(residual_fn, plant, trajectory, seconds=20.0, params_file=DEFAULT_PARAMS_FILE, delay=1,
+def compare(residual_fn, plant, trajectory, seconds=DEFAULT_SECONDS, params_file=DEFAULT_PARAMS_FILE,
+            delay=DEFAULT_DELAY,
             observation_names=None, seed=0, record=False) -> dict:
     base = rollout(None, plant, trajectory, seconds, params_file, delay, observation_names, seed, record)
     res = rollout(residual_fn, plant, trajectory, seconds, params_file, delay, observation_names, seed, record)
@@ -209,7 +213,8 @@ def plot_comparison(results: Mapping[str, dict], plot_path: str, title: str = ""
 def evaluate_model(model_path: str, plants: Mapping[str, object] | Sequence[str] | str | None = None,
                    json_path: str | None = None, plot_path: str | None = None,
                    params_file: str = DEFAULT_PARAMS_FILE, reference: str = DEFAULT_REFERENCE,
-                   seconds: float = 20.0, delay: int = 1, seed: int = 0, latency: bool = True,
+                   seconds: float = DEFAULT_SECONDS, delay: int = DEFAULT_DELAY, seed: int = 0,
+                   latency: bool = True,
                    progress: bool = True) -> dict:
     """Evaluate an ONNX model (through the runtime's PolicyRunner) on one or more plants."""
     if plants is None:

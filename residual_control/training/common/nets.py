@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import NetworkConfig
+
 #: Normalised observations are clamped to +-OBS_CLIP (keeps huge inputs finite).
 OBS_CLIP = 10.0
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
@@ -51,8 +53,8 @@ def mlp(n_in: int, hidden: Sequence[int], n_out: int, activation: str = "relu") 
 class ResidualPolicyNet(nn.Module):
     """obs [B, n_obs] -> residual [B, n_joints] in N m, |residual_i| < residual_limit_i."""
 
-    def __init__(self, n_obs: int, residual_limit: Sequence[float], hidden: Sequence[int] = (64, 64),
-                 activation: str = "relu") -> None:
+    def __init__(self, n_obs: int, residual_limit: Sequence[float], hidden: Sequence[int] = NetworkConfig.hidden,
+                 activation: str = NetworkConfig.activation) -> None:
         super().__init__()
         self.n_obs = int(n_obs)
         self.hidden = tuple(int(h) for h in hidden)
