@@ -88,6 +88,18 @@ def test_params_file_array_lengths_match_joints():
                 assert len(value) == n, (node, key)
 
 
+@pytest.mark.parametrize("node", sorted(SECTIONS))
+def test_params_file_gives_every_robot_specific_value(node):
+    """Joint names, per-joint vectors and the nominal model are the robot's: its params file sets each one
+    (validated by the spec above), none is left to a spec default."""
+    given = node_params(node)
+    robot = [s.name for s in SECTIONS[node]
+             if s.name == "joints" or s.kind == DOUBLE_ARRAY or s.name.startswith("model.")]
+    assert robot, node
+    missing = [name for name in robot if name not in given]
+    assert not missing, f"{node}: {PARAMS_FILE.name} leaves {missing} to the spec defaults"
+
+
 @pytest.mark.parametrize("group, spec", ALL_SPECS, ids=[f"{g}.{s.name}" for g, s in ALL_SPECS])
 def test_every_default_validates(group, spec):
     value = spec.validate(spec.default)
