@@ -102,8 +102,12 @@ def test_an_unknown_key_is_refused_naming_it_and_the_known_ones(kind, overrides,
     ("rl", {"rl": {"warmup_from_policy": "yes"}}, ["rl.warmup_from_policy: expected true or false", "'yes'"]),
     ("rl", {"rl": {"ent_coef": [0.1]}}, ["rl.ent_coef: expected a string or a number", "found [0.1]"]),
     ("rl", {"params_file": 5}, ["params_file: expected a string", "found 5"]),
+    ("rl", {"rl": {"eval_every": 0}}, ["rl.eval_every: expected a value >= 1", "found 0"]),
+    ("bc", {"bc": {"batch_size": 0}}, ["bc.batch_size: expected a value >= 1", "found 0"]),
+    ("bc", {"env": {"residual_delay_steps": -1}}, ["env.residual_delay_steps: expected a value >= 0", "found -1"]),
+    ("bc", {"envelope": {"margin": -0.1}}, ["envelope.margin: expected a value >= 0.0", "found -0.1"]),
 ])
-def test_a_wrong_type_is_refused_naming_expected_and_found(kind, overrides, fragments):
+def test_a_wrong_type_or_value_is_refused_naming_expected_and_found(kind, overrides, fragments):
     with pytest.raises(ConfigError) as info:
         load_train_config(SHIPPED[kind], overrides)
     msg = str(info.value)

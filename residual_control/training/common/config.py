@@ -99,8 +99,16 @@ def load_params_file(path: str | Path = "config/residual_control.yaml") -> dict:
 
 # ---------------------------------------------------------------- typed training configs
 # One dataclass per section of config/train_bc.yaml and config/train_rl.yaml. Their defaults are the
-# shipped YAML's values (test_training checks that they are equal), so a key left out of a config
+# shipped YAML's values (test_training_config checks that they are equal), so a key left out of a config
 # file means what the documented training commands used.
+
+
+def _at_least(section, **bounds) -> None:
+    """Refuse a field below its lower bound (ConfigError naming the field, the bound and the value)."""
+    for name, low in bounds.items():
+        value = getattr(section, name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < low:
+            raise ConfigError(f"{name}: expected a value >= {low}, found {value}")
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,10 @@ class EnvConfig:
     action_weight: float = 0.05
     #: Overrides of sim.plant.RANDOMIZATION_RANGES (empty: the defaults).
     randomization: dict[str, tuple[float, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _at_least(self, residual_delay_steps=0, episode_seconds=0.01, base_gain_randomization=0.0,
+                  perception_noise_std=0.0, perception_rate_hz=0.01, error_scale=1e-9, action_weight=0.0)
 
 
 @dataclass(frozen=True)
@@ -158,6 +170,10 @@ class BCConfig:
     expert: ExpertConfig = field(default_factory=ExpertConfig)
     table_episodes: tuple[int, ...] = (10, 30, 100)  # learn-bench's BC table
 
+    def __post_init__(self) -> None:
+        _at_least(self, episodes=1, dagger_rounds=1, beta0=0.0, noise_std=0.0, epochs=1, lr=0.0, batch_size=1,
+                  weight_decay=0.0)
+
 
 @dataclass(frozen=True)
 class EnvelopeConfig:
@@ -165,6 +181,9 @@ class EnvelopeConfig:
 
     margin: float = 0.1                # fraction of each feature's range added on both sides
     base_alone_episodes: int = 50      # + base-alone rollouts (the states a fallback recovers from)
+
+    def __post_init__(self) -> None:
+        _at_least(self, margin=0.0, base_alone_episodes=0)
 
 
 @dataclass(frozen=True)
@@ -209,6 +228,10 @@ class RLConfig:
     stats_episodes: int = 5
     eval_episodes: int = 4
     eval_every: int = 1500
+
+    def __post_init__(self) -> None:
+        _at_least(self, total_steps=0, learning_starts=0, actor_freeze_steps=0, lr=0.0, batch_size=1, buffer_size=1,
+                  tau=0.0, gamma=0.0, train_freq=1, gradient_steps=1, stats_episodes=1, eval_episodes=1, eval_every=1)
 
 
 @dataclass(frozen=True)
@@ -308,7 +331,12 @@ def load_section(cls, data: Mapping[str, Any], where: str = ""):
                           f"{'keys of ' + repr(where) if where else 'top-level keys'} among {names}")
     hints = get_type_hints(cls)
     values = {k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as exc:
+        if not where:
+            raise
+        raise ConfigError(f"{where}.{exc}") from None
 
 
 @dataclass(frozen=True)
