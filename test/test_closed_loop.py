@@ -316,3 +316,30 @@ def test_the_probe_check_allows_the_resume_blend_and_nothing_beyond_it():
     assert check_commands(cmds, bases, JOINTS, cfg, "zero")["residual_bound"] == 1
     late = cmds[:5] + [ns(t=1.0 + k * 0.02, values=base * min(k / 60, 1.0)) for k in range(30)]  # too slow
     assert check_commands(late, bases, JOINTS, cfg, "zero")["residual_bound"] >= 10
+
+
+def test_a_base_action_lost_to_the_sim_at_a_kill_is_judged_by_the_mixers_report(tmp_path):
+    # The killed base controller's last action reached the mixer (which mixed and reported its
+    # applied residual for that state) but not the sim: only right at a declared kill, and only
+    # with a report within g * eps, is that command not `unbased`.
+    def record(report):
+        rec = SinkRecorder(str(tmp_path / "k.txt"))
+        commands = [[1.0, 1.0], [1.0, 1.0], [2.0, 1.0], [5.0, 1.0]]
+        for k, base in enumerate([[0.0, 0.0], [0.0, 0.0], None, None]):
+            ns = 10_000_000 * (k + 1)
+            rec.state(_stamp(ns))
+            if base is not None:
+                rec.base(_base_msg(ns, base))
+            if k == 2:
+                rec.applied(types.SimpleNamespace(header=types.SimpleNamespace(stamp=_stamp(ns)),
+                                                  name=list(JOINTS), effort=report))
+            rec.command(commands[k])
+            rec.step(ns, True)
+        rec.close()
+        return read_record(tmp_path / "k.txt")
+
+    c = check_sink_record(record([1.0, 1.0]), JOINTS, CFG, "hold", kills=[0.03])
+    assert c["base_lost_at_kill"] == 1 and c["unbased"] == 1 and c["total"] == 1, c  # one report, one command
+    assert check_sink_record(record([1.0, 1.0]), JOINTS, CFG, "hold")["unbased"] == 2  # no kill declared
+    assert check_sink_record(record([9.0, 1.0]), JOINTS, CFG, "hold", kills=[0.03])["unbased"] == 2  # > g*eps
+    assert check_sink_record(record([1.0, 1.0]), JOINTS, CFG, "hold", kills=[0.5])["unbased"] == 2  # not near

@@ -360,8 +360,17 @@ def _named_base(record, bases, command, stamps, joints, lo, hi):
     return found[0] if len(found) == 1 else None
 
 
+def _reported_within(record, stamp_ns, joints, bound) -> bool:
+    """The mixer reported an applied residual for the state stamped ``stamp_ns``, within ``bound``."""
+    for names, values in record.applied.get(stamp_ns, ()) if stamp_ns is not None else ():
+        r = _ordered(names, values, joints)
+        if r is not None and np.all(np.isfinite(r)) and np.all(np.abs(r) <= bound):
+            return True
+    return False
+
+
 def check_sink_record(record, joints, config, behaviour: str = "stop", restarts: Sequence[float] = (),
-                      kinds: list | None = None, steps: list | None = None) -> dict:
+                      kinds: list | None = None, steps: list | None = None, kills: Sequence[float] = ()) -> dict:
     """Check every command the sim received against the base action it was computed from.
 
     ``record``: :class:`residual_control.sim.sink_record.SinkRecord` (lockstep). In lockstep the
@@ -389,6 +398,12 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
     |command - base| <= g * eps + max(|s - base|, |f - base|) per joint, s the last stale command
     and f the first command of the resume (``resume_bound`` otherwise); afterwards the usual rule.
 
+    ``kills``: sim times at which the base controller was killed (SIGKILL). Its last base action
+    may reach the mixer and not the sim (the writer died between the two deliveries): a command
+    without a base action within two periods of a kill, for whose state the mixer reported an
+    applied residual within g * eps, is ``base_lost_at_kill`` (the base action it came from is
+    gone; held to the limits and the mixer's report), not ``unbased``.
+
     ``kinds`` receives one entry per command (None or the violation kind); ``steps`` one
     (t, command applied in the step, command - its base action or None) per window.
     """
@@ -402,12 +417,14 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
     zero = np.clip(np.zeros_like(lo), lo, hi)
     counts = {"non_finite": 0, "out_of_limits": 0, "residual_bound": 0, "unbased": 0, "resume_bound": 0,
               "before_first_base": 0, "lagging_commands": 0, "identified_commands": 0,
-              "stale_behavior_commands": 0, "resume_commands": 0, "steps_without_base": record.steps_without_base}
+              "stale_behavior_commands": 0, "resume_commands": 0, "base_lost_at_kill": 0,
+              "steps_without_base": record.steps_without_base}
     examples: list = []
     previous = None
     times = [w.t_ns * 1e-9 for w in record.windows]
     period = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
     resume_window = config.fallback_ramp_time + 2.0 * period
+    excused: set = set()  # state stamps whose lost base action excused a command (base_lost_at_kill)
     last_stale = None   # the last stale-behaviour command (zero/hold/damp) the sim received
     resume = None       # (start time, first command) of a resume from it
     lagging = False
@@ -486,6 +503,11 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
                     # zero: clip(0); hold: the previous command repeated.
                     counts["stale_behavior_commands"] += 1
                     last_stale, resume = v, None
+                elif any(abs(t - k) <= 2.0 * period + 1e-9 for k in kills) and (lost := next(
+                        (ns for ns in (w.t_ns, prev_ns) if ns not in excused
+                         and _reported_within(record, ns, joints, bound)), None)) is not None:
+                    excused.add(lost)  # one command per reported state
+                    counts["base_lost_at_kill"] += 1
                 else:
                     kind = "unbased"
             if kinds is not None:

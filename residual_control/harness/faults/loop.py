@@ -56,11 +56,13 @@ def _loop_trial(ctx: Context, name: str, trial: int, script, mixer_overrides: di
         from ..closed_loop import check_sink_record, transition_steps
         steps: list = []
         checks = check_sink_record(loop.run_data.sink_record(), ctx.joints, config, config.base_stale_behavior,
-                                   restarts=res.notes.pop("_restarts", ()), steps=steps)
+                                   restarts=res.notes.pop("_restarts", ()), steps=steps,
+                                   kills=res.notes.pop("_kills", ()))
         res.notes["commands_before_base_discovered"] = checks["before_first_base"]
         res.notes["unbased"] = checks["unbased"]
         res.notes["steps_without_base"] = checks["steps_without_base"]
         res.notes["lagging_commands"] = checks["lagging_commands"]
+        res.notes["base_lost_at_kill"] = checks["base_lost_at_kill"]
         res.notes["transition_steps"] = transition_steps(steps, rec.mixer_modes, ctx.joints,
                                                          1.0 / settings.control_rate_hz, config)
         res.violations = int(checks["total"])
@@ -325,6 +327,7 @@ def _base_death_script(behaviour: str):
         wall_f = time.monotonic()
         exact = sink_sim_time_at(loop.run_data.sink_record(), wall_f)
         t_f = max(t_f, exact) if exact is not None else t_f
+        res.notes["_kills"] = [t_f]
         # Watchdog: base_timeout, checked every base_timeout / 2; + a period of quantisation.
         res.bound_s = config.base_timeout + max(config.base_timeout / 2, 0.002) + 2 * period
         yield from _wait(lambda: _first_mode_after(p.rec.mixer_modes, t_f, ("base_fault",)) is not None, 60.0,
