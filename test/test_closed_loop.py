@@ -195,7 +195,8 @@ def test_the_mixers_applied_residual_names_the_base_when_the_order_cannot(tmp_pa
 
 
 def test_a_command_without_its_base_action_is_a_violation_not_an_excuse(tmp_path):
-    windows = [([0.0, 0.0], [[0.0, 0.0]], True, True), (None, [[1.0, 1.0]], True, True),
+    # (The first command is no stale output (zero: clip(0), hold: the previous): the mixer had a base.)
+    windows = [([2.0, 0.0], [[2.0, 0.0]], True, True), (None, [[1.0, 1.0]], True, True),
                ([0.0, 0.0], [[0.0, 0.0]], True, True)]
     for behaviour in ("stop", "zero", "hold"):
         c = check_sink_record(_write(tmp_path / "r.txt", windows), JOINTS, CFG, behaviour)
@@ -343,3 +344,16 @@ def test_a_base_action_lost_to_the_sim_at_a_kill_is_judged_by_the_mixers_report(
     assert check_sink_record(record([1.0, 1.0]), JOINTS, CFG, "hold")["unbased"] == 2  # no kill declared
     assert check_sink_record(record([9.0, 1.0]), JOINTS, CFG, "hold", kills=[0.03])["unbased"] == 2  # > g*eps
     assert check_sink_record(record([1.0, 1.0]), JOINTS, CFG, "hold", kills=[0.5])["unbased"] == 2  # not near
+
+
+def test_a_stale_command_that_fits_by_chance_does_not_end_the_blind_start(tmp_path):
+    # zero: the mixer sends clip(0) until it has a base action. The sim hears the base controller
+    # first; clip(0) fits the first (small) base action by chance and not the next: still no
+    # violation, the mixer had no base yet. Its first mixed command ends the blind start.
+    windows = [([1.0, 0.5], [[0.0, 0.0]], True, True), ([9.0, 5.0], [[0.0, 0.0]], True, True),
+               ([9.0, 5.0], [[10.0, 5.0]], True, True), ([9.0, 5.0], [[0.0, 0.0]], True, True)]
+    c = check_sink_record(_write(tmp_path / "r.txt", windows), JOINTS, CFG, "zero")
+    assert c["stale_behavior_commands"] == 1, c  # window 2
+    # After the mixer's first mixed command, clip(0) in a window with a base action is a violation
+    # (and no resume: the mixer never resumes from a stale output sent before its first mix).
+    assert c["residual_bound"] == 1 and c["total"] == 1 and c["resume_commands"] == 0, c

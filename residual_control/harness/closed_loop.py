@@ -425,6 +425,7 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
     period = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
     resume_window = config.fallback_ramp_time + 2.0 * period
     excused: set = set()  # state stamps whose lost base action excused a command (base_lost_at_kill)
+    mixed_seen = False  # a command mixed from a base action was seen: a later stale period can resume
     last_stale = None   # the last stale-behaviour command (zero/hold/damp) the sim received
     resume = None       # (start time, first command) of a resume from it
     lagging = False
@@ -472,17 +473,21 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
                          }.get(behaviour, False)
                 if fit is not None:
                     applied_res = v - fit
-                    if in_blind is not None:
-                        in_blind[1] = t  # the mixer has a base action from here on
+                    mixed_seen = mixed_seen or not stale or named is not None
+                    if in_blind is not None and (named is not None or not stale or behaviour == "stop"):
+                        # The mixer has a base action from here on: its first mixed command (named by
+                        # its applied residual, or one that is not also its stale output, which can
+                        # fit a base action near zero by chance).
+                        in_blind[1] = t
                     if last_stale is not None and resume is None:
                         resume = (t, v)
                 elif not candidates and in_blind is not None:
                     counts["before_first_base"] += 1
                     if behaviour != "stop":
-                        last_stale, resume = v, None
+                        last_stale, resume = (v if mixed_seen else None), None
                 elif in_blind is not None and stale:
                     counts["stale_behavior_commands"] += 1
-                    last_stale, resume = v, None
+                    last_stale, resume = (v if mixed_seen else None), None
                 elif candidates and last_stale is not None:
                     # Leaving a stale period: the mixer blends from its last stale command to the mix.
                     if resume is None:
@@ -502,7 +507,7 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
                     # clip(-damp_kd * qd + gravity(q))), without a base held to the limits only;
                     # zero: clip(0); hold: the previous command repeated.
                     counts["stale_behavior_commands"] += 1
-                    last_stale, resume = v, None
+                    last_stale, resume = (v if mixed_seen else None), None
                 elif any(abs(t - k) <= 2.0 * period + 1e-9 for k in kills) and (lost := next(
                         (ns for ns in (w.t_ns, prev_ns) if ns not in excused
                          and _reported_within(record, ns, joints, bound)), None)) is not None:

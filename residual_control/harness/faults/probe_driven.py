@@ -117,10 +117,21 @@ class Bench:
         self.graph.check_alive(ignore=self.dead)
 
     def wait_nominal(self, timeout: float = 90.0) -> None:
+        """Until the mixer is nominal, judged after handling every report already waiting.
+
+        The probe's latched mode can be one transition behind: between scenarios the harness
+        stops ticking while it checks the last one, the base action goes stale meanwhile, and
+        the mixer's base_fault report may still be waiting when the next scenario looks.
+        """
         def ok():
             self.check_alive()
             return self.probe.mode == "nominal"
-        self.run_until(ok, timeout, "nominal")
+        deadline = time.monotonic() + timeout
+        while True:
+            self.run_until(ok, max(deadline - time.monotonic(), 0.0), "nominal")
+            self.probe.drain(0.1)
+            if ok():
+                return
 
     # ---------------------------------------------------------------- services, ticking meanwhile
     def _call(self, client, request, timeout: float = 20.0):
