@@ -124,10 +124,13 @@ def test_mixer_never_raises_and_every_command_is_safe(messages, behaviour, jump_
     cfg = _config(base_stale_behavior=behaviour)
     mixer = Mixer(cfg)
     now = 100.0
+    last_output = None  # the last command, whatever the mode
+    origin = None       # what a resume from a base fault blends from
     for i, (kind, names, values, stamp, dt) in enumerate(messages):
         now += dt
         if jump_back and i == len(messages) // 2:
             now -= 50.0  # the clock jumps backwards (sim reset)
+            origin = last_output if origin is not None else None
         stamp = now if stamp is None else stamp
         if kind == "residual":
             err = mixer.update_residual(names, values, stamp, now)
@@ -138,7 +141,10 @@ def test_mixer_never_raises_and_every_command_is_safe(messages, behaviour, jump_
             if out is None:
                 continue
         else:
+            before = mixer.mode.value
             out = mixer.step(names, values, stamp, now)
+            if before == "base_fault" and out.mode.value != "base_fault":
+                origin = last_output
         assert out.mode.value in ("nominal", "recovering", "fallback", "base_fault")
         if out.command is None:
             assert behaviour == "stop" and out.mode.value == "base_fault"
@@ -148,7 +154,15 @@ def test_mixer_never_raises_and_every_command_is_safe(messages, behaviour, jump_
         assert np.all(np.isfinite(c))
         assert np.all(c >= cfg.command_min) and np.all(c <= cfg.command_max)
         assert np.all(np.abs(out.applied_residual) <= cfg.residual_gain * cfg.residual_limit + 1e-12)
-        if out.base is not None:
+        last_output = c
+        if out.base is not None and out.resume_weight > 0.0:
+            # Leaving a base fault: exactly the blend from the last stale command to the mix.
+            w = out.resume_weight
+            assert behaviour != "stop" and w <= 1.0 and origin is not None
+            mixed = np.clip(out.base + out.applied_residual, cfg.command_min, cfg.command_max)
+            np.testing.assert_allclose(c, np.clip(w * origin + (1 - w) * mixed, cfg.command_min, cfg.command_max),
+                                       rtol=1e-9, atol=1e-9)
+        elif out.base is not None:
             assert residual_bound_ok(c, out.base, cfg)
 
 
