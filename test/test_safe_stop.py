@@ -105,9 +105,12 @@ def rows(tmp_path_factory):
         if name not in cache:
             # One attempt: the checks below hold wherever on its trajectory the arm was killed, as long
             # as it was moving; on a loaded machine the graph may not be tracking yet at the kill
-            # (the reference not yet discovered): then once more.
+            # (the reference not yet discovered): then once more. At half real time: the probe that
+            # records every joint state keeps up on a loaded 2-core machine (the physics and the
+            # checks are on the simulated clock, so the rows are the same).
             for _ in range(2):
-                cache[name] = run_row(ROW_BY_NAME[name], log_dir=str(tmp_path_factory.mktemp(name)), attempts=1)
+                cache[name] = run_row(ROW_BY_NAME[name], log_dir=str(tmp_path_factory.mktemp(name)), attempts=1,
+                                      real_time_factor=0.5)
                 if max(abs(v) for v in cache[name]["qd_kill"]) > 0.3:
                     break
         return cache[name]

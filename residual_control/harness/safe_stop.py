@@ -142,7 +142,7 @@ def run_row(row: Row, params_file: str | None = None, plant_file: str = "", kill
                 # The sim publishes joint_states reliable, keep last 1: a probe starved by the
                 # machine's load misses states. Not a measurement: run the row again.
                 lost += 1
-                if lost >= 3:
+                if lost >= 5:
                     raise
         out["attempts"] = attempt
         out["attempts_states_lost"] = lost
