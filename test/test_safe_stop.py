@@ -169,8 +169,10 @@ OTHER_ROWS = {
     # stop on a sink without a timeout: nothing more from the mixer, the sink holds the last torque forever
     # (where the arm, a pendulum driven by it, is at a given instant varies: not checked)
     "base_stop_hold_sink": lambda r, a: _held(a, "0.01", "0.1", "1") and not _zero(a, "1"),
-    # stop on a sink with a timeout: held until the sink's timeout, then zero torque, the arm falls
-    "base_stop_timeout_sink": lambda r, a: (_held(a, "0.01", "0.1") and not _zero(a, "0.1") and _zero(a, "1")
+    # stop on a sink with a timeout: held until the sink's timeout (0.1 s after the last command, which
+    # came up to a period before the kill the probe saw: 100 ms after it is the edge, not checked), then
+    # zero torque, the arm falls
+    "base_stop_timeout_sink": lambda r, a: (_held(a, "0.01", "0.05") and not _zero(a, "0.05") and _zero(a, "1")
                                             and max(abs(v) for v in a["1"]["dq"]) > 0.5),
     # zero: clip(0) at once, one torque step, the arm falls
     "base_zero": lambda r, a: (_zero(a, "0.1") and _zero(a, "1") and r["max_torque_step"] > 3.0

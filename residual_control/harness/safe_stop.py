@@ -44,7 +44,7 @@ from ..paths import default_params_file, share_path
 from .graph import Graph, NodeSpec
 from .probe import Probe
 
-OFFSETS = (0.01, 0.1, 1.0)  # s after the kill
+OFFSETS = (0.01, 0.05, 0.1, 1.0)  # s after the kill
 JOINTS = ("shoulder", "elbow")
 
 
