@@ -219,7 +219,8 @@ def gravity_model(params: Mapping[str, object], n_joints: int) -> Gravity:
 def mixer_from_params(params: Mapping[str, object]) -> "Mixer":
     """A Mixer from node parameters: MixerConfig fields, ``damp_gravity`` and the ``model.*`` of pd_gravity."""
     cfg = MixerConfig.from_params(params)
-    gravity = gravity_model(params, len(cfg.joints)) if params.get("damp_gravity", False) else None
+    damp_gravity = params.get("damp_gravity", default_of(MIXER_PARAMS, "damp_gravity"))
+    gravity = gravity_model(params, len(cfg.joints)) if damp_gravity else None
     return Mixer(cfg, gravity)
 
 
