@@ -197,11 +197,10 @@ def test_evaluation_runs_the_model_behind_the_envelope_check():
 
 
 def test_loaded_policy_checks_the_envelope_with_debounce_margin_and_switch(tmp_path):
-    """nodes.policy_io.LoadedPolicy: what PolicyIO runs each step (no ROS graph needed)."""
+    """core.step.LoadedPolicy: what the policy step runs (no ROS graph needed)."""
     from residual_control.core.observation import default_observation_names
     from residual_control.core.policy import PolicyExpectations
-    from residual_control.nodes.diagnostics import OK, WARN
-    from residual_control.nodes.policy_io import LoadedPolicy
+    from residual_control.core.step import LoadedPolicy, Skip
     from residual_control.harness.synthetic_models import constant_model
 
     joints, features = ("shoulder", "elbow"), ("payload_mass",)
@@ -221,21 +220,21 @@ def test_loaded_policy_checks_the_envelope_with_debounce_margin_and_switch(tmp_p
     def step(qd, now):
         return policy.residual(z, qd, z, z, z, np.array([0.5]), now)
 
-    assert step(z, 0.0)[1] == OK
-    assert step(fast, 0.01)[1] == OK  # outside, still debouncing
-    residual, level, why, model_error = step(fast, 0.06)
-    assert residual is None and level == WARN and not model_error
-    assert why.startswith("out_of_envelope: qd/shoulder = 3 is 2 above")
-    assert step(z, 0.07)[1] == OK  # back inside: at once
+    assert step(z, 0.0).skip is None
+    assert step(fast, 0.01).skip is None  # outside, still debouncing
+    out = step(fast, 0.06)
+    assert out.residual is None and out.skip is Skip.OUT_OF_ENVELOPE and not out.model_error
+    assert out.why.startswith("out_of_envelope: qd/shoulder = 3 is 2 above")
+    assert step(z, 0.07).skip is None  # back inside: at once
     # A runtime margin of 1 (x the range 2 on each side) puts 3 rad/s inside.
     policy.configure_envelope(True, 0.05, 1.0)
-    assert step(fast, 1.0)[1] == OK and step(fast, 2.0)[1] == OK
+    assert step(fast, 1.0).skip is None and step(fast, 2.0).skip is None
     # Check off: no monitor, a residual whatever the state.
     policy.configure_envelope(False, 0.05, 0.0)
-    assert policy.monitor is None and step(fast, 3.0)[1] == OK
+    assert policy.monitor is None and step(fast, 3.0).skip is None
     # Without ``now`` (callers that do not keep time) there is no check either.
     policy.configure_envelope(True, 0.0, 0.0)
-    assert policy.residual(z, fast, z, z, z, np.array([0.5]))[1] == OK
+    assert policy.residual(z, fast, z, z, z, np.array([0.5])).skip is None
     plain = LoadedPolicy(constant_model(str(tmp_path / "p.onnx"), joints, obs, [20.0, 8.0], (3.0, -1.5)), "", expect)
     assert plain.envelope is None and plain.monitor is None and plain.residual(z, fast, z, z, z, np.array([0.5]),
-                                                                                 0.0)[1] == OK
+                                                                                 0.0).skip is None

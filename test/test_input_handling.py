@@ -2,7 +2,7 @@
 
 The nodes are thin adapters: what they do with a message's contents is done
 by pure functions (nodes/conversions.py: order_by_name, read_state,
-read_reference, read_perception; nodes/policy_io.py: LoadedPolicy.residual;
+read_reference, read_perception; core/step.py: LoadedPolicy.residual;
 core: Mixer, ObservationAssembler). Hypothesis feeds them arbitrary JointState-like
 contents -- name lists with duplicates, unknown, missing or no names, value
 lists of any length with NaN, Inf and 1e308, any stamps -- and checks:
@@ -34,8 +34,7 @@ from residual_control.core.mixer import Mixer, MixerConfig, residual_bound_ok
 from residual_control.core.observation import ObservationAssembler, default_observation_names
 from residual_control.core.policy import PolicyExpectations
 from residual_control.nodes.conversions import order_by_name, read_perception, read_reference, read_state
-from residual_control.nodes.diagnostics import OK
-from residual_control.nodes.policy_io import LoadedPolicy
+from residual_control.core.step import LoadedPolicy
 from residual_control.paths import default_params_file
 from residual_control.harness.synthetic_models import linear_model
 
@@ -222,12 +221,13 @@ def test_policy_step_never_raises_and_never_passes_an_unbounded_residual(policie
                                                                          perception):
     for policy in policies:
         with np.errstate(all="ignore"):
-            residual, level, why, model_error = policy.residual(q, qd, q_ref, qd_ref, a_base, perception)
+            out = policy.residual(q, qd, q_ref, qd_ref, a_base, perception)
+        residual, why = out.residual, out.why
         if residual is None:
-            assert level != OK and why
+            assert out.skip is not None and why
             assert _says_expected_found(why) or why.startswith("inference failed"), why
             continue
-        assert level == OK and not why and not model_error
+        assert out.skip is None and not why and not out.model_error
         assert residual.shape == (2,) and np.all(np.isfinite(residual))
         bound = np.asarray(policy.runner.contract.residual_limit)
         assert np.all(np.abs(residual) <= bound * (1 + 1e-5) + 1e-6)

@@ -10,13 +10,13 @@ tuned live with ``ros2 param set``; the control law lives in
 """
 from __future__ import annotations
 
-import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
 from ..core.base_controllers import make_base_controller
 from ..core.errors import ConfigError, ObservationError
 from ..core.params import BASE_PARAMS, spec_map
+from ..core.step import ReferenceHold
 from .conversions import read_reference, read_state, stamp_to_sec
 from .diagnostics import ERROR, OK, WARN, Diagnostics
 from .parameters import declare_specs, result, validate_changes
@@ -33,9 +33,7 @@ class BaseControllerNode(Node):
         self.joints = tuple(self._values["joints"])
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
-        self._q_ref: np.ndarray | None = None
-        self._qd_ref = np.zeros(len(self.joints))
-        self._holding = False
+        self._reference = ReferenceHold(len(self.joints))  # the first measured position until a reference
         self._rejected = 0
         self._last_error = ""
         self._published = 0
@@ -59,7 +57,7 @@ class BaseControllerNode(Node):
         except ValueError as exc:
             self._reject(str(exc))
             return
-        self._q_ref, self._qd_ref, self._holding = q_ref, qd_ref, False
+        self._reference.set(q_ref, qd_ref)
 
     def _on_joint_state(self, msg: JointState) -> None:
         try:
@@ -67,11 +65,11 @@ class BaseControllerNode(Node):
         except ValueError as exc:
             self._reject(str(exc))
             return
-        if self._q_ref is None:
-            self._q_ref, self._qd_ref, self._holding = q.copy(), np.zeros(len(self.joints)), True
+        q_ref, qd_ref, started = self._reference.resolve(q)
+        if started:
             self.get_logger().info("no reference yet: holding the first measured position")
         try:
-            tau = self.controller.compute(q, qd, self._q_ref, self._qd_ref, stamp_to_sec(msg.header.stamp))
+            tau = self.controller.compute(q, qd, q_ref, qd_ref, stamp_to_sec(msg.header.stamp))
         except ObservationError as exc:
             self._reject(str(exc))
             return
@@ -83,7 +81,7 @@ class BaseControllerNode(Node):
     def _publish_diagnostics(self) -> None:
         if self._rejected and self._last_error:
             level, message = ERROR if self._published == 0 else WARN, self._last_error
-        elif self._holding or self._q_ref is None:
+        elif not self._reference.received:  # holding the first measured position, or no joint state yet
             level, message = WARN, "no reference received: holding position"
         else:
             level, message = OK, "running"

@@ -2,7 +2,9 @@
 
 :class:`PolicyIO` is owned by residual_policy and by the fused
 residual_controller, so both load, swap, check and report the model the
-same way; :class:`LoadedPolicy` is what it runs each step.
+same way. The step itself and its rules are the core's
+:class:`~residual_control.core.step.PolicyStep` (``PolicyIO.step``); this
+module feeds it from the topics and reports its outcomes.
 """
 from __future__ import annotations
 
@@ -17,71 +19,12 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 
-from ..core.envelope import EnvelopeMonitor
-from ..core.errors import ObservationError, PolicyOutputError, ResidualControlError
-from ..core.observation import ObservationAssembler
-from ..core.policy import PolicyExpectations, PolicyRunner
+from ..core.errors import ResidualControlError
+from ..core.policy import PolicyExpectations
+from ..core.step import LoadedPolicy, PolicyOutcome, PolicyStep, ReferenceHold
 from .conversions import now_sec, read_perception, read_reference
-from .diagnostics import ERROR, OK, WARN
+from .diagnostics import ERROR, WARN
 from .qos import CONTROL_QOS, LATCHED_QOS
-
-
-def perception_lost(now: float, received: float | None, timeout: float) -> str:
-    """'' while perception is fresh, else why it is lost."""
-    if received is not None and now - received <= timeout:
-        return ""
-    age = "never received" if received is None else f"last {now - received:.3f} s ago"
-    return f"perception lost: {age} (perception_timeout {timeout:g} s)"
-
-
-class LoadedPolicy:
-    """A validated model, the observation assembly it needs and its envelope monitor (swapped as one)."""
-
-    def __init__(self, path: str, sha256: str, expect: PolicyExpectations) -> None:
-        self.runner = PolicyRunner(path, expect, sha256)
-        self.assembler = ObservationAssembler(self.runner.contract.observation_names, expect.joints,
-                                              expect.perception_features)
-        self.path = path
-        self.joint_names = list(self.runner.contract.joint_names)
-        #: The model's training envelope (None: the model declares none) and its run-time check.
-        self.envelope = self.runner.envelope
-        self.monitor: EnvelopeMonitor | None = None
-        self._margin: float | None = None
-        self.configure_envelope(True, 0.1, 0.0)
-
-    def configure_envelope(self, enabled: bool, debounce: float, margin: float) -> None:
-        """Switch the envelope check on/off, set its debounce (s) and extra margin (fraction of each range)."""
-        if self.envelope is None or not enabled:
-            self.monitor = None
-            return
-        monitor = self.monitor
-        if monitor is None or float(margin) != self._margin:
-            monitor = EnvelopeMonitor(self.envelope.widened(float(margin)), float(debounce))
-        monitor.debounce = float(debounce)
-        self._margin = float(margin)
-        self.monitor = monitor  # one assignment: the control path sees the old or the new monitor
-
-    def residual(self, q, qd, q_ref, qd_ref, a_base, perception,
-                 now: float | None = None) -> tuple[np.ndarray | None, int, str, bool]:
-        """(residual, OK, '', False) or (None, level, why, is_model_error); never raises.
-
-        With ``now`` (s) the observation is also checked against the training envelope:
-        outside for longer than the debounce, there is no residual (WARN, ``out_of_envelope: ...``).
-        """
-        try:
-            obs = self.assembler.assemble(q, qd, q_ref, qd_ref, a_base, perception)
-            monitor = self.monitor
-            if monitor is not None and now is not None:
-                check = monitor.update(obs, now)
-                if check.tripped:
-                    return None, WARN, check.message, False
-            return self.runner.infer(obs), OK, "", False
-        except (ValueError, ObservationError) as exc:
-            return None, WARN, str(exc), False
-        except PolicyOutputError as exc:
-            return None, ERROR, str(exc), True
-        except Exception as exc:  # onnxruntime failure: never crash the node, report it
-            return None, ERROR, f"inference failed: {type(exc).__name__}: {exc}", True
 
 
 #: Above this size a model's SHA-256 pin is checked off the control path only (hashing blocks the executor).
@@ -180,13 +123,14 @@ class ModelSwap:
 class PolicyIO:
     """The policy side of residual_policy and residual_controller, owned by the node.
 
-    Owns the model and its live swap (``model``, ``swap``), the ``reference``
-    and ``perception`` subscriptions, the latched ``~/model`` topic, the
-    training-envelope check and the policy's status (``status``). The node
-    passes in what they share: its joints, its counters (``stats``: this
-    counts ``skipped``, ``model_errors`` and ``rejected_inputs`` in it) and its
-    /diagnostics publication, called when a live model update is refused.
-    Building it loads and validates the model (raises ResidualControlError).
+    Owns the policy's core step (``step``: the model, the reference, the
+    perception and the rules), the model's live swap (``swap``), the
+    ``reference`` and ``perception`` subscriptions, the latched ``~/model``
+    topic and the policy's status (``status``). The node passes in what they
+    share: its joints, its counters (``stats``: this counts ``skipped``,
+    ``model_errors`` and ``rejected_inputs`` in it) and its /diagnostics
+    publication, called when a live model update is refused. Building it loads
+    and validates the model (raises ResidualControlError).
     """
 
     def __init__(self, node: Node, v: Mapping[str, object], joints: Sequence[str], stats: MutableMapping[str, int],
@@ -200,27 +144,35 @@ class PolicyIO:
         self.expect = PolicyExpectations(
             joints=self.joints, residual_limit=v["residual_limit"], control_rate_hz=v["control_rate_hz"],
             perception_features=tuple(v["perception_features"]))
-        self.perception_timeout = float(v["perception_timeout"])
         self._envelope_settings = (bool(v.get("envelope_check", True)), float(v.get("envelope_debounce", 0.1)),
                                    float(v.get("envelope_margin", 0.0)))
-        self._envelope_tripped = False
-        self._envelope_trips = 0
-        self._envelope_trip_times: list[float] = []  # node-clock times of the latest trips (at most 16)
-        self._envelope_last = "none"
-        self.model = self._with_envelope(
-            LoadedPolicy(v["model_path"] or str(default_model()), v["model_sha256"], self.expect))
+        self.step = PolicyStep(
+            self._with_envelope(LoadedPolicy(v["model_path"] or str(default_model()), v["model_sha256"], self.expect)),
+            self.joints, float(v["perception_timeout"]), ReferenceHold(len(self.joints)))
         self.swap = ModelSwap(node, self.expect, v["model_path"], v["model_sha256"], lambda: str(default_model()),
                               lambda: self.model, self._on_model_loaded, self._on_model_refused)
-        self.q_ref: np.ndarray | None = None
-        self.qd_ref = np.zeros(len(self.joints))
-        self.reference_received = False
-        self._perception: np.ndarray | None = None
-        self._perception_time: float | None = None
         self.status = (WARN, "waiting for inputs")
         self._model_update = "none"  # outcome of the last live model update (kept on /diagnostics)
         self._model_pub = node.create_publisher(String, "~/model", LATCHED_QOS)
         node.create_subscription(JointState, "reference", self._on_reference, CONTROL_QOS)
         node.create_subscription(Float64MultiArray, "perception", self._on_perception, CONTROL_QOS)
+
+    @property
+    def model(self) -> LoadedPolicy:
+        """The running model (replaced as a whole by a live update)."""
+        return self.step.model
+
+    @property
+    def reference(self) -> ReferenceHold:
+        return self.step.reference
+
+    @property
+    def perception_timeout(self) -> float:
+        return self.step.perception_timeout
+
+    @perception_timeout.setter
+    def perception_timeout(self, value: float) -> None:
+        self.step.perception_timeout = float(value)
 
     # ------------------------------------------------------------------ the model
     def announce_model(self) -> None:
@@ -250,7 +202,7 @@ class PolicyIO:
         self.model.configure_envelope(*self._envelope_settings)
 
     def _on_model_loaded(self, loaded: LoadedPolicy) -> None:
-        self.model = self._with_envelope(loaded)  # atomic swap
+        self.step.model = self._with_envelope(loaded)  # atomic swap
         self._model_update = f"loaded {loaded.path}"
         self.announce_model()
 
@@ -264,26 +216,22 @@ class PolicyIO:
     # ------------------------------------------------------------------ inputs
     def _on_reference(self, msg: JointState) -> None:
         try:
-            self.q_ref, self.qd_ref = read_reference(self.joints, msg)
+            q_ref, qd_ref = read_reference(self.joints, msg)
         except ValueError as exc:
             self.reject(str(exc))
             return
-        self.reference_received = True
+        self.step.reference.set(q_ref, qd_ref)
 
     def _on_perception(self, msg: Float64MultiArray) -> None:
         try:
-            self._perception = read_perception(self.expect.perception_features, msg)
+            values = read_perception(self.expect.perception_features, msg)
         except ValueError as exc:
             self.reject(str(exc))
             return
-        self._perception_time = now_sec(self._node)
+        self.step.set_perception(values, now_sec(self._node))
 
-    def reference_or_hold(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(q_ref, qd_ref); until a reference arrives, the first measured position ``q`` (held, at rest)."""
-        if self.q_ref is None:
-            self.q_ref, self.qd_ref = q.copy(), np.zeros(len(self.joints))
-            self._node.get_logger().info("no reference yet: holding the first measured position")
-        return self.q_ref, self.qd_ref
+    def log_hold_started(self) -> None:
+        self._node.get_logger().info("no reference yet: holding the first measured position")
 
     def reject(self, error: str) -> None:
         """A rejected input message: counted, reported (WARN) and logged (throttled)."""
@@ -298,53 +246,33 @@ class PolicyIO:
         self._node.get_logger().warning(f"no residual: {why}", throttle_duration_sec=1.0)
 
     # ------------------------------------------------------------------ the step
-    def residual_for(self, model: LoadedPolicy, q, qd, a_base, now: float) -> np.ndarray | None:
-        """The residual for this state, or None (and the reason in the status) when there is none."""
-        if not self.reference_received:
-            return self.skip(WARN, "no reference received")
-        perception = None
-        if model.assembler.uses_perception:
-            lost = perception_lost(now, self._perception_time, self.perception_timeout)
-            if lost:
-                return self.skip(WARN, lost)
-            perception = self._perception
-        residual, level, why, model_error = model.residual(q, qd, self.q_ref, self.qd_ref, a_base, perception,
-                                                           now)
-        monitor = model.monitor
-        tripped = monitor is not None and monitor.last.tripped
-        if tripped and not self._envelope_tripped:
-            self._envelope_trips += 1
-            self._envelope_trip_times = (self._envelope_trip_times + [round(now, 3)])[-16:]
-            self._envelope_last = why
-            self._node.get_logger().warning(f"{why}: no residual until the state is back inside")
-        elif self._envelope_tripped and not tripped:
+    def report(self, outcome: PolicyOutcome) -> np.ndarray | None:
+        """The outcome's residual, or None after counting and reporting why there is none (the status)."""
+        if outcome.envelope == "tripped":
+            self._node.get_logger().warning(f"{outcome.why}: no residual until the state is back inside")
+        elif outcome.envelope == "cleared":
             self._node.get_logger().info("back inside the training envelope: residual resumed")
-        self._envelope_tripped = tripped
-        if residual is None:
-            self.stats["model_errors"] += int(model_error)
-            return self.skip(level, why)
-        return residual
+        if outcome.residual is None:
+            self.stats["model_errors"] += int(outcome.model_error)
+            return self.skip(ERROR if outcome.model_error else WARN, outcome.why)
+        return outcome.residual
+
+    def residual_for(self, q, qd, a_base, now: float) -> tuple[np.ndarray | None, PolicyOutcome]:
+        """(residual or None, the outcome): the policy step for this state, reported."""
+        outcome = self.step.step(q, qd, a_base, now)
+        return self.report(outcome), outcome
 
     # ------------------------------------------------------------------ status
-    def _envelope_state(self, model: LoadedPolicy) -> str:
-        if model.envelope is None:
-            return "none (the model declares no envelope)"
-        if model.monitor is None:
-            return "off (envelope_check false)"
-        last = model.monitor.last
-        if last.tripped:
-            return "out_of_envelope"
-        return "outside (debouncing)" if last.outside else "inside"
-
     def diagnostics_values(self) -> dict:
         """The policy's /diagnostics values: the model, the last live update and the counters."""
-        model = self.model
+        step = self.step
+        model = step.model
         last = model.monitor.last if model.monitor is not None else None
         return {"model_path": model.path, "model_sha256": model.runner.sha256,
                 "last_model_update": self._model_update, **self.stats,
-                "envelope": self._envelope_state(model),
+                "envelope": step.envelope_state(model),
                 "envelope_feature": last.feature if last is not None and last.outside else "none",
                 "envelope_excess": last.excess if last is not None and last.outside else 0.0,
-                "envelope_trips": self._envelope_trips,
-                "envelope_trip_times": list(self._envelope_trip_times),
-                "last_out_of_envelope": self._envelope_last}
+                "envelope_trips": step.envelope_trips,
+                "envelope_trip_times": list(step.envelope_trip_times),
+                "last_out_of_envelope": step.envelope_last}

@@ -1,11 +1,9 @@
 """residual_controller node: the fused mode, base controller + residual policy + mixer in one process.
 
-The same core classes as the three separate nodes
-(:func:`~residual_control.core.base_controllers.make_base_controller`,
-:class:`~residual_control.core.policy.PolicyRunner` with
-:class:`~residual_control.core.observation.ObservationAssembler`,
-:class:`~residual_control.core.mixer.Mixer`), called in sequence in the
-``joint_states`` callback: one hop in, one hop out, no DDS between stages.
+The core's :class:`~residual_control.core.step.ResidualLoop` (base controller,
+policy step, mixer: the same core classes as the three separate nodes), called
+once per message in the ``joint_states`` callback: one hop in, one hop out, no
+DDS between stages.
 
 Subscribes ``joint_states`` (the trigger), ``reference`` and ``perception``;
 publishes ``commands`` once per joint state, ``~/applied_residual`` (stamped
@@ -40,9 +38,10 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
 from ..core.base_controllers import make_base_controller
-from ..core.errors import ConfigError, ObservationError
+from ..core.errors import ConfigError
 from ..core.mixer import mixer_from_params
 from ..core.params import BASE_PARAMS, MIXER_PARAMS, POLICY_PARAMS, ParamSpec, spec_map
+from ..core.step import ResidualLoop
 from .conversions import now_sec, read_state, stamp_to_sec
 from .diagnostics import ERROR, OK, Diagnostics
 from .mixer_io import MixerIO
@@ -101,6 +100,7 @@ class ResidualControllerNode(Node):
         self.create_subscription(JointState, "joint_states", self._on_joint_state, CONTROL_QOS)
         # The model (refused: exit 2), reference, perception, ~/model.
         self.policy = PolicyIO(self, v, self.joints, self.stats, self._publish_diagnostics)
+        self.loop = ResidualLoop(self.joints, self.controller, self.policy.step, self.mixer)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         cfg = self.mixer.config
         self._watchdog = self.create_timer(max(cfg.base_timeout / 2.0, 0.002), self.io.watchdog)
@@ -118,32 +118,21 @@ class ResidualControllerNode(Node):
         except ValueError as exc:
             self.policy.reject(str(exc))
             return
-        q_ref, qd_ref = self.policy.reference_or_hold(q)  # no reference yet: the first measured position
-        stamp = stamp_to_sec(msg.header.stamp)
-        now = now_sec(self)
-        self.mixer.update_state(self.joints, q, qd, now)  # for damp, should the joint states stop
-        try:
-            a_base = self.controller.compute(q, qd, q_ref, qd_ref, stamp)
-        except ObservationError as exc:
-            self.policy.reject(str(exc))
+        step = self.loop.step(q, qd, stamp_to_sec(msg.header.stamp), now_sec(self))
+        if step.hold_started:  # no reference yet: the first measured position
+            self.policy.log_hold_started()
+        if step.base_error:
+            self.policy.reject(step.base_error)
             return
         self.stats["base_actions"] += 1
-        self._update_residual(q, qd, a_base, stamp, now)
-        out = self.mixer.step(self.joints, a_base, stamp, now)
-        self.io.emit(out, msg.header.stamp)
-
-    def _update_residual(self, q, qd, a_base, stamp: float, now: float) -> None:
-        """residual_policy's step: infer and hand the residual to the mixer, or nothing (it falls back)."""
-        model = self.policy.model  # one read: a concurrent swap never mixes two models
-        residual = self.policy.residual_for(model, q, qd, a_base, now)
-        if residual is None:
-            return
-        error = self.mixer.update_residual(model.joint_names, residual, stamp, now)
-        if error:
-            self.get_logger().warning(f"rejected residual: {error}", throttle_duration_sec=1.0)
-            return self.policy.skip(ERROR, error)
-        self.stats["residuals"] += 1
-        self.policy.status = (OK, "running")
+        if self.policy.report(step.policy) is not None:  # none: counted and reported (the mixer falls back)
+            if step.rejected:
+                self.get_logger().warning(f"rejected residual: {step.rejected}", throttle_duration_sec=1.0)
+                self.policy.skip(ERROR, step.rejected)
+            else:
+                self.stats["residuals"] += 1
+                self.policy.status = (OK, "running")
+        self.io.emit(step.output, msg.header.stamp)
 
     def _publish_diagnostics(self) -> None:
         self.io.publish_diagnostics()
@@ -171,7 +160,7 @@ class ResidualControllerNode(Node):
         if mc:
             self.mixer.reconfigure(**mc)
         if controller is not None:
-            self.controller = controller
+            self.controller = self.loop.controller = controller
         self._values.update(changes)
         if "perception_timeout" in changes:
             self.policy.perception_timeout = float(changes["perception_timeout"])

@@ -76,7 +76,6 @@ class ResidualPolicyNode(Node):
 
     # ------------------------------------------------------------------ trigger
     def _on_base(self, msg: JointState) -> None:
-        model = self.policy.model  # one read: a concurrent swap never mixes two models
         key = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         state = self._states.get(key)
         if state is None and self._states:
@@ -89,11 +88,11 @@ class ResidualPolicyNode(Node):
             a_base = order_by_name(self.joints, msg.name, msg.effort, "base_action.effort")
         except ValueError as exc:
             return self.policy.skip(WARN, str(exc))
-        residual = self.policy.residual_for(model, state[0], state[1], a_base, now_sec(self))
+        residual, outcome = self.policy.residual_for(state[0], state[1], a_base, now_sec(self))
         if residual is None:
             return
         self._out.header.stamp = msg.header.stamp
-        self._out.name = model.joint_names
+        self._out.name = outcome.names
         self._out.effort = residual.tolist()
         self._pub.publish(self._out)
         self.stats["published"] += 1

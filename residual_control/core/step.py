@@ -1,0 +1,292 @@
+"""The residual loop's step: base controller, observation, policy and mixer, and the rules between them.
+
+One implementation of the loop, run by the fused node (:class:`ResidualLoop`),
+the separate nodes (residual_policy: :class:`PolicyStep`; base_controller:
+:class:`ReferenceHold`), the training env and the evaluation, so what is
+trained is what runs. Pure numpy, no ROS; time is passed in (seconds on the
+caller's clock).
+
+The rules:
+
+* until a reference arrives, the base controller holds the first measured
+  position (at rest) (:class:`ReferenceHold`);
+* no residual without a reference, while perception is lost (older than
+  ``perception_timeout``) when the model uses perception, while the observation
+  has been outside the model's training envelope for ``envelope_debounce``, or
+  when the observation cannot be built or the model fails
+  (:class:`PolicyStep`, :class:`LoadedPolicy`); the mixer then falls back after
+  ``residual_timeout`` as when residuals stop arriving;
+* the residual is mixed with the base action of the same joint state
+  (:class:`ResidualLoop`).
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .base_controllers import BaseController
+from .envelope import EnvelopeMonitor
+from .errors import ObservationError, PolicyOutputError
+from .mixer import Mixer, MixOutput
+from .observation import ObservationAssembler
+from .policy import PolicyExpectations, PolicyRunner
+
+
+class Skip(str, enum.Enum):
+    """Why a step produced no residual."""
+
+    NO_REFERENCE = "no_reference"
+    PERCEPTION_LOST = "perception_lost"
+    OUT_OF_ENVELOPE = "out_of_envelope"
+    BAD_INPUT = "bad_input"      # the observation cannot be built from the inputs
+    MODEL_ERROR = "model_error"  # the model's output was refused or inference failed
+
+
+def perception_lost(now: float, received: float | None, timeout: float) -> str:
+    """'' while perception is fresh (received at most ``timeout`` s before ``now``), else why it is lost."""
+    if received is not None and now - received <= timeout:
+        return ""
+    age = "never received" if received is None else f"last {now - received:.3f} s ago"
+    return f"perception lost: {age} (perception_timeout {timeout:g} s)"
+
+
+class ReferenceHold:
+    """The reference (q_ref, qd_ref): the latest received, or until one arrives the first measured position."""
+
+    def __init__(self, n_joints: int) -> None:
+        self.n_joints = int(n_joints)
+        self.q_ref: np.ndarray | None = None
+        self.qd_ref = np.zeros(self.n_joints)
+        #: A reference has been received (the hold is over).
+        self.received = False
+
+    @property
+    def holding(self) -> bool:
+        """Holding the first measured position (no reference received yet, a joint state seen)."""
+        return self.q_ref is not None and not self.received
+
+    def set(self, q_ref: np.ndarray, qd_ref: np.ndarray) -> None:
+        """A received reference: used from now on."""
+        self.q_ref, self.qd_ref = q_ref, qd_ref
+        self.received = True
+
+    def resolve(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(q_ref, qd_ref, started): the reference for the measured position ``q``.
+
+        Before any reference, the first ``q`` seen is held with zero velocity;
+        ``started`` is True on the joint state that starts the hold.
+        """
+        started = self.q_ref is None
+        if started:
+            self.q_ref, self.qd_ref = np.array(q, dtype=float, copy=True), np.zeros(self.n_joints)
+        return self.q_ref, self.qd_ref, started
+
+
+@dataclass(frozen=True)
+class PolicyOutcome:
+    """One policy step: the residual (ordered by ``names``), or None and why (``skip``, ``why``)."""
+
+    residual: np.ndarray | None
+    names: Sequence[str] = ()
+    skip: Skip | None = None
+    why: str = ""
+    #: The envelope check's transition on this step: "tripped", "cleared" or "".
+    envelope: str = ""
+
+    @property
+    def model_error(self) -> bool:
+        return self.skip is Skip.MODEL_ERROR
+
+
+class LoadedPolicy:
+    """A validated model, the observation assembly it needs and its envelope monitor (swapped as one)."""
+
+    def __init__(self, path: str, sha256: str, expect: PolicyExpectations) -> None:
+        self.runner = PolicyRunner(path, expect, sha256)
+        self.assembler = ObservationAssembler(self.runner.contract.observation_names, expect.joints,
+                                              expect.perception_features)
+        self.path = path
+        self.joint_names = list(self.runner.contract.joint_names)
+        #: The model's training envelope (None: the model declares none) and its run-time check.
+        self.envelope = self.runner.envelope
+        self.monitor: EnvelopeMonitor | None = None
+        self._margin: float | None = None
+        self.configure_envelope(True, 0.1, 0.0)
+
+    def configure_envelope(self, enabled: bool, debounce: float, margin: float) -> None:
+        """Switch the envelope check on/off, set its debounce (s) and extra margin (fraction of each range)."""
+        if self.envelope is None or not enabled:
+            self.monitor = None
+            return
+        monitor = self.monitor
+        if monitor is None or float(margin) != self._margin:
+            monitor = EnvelopeMonitor(self.envelope.widened(float(margin)), float(debounce))
+        monitor.debounce = float(debounce)
+        self._margin = float(margin)
+        self.monitor = monitor  # one assignment: the control path sees the old or the new monitor
+
+    def residual(self, q, qd, q_ref, qd_ref, a_base, perception, now: float | None = None) -> PolicyOutcome:
+        """The residual for these inputs, or none and why; never raises.
+
+        With ``now`` (s) the observation is also checked against the training envelope:
+        outside for longer than the debounce, there is no residual (``out_of_envelope: ...``).
+        """
+        try:
+            obs = self.assembler.assemble(q, qd, q_ref, qd_ref, a_base, perception)
+            monitor = self.monitor
+            if monitor is not None and now is not None:
+                check = monitor.update(obs, now)
+                if check.tripped:
+                    return PolicyOutcome(None, self.joint_names, Skip.OUT_OF_ENVELOPE, check.message)
+            return PolicyOutcome(self.runner.infer(obs), self.joint_names)
+        except (ValueError, ObservationError) as exc:
+            return PolicyOutcome(None, self.joint_names, Skip.BAD_INPUT, str(exc))
+        except PolicyOutputError as exc:
+            return PolicyOutcome(None, self.joint_names, Skip.MODEL_ERROR, str(exc))
+        except Exception as exc:  # onnxruntime failure: never crash the caller, report it
+            return PolicyOutcome(None, self.joint_names, Skip.MODEL_ERROR,
+                                 f"inference failed: {type(exc).__name__}: {exc}")
+
+
+class PolicyStep:
+    """The policy's step: reference and perception rules, observation, model and envelope -> residual or why not.
+
+    ``model`` (a :class:`LoadedPolicy`) can be replaced at any time by one
+    assignment; a step reads it once. ``reference`` is the :class:`ReferenceHold`
+    fed by the caller (shared with the base controller in the fused loop);
+    perception is fed with :meth:`set_perception`. Counts the envelope trips
+    (``envelope_trips``, ``envelope_trip_times``: the latest 16, ``envelope_last``).
+    """
+
+    TRIP_TIMES_KEPT = 16
+
+    def __init__(self, model: LoadedPolicy, joints: Sequence[str], perception_timeout: float,
+                 reference: ReferenceHold | None = None) -> None:
+        self.model = model
+        self.joints = tuple(joints)
+        self.perception_timeout = float(perception_timeout)
+        self.reference = reference if reference is not None else ReferenceHold(len(self.joints))
+        self.perception: np.ndarray | None = None
+        self.perception_time: float | None = None
+        self.envelope_tripped = False
+        self.envelope_trips = 0
+        self.envelope_trip_times: list[float] = []
+        self.envelope_last = "none"
+
+    def set_perception(self, values: np.ndarray, now: float) -> None:
+        """Perception features received at ``now``."""
+        self.perception = values
+        self.perception_time = now
+
+    def step(self, q, qd, a_base, now: float) -> PolicyOutcome:
+        """The residual for this joint state and base action at ``now``, or None and why."""
+        model = self.model  # one read: a concurrent swap never mixes two models
+        ref = self.reference
+        if not ref.received:
+            return PolicyOutcome(None, model.joint_names, Skip.NO_REFERENCE, "no reference received")
+        perception = None
+        if model.assembler.uses_perception:
+            lost = perception_lost(now, self.perception_time, self.perception_timeout)
+            if lost:
+                return PolicyOutcome(None, model.joint_names, Skip.PERCEPTION_LOST, lost)
+            perception = self.perception
+        outcome = model.residual(q, qd, ref.q_ref, ref.qd_ref, a_base, perception, now)
+        monitor = model.monitor
+        tripped = monitor is not None and monitor.last.tripped
+        event = ""
+        if tripped and not self.envelope_tripped:
+            self.envelope_trips += 1
+            self.envelope_trip_times = (self.envelope_trip_times + [round(now, 3)])[-self.TRIP_TIMES_KEPT:]
+            self.envelope_last = outcome.why
+            event = "tripped"
+        elif self.envelope_tripped and not tripped:
+            event = "cleared"
+        self.envelope_tripped = tripped
+        if event:
+            return PolicyOutcome(outcome.residual, outcome.names, outcome.skip, outcome.why, event)
+        return outcome
+
+    def envelope_state(self, model: LoadedPolicy | None = None) -> str:
+        """The envelope check of ``model`` (default: the current one): none, off, out_of_envelope,
+        outside (debouncing) or inside."""
+        model = self.model if model is None else model
+        if model.envelope is None:
+            return "none (the model declares no envelope)"
+        if model.monitor is None:
+            return "off (envelope_check false)"
+        last = model.monitor.last
+        if last.tripped:
+            return "out_of_envelope"
+        return "outside (debouncing)" if last.outside else "inside"
+
+
+@dataclass(frozen=True)
+class LoopStep:
+    """One :meth:`ResidualLoop.step`: what was computed, and what went wrong.
+
+    ``hold_started``: this joint state started the hold of the first measured
+    position. ``base_error``: the base controller refused the inputs (no
+    ``a_base``, no policy step, no command). ``policy``: the policy's outcome;
+    ``rejected``: the mixer refused its residual (why); ``output``: the mixer's
+    command.
+    """
+
+    hold_started: bool
+    a_base: np.ndarray | None = None
+    base_error: str = ""
+    policy: PolicyOutcome | None = None
+    rejected: str = ""
+    output: MixOutput | None = None
+
+
+class ResidualLoop:
+    """The whole loop per joint state: reference hold, base controller, policy, mixer.
+
+    ``controller`` and ``policy.model`` can be replaced between steps. The
+    parts are also callable one by one (:meth:`base_action`, :meth:`mix`) for a
+    caller that puts a delay or an external policy between them.
+    """
+
+    def __init__(self, joints: Sequence[str], controller: BaseController, policy: PolicyStep | None,
+                 mixer: Mixer, reference: ReferenceHold | None = None) -> None:
+        self.joints = tuple(joints)
+        self.controller = controller
+        self.policy = policy
+        self.mixer = mixer
+        if reference is None:
+            reference = policy.reference if policy is not None else ReferenceHold(len(self.joints))
+        elif policy is not None:
+            policy.reference = reference
+        self.reference = reference
+
+    def base_action(self, q, qd, stamp: float) -> tuple[np.ndarray, bool]:
+        """(a_base, hold_started) for the joint state stamped ``stamp``; raises ObservationError."""
+        q_ref, qd_ref, started = self.reference.resolve(q)
+        return self.controller.compute(q, qd, q_ref, qd_ref, stamp), started
+
+    def mix(self, a_base, stamp: float, now: float, residual=None, residual_names: Sequence[str] = (),
+            residual_stamp: float | None = None) -> tuple[str, MixOutput]:
+        """(rejected, output): hand the residual (if any) to the mixer, then mix ``a_base``.
+
+        ``rejected`` is the mixer's reason for refusing the residual ('' if taken or none given).
+        """
+        rejected = ""
+        if residual is not None:
+            rejected = self.mixer.update_residual(residual_names, residual,
+                                                  stamp if residual_stamp is None else residual_stamp, now)
+        return rejected, self.mixer.step(self.joints, a_base, stamp, now)
+
+    def step(self, q, qd, stamp: float, now: float) -> LoopStep:
+        """One joint state (measured at ``stamp``, received at ``now``) through the whole loop."""
+        q_ref, qd_ref, started = self.reference.resolve(q)
+        self.mixer.update_state(self.joints, q, qd, now)  # for damp, should the joint states stop
+        try:
+            a_base = self.controller.compute(q, qd, q_ref, qd_ref, stamp)
+        except ObservationError as exc:
+            return LoopStep(started, base_error=str(exc))
+        outcome = self.policy.step(q, qd, a_base, now)
+        rejected, out = self.mix(a_base, stamp, now, outcome.residual, outcome.names)
+        return LoopStep(started, a_base, "", outcome, rejected, out)

@@ -1,0 +1,259 @@
+"""core.step: the residual loop's one step and its rules (reference hold, perception, envelope, model errors).
+
+The loop is checked against the sequence of core calls the fused node made
+before it existed (base controller, observation, policy, mixer), on arbitrary
+joint states, so the nodes, the training env and the evaluation that call it
+run the same step.
+"""
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from residual_control.core.base_controllers import make_base_controller
+from residual_control.core.envelope import METADATA_KEY
+from residual_control.core.mixer import Mixer, MixerConfig
+from residual_control.core.observation import default_observation_names
+from residual_control.core.policy import PolicyExpectations
+from residual_control.core.step import (LoadedPolicy, PolicyStep, ReferenceHold, ResidualLoop, Skip,
+                                        perception_lost)
+from residual_control.harness.synthetic_models import constant_model, linear_model
+from residual_control.training.common.config import load_params_file
+
+JOINTS = ("shoulder", "elbow")
+FEATURES = ("payload_mass",)
+LIMIT = (20.0, 8.0)
+OBS = default_observation_names(JOINTS, FEATURES)
+EXPECT = PolicyExpectations(JOINTS, LIMIT, 100.0, FEATURES)
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                           HealthCheck.function_scoped_fixture])
+finite = st.floats(-3.0, 3.0)
+vec = st.lists(finite, min_size=2, max_size=2).map(np.array)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("step_models")
+    w = np.zeros((len(OBS), 2), np.float32)
+    w[OBS.index("e/shoulder"), 0] = 30.0
+    w[OBS.index("a_base/elbow"), 1] = 0.5
+    w[OBS.index("perception/payload_mass"), 0] = 2.0
+    low, high = [-1e3] * len(OBS), [1e3] * len(OBS)
+    i = OBS.index("qd/shoulder")
+    low[i], high[i] = -1.0, 1.0
+    env = json.dumps({"names": list(OBS), "low": low, "high": high})
+    return {
+        "linear": linear_model(str(tmp / "linear.onnx"), JOINTS, OBS, LIMIT, weights=w),
+        "enveloped": constant_model(str(tmp / "env.onnx"), JOINTS, OBS, LIMIT, (3.0, -1.5),
+                                    extra_metadata={METADATA_KEY: env}),
+        "unbounded": constant_model(str(tmp / "unbounded.onnx"), JOINTS, OBS, LIMIT, (99.0, 0.0), bounded=False),
+        "no_perception": constant_model(str(tmp / "np.onnx"), JOINTS, default_observation_names(JOINTS), LIMIT,
+                                        (1.0, 1.0)),
+    }
+
+
+def _step(model_path, timeout=0.5, debounce=0.05) -> PolicyStep:
+    loaded = LoadedPolicy(model_path, "", EXPECT)
+    loaded.configure_envelope(True, debounce, 0.0)
+    return PolicyStep(loaded, JOINTS, timeout)
+
+
+# ---------------------------------------------------------------------- ReferenceHold
+@SETTINGS
+@given(q0=vec, q1=vec, ref=vec, ref_v=vec)
+def test_reference_hold_holds_the_first_position_until_a_reference(q0, q1, ref, ref_v):
+    hold = ReferenceHold(2)
+    assert not hold.holding and not hold.received
+    q_ref, qd_ref, started = hold.resolve(q0)
+    assert started and hold.holding and np.array_equal(q_ref, q0) and np.array_equal(qd_ref, np.zeros(2))
+    q0[:] = 99.0  # the hold is a copy of the measured position
+    q_ref, qd_ref, started = hold.resolve(q1)
+    assert not started and not np.array_equal(q_ref, q1) or np.array_equal(q1, q_ref)
+    assert np.all(q_ref != 99.0)
+    hold.set(ref, ref_v)
+    q_ref, qd_ref, started = hold.resolve(q1)
+    assert hold.received and not hold.holding and not started
+    assert q_ref is ref and qd_ref is ref_v
+
+
+def test_reference_hold_starts_only_once():
+    hold = ReferenceHold(2)
+    assert [hold.resolve(np.array([0.1 * k, 0.0]))[2] for k in range(3)] == [True, False, False]
+    assert np.array_equal(hold.q_ref, [0.0, 0.0])
+    hold.set(np.ones(2), np.zeros(2))
+    assert hold.resolve(np.full(2, 5.0))[2] is False and np.array_equal(hold.q_ref, np.ones(2))
+
+
+# ---------------------------------------------------------------------- perception_lost
+@given(now=st.floats(0, 1e4), age=st.floats(0, 10), timeout=st.floats(0.001, 5))
+def test_perception_lost_exactly_when_older_than_the_timeout(now, age, timeout):
+    why = perception_lost(now, now - age, timeout)
+    assert (why == "") == ((now - (now - age)) <= timeout)
+    if why:
+        assert "perception lost: last" in why and f"perception_timeout {timeout:g} s" in why
+    assert perception_lost(now, None, timeout).startswith("perception lost: never received")
+
+
+# ---------------------------------------------------------------------- PolicyStep
+def test_policy_step_needs_a_reference_then_fresh_perception(models):
+    step = _step(models["linear"], timeout=0.2)
+    z = np.zeros(2)
+    out = step.step(z, z, z, 0.0)
+    assert out.residual is None and out.skip is Skip.NO_REFERENCE and out.why == "no reference received"
+    step.reference.resolve(np.ones(2))  # a held position is not a reference
+    assert step.step(z, z, z, 0.0).skip is Skip.NO_REFERENCE
+    step.reference.set(np.array([0.1, 0.0]), z)
+    out = step.step(z, z, z, 0.0)
+    assert out.skip is Skip.PERCEPTION_LOST and "never received" in out.why
+    step.set_perception(np.array([0.5]), 1.0)
+    out = step.step(z, z, z, 1.2)
+    assert out.skip is None and out.names == list(JOINTS)
+    # e/shoulder 0.1 * 30 + payload 0.5 * 2: the linear model's closed form.
+    assert out.residual == pytest.approx([4.0, 0.0], abs=1e-5)
+    out = step.step(z, z, z, 1.2001)
+    assert out.skip is Skip.PERCEPTION_LOST and "last 0.200 s ago" in out.why
+    step.perception_timeout = 1.0
+    assert step.step(z, z, z, 1.2001).skip is None
+
+
+def test_policy_step_ignores_perception_when_the_model_does_not_use_it(models):
+    step = _step(models["no_perception"], timeout=0.01)
+    step.reference.set(np.zeros(2), np.zeros(2))
+    out = step.step(np.zeros(2), np.zeros(2), np.zeros(2), 100.0)
+    assert out.skip is None and out.residual == pytest.approx([1.0, 1.0])
+
+
+def test_policy_step_model_errors_and_bad_inputs_are_reported_not_raised(models):
+    step = _step(models["unbounded"])
+    step.reference.set(np.zeros(2), np.zeros(2))
+    step.set_perception(np.array([0.5]), 0.0)
+    out = step.step(np.zeros(2), np.zeros(2), np.zeros(2), 0.0)
+    assert out.residual is None and out.skip is not None and "expected |value| <= [20.0, 8.0]" in out.why
+    step = _step(models["linear"])
+    step.reference.set(np.zeros(2), np.zeros(2))
+    step.set_perception(np.array([0.5]), 0.0)
+    out = step.step(np.array([np.nan, 0.0]), np.zeros(2), np.zeros(2), 0.0)
+    assert out.skip is Skip.BAD_INPUT and not out.model_error and "expected finite" in out.why
+    out = step.step(np.zeros(3), np.zeros(2), np.zeros(2), 0.0)
+    assert out.skip is Skip.BAD_INPUT and "expected 2 values" in out.why
+
+
+def test_policy_step_envelope_debounce_counts_trips_and_reports_transitions(models):
+    step = _step(models["enveloped"], debounce=0.05)
+    step.reference.set(np.zeros(2), np.zeros(2))
+    step.set_perception(np.array([0.5]), 0.0)
+    z, fast = np.zeros(2), np.array([3.0, 0.0])
+    events, skips = [], []
+    for k, qd in enumerate([z] * 2 + [fast] * 8 + [z] * 2 + [fast] * 7):
+        out = step.step(z, qd, z, k * 0.01)
+        events.append(out.envelope)
+        skips.append(out.skip)
+    # Outside from step 2; tripped at 0.05 s outside (step 7) until back inside (step 10).
+    assert skips == [None] * 7 + [Skip.OUT_OF_ENVELOPE] * 3 + [None] * 7 + [Skip.OUT_OF_ENVELOPE] * 2
+    assert [i for i, e in enumerate(events) if e] == [7, 10, 17]
+    assert [events[i] for i in (7, 10, 17)] == ["tripped", "cleared", "tripped"]
+    assert step.envelope_trips == 2 and step.envelope_trip_times == [0.07, 0.17]
+    assert step.envelope_last.startswith("out_of_envelope: qd/shoulder = 3")
+    assert step.envelope_state() == "out_of_envelope"
+    step.model.configure_envelope(False, 0.05, 0.0)
+    assert step.envelope_state() == "off (envelope_check false)"
+    assert step.step(z, fast, z, 0.3).skip is None
+
+
+def test_policy_step_reads_a_swapped_model(models):
+    step = _step(models["linear"])
+    step.reference.set(np.zeros(2), np.zeros(2))
+    step.set_perception(np.array([0.0]), 0.0)
+    assert step.step(np.zeros(2), np.zeros(2), np.zeros(2), 0.0).residual == pytest.approx([0.0, 0.0])
+    step.model = LoadedPolicy(models["no_perception"], "", EXPECT)
+    assert step.step(np.zeros(2), np.zeros(2), np.zeros(2), 0.0).residual == pytest.approx([1.0, 1.0])
+
+
+# ---------------------------------------------------------------------- ResidualLoop
+_PF = load_params_file()
+
+
+def _parts():
+    pf = _PF
+    mp = {**pf["mixer_params"], "joints": list(JOINTS)}
+    return make_base_controller(pf["base_params"]), Mixer(MixerConfig.from_params(mp))
+
+
+def _old_sequence(controller, policy: PolicyStep, mixer: Mixer, q, qd, stamp, now):
+    """The fused node's step before core.step: the same core calls, written out."""
+    ref = policy.reference
+    if ref.q_ref is None:
+        ref.q_ref, ref.qd_ref = q.copy(), np.zeros(2)
+    mixer.update_state(JOINTS, q, qd, now)
+    a_base = controller.compute(q, qd, ref.q_ref, ref.qd_ref, stamp)
+    model = policy.model
+    residual = None
+    if ref.received and (policy.perception_time is not None and now - policy.perception_time
+                         <= policy.perception_timeout):
+        residual = model.residual(q, qd, ref.q_ref, ref.qd_ref, a_base, policy.perception, now).residual
+    if residual is not None:
+        mixer.update_residual(model.joint_names, residual, stamp, now)
+    return a_base, residual, mixer.step(JOINTS, a_base, stamp, now)
+
+
+@settings(SETTINGS, max_examples=25)
+@given(states=st.lists(st.tuples(vec, vec), min_size=1, max_size=25),
+       reference_at=st.integers(0, 30), perception_until=st.integers(0, 30))
+def test_residual_loop_equals_the_sequence_of_core_calls(models, states, reference_at, perception_until):
+    loops = []
+    for _ in range(2):
+        controller, mixer = _parts()
+        loops.append((controller, _step(models["linear"], timeout=0.05), mixer))
+    loop = ResidualLoop(JOINTS, loops[1][0], loops[1][1], loops[1][2])
+    ref = (np.array([0.3, -0.2]), np.array([0.1, 0.0]))
+    for k, (q, qd) in enumerate(states):
+        t = 0.01 * k
+        for _, policy, _ in loops:
+            if k == reference_at:
+                policy.reference.set(*ref)
+            if k <= perception_until:
+                policy.set_perception(np.array([0.4 + 0.01 * k]), t)
+        a_base, residual, out = _old_sequence(*loops[0], q, qd, t, t + 0.001)
+        step = loop.step(q, qd, t, t + 0.001)
+        assert step.hold_started == (k == 0 < reference_at) and not step.base_error and not step.rejected
+        assert np.array_equal(step.a_base, a_base)
+        assert (step.policy.residual is None) == (residual is None)
+        if residual is not None:
+            assert np.array_equal(step.policy.residual, residual)
+        assert np.array_equal(step.output.command, out.command) and step.output.mode == out.mode
+        assert np.array_equal(step.output.applied_residual, out.applied_residual)
+
+
+def test_residual_loop_reports_base_errors_and_rejected_residuals(models):
+    controller, mixer = _parts()
+    policy = _step(models["linear"])
+    loop = ResidualLoop(JOINTS, controller, policy, mixer)
+    assert loop.reference is policy.reference
+    step = loop.step(np.array([0.0, np.nan]), np.zeros(2), 0.0, 0.0)
+    assert step.hold_started and step.base_error and step.output is None and step.policy is None
+    assert "expected" in step.base_error
+    policy.reference.set(np.zeros(2), np.zeros(2))
+    policy.set_perception(np.array([0.0]), 1.0)
+    step = loop.step(np.zeros(2), np.zeros(2), 1.0, 1.0)
+    assert step.policy.residual is not None and not step.rejected and step.output.command is not None
+    loop.controller = SimpleNamespace(compute=lambda q, qd, q_ref, qd_ref, t: np.zeros(2))  # takes any stamp
+    step = loop.step(np.zeros(2), np.zeros(2), float("inf"), 1.01)
+    assert step.policy.residual is not None and step.output is not None
+    assert step.rejected == "residual: expected a finite stamp, found inf"
+
+
+def test_residual_loop_parts_for_an_external_policy():
+    controller, mixer = _parts()
+    loop = ResidualLoop(JOINTS, controller, None, mixer)
+    loop.reference.set(np.array([0.2, 0.1]), np.zeros(2))
+    a_base, started = loop.base_action(np.zeros(2), np.zeros(2), 0.0)
+    assert not started and np.array_equal(a_base, _parts()[0].compute(np.zeros(2), np.zeros(2),
+                                                                        np.array([0.2, 0.1]), np.zeros(2), 0.0))
+    rejected, out = loop.mix(a_base, 0.0, 0.0, np.array([1.0, -100.0]), JOINTS)
+    assert rejected == "" and out.command is not None
+    assert np.all(np.abs(out.applied_residual) <= np.asarray(LIMIT) + 1e-9)
