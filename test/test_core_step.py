@@ -257,3 +257,53 @@ def test_residual_loop_parts_for_an_external_policy():
     rejected, out = loop.mix(a_base, 0.0, 0.0, np.array([1.0, -100.0]), JOINTS)
     assert rejected == "" and out.command is not None
     assert np.all(np.abs(out.applied_residual) <= np.asarray(LIMIT) + 1e-9)
+
+
+# ---------------------------------------------------------------------- the training env and the evaluation
+@pytest.mark.parametrize("delay", [0, 1, 2])
+def test_env_step_is_the_runtime_sequence_of_core_calls(delay):
+    """training.env runs the loop's base action and mix: equal to the core calls written out, bit for bit."""
+    from residual_control.training.env import ResidualEnv
+
+    env = ResidualEnv(residual_delay_steps=delay, base_gain_randomization=0.0, seed=3)
+    obs, _ = env.reset(seed=4)
+    controller = make_base_controller(env.base_params)
+    mixer = Mixer(env.mixer_config)
+    queue = []
+    rng = np.random.default_rng(7)
+    for _ in range(120):
+        t = env.time
+        a_base = controller.compute(env.q_meas, env.qd_meas, env.q_ref, env.qd_ref, t)
+        assert np.array_equal(env.a_base, a_base)
+        assert np.array_equal(obs, env.assembler.assemble(env.q_meas, env.qd_meas, env.q_ref, env.qd_ref, a_base,
+                                                          env.perception))
+        action = rng.uniform(-1.5, 1.5, env.n)
+        queue.append((np.clip(action, -1, 1) * env.residual_limit, t))
+        if len(queue) > delay:
+            da, stamp = queue.pop(0)
+            mixer.update_residual(env.joints, da, stamp, t)
+        out = mixer.step(env.joints, a_base, t, t)
+        obs, reward, terminated, truncated, info = env.step(action)
+        assert np.array_equal(info["command"], out.command)
+        assert np.array_equal(info["applied_residual"], out.applied_residual)
+        assert not terminated and not truncated
+
+
+def test_evaluation_runs_the_runtime_policy_step_on_the_env_state(models, monkeypatch):
+    """training.evaluate.RuntimePolicy: the policy node's step on the env's state; its residual is the model's."""
+    from residual_control.training import evaluate
+    from residual_control.training.env import ResidualEnv
+
+    env = ResidualEnv(base_gain_randomization=0.0, seed=3)
+    env.reset(seed=4)
+    policy = evaluate.RuntimePolicy(models["linear"])
+    for _ in range(20):
+        da = policy(env)
+        expected = policy.runner.infer(env.assembler.assemble(env.q_meas, env.qd_meas, env.q_ref, env.qd_ref,
+                                                              env.a_base, env.perception))
+        assert np.array_equal(da, expected)  # the env's joint order is the model's here
+        env.step(da / env.residual_limit)
+    assert policy.stats["envelope"] is False and policy.stats["outside_steps"] == 0
+    bad = evaluate.RuntimePolicy(models["unbounded"])
+    with pytest.raises(ValueError, match=r"evaluation of .*unbounded.onnx at t = 0.200 s: residual: expected"):
+        bad(env)

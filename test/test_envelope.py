@@ -178,22 +178,35 @@ def test_compute_envelope_refuses_bad_data(obs, match):
         compute_envelope(obs, NAMES)
 
 
-def test_evaluation_runs_the_model_behind_the_envelope_check():
-    """training.evaluate.envelope_checked_fn: zero residual while tripped, counts trips and outside steps."""
+def test_evaluation_runs_the_model_behind_the_envelope_check(tmp_path):
+    """training.evaluate.RuntimePolicy: zero residual while tripped, counts trips and outside steps."""
     from types import SimpleNamespace
 
-    from residual_control.training.evaluate import envelope_checked_fn
+    from residual_control.core.observation import default_observation_names
+    from residual_control.harness.synthetic_models import constant_model
+    from residual_control.training.evaluate import RuntimePolicy
 
-    runner = SimpleNamespace(envelope=box(), n_act=2, contract=SimpleNamespace(control_rate_hz=100.0))
-    fn, stats = envelope_checked_fn(lambda obs: np.array([1.0, 2.0]), runner, debounce=0.05)
-    inside, out = np.array([0.0, 0.0, 1.0]), np.array([0.0, 0.0, 7.0])
-    outputs = [fn(o) for o in [inside] * 3 + [out] * 10 + [inside] * 2]
+    joints, features = ("shoulder", "elbow"), ("payload_mass",)
+    obs = default_observation_names(joints, features)
+    low, high = [-100.0] * len(obs), [100.0] * len(obs)
+    i = obs.index("perception/payload_mass")
+    low[i], high[i] = 0.0, 3.0
+    meta = json.dumps({"names": list(obs), "low": low, "high": high})
+    path = constant_model(str(tmp_path / "m.onnx"), joints, obs, [20.0, 8.0], (1.0, 2.0),
+                          extra_metadata={METADATA_KEY: meta})
+    policy = RuntimePolicy(path, debounce=0.05)
+    z = np.zeros(2)
+    outputs = []
+    for k, m in enumerate([1.0] * 3 + [7.0] * 10 + [1.0] * 2):
+        env = SimpleNamespace(q_ref=z, qd_ref=z, perception=np.array([m]), perception_time=k * 0.01, q_meas=z,
+                              qd_meas=z, a_base=z, time=k * 0.01, joints=joints)
+        outputs.append(policy(env))
     # Outside from step 3; tripped once 0.05 s (5 periods) have passed: steps 8..12.
     assert [bool(np.any(o)) for o in outputs] == [True] * 8 + [False] * 5 + [True] * 2
+    stats = policy.stats
     assert stats["outside_steps"] == 10 and stats["tripped_steps"] == 5 and stats["trips"] == 1
-    assert stats["worst"]["feature"] == "perception/m" and stats["worst"]["excess"] == pytest.approx(4.0)
-    unchecked, s2 = envelope_checked_fn(fn, SimpleNamespace(envelope=None), 0.1)
-    assert unchecked is fn and s2["envelope"] is False
+    assert stats["worst"]["feature"] == "perception/payload_mass" and stats["worst"]["excess"] == pytest.approx(4.0)
+    assert outputs[0] == pytest.approx([1.0, 2.0])
 
 
 def test_loaded_policy_checks_the_envelope_with_debounce_margin_and_switch(tmp_path):

@@ -6,13 +6,15 @@ One step = one control period (1 / control_rate_hz, 100 Hz by default):
 2. the reference (q_ref, qd_ref) is sampled at the current time;
 3. a_base = base.compute(q, qd, q_ref, qd_ref, t) -- the SAME core base controller
    (:func:`residual_control.core.make_base_controller` on the params file's
-   ``base_controller`` section);
+   ``base_controller`` section), called through the runtime's loop
+   (:class:`residual_control.core.step.ResidualLoop`, ``base_action``);
 4. the observation is built by the core :class:`ObservationAssembler` from the
    same joint state, reference, a_base and the perception (payload_mass +
    N(0, 0.05^2), refreshed at 30 Hz and held in between);
 5. the agent answers with an action in [-1, 1]^n, scaled by residual_limit into
    da; as in the ROS graph, da reaches the core :class:`Mixer` ``residual_delay_steps``
-   periods later (default 1: it is mixed with the NEXT base action);
+   periods later (default 1: it is mixed with the NEXT base action), through the
+   same loop (``ResidualLoop.mix``);
 6. a = clip(a_base + g * clip(da_delayed, +-eps), command limits) (the Mixer, with
    no recovery hold/ramp) is held on the plant for one period.
 
@@ -35,6 +37,7 @@ import numpy as np
 
 from residual_control.core import (Mixer, MixerConfig, ObservationAssembler, default_observation_names,
                                    make_base_controller)
+from residual_control.core.step import ResidualLoop
 from residual_control.sim.plant import RANDOMIZATION_RANGES, MujocoPlant, PlantParams
 from residual_control.sim.trajectories import make_trajectory
 
@@ -133,6 +136,8 @@ class ResidualEnv(gym.Env):
                                                                                     self.residual_limit)))
         self.mixer_config = MixerConfig.from_params(mp)
         self.mixer = Mixer(self.mixer_config)
+        #: The runtime's loop around the base controller and the mixer; the agent is the policy.
+        self.loop = ResidualLoop(self.joints, self.base, None, self.mixer)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.assembler.size,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.n,), np.float32)
         self._rng = np.random.default_rng(seed)
@@ -160,16 +165,18 @@ class ResidualEnv(gym.Env):
         if self.time + 1e-9 >= self._next_perception:
             self.perception = np.array([self.plant_params.payload_mass + self._rng.normal(
                 0.0, self.perception_noise_std)])[: len(self.perception_features)]
+            self.perception_time = self.time
             self._next_perception += self.perception_period
 
     def _observe(self) -> np.ndarray:
         self.q_meas, self.qd_meas = self.plant.measure()
         self.q_ref, self.qd_ref, self.qdd_ref = self.trajectory.sample(self.time)
         self._perceive()
+        self.loop.reference.set(self.q_ref, self.qd_ref)
         if self.full_action:
             self.a_base = np.zeros(self.n)
         else:
-            self.a_base = self.base.compute(self.q_meas, self.qd_meas, self.q_ref, self.qd_ref, self.time)
+            self.a_base, _ = self.loop.base_action(self.q_meas, self.qd_meas, self.time)
         self.obs = self.assembler.assemble(self.q_meas, self.qd_meas, self.q_ref, self.qd_ref, self.a_base,
                                            self.perception if self.perception_features else None)
         return self.obs
@@ -207,11 +214,13 @@ class ResidualEnv(gym.Env):
             qd0 = np.zeros(self.n)
         self.plant.reset(q0, qd0)
         self.mixer = Mixer(self.mixer_config)
+        self.loop.controller, self.loop.mixer = self.base, self.mixer
         self._queue: deque = deque()
         self.time = 0.0
         self._steps = 0
         self._next_perception = 0.0
         self.perception = np.zeros(len(self.perception_features))
+        self.perception_time = 0.0
         obs = self._observe()
         return obs, {"plant": plant.as_dict(), "trajectory": self.trajectory_spec}
 
@@ -225,10 +234,8 @@ class ResidualEnv(gym.Env):
             applied = command
         else:
             self._queue.append((torque, t))
-            if len(self._queue) > self.delay:
-                da, stamp = self._queue.popleft()
-                self.mixer.update_residual(self.joints, da, stamp, t)
-            out = self.mixer.step(self.joints, self.a_base, t, t)
+            da, stamp = self._queue.popleft() if len(self._queue) > self.delay else (None, None)
+            _, out = self.loop.mix(self.a_base, t, t, da, self.joints, stamp)
             command = out.command
             applied = out.applied_residual
         self.command = command

@@ -6,13 +6,16 @@ default), with the residual delayed by one control period and clamped by the
 core Mixer at residual_limit, exactly as in the ROS graph. "Base alone" is
 the same loop with no residual. Reports RMSE per joint and overall (rad, on
 the true joint position), max |da| and the clamp share; writes JSON and a PNG.
-The ONNX model runs behind the runtime's training-envelope check (its default
-debounce, 0.1 s): ``residual.envelope`` counts the steps outside, the envelope
-fallbacks (``trips``, no residual while tripped) and the worst excess.
+The ONNX model runs through the runtime's policy step
+(:class:`~residual_control.core.step.PolicyStep`: observation, model, the
+training-envelope check at its default debounce, 0.1 s) on the env's state
+(:class:`RuntimePolicy`): ``residual.envelope`` counts the steps outside, the
+envelope fallbacks (``trips``, a zero residual while tripped) and the worst excess.
 """
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
@@ -59,10 +62,11 @@ def load_plant(plant) -> "PlantParams":
     return PlantParams.from_yaml(resolve_path(plant))
 
 
-def rollout(residual_fn: Callable[[np.ndarray], np.ndarray] | None, plant, trajectory: Mapping,
+def rollout(residual_fn: "Callable[[np.ndarray], np.ndarray] | RuntimePolicy | None", plant, trajectory: Mapping,
             seconds: float = DEFAULT_SECONDS, params_file: str = DEFAULT_PARAMS_FILE, delay: int = DEFAULT_DELAY,
             observation_names: Sequence[str] | None = None, seed: int = 0, record: bool = False) -> dict:
-    """One closed-loop run. ``residual_fn(obs) -> da`` in N m (None: base alone)."""
+    """One closed-loop run. ``residual_fn(obs) -> da`` in N m (None: base alone), or a
+    :class:`RuntimePolicy` (the runtime's policy step on the env's state)."""
     from .env import ResidualEnv
 
     env = ResidualEnv(params_file, plant=load_plant(plant), trajectory=trajectory, episode_seconds=seconds,
@@ -72,7 +76,11 @@ def rollout(residual_fn: Callable[[np.ndarray], np.ndarray] | None, plant, traje
     clamped = 0
     done = False
     while not done:
-        da = np.zeros(env.n) if residual_fn is None else np.asarray(residual_fn(obs), dtype=float).reshape(-1)
+        if residual_fn is None:
+            da = np.zeros(env.n)
+        else:
+            da = np.asarray(residual_fn(env) if isinstance(residual_fn, RuntimePolicy) else residual_fn(obs),
+                            dtype=float).reshape(-1)
         das.append(da)
         clamped += int(np.any(np.abs(da) > env.residual_limit + 1e-9))
         obs, _r, term, trunc, info = env.step(da / env.residual_limit)
@@ -103,53 +111,65 @@ def compare(residual_fn, plant, trajectory, seconds=DEFAULT_SECONDS, params_file
     return {"base": base, "residual": res, "ratio": res["rmse"] / base["rmse"]}
 
 
-def onnx_residual_fn(model_path: str, params_file: str = DEFAULT_PARAMS_FILE):
-    """(fn, runner): the runtime's PolicyRunner, validated against the params file."""
-    from residual_control.core.policy import PolicyRunner
-
-    from .export import expectations_from_params
-
-    runner = PolicyRunner(str(model_path), expectations_from_params(params_file))
-    return runner.infer, runner
+#: The runtime's default envelope_debounce (s).
+ENVELOPE_DEBOUNCE = 0.1
 
 
-def envelope_checked_fn(fn, runner, debounce: float = 0.1):
-    """(fn', stats): ``fn`` behind the runtime's training-envelope check, as the policy node runs it.
+class RuntimePolicy:
+    """The runtime's policy step on a :class:`ResidualEnv`'s state: ``policy(env) -> da`` (N m).
 
-    Time is the step count over the model's control rate. While the check is tripped
-    (outside for ``debounce`` s) fn' returns a zero residual (the node publishes none and
-    the mixer falls back) and ``stats`` counts it: ``outside_steps``, ``tripped_steps``,
-    ``trips`` (envelope fallbacks), ``worst`` (the largest excess seen, relative to its range).
-    A model without an envelope: fn unchanged, ``stats["envelope"]`` False.
+    The model is loaded and validated against the params file as the policy node
+    does (:class:`~residual_control.core.step.LoadedPolicy`, envelope check on
+    with ``debounce``, no extra margin); each call feeds the env's reference and
+    perception (refreshed by the env, never lost) to the core
+    :class:`~residual_control.core.step.PolicyStep` and runs it on the env's
+    measured state and base action at the env's time. While the envelope check
+    is tripped the node publishes no residual: here the residual is zero.
+    ``stats`` counts ``outside_steps``, ``tripped_steps``, ``trips`` (envelope
+    fallbacks) and the ``worst`` excess (relative to the feature's range). A bad
+    input or a model error stops the evaluation (ResidualControlError).
     """
-    from residual_control.core.envelope import EnvelopeMonitor
 
-    stats = {"envelope": runner.envelope is not None, "debounce_s": debounce, "outside_steps": 0,
-             "tripped_steps": 0, "trips": 0, "worst": None}
-    if runner.envelope is None:
-        return fn, stats
-    monitor = EnvelopeMonitor(runner.envelope, debounce)
-    dt = 1.0 / runner.contract.control_rate_hz
-    step = [0]
-    worst = [0.0]
+    def __init__(self, model_path: str, params_file: str = DEFAULT_PARAMS_FILE,
+                 debounce: float = ENVELOPE_DEBOUNCE) -> None:
+        from residual_control.core.step import LoadedPolicy, PolicyStep
 
-    def checked(obs):
-        check = monitor.update(obs, step[0] * dt)
-        step[0] += 1
-        stats["trips"] = monitor.trips
-        if check.outside:
-            stats["outside_steps"] += 1
-            rel = check.excess / (check.high - check.low)
-            if rel > worst[0]:
-                worst[0] = rel
-                stats["worst"] = {"feature": check.feature, "value": check.value, "low": check.low,
-                                  "high": check.high, "excess": check.excess, "relative_excess": rel}
-        if check.tripped:
-            stats["tripped_steps"] += 1
-            return np.zeros(runner.n_act)
-        return fn(obs)
+        from .export import expectations_from_params
 
-    return checked, stats
+        expect = expectations_from_params(params_file)
+        model = LoadedPolicy(str(model_path), "", expect)
+        model.configure_envelope(True, debounce, 0.0)
+        self.step = PolicyStep(model, expect.joints, math.inf)
+        self.runner = model.runner
+        self.stats = {"envelope": model.envelope is not None, "debounce_s": debounce, "outside_steps": 0,
+                      "tripped_steps": 0, "trips": 0, "worst": None}
+        self._worst = 0.0
+
+    def __call__(self, env) -> np.ndarray:
+        from residual_control.core.errors import ResidualControlError
+        from residual_control.core.step import Skip
+
+        step = self.step
+        step.reference.set(env.q_ref, env.qd_ref)
+        step.set_perception(env.perception, env.perception_time)
+        out = step.step(env.q_meas, env.qd_meas, env.a_base, env.time)
+        if out.skip not in (None, Skip.OUT_OF_ENVELOPE):
+            raise ResidualControlError(f"evaluation of {step.model.path} at t = {env.time:.3f} s: {out.why}")
+        monitor = step.model.monitor
+        if monitor is not None:
+            check = monitor.last
+            self.stats["trips"] = step.envelope_trips
+            if check.outside:
+                self.stats["outside_steps"] += 1
+                rel = check.excess / (check.high - check.low)
+                if rel > self._worst:
+                    self._worst = rel
+                    self.stats["worst"] = {"feature": check.feature, "value": check.value, "low": check.low,
+                                           "high": check.high, "excess": check.excess, "relative_excess": rel}
+        if out.residual is None:
+            self.stats["tripped_steps"] += 1
+            return np.zeros(len(env.joints))
+        return out.residual[[list(out.names).index(j) for j in env.joints]]
 
 
 def torch_residual_fn(net):
@@ -216,14 +236,14 @@ def evaluate_model(model_path: str, plants: Mapping[str, object] | Sequence[str]
                    seconds: float = DEFAULT_SECONDS, delay: int = DEFAULT_DELAY, seed: int = 0,
                    latency: bool = True,
                    progress: bool = True) -> dict:
-    """Evaluate an ONNX model (through the runtime's PolicyRunner) on one or more plants."""
+    """Evaluate an ONNX model (through the runtime's policy step, :class:`RuntimePolicy`) on one or more plants."""
     if plants is None:
         plants = ACCEPTANCE_PLANTS
     elif isinstance(plants, str):
         plants = {Path(plants).stem: plants}
     elif not isinstance(plants, Mapping):
         plants = {Path(p).stem: p for p in plants}
-    fn, runner = onnx_residual_fn(model_path, params_file)
+    runner = RuntimePolicy(model_path, params_file).runner
     traj = load_reference_spec(reference)
     results = {}
     items = list(plants.items())
@@ -234,11 +254,11 @@ def evaluate_model(model_path: str, plants: Mapping[str, object] | Sequence[str]
     except ImportError:
         pass
     for name, plant in items:
-        checked, envelope = envelope_checked_fn(fn, runner)
-        results[name] = compare(checked, plant, traj, seconds, params_file, delay,
+        policy = RuntimePolicy(model_path, params_file)  # a fresh policy step (envelope state) per plant
+        results[name] = compare(policy, plant, traj, seconds, params_file, delay,
                                 runner.contract.observation_names, seed, record=plot_path is not None)
         results[name]["plant"] = load_plant(plant).as_dict()
-        results[name]["residual"]["envelope"] = envelope
+        results[name]["residual"]["envelope"] = policy.stats
     if plot_path:
         plot_comparison(results, plot_path, title=f"{Path(model_path).name} on {reference}")
     for r in results.values():
