@@ -37,6 +37,7 @@ import numpy as np
 
 from .base_controllers import nominal_model
 from .errors import ConfigError, describe
+from .joints import match_joints
 from .params import MIXER_PARAMS, default_of, joint_vector, spec_map
 
 
@@ -51,7 +52,6 @@ _SPEC = spec_map(MIXER_PARAMS)
 BASE_STALE_BEHAVIORS = tuple(_SPEC["base_stale_behavior"].choices)
 #: Longest bumpless fallback ramp (s): the decaying residual is still applied, so keep it short.
 FALLBACK_RAMP_TIME_MAX = _SPEC["fallback_ramp_time"].max
-_PERM_CACHE_SIZE = 16  # distinct name orders remembered per mixer
 #: The per-joint vectors: their values are robot-specific, so the dataclass gives them no default.
 _VECTORS = ("residual_limit", "residual_limit_max", "command_min", "command_max")
 
@@ -235,7 +235,7 @@ class Mixer:
         self._config = config
         self._gravity = gravity
         self._index = {name: i for i, name in enumerate(config.joints)}
-        self._perm_cache: dict[tuple, np.ndarray] = {}  # validated name order -> joint index per entry
+        self._perm_cache: dict[tuple, np.ndarray] = {}  # validated name order -> position of each joint (core.joints)
         self._residual: _Residual | None = None
         self._residual_error = "no residual received yet"
         self._mode = Mode.FALLBACK
@@ -295,44 +295,7 @@ class Mixer:
     # ------------------------------------------------------------------ inputs
     def _order(self, names: Sequence[str], values: Sequence[float], what: str) -> tuple[np.ndarray | None, str]:
         """Reorder values by joint name. Returns (vector, '') or (None, reason)."""
-        n = len(self._config.joints)
-        names = list(names)
-        try:
-            vals = np.asarray(values, dtype=float).reshape(-1)
-        except (TypeError, ValueError):
-            return None, f"{what}: expected {n} numbers, found {describe(values)}"
-        if len(names) != vals.size:
-            return None, f"{what}: expected as many values as names, found {len(names)} names and {vals.size} values"
-        # Hot path: the name checks below depend on the names only, so a name
-        # list that passed them once maps straight to its permutation.
-        try:
-            key = tuple(names)
-            perm = self._perm_cache.get(key)
-        except TypeError:  # unhashable entries: take the checks below
-            key, perm = None, None
-        if perm is not None:
-            out = np.empty(n)
-            out[perm] = vals
-            if not np.isfinite(out).all():
-                return None, f"{what}: expected finite values, found {out.tolist()}"
-            return out, ""
-        if len(set(names)) != len(names):
-            dup = sorted({x for x in names if names.count(x) > 1})
-            return None, f"{what}: expected unique joint names, found duplicates {dup}"
-        unknown = [x for x in names if x not in self._index]
-        if unknown:
-            return None, f"{what}: expected joints {list(self._config.joints)}, found unknown {unknown}"
-        if len(names) != n:
-            missing = [j for j in self._config.joints if j not in names]
-            return None, f"{what}: expected joints {list(self._config.joints)}, missing {missing}"
-        out = np.empty(n)
-        for name, v in zip(names, vals):
-            out[self._index[name]] = v
-        if key is not None and len(self._perm_cache) < _PERM_CACHE_SIZE:
-            self._perm_cache[key] = np.array([self._index[name] for name in names], dtype=np.intp)
-        if not np.all(np.isfinite(out)):
-            return None, f"{what}: expected finite values, found {out.tolist()}"
-        return out, ""
+        return match_joints(self._config.joints, names, values, what, index=self._index, cache=self._perm_cache)
 
     def update_residual(self, names: Sequence[str], values: Sequence[float], stamp: float, now: float) -> str:
         """Store a residual. Returns '' when accepted, else the reason it was rejected.

@@ -26,6 +26,7 @@ import yaml
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 
+from ..core.joints import match_joints, order_by_name
 from ..core.mixer import MixerConfig
 from ..paths import default_params_file, share_path
 from .graph import Graph, NodeSpec
@@ -157,8 +158,8 @@ class ClosedLoop:
 
     def _on_reference(self, msg: JointState) -> None:
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        idx = [list(msg.name).index(j) for j in self.joints]
-        self._refs.append((stamp, np.asarray(msg.position, dtype=float)[idx]))
+        self._refs.append((stamp, order_by_name(self.joints, msg.name, msg.position, "reference.position",
+                                                finite=False)))
 
     def __enter__(self) -> "ClosedLoop":
         return self
@@ -260,8 +261,7 @@ def check_commands(commands, bases, joints, config, behaviour: str = "stop", win
     lo, hi = config.command_min, config.command_max
     bound = config.residual_gain * config.residual_limit + 1e-6
     base_t = np.array([b.t for b in bases]) if bases else np.zeros(0)
-    base_v = [b.values[[b.names.index(j) for j in joints]]
-              if set(joints) <= set(b.names) and len(b.names) == len(b.values) else None for b in bases]
+    base_v = [_ordered(b.names, b.values, joints) for b in bases]
     counts = {"non_finite": 0, "out_of_limits": 0, "residual_bound": 0, "unbased": 0}
     # Before the recorder's base_action subscription has delivered anything (discovery at start-up),
     # a command's base action cannot be known: those are checked for finiteness and limits only.
@@ -334,9 +334,8 @@ def check_commands(commands, bases, joints, config, behaviour: str = "stop", win
 
 
 def _ordered(names, values, joints) -> np.ndarray | None:
-    if len(names) != len(values) or not set(joints) <= set(names):
-        return None
-    return values[[list(names).index(j) for j in joints]]
+    """``values`` ordered by ``joints`` (other names passed over, non-finite kept), None when they do not fit."""
+    return match_joints(joints, names, values, "", extra=True, finite=False)[0]
 
 
 def _named_base(record, bases, command, stamps, joints, lo, hi):
@@ -682,7 +681,7 @@ def analyse(run: LoopRun, joints: Sequence[str], config: MixerConfig) -> dict:
 
 
 def _positions(js: Sample, joints: Sequence[str]) -> np.ndarray:
-    return js.positions[[js.names.index(j) for j in joints]]
+    return order_by_name(joints, js.names, js.positions, "joint_states.position", finite=False)
 
 
 def series(run: LoopRun, joints: Sequence[str]) -> dict:

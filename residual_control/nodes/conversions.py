@@ -12,6 +12,8 @@ import numpy as np
 from builtin_interfaces.msg import Time as TimeMsg
 from rclpy.node import Node
 
+from ..core.joints import order_by_name
+
 
 def stamp_to_sec(stamp: TimeMsg) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
@@ -19,23 +21,6 @@ def stamp_to_sec(stamp: TimeMsg) -> float:
 
 def now_sec(node: Node) -> float:
     return node.get_clock().now().nanoseconds * 1e-9
-
-
-def order_by_name(joints: Sequence[str], names: Sequence[str], values: Sequence[float],
-                  what: str) -> np.ndarray:
-    """Values of a JointState field reordered to ``joints``; raises ValueError naming the problem."""
-    if len(values) != len(names):
-        raise ValueError(f"{what}: expected one value per name ({len(names)}), found {len(values)}")
-    index = {n: i for i, n in enumerate(names)}
-    if len(index) != len(names):
-        raise ValueError(f"{what}: expected unique joint names, found {list(names)}")
-    missing = [j for j in joints if j not in index]
-    if missing:
-        raise ValueError(f"{what}: expected joints {list(joints)}, missing {missing}")
-    out = np.fromiter((values[index[j]] for j in joints), dtype=float, count=len(joints))
-    if not np.all(np.isfinite(out)):
-        raise ValueError(f"{what}: expected finite values, found {out.tolist()}")
-    return out
 
 
 def read_state(joints: Sequence[str], msg) -> tuple[np.ndarray, np.ndarray]:

@@ -31,8 +31,9 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
 from ..core.errors import ConfigError
+from ..core.joints import order_by_name
 from ..core.params import POLICY_PARAMS, spec_map
-from .conversions import now_sec, order_by_name, read_state
+from .conversions import now_sec, read_state
 from .diagnostics import OK, WARN, Diagnostics
 from .parameters import declare_specs, result, validate_changes
 from .policy_io import PolicyIO
