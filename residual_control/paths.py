@@ -1,7 +1,8 @@
-"""Locate the package's data (config/, models/, description/, launch/).
+"""Locate the package's data (config/, models/, description/, launch/): the one path resolver.
 
 In a source checkout (the development environment) the data sits next to the
-Python package; after a colcon build it is in share/residual_control.
+Python package; after a colcon build it is in share/residual_control. The
+source tree is looked in first.
 """
 from __future__ import annotations
 
@@ -37,3 +38,27 @@ def default_params_file() -> Path:
 
 def default_model() -> Path:
     return share_path("models", "residual_bc.onnx")
+
+
+def description_path(name: str) -> Path:
+    """Path of a robot description file, e.g. ``description_path('arm.mjcf.xml')``."""
+    return share_path("description", name)
+
+
+def resolve_file(path: str | os.PathLike) -> Path:
+    """A user-given data file: as given (absolute, or relative to the working directory) when it
+    exists, else in the package as ``path``, ``config/<path>`` or ``config/plants/<path>``
+    (``config/plants/real.yaml`` or just ``real.yaml`` for a plant file).
+
+    Raises FileNotFoundError naming the path.
+    """
+    p = Path(path).expanduser()
+    if p.exists():
+        return p
+    if not p.is_absolute():
+        for parts in (p.parts, ("config",) + p.parts, ("config", "plants") + p.parts):
+            try:
+                return share_path(*parts)
+            except FileNotFoundError:
+                continue
+    raise FileNotFoundError(f"config file {str(path)!r}: not found (as given nor in the package)")

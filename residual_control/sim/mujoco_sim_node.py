@@ -44,7 +44,7 @@ from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
-from residual_control.sim import resolve_config_file
+from residual_control.paths import resolve_file
 from residual_control.sim.plant import MujocoPlant, PlantParams
 from residual_control.sim.sink_record import SinkRecorder
 
@@ -108,7 +108,7 @@ class MujocoSimNode(Node):
         self.declare_parameter("plant_file", "",
                                _desc("plant YAML (config/plants/*.yaml); empty = nominal plant", True))
         plant_file = self.get_parameter("plant_file").value
-        base = PlantParams.from_yaml(resolve_config_file(plant_file)) if plant_file else PlantParams()
+        base = PlantParams.from_yaml(resolve_file(plant_file)) if plant_file else PlantParams()
         values = {}
         for name, (description, low, high) in PLANT_PARAM_SPECS.items():
             values[name] = float(self.declare_parameter(

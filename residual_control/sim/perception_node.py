@@ -17,7 +17,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray
 
-from residual_control.sim import resolve_config_file
+from residual_control.paths import resolve_file
 from residual_control.sim.plant import PlantParams
 
 from residual_control.nodes.process import run_node
@@ -49,7 +49,7 @@ class PerceptionNode(Node):
             "plant_file", "",
             ParameterDescriptor(description="plant YAML giving the default true payload_mass",
                                 read_only=True)).value
-        base = PlantParams.from_yaml(resolve_config_file(plant_file)) if plant_file else PlantParams()
+        base = PlantParams.from_yaml(resolve_file(plant_file)) if plant_file else PlantParams()
         self.declare_parameter("payload_mass", float(base.payload_mass),
                                _range("true payload mass (kg); overrides plant_file; live", 0.0, 10.0))
         self.declare_parameter("noise_std", 0.05,

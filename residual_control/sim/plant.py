@@ -34,7 +34,7 @@ import mujoco
 import numpy as np
 
 from residual_control.core.arm_model import ArmModel
-from residual_control.sim import description_path
+from residual_control.paths import description_path
 
 MJCF_NAME = "arm.mjcf.xml"
 PAYLOAD_BODY = "payload"

@@ -14,27 +14,20 @@ from typing import Any, Mapping, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from residual_control.core.errors import ConfigError, describe
+from residual_control.paths import SOURCE_ROOT, resolve_file
 
 
 def repo_root() -> Path:
     """The package's source root (…/residual_control/..)."""
-    return Path(__file__).resolve().parents[3]
+    return SOURCE_ROOT
 
 
 def resolve_path(path: str | Path) -> Path:
-    """A path as given if it exists, else relative to the repository / package root."""
-    p = Path(path).expanduser()
-    if p.exists() or p.is_absolute():
-        return p
-    for candidate in (repo_root() / p, repo_root() / "config" / p, repo_root() / "config" / "plants" / p):
-        if candidate.exists():
-            return candidate
-    try:  # installed package: share/residual_control
-        from residual_control.sim import resolve_config_file
-
-        return Path(resolve_config_file(str(path)))
-    except Exception:
-        return p
+    """A path as given if it exists, else in the package (paths.resolve_file); as given when neither."""
+    try:
+        return resolve_file(path)
+    except FileNotFoundError:
+        return Path(path).expanduser()
 
 
 def _canonical(obj: Any) -> Any:
