@@ -32,10 +32,8 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node, PushRosNamespace
 
-import yaml
-
 from residual_control.hil import inject_ros2_control
-from residual_control.launch_params import ParamsFolder, node_params_files
+from residual_control.launch_params import ParamsFolder, common_joints, node_params_files
 
 PACKAGE = 'residual_control'
 WORLD_NAME = 'arm_world'          # <world name=...> in description/gazebo/arm_world.sdf
@@ -47,16 +45,6 @@ JOINT_STATES_TOPIC = '/joint_states'
 
 def _truthy(value):
     return value.strip().lower() in ('1', 'true', 'yes', 'on')
-
-
-def _joints_from_params(params_file):
-    with open(params_file, 'r', encoding='utf-8') as stream:
-        params = yaml.safe_load(stream) or {}
-    joints = params.get('/**', {}).get('ros__parameters', {}).get('joints')
-    if not joints:
-        raise RuntimeError(
-            f"{params_file}: expected `/**: ros__parameters: joints: [...]`, found none")
-    return [str(j) for j in joints]
 
 
 def _launch_setup(context, *args, **kwargs):
@@ -77,7 +65,7 @@ def _launch_setup(context, *args, **kwargs):
     with open(urdf_file, 'r', encoding='utf-8') as stream:
         robot_description = inject_ros2_control(
             stream.read(),
-            _joints_from_params(params_file),
+            common_joints(params_file),
             os.path.abspath(controllers_file),
             base_height=base_height,
         )

@@ -31,21 +31,18 @@ import shutil
 import tempfile
 from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = ["ParamsFolder", "node_keys", "node_params_files", "override_key", "scope_to_any_namespace"]
+from .params_file import load as _load
+from .params_file import section
+
+__all__ = ["ParamsFolder", "common_joints", "node_keys", "node_params_files", "override_key", "scope_to_any_namespace"]
 
 
-def _load(path: str) -> dict:
-    import yaml
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"params file: expected an existing file, found '{path}'")
-    with open(path, "r", encoding="utf-8") as stream:
-        data = yaml.safe_load(stream)
-    if data is None:
-        return {}
-    if not isinstance(data, Mapping):
-        raise ValueError(f"params file {path}: expected a mapping of node names, found {type(data).__name__}")
-    return dict(data)
+def common_joints(path: str | os.PathLike) -> list:
+    """The robot's joints: ``joints`` of the params file's ``/**`` entry; RuntimeError when it has none."""
+    joints = section(_load(path), "/**").get("joints")
+    if not joints:
+        raise RuntimeError(f"{os.fspath(path)}: expected `/**: ros__parameters: joints: [...]`, found none")
+    return [str(j) for j in joints]
 
 
 def node_keys(params: Mapping[str, Any], prefix: str = "") -> set:

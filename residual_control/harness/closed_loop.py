@@ -22,11 +22,12 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import rclpy
-import yaml
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 
+from .. import params_file
 from ..core.joints import match_joints, order_by_name
+from ..params_file import node_params
 from ..core.mixer import MixerConfig
 from ..paths import default_params_file, share_path
 from .graph import Graph, NodeSpec
@@ -34,15 +35,8 @@ from .probe import RECORD_QOS, Probe, Sample
 
 
 def load_params(path: str | Path | None = None) -> dict:
-    with open(path or default_params_file()) as f:
-        return yaml.safe_load(f)
-
-
-def node_params(params: Mapping, node: str) -> dict:
-    """Parameters a node gets from a params file: ``/**`` merged with its own section."""
-    out = dict(params.get("/**", {}).get("ros__parameters", {}))
-    out.update(params.get(node, {}).get("ros__parameters", {}))
-    return out
+    """The loaded params file (the package's own when None)."""
+    return params_file.load(path or default_params_file())
 
 
 def mixer_config(params: Mapping) -> MixerConfig:

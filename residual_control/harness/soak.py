@@ -181,7 +181,8 @@ def transition_summary(parts: list, joints, config) -> dict:
 def _write_files(work: Path, rate: float) -> tuple[str, str]:
     from ..core.observation import default_observation_names
     from ..nodes.residual_controller import NODE_NAME, fused_parameters
-    from .closed_loop import load_params, node_params
+    from ..params_file import node_params
+    from .closed_loop import load_params
     from .synthetic_models import linear_model
 
     params = load_params(default_params_file())

@@ -42,6 +42,7 @@ from ..core.errors import ConfigError
 from ..core.mixer import mixer_from_params
 from ..core.params import BASE_PARAMS, MIXER_PARAMS, POLICY_PARAMS, ParamSpec, spec_map
 from ..core.step import ResidualLoop
+from ..params_file import section
 from .conversions import now_sec, read_state, stamp_to_sec
 from .diagnostics import ERROR, OK, Diagnostics
 from .mixer_io import MixerIO
@@ -76,12 +77,9 @@ def fused_parameters(params_file: Mapping[str, object]) -> dict[str, object]:
     nested, as ROS flattens them to ``model.*``. Returns the mapping to put
     under ``residual_controller: ros__parameters:``.
     """
-    def section(name):
-        return dict((params_file.get(name) or {}).get("ros__parameters") or {})
-
-    merged = section("/**")
+    merged = section(params_file, "/**")
     for name in reversed(SOURCE_NODES):  # the first of SOURCE_NODES overrides the others
-        merged.update(section(name))
+        merged.update(section(params_file, name))
     return copy.deepcopy(merged)  # no object shared with the sections (YAML would write aliases)
 
 

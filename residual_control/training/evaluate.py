@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
-import yaml
 
+from .. import params_file
 from .common.config import EnvConfig, EvaluationConfig, resolve_path
 
 if TYPE_CHECKING:
@@ -41,9 +41,8 @@ ACCEPTANCE_PLANTS: dict = {name: f"config/plants/{name}.yaml" for name in ("real
 
 def load_reference_spec(path: str = DEFAULT_REFERENCE, kind: str | None = None) -> dict:
     """The trajectory spec of the reference publisher's params file (sinusoid or min_jerk)."""
-    with open(resolve_path(path), "r", encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
-    p = dict((data.get("reference_publisher") or {}).get("ros__parameters") or data)
+    data = params_file.load(resolve_path(path))
+    p = params_file.section(data, "reference_publisher") or data
     kind = kind or p.get("trajectory_type", "sinusoid")
     if kind == "sinusoid":
         return {"type": "sinusoid", "center": p["center"], "amplitude": p["amplitude"],

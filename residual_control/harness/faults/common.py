@@ -109,7 +109,8 @@ class Context:
 
     def __init__(self, work: Path, log_dir: Path | None, progress: Callable[[str], None]) -> None:
         from ...core.observation import default_observation_names
-        from ..closed_loop import load_params, node_params
+        from ...params_file import node_params
+        from ..closed_loop import load_params
         from ..synthetic_models import constant_model, linear_model
 
         self.work = work

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from residual_control.core.errors import ConfigError, describe
+from residual_control import params_file
 from residual_control.paths import SOURCE_ROOT, resolve_file
 
 
@@ -64,11 +65,10 @@ def load_params_file(path: str | Path = "config/residual_control.yaml") -> dict:
     "command_min", "command_max", "mixer_params"}``.
     """
     p = resolve_path(path)
-    with open(p, "r", encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
+    data = params_file.load(p)
 
     def section(name):
-        return dict((data.get(name) or {}).get("ros__parameters") or {})
+        return params_file.section(data, name)
 
     common = section("/**")
     joints = list(common.get("joints") or section("base_controller").get("joints") or [])

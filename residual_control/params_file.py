@@ -1,0 +1,45 @@
+"""The one reader of ROS 2 params files (``<node>: ros__parameters: {...}``). PyYAML only, no rclpy.
+
+:func:`load` reads a file into its mapping of node keys; :func:`section` is one
+key's ``ros__parameters``; :func:`node_params` is what a node gets from the
+file: the ``/**`` entry merged with its own (its own wins).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+__all__ = ["load", "node_params", "section"]
+
+ALL_NODES = "/**"
+
+
+def load(path: str | os.PathLike) -> dict:
+    """The mapping of node keys of a params file (an empty file: ``{}``).
+
+    Raises FileNotFoundError or ValueError naming the file and what was found.
+    """
+    import yaml
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"params file: expected an existing file, found '{path}'")
+    with open(path, "r", encoding="utf-8") as stream:
+        data = yaml.safe_load(stream)
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ValueError(f"params file {path}: expected a mapping of node names, found {type(data).__name__}")
+    return dict(data)
+
+
+def section(params: Mapping[str, Any], key: str) -> dict:
+    """The ``ros__parameters`` of one key of a loaded params file (``{}`` when absent)."""
+    return dict((params.get(key) or {}).get("ros__parameters") or {})
+
+
+def node_params(params: Mapping[str, Any], node: str) -> dict:
+    """Parameters a node gets from a loaded params file: ``/**`` merged with its own section."""
+    out = section(params, ALL_NODES)
+    out.update(section(params, node))
+    return out
