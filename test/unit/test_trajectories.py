@@ -1,5 +1,4 @@
 """Reference trajectory generators and config/reference.yaml."""
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +7,9 @@ from hypothesis import given, settings, strategies as st
 
 from residual_control.sim.trajectories import MinimumJerk, Sinusoid, make_trajectory
 
-REFERENCE_YAML = Path(__file__).resolve().parents[1] / "config" / "reference.yaml"
+from support import ROOT
+
+REFERENCE_YAML = ROOT / "config" / "reference.yaml"
 
 
 def _fd_check(traj, t, h=1e-5, tol=1e-4):

@@ -21,9 +21,10 @@ import rclpy
 
 from residual_control.harness.probe import Probe
 
+from support import ROOT
+
 pytestmark = pytest.mark.graph
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PARAMS = str(ROOT / "config" / "residual_control.yaml")
 REFERENCE = str(ROOT / "config" / "reference.yaml")

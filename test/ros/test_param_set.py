@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 import rclpy
@@ -24,7 +23,8 @@ from residual_control.nodes.residual_mixer import ResidualMixerNode
 from residual_control.nodes.residual_policy import ResidualPolicyNode
 from residual_control.paths import default_model
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
+
 PARAMS = str(ROOT / "config" / "residual_control.yaml")
 NS = "/param_set"
 

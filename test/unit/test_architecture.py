@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
+
 PACKAGE = "residual_control"
 
 # Top-level modules that are ROS 2: the client library, the generated interfaces (``*_msgs``,

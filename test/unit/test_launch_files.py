@@ -41,7 +41,8 @@ from residual_control.hil import (
     scope_params_to_any_namespace,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
+
 LAUNCH_DIR = ROOT / "launch"
 PARAMS_FILE = ROOT / "config" / "residual_control.yaml"
 CONTROLLERS_FILE = ROOT / "config" / "gazebo_controllers.yaml"

@@ -28,7 +28,8 @@ from rclpy.node import Node as RclpyNode
 from residual_control.launch_params import ParamsFolder, node_keys, node_params_files, override_key
 from residual_control.harness.graph import NodeSpec, runtime_specs
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
+
 LAUNCH_DIR = ROOT / "launch"
 PARAMS_FILE = ROOT / "config" / "residual_control.yaml"
 RUNTIME = ("base_controller", "residual_policy", "residual_mixer")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 import yaml
@@ -12,7 +11,8 @@ from residual_control.training.common.config import (
     TRAIN_CONFIGS, BCTrainConfig, RLConfig, RLTrainConfig, config_sha256, load_section, load_train_config,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
+
 SHIPPED = {"bc": ROOT / "config" / "train_bc.yaml", "rl": ROOT / "config" / "train_rl.yaml"}
 
 

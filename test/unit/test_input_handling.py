@@ -1,4 +1,4 @@
-"""Property-based tests of every node's input handling, and params-file validation at start.
+"""Property-based tests of every node's input handling.
 
 The nodes are thin adapters: what they do with a message's contents is done
 by pure functions (nodes/conversions.py: order_by_name, read_state,
@@ -14,18 +14,16 @@ lists of any length with NaN, Inf and 1e308, any stamps -- and checks:
   limits and within g * eps of the base action; residuals within the
   model's bound).
 
-Then a node started with a bad params file must exit with status 2 and a
-message naming the parameter, what was expected and what was found.
+A node started with a bad params file (exit status 2, the message naming the
+parameter, what was expected and what was found): test/ros/test_params_file_refusal.py.
 """
 from __future__ import annotations
 
 import math
-import time
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -35,8 +33,9 @@ from residual_control.core.observation import ObservationAssembler, default_obse
 from residual_control.core.policy import PolicyExpectations
 from residual_control.nodes.conversions import order_by_name, read_perception, read_reference, read_state
 from residual_control.core.step import LoadedPolicy
-from residual_control.paths import default_params_file
 from residual_control.harness.synthetic_models import linear_model
+
+from support.messages import says_expected_found
 
 JOINTS = ("shoulder", "elbow")
 LIMIT = (12.0, 6.0)
@@ -54,8 +53,6 @@ good_values_st = st.lists(st.floats(-100, 100), min_size=2, max_size=2)
 stamp_st = st.one_of(st.floats(-1e3, 1e3), st.sampled_from([math.nan, math.inf, -math.inf, 0.0, 1e12]))
 
 
-def _says_expected_found(message: str) -> bool:
-    return "expected" in message and ("found" in message or "missing" in message)
 
 
 # ---------------------------------------------------------------------- nodes/conversions.py readers
@@ -65,7 +62,7 @@ def test_order_by_name_returns_finite_joint_values_or_a_clear_error(names, value
     try:
         out = order_by_name(JOINTS, names, values, "field")
     except ValueError as exc:
-        assert _says_expected_found(str(exc)), str(exc)
+        assert says_expected_found(str(exc)), str(exc)
         assert str(exc).startswith("field:")
         return
     assert out.shape == (len(JOINTS),)
@@ -84,7 +81,7 @@ def test_read_state_and_reference_accept_only_complete_finite_messages(names, po
         try:
             a, b = reader(JOINTS, msg)
         except ValueError as exc:
-            assert _says_expected_found(str(exc)), str(exc)
+            assert says_expected_found(str(exc)), str(exc)
             continue
         assert a.shape == b.shape == (len(JOINTS),)
         assert np.all(np.isfinite(a)) and np.all(np.isfinite(b))
@@ -96,7 +93,7 @@ def test_read_perception(data):
     try:
         out = read_perception(FEATURES, SimpleNamespace(data=data))
     except ValueError as exc:
-        assert _says_expected_found(str(exc)), str(exc)
+        assert says_expected_found(str(exc)), str(exc)
         return
     assert out.shape == (len(FEATURES),) and np.all(np.isfinite(out))
 
@@ -133,7 +130,7 @@ def test_mixer_never_raises_and_every_command_is_safe(messages, behaviour, jump_
         stamp = now if stamp is None else stamp
         if kind == "residual":
             err = mixer.update_residual(names, values, stamp, now)
-            assert err == "" or _says_expected_found(err) or "stamp" in err, err
+            assert err == "" or says_expected_found(err) or "stamp" in err, err
             continue
         if kind == "watchdog":
             out = mixer.check_base(now)
@@ -175,7 +172,7 @@ def test_mixer_config_refuses_bad_values_with_a_clear_error(limit, gain, timeout
         cfg = _config(residual_limit=limit, residual_gain=gain, residual_timeout=timeout,
                       base_stale_behavior=behaviour)
     except ConfigError as exc:
-        assert _says_expected_found(str(exc)), str(exc)
+        assert says_expected_found(str(exc)), str(exc)
         return
     assert len(cfg.residual_limit) == 2 and np.all(np.isfinite(cfg.residual_limit))
     assert np.all(cfg.residual_limit >= 0) and np.all(cfg.residual_limit <= cfg.residual_limit_max)
@@ -196,7 +193,7 @@ def test_observation_assembler_returns_finite_float32_or_a_clear_error(q, qd, q_
         try:
             obs = asm.assemble(q, qd, q_ref, qd_ref, a_base, perception)
         except ObservationError as exc:
-            assert _says_expected_found(str(exc)), str(exc)
+            assert says_expected_found(str(exc)), str(exc)
             return
     assert obs.dtype == np.float32 and obs.shape == (asm.size,) and np.all(np.isfinite(obs))
 
@@ -225,71 +222,9 @@ def test_policy_step_never_raises_and_never_passes_an_unbounded_residual(policie
         residual, why = out.residual, out.why
         if residual is None:
             assert out.skip is not None and why
-            assert _says_expected_found(why) or why.startswith("inference failed"), why
+            assert says_expected_found(why) or why.startswith("inference failed"), why
             continue
         assert out.skip is None and not why and not out.model_error
         assert residual.shape == (2,) and np.all(np.isfinite(residual))
         bound = np.asarray(policy.runner.contract.residual_limit)
         assert np.all(np.abs(residual) <= bound * (1 + 1e-5) + 1e-6)
-
-
-# ---------------------------------------------------------------------- params-file validation at start
-def _params(node: str, **changes) -> dict:
-    with open(default_params_file()) as f:
-        params = yaml.safe_load(f)
-    params[node]["ros__parameters"].update(changes)
-    return params
-
-
-BAD_PARAMS = [
-    # (case, node, changes, words the message must contain)
-    ("negative_limit", "residual_mixer", {"residual_limit": [-1.0, 6.0]}, ["residual_limit", ">= 0", "-1.0"]),
-    ("wrong_length", "residual_mixer", {"residual_limit": [1.0]}, ["residual_limit", "2 values", "found 1"]),
-    ("nan_gain", "residual_mixer", {"residual_gain": math.nan}, ["residual_gain", "nan"]),
-    ("timeout_out_of_range", "residual_mixer", {"residual_timeout": -1.0}, ["residual_timeout", "-1.0"]),
-    ("period_type", "residual_mixer", {"diagnostics_period": "fast"}, ["diagnostics_period", "fast"]),
-    ("path_type", "residual_policy", {"model_path": 5}, ["model_path", "5"]),
-    ("unknown_behavior", "residual_mixer", {"base_stale_behavior": "explode"}, ["base_stale_behavior", "explode"]),
-    ("unknown_controller", "base_controller", {"controller_type": "lqr"}, ["controller_type", "lqr", "pid"]),
-    ("nan_gain_base", "base_controller", {"kp": [math.nan, 1.0]}, ["kp", "nan"]),
-    ("kp_wrong_length", "base_controller", {"kp": [1.0, 2.0, 3.0]}, ["kp", "2 values", "found 3"]),
-    ("policy_limit_mismatch", "residual_policy", {"residual_limit": [1.0, 6.0]}, ["residual_limit", "[1.0, 6.0]"]),
-    ("policy_missing_model", "residual_policy", {"model_path": "/nonexistent/model.onnx"},
-     ["model_path", "/nonexistent/model.onnx"]),
-]
-
-
-@pytest.mark.graph
-def test_bad_params_file_exits_2_naming_expected_and_found(tmp_path):
-    from residual_control.harness.graph import Graph, NodeSpec
-
-    specs = []
-    for case, node, changes, _ in BAD_PARAMS:
-        path = tmp_path / f"{case}.yaml"
-        path.write_text(yaml.safe_dump(_params(node, **changes)))
-        specs.append((case, NodeSpec(node, [str(path)]), path))
-    graphs = {}
-    try:
-        for case, spec, _ in specs:  # one Graph per case: all start at once, in parallel
-            graphs[case] = Graph([spec], log_dir=tmp_path / "logs" / case)
-        failures = []
-        deadline = time.monotonic() + 120.0
-        for case, node, changes, words in BAD_PARAMS:
-            proc = graphs[case][node]
-            try:
-                rc = proc.popen.wait(timeout=max(deadline - time.monotonic(), 1.0))
-            except Exception:
-                failures.append(f"{case}: still running (expected exit status 2)")
-                continue
-            out = proc.output()
-            fatal = "\n".join(line for line in out.splitlines() if "FATAL" in line)
-            if rc != 2:
-                failures.append(f"{case}: exit status {rc}, expected 2; log: {out[-600:]}")
-            elif not _says_expected_found(fatal):
-                failures.append(f"{case}: message does not name expected/found: {fatal!r}")
-            elif not all(w.lower() in fatal.lower() for w in words):
-                failures.append(f"{case}: message {fatal!r} does not mention {words}")
-        assert not failures, "\n".join(failures)
-    finally:
-        for g in graphs.values():
-            g.stop()

@@ -1,7 +1,6 @@
 """Base controllers: PID (P, I with clamp and anti-windup, D on measurement, filter), PD + gravity,
 make_base_controller from the params file, validation, and a closed-loop check on the MuJoCo plant."""
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +10,8 @@ from residual_control.core.arm_model import ArmModel
 from residual_control.core.base_controllers import PID, PDGravity, make_base_controller
 from residual_control.core.errors import ConfigError, ObservationError
 
-REPO = Path(__file__).resolve().parents[1]
+from support import ROOT as REPO
+
 J = ("shoulder", "elbow")
 BIG = [1e6, 1e6]
 Z = np.zeros(2)

@@ -2,7 +2,7 @@
 
 No timing assertions here: the numbers depend on the machine (see
 docs/performance.md). The fused node is driven the way test_graph_runtime
-drives the separate nodes (same probe, same synthetic model, same formula).
+drives the separate nodes (support/graph_drive.py: same probe, same synthetic model, same formula).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from residual_control.harness.graph import Graph, NodeSpec
 from residual_control.harness.probe import Probe, command_violations
 from residual_control.harness.synthetic_models import linear_model
 
-from test_graph_runtime import BIAS, JOINTS, RATE_HZ, Driver, _load_params, expected_command
+from support.graph_drive import BIAS, JOINTS, RATE_HZ, Driver, expected_command, load_params
 
 BENCH_KEYS = ("mixer_step", "inference", "hop", "graph", "resources", "fused", "executors", "machine")
 
@@ -84,7 +84,7 @@ def test_fused_specs_are_the_union_without_duplicates():
 @pytest.fixture(scope="module")
 def fused(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fused")
-    params = _load_params()
+    params = load_params()
     mixer = params["residual_mixer"]["ros__parameters"]
     mixer.update(residual_timeout=0.1, observation_timeout=0.3, base_timeout=0.3, recovery_hold_time=0.3,
                  recovery_ramp_time=0.6, diagnostics_period=0.2)

@@ -19,7 +19,8 @@ from hypothesis import strategies as st  # noqa: E402
 from residual_control.core import Mixer, ObservationAssembler, PDGravity, PolicyRunner  # noqa: E402
 from residual_control.core.policy import INPUT_NAME, OUTPUT_NAME  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT  # noqa: E402
+
 PARAMS = str(ROOT / "config" / "residual_control.yaml")
 with open(PARAMS) as _f:
     BOUND = np.asarray(yaml.safe_load(_f)["residual_policy"]["ros__parameters"]["residual_limit"], np.float32)

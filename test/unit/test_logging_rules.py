@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
+
 SOURCES = sorted(
     [p for p in (ROOT / "residual_control").rglob("*.py")] + sorted((ROOT / "launch").glob("*.py"))
 )

@@ -1,7 +1,6 @@
 """Parameter specs (core/params.py) against the params file config/residual_control.yaml."""
 import dataclasses
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,8 @@ from residual_control.core.params import (
     spec_map,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+from support import ROOT as REPO
+
 PARAMS_FILE = REPO / "config/residual_control.yaml"
 SECTIONS = {"base_controller": BASE_PARAMS, "residual_policy": POLICY_PARAMS, "residual_mixer": MIXER_PARAMS}
 ALL_SPECS = [(group, s) for group, specs in SECTIONS.items() for s in specs]
@@ -300,14 +300,13 @@ def test_doc_text():
 
 def test_the_readme_parameter_tables_are_the_specs(capsys):
     """Every row `residual-control params` prints is in the README, word for word (defaults included)."""
-    from pathlib import Path
 
     from residual_control.cli import main
 
     assert main(["params"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| `")]
     assert len(rows) > 20
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     stale = [row for row in rows if row not in readme]
     assert not stale, "README parameter rows differ from the specs (regenerate with residual-control params):\n" + \
         "\n".join(stale)

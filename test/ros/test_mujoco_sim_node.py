@@ -1,0 +1,105 @@
+"""The mujoco_sim node, a short lockstep run: joint_states per command, /clock, the live parameter service."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from residual_control.core.arm_model import ArmModel
+
+from support import ROOT as REPO
+
+pytestmark = pytest.mark.graph
+
+
+def test_mujoco_sim_node_lockstep(monkeypatch):
+    rclpy = pytest.importorskip("rclpy")
+    from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    domain = str(50 + (os.getpid() * 7919) % 150)
+    monkeypatch.setenv("ROS_DOMAIN_ID", domain)
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    q0 = [0.3, 0.5]
+    cmd = [sys.executable, "-m", "residual_control.sim.mujoco_sim_node", "--ros-args",
+           "-p", "mode:=lockstep", "-p", "publish_clock:=true", "-p", "friction_scale:=0.0",
+           "-p", "lockstep_wait:=0.5", "-p", f"initial_positions:=[{q0[0]}, {q0[1]}]"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = None
+    try:
+        node = rclpy.create_node("lockstep_tester", context=context)
+        executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        arm = ArmModel()
+        kp, kd = np.array([60.0, 40.0]), np.array([6.0, 4.0])
+        states, clocks = [], []
+        pub = node.create_publisher(Float64MultiArray, "commands", 1)
+
+        def on_state(msg):
+            states.append(msg)
+            if len(states) == 3:
+                pub.publish(Float64MultiArray(data=[1.0, 2.0, 3.0]))  # wrong length: rejected
+            q, qd = np.array(msg.position), np.array(msg.velocity)
+            tau = arm.gravity_torque(q) + kp * (np.array(q0) - q) - kd * qd  # PD + gravity
+            pub.publish(Float64MultiArray(data=tau.tolist()))
+
+        node.create_subscription(JointState, "joint_states", on_state, 1)
+        node.create_subscription(Clock, "/clock", lambda m: clocks.append(m), 10)
+        client = node.create_client(SetParameters, "/mujoco_sim/set_parameters")
+
+        def spin_until(cond, timeout):
+            end = time.monotonic() + timeout
+            while not cond() and time.monotonic() < end:
+                assert proc.poll() is None, proc.stdout.read().decode()
+                executor.spin_once(timeout_sec=0.05)
+            return cond()
+
+        assert spin_until(lambda: len(states) >= 200, 60.0), f"only {len(states)} joint_states"
+        stamps = np.array([s.header.stamp.sec + 1e-9 * s.header.stamp.nanosec for s in states])
+        assert np.allclose(np.diff(stamps), 0.01, atol=1e-6)  # one control period per step
+        assert clocks
+        # commands took effect: the arm settles at q0, effort = the applied (gravity) torque
+        last = states[-1]
+        assert np.allclose(last.position, q0, atol=2e-3), last.position
+        assert np.allclose(last.effort, arm.gravity_torque(np.array(q0)), atol=0.2)
+        assert list(last.name) == ["shoulder", "elbow"]
+
+        # live plant parameter change through the parameter service
+        assert client.wait_for_service(timeout_sec=10.0)
+
+        def set_param(value):
+            req = SetParameters.Request(parameters=[ParameterMsg(
+                name="payload_mass",
+                value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value))])
+            future = client.call_async(req)
+            assert spin_until(future.done, 20.0)
+            return future.result().results[0]
+
+        assert not set_param(-1.0).successful
+        assert set_param(1.0).successful
+        n = len(states)
+        assert spin_until(lambda: len(states) >= n + 100, 30.0)
+        # with the heavier payload the nominal gravity compensation leaves a sag
+        assert states[-1].position[1] < q0[1] - 1e-2, states[-1].position
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        proc.stdout.close()
