@@ -2,7 +2,7 @@
 
 * ``residual_control/core`` is pure Python + numpy: no rclpy, no ROS package (message, service,
   launch or ament module).
-* The runtime (core, nodes, sim, launch_params, paths, hil, the package ``__init__`` and the launch
+* The runtime (core, nodes, sim, launch_params, params_file, paths, hil, the package ``__init__`` and the launch
   files) never imports the harness (``residual_control.harness``) or the training code
   (``residual_control.training``), and imports nothing of the package outside the runtime, so the
   rule holds through every chain of imports. Imports inside functions and ``TYPE_CHECKING`` blocks
@@ -32,7 +32,7 @@ ROS_PREFIXES = ("rcl", "ros", "ament", "rmw", "tf2_")  # rclpy, rcl_*, rosidl_*,
 ROS_SUFFIXES = ("_msgs", "_srvs", "_interfaces", "_actions")
 
 RUNTIME_PACKAGES = ("core", "nodes", "sim")
-RUNTIME_MODULES = ("launch_params", "paths", "hil")
+RUNTIME_MODULES = ("launch_params", "params_file", "paths", "hil")
 FORBIDDEN_IN_RUNTIME = (f"{PACKAGE}.harness", f"{PACKAGE}.training")
 
 
