@@ -17,7 +17,7 @@ from ..core.base_controllers import make_base_controller
 from ..core.errors import ConfigError, ObservationError
 from ..core.params import BASE_PARAMS, spec_map
 from ..core.step import ReferenceHold
-from .conversions import read_reference, read_state, stamp_to_sec
+from .conversions import read_or_reject, read_reference, read_state, stamp_to_sec
 from .diagnostics import ERROR, OK, WARN, Diagnostics
 from .parameters import declare_specs, result, validate_changes
 from .process import run_node
@@ -52,19 +52,15 @@ class BaseControllerNode(Node):
         self.get_logger().warning(error, throttle_duration_sec=1.0)
 
     def _on_reference(self, msg: JointState) -> None:
-        try:
-            q_ref, qd_ref = read_reference(self.joints, msg)
-        except ValueError as exc:
-            self._reject(str(exc))
-            return
-        self._reference.set(q_ref, qd_ref)
+        reference = read_or_reject(self._reject, read_reference, self.joints, msg)
+        if reference is not None:
+            self._reference.set(*reference)
 
     def _on_joint_state(self, msg: JointState) -> None:
-        try:
-            q, qd = read_state(self.joints, msg)
-        except ValueError as exc:
-            self._reject(str(exc))
+        state = read_or_reject(self._reject, read_state, self.joints, msg)
+        if state is None:
             return
+        q, qd = state
         q_ref, qd_ref, started = self._reference.resolve(q)
         if started:
             self.get_logger().info("no reference yet: holding the first measured position")

@@ -6,7 +6,7 @@ expected and what was found.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Time as TimeMsg
@@ -21,6 +21,15 @@ def stamp_to_sec(stamp: TimeMsg) -> float:
 
 def now_sec(node: Node) -> float:
     return node.get_clock().now().nanoseconds * 1e-9
+
+
+def read_or_reject(reject: Callable[[str], None], reader: Callable, *args):
+    """``reader(*args)``, or None once ``reject`` got the reason a message was refused (a ValueError)."""
+    try:
+        return reader(*args)
+    except ValueError as exc:
+        reject(str(exc))
+        return None
 
 
 def read_state(joints: Sequence[str], msg) -> tuple[np.ndarray, np.ndarray]:

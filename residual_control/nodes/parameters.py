@@ -109,3 +109,16 @@ def mixer_changes(changes: Mapping[str, object]) -> dict[str, object]:
 
 def result(error: str = "") -> SetParametersResult:
     return SetParametersResult(successful=not error, reason=error)
+
+
+def refused(node, exc: Exception) -> SetParametersResult:
+    """A parameter change refused: logged as a warning, its reason returned to the caller."""
+    node.get_logger().warning(f"rejected parameter change: {exc}")
+    return result(str(exc))
+
+
+def applied(node, changes: Mapping[str, object]) -> SetParametersResult:
+    """A parameter change applied: each new value logged."""
+    for k, v in changes.items():
+        node.get_logger().info(f"parameter {k} set to {v}")
+    return result()

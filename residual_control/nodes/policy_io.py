@@ -22,7 +22,7 @@ from std_msgs.msg import Float64MultiArray, String
 from ..core.errors import ResidualControlError
 from ..core.policy import PolicyExpectations
 from ..core.step import LoadedPolicy, PolicyOutcome, PolicyStep, ReferenceHold
-from .conversions import now_sec, read_perception, read_reference
+from .conversions import now_sec, read_or_reject, read_perception, read_reference
 from .diagnostics import ERROR, WARN
 from .qos import CONTROL_QOS, LATCHED_QOS
 
@@ -215,20 +215,14 @@ class PolicyIO:
 
     # ------------------------------------------------------------------ inputs
     def _on_reference(self, msg: JointState) -> None:
-        try:
-            q_ref, qd_ref = read_reference(self.joints, msg)
-        except ValueError as exc:
-            self.reject(str(exc))
-            return
-        self.step.reference.set(q_ref, qd_ref)
+        reference = read_or_reject(self.reject, read_reference, self.joints, msg)
+        if reference is not None:
+            self.step.reference.set(*reference)
 
     def _on_perception(self, msg: Float64MultiArray) -> None:
-        try:
-            values = read_perception(self.expect.perception_features, msg)
-        except ValueError as exc:
-            self.reject(str(exc))
-            return
-        self.step.set_perception(values, now_sec(self._node))
+        values = read_or_reject(self.reject, read_perception, self.expect.perception_features, msg)
+        if values is not None:
+            self.step.set_perception(values, now_sec(self._node))
 
     def log_hold_started(self) -> None:
         self._node.get_logger().info("no reference yet: holding the first measured position")

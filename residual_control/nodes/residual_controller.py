@@ -43,10 +43,10 @@ from ..core.mixer import mixer_from_params
 from ..core.params import BASE_PARAMS, MIXER_PARAMS, POLICY_PARAMS, ParamSpec, spec_map
 from ..core.step import ResidualLoop
 from ..params_file import section
-from .conversions import now_sec, read_state, stamp_to_sec
+from .conversions import now_sec, read_or_reject, read_state, stamp_to_sec
 from .diagnostics import ERROR, OK, Diagnostics
 from .mixer_io import MixerIO
-from .parameters import declare_specs, mixer_changes, result, validate_changes
+from .parameters import applied, declare_specs, mixer_changes, refused, result, validate_changes
 from .policy_io import PolicyIO
 from .process import run_node
 from .qos import CONTROL_QOS
@@ -111,12 +111,10 @@ class ResidualControllerNode(Node):
 
     # ------------------------------------------------------------------ trigger
     def _on_joint_state(self, msg: JointState) -> None:
-        try:
-            q, qd = read_state(self.joints, msg)
-        except ValueError as exc:
-            self.policy.reject(str(exc))
+        state = read_or_reject(self.policy.reject, read_state, self.joints, msg)
+        if state is None:
             return
-        step = self.loop.step(q, qd, stamp_to_sec(msg.header.stamp), now_sec(self))
+        step = self.loop.step(*state, stamp_to_sec(msg.header.stamp), now_sec(self))
         if step.hold_started:  # no reference yet: the first measured position
             self.policy.log_hold_started()
         if step.base_error:
@@ -150,8 +148,7 @@ class ResidualControllerNode(Node):
             base = {k: v for k, v in changes.items() if k in _BASE_NAMES}
             controller = make_base_controller({**self._values, **base}) if base else None
         except (ConfigError, KeyError) as exc:
-            self.get_logger().warning(f"rejected parameter change: {exc}")
-            return result(str(exc))
+            return refused(self, exc)
         error = self.policy.swap.request(changes)
         if error:
             return result(error)
@@ -163,9 +160,7 @@ class ResidualControllerNode(Node):
         if "perception_timeout" in changes:
             self.policy.perception_timeout = float(changes["perception_timeout"])
         self.policy.set_envelope_params(changes)
-        for k, v in changes.items():
-            self.get_logger().info(f"parameter {k} set to {v}")
-        return result()
+        return applied(self, changes)
 
 
 def main(args=None) -> int:

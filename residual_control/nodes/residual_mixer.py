@@ -20,7 +20,7 @@ from ..core.mixer import mixer_from_params
 from ..core.params import MIXER_PARAMS, spec_map
 from .conversions import now_sec, stamp_to_sec
 from .mixer_io import MixerIO
-from .parameters import declare_specs, mixer_changes, result, validate_changes
+from .parameters import applied, declare_specs, mixer_changes, refused, validate_changes
 from .process import run_node
 from .qos import CONTROL_QOS
 
@@ -65,11 +65,8 @@ class ResidualMixerNode(Node):
             if mc:
                 self.mixer.reconfigure(**mc)
         except ConfigError as exc:
-            self.get_logger().warning(f"rejected parameter change: {exc}")
-            return result(str(exc))
-        for k, v in changes.items():
-            self.get_logger().info(f"parameter {k} set to {v}")
-        return result()
+            return refused(self, exc)
+        return applied(self, changes)
 
 
 def main(args=None) -> int:

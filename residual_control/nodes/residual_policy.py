@@ -33,7 +33,7 @@ from sensor_msgs.msg import JointState
 from ..core.errors import ConfigError
 from ..core.joints import order_by_name
 from ..core.params import POLICY_PARAMS, spec_map
-from .conversions import now_sec, read_state
+from .conversions import now_sec, read_or_reject, read_state
 from .diagnostics import OK, WARN, Diagnostics
 from .parameters import declare_specs, result, validate_changes
 from .policy_io import PolicyIO
@@ -65,13 +65,11 @@ class ResidualPolicyNode(Node):
 
     # ------------------------------------------------------------------ inputs
     def _on_joint_state(self, msg: JointState) -> None:
-        try:
-            q, qd = read_state(self.joints, msg)
-        except ValueError as exc:
-            self.policy.reject(str(exc))
+        state = read_or_reject(self.policy.reject, read_state, self.joints, msg)
+        if state is None:
             return
         key = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        self._states[key] = (q, qd)
+        self._states[key] = state
         while len(self._states) > _STATE_BUFFER:
             self._states.popitem(last=False)
 
