@@ -180,13 +180,19 @@ class EnvelopeConfig:
 
 
 @dataclass(frozen=True)
-class BCTrainConfig:
-    """config/train_bc.yaml: ``residual-control train bc``."""
+class _CommandConfig:
+    """The keys every training command's config starts with (its own sections follow)."""
 
     params_file: str = "config/residual_control.yaml"
     seed: int = 0
     torch_threads: int = 1
     env: EnvConfig = field(default_factory=EnvConfig)
+
+
+@dataclass(frozen=True)
+class BCTrainConfig(_CommandConfig):
+    """config/train_bc.yaml: ``residual-control train bc``."""
+
     network: NetworkConfig = field(default_factory=NetworkConfig)
     bc: BCConfig = field(default_factory=BCConfig)
     envelope: EnvelopeConfig = field(default_factory=EnvelopeConfig)
@@ -235,13 +241,9 @@ class BenchmarkConfig:
 
 
 @dataclass(frozen=True)
-class RLTrainConfig:
+class RLTrainConfig(_CommandConfig):
     """config/train_rl.yaml: ``residual-control train rl`` and ``learn-bench``."""
 
-    params_file: str = "config/residual_control.yaml"
-    seed: int = 0
-    torch_threads: int = 1
-    env: EnvConfig = field(default_factory=EnvConfig)
     network: ActorNetworkConfig = field(default_factory=ActorNetworkConfig)
     rl: RLConfig = field(default_factory=RLConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
