@@ -66,7 +66,9 @@ def _cmd_params(args) -> int:
         for s in specs:
             rng = ""
             if s.min is not None or s.max is not None:
-                rng = f" Range {'-inf' if s.min is None else f'{s.min:g}'} to {'inf' if s.max is None else f'{s.max:g}'}."
+                low = "-inf" if s.min is None else f"{s.min:g}"
+                high = "inf" if s.max is None else f"{s.max:g}"
+                rng = f" Range {low} to {high}."
             if s.choices:
                 rng += f" One of {', '.join(s.choices)}."
             ro = " Read-only." if s.read_only else ""

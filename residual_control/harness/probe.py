@@ -23,7 +23,7 @@ from std_msgs.msg import Float64MultiArray, String
 
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from ..nodes.qos import CONTROL_QOS, DIAGNOSTICS_QOS, LATCHED_QOS
+from ..nodes.qos import CONTROL_QOS, LATCHED_QOS
 
 # The probe records samples with a deep queue but BEST_EFFORT: a reliable
 # reader that falls behind makes Fast DDS writers wait for it (up to their

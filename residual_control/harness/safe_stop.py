@@ -210,7 +210,8 @@ def _run_once(row: Row, params_file, plant_file, kill_at, after, real_time_facto
     steps = np.abs(np.diff(taus, axis=0)).max(axis=1) if len(window) > 1 else np.zeros(0)
     out = {
         "row": row.name, "fault": f"{row.fault} killed", "sink": row.sink,
-        "base_stale_behavior": row.behavior or None, "damp_gravity": row.damp_gravity if row.behavior == "damp" else None,
+        "base_stale_behavior": row.behavior or None,
+        "damp_gravity": row.damp_gravity if row.behavior == "damp" else None,
         "t_kill": round(t_kill, 4), "q_kill": q0.round(4).tolist(), "qd_kill": qd0.round(4).tolist(),
         "tau_kill": tau0.round(3).tolist(), "mixer_mode_at_end": mode, "after": {},
         "max_abs_qd": float(np.abs(np.stack([s[2] for s in window])).max()),

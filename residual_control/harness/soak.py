@@ -503,7 +503,8 @@ def soak(duration: float, rate: float, mode: str = "fused", warmup: float | None
         "delivery": {"definition": "DDS reception time at the recorder - joint state stamp",
                      "p50_s": _q(dlv, 50), "p99_s": _q(dlv, 99), "max_s": _q(dlv, 100)},
         "checked": {"commands": rec.n_cmd_received, "applied_residuals": rec.n_applied_received,
-                    "share_of_mixer_commands": round(min(1.0, rec.n_cmd_received / n_commands), 4) if n_commands > 0 else 0.0},
+                    "share_of_mixer_commands": (round(min(1.0, rec.n_cmd_received / n_commands), 4)
+                                                if n_commands > 0 else 0.0)},
         "violations": total_viol, "violation_breakdown": rec.violations, "violation_examples": rec.examples,
         "transition_steps": rec.transition_steps,
         "memory_limits": {"growth_mib": max_growth_mib, "growth_pct": max_growth_pct},

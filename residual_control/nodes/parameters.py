@@ -29,7 +29,8 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
         d.dynamic_typing = True
         lo = "-inf" if spec.min is None else f"{spec.min:g}"
         hi = "inf" if spec.max is None else f"{spec.max:g}"
-        d.additional_constraints = f"finite, {lo} <= value <= {hi}" + (" per element" if spec.kind == DOUBLE_ARRAY else "")
+        per_element = " per element" if spec.kind == DOUBLE_ARRAY else ""
+        d.additional_constraints = f"finite, {lo} <= value <= {hi}{per_element}"
         if spec.kind == DOUBLE and spec.min is not None and spec.max is not None:
             d.floating_point_range = [FloatingPointRange(from_value=float(spec.min), to_value=float(spec.max))]
     if spec.choices:

@@ -141,7 +141,8 @@ def test_blackbox_mixer(mixer):
     assert client.run_until(lambda: client.mode == "fallback", 10.0)
     latency = time.monotonic() - stopped
     assert latency <= TIMEOUT + 1.0 / RATE + 0.25, latency
-    assert client.run_until(lambda: client.commands and np.allclose(client.commands[-1], np.clip(client.base, CMIN, CMAX)), 5.0)
+    assert client.run_until(
+        lambda: client.commands and np.allclose(client.commands[-1], np.clip(client.base, CMIN, CMAX)), 5.0)
 
     # Recovery: held, then ramped: intermediate commands between fallback and nominal.
     client.commands.clear()

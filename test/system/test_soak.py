@@ -71,4 +71,5 @@ def test_soak_recorder_measures_the_applied_residual_step_at_a_fallback():
     Recorder._transitions(rec, t[1000:], applied[1000:])
     s = rec.transition_steps
     assert s["fallback_transitions"] == 1
-    assert np.isclose(s["fallback_applied_residual"]["j1"], 3.0) and np.isclose(s["fallback_applied_residual"]["j2"], 1.0)
+    assert np.isclose(s["fallback_applied_residual"]["j1"], 3.0)
+    assert np.isclose(s["fallback_applied_residual"]["j2"], 1.0)

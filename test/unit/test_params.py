@@ -225,7 +225,7 @@ def test_every_mixer_config_field_has_a_spec():
 
 # ----------------------------------------------------------------- ParamSpec.validate
 D = ParamSpec("gain", DOUBLE, 1.0, "g", min=0.0, max=1.0)
-I = ParamSpec("count", INTEGER, 1, "n", min=0)
+I = ParamSpec("count", INTEGER, 1, "n", min=0)  # noqa: E741 (I for INTEGER, next to D, A, S, B)
 A = ParamSpec("limit", DOUBLE_ARRAY, [1.0], "eps", min=0.0)
 S = ParamSpec("mode", STRING, "stop", "m", choices=("stop", "zero"))
 FREE = ParamSpec("path", STRING, "", "p")
