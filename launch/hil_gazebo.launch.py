@@ -33,7 +33,8 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node, PushRosNamespace
 
 from residual_control.hil import inject_ros2_control
-from residual_control.launch_params import ParamsFolder, common_joints, node_params_files
+from residual_control.launch_params import (NodeParams, common_joints, in_namespace, outer_namespace,
+                                            truthy)
 
 PACKAGE = 'residual_control'
 WORLD_NAME = 'arm_world'          # <world name=...> in description/gazebo/arm_world.sdf
@@ -41,10 +42,6 @@ CONTROLLER_MANAGER = '/controller_manager'
 EFFORT_CONTROLLER = 'effort_controller'
 EFFORT_COMMAND_TOPIC = '/effort_controller/commands'
 JOINT_STATES_TOPIC = '/joint_states'
-
-
-def _truthy(value):
-    return value.strip().lower() in ('1', 'true', 'yes', 'on')
 
 
 def _launch_setup(context, *args, **kwargs):
@@ -56,7 +53,7 @@ def _launch_setup(context, *args, **kwargs):
     bridge_file = LaunchConfiguration('bridge_file').perform(context)
     world_file = LaunchConfiguration('world').perform(context)
     plant_file = LaunchConfiguration('plant_file').perform(context)
-    gui = _truthy(LaunchConfiguration('gui').perform(context))
+    gui = truthy(LaunchConfiguration('gui').perform(context))
     base_height = float(LaunchConfiguration('base_height').perform(context))
     robot_name = LaunchConfiguration('robot_name').perform(context)
     log_level = LaunchConfiguration('log_level').perform(context)
@@ -74,13 +71,9 @@ def _launch_setup(context, *args, **kwargs):
     # without a namespace; generated files (also those of the gz-side nodes,
     # instead of launch_ros's temporary files) live in a private folder
     # removed at shutdown. See residual_control/launch_params.py.
-    folder = ParamsFolder()
-    outer_ns = (context.launch_configurations.get('ros_namespace') or '').strip('/')
-    namespaced = bool(namespace.strip('/') or outer_ns)
-
-    def parameters(node, files, overrides, in_namespace=True):
-        return node_params_files(files, node, overrides, folder,
-                                 namespaced if in_namespace else bool(outer_ns))
+    parameters = NodeParams(in_namespace(namespace, context.launch_configurations))
+    # The gz side stays outside `namespace`: only an outer namespace applies to it.
+    gz_side = bool(outer_namespace(context.launch_configurations))
 
     gz_args = f'-r -v 3 {world_file}' + ('' if gui else ' -s')
     gz_sim = IncludeLaunchDescription(
@@ -93,7 +86,7 @@ def _launch_setup(context, *args, **kwargs):
         executable='parameter_bridge',
         name='clock_bridge',
         output='screen',
-        parameters=parameters('clock_bridge', [], {'config_file': bridge_file}, False),
+        parameters=parameters('clock_bridge', [], {'config_file': bridge_file}, gz_side),
     )
     robot_state_publisher = Node(
         package='robot_state_publisher',
@@ -102,7 +95,7 @@ def _launch_setup(context, *args, **kwargs):
         output='screen',
         parameters=parameters('robot_state_publisher', [],
                               {'robot_description': robot_description, 'use_sim_time': True},
-                              False),
+                              gz_side),
     )
     spawn_robot = Node(
         package='ros_gz_sim',
@@ -176,7 +169,8 @@ def _launch_setup(context, *args, **kwargs):
             on_exit=[effort_controller_spawner])),
         GroupAction(plant_side),
         runtime,
-        RegisterEventHandler(OnShutdown(on_shutdown=[OpaqueFunction(function=folder.cleanup)])),
+        RegisterEventHandler(OnShutdown(
+            on_shutdown=[OpaqueFunction(function=parameters.folder.cleanup)])),
     ]
 
 

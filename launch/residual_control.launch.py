@@ -19,20 +19,16 @@ from launch.event_handlers import OnShutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node, PushRosNamespace
 
-from residual_control.launch_params import ParamsFolder, node_params_files
+from residual_control.launch_params import NodeParams, in_namespace, truthy
 
 PACKAGE = 'residual_control'
-
-
-def _truthy(value):
-    return value.strip().lower() in ('1', 'true', 'yes', 'on')
 
 
 def _launch_setup(context, *args, **kwargs):
     namespace = LaunchConfiguration('namespace').perform(context)
     params_file = LaunchConfiguration('params_file').perform(context)
     model_path = LaunchConfiguration('model_path').perform(context)
-    use_sim_time = _truthy(LaunchConfiguration('use_sim_time').perform(context))
+    use_sim_time = truthy(LaunchConfiguration('use_sim_time').perform(context))
     command_topic = LaunchConfiguration('command_topic').perform(context)
     joint_states_topic = LaunchConfiguration('joint_states_topic').perform(context)
     log_level = LaunchConfiguration('log_level').perform(context)
@@ -49,19 +45,14 @@ def _launch_setup(context, *args, **kwargs):
     # without a namespace (an override passed as a dict would lose to a
     # `residual_policy:` entry); generated files live in a private folder
     # removed at shutdown. See residual_control/launch_params.py.
-    folder = ParamsFolder()
-    namespaced = bool(namespace.strip('/')
-                      or (context.launch_configurations.get('ros_namespace') or '').strip('/'))
-
-    def parameters(node, overrides):
-        return node_params_files([params_file], node, overrides, folder, namespaced)
+    parameters = NodeParams(in_namespace(namespace, context.launch_configurations))
 
     base_controller = Node(
         package=PACKAGE,
         executable='base_controller',
         name='base_controller',
         output='screen',
-        parameters=parameters('base_controller', common),
+        parameters=parameters('base_controller', [params_file], common),
         remappings=[('joint_states', joint_states_topic)],
         ros_arguments=ros_args,
     )
@@ -70,7 +61,7 @@ def _launch_setup(context, *args, **kwargs):
         executable='residual_policy',
         name='residual_policy',
         output='screen',
-        parameters=parameters('residual_policy', policy_overrides),
+        parameters=parameters('residual_policy', [params_file], policy_overrides),
         remappings=[('joint_states', joint_states_topic)],
         ros_arguments=ros_args,
     )
@@ -79,7 +70,7 @@ def _launch_setup(context, *args, **kwargs):
         executable='residual_mixer',
         name='residual_mixer',
         output='screen',
-        parameters=parameters('residual_mixer', common),
+        parameters=parameters('residual_mixer', [params_file], common),
         # joint_states: the state base_stale_behavior damp brings to rest
         remappings=[('commands', command_topic), ('joint_states', joint_states_topic)],
         ros_arguments=ros_args,
@@ -87,7 +78,8 @@ def _launch_setup(context, *args, **kwargs):
     actions = [base_controller, residual_policy, residual_mixer]
     if namespace.strip('/'):
         actions.insert(0, PushRosNamespace(namespace))
-    cleanup = RegisterEventHandler(OnShutdown(on_shutdown=[OpaqueFunction(function=folder.cleanup)]))
+    cleanup = RegisterEventHandler(OnShutdown(
+        on_shutdown=[OpaqueFunction(function=parameters.folder.cleanup)]))
     return [GroupAction(actions), cleanup]
 
 

@@ -22,13 +22,9 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node, PushRosNamespace
 
-from residual_control.launch_params import ParamsFolder, node_params_files
+from residual_control.launch_params import NodeParams, in_namespace, truthy
 
 PACKAGE = 'residual_control'
-
-
-def _truthy(value):
-    return value.strip().lower() in ('1', 'true', 'yes', 'on')
 
 
 def _launch_setup(context, *args, **kwargs):
@@ -37,7 +33,7 @@ def _launch_setup(context, *args, **kwargs):
     params_file = LaunchConfiguration('params_file').perform(context)
     reference_file = LaunchConfiguration('reference_file').perform(context)
     plant_file = LaunchConfiguration('plant_file').perform(context)
-    use_sim_time = _truthy(LaunchConfiguration('use_sim_time').perform(context))
+    use_sim_time = truthy(LaunchConfiguration('use_sim_time').perform(context))
     log_level = LaunchConfiguration('log_level').perform(context)
     ros_args = ['--log-level', log_level]
 
@@ -48,12 +44,7 @@ def _launch_setup(context, *args, **kwargs):
     # Launch arguments win over every entry of the params files, with or
     # without a namespace; generated files live in a private folder removed
     # at shutdown. See residual_control/launch_params.py.
-    folder = ParamsFolder()
-    namespaced = bool(namespace.strip('/')
-                      or (context.launch_configurations.get('ros_namespace') or '').strip('/'))
-
-    def parameters(node, files, overrides):
-        return node_params_files(files, node, overrides, folder, namespaced)
+    parameters = NodeParams(in_namespace(namespace, context.launch_configurations))
 
     # mujoco_sim is the clock source: it keeps its own (steady) time and, with
     # use_sim_time, publishes /clock for every other node.
@@ -102,7 +93,8 @@ def _launch_setup(context, *args, **kwargs):
             'log_level': log_level,
         }.items(),
     )
-    cleanup = RegisterEventHandler(OnShutdown(on_shutdown=[OpaqueFunction(function=folder.cleanup)]))
+    cleanup = RegisterEventHandler(OnShutdown(
+        on_shutdown=[OpaqueFunction(function=parameters.folder.cleanup)]))
     return [GroupAction(sim_nodes), runtime, cleanup]
 
 

@@ -34,7 +34,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from .params_file import load as _load
 from .params_file import section
 
-__all__ = ["ParamsFolder", "common_joints", "node_keys", "node_params_files", "override_key", "scope_to_any_namespace"]
+__all__ = ["NodeParams", "ParamsFolder", "common_joints", "in_namespace", "truthy", "node_keys", "node_params_files", "override_key", "scope_to_any_namespace"]
 
 
 def common_joints(path: str | os.PathLike) -> list:
@@ -82,6 +82,36 @@ class ParamsFolder:
 
     def __fspath__(self) -> str:
         return self.path
+
+
+class NodeParams:
+    """The ``parameters`` of the nodes a launch file starts: :func:`node_params_files` into one
+    :class:`ParamsFolder` (``folder.cleanup`` at shutdown)."""
+
+    def __init__(self, namespaced: bool) -> None:
+        self.folder = ParamsFolder()
+        self.namespaced = namespaced
+
+    def __call__(self, node_name: str, params_files: Sequence[str | os.PathLike],
+                 overrides: Mapping[str, Any] | None, namespaced: bool | None = None) -> list:
+        """The ``--params-file`` paths of ``node_name``; ``namespaced`` None: the launch file's."""
+        return node_params_files(params_files, node_name, overrides, self.folder,
+                                 self.namespaced if namespaced is None else namespaced)
+
+
+def truthy(value: str) -> bool:
+    """A boolean launch argument: '1', 'true', 'yes' or 'on' (any case) is true."""
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def outer_namespace(launch_configurations: Mapping[str, Any]) -> str:
+    """The namespace an including launch file pushed (``PushRosNamespace``), without slashes."""
+    return (launch_configurations.get("ros_namespace") or "").strip("/")
+
+
+def in_namespace(namespace: str, launch_configurations: Mapping[str, Any]) -> bool:
+    """Whether nodes started under ``namespace`` (inside any outer one) run in a namespace other than ``/``."""
+    return bool(namespace.strip("/") or outer_namespace(launch_configurations))
 
 
 def scope_to_any_namespace(params: Mapping[str, Any]) -> dict:
