@@ -34,7 +34,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from .params_file import load as _load
 from .params_file import section
 
-__all__ = ["NodeParams", "ParamsFolder", "common_joints", "in_namespace", "truthy", "node_keys", "node_params_files", "override_key", "scope_to_any_namespace"]
+__all__ = ["NodeParams", "ParamsFolder", "common_joints", "in_namespace", "truthy", "node_keys", "node_params_files",
+           "override_key", "scope_to_any_namespace"]
 
 
 def common_joints(path: str | os.PathLike) -> list:
