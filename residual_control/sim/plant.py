@@ -40,7 +40,7 @@ MJCF_NAME = "arm.mjcf.xml"
 PAYLOAD_BODY = "payload"
 JOINT_NAMES: Tuple[str, ...] = ("shoulder", "elbow")
 #: Nominal joint damping (N m s/rad) and Coulomb friction (N m) of arm.mjcf.xml
-#: (checked by test/test_description.py).
+#: (checked by test/unit/test_description.py).
 NOMINAL_DAMPING: Tuple[float, ...] = (0.5, 0.3)
 NOMINAL_FRICTIONLOSS: Tuple[float, ...] = (0.8, 0.5)
 #: Time scale relating velocity noise to position noise (see module docstring).
