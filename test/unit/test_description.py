@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from residual_control.core.arm_model import ArmModel
-from residual_control.sim import description_path
+from residual_control.paths import description_path
 from residual_control.sim.plant import JOINT_NAMES, NOMINAL_DAMPING, NOMINAL_FRICTIONLOSS
 
 
