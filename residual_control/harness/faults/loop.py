@@ -150,22 +150,28 @@ def _residual_fault_script(inject, clear, bound_extra: float = 0.0, label: str =
         p.drain()
         t_clear_wall = time.monotonic()
         clear(loop)
-        try:
-            yield from _wait(lambda: p.mode == "nominal" and time.monotonic() > t_clear_wall, 90.0,
-                             "nominal after the fault cleared")
-        except _Timeout as exc:
-            res.recovered = False
-            res.fail(str(exc))
-            return
-        yield from _sleep_sim(loop, 0.2)
-        p.drain()
-        ok, why, info = ramp_check(sink_applied(loop.run_data.sink_record(), loop.joints), CONST_RESIDUAL,
-                                   config.residual_limit, t_clear_wall, p.rec.modes, config.residual_gain)
-        res.recovered = ok
-        res.notes["ramp"] = info
-        if not ok:
-            res.fail(why)
+        yield from _ramped_recovery(loop, config, res, lambda: p.mode == "nominal" and time.monotonic() > t_clear_wall,
+                                    "nominal after the fault cleared", t_clear_wall)
     return script
+
+
+def _ramped_recovery(loop, config, res: Trial, nominal, what: str, since_wall: float):
+    """Until ``nominal()``; then the residual must have ramped back in (from the sink's record) since ``since_wall``."""
+    p = loop.probe
+    try:
+        yield from _wait(nominal, 90.0, what)
+    except _Timeout as exc:
+        res.recovered = False
+        res.fail(str(exc))
+        return
+    yield from _sleep_sim(loop, 0.2)
+    p.drain()
+    ok, why, info = ramp_check(sink_applied(loop.run_data.sink_record(), loop.joints), CONST_RESIDUAL,
+                               config.residual_limit, since_wall, p.rec.modes, config.residual_gain)
+    res.recovered = ok
+    res.notes["ramp"] = info
+    if not ok:
+        res.fail(why)
 
 
 def _kill_policy(loop):
@@ -378,22 +384,9 @@ def _base_death_script(behaviour: str):
         t_back = time.monotonic()
         res.notes["_restarts"] = [loop.sim_time_now()]
         loop.restart("base_controller")
-        try:
-            yield from _wait(lambda: p.mode == "nominal" and any(c.t > t_back for c in p.rec.commands), 90.0,
-                             "nominal after the base controller restarted")
-            res.recovered = True
-        except _Timeout as exc:
-            res.recovered = False
-            res.fail(str(exc))
-            return
-        yield from _sleep_sim(loop, 0.2)
-        p.drain()
-        ok, why, info = ramp_check(sink_applied(loop.run_data.sink_record(), loop.joints), CONST_RESIDUAL,
-                                   config.residual_limit, t_back, p.rec.modes, config.residual_gain)
-        res.notes["ramp"] = info
-        if not ok:
-            res.recovered = False
-            res.fail(why)
+        yield from _ramped_recovery(loop, config, res,
+                                    lambda: p.mode == "nominal" and any(c.t > t_back for c in p.rec.commands),
+                                    "nominal after the base controller restarted", t_back)
     return script
 
 
