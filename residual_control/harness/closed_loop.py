@@ -353,6 +353,22 @@ def _named_base(record, bases, command, stamps, joints, lo, hi):
     return found[0] if len(found) == 1 else None
 
 
+def _reported_stale(record, bases, command, stamps, joints, lo, hi) -> bool:
+    """The mixer reported, for one of the states ``stamps``, an applied residual of zero with a command
+    that is not clip(its base action): its stale-behaviour output (the base action had not reached it)."""
+    for ns in stamps:
+        if ns is None:
+            continue
+        b = bases.get(ns)
+        for names, values in record.applied.get(ns, ()):
+            r = _ordered(names, values, joints)
+            if r is None or np.any(r != 0.0):
+                continue
+            if b is None or not np.allclose(np.clip(b, lo, hi), command, rtol=0.0, atol=1e-9):
+                return True
+    return False
+
+
 def _reported_within(record, stamp_ns, joints, bound) -> bool:
     """The mixer reported an applied residual for the state stamped ``stamp_ns``, within ``bound``."""
     for names, values in record.applied.get(stamp_ns, ()) if stamp_ns is not None else ():
@@ -382,7 +398,9 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
     fits a base action (the mixer's first mix). Meanwhile a command in a window without a base
     action is ``before_first_base`` (finiteness and limits only), and one in a window with a base
     action (the sim heard the restarted base controller before the mixer did) must be the
-    documented stale-behaviour output.
+    documented stale-behaviour output. So must a command in a window with a base action for whose
+    state the mixer reported an applied residual of zero and which is not clip(that base action):
+    the mixer did not have the base action in time (``stale_in_base_windows``).
 
     Leaving a stale period (``zero``/``hold``/``damp``), the mixer blends from its last
     stale-behaviour command to the mix over ``fallback_ramp_time`` (bumpless resume); for that
@@ -410,7 +428,7 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
     zero = np.clip(np.zeros_like(lo), lo, hi)
     counts = {"non_finite": 0, "out_of_limits": 0, "residual_bound": 0, "unbased": 0, "resume_bound": 0,
               "before_first_base": 0, "lagging_commands": 0, "identified_commands": 0,
-              "stale_behavior_commands": 0, "resume_commands": 0, "base_lost_at_kill": 0,
+              "stale_behavior_commands": 0, "stale_in_base_windows": 0, "resume_commands": 0, "base_lost_at_kill": 0,
               "steps_without_base": record.steps_without_base}
     examples: list = []
     previous = None
@@ -451,6 +469,10 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
                 kind = "out_of_limits"
             else:
                 in_blind = next((iv for iv in blind if iv[0] <= t < iv[1]), None)
+                # The mixer judged the base stale for this state (its base action reached the sim but
+                # not the mixer in time, e.g. a starved base controller): the stale rules apply.
+                mixer_stale = named is None and _reported_stale(record, bases, v, (w.t_ns, prev_ns), joints,
+                                                                 lo, hi)
                 if resume is not None and t > resume[0] + resume_window:
                     last_stale = resume = None
                 fit = None
@@ -478,8 +500,9 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
                     counts["before_first_base"] += 1
                     if behaviour != "stop":
                         last_stale, resume = (v if mixed_seen else None), None
-                elif in_blind is not None and stale:
+                elif (in_blind is not None or mixer_stale) and stale:
                     counts["stale_behavior_commands"] += 1
+                    counts["stale_in_base_windows"] += int(in_blind is None)
                     last_stale, resume = (v if mixed_seen else None), None
                 elif candidates and last_stale is not None:
                     # Leaving a stale period: the mixer blends from its last stale command to the mix.

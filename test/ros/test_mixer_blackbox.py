@@ -9,9 +9,7 @@ SetParameters service and the rejection of invalid values.
 """
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +24,7 @@ from std_msgs.msg import Float64MultiArray, String
 
 from residual_control.nodes.qos import CONTROL_QOS, LATCHED_QOS
 from residual_control.harness.probe import Probe
+from support.processes import stop_group, tick_until
 
 pytestmark = pytest.mark.graph
 
@@ -71,13 +70,7 @@ def mixer(tmp_path_factory):
     finally:
         client.destroy_node()
         rclpy.shutdown()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_group(proc)
         log.close()
 
 
@@ -114,12 +107,7 @@ class Client(Probe):
         rclpy.spin_once(self, timeout_sec=0.002)
 
     def run_until(self, predicate, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.tick()
-            if predicate():
-                return True
-        return bool(predicate())
+        return tick_until(self.tick, predicate, timeout)
 
 
 def expected(base, delta, eps, gain=1.0):

@@ -1,6 +1,5 @@
 """The mujoco_sim node, a short lockstep run: joint_states per command, /clock, the live parameter service."""
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -11,6 +10,7 @@ import pytest
 from residual_control.core.arm_model import ArmModel
 
 from support import ROOT as REPO
+from support.processes import stop_group
 
 pytestmark = pytest.mark.graph
 
@@ -95,11 +95,5 @@ def test_mujoco_sim_node_lockstep(monkeypatch):
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown(context=context)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+        stop_group(proc)
         proc.stdout.close()

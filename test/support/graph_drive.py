@@ -12,6 +12,8 @@ import numpy as np
 import rclpy
 import yaml
 
+from .processes import tick_until
+
 from residual_control.core.base_controllers import make_base_controller
 from residual_control.harness.probe import Probe
 from residual_control.paths import default_params_file
@@ -62,12 +64,7 @@ class Driver:
         rclpy.spin_once(self.probe, timeout_sec=0.002)
 
     def run_until(self, predicate, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.tick()
-            if predicate():
-                return True
-        return bool(predicate())
+        return tick_until(self.tick, predicate, timeout)
 
     def run_for(self, duration: float) -> None:
         self.run_until(lambda: False, duration)

@@ -357,3 +357,28 @@ def test_a_stale_command_that_fits_by_chance_does_not_end_the_blind_start(tmp_pa
     # After the mixer's first mixed command, clip(0) in a window with a base action is a violation
     # (and no resume: the mixer never resumes from a stale output sent before its first mix).
     assert c["residual_bound"] == 1 and c["total"] == 1 and c["resume_commands"] == 0, c
+
+
+def test_a_stale_output_the_mixer_reported_in_a_window_with_a_base_action_is_judged_as_stale(tmp_path):
+    # A starved base controller: its action for the state reached the sim, not the mixer in time; the
+    # mixer sent its stale output (zero) and reported an applied residual of zero for that state.
+    def record(report):
+        rec = SinkRecorder(str(tmp_path / "s.txt"))
+        for k, (base, cmd) in enumerate([([2.0, 0.0], [2.0, 0.0]), ([9.0, 5.0], [0.0, 0.0]),
+                                         ([9.0, 5.0], [9.0, 5.0])]):
+            ns = 10_000_000 * (k + 1)
+            rec.state(_stamp(ns))
+            rec.base(_base_msg(ns, base))
+            if k == 1 and report is not None:
+                rec.applied(types.SimpleNamespace(header=types.SimpleNamespace(stamp=_stamp(ns)),
+                                                  name=list(JOINTS), effort=report))
+            rec.command(cmd)
+            rec.step(ns, True)
+        rec.close()
+        return read_record(tmp_path / "s.txt")
+
+    c = check_sink_record(record([0.0, 0.0]), JOINTS, CFG, "zero")
+    assert c["total"] == 0 and c["stale_in_base_windows"] == 1, c
+    assert check_sink_record(record(None), JOINTS, CFG, "zero")["residual_bound"] == 1  # no report: a violation
+    assert check_sink_record(record([0.0, 0.0]), JOINTS, CFG, "hold")["residual_bound"] == 1  # not the held [2, 0]
+    assert check_sink_record(record([1.0, 0.0]), JOINTS, CFG, "zero")["residual_bound"] == 1  # a residual was mixed

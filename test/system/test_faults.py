@@ -43,7 +43,10 @@ def test_quick_matrix_passes_with_zero_violations(tmp_path):
     doc = json.loads(out.read_text())
     rows = doc["scenarios"]
     assert len(rows) == len([s for s in faults.SCENARIOS if s.quick])
-    failed = {r["name"]: [d["problems"] for d in r["detail"]] for r in rows if not r["passed"]}
+    # What failed, with the sink check's breakdown and examples (the run's JSON is in tmp_path).
+    failed = {r["name"]: [{"problems": d["problems"], "not_measured": d.get("not_measured"),
+                           "violations": d.get("violation_breakdown")} for d in r["detail"]]
+              for r in rows if not r["passed"]}
     assert not failed, failed
     assert sum(r["violations"] for r in rows) == 0
     assert all(r["commands_checked"] > 0 for r in rows)
