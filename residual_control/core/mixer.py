@@ -366,8 +366,7 @@ class Mixer:
             return self._base_fault(f"base action stamp {base_stamp - now:.3f} s in the future", now)
         self._last_base_received = now
         self._stop_blend = None
-        if (self._mode == Mode.BASE_FAULT and cfg.base_stale_behavior != "stop" and self._last_output is not None
-                and self._last_command is not None):
+        if self._mode == Mode.BASE_FAULT and cfg.base_stale_behavior != "stop" and self._last_command is not None:
             # Bumpless resume: the sink holds the last zero/hold/damp command; the mix takes over
             # from it over fallback_ramp_time. (With stop, the sink's own timeout decided what the
             # actuator did meanwhile: no command of ours to start from. Before the first base action

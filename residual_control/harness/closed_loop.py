@@ -238,6 +238,18 @@ def _interp_reference(refs: list, t: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(t, stamps, values[:, j]) for j in range(values.shape[1])], axis=1)
 
 
+def _within(command, base, allowed, lo, hi) -> bool:
+    """|command - base| <= allowed on every joint whose base action lies within the command limits."""
+    inside = (base >= lo) & (base <= hi)
+    return bool(np.all(np.abs(command - base)[inside] <= allowed[inside]))
+
+
+def _resume_fits(command, base, bound, stale, first, lo, hi) -> bool:
+    """A command of the mixer's blend out of a stale period: within g * eps of the base action plus the
+    larger gap of the last stale command ``stale`` and of the resume's first command ``first`` to it."""
+    return _within(command, base, bound + np.maximum(np.abs(stale - base), np.abs(first - base)), lo, hi)
+
+
 CHECK_WINDOW = 0.1  # s of probe receive time around a command in which its base action must lie
 
 
@@ -282,8 +294,7 @@ def check_commands(commands, bases, joints, config, behaviour: str = "stop", win
             near = [base_v[k] for k in range(i0, i1) if base_v[k] is not None and np.all(np.isfinite(base_v[k]))]
             ok = False
             for b in near:
-                inside = (b >= lo) & (b <= hi)
-                if np.all(np.abs(v - b)[inside] <= bound[inside]):
+                if _within(v, b, bound, lo, hi):
                     ok = True
                     break
             if near and last_stale is not None and resume is None:
@@ -307,9 +318,7 @@ def check_commands(commands, bases, joints, config, behaviour: str = "stop", win
                     # Leaving the stale period: the mixer blends from its last stale command to
                     # the mix over fallback_ramp_time (see check_sink_record).
                     for b in near:
-                        inside = (b >= lo) & (b <= hi)
-                        allowed = bound + np.maximum(np.abs(last_stale - b), np.abs(resume[1] - b))
-                        if np.all(np.abs(v - b)[inside] <= allowed[inside]):
+                        if _resume_fits(v, b, bound, last_stale, resume[1], lo, hi):
                             counts["resume_commands"] += 1
                             ok = True
                             break
@@ -477,8 +486,7 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
                     last_stale = resume = None
                 fit = None
                 for b in candidates:
-                    inside = (b >= lo) & (b <= hi)
-                    if np.all(np.abs(v - b)[inside] <= bound[inside]):
+                    if _within(v, b, bound, lo, hi):
                         fit = b
                         counts["lagging_commands"] += int(b is late and named is None)
                         break
@@ -509,9 +517,7 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
                     if resume is None:
                         resume = (t, v)
                     for b in candidates:
-                        inside = (b >= lo) & (b <= hi)
-                        allowed = bound + np.maximum(np.abs(last_stale - b), np.abs(resume[1] - b))
-                        if np.all(np.abs(v - b)[inside] <= allowed[inside]):
+                        if _resume_fits(v, b, bound, last_stale, resume[1], lo, hi):
                             counts["resume_commands"] += 1
                             break
                     else:
