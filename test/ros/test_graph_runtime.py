@@ -20,10 +20,11 @@ from diagnostic_msgs.msg import DiagnosticStatus
 
 from residual_control.core.observation import default_observation_names
 from residual_control.harness.graph import Graph, NodeSpec, runtime_specs
-from residual_control.harness.probe import Probe, command_violations
+from residual_control.harness.probe import Probe
 from residual_control.harness.synthetic_models import linear_model
 
-from support.graph_drive import BIAS, JOINTS, PERIOD, RATE_HZ, Driver, expected_command, load_params
+from support.graph_drive import (BIAS, JOINTS, PERIOD, RATE_HZ, Driver, assert_commands_safe, expected_command,
+                                 load_params)
 
 pytestmark = pytest.mark.graph
 
@@ -77,13 +78,6 @@ def graph(setup, tmp_path_factory):
         rclpy.shutdown()
 
 
-def _all_commands_safe(params, probe):
-    m = params["residual_mixer"]["ros__parameters"]
-    cmds = [c.values for c in probe.rec.commands]
-    assert cmds, "no commands recorded"
-    assert command_violations(cmds, m["command_min"], m["command_max"]) == 0
-
-
 def test_commands_equal_the_formula(graph):
     params, _, g, probe, driver = graph
     probe.rec.clear()
@@ -96,7 +90,7 @@ def test_commands_equal_the_formula(graph):
     for c in probe.rec.commands[-10:]:
         np.testing.assert_allclose(c.values, expected, atol=1e-6)
     assert probe.mode == "nominal"
-    _all_commands_safe(params, probe)
+    assert_commands_safe(params, probe)
 
 
 def test_live_tuning_takes_effect_and_invalid_values_are_rejected(graph):
@@ -165,7 +159,7 @@ def test_kill_residual_policy_falls_back_in_time_then_recovers_with_a_ramp(graph
     fb = probe.rec.commands[-1].values
     np.testing.assert_allclose(fb, np.clip(a_base, params["residual_mixer"]["ros__parameters"]["command_min"],
                                            params["residual_mixer"]["ros__parameters"]["command_max"]), atol=1e-6)
-    _all_commands_safe(params, probe)
+    assert_commands_safe(params, probe)
 
     # Restart: the residual comes back through the hold and the ramp.
     probe.rec.clear()
@@ -177,7 +171,7 @@ def test_kill_residual_policy_falls_back_in_time_then_recovers_with_a_ramp(graph
     rising = [x for x in ramp if 0 < x < max(ramp) - 1e-9]
     assert rising, "no intermediate gain seen during the ramp"
     assert all(b >= a - 1e-9 for a, b in zip(ramp, ramp[1:])), "ramp not monotonic"
-    _all_commands_safe(params, probe)
+    assert_commands_safe(params, probe)
 
 
 def test_stopping_perception_triggers_fallback_and_resuming_recovers(graph):
@@ -191,7 +185,7 @@ def test_stopping_perception_triggers_fallback_and_resuming_recovers(graph):
                                         if s.name == "residual_policy"), 5.0), reasons[-3:]
     driver.perception = True
     assert driver.run_until(lambda: probe.mode == "nominal", 20.0), probe.rec.modes
-    _all_commands_safe(params, probe)
+    assert_commands_safe(params, probe)
 
 
 def test_mixer_rejects_bad_residual_messages(graph):
@@ -215,7 +209,7 @@ def test_mixer_rejects_bad_residual_messages(graph):
         else:  # huge but finite: accepted, clamped to the bound
             for a in probe.rec.applied:
                 assert np.all(np.abs(a.values) <= np.asarray(m["residual_limit"]) + 1e-9)
-        _all_commands_safe(params, probe)
+        assert_commands_safe(params, probe)
 
 
 def test_base_timeout_stop_behaviour(graph):

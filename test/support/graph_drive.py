@@ -15,7 +15,7 @@ import yaml
 from .processes import tick_until
 
 from residual_control.core.base_controllers import make_base_controller
-from residual_control.harness.probe import Probe
+from residual_control.harness.probe import Probe, command_violations
 from residual_control.paths import default_params_file
 
 JOINTS = ["shoulder", "elbow"]
@@ -68,3 +68,11 @@ class Driver:
 
     def run_for(self, duration: float) -> None:
         self.run_until(lambda: False, duration)
+
+
+def assert_commands_safe(params, probe) -> None:
+    """Commands were recorded, and every one is finite and within the mixer's command limits."""
+    m = params["residual_mixer"]["ros__parameters"]
+    cmds = [c.values for c in probe.rec.commands]
+    assert cmds, "no commands recorded"
+    assert command_violations(cmds, m["command_min"], m["command_max"]) == 0

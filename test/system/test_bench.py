@@ -19,10 +19,10 @@ import yaml
 from residual_control.core.observation import default_observation_names
 from residual_control.nodes.residual_controller import FUSED_PARAMS, NODE_NAME, fused_parameters
 from residual_control.harness.graph import Graph, NodeSpec
-from residual_control.harness.probe import Probe, command_violations
+from residual_control.harness.probe import Probe
 from residual_control.harness.synthetic_models import linear_model
 
-from support.graph_drive import BIAS, JOINTS, RATE_HZ, Driver, expected_command, load_params
+from support.graph_drive import BIAS, JOINTS, RATE_HZ, Driver, assert_commands_safe, expected_command, load_params
 
 BENCH_KEYS = ("mixer_step", "inference", "hop", "graph", "resources", "fused", "executors", "machine")
 
@@ -116,13 +116,6 @@ def fused(tmp_path_factory):
         rclpy.shutdown()
 
 
-def _safe(params, probe):
-    m = params["residual_mixer"]["ros__parameters"]
-    cmds = [c.values for c in probe.rec.commands]
-    assert cmds, "no commands recorded"
-    assert command_violations(cmds, m["command_min"], m["command_max"]) == 0
-
-
 @pytest.mark.graph
 def test_fused_commands_equal_the_formula_and_tuning_applies(fused):
     params, g, probe, driver = fused
@@ -133,7 +126,7 @@ def test_fused_commands_equal_the_formula_and_tuning_applies(fused):
         np.testing.assert_allclose(c.values, expected, atol=1e-6)
     applied = probe.rec.applied[-1]
     np.testing.assert_allclose(applied.values, expected - a_base, atol=1e-6)
-    _safe(params, probe)
+    assert_commands_safe(params, probe)
 
     ok, reason = probe.set_remote_parameter(NODE_NAME, "residual_limit", [1.0, 0.5])
     assert ok, reason
@@ -165,4 +158,4 @@ def test_fused_falls_back_when_perception_stops_and_recovers(fused):
     assert driver.run_until(lambda: probe.mode == "nominal", 20.0), probe.rec.modes
     modes = [x[2].split(":")[0] for x in probe.rec.modes]
     assert "recovering" in modes, modes
-    _safe(params, probe)
+    assert_commands_safe(params, probe)
