@@ -38,8 +38,13 @@ def section(params: Mapping[str, Any], key: str) -> dict:
     return dict((params.get(key) or {}).get("ros__parameters") or {})
 
 
-def node_params(params: Mapping[str, Any], node: str) -> dict:
-    """Parameters a node gets from a loaded params file: ``/**`` merged with its own section."""
-    out = section(params, ALL_NODES)
+def node_params(params: Mapping[str, Any], node: str, defaults: bool = True) -> dict:
+    """What a node runs with from a loaded params file: the schema's defaults of its generic parameters
+    (``defaults``; core.params.schema_defaults), then ``/**``, then its own section (each wins over the one
+    before). The robot-specific parameters have no default: only what the file gives."""
+    from .core.params import schema_defaults
+
+    out = schema_defaults(node) if defaults else {}
+    out.update(section(params, ALL_NODES))
     out.update(section(params, node))
     return out

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, replace
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -90,17 +90,14 @@ class MixerConfig:
 
     @classmethod
     def from_params(cls, params: Mapping[str, object]) -> "MixerConfig":
-        """A config from node parameters (other keys ignored); a missing key takes its spec's default."""
-        values = {}
-        for name in cls.__dataclass_fields__:
-            if name in params:
-                values[name] = params[name]
-            else:
-                default = default_of(MIXER_PARAMS, name)
-                if default is None:
-                    raise ConfigError(f"{name}: expected a value (the parameter has no default), found none")
-                values[name] = default
-        return cls(**values)
+        """A config from node parameters (other keys ignored); a missing key takes its spec's default, and
+        a missing robot-specific one (joints, the per-joint limits: no default) is refused."""
+        fields = cls.__dataclass_fields__
+        missing = [name for name, f in fields.items() if name not in params and f.default is MISSING]
+        if missing:
+            raise ConfigError(f"{', '.join(missing)}: expected a value from the robot's params file "
+                              f"(robot-specific, no default), found none")
+        return cls(**{name: params[name] for name in fields if name in params})
 
     def validate(self) -> None:
         """Each field against its spec (type, range, choices), then the relations between fields.

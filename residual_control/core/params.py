@@ -28,10 +28,17 @@ BOOL = "bool"
 INTEGER = "integer"
 
 
+#: The default of a robot-specific parameter (joint names, gains, limits, the nominal model): there is
+#: none in the generic schema; the value comes from the robot's params file, and a node started without
+#: it refuses to start, naming the parameter.
+ROBOT = None
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     name: str
     kind: str
+    #: :data:`ROBOT` (None): robot-specific, no default (see :attr:`robot_specific`).
     default: Any
     description: str
     unit: str = ""
@@ -44,6 +51,11 @@ class ParamSpec:
     #: Further per-value check of a string array: returns what was expected (text) when the value
     #: is refused, or None (e.g. joint names: at least one, unique, non-empty).
     check: Callable[[list], str | None] | None = None
+
+    @property
+    def robot_specific(self) -> bool:
+        """No default: the value is the robot's and comes from its params file."""
+        return self.default is ROBOT
 
     def coerce(self, value: Any) -> Any:
         """The value in the type the descriptor announces, where that loses nothing.
@@ -175,18 +187,18 @@ def _joint_names(names: list) -> str | None:
 
 
 JOINTS = ParamSpec(
-    "joints", STRING_ARRAY, ["shoulder", "elbow"],
+    "joints", STRING_ARRAY, ROBOT,
     "Joint names; every array parameter and the commands message follow this order",
     read_only=True, check=_joint_names,
 )
-COMMAND_MIN = ParamSpec("command_min", DOUBLE_ARRAY, [-60.0, -30.0], "Lower command limit per joint", "N m")
-COMMAND_MAX = ParamSpec("command_max", DOUBLE_ARRAY, [60.0, 30.0], "Upper command limit per joint", "N m")
+COMMAND_MIN = ParamSpec("command_min", DOUBLE_ARRAY, ROBOT, "Lower command limit per joint", "N m")
+COMMAND_MAX = ParamSpec("command_max", DOUBLE_ARRAY, ROBOT, "Upper command limit per joint", "N m")
 
 MIXER_PARAMS: tuple[ParamSpec, ...] = (
     JOINTS,
-    ParamSpec("residual_limit", DOUBLE_ARRAY, [20.0, 8.0],
+    ParamSpec("residual_limit", DOUBLE_ARRAY, ROBOT,
               "Bound epsilon on |residual| per joint; takes effect on the next command", "N m", min=0.0),
-    ParamSpec("residual_limit_max", DOUBLE_ARRAY, [25.0, 12.0],
+    ParamSpec("residual_limit_max", DOUBLE_ARRAY, ROBOT,
               "Ceiling for residual_limit, fixed at start", "N m", min=0.0, read_only=True),
     ParamSpec("residual_gain", DOUBLE, 1.0, "Gain g on the clamped residual", min=0.0, max=1.0),
     COMMAND_MIN,
@@ -212,7 +224,7 @@ MIXER_PARAMS: tuple[ParamSpec, ...] = (
               "Bumpless fallback: the applied residual decays from its last valid value to zero over this time "
               "(0: at once); damp blends from the last command over it too, and so does the resume from a base "
               "fault, from the last damp/zero/hold command to the mix", "s", min=0.0, max=1.0),
-    ParamSpec("damp_kd", DOUBLE_ARRAY, [6.0, 4.0],
+    ParamSpec("damp_kd", DOUBLE_ARRAY, ROBOT,
               "Damping gain per joint of base_stale_behavior damp (reads joint_states)", "N m s/rad", min=0.0),
     ParamSpec("damp_gravity", BOOL, True,
               "damp compensates gravity with the nominal model model.* (the pd_gravity base controller's); "
@@ -225,24 +237,24 @@ BASE_PARAMS: tuple[ParamSpec, ...] = (
     JOINTS,
     ParamSpec("controller_type", STRING, "pd_gravity", "Base control law", choices=("pid", "pd_gravity"),
               read_only=True),
-    ParamSpec("kp", DOUBLE_ARRAY, [60.0, 40.0], "Proportional gain per joint", "N m/rad", min=0.0),
-    ParamSpec("ki", DOUBLE_ARRAY, [0.0, 0.0], "Integral gain per joint (pid)", "N m/(rad s)", min=0.0),
-    ParamSpec("kd", DOUBLE_ARRAY, [6.0, 4.0], "Derivative gain per joint", "N m s/rad", min=0.0),
-    ParamSpec("integral_limit", DOUBLE_ARRAY, [10.0, 5.0],
+    ParamSpec("kp", DOUBLE_ARRAY, ROBOT, "Proportional gain per joint", "N m/rad", min=0.0),
+    ParamSpec("ki", DOUBLE_ARRAY, ROBOT, "Integral gain per joint (pid)", "N m/(rad s)", min=0.0),
+    ParamSpec("kd", DOUBLE_ARRAY, ROBOT, "Derivative gain per joint", "N m s/rad", min=0.0),
+    ParamSpec("integral_limit", DOUBLE_ARRAY, ROBOT,
               "Anti-windup clamp on the integral term per joint (pid)", "N m", min=0.0),
     ParamSpec("derivative_filter_hz", DOUBLE, 40.0,
               "Low-pass cut-off of the measured-velocity derivative (pid)", "Hz", min=0.1, max=1e4),
     COMMAND_MIN,
     COMMAND_MAX,
-    ParamSpec("model.link_lengths", DOUBLE_ARRAY, [0.5, 0.4], "Nominal link lengths (pd_gravity)", "m",
+    ParamSpec("model.link_lengths", DOUBLE_ARRAY, ROBOT, "Nominal link lengths (pd_gravity)", "m",
               min=0.0, read_only=True),
-    ParamSpec("model.link_masses", DOUBLE_ARRAY, [2.0, 1.5], "Nominal link masses (pd_gravity)", "kg",
+    ParamSpec("model.link_masses", DOUBLE_ARRAY, ROBOT, "Nominal link masses (pd_gravity)", "kg",
               min=1e-6, read_only=True),
-    ParamSpec("model.com_offsets", DOUBLE_ARRAY, [0.25, 0.2],
+    ParamSpec("model.com_offsets", DOUBLE_ARRAY, ROBOT,
               "Nominal centre-of-mass offsets along each link (pd_gravity)", "m", read_only=True),
-    ParamSpec("model.link_inertias", DOUBLE_ARRAY, [0.045, 0.022],
+    ParamSpec("model.link_inertias", DOUBLE_ARRAY, ROBOT,
               "Nominal link inertias about the COM (pd_gravity)", "kg m^2", min=0.0, read_only=True),
-    ParamSpec("model.payload_mass", DOUBLE, 0.2, "Nominal payload at the tip (pd_gravity)", "kg", min=0.0,
+    ParamSpec("model.payload_mass", DOUBLE, ROBOT, "Nominal payload at the tip (pd_gravity)", "kg", min=0.0,
               read_only=True),
 )
 
@@ -254,7 +266,7 @@ POLICY_PARAMS: tuple[ParamSpec, ...] = (
               pattern=(r"([0-9a-fA-F]{64})?", "empty or 64 hexadecimal digits (a SHA-256)")),
     ParamSpec("control_rate_hz", DOUBLE, 100.0, "Control rate the model must have been trained for", "Hz",
               min=1.0, max=10000.0, read_only=True),
-    ParamSpec("residual_limit", DOUBLE_ARRAY, [20.0, 8.0],
+    ParamSpec("residual_limit", DOUBLE_ARRAY, ROBOT,
               "Residual bound the model must declare (refuse a model with a larger bound)", "N m",
               min=0.0, read_only=True),
     ParamSpec("perception_features", STRING_ARRAY, ["payload_mass"],
@@ -281,6 +293,31 @@ POLICY_PARAMS: tuple[ParamSpec, ...] = (
 
 #: The mixer's damp safe stop compensates gravity with the same nominal model as pd_gravity.
 MIXER_PARAMS = MIXER_PARAMS + tuple(s for s in BASE_PARAMS if s.name.startswith("model."))
+
+
+def fused_specs(*spec_lists: Sequence[ParamSpec]) -> tuple[ParamSpec, ...]:
+    """The union by name of the specs (default: mixer, base controller, policy); the first spec of a name wins."""
+    out: dict[str, ParamSpec] = {}
+    for specs in spec_lists or (MIXER_PARAMS, BASE_PARAMS, POLICY_PARAMS):
+        for s in specs:
+            out.setdefault(s.name, s)
+    return tuple(out.values())
+
+
+#: The fused node ``residual_controller``: the three nodes' parameters in one.
+FUSED_PARAMS = fused_specs()
+
+#: The schema of each node, by the node's name (its key in a params file).
+NODE_PARAMS: dict[str, tuple[ParamSpec, ...]] = {
+    "residual_mixer": MIXER_PARAMS, "base_controller": BASE_PARAMS, "residual_policy": POLICY_PARAMS,
+    "residual_controller": FUSED_PARAMS,
+}
+
+
+def schema_defaults(node: str) -> dict[str, Any]:
+    """The defaults of a node's generic parameters (none for a node without a schema; the robot-specific
+    parameters have none): what the node runs with where its params file is silent."""
+    return {s.name: default_of((s,), s.name) for s in NODE_PARAMS.get(node, ()) if not s.robot_specific}
 
 
 def spec_map(specs: Sequence[ParamSpec]) -> dict[str, ParamSpec]:

@@ -71,13 +71,15 @@ def declare_specs(node: Node, specs: Sequence[ParamSpec]) -> dict[str, object]:
     values = {}
     for spec in specs:
         d = descriptor(spec)
+        override = (overrides or {}).get(spec.name)
+        if override is None and spec.robot_specific:
+            raise ConfigError(
+                f"parameter '{spec.name}': expected a value from the robot's params file ({spec.kind}"
+                f"{', ' + spec.unit if spec.unit else ''}: robot-specific, no default), found none; "
+                f"pass --params-file with the robot's params (config/residual_control.yaml for the built-in arm)")
         try:
-            if overrides is None:
-                node.declare_parameter(spec.name, spec.default, d)
-            else:
-                override = overrides.get(spec.name)
-                value = spec.default if override is None else spec.coerce(override.value)
-                node.declare_parameter(spec.name, value, d, ignore_override=True)
+            value = spec.default if override is None else spec.coerce(override.value)
+            node.declare_parameter(spec.name, value, d, ignore_override=True)
         except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
             # rclpy checks the descriptor's range/type first (an out-of-range or NaN
             # value in a params file): report it like every other bad value.

@@ -1,6 +1,7 @@
 """A node process: the executor it spins on, SIGINT/SIGTERM handling, and the usual main() (:func:`run_node`)."""
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import sys
@@ -81,6 +82,12 @@ class _StopSignals:
         self._previous.clear()
 
 
+def _dump_stacks_on_sigusr1() -> None:
+    """``kill -USR1 PID`` prints every thread's Python stack to stderr: how to see where a node is stuck."""
+    if hasattr(signal, "SIGUSR1") and threading.current_thread() is threading.main_thread():
+        faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
+
+
 def run_node(factory: Callable[[], Node], args=None, fatal: tuple = (ResidualControlError,),
              spin: Callable | None = None, restore_signals: bool = False) -> int:
     """The usual main(): init, build, spin, shut down cleanly; exits 0 on any number of SIGINT/SIGTERM.
@@ -92,6 +99,7 @@ def run_node(factory: Callable[[], Node], args=None, fatal: tuple = (ResidualCon
     ``restore_signals`` (a caller that goes on after the node).
     """
     stop = _StopSignals().install()
+    _dump_stacks_on_sigusr1()
     try:
         return _run_node(stop, factory, args, fatal, spin, restore_signals)
     except KeyboardInterrupt:  # the one a signal raises, if it lands outside the inner handlers

@@ -22,7 +22,7 @@ into a command is computed from the same joint state as its base action (the
 separate graph mixes the newest residual that arrived, usually one sample
 older).
 
-Parameters are the union of the three nodes' (:func:`fused_specs`). The one
+Parameters are the union of the three nodes' (core.params.FUSED_PARAMS). The one
 name they share with different meanings is ``residual_limit``: here it is the
 mixer's live-tunable clamp, and the model's declared bound is checked against
 its value at start. Mixer, base controller gains and perception/joint-state
@@ -32,7 +32,7 @@ path like residual_policy.
 from __future__ import annotations
 
 import copy
-from typing import Mapping, Sequence
+from typing import Mapping
 
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
@@ -40,7 +40,7 @@ from sensor_msgs.msg import JointState
 from ..core.base_controllers import make_base_controller
 from ..core.errors import ConfigError
 from ..core.mixer import mixer_from_params
-from ..core.params import BASE_PARAMS, MIXER_PARAMS, POLICY_PARAMS, ParamSpec, spec_map
+from ..core.params import BASE_PARAMS, FUSED_PARAMS, spec_map
 from ..core.step import ResidualLoop
 from ..params_file import section
 from .conversions import now_sec, read_or_reject, read_state, stamp_to_sec
@@ -56,16 +56,6 @@ NODE_NAME = "residual_controller"
 SOURCE_NODES = ("residual_mixer", "base_controller", "residual_policy")
 
 
-def fused_specs(*spec_lists: Sequence[ParamSpec]) -> tuple[ParamSpec, ...]:
-    """The union by name of the specs (default: mixer, base controller, policy); the first spec of a name wins."""
-    out: dict[str, ParamSpec] = {}
-    for specs in spec_lists or (MIXER_PARAMS, BASE_PARAMS, POLICY_PARAMS):
-        for s in specs:
-            out.setdefault(s.name, s)
-    return tuple(out.values())
-
-
-FUSED_PARAMS = fused_specs()
 _BASE_NAMES = frozenset(s.name for s in BASE_PARAMS)
 
 

@@ -16,10 +16,19 @@ from support.messages import says_expected_found
 pytestmark = pytest.mark.graph
 
 
+DELETE = object()  # a change that removes the key: a robot-specific value left out
+
+
 def _params(node: str, **changes) -> dict:
     with open(default_params_file()) as f:
         params = yaml.safe_load(f)
-    params[node]["ros__parameters"].update(changes)
+    section = params[node]["ros__parameters"]
+    for key, value in changes.items():
+        if value is DELETE:
+            for entry in params.values():  # from the node's section and from /**
+                entry["ros__parameters"].pop(key, None)
+        else:
+            section[key] = value
     return params
 
 
@@ -36,6 +45,12 @@ BAD_PARAMS = [
     ("nan_gain_base", "base_controller", {"kp": [math.nan, 1.0]}, ["kp", "nan"]),
     ("kp_wrong_length", "base_controller", {"kp": [1.0, 2.0, 3.0]}, ["kp", "2 values", "found 3"]),
     ("policy_limit_mismatch", "residual_policy", {"residual_limit": [1.0, 6.0]}, ["residual_limit", "[1.0, 6.0]"]),
+    # Robot-specific values have no default: left out of the robot's params file, the node refuses to start.
+    ("no_joints", "residual_mixer", {"joints": DELETE}, ["joints", "robot's params file", "found none"]),
+    ("no_kp", "base_controller", {"kp": DELETE}, ["kp", "robot's params file", "found none"]),
+    ("no_damp_kd", "residual_mixer", {"damp_kd": DELETE}, ["damp_kd", "robot's params file", "found none"]),
+    ("no_policy_limit", "residual_policy", {"residual_limit": DELETE},
+     ["residual_limit", "robot's params file", "found none"]),
     ("policy_missing_model", "residual_policy", {"model_path": "/nonexistent/model.onnx"},
      ["model_path", "/nonexistent/model.onnx"]),
 ]

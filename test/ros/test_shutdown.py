@@ -94,10 +94,14 @@ def test_every_node_exits_0_on_repeated_stop_signals(tmp_path, case):
     finally:
         for exe, (p, _) in procs.items():
             if p.poll() is None:
+                os.kill(p.pid, signal.SIGUSR1)  # run_node's faulthandler: every thread's stack into the log
+                time.sleep(1.0)
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait(timeout=10)
     logs = {exe: log.read_text(errors="replace") for exe, (_, log) in procs.items()}
-    assert len(codes) == len(procs), f"still running 60 s after the first signal: {set(procs) - set(codes)}"
+    hung = set(procs) - set(codes)
+    assert not hung, (f"still running 60 s after the first signal: {hung}; signals sent {sent}; "
+                      f"logs: {({exe: logs[exe][-4000:] for exe in hung})}")
     bad = {exe: (rc, logs[exe][-2000:]) for exe, rc in codes.items() if rc != 0 or "Traceback" in logs[exe]}
     assert not bad, f"{case}: signals sent {sent}; exit codes {codes}; failing: {bad}"
     # The repeats did reach most processes during their shutdown (otherwise this proves nothing).

@@ -246,7 +246,7 @@ def test_runtime_launch_arguments_win_over_the_shipped_params_file(evaluate, pri
     assert got["residual_policy"][1]["model_path"] == "/some/model.onnx"
     # The file's node-name entries still apply.
     assert got["residual_mixer"][1]["residual_limit"] == [20.0, 8.0]
-    assert got["base_controller"][1]["controller_type"] == "pd_gravity"
+    assert got["base_controller"][1]["kp"] == [60.0, 40.0]
     shutdown(ev)
     assert sorted(os.listdir(private_tmp)) == []
 

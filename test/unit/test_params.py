@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
+from residual_control import params_file
 from residual_control.core.errors import ConfigError
 from residual_control.core.mixer import Mixer, MixerConfig, Mode
 from residual_control.core.params import (
@@ -88,27 +89,47 @@ def test_params_file_array_lengths_match_joints():
                 assert len(value) == n, (node, key)
 
 
-@pytest.mark.parametrize("node", sorted(SECTIONS))
-def test_params_file_gives_every_robot_specific_value(node):
-    """Joint names, per-joint vectors and the nominal model are the robot's: its params file sets each one
-    (validated by the spec above), none is left to a spec default."""
-    given = node_params(node)
-    robot = [s.name for s in SECTIONS[node]
-             if s.name == "joints" or s.kind == DOUBLE_ARRAY or s.name.startswith("model.")]
-    assert robot, node
-    missing = [name for name in robot if name not in given]
-    assert not missing, f"{node}: {PARAMS_FILE.name} leaves {missing} to the spec defaults"
+def robot_values(node: str) -> dict:
+    """The robot-specific values of a node in the built-in arm's params file."""
+    return {k: v for k, v in node_params(node).items() if spec_map(SECTIONS[node])[k].robot_specific}
 
 
 @pytest.mark.parametrize("group, spec", ALL_SPECS, ids=[f"{g}.{s.name}" for g, s in ALL_SPECS])
+def test_robot_specific_parameters_have_no_default_in_the_generic_schema(group, spec):
+    """Joint names, the per-joint vectors (gains, limits) and the nominal model are the robot's."""
+    robot = spec.name == "joints" or spec.kind == DOUBLE_ARRAY or spec.name.startswith("model.")
+    assert spec.robot_specific == robot, spec.name
+    assert (spec.default is None) == robot, spec.name
+
+
+@pytest.mark.parametrize("node", sorted(SECTIONS))
+def test_params_file_gives_every_robot_specific_value(node):
+    """Each robot-specific parameter of the node is set by the robot's params file (validated above)."""
+    given = node_params(node)
+    robot = [s.name for s in SECTIONS[node] if s.robot_specific]
+    assert robot, node
+    missing = [name for name in robot if name not in given]
+    assert not missing, f"{node}: {PARAMS_FILE.name} leaves {missing} unset (they have no default)"
+
+
+@pytest.mark.parametrize("node", sorted(SECTIONS))
+def test_params_file_writes_no_generic_default_again(node):
+    """A generic parameter in the params file differs from its default: no default is written twice."""
+    specs = spec_map(SECTIONS[node])
+    section = flat(load_params()[node]["ros__parameters"])
+    again = {k: v for k, v in section.items() if not specs[k].robot_specific and specs[k].validate(v) ==
+             specs[k].validate(specs[k].default)}
+    assert not again, f"{node}: {PARAMS_FILE.name} repeats the schema's defaults {again}"
+
+
+@pytest.mark.parametrize("group, spec", [(g, s) for g, s in ALL_SPECS if not s.robot_specific],
+                         ids=[f"{g}.{s.name}" for g, s in ALL_SPECS if not s.robot_specific])
 def test_every_default_validates(group, spec):
     value = spec.validate(spec.default)
     if spec.kind in (DOUBLE, DOUBLE_ARRAY):
         np.testing.assert_allclose(value, spec.default)
     else:
         assert value == spec.default
-    if spec.kind == DOUBLE_ARRAY:
-        assert len(spec.default) == len(spec_map(SECTIONS[group])["joints"].default), spec.name
     if spec.choices is not None:
         assert spec.default in spec.choices
     assert spec.description and spec.doc.startswith(spec.description)
@@ -120,9 +141,13 @@ def test_spec_names_unique(specs):
     assert len(names) == len(set(names))
 
 
-def test_defaults_build_a_mixer_config():
-    defaults = {s.name: s.default for s in MIXER_PARAMS}
-    cfg = MixerConfig.from_params(defaults)
+def mixer_params() -> dict:
+    """The schema's defaults and the built-in arm's robot-specific values."""
+    return {**{s.name: s.default for s in MIXER_PARAMS if not s.robot_specific}, **robot_values("residual_mixer")}
+
+
+def test_defaults_and_the_robot_values_build_a_mixer_config():
+    cfg = MixerConfig.from_params(mixer_params())
     assert cfg.joints == ("shoulder", "elbow")
 
 
@@ -131,14 +156,18 @@ def _as_plain(value):
 
 
 def test_no_mixer_default_is_written_twice():
-    """The specs hold the mixer's defaults: from_params of nothing but the joints is the specs' defaults,
-    and every default of the MixerConfig dataclass is its spec's (the per-joint vectors have none)."""
+    """The specs hold the mixer's defaults: from_params of the robot's values alone is the specs' defaults,
+    every default of the MixerConfig dataclass is its spec's, and the robot-specific ones have none."""
     specs = spec_map(MIXER_PARAMS)
-    cfg = MixerConfig.from_params({"joints": ["shoulder", "elbow"]})
+    robot = robot_values("residual_mixer")
+    cfg = MixerConfig.from_params(robot)
     for name in MixerConfig.__dataclass_fields__:
-        assert _as_plain(getattr(cfg, name)) == specs[name].default, name
-    empty = MixerConfig.from_params({})
-    assert all(_as_plain(getattr(empty, k)) == _as_plain(getattr(cfg, k)) for k in MixerConfig.__dataclass_fields__)
+        expected = robot[name] if specs[name].robot_specific else specs[name].default
+        assert _as_plain(getattr(cfg, name)) == expected, name
+    with pytest.raises(ConfigError) as info:
+        MixerConfig.from_params({})
+    assert str(info.value) == ("joints, residual_limit, residual_limit_max, command_min, command_max: expected a "
+                               "value from the robot's params file (robot-specific, no default), found none")
     vectors = {"residual_limit", "residual_limit_max", "command_min", "command_max", "damp_kd"}
     for name, f in MixerConfig.__dataclass_fields__.items():
         if name == "joints" or name in vectors:
@@ -163,7 +192,7 @@ def test_mixer_config_per_value_checks_are_the_specs(name, value):
     specs = spec_map(MIXER_PARAMS)
     with pytest.raises(ConfigError) as spec_info:
         specs[name].validate(value, where=name)
-    params = {s.name: s.default for s in MIXER_PARAMS}
+    params = mixer_params()
     if name == "joints" and value:
         params.update({k: [0.0] * len(value) for k in ("residual_limit", "command_min", "command_max", "damp_kd")},
                       residual_limit_max=[1.0] * len(value))
@@ -186,7 +215,7 @@ def test_mixer_config_checks_the_relations_between_fields(changes, message):
     specs = spec_map(MIXER_PARAMS)
     for name, value in changes.items():
         specs[name].validate(value)
-    params = {**{s.name: s.default for s in MIXER_PARAMS}, **changes}
+    params = {**mixer_params(), **changes}
     with pytest.raises(ConfigError) as info:
         MixerConfig.from_params(params)
     assert str(info.value) == message
@@ -194,9 +223,9 @@ def test_mixer_config_checks_the_relations_between_fields(changes, message):
 
 def test_mixer_config_from_params_file():
     specs = spec_map(MIXER_PARAMS)
-    p = {k: specs[k].validate(v) for k, v in node_params("residual_mixer").items()}
+    raw = params_file.node_params(params_file.load(PARAMS_FILE), "residual_mixer")  # the file on the defaults
+    p = {k: specs[k].validate(v) for k, v in flat(raw).items()}
     cfg = MixerConfig.from_params(p)
-    raw = node_params("residual_mixer")
     assert cfg.joints == ("shoulder", "elbow")
     for key in ("residual_limit", "residual_limit_max", "command_min", "command_max"):
         np.testing.assert_array_equal(getattr(cfg, key), raw[key])
@@ -298,15 +327,22 @@ def test_doc_text():
     assert math.isfinite(spec_map(BASE_PARAMS)["derivative_filter_hz"].max)
 
 
-def test_the_readme_parameter_tables_are_the_specs(capsys):
-    """Every row `residual-control params` prints is in the README, word for word (defaults included)."""
+def test_the_readme_parameter_tables_are_generated_from_the_schema(tmp_path, capsys):
+    """The README's tables are exactly what `residual-control params` generates; a changed spec shows."""
+    from residual_control.cli import PARAMS_BEGIN, main, params_tables, readme_with_tables
 
-    from residual_control.cli import main
-
-    assert main(["params"]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| `")]
-    assert len(rows) > 20
     readme = (REPO / "README.md").read_text()
-    stale = [row for row in rows if row not in readme]
-    assert not stale, "README parameter rows differ from the specs (regenerate with residual-control params):\n" + \
-        "\n".join(stale)
+    assert readme_with_tables(readme) == readme, "README parameter tables differ from the schema: run " \
+        "`.venv/bin/residual-control params --readme README.md`"
+    tables = params_tables()
+    assert sum(line.startswith("| `") for line in tables.splitlines()) == sum(map(len, SECTIONS.values()))
+    assert "| `residual_gain` | double | `1.0` |  | Gain g on the clamped residual. Range 0 to 1. |" in tables
+    assert "| `kp` | double_array | robot's params file | N m/rad |" in tables
+    # The writer rewrites a stale copy and leaves a current one as it is.
+    stale = tmp_path / "README.md"
+    stale.write_text(readme.replace("Gain g on the clamped residual.", "Old text."))
+    assert main(["params", "--readme", str(stale)]) == 0
+    assert stale.read_text() == readme and "rewritten" in capsys.readouterr().out
+    assert main(["params", "--readme", str(stale)]) == 0 and "up to date" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="expected one line"):
+        readme_with_tables(readme.replace(PARAMS_BEGIN, ""))

@@ -67,15 +67,11 @@ def load_params_file(path: str | Path = "config/residual_control.yaml") -> dict:
     p = resolve_path(path)
     data = params_file.load(p)
 
-    def section(name):
-        return params_file.section(data, name)
-
-    common = section("/**")
-    joints = list(common.get("joints") or section("base_controller").get("joints") or [])
-    base = section("base_controller")
+    base = params_file.node_params(data, "base_controller")
+    policy = params_file.node_params(data, "residual_policy")
+    mixer = params_file.node_params(data, "residual_mixer")
+    joints = list(mixer.get("joints") or base.get("joints") or [])
     base.setdefault("joints", joints)
-    policy = section("residual_policy")
-    mixer = section("residual_mixer")
     mixer.setdefault("joints", joints)
     return {
         "path": str(p),
