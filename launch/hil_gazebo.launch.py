@@ -24,19 +24,15 @@ reference_publisher and perception, whose plant topics are remapped absolutely.
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import (AppendEnvironmentVariable, DeclareLaunchArgument, GroupAction,
-                            IncludeLaunchDescription, OpaqueFunction, RegisterEventHandler)
-from launch.event_handlers import OnProcessExit, OnShutdown
+from launch.actions import AppendEnvironmentVariable, IncludeLaunchDescription, RegisterEventHandler
+from launch.event_handlers import OnProcessExit
 from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node, PushRosNamespace
+from launch_ros.actions import Node
 
 from residual_control.hil import inject_ros2_control
-from residual_control.launch_params import (NodeParams, common_joints, in_namespace, outer_namespace,
-                                            truthy)
+from residual_control.launch_params import (PackageNodes, argument, common_joints, launch_description,
+                                            outer_namespace, share_path, truthy)
 
-PACKAGE = 'residual_control'
 WORLD_NAME = 'arm_world'          # <world name=...> in description/gazebo/arm_world.sdf
 CONTROLLER_MANAGER = '/controller_manager'
 EFFORT_CONTROLLER = 'effort_controller'
@@ -44,117 +40,48 @@ EFFORT_COMMAND_TOPIC = '/effort_controller/commands'
 JOINT_STATES_TOPIC = '/joint_states'
 
 
-def _launch_setup(context, *args, **kwargs):
-    share = get_package_share_directory(PACKAGE)
-    namespace = LaunchConfiguration('namespace').perform(context)
-    params_file = LaunchConfiguration('params_file').perform(context)
-    urdf_file = LaunchConfiguration('urdf_file').perform(context)
-    controllers_file = LaunchConfiguration('controllers_file').perform(context)
-    bridge_file = LaunchConfiguration('bridge_file').perform(context)
-    world_file = LaunchConfiguration('world').perform(context)
-    plant_file = LaunchConfiguration('plant_file').perform(context)
-    gui = truthy(LaunchConfiguration('gui').perform(context))
-    base_height = float(LaunchConfiguration('base_height').perform(context))
-    robot_name = LaunchConfiguration('robot_name').perform(context)
-    log_level = LaunchConfiguration('log_level').perform(context)
-    ros_args = ['--log-level', log_level]
+def _spawner(controller):
+    return Node(package='controller_manager', executable='spawner', output='screen',
+                arguments=[controller, '--controller-manager', CONTROLLER_MANAGER])
 
-    with open(urdf_file, 'r', encoding='utf-8') as stream:
+
+def _launch_setup(context, *args, **kwargs):
+    nodes = PackageNodes(context)
+    with open(nodes.arg('urdf_file'), 'r', encoding='utf-8') as stream:
         robot_description = inject_ros2_control(
             stream.read(),
-            common_joints(params_file),
-            os.path.abspath(controllers_file),
-            base_height=base_height,
+            common_joints(nodes.params_file),
+            os.path.abspath(nodes.arg('controllers_file')),
+            base_height=float(nodes.arg('base_height')),
         )
 
-    # Launch arguments win over every entry of the params files, with or
-    # without a namespace; generated files (also those of the gz-side nodes,
-    # instead of launch_ros's temporary files) live in a private folder
-    # removed at shutdown. See residual_control/launch_params.py.
-    parameters = NodeParams(in_namespace(namespace, context.launch_configurations))
-    # The gz side stays outside `namespace`: only an outer namespace applies to it.
+    # The gz side stays outside `namespace`: only an outer namespace applies to it. Its
+    # parameters also go through nodes.params (generated files in the launch's private
+    # folder, instead of launch_ros's temporary files).
     gz_side = bool(outer_namespace(context.launch_configurations))
-
-    gz_args = f'-r -v 3 {world_file}' + ('' if gui else ' -s')
+    gz_args = f"-r -v 3 {nodes.arg('world')}" + ('' if truthy(nodes.arg('gui')) else ' -s')
     gz_sim = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(
             get_package_share_directory('ros_gz_sim'), 'launch', 'gz_sim.launch.py')),
         launch_arguments={'gz_args': gz_args, 'on_exit_shutdown': 'true'}.items(),
     )
     bridge = Node(
-        package='ros_gz_bridge',
-        executable='parameter_bridge',
-        name='clock_bridge',
-        output='screen',
-        parameters=parameters('clock_bridge', [], {'config_file': bridge_file}, gz_side),
+        package='ros_gz_bridge', executable='parameter_bridge', name='clock_bridge', output='screen',
+        parameters=nodes.params('clock_bridge', [], {'config_file': nodes.arg('bridge_file')}, gz_side),
     )
     robot_state_publisher = Node(
-        package='robot_state_publisher',
-        executable='robot_state_publisher',
-        name='robot_state_publisher',
+        package='robot_state_publisher', executable='robot_state_publisher', name='robot_state_publisher',
         output='screen',
-        parameters=parameters('robot_state_publisher', [],
-                              {'robot_description': robot_description, 'use_sim_time': True},
-                              gz_side),
+        parameters=nodes.params('robot_state_publisher', [],
+                                {'robot_description': robot_description, 'use_sim_time': True}, gz_side),
     )
     spawn_robot = Node(
-        package='ros_gz_sim',
-        executable='create',
-        name='spawn_arm',
-        output='screen',
+        package='ros_gz_sim', executable='create', name='spawn_arm', output='screen',
         arguments=['-world', WORLD_NAME, '-topic', 'robot_description',
-                   '-name', robot_name, '-x', '0', '-y', '0', '-z', '0'],
+                   '-name', nodes.arg('robot_name'), '-x', '0', '-y', '0', '-z', '0'],
     )
-    joint_state_broadcaster_spawner = Node(
-        package='controller_manager',
-        executable='spawner',
-        output='screen',
-        arguments=['joint_state_broadcaster', '--controller-manager', CONTROLLER_MANAGER],
-    )
-    effort_controller_spawner = Node(
-        package='controller_manager',
-        executable='spawner',
-        output='screen',
-        arguments=[EFFORT_CONTROLLER, '--controller-manager', CONTROLLER_MANAGER],
-    )
-
-    reference_file = LaunchConfiguration('reference_file').perform(context)
-    plant_side = [
-        Node(
-            package=PACKAGE,
-            executable='reference_publisher',
-            name='reference_publisher',
-            output='screen',
-            parameters=parameters('reference_publisher', [params_file, reference_file],
-                                  {'use_sim_time': True}),
-            ros_arguments=ros_args,
-        ),
-        Node(
-            package=PACKAGE,
-            executable='perception',
-            name='perception',
-            output='screen',
-            parameters=parameters('perception', [params_file],
-                                  {'plant_file': plant_file, 'use_sim_time': True}),
-            ros_arguments=ros_args,
-        ),
-    ]
-    if namespace.strip('/'):
-        plant_side.insert(0, PushRosNamespace(namespace))
-
-    runtime = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(
-            os.path.join(share, 'launch', 'residual_control.launch.py')),
-        launch_arguments={
-            'params_file': params_file,
-            'namespace': namespace,
-            'model_path': LaunchConfiguration('model_path').perform(context),
-            'use_sim_time': 'true',
-            'command_topic': EFFORT_COMMAND_TOPIC,
-            'joint_states_topic': JOINT_STATES_TOPIC,
-            'log_level': log_level,
-        }.items(),
-    )
+    joint_state_broadcaster_spawner = _spawner('joint_state_broadcaster')
+    effort_controller_spawner = _spawner(EFFORT_CONTROLLER)
 
     return [
         gz_sim,
@@ -167,59 +94,33 @@ def _launch_setup(context, *args, **kwargs):
         RegisterEventHandler(OnProcessExit(
             target_action=joint_state_broadcaster_spawner,
             on_exit=[effort_controller_spawner])),
-        GroupAction(plant_side),
-        runtime,
-        RegisterEventHandler(OnShutdown(
-            on_shutdown=[OpaqueFunction(function=parameters.folder.cleanup)])),
+        nodes.in_namespace(nodes.plant_side(use_sim_time=True)),
+        nodes.runtime(True, EFFORT_COMMAND_TOPIC, JOINT_STATES_TOPIC),
+        nodes.cleanup(),
     ]
 
 
 def generate_launch_description():
-    share = get_package_share_directory(PACKAGE)
-    return LaunchDescription([
-        DeclareLaunchArgument(
-            'world', default_value=os.path.join(share, 'description', 'gazebo', 'arm_world.sdf'),
-            description='gz-sim world SDF (its <world name> must be arm_world)'),
-        DeclareLaunchArgument(
-            'urdf_file', default_value=os.path.join(share, 'description', 'arm.urdf'),
-            description='Plain robot URDF; the gz_ros2_control blocks are injected at launch'),
-        DeclareLaunchArgument(
-            'controllers_file',
-            default_value=os.path.join(share, 'config', 'gazebo_controllers.yaml'),
-            description='controller_manager YAML loaded by the gz_ros2_control plugin'),
-        DeclareLaunchArgument(
-            'bridge_file', default_value=os.path.join(share, 'config', 'gazebo_bridge.yaml'),
-            description='ros_gz_bridge parameter_bridge config_file (/clock)'),
-        DeclareLaunchArgument(
-            'params_file',
-            default_value=os.path.join(share, 'config', 'residual_control.yaml'),
-            description='ROS 2 params file for the residual graph (also gives `joints`)'),
-        DeclareLaunchArgument(
-            'reference_file', default_value=os.path.join(share, 'config', 'reference.yaml'),
-            description='Params file of reference_publisher'),
-        DeclareLaunchArgument(
-            'plant_file',
-            default_value=os.path.join(share, 'config', 'plants', 'nominal.yaml'),
-            description='Plant file for the perception node (payload estimate source)'),
-        DeclareLaunchArgument(
-            'namespace', default_value='',
-            description='Namespace of the residual graph, reference_publisher and perception'),
-        DeclareLaunchArgument(
-            'model_path', default_value='',
-            description='ONNX residual policy; empty: the params file value'),
-        DeclareLaunchArgument(
-            'gui', default_value='true',
-            description='Start the gz-sim GUI (false: server only, -s)'),
-        DeclareLaunchArgument(
-            'base_height', default_value='1.2',
-            description='Height (m) of the arm base above the ground (world fixed joint)'),
-        DeclareLaunchArgument(
-            'robot_name', default_value='residual_arm',
-            description='Name of the spawned gz-sim model'),
-        DeclareLaunchArgument(
-            'log_level', default_value='info',
-            description='Log level of the residual_control nodes'),
+    return launch_description(
+        _launch_setup,
+        argument('world', 'gz-sim world SDF (its <world name> must be arm_world)',
+                 default=('description', 'gazebo', 'arm_world.sdf')),
+        argument('urdf_file', 'Plain robot URDF; the gz_ros2_control blocks are injected at launch',
+                 default=('description', 'arm.urdf')),
+        argument('controllers_file', 'controller_manager YAML loaded by the gz_ros2_control plugin',
+                 default=('config', 'gazebo_controllers.yaml')),
+        argument('bridge_file', 'ros_gz_bridge parameter_bridge config_file (/clock)',
+                 default=('config', 'gazebo_bridge.yaml')),
+        argument('params_file', 'ROS 2 params file for the residual graph (also gives `joints`)'),
+        argument('reference_file', 'Params file of reference_publisher'),
+        argument('plant_file', 'Plant file for the perception node (payload estimate source)'),
+        argument('namespace', 'Namespace of the residual graph, reference_publisher and perception'),
+        argument('model_path', 'ONNX residual policy; empty: the params file value'),
+        argument('gui', 'Start the gz-sim GUI (false: server only, -s)', default='true'),
+        argument('base_height', 'Height (m) of the arm base above the ground (world fixed joint)',
+                 default='1.2'),
+        argument('robot_name', 'Name of the spawned gz-sim model', default='residual_arm'),
+        argument('log_level', 'Log level of the residual_control nodes'),
         # Lets gz-sim resolve package://residual_control/... URIs, if any.
-        AppendEnvironmentVariable('GZ_SIM_RESOURCE_PATH', os.path.dirname(share)),
-        OpaqueFunction(function=_launch_setup),
-    ])
+        AppendEnvironmentVariable('GZ_SIM_RESOURCE_PATH', os.path.dirname(share_path())),
+    )

@@ -1,7 +1,10 @@
-"""How the launch files and ``residual-control up`` hand parameters to a node.
+"""How the launch files and ``residual-control up`` hand parameters to a node,
+and what the launch files build (:class:`PackageNodes`, :func:`argument`,
+:func:`launch_description`: each piece the three launch files share, once).
 
-Pure Python (PyYAML only): no rclpy or launch import, so the tests call it
-on machines without launch_ros.
+Pure Python (PyYAML only) at import: launch, launch_ros and ament_index_python
+are imported inside the functions that build launch actions, so the runtime
+and the tests import this module on machines without launch_ros.
 
 ROS 2 merges every ``--params-file`` of a process into one list of node
 entries, in the order each entry's key first appears, and rclpy applies the
@@ -34,8 +37,9 @@ from typing import Any, Iterable, Mapping, Sequence
 from .params_file import load as _load
 from .params_file import section
 
-__all__ = ["NodeParams", "ParamsFolder", "common_joints", "in_namespace", "truthy", "node_keys", "node_params_files",
-           "override_key", "scope_to_any_namespace"]
+__all__ = ["NodeParams", "PackageNodes", "ParamsFolder", "argument", "common_joints", "in_namespace",
+           "launch_argument", "launch_description", "node_keys", "node_params_files", "override_key",
+           "scope_to_any_namespace", "share_path", "truthy"]
 
 
 def common_joints(path: str | os.PathLike) -> list:
@@ -176,3 +180,139 @@ def node_params_files(params_files: Sequence[str | os.PathLike], node_name: str,
         key = override_key(node_name, taken)
         out.append(_write(folder, f"{node_name.strip('/')}_overrides", {key: {"ros__parameters": dict(overrides)}}))
     return out
+
+
+# --------------------------------------------------------------------------- launch files
+
+PACKAGE = "residual_control"
+RUNTIME_LAUNCH_FILE = "residual_control.launch.py"
+
+# Defaults of the launch arguments several launch files declare (a tuple: a file in the package share).
+SHARED_DEFAULTS: Mapping[str, Any] = {
+    "params_file": ("config", "residual_control.yaml"),
+    "reference_file": ("config", "reference.yaml"),
+    "plant_file": ("config", "plants", "nominal.yaml"),
+    "namespace": "",
+    "model_path": "",
+    "log_level": "info",
+}
+
+
+def share_path(*parts: str) -> str:
+    """A path in the installed package share (the share folder itself without ``parts``)."""
+    from ament_index_python.packages import get_package_share_directory
+
+    return os.path.join(get_package_share_directory(PACKAGE), *parts)
+
+
+def argument(name: str, description: str, default: str | tuple | None = None):
+    """``DeclareLaunchArgument`` of ``name``; ``default`` None: its :data:`SHARED_DEFAULTS` entry,
+    a tuple: that file in the package share."""
+    from launch.actions import DeclareLaunchArgument
+
+    if default is None:
+        if name not in SHARED_DEFAULTS:
+            raise ValueError(f"launch argument '{name}': expected a default (shared defaults exist for "
+                             f"{sorted(SHARED_DEFAULTS)}), found none")
+        default = SHARED_DEFAULTS[name]
+    if isinstance(default, tuple):
+        default = share_path(*default)
+    return DeclareLaunchArgument(name, default_value=default, description=description)
+
+
+def launch_description(setup, *entities):
+    """The ``LaunchDescription`` of a launch file: ``entities`` (its arguments ...), then
+    ``setup(context)`` as an ``OpaqueFunction`` (it builds the nodes from the arguments' values)."""
+    from launch import LaunchDescription
+    from launch.actions import OpaqueFunction
+
+    return LaunchDescription([*entities, OpaqueFunction(function=setup)])
+
+
+def launch_argument(context, name: str) -> str:
+    """The value of the launch argument ``name`` in a launch ``context``."""
+    from launch.substitutions import LaunchConfiguration
+
+    return LaunchConfiguration(name).perform(context)
+
+
+class PackageNodes:
+    """The residual_control nodes one launch file starts, built in its ``OpaqueFunction``.
+
+    Every node is named for its executable, reads the launch file's ``params_file`` (and any
+    further files) and gets the launch file's ``log_level``. Launch arguments win over every
+    entry of the params files, with or without a namespace (:class:`NodeParams`: an override
+    passed as a dict would lose to a ``residual_policy:`` entry); the generated files live in a
+    private folder that :meth:`cleanup` removes at shutdown.
+    """
+
+    def __init__(self, context) -> None:
+        self.context = context
+        self.namespace = self.arg("namespace")
+        self.params_file = self.arg("params_file")
+        self.log_level = self.arg("log_level")
+        self.params = NodeParams(in_namespace(self.namespace, context.launch_configurations))
+
+    def arg(self, name: str) -> str:
+        """The value of the launch argument ``name``."""
+        return launch_argument(self.context, name)
+
+    def node(self, executable: str, overrides: Mapping[str, Any], remappings: list | None = None,
+             more_params_files: Sequence[str] = ()):
+        """The ``Node`` of ``executable``: ``params_file`` then ``more_params_files``, ``overrides`` last."""
+        from launch_ros.actions import Node
+
+        return Node(
+            package=PACKAGE,
+            executable=executable,
+            name=executable,
+            output="screen",
+            parameters=self.params(executable, [self.params_file, *more_params_files], overrides),
+            remappings=remappings,
+            ros_arguments=["--log-level", self.log_level],
+        )
+
+    def plant_side(self, use_sim_time: bool) -> list:
+        """reference_publisher (``params_file``, then ``reference_file``) and perception (``plant_file``)."""
+        return [
+            self.node("reference_publisher", {"use_sim_time": use_sim_time},
+                      more_params_files=[self.arg("reference_file")]),
+            self.node("perception", {"plant_file": self.arg("plant_file"), "use_sim_time": use_sim_time}),
+        ]
+
+    def in_namespace(self, actions: Sequence):
+        """``actions`` in a group that pushes ``namespace`` (when not empty) onto them."""
+        from launch.actions import GroupAction
+        from launch_ros.actions import PushRosNamespace
+
+        actions = list(actions)
+        if self.namespace.strip("/"):
+            actions.insert(0, PushRosNamespace(self.namespace))
+        return GroupAction(actions)
+
+    def runtime(self, use_sim_time: bool, command_topic: str = "commands",
+                joint_states_topic: str = "joint_states"):
+        """residual_control.launch.py (base_controller, residual_policy, residual_mixer) with this
+        launch file's params_file, namespace, model_path and log_level."""
+        from launch.actions import IncludeLaunchDescription
+        from launch.launch_description_sources import PythonLaunchDescriptionSource
+
+        return IncludeLaunchDescription(
+            PythonLaunchDescriptionSource(share_path("launch", RUNTIME_LAUNCH_FILE)),
+            launch_arguments={
+                "params_file": self.params_file,
+                "namespace": self.namespace,
+                "model_path": self.arg("model_path"),
+                "use_sim_time": "true" if use_sim_time else "false",
+                "command_topic": command_topic,
+                "joint_states_topic": joint_states_topic,
+                "log_level": self.log_level,
+            }.items(),
+        )
+
+    def cleanup(self):
+        """Removes the generated params files at shutdown."""
+        from launch.actions import OpaqueFunction, RegisterEventHandler
+        from launch.event_handlers import OnShutdown
+
+        return RegisterEventHandler(OnShutdown(on_shutdown=[OpaqueFunction(function=self.params.folder.cleanup)]))

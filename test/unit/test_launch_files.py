@@ -1,17 +1,21 @@
-"""Static checks of the launch files and the Gazebo (gz-sim) HIL configuration.
+"""Checks of the launch files and the Gazebo (gz-sim) HIL configuration.
 
 launch, launch_ros, ros_gz and gz_ros2_control are not installable in this
-environment, so nothing here executes a launch file or starts Gazebo, and no
-fake launch/launch_ros shim is used: the launch files are parsed with ``ast``
-and the XML/YAML files with xml.etree / PyYAML. What is checked:
+environment, so nothing here starts a node or Gazebo. The launch files are
+parsed with ``ast`` (entry point, docstring, imports) and evaluated with the
+stand-ins of test/support/launch_eval.py, which record the actions a launch
+file builds (its DeclareLaunchArgument, Node, IncludeLaunchDescription ...)
+at its default arguments; the XML/YAML files are read with xml.etree / PyYAML.
+What is checked:
 
 * each launch file parses and defines ``generate_launch_description``, imports
-  only known modules, and documents every DeclareLaunchArgument;
+  only known modules (residual_control.launch_params, which builds the shared
+  actions, imports only known launch modules), and documents every launch argument;
 * the launch arguments the brief requires are declared, and the arguments
   passed to included launch files are declared by them;
 * every (package, executable) a Node uses is known, residual_control
   executables are console_scripts of setup.py (when setup.py exists), node
-  names match the params-file keys;
+  names equal the executables and the params-file keys name started nodes;
 * remapped topic names are topics of that node; the HIL remaps point at the
   forward_command_controller topic and the joint_state_broadcaster topic;
 * package-share files the launch files reference exist in the source tree and
@@ -41,9 +45,9 @@ from residual_control.hil import (
     scope_params_to_any_namespace,
 )
 
-from support import ROOT
+from support import ROOT, launch_eval
+from support.launch_eval import LAUNCH_DIR, LAUNCH_FILES, declared_arguments, install_standins
 
-LAUNCH_DIR = ROOT / "launch"
 PARAMS_FILE = ROOT / "config" / "residual_control.yaml"
 CONTROLLERS_FILE = ROOT / "config" / "gazebo_controllers.yaml"
 BRIDGE_FILE = ROOT / "config" / "gazebo_bridge.yaml"
@@ -52,8 +56,8 @@ URDF_FILE = ROOT / "description" / "arm.urdf"
 DOC_FILE = ROOT / "docs" / "gazebo_hil.md"
 SETUP_PY = ROOT / "setup.py"
 
-LAUNCH_FILES = ["residual_control.launch.py", "sim_demo.launch.py", "hil_gazebo.launch.py"]
 PACKAGE = "residual_control"
+HELPER_FILE = ROOT / PACKAGE / "launch_params.py"
 
 EXPECTED_EXECUTABLES = {
     "base_controller",
@@ -96,24 +100,56 @@ def _tree(name: str) -> ast.Module:
     return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
 
 
-def _constants(tree: ast.Module) -> dict:
-    """Module-level NAME = 'string' assignments."""
-    out = {}
-    for node in tree.body:
-        if (isinstance(node, ast.Assign) and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name)
-                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
-            out[node.targets[0].id] = node.value.value
+@pytest.fixture
+def standins(monkeypatch, tmp_path):
+    """The stand-in launch modules (test/support/launch_eval.py) in sys.modules."""
+    other_share = tmp_path / "other_share"
+    other_share.mkdir()
+    install_standins(monkeypatch, other_share)
+
+
+@pytest.fixture
+def evaluated(standins):
+    """Launch file name -> its evaluation at the default arguments (generated files removed after)."""
+    done: dict = {}
+
+    def get(name: str) -> launch_eval.Evaluation:
+        if name not in done:
+            done[name] = launch_eval.evaluate(name)
+        return done[name]
+
+    yield get
+    for evaluation in done.values():
+        evaluation.shutdown()
+
+
+def _nodes(evaluation: launch_eval.Evaluation) -> list:
+    """The Node actions as dicts: package, executable, name, remappings [(from, to)], arguments."""
+    out = []
+    for kwargs, _ in evaluation.nodes:
+        remaps = list(kwargs.get("remappings") or [])
+        for remap in remaps:
+            assert isinstance(remap, tuple) and len(remap) == 2, (
+                f"{kwargs.get('executable')}: remappings entries must be (from, to) tuples, found {remap!r}")
+        out.append({
+            "package": kwargs.get("package"),
+            "executable": kwargs.get("executable"),
+            "name": kwargs.get("name"),
+            "remappings": remaps,
+            "arguments": kwargs.get("arguments"),
+        })
     return out
 
 
-def _value(node: ast.AST, consts: dict):
-    """A str constant or a module-level str constant name; None otherwise."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
-    if isinstance(node, ast.Name) and node.id in consts:
-        return consts[node.id]
-    return None
+def _runtime_includes(evaluation: launch_eval.Evaluation) -> list:
+    """The launch arguments of each inclusion of this package's residual_control.launch.py."""
+    return [args for path, args in evaluation.includes
+            if path == LAUNCH_DIR / "residual_control.launch.py"]
+
+
+def _module_constant(name: str, constant: str) -> str:
+    """A module-level constant of a launch file (stand-ins installed)."""
+    return getattr(launch_eval.load_launch(LAUNCH_DIR / name), constant)
 
 
 def _func_name(call: ast.Call) -> str:
@@ -123,77 +159,6 @@ def _func_name(call: ast.Call) -> str:
     if isinstance(f, ast.Attribute):
         return f.attr
     return ""
-
-
-def _calls(tree: ast.AST, name: str) -> list:
-    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and _func_name(n) == name]
-
-
-def _kw(call: ast.Call, name: str):
-    for kw in call.keywords:
-        if kw.arg == name:
-            return kw.value
-    return None
-
-
-def _declared_args(tree: ast.Module) -> dict:
-    """DeclareLaunchArgument name -> description (None when missing)."""
-    consts = _constants(tree)
-    out = {}
-    for call in _calls(tree, "DeclareLaunchArgument"):
-        name = _value(call.args[0], consts) if call.args else _value(_kw(call, "name"), consts)
-        assert name, f"DeclareLaunchArgument with a non-literal name at line {call.lineno}"
-        desc = _kw(call, "description")
-        text = None
-        if desc is not None:
-            parts = [n.value for n in ast.walk(desc)
-                     if isinstance(n, ast.Constant) and isinstance(n.value, str)]
-            text = "".join(parts)
-        out[name] = text
-    return out
-
-
-def _nodes(tree: ast.Module) -> list:
-    """Node(...) calls as dicts: package, executable, name, remappings [(from, to)]."""
-    consts = _constants(tree)
-    out = []
-    for call in _calls(tree, "Node"):
-        remaps = []
-        rem = _kw(call, "remappings")
-        if rem is not None:
-            assert isinstance(rem, ast.List), f"line {call.lineno}: remappings must be a list literal"
-            for elt in rem.elts:
-                assert isinstance(elt, ast.Tuple) and len(elt.elts) == 2, (
-                    f"line {call.lineno}: remappings entries must be (from, to) tuples")
-                remaps.append((_value(elt.elts[0], consts), elt.elts[1]))
-        out.append({
-            "line": call.lineno,
-            "package": _value(_kw(call, "package"), consts),
-            "executable": _value(_kw(call, "executable"), consts),
-            "name": _value(_kw(call, "name"), consts) if _kw(call, "name") is not None else None,
-            "remappings": remaps,
-            "arguments": _kw(call, "arguments"),
-        })
-    return out
-
-
-def _include_args(tree: ast.Module) -> list:
-    """(included file name, {arg: value node}) for each IncludeLaunchDescription."""
-    consts = _constants(tree)
-    out = []
-    for call in _calls(tree, "IncludeLaunchDescription"):
-        strings = [n.value for n in ast.walk(call.args[0])
-                   if isinstance(n, ast.Constant) and isinstance(n.value, str)]
-        target = next((s for s in strings if s.endswith(".launch.py")), None)
-        la = _kw(call, "launch_arguments")
-        args = {}
-        if la is not None:
-            d = la.func.value if isinstance(la, ast.Call) and isinstance(la.func, ast.Attribute) else la
-            assert isinstance(d, ast.Dict), f"line {call.lineno}: launch_arguments must be a dict literal"
-            for k, v in zip(d.keys, d.values):
-                args[_value(k, consts)] = v
-        out.append((target, args))
-    return out
 
 
 def _params() -> dict:
@@ -250,46 +215,56 @@ def test_launch_file_imports_only_known_modules(name):
                 assert hasattr(module, alias.name), f"{name}: {node.module}.{alias.name} missing"
 
 
+def test_launch_helper_imports_only_known_launch_modules():
+    """residual_control.launch_params builds the launch files' shared actions (imports inside its functions)."""
+    found = set()
+    for node in ast.walk(ast.parse(HELPER_FILE.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in (
+                "launch", "launch_ros", "ament_index_python"):
+            assert node.module in ALLOWED_IMPORTS, f"launch_params.py: unexpected import {node.module}"
+            found.add(node.module)
+    assert {"launch", "launch.actions", "launch_ros.actions"} <= found
+
+
 @pytest.mark.parametrize("name", LAUNCH_FILES)
-def test_launch_arguments_documented(name):
-    args = _declared_args(_tree(name))
+def test_launch_arguments_documented(name, standins):
+    args = declared_arguments(name)
     assert args, f"{name}: expected launch arguments"
-    for arg, desc in args.items():
-        assert desc and desc.strip(), f"{name}: launch argument '{arg}' has no description"
+    for arg, (default, desc) in args.items():
+        assert isinstance(default, str), f"{name}: launch argument '{arg}' has no default string ({default!r})"
+        assert isinstance(desc, str) and desc.strip(), f"{name}: launch argument '{arg}' has no description"
 
 
-def test_required_launch_arguments():
+def test_required_launch_arguments(standins):
     assert {"params_file", "namespace", "model_path", "use_sim_time", "command_topic",
-            "joint_states_topic"} <= set(_declared_args(_tree("residual_control.launch.py")))
+            "joint_states_topic"} <= set(declared_arguments("residual_control.launch.py"))
     assert {"plant_file", "params_file", "namespace", "model_path", "use_sim_time"} <= set(
-        _declared_args(_tree("sim_demo.launch.py")))
+        declared_arguments("sim_demo.launch.py"))
     assert {"world", "urdf_file", "controllers_file", "bridge_file", "params_file",
-            "namespace", "model_path", "gui"} <= set(_declared_args(_tree("hil_gazebo.launch.py")))
+            "namespace", "model_path", "gui"} <= set(declared_arguments("hil_gazebo.launch.py"))
 
 
 @pytest.mark.parametrize("name", ["sim_demo.launch.py", "hil_gazebo.launch.py"])
-def test_included_launch_arguments_are_declared(name):
-    includes = [(t, a) for t, a in _include_args(_tree(name)) if t == "residual_control.launch.py"]
+def test_included_launch_arguments_are_declared(name, evaluated):
+    includes = _runtime_includes(evaluated(name))
     assert includes, f"{name}: expected to include residual_control.launch.py"
-    declared = set(_declared_args(_tree("residual_control.launch.py")))
-    for _, args in includes:
-        assert None not in args, f"{name}: non-literal launch argument name"
+    declared = set(declared_arguments("residual_control.launch.py"))
+    for args in includes:
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in args.items()), (
+            f"{name}: launch arguments must be strings: {args}")
         assert set(args) <= declared, f"{name}: undeclared {set(args) - declared}"
-        use_sim_time = args.get("use_sim_time")
-        assert use_sim_time is not None
-        if isinstance(use_sim_time, ast.Constant):
-            assert use_sim_time.value == "true"
+        assert args.get("use_sim_time") == "true", f"{name}: the runtime graph must run on /clock: {args}"
 
 
 @pytest.mark.parametrize("name", LAUNCH_FILES)
-def test_executables_known(name):
-    tree = _tree(name)
-    nodes = _nodes(tree)
+def test_executables_known(name, evaluated):
+    nodes = _nodes(evaluated(name))
     assert nodes, f"{name}: expected Node actions"
     scripts = _console_scripts()
     for node in nodes:
         pkg, exe = node["package"], node["executable"]
-        assert pkg and exe, f"{name}:{node['line']}: package/executable must be literals"
+        assert isinstance(pkg, str) and isinstance(exe, str) and pkg and exe, (
+            f"{name}: package/executable must be strings: {node}")
         if pkg == PACKAGE:
             assert exe in EXPECTED_EXECUTABLES, f"{name}: unknown executable {exe}"
             if scripts is not None:
@@ -307,86 +282,93 @@ def test_setup_py_console_scripts_cover_expected_executables():
     assert not missing, f"setup.py console_scripts lack {sorted(missing)}"
 
 
-def test_runtime_node_names_match_params_file():
-    keys = set(_params())
-    for node in _nodes(_tree("residual_control.launch.py")):
-        assert node["name"] in keys, f"no '{node['name']}' section in the params file"
-    assert {n["executable"] for n in _nodes(_tree("residual_control.launch.py"))} == {
+def test_runtime_node_names_match_params_file(evaluated):
+    started = {n["name"] for name in LAUNCH_FILES for n in _nodes(evaluated(name))}
+    # Every node-name section of the params file reaches a node the launch files start.
+    sections = {k for k in _params() if not str(k).startswith("/")}
+    assert sections <= started, f"params file sections for nodes no launch file starts: {sections - started}"
+    runtime = _nodes(evaluated("residual_control.launch.py"))
+    assert {n["executable"] for n in runtime} == {n["name"] for n in runtime} == {
         "base_controller", "residual_policy", "residual_mixer"}
 
 
 @pytest.mark.parametrize("name", LAUNCH_FILES)
-def test_remapped_topics_belong_to_the_node(name):
-    for node in _nodes(_tree(name)):
+def test_remapped_topics_belong_to_the_node(name, evaluated):
+    for node in _nodes(evaluated(name)):
         if node["package"] != PACKAGE:
             continue
         for source, _ in node["remappings"]:
-            assert source is not None, f"{name}:{node['line']}: remap source must be a literal"
+            assert isinstance(source, str), f"{name}: {node['executable']}: remap source must be a string"
             assert source in NODE_TOPICS[node["executable"]], (
                 f"{name}: {node['executable']} has no topic '{source}' to remap")
 
 
-def test_runtime_remaps_cover_plant_topics():
+def test_runtime_remaps_cover_plant_topics(evaluated):
     remaps = {n["executable"]: {s for s, _ in n["remappings"]}
-              for n in _nodes(_tree("residual_control.launch.py"))}
+              for n in _nodes(evaluated("residual_control.launch.py"))}
     assert "commands" in remaps["residual_mixer"]
     assert "joint_states" in remaps["base_controller"]
     assert "joint_states" in remaps["residual_policy"]
     assert "joint_states" in remaps["residual_mixer"]  # damp reads the robot's joint states
 
 
-def test_hil_remaps_point_at_ros2_control_topics():
-    tree = _tree("hil_gazebo.launch.py")
-    consts = _constants(tree)
+def test_hil_remaps_point_at_ros2_control_topics(evaluated):
+    evaluation = evaluated("hil_gazebo.launch.py")
     controllers = yaml.safe_load(CONTROLLERS_FILE.read_text(encoding="utf-8"))
-    (target, args), = [i for i in _include_args(tree) if i[0] == "residual_control.launch.py"]
-    command_topic = _value(args["command_topic"], consts)
-    joint_states_topic = _value(args["joint_states_topic"], consts)
-    controller = consts["EFFORT_CONTROLLER"]
+    (args,) = _runtime_includes(evaluation)
+    controller = _module_constant("hil_gazebo.launch.py", "EFFORT_CONTROLLER")
     assert controller in controllers["controller_manager"]["ros__parameters"]
-    assert command_topic == f"/{controller}/commands" == "/effort_controller/commands"
-    assert joint_states_topic == "/joint_states"
+    assert args["command_topic"] == f"/{controller}/commands" == "/effort_controller/commands"
+    assert args["joint_states_topic"] == "/joint_states"
+    # ... and the included graph remaps onto them.
+    remaps = {n["executable"]: dict(n["remappings"]) for n in _nodes(evaluation) if n["package"] == PACKAGE}
+    assert remaps["residual_mixer"] == {"commands": "/effort_controller/commands", "joint_states": "/joint_states"}
+    for executable in ("base_controller", "residual_policy"):
+        assert remaps[executable] == {"joint_states": "/joint_states"}
 
 
-def test_hil_spawns_the_controllers_of_the_yaml():
-    tree = _tree("hil_gazebo.launch.py")
-    consts = _constants(tree)
+def test_hil_spawns_the_controllers_of_the_yaml(evaluated):
+    evaluation = evaluated("hil_gazebo.launch.py")
     cm = yaml.safe_load(CONTROLLERS_FILE.read_text(encoding="utf-8"))["controller_manager"][
         "ros__parameters"]
     configured = {k for k, v in cm.items() if isinstance(v, dict) and "type" in v}
     spawned = set()
-    for node in _nodes(tree):
+    for node in _nodes(evaluation):
         if (node["package"], node["executable"]) == ("controller_manager", "spawner"):
-            first = node["arguments"].elts[0]
-            spawned.add(_value(first, consts))
+            spawned.add(node["arguments"][0])
     assert spawned == configured == {"joint_state_broadcaster", "effort_controller"}
+    # Each spawner starts when the one before it (first: the model's creation) exits.
+    chain = [(target.kwargs.get("executable"), [a.kwargs["arguments"][0] for a in actions])
+             for target, actions in evaluation.on_exit]
+    assert chain == [("create", ["joint_state_broadcaster"]), ("spawner", ["effort_controller"])]
+    assert evaluation.on_exit[1][0] is evaluation.on_exit[0][1][0]
 
 
-def test_hil_create_targets_the_world_and_robot_description():
-    tree = _tree("hil_gazebo.launch.py")
-    consts = _constants(tree)
-    (create,) = [n for n in _nodes(tree) if (n["package"], n["executable"]) == ("ros_gz_sim", "create")]
-    argv = [_value(e, consts) for e in create["arguments"].elts]
+def test_hil_create_targets_the_world_and_robot_description(evaluated):
+    (create,) = [n for n in _nodes(evaluated("hil_gazebo.launch.py"))
+                 if (n["package"], n["executable"]) == ("ros_gz_sim", "create")]
+    argv = create["arguments"]
     assert argv[argv.index("-topic") + 1] == "robot_description"
     world_name = argv[argv.index("-world") + 1]
+    assert world_name == _module_constant("hil_gazebo.launch.py", "WORLD_NAME")
     sdf = ET.parse(WORLD_FILE).getroot()
     assert sdf.find("world").get("name") == world_name
 
 
 @pytest.mark.parametrize("name", LAUNCH_FILES)
-def test_referenced_share_files_exist_in_source_tree(name):
-    tree = _tree(name)
+def test_referenced_share_files_exist_in_source_tree(name, evaluated):
+    """Argument defaults and included launch files in the package share (the repo root in the
+    stand-ins) exist in the source tree."""
+    evaluation = evaluated(name)
+    paths = [default for default, _ in declared_arguments(name).values()]
+    paths += [str(path) for path, _ in evaluation.includes]
     found = 0
-    for call in _calls(tree, "join"):
-        if call.args and isinstance(call.args[0], ast.Name) and call.args[0].id == "share":
-            parts = [a.value for a in call.args[1:] if isinstance(a, ast.Constant)]
-            if len(parts) != len(call.args) - 1:
-                continue
-            rel = Path(*parts)
-            if rel == Path("config", "reference.yaml") and not (ROOT / rel).exists():
-                continue  # written by another engineer
-            assert (ROOT / rel).exists(), f"{name}: references share/{rel}, missing in the repo"
-            found += 1
+    for path in paths:
+        if not path.startswith(str(ROOT) + os.sep):
+            continue
+        rel = Path(path).relative_to(ROOT)
+        assert (ROOT / rel).exists(), f"{name}: references share/{rel}, missing in the repo"
+        found += 1
     assert found, f"{name}: expected package-share paths"
 
 
@@ -541,36 +523,39 @@ def test_inject_arm_urdf_matches_params_joints():
 # --------------------------------------------------------------------------- namespaced params
 
 def test_scope_params_to_any_namespace(tmp_path):
-    params = _params()
+    params = {"/**": {"ros__parameters": {"joints": ["shoulder", "elbow"]}},
+              "base_controller": {"ros__parameters": {"kp": [60.0, 40.0]}},
+              "residual_policy": {"ros__parameters": {"model_path": "/m.onnx"}},
+              "residual_mixer": {"ros__parameters": {"residual_gain": 0.5}},
+              "/arm/residual_mixer": {"ros__parameters": {"residual_gain": 0.25}}}
     scoped = scope_params_to_any_namespace(params)
     assert scoped["/**"] == params["/**"]
     for node in ("base_controller", "residual_policy", "residual_mixer"):
         assert scoped[f"/**/{node}"] == params[node]
         assert node not in scoped
+    assert scoped["/arm/residual_mixer"] == params["/arm/residual_mixer"]  # absolute keys are kept
     with pytest.raises(ValueError, match="ros__parameters"):
         scope_params_to_any_namespace({"node": {"x": 1}})
 
 
 # --------------------------------------------------------------------------- docs
 
-def test_doc_mentions_command_packages_and_arguments():
+def test_doc_mentions_command_packages_and_arguments(standins):
     text = DOC_FILE.read_text(encoding="utf-8")
     assert "ros2 launch residual_control hil_gazebo.launch.py" in text
     for pkg in ("ros-jazzy-ros-gz", "ros-jazzy-gz-ros2-control"):
         assert pkg in text
-    for arg in _declared_args(_tree("hil_gazebo.launch.py")):
+    for arg in declared_arguments("hil_gazebo.launch.py"):
         assert f"`{arg}`" in text, f"docs/gazebo_hil.md does not document `{arg}`"
     assert "/effort_controller/commands" in text and "/joint_states" in text
 
 
-def test_sim_demo_mujoco_sim_publishes_clock_with_sim_time():
-    """mujoco_sim only publishes /clock with `publish_clock`: sim_demo must set it."""
-    tree = _tree("sim_demo.launch.py")
-    (call,) = [c for c in _calls(tree, "Node")
-               if _value(_kw(c, "executable"), _constants(tree)) == "mujoco_sim"]
-    keys = {k.value for d in ast.walk(_kw(call, "parameters")) if isinstance(d, ast.Dict)
-            for k in d.keys if isinstance(k, ast.Constant)}
-    assert {"plant_file", "publish_clock", "use_sim_time"} <= keys
+def test_sim_demo_mujoco_sim_publishes_clock_with_sim_time(evaluated):
+    """mujoco_sim only publishes /clock with `publish_clock`: sim_demo must set it (launch-argument
+    overrides, the last of its params files)."""
+    parameters = evaluated("sim_demo.launch.py").node("mujoco_sim")["parameters"]
+    (entry,) = yaml.safe_load(Path(parameters[-1]).read_text(encoding="utf-8")).values()
+    assert {"plant_file", "publish_clock", "use_sim_time"} <= set(entry["ros__parameters"])
 
 
 def _source_topics(executable: str) -> set | None:
@@ -597,12 +582,12 @@ def _source_topics(executable: str) -> set | None:
     return topics
 
 
-def test_remapped_topics_exist_in_node_sources():
+def test_remapped_topics_exist_in_node_sources(evaluated):
     """Cross-check against the node code, for the nodes already written
     (only residual_control.launch.py remaps; the others pass launch arguments)."""
     name = "residual_control.launch.py"
     checked = 0
-    for node in _nodes(_tree(name)):
+    for node in _nodes(evaluated(name)):
         if node["package"] != PACKAGE or not node["remappings"]:
             continue
         topics = _source_topics(node["executable"])

@@ -2,7 +2,7 @@
 
 launch and launch_ros are not installable here, so the launch files are
 evaluated with small stand-ins for the launch classes they use (they record
-what the launch file builds, nothing more), and each Node's ``parameters``
+what the launch file builds, nothing more: test/support/launch_eval.py), and each Node's ``parameters``
 are turned into a command line the way launch_ros does it (a path:
 ``--params-file``; a dict: a file keyed ``/**``, or the node's full name when
 a namespace was pushed, written with ``NamedTemporaryFile(prefix=
@@ -13,11 +13,8 @@ checked the same way, from the command lines of runtime_specs, and live.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import tempfile
-import types
 from pathlib import Path
 
 import pytest
@@ -28,131 +25,26 @@ from rclpy.node import Node as RclpyNode
 from residual_control.launch_params import ParamsFolder, node_keys, node_params_files, override_key
 from residual_control.harness.graph import NodeSpec, runtime_specs
 
-from support import ROOT
+from support import ROOT, launch_eval
+from support.launch_eval import install_standins
 
-LAUNCH_DIR = ROOT / "launch"
 PARAMS_FILE = ROOT / "config" / "residual_control.yaml"
 RUNTIME = ("base_controller", "residual_policy", "residual_mixer")
 
 
 # --------------------------------------------------------------------------- stand-ins
 
-class _Recorded:
-    def __init__(self, *args, **kwargs):
-        self.args, self.kwargs = args, kwargs
-
-
-def _standin_modules(share: Path, other_share: Path) -> dict:
-    names = {
-        "launch": ["LaunchDescription"],
-        "launch.actions": ["DeclareLaunchArgument", "GroupAction", "IncludeLaunchDescription", "OpaqueFunction",
-                           "RegisterEventHandler", "AppendEnvironmentVariable"],
-        "launch.event_handlers": ["OnShutdown", "OnProcessExit"],
-        "launch.launch_description_sources": ["PythonLaunchDescriptionSource"],
-        "launch.substitutions": [],
-        "launch_ros": [],
-        "launch_ros.actions": ["Node", "PushRosNamespace"],
-        "ament_index_python": [],
-        "ament_index_python.packages": [],
-    }
-    mods = {}
-    for mod, classes in names.items():
-        m = types.ModuleType(mod)
-        for c in classes:
-            setattr(m, c, type(c, (_Recorded,), {}))
-        mods[mod] = m
-
-    class LaunchConfiguration:
-        def __init__(self, name):
-            self.name = name
-
-        def perform(self, context):
-            return context.launch_configurations[self.name]
-
-    mods["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
-    mods["ament_index_python.packages"].get_package_share_directory = (
-        lambda pkg: str(share) if pkg == "residual_control" else str(other_share))
-    return mods
-
-
-class _Context:
-    def __init__(self, configs):
-        self.launch_configurations = dict(configs)
-
-
-class Evaluation:
-    """What evaluating a launch file produced: Node actions (with their namespace) and shutdown actions."""
-
-    def __init__(self):
-        self.nodes: list[tuple[dict, str]] = []
-        self.on_shutdown: list = []
-
-
-def _load_launch(path: Path):
-    spec = importlib.util.spec_from_file_location(f"_launch_{path.stem.replace('.', '_')}_{id(path)}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _run(entities, ctx: _Context, out: Evaluation) -> None:
-    for e in entities:
-        kind = type(e).__name__
-        if kind == "DeclareLaunchArgument":
-            name = e.args[0] if e.args else e.kwargs["name"]
-            ctx.launch_configurations.setdefault(name, e.kwargs.get("default_value", ""))
-        elif kind == "OpaqueFunction":
-            _run(e.kwargs["function"](ctx) or [], ctx, out)
-        elif kind == "GroupAction":
-            _run(e.args[0] if e.args else e.kwargs["actions"], _Context(ctx.launch_configurations), out)
-        elif kind == "PushRosNamespace":
-            ns = e.args[0] if e.args else e.kwargs["namespace"]
-            base = ctx.launch_configurations.get("ros_namespace") or ""
-            ctx.launch_configurations["ros_namespace"] = (
-                "/" + ns.strip("/") if ns.startswith("/") else base.rstrip("/") + "/" + ns.strip("/"))
-        elif kind == "Node":
-            out.nodes.append((e.kwargs, ctx.launch_configurations.get("ros_namespace")))
-        elif kind == "IncludeLaunchDescription":
-            source = e.args[0] if e.args else e.kwargs["launch_description_source"]
-            path = Path(source.args[0])
-            if path.parent != LAUNCH_DIR:
-                continue  # another package's launch file (gz_sim)
-            sub = _Context(ctx.launch_configurations)
-            sub.launch_configurations.update(dict(e.kwargs.get("launch_arguments", ())))
-            _run(_load_launch(path).generate_launch_description().args[0], sub, out)
-        elif kind == "RegisterEventHandler":
-            handler = e.args[0] if e.args else e.kwargs["event_handler"]
-            if type(handler).__name__ == "OnShutdown":
-                out.on_shutdown.extend(handler.kwargs["on_shutdown"])
-        elif kind in ("AppendEnvironmentVariable",):
-            continue
-        else:
-            raise AssertionError(f"the stand-ins do not know {kind}")
-
-
 @pytest.fixture
 def evaluate(monkeypatch, tmp_path):
+    """support.launch_eval.evaluate with the stand-in launch modules installed."""
     other_share = tmp_path / "other_share"
     other_share.mkdir()
-    for name, module in _standin_modules(ROOT, other_share).items():
-        monkeypatch.setitem(sys.modules, name, module)
-
-    def run(launch_file: str, arguments: dict, outer_namespace: str | None = None) -> Evaluation:
-        out = Evaluation()
-        configs = dict(arguments)
-        if outer_namespace:
-            configs["ros_namespace"] = outer_namespace
-        ld = _load_launch(LAUNCH_DIR / launch_file).generate_launch_description()
-        _run(ld.args[0], _Context(configs), out)
-        return out
-
-    return run
+    install_standins(monkeypatch, other_share)
+    return launch_eval.evaluate
 
 
-def shutdown(evaluation: Evaluation) -> None:
-    for action in evaluation.on_shutdown:
-        assert type(action).__name__ == "OpaqueFunction"
-        action.kwargs["function"](_Context({}))
+def shutdown(evaluation: launch_eval.Evaluation) -> None:
+    evaluation.shutdown()
 
 
 def launch_ros_args(kwargs: dict, namespace: str | None) -> list[str]:
@@ -187,10 +79,14 @@ def resolve(name: str, namespace: str | None, ros_args: list[str]) -> dict:
         rclpy.shutdown(context=ctx)
 
 
-def node_params(evaluation: Evaluation) -> dict:
-    """Node name -> (namespace, resolved parameters) for every node of a launch evaluation."""
+def node_params(evaluation: launch_eval.Evaluation) -> dict:
+    """Node name -> (namespace, resolved parameters) for every named node of a launch evaluation
+    (the controller spawners have no name and no parameters)."""
     out = {}
     for kwargs, ns in evaluation.nodes:
+        if "name" not in kwargs:
+            assert not kwargs.get("parameters"), kwargs
+            continue
         assert kwargs["name"] not in out
         out[kwargs["name"]] = (ns or "/", resolve(kwargs["name"], ns, launch_ros_args(kwargs, ns)))
     return out
@@ -343,9 +239,10 @@ def test_node_params_files_pass_the_user_file_as_is_without_namespace(tmp_path, 
         node_params_files([str(tmp_path / "missing.yaml")], "n", {}, tmp_path, True)
 
 
-def test_params_folder_cleanup_removes_everything():
+def test_params_folder_cleanup_removes_everything(user_params):
     folder = ParamsFolder()
-    node_params_files([str(PARAMS_FILE)], "residual_policy", {"use_sim_time": True}, folder, True)
+    # A re-keyed copy of the user's file (node-name keys, in a namespace) and the overrides.
+    node_params_files([user_params], "residual_policy", {"use_sim_time": True}, folder, True)
     assert len(os.listdir(folder.path)) == 2
     folder.cleanup()
     folder.cleanup()  # idempotent
