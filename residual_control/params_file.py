@@ -40,11 +40,16 @@ def section(params: Mapping[str, Any], key: str) -> dict:
 
 def node_params(params: Mapping[str, Any], node: str, defaults: bool = True) -> dict:
     """What a node runs with from a loaded params file: the schema's defaults of its generic parameters
-    (``defaults``; core.params.schema_defaults), then ``/**``, then its own section (each wins over the one
-    before). The robot-specific parameters have no default: only what the file gives."""
-    from .core.params import schema_defaults
+    (``defaults``; core.params.schema_defaults), then the ``/**`` entries it declares (all of them for a
+    node without a schema), then its own section (each wins over the one before). The robot-specific
+    parameters have no default: only what the file gives."""
+    from .core.params import NODE_PARAMS, schema_defaults
 
     out = schema_defaults(node) if defaults else {}
-    out.update(section(params, ALL_NODES))
+    common = section(params, ALL_NODES)
+    if node in NODE_PARAMS:  # a node takes from /** only what it declares (``model`` for ``model.*``)
+        declared = {s.name.split(".")[0] for s in NODE_PARAMS[node]}
+        common = {k: v for k, v in common.items() if k in declared}
+    out.update(common)
     out.update(section(params, node))
     return out

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -51,6 +51,14 @@ class ParamSpec:
     #: Further per-value check of a string array: returns what was expected (text) when the value
     #: is refused, or None (e.g. joint names: at least one, unique, non-empty).
     check: Callable[[list], str | None] | None = None
+    #: A robot-specific parameter needed only in some configurations: ``needed(values)`` of the node's
+    #: other values says whether it must be given (None: always). E.g. the nominal model, needed by the
+    #: pd_gravity base controller and by the mixer's damp with gravity only.
+    needed: Callable[[Mapping[str, Any]], bool] | None = None
+
+    def required_by(self, values: Mapping[str, Any]) -> bool:
+        """Robot-specific and needed by a node whose other parameters are ``values``."""
+        return self.robot_specific and (self.needed is None or bool(self.needed(values)))
 
     @property
     def robot_specific(self) -> bool:
@@ -194,6 +202,11 @@ JOINTS = ParamSpec(
 COMMAND_MIN = ParamSpec("command_min", DOUBLE_ARRAY, ROBOT, "Lower command limit per joint", "N m")
 COMMAND_MAX = ParamSpec("command_max", DOUBLE_ARRAY, ROBOT, "Upper command limit per joint", "N m")
 
+def _model_needed(values: Mapping[str, Any]) -> bool:
+    """The nominal model ``model.*`` is needed by the pd_gravity base controller and by damp with gravity."""
+    return values.get("controller_type") == "pd_gravity" or values.get("damp_gravity") is True
+
+
 MIXER_PARAMS: tuple[ParamSpec, ...] = (
     JOINTS,
     ParamSpec("residual_limit", DOUBLE_ARRAY, ROBOT,
@@ -246,16 +259,18 @@ BASE_PARAMS: tuple[ParamSpec, ...] = (
               "Low-pass cut-off of the measured-velocity derivative (pid)", "Hz", min=0.1, max=1e4),
     COMMAND_MIN,
     COMMAND_MAX,
-    ParamSpec("model.link_lengths", DOUBLE_ARRAY, ROBOT, "Nominal link lengths (pd_gravity)", "m",
-              min=0.0, read_only=True),
-    ParamSpec("model.link_masses", DOUBLE_ARRAY, ROBOT, "Nominal link masses (pd_gravity)", "kg",
-              min=1e-6, read_only=True),
+    ParamSpec("model.link_lengths", DOUBLE_ARRAY, ROBOT, "Nominal link lengths (pd_gravity, damp_gravity)", "m",
+              min=0.0, read_only=True, needed=_model_needed),
+    ParamSpec("model.link_masses", DOUBLE_ARRAY, ROBOT, "Nominal link masses (pd_gravity, damp_gravity)", "kg",
+              min=1e-6, read_only=True, needed=_model_needed),
     ParamSpec("model.com_offsets", DOUBLE_ARRAY, ROBOT,
-              "Nominal centre-of-mass offsets along each link (pd_gravity)", "m", read_only=True),
+              "Nominal centre-of-mass offsets along each link (pd_gravity, damp_gravity)", "m", read_only=True,
+              needed=_model_needed),
     ParamSpec("model.link_inertias", DOUBLE_ARRAY, ROBOT,
-              "Nominal link inertias about the COM (pd_gravity)", "kg m^2", min=0.0, read_only=True),
-    ParamSpec("model.payload_mass", DOUBLE, ROBOT, "Nominal payload at the tip (pd_gravity)", "kg", min=0.0,
-              read_only=True),
+              "Nominal link inertias about the COM (pd_gravity, damp_gravity)", "kg m^2", min=0.0, read_only=True,
+              needed=_model_needed),
+    ParamSpec("model.payload_mass", DOUBLE, ROBOT, "Nominal payload at the tip (pd_gravity, damp_gravity)", "kg",
+              min=0.0, read_only=True, needed=_model_needed),
 )
 
 POLICY_PARAMS: tuple[ParamSpec, ...] = (

@@ -67,16 +67,14 @@ def declare_specs(node: Node, specs: Sequence[ParamSpec]) -> dict[str, object]:
         if hasattr(node, "add_pre_set_parameters_callback"):
             node.add_pre_set_parameters_callback(lambda params: _coerce_to_specs(registry, params))
     registry.update({s.name: s for s in specs})
-    overrides = getattr(node, "_parameter_overrides", None)
+    overrides = getattr(node, "_parameter_overrides", None) or {}
     values = {}
+    missing = [s for s in specs if s.robot_specific and s.name not in overrides]
     for spec in specs:
+        if spec in missing:
+            continue
         d = descriptor(spec)
-        override = (overrides or {}).get(spec.name)
-        if override is None and spec.robot_specific:
-            raise ConfigError(
-                f"parameter '{spec.name}': expected a value from the robot's params file ({spec.kind}"
-                f"{', ' + spec.unit if spec.unit else ''}: robot-specific, no default), found none; "
-                f"pass --params-file with the robot's params (config/residual_control.yaml for the built-in arm)")
+        override = overrides.get(spec.name)
         try:
             value = spec.default if override is None else spec.coerce(override.value)
             node.declare_parameter(spec.name, value, d, ignore_override=True)
@@ -88,6 +86,12 @@ def declare_specs(node: Node, specs: Sequence[ParamSpec]) -> dict[str, object]:
             expected = d.additional_constraints or spec.kind
             raise ConfigError(f"parameter '{spec.name}': expected {expected}, found {found} ({exc})") from None
         values[spec.name] = spec.validate(node.get_parameter(spec.name).value)
+    for spec in missing:  # left undeclared when not needed (e.g. the nominal model of a pid base)
+        if spec.required_by(values):
+            raise ConfigError(
+                f"parameter '{spec.name}': expected a value from the robot's params file ({spec.kind}"
+                f"{', ' + spec.unit if spec.unit else ''}: robot-specific, no default), found none; "
+                f"pass --params-file with the robot's params (config/residual_control.yaml for the built-in arm)")
     return values
 
 

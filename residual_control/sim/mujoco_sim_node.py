@@ -305,8 +305,9 @@ class MujocoSimNode(Node):
         msg.effort = self.plant.applied_torque.tolist()
         self._state_pub.publish(msg)
 
-    def run_lockstep(self, executor) -> None:
-        """Publish, wait for a new command (<= lockstep_wait wall s), step; until shutdown.
+    def run_lockstep(self, executor, ok=None) -> None:
+        """Publish, wait for a new command (<= lockstep_wait wall s), step; until ``ok()`` is false
+        (default: until the context shuts down).
 
         With ``real_time_factor`` > 0 the simulation never runs ahead of
         wall time times that factor: it runs in real time while the graph
@@ -316,13 +317,17 @@ class MujocoSimNode(Node):
         start_wall = time.monotonic()
         start_sim = self.plant.time
         rec = self.recorder
-        while rclpy.ok(context=self.context):
+        if ok is None:
+            def ok() -> bool:
+                return rclpy.ok(context=self.context)
+        while ok():
             self._new_command = False
             self.publish_state()
             state_ns = int(round(self.plant.time * 1e9))
             deadline = time.monotonic() + self._lockstep_wait
             # Recording: while the base controller answers, also wait for its answer to this state.
-            while not self._new_command or (rec is not None and rec.base_alive and not rec.has_base(state_ns)):
+            while ok() and (not self._new_command or (rec is not None and rec.base_alive
+                                                      and not rec.has_base(state_ns))):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0.0:
                     self.get_logger().warning(
@@ -336,7 +341,7 @@ class MujocoSimNode(Node):
                 rec.step(state_ns, self._new_command)
             if self._real_time_factor > 0.0:
                 target = start_wall + (self.plant.time + self.control_dt - start_sim) / self._real_time_factor
-                while (remaining := target - time.monotonic()) > 0.0:
+                while ok() and (remaining := target - time.monotonic()) > 0.0:
                     executor.spin_once(timeout_sec=remaining)
             self.step_control_period()
 
@@ -347,11 +352,12 @@ def _sink(value) -> str:
     return value
 
 
-def _spin(node: "MujocoSimNode", executor) -> None:
+def _spin(node: "MujocoSimNode", executor, ok) -> None:
     if node.mode == "lockstep":
-        node.run_lockstep(executor)
+        node.run_lockstep(executor, ok)
     else:
-        executor.spin()
+        while ok():
+            executor.spin_once()
 
 
 def main(args=None) -> int:

@@ -61,12 +61,12 @@ RANDOMIZATION_RANGES = {
 class PlantParams:
     """Physical parameters of the simulated plant. Defaults = nominal plant."""
 
-    payload_mass: float = 0.2
-    friction_scale: float = 1.0
-    damping_scale: float = 1.0
-    actuator_gain: float = 1.0
-    actuator_latency: float = 0.0
-    sensor_noise_std: float = 0.0
+    payload_mass: float = 0.2          # kg at the tip
+    friction_scale: float = 1.0        # x the description's joint friction
+    damping_scale: float = 1.0         # x the description's joint damping
+    actuator_gain: float = 1.0         # applied torque = gain x commanded torque
+    actuator_latency: float = 0.0      # s between a command and its application
+    sensor_noise_std: float = 0.0      # rad, Gaussian noise on the measured positions
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -21,10 +21,11 @@ import yaml
 
 from residual_control.core.envelope import METADATA_KEY
 from residual_control.core.observation import default_observation_names
-from residual_control.paths import default_params_file
 from residual_control.harness.graph import Graph, NodeSpec, runtime_specs, wait_for
 from residual_control.harness.probe import Probe, command_violations
 from residual_control.harness.synthetic_models import linear_model
+
+from support.graph_drive import load_params
 
 pytestmark = pytest.mark.graph
 
@@ -38,8 +39,7 @@ DEBOUNCE = 0.2
 
 
 def _params(tmp, envelope: bool):
-    with open(default_params_file()) as f:
-        params = yaml.safe_load(f)
+    params = load_params()  # a section per node: the robot's values and the defaults
     params["residual_mixer"]["ros__parameters"].update(
         residual_timeout=0.1, observation_timeout=0.3, base_timeout=0.3, recovery_hold_time=0.3,
         recovery_ramp_time=0.5, diagnostics_period=0.2)

@@ -23,8 +23,8 @@ from residual_control.harness.graph import Graph, NodeSpec, runtime_specs
 from residual_control.harness.probe import Probe
 from residual_control.harness.synthetic_models import linear_model
 
-from support.graph_drive import (BIAS, JOINTS, PERIOD, RATE_HZ, Driver, assert_commands_safe, expected_command,
-                                 load_params)
+from support.graph_drive import (BIAS, JOINTS, PERIOD, RATE_HZ, assert_commands_safe, expected_command,
+                                 load_params, reach_nominal)
 
 pytestmark = pytest.mark.graph
 
@@ -65,12 +65,8 @@ def graph(setup, tmp_path_factory):
     rclpy.init()
     probe = Probe(JOINTS, name="graph_probe")
     g = Graph(runtime_specs(params_file), log_dir=tmp_path_factory.mktemp("logs"))
-    driver = Driver(probe)
     try:
-        ok = driver.run_until(lambda: probe.mode == "nominal", 60.0)
-        if not ok:
-            g.check_alive()
-        assert ok, f"graph never reached nominal; modes {probe.rec.modes[-5:]}"
+        driver = reach_nominal(g, probe, "graph")
         yield params, params_file, g, probe, driver
     finally:
         g.stop()

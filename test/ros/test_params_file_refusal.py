@@ -22,7 +22,7 @@ DELETE = object()  # a change that removes the key: a robot-specific value left 
 def _params(node: str, **changes) -> dict:
     with open(default_params_file()) as f:
         params = yaml.safe_load(f)
-    section = params[node]["ros__parameters"]
+    section = params.setdefault(node, {}).setdefault("ros__parameters", {})
     for key, value in changes.items():
         if value is DELETE:
             for entry in params.values():  # from the node's section and from /**

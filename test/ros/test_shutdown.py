@@ -18,8 +18,11 @@ from pathlib import Path
 
 import pytest
 import rclpy
+import yaml
 
+from residual_control import params_file
 from residual_control.harness.probe import Probe
+from residual_control.launch_params import scope_to_any_namespace
 
 from support import ROOT
 
@@ -44,10 +47,18 @@ CASES = {
 }
 
 
+def _scoped(path: str, folder: Path) -> str:
+    """A copy of a params file whose node-name keys match in any namespace (as the launch files pass it)."""
+    out = folder / f"scoped_{Path(path).name}"
+    if not out.exists():
+        out.write_text(yaml.safe_dump(scope_to_any_namespace(params_file.load(path))))
+    return str(out)
+
+
 def _start(exe: str, namespace: str, log_dir: Path) -> tuple[subprocess.Popen, Path]:
     cmd = [str(BIN / exe), "--ros-args", "-r", f"__ns:={namespace}"]
     for f in EXECUTABLES[exe]:
-        cmd += ["--params-file", f]
+        cmd += ["--params-file", _scoped(f, log_dir)]
     log = log_dir / f"{exe}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -67,6 +78,11 @@ def test_every_node_exits_0_on_repeated_stop_signals(tmp_path, case):
             lambda: set(EXECUTABLES) <= {n for n, ns in probe.get_node_names_and_namespaces() if ns == namespace}
             or any(p.poll() is not None for p, _ in procs.values()), 90.0)
         dead = {exe: p.returncode for exe, (p, _) in procs.items() if p.poll() is not None}
+        if not (up and not dead):
+            for p, _ in procs.values():  # stop the others before failing: no process outlives the test
+                if p.poll() is None:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait(timeout=10)
         assert up and not dead, (dead, {e: log.read_text(errors="replace")[-1500:] for e, (_, log) in procs.items()
                                         if e in dead})
     finally:

@@ -6,6 +6,7 @@ synthetic linear model's residual (0.5 * a_base + BIAS).
 """
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
@@ -15,6 +16,7 @@ import yaml
 from .processes import tick_until
 
 from residual_control.core.base_controllers import make_base_controller
+from residual_control.core.params import NODE_PARAMS, schema_defaults
 from residual_control.harness.probe import Probe, command_violations
 from residual_control.paths import default_params_file
 
@@ -27,9 +29,17 @@ BIAS = np.array([0.4, -9.0])  # elbow: far beyond its bound, to be clamped
 
 
 def load_params() -> dict:
-    """The shipped params file, as YAML."""
+    """The shipped params file, as YAML, with a section per node (the fused one too) holding what the node
+    runs with: the schema's defaults and the robot's values of ``/**`` that the node declares."""
     with open(default_params_file()) as f:
-        return yaml.safe_load(f)
+        params = yaml.safe_load(f)
+    robot = params["/**"]["ros__parameters"]
+    for node, specs in NODE_PARAMS.items():
+        section = params.setdefault(node, {}).setdefault("ros__parameters", {})
+        names = {s.name.split(".")[0] for s in specs}
+        for name, value in {**schema_defaults(node), **{k: v for k, v in robot.items() if k in names}}.items():
+            section.setdefault(name, copy.deepcopy(value))
+    return params
 
 
 def expected_command(params, residual_gain=None, residual_limit=None):
@@ -68,6 +78,16 @@ class Driver:
 
     def run_for(self, duration: float) -> None:
         self.run_until(lambda: False, duration)
+
+
+def reach_nominal(graph, probe: Probe, what: str, timeout: float = 60.0) -> Driver:
+    """Drive the robot side until the mixer reports nominal; fails naming a dead node or the last modes."""
+    driver = Driver(probe)
+    ok = driver.run_until(lambda: probe.mode == "nominal", timeout)
+    if not ok:
+        graph.check_alive()
+    assert ok, f"{what} never reached nominal; modes {probe.rec.modes[-5:]}"
+    return driver
 
 
 def assert_commands_safe(params, probe) -> None:

@@ -22,7 +22,8 @@ from residual_control.harness.graph import Graph, NodeSpec
 from residual_control.harness.probe import Probe
 from residual_control.harness.synthetic_models import linear_model
 
-from support.graph_drive import BIAS, JOINTS, RATE_HZ, Driver, assert_commands_safe, expected_command, load_params
+from support.graph_drive import (BIAS, JOINTS, RATE_HZ, assert_commands_safe, expected_command, load_params,
+                                 reach_nominal)
 
 BENCH_KEYS = ("mixer_step", "inference", "hop", "graph", "resources", "fused", "executors", "machine")
 
@@ -103,12 +104,8 @@ def fused(tmp_path_factory):
     rclpy.init()
     probe = Probe(JOINTS, name="fused_probe", mixer=NODE_NAME)
     g = Graph([NodeSpec(NODE_NAME, [str(params_file)])], log_dir=tmp_path_factory.mktemp("logs"))
-    driver = Driver(probe)
     try:
-        ok = driver.run_until(lambda: probe.mode == "nominal", 60.0)
-        if not ok:
-            g.check_alive()
-        assert ok, f"fused node never reached nominal; modes {probe.rec.modes[-5:]}"
+        driver = reach_nominal(g, probe, "fused node")
         yield params, g, probe, driver
     finally:
         g.stop()

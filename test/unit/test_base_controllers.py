@@ -4,8 +4,8 @@ import math
 
 import numpy as np
 import pytest
-import yaml
 
+from residual_control import params_file
 from residual_control.core.arm_model import ArmModel
 from residual_control.core.base_controllers import PID, PDGravity, make_base_controller
 from residual_control.core.errors import ConfigError, ObservationError
@@ -22,10 +22,10 @@ def pid(kp=(0.0, 0.0), ki=(0.0, 0.0), kd=(0.0, 0.0), cmin=(-1e6, -1e6), cmax=(1e
 
 
 def params_file_section(name: str) -> dict:
-    """Flat params of one node: `/**` merged with the node section, `model:` flattened to `model.*`."""
-    data = yaml.safe_load((REPO / "config/residual_control.yaml").read_text())
-    flat = dict(data["/**"]["ros__parameters"])
-    for k, v in data[name]["ros__parameters"].items():
+    """Flat params a node runs with (schema defaults, `/**`, its section), `model:` flattened to `model.*`."""
+    merged = params_file.node_params(params_file.load(REPO / "config/residual_control.yaml"), name)
+    flat = {}
+    for k, v in merged.items():
         if isinstance(v, dict):
             flat.update({f"{k}.{kk}": vv for kk, vv in v.items()})
         else:

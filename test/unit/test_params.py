@@ -36,20 +36,22 @@ def flat(section: dict) -> dict:
 
 
 def node_params(node: str) -> dict:
+    """What the params file gives a node: the ``/**`` entries it declares, then its own section."""
     data = load_params()
-    p = flat(data["/**"]["ros__parameters"])
-    p.update(flat(data[node]["ros__parameters"]))
+    names = {s.name for s in SECTIONS[node]}
+    p = {k: v for k, v in flat(data["/**"]["ros__parameters"]).items() if k in names}
+    p.update(flat((data.get(node) or {}).get("ros__parameters") or {}))
     return p
 
 
 def test_params_file_sections():
     data = load_params()
-    assert set(data) == {"/**", *SECTIONS}
+    assert "/**" in data and set(data) <= {"/**", *SECTIONS, "residual_controller"}
     for name, section in data.items():
         assert set(section) == {"ros__parameters"}, name
 
 
-@pytest.mark.parametrize("node", sorted(SECTIONS))
+@pytest.mark.parametrize("node", sorted(set(SECTIONS) & set(load_params())))
 def test_every_key_of_node_section_is_specified_and_valid(node):
     specs = spec_map(SECTIONS[node])
     section = flat(load_params()[node]["ros__parameters"])
@@ -63,16 +65,18 @@ def test_every_key_of_node_section_is_specified_and_valid(node):
             assert normalised == value
 
 
-@pytest.mark.parametrize("node", sorted(SECTIONS))
-def test_global_section_applies_to_every_node(node):
-    specs = spec_map(SECTIONS[node])
+def test_global_section_is_the_robot():
+    """``/**`` holds robot-specific values only, each a parameter of some node and valid by its spec."""
     for key, value in flat(load_params()["/**"]["ros__parameters"]).items():
-        assert key in specs, f"'/**' key '{key}' is not a parameter of {node}"
-        specs[key].validate(value)
+        specs = [spec_map(SECTIONS[node])[key] for node in SECTIONS if key in spec_map(SECTIONS[node])]
+        assert specs, f"'/**' key '{key}' is not a parameter of any node"
+        for spec in specs:
+            assert spec.robot_specific, f"'/**' key '{key}' is a generic parameter: set it under a node's name"
+            spec.validate(value)
 
 
 def test_nested_model_keys_are_flattened():
-    keys = set(flat(load_params()["base_controller"]["ros__parameters"]))
+    keys = set(flat(load_params()["/**"]["ros__parameters"]))
     model_keys = {k for k in keys if k.startswith("model.")}
     assert model_keys == {"model.link_lengths", "model.link_masses", "model.com_offsets", "model.link_inertias",
                           "model.payload_mass"}
@@ -116,8 +120,8 @@ def test_params_file_gives_every_robot_specific_value(node):
 def test_params_file_writes_no_generic_default_again(node):
     """A generic parameter in the params file differs from its default: no default is written twice."""
     specs = spec_map(SECTIONS[node])
-    section = flat(load_params()[node]["ros__parameters"])
-    again = {k: v for k, v in section.items() if not specs[k].robot_specific and specs[k].validate(v) ==
+    given = node_params(node)
+    again = {k: v for k, v in given.items() if not specs[k].robot_specific and specs[k].validate(v) ==
              specs[k].validate(specs[k].default)}
     assert not again, f"{node}: {PARAMS_FILE.name} repeats the schema's defaults {again}"
 
@@ -346,3 +350,17 @@ def test_the_readme_parameter_tables_are_generated_from_the_schema(tmp_path, cap
     assert main(["params", "--readme", str(stale)]) == 0 and "up to date" in capsys.readouterr().out
     with pytest.raises(ValueError, match="expected one line"):
         readme_with_tables(readme.replace(PARAMS_BEGIN, ""))
+
+
+def test_the_nominal_model_is_needed_only_where_it_is_used():
+    """model.* is required of a pd_gravity base and of a mixer that damps with gravity, of no other."""
+    model = spec_map(BASE_PARAMS)["model.link_lengths"]
+    assert spec_map(MIXER_PARAMS)["model.link_lengths"] is model
+    assert model.required_by({"controller_type": "pd_gravity"})
+    assert not model.required_by({"controller_type": "pid"})
+    assert model.required_by({"damp_gravity": True})
+    assert not model.required_by({"damp_gravity": False})
+    assert model.required_by({"controller_type": "pid", "damp_gravity": True})  # the fused node
+    kp = spec_map(BASE_PARAMS)["kp"]
+    assert kp.required_by({"controller_type": "pid"}) and kp.required_by({})
+    assert not spec_map(MIXER_PARAMS)["residual_gain"].required_by({})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import time
 
+from ...params_file import node_params
 from ...paths import share_path
 from .common import (CONST_RESIDUAL, _ERROR, Context, Trial, _first_mode_after, _latency, _mode_at, _Timeout,
                      ramp_check, scenario)
@@ -232,7 +233,7 @@ def sc_policy_restarted(ctx, trial):
 @scenario("perception_lost", "loop", "perception stops (perception enabled:=false): the policy publishes nothing "
           "after perception_timeout, the mixer falls back; resumes: ramped recovery", quick=True)
 def sc_perception(ctx, trial):
-    pol = ctx.params["residual_policy"]["ros__parameters"]
+    pol = node_params(ctx.params, "residual_policy")
     extra = float(pol["perception_timeout"]) + 1.0 / 30.0  # perception publishes at 30 Hz
     return _loop_trial(ctx, "perception_lost", trial, _residual_fault_script(
         _perception(False), _perception(True), bound_extra=extra, label="perception loss"))
@@ -287,8 +288,8 @@ def sc_out_of_envelope(ctx, trial):
 
     from ...sim.plant import PlantParams
 
-    pol = ctx.params["residual_policy"]["ros__parameters"]
-    debounce = float(pol.get("envelope_debounce", 0.1))
+    pol = node_params(ctx.params, "residual_policy")
+    debounce = float(pol["envelope_debounce"])
     real = PlantParams.from_yaml(str(share_path("config", "plants", "real.yaml"))).payload_mass
     inner = _residual_fault_script(_set_payload(ENVELOPE_FAULT_PAYLOAD, ENVELOPE_FAULT_PAYLOAD),
                                    _set_payload(real, real),

@@ -148,14 +148,14 @@ class ExpertConfig:
 class BCConfig:
     """``bc``: behaviour cloning + DAgger."""
 
-    episodes: int = 100
-    dagger_rounds: int = 4
-    beta0: float = 0.5
-    noise_std: float = 0.1
-    epochs: int = 30
-    lr: float = 0.001
+    episodes: int = 100                # randomized-plant rollouts in all, split evenly over the rounds
+    dagger_rounds: int = 4             # rounds of (roll out, label every state with the expert, refit)
+    beta0: float = 0.5                 # round r > 0 rolls the expert out in a share beta0**r of its episodes
+    noise_std: float = 0.1             # Gaussian noise on the executed residual, in units of its bound
+    epochs: int = 30                   # passes over the aggregated data per round
+    lr: float = 0.001                  # Adam learning rate
     batch_size: int = 256
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0          # Adam L2 penalty
     expert: ExpertConfig = field(default_factory=ExpertConfig)
     table_episodes: tuple[int, ...] = (10, 30, 100)  # learn-bench's BC table
 
@@ -183,6 +183,7 @@ class _CommandConfig:
     seed: int = 0
     torch_threads: int = 1
     env: EnvConfig = field(default_factory=EnvConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,6 @@ class BCTrainConfig(_CommandConfig):
     network: NetworkConfig = field(default_factory=NetworkConfig)
     bc: BCConfig = field(default_factory=BCConfig)
     envelope: EnvelopeConfig = field(default_factory=EnvelopeConfig)
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
 
 @dataclass(frozen=True)
@@ -243,7 +243,6 @@ class RLTrainConfig(_CommandConfig):
     network: ActorNetworkConfig = field(default_factory=ActorNetworkConfig)
     rl: RLConfig = field(default_factory=RLConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
 
 #: The training commands and the config each reads.
