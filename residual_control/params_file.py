@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
-__all__ = ["load", "node_params", "section"]
+__all__ = ["load", "node_params", "section", "update_section"]
 
 ALL_NODES = "/**"
 
@@ -36,6 +36,13 @@ def load(path: str | os.PathLike) -> dict:
 def section(params: Mapping[str, Any], key: str) -> dict:
     """The ``ros__parameters`` of one key of a loaded params file (``{}`` when absent)."""
     return dict((params.get(key) or {}).get("ros__parameters") or {})
+
+
+def update_section(params: dict, key: str, **values: Any) -> dict:
+    """Set ``values`` in the ``ros__parameters`` of one key of a loaded params file (created when absent)."""
+    entry = params.setdefault(key, {}).setdefault("ros__parameters", {})
+    entry.update(values)
+    return entry
 
 
 def node_params(params: Mapping[str, Any], node: str, defaults: bool = True) -> dict:

@@ -540,12 +540,12 @@ def _params_file(tmp: Path, model_path: str, control_rate_hz: float) -> str:
     import yaml
 
     from ..nodes.residual_controller import NODE_NAME, fused_parameters
-    from ..params_file import load
+    from ..params_file import load, update_section
     from ..paths import default_params_file
 
     params = load(default_params_file())
-    params["residual_policy"]["ros__parameters"].update(model_path=model_path, control_rate_hz=control_rate_hz)
-    params["residual_mixer"]["ros__parameters"].update(recovery_hold_time=0.05, recovery_ramp_time=0.05)
+    update_section(params, "residual_policy", model_path=model_path, control_rate_hz=control_rate_hz)
+    update_section(params, "residual_mixer", recovery_hold_time=0.05, recovery_ramp_time=0.05)
     params[NODE_NAME] = {"ros__parameters": fused_parameters(params)}
     path = tmp / "bench_params.yaml"
     path.write_text(yaml.safe_dump(params))

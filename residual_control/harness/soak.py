@@ -181,7 +181,7 @@ def transition_summary(parts: list, joints, config) -> dict:
 def _write_files(work: Path, rate: float) -> tuple[str, str]:
     from ..core.observation import default_observation_names
     from ..nodes.residual_controller import NODE_NAME, fused_parameters
-    from ..params_file import node_params
+    from ..params_file import node_params, update_section
     from .closed_loop import load_params
     from .synthetic_models import linear_model
 
@@ -194,7 +194,7 @@ def _write_files(work: Path, rate: float) -> tuple[str, str]:
         w[obs.index(f"a_base/{j}"), k] = 0.1
     model = linear_model(str(work / f"soak_{rate:g}hz.onnx"), joints, obs, pol["residual_limit"], weights=w,
                          bias=[0.5, -0.25], control_rate_hz=rate)
-    params["residual_policy"]["ros__parameters"].update(control_rate_hz=float(rate), model_path=model)
+    update_section(params, "residual_policy", control_rate_hz=float(rate), model_path=model)
     params[NODE_NAME] = {"ros__parameters": fused_parameters(params)}
     path = work / "soak_params.yaml"
     path.write_text(yaml.safe_dump(params))

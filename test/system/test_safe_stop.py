@@ -20,14 +20,14 @@ from std_msgs.msg import Float64MultiArray
 from residual_control.core.arm_model import ArmModel
 from residual_control.core.mixer import mixer_from_params
 from residual_control.core.params import MIXER_PARAMS, spec_map
-from residual_control.paths import default_params_file
 from residual_control.harness.graph import Graph, NodeSpec
 from residual_control.harness.safe_stop import ROW_BY_NAME, run_row
 
+from support.graph_drive import load_params
+
 
 def _params():
-    with open(default_params_file()) as f:
-        return yaml.safe_load(f)
+    return load_params()  # a section per node: the robot's values and the defaults
 
 
 # ----------------------------------------------------------------- configuration

@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import yaml
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -16,14 +15,14 @@ ort = pytest.importorskip("onnxruntime")
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from residual_control import params_file  # noqa: E402
 from residual_control.core import Mixer, ObservationAssembler, PDGravity, PolicyRunner  # noqa: E402
 from residual_control.core.policy import INPUT_NAME, OUTPUT_NAME  # noqa: E402
 
 from support import ROOT  # noqa: E402
 
 PARAMS = str(ROOT / "config" / "residual_control.yaml")
-with open(PARAMS) as _f:
-    BOUND = np.asarray(yaml.safe_load(_f)["residual_policy"]["ros__parameters"]["residual_limit"], np.float32)
+BOUND = np.asarray(params_file.node_params(params_file.load(PARAMS), "residual_policy")["residual_limit"], np.float32)
 SHIPPED = ROOT / "models" / "residual_bc.onnx"
 TINY = {"network": {"hidden": [8, 8]}}
 

@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 import numpy as np
 import yaml
 
+from ...params_file import update_section
 from ...paths import default_params_file
 
 
@@ -157,7 +158,7 @@ class Context:
 
         params = copy.deepcopy(self.params)
         for node, values in overrides.items():
-            params.setdefault(node, {}).setdefault("ros__parameters", {}).update(values)
+            update_section(params, node, **values)
         path = self.work / name
         path.write_text(yaml.safe_dump(params))
         return str(path)
