@@ -62,7 +62,7 @@ PARAMS_END = "<!-- end of the generated parameter tables -->"
 
 
 def params_tables() -> str:
-    """The Markdown parameter tables of the three nodes, generated from the schema (core.params)."""
+    """Return the Markdown parameter tables of the three nodes, generated from the schema (core.params)."""
     from .core.params import BASE_PARAMS, MIXER_PARAMS, POLICY_PARAMS
 
     lines = []

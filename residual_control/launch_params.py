@@ -1,6 +1,7 @@
-"""How the launch files and ``residual-control up`` hand parameters to a node,
-and what the launch files build (:class:`PackageNodes`, :func:`argument`,
-:func:`launch_description`: each piece the three launch files share, once).
+"""How the launch files and ``residual-control up`` hand parameters to a node, and what they build.
+
+What the launch files build: :class:`PackageNodes`, :func:`argument`,
+:func:`launch_description` (each piece the three launch files share, once).
 
 Pure Python (PyYAML only) at import: launch, launch_ros and ament_index_python
 are imported inside the functions that build launch actions, so the runtime
@@ -43,7 +44,7 @@ __all__ = ["NodeParams", "PackageNodes", "ParamsFolder", "argument", "common_joi
 
 
 def common_joints(path: str | os.PathLike) -> list:
-    """The robot's joints: ``joints`` of the params file's ``/**`` entry; RuntimeError when it has none."""
+    """Return the robot's joints: ``joints`` of the params file's ``/**`` entry; RuntimeError when it has none."""
     joints = section(_load(path), "/**").get("joints")
     if not joints:
         raise RuntimeError(f"{os.fspath(path)}: expected `/**: ros__parameters: joints: [...]`, found none")
@@ -51,7 +52,7 @@ def common_joints(path: str | os.PathLike) -> list:
 
 
 def node_keys(params: Mapping[str, Any], prefix: str = "") -> set:
-    """The node names of a loaded params file, as ROS 2 forms them (nested keys joined by '/')."""
+    """Return the node names of a loaded params file, as ROS 2 forms them (nested keys joined by '/')."""
     out = set()
     for key, value in params.items():
         if not isinstance(value, Mapping) or key == "ros__parameters":
@@ -64,7 +65,7 @@ def node_keys(params: Mapping[str, Any], prefix: str = "") -> set:
 
 
 def override_key(node_name: str, taken: Iterable[str]) -> str:
-    """A key matching ``node_name`` in any namespace that is not in ``taken``."""
+    """Return a key matching ``node_name`` in any namespace that is not in ``taken``."""
     taken = set(taken)
     key = f"/**/{node_name.strip('/')}"
     while key in taken:
@@ -90,8 +91,10 @@ class ParamsFolder:
 
 
 class NodeParams:
-    """The ``parameters`` of the nodes a launch file starts: :func:`node_params_files` into one
-    :class:`ParamsFolder` (``folder.cleanup`` at shutdown)."""
+    """The ``parameters`` of the nodes a launch file starts.
+
+    :func:`node_params_files` into one :class:`ParamsFolder` (``folder.cleanup`` at shutdown).
+    """
 
     def __init__(self, namespaced: bool) -> None:
         self.folder = ParamsFolder()
@@ -99,18 +102,18 @@ class NodeParams:
 
     def __call__(self, node_name: str, params_files: Sequence[str | os.PathLike],
                  overrides: Mapping[str, Any] | None, namespaced: bool | None = None) -> list:
-        """The ``--params-file`` paths of ``node_name``; ``namespaced`` None: the launch file's."""
+        """Return the ``--params-file`` paths of ``node_name``; ``namespaced`` None: the launch file's."""
         return node_params_files(params_files, node_name, overrides, self.folder,
                                  self.namespaced if namespaced is None else namespaced)
 
 
 def truthy(value: str) -> bool:
-    """A boolean launch argument: '1', 'true', 'yes' or 'on' (any case) is true."""
+    """Return whether a boolean launch argument is true: '1', 'true', 'yes' or 'on' (any case)."""
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
 def outer_namespace(launch_configurations: Mapping[str, Any]) -> str:
-    """The namespace an including launch file pushed (``PushRosNamespace``), without slashes."""
+    """Return the namespace an including launch file pushed (``PushRosNamespace``), without slashes."""
     return (launch_configurations.get("ros_namespace") or "").strip("/")
 
 
@@ -149,7 +152,7 @@ def _write(folder: str | os.PathLike, stem: str, data: Mapping[str, Any]) -> str
 def node_params_files(params_files: Sequence[str | os.PathLike], node_name: str,
                       overrides: Mapping[str, Any] | None, folder: str | os.PathLike,
                       namespaced: bool) -> list:
-    """The ``--params-file`` paths, in order, that give ``node_name`` its parameters.
+    """Return the ``--params-file`` paths, in order, that give ``node_name`` its parameters.
 
     ``params_files`` are the user's files (the later wins, as in ROS 2);
     ``overrides`` (launch arguments) win over all of them, whatever keys they
@@ -199,15 +202,17 @@ SHARED_DEFAULTS: Mapping[str, Any] = {
 
 
 def share_path(*parts: str) -> str:
-    """A path in the installed package share (the share folder itself without ``parts``)."""
+    """Return a path in the installed package share (the share folder itself without ``parts``)."""
     from ament_index_python.packages import get_package_share_directory
 
     return os.path.join(get_package_share_directory(PACKAGE), *parts)
 
 
 def argument(name: str, description: str, default: str | tuple | None = None):
-    """``DeclareLaunchArgument`` of ``name``; ``default`` None: its :data:`SHARED_DEFAULTS` entry,
-    a tuple: that file in the package share."""
+    """Return the ``DeclareLaunchArgument`` of ``name``.
+
+    ``default`` None: its :data:`SHARED_DEFAULTS` entry, a tuple: that file in the package share.
+    """
     from launch.actions import DeclareLaunchArgument
 
     if default is None:
@@ -221,8 +226,11 @@ def argument(name: str, description: str, default: str | tuple | None = None):
 
 
 def launch_description(setup, *entities):
-    """The ``LaunchDescription`` of a launch file: ``entities`` (its arguments ...), then
-    ``setup(context)`` as an ``OpaqueFunction`` (it builds the nodes from the arguments' values)."""
+    """Return the ``LaunchDescription`` of a launch file.
+
+    ``entities`` (its arguments ...), then ``setup(context)`` as an ``OpaqueFunction`` (it builds the
+    nodes from the arguments' values).
+    """
     from launch import LaunchDescription
     from launch.actions import OpaqueFunction
 
@@ -230,7 +238,7 @@ def launch_description(setup, *entities):
 
 
 def launch_argument(context, name: str) -> str:
-    """The value of the launch argument ``name`` in a launch ``context``."""
+    """Return the value of the launch argument ``name`` in a launch ``context``."""
     from launch.substitutions import LaunchConfiguration
 
     return LaunchConfiguration(name).perform(context)
@@ -254,12 +262,15 @@ class PackageNodes:
         self.params = NodeParams(in_namespace(self.namespace, context.launch_configurations))
 
     def arg(self, name: str) -> str:
-        """The value of the launch argument ``name``."""
+        """Return the value of the launch argument ``name``."""
         return launch_argument(self.context, name)
 
     def node(self, executable: str, overrides: Mapping[str, Any], remappings: list | None = None,
              more_params_files: Sequence[str] = ()):
-        """The ``Node`` of ``executable``: ``params_file`` then ``more_params_files``, ``overrides`` last."""
+        """Return the ``Node`` of ``executable``.
+
+        Its parameters: ``params_file`` then ``more_params_files``, ``overrides`` last.
+        """
         from launch_ros.actions import Node
 
         return Node(
@@ -292,8 +303,10 @@ class PackageNodes:
 
     def runtime(self, use_sim_time: bool, command_topic: str = "commands",
                 joint_states_topic: str = "joint_states"):
-        """residual_control.launch.py (base_controller, residual_policy, residual_mixer) with this
-        launch file's params_file, namespace, model_path and log_level."""
+        """Include residual_control.launch.py (base_controller, residual_policy, residual_mixer).
+
+        With this launch file's params_file, namespace, model_path and log_level.
+        """
         from launch.actions import IncludeLaunchDescription
         from launch.launch_description_sources import PythonLaunchDescriptionSource
 
@@ -311,7 +324,7 @@ class PackageNodes:
         )
 
     def cleanup(self):
-        """Removes the generated params files at shutdown."""
+        """Remove the generated params files at shutdown."""
         from launch.actions import OpaqueFunction, RegisterEventHandler
         from launch.event_handlers import OnShutdown
 

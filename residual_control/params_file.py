@@ -15,7 +15,7 @@ ALL_NODES = "/**"
 
 
 def load(path: str | os.PathLike) -> dict:
-    """The mapping of node keys of a params file (an empty file: ``{}``).
+    """Return the mapping of node keys of a params file (an empty file: ``{}``).
 
     Raises FileNotFoundError or ValueError naming the file and what was found.
     """
@@ -34,7 +34,7 @@ def load(path: str | os.PathLike) -> dict:
 
 
 def section(params: Mapping[str, Any], key: str) -> dict:
-    """The ``ros__parameters`` of one key of a loaded params file (``{}`` when absent)."""
+    """Return the ``ros__parameters`` of one key of a loaded params file (``{}`` when absent)."""
     return dict((params.get(key) or {}).get("ros__parameters") or {})
 
 
@@ -46,10 +46,12 @@ def update_section(params: dict, key: str, **values: Any) -> dict:
 
 
 def node_params(params: Mapping[str, Any], node: str, defaults: bool = True) -> dict:
-    """What a node runs with from a loaded params file: the schema's defaults of its generic parameters
-    (``defaults``; core.params.schema_defaults), then the ``/**`` entries it declares (all of them for a
-    node without a schema), then its own section (each wins over the one before). The robot-specific
-    parameters have no default: only what the file gives."""
+    """Return what a node runs with from a loaded params file.
+
+    The schema's defaults of its generic parameters (``defaults``; core.params.schema_defaults), then the
+    ``/**`` entries it declares (all of them for a node without a schema), then its own section (each
+    wins over the one before). The robot-specific parameters have no default: only what the file gives.
+    """
     from .core.params import NODE_PARAMS, schema_defaults
 
     out = schema_defaults(node) if defaults else {}

@@ -46,9 +46,11 @@ def description_path(name: str) -> Path:
 
 
 def resolve_file(path: str | os.PathLike) -> Path:
-    """A user-given data file: as given (absolute, or relative to the working directory) when it
-    exists, else in the package as ``path``, ``config/<path>`` or ``config/plants/<path>``
-    (``config/plants/real.yaml`` or just ``real.yaml`` for a plant file).
+    """Return a user-given data file.
+
+    As given (absolute, or relative to the working directory) when it exists, else in the package as
+    ``path``, ``config/<path>`` or ``config/plants/<path>`` (``config/plants/real.yaml`` or just
+    ``real.yaml`` for a plant file).
 
     Raises FileNotFoundError naming the path.
     """

@@ -129,7 +129,7 @@ class ArmModel:
         return c
 
     def inverse_dynamics(self, q, qd, qdd) -> np.ndarray:
-        """tau = M(q) qdd + C(q, qd) qd + g(q) + viscous friction."""
+        """Return tau = M(q) qdd + C(q, qd) qd + g(q) + viscous friction."""
         return (
             self.mass_matrix(q) @ np.asarray(qdd, dtype=float)
             + self.coriolis_torque(q, qd)

@@ -154,7 +154,7 @@ class PDGravity(BaseController):
 
 
 def nominal_model(params: Mapping[str, object]) -> ArmModel:
-    """The nominal arm model of a node's parameters: ``model.<field>`` keys (or a ``model`` mapping).
+    """Return the nominal arm model of a node's parameters: ``model.<field>`` keys (or a ``model`` mapping).
 
     Used by the pd_gravity base controller and by the mixer's damp safe stop, so both compensate
     the same gravity. Raises ConfigError naming what is wrong.

@@ -61,7 +61,7 @@ class Envelope:
         return self.high - self.low
 
     def widened(self, fraction: float) -> "Envelope":
-        """The envelope widened on both sides by ``fraction`` of each feature's span (0: itself)."""
+        """Return the envelope widened on both sides by ``fraction`` of each feature's span (0: itself)."""
         if not (math.isfinite(fraction) and fraction >= 0):
             raise ValueError(f"envelope margin: expected a finite number >= 0, found {fraction!r}")
         if fraction == 0:
@@ -123,7 +123,7 @@ def compute_envelope(observations: np.ndarray, names: Sequence[str], margin: flo
 
 def envelope_from_metadata(meta: Mapping[str, str], observation_names: Sequence[str],
                            source: str = "model") -> Envelope | None:
-    """The model's envelope (None when its metadata has none); raises ModelError if it is malformed."""
+    """Return the model's envelope (None when its metadata has none); raises ModelError if it is malformed."""
     if METADATA_KEY not in meta:
         return None
     env = Envelope.from_json(meta[METADATA_KEY], source)

@@ -62,8 +62,10 @@ def _default(name: str):
 
 @dataclass(frozen=True)
 class MixerConfig:
-    """The mixer's configuration. Defaults and per-value checks are the specs' (core.params.MIXER_PARAMS);
-    :meth:`validate` adds the checks of relations between fields.
+    """The mixer's configuration.
+
+    Defaults and per-value checks are the specs' (core.params.MIXER_PARAMS); :meth:`validate` adds the
+    checks of relations between fields.
 
     ``damp_kd`` None: no damping gains (zeros). :meth:`from_params` fills every missing key from the
     specs' defaults, as a node declaring its parameters does.
@@ -90,8 +92,11 @@ class MixerConfig:
 
     @classmethod
     def from_params(cls, params: Mapping[str, object]) -> "MixerConfig":
-        """A config from node parameters (other keys ignored); a missing key takes its spec's default, and
-        a missing robot-specific one (joints, the per-joint limits: no default) is refused."""
+        """Return a config from node parameters (other keys ignored).
+
+        A missing key takes its spec's default, and a missing robot-specific one (joints, the per-joint
+        limits: no default) is refused.
+        """
         fields = cls.__dataclass_fields__
         missing = [name for name, f in fields.items() if name not in params and f.default is MISSING]
         if missing:
@@ -124,7 +129,7 @@ class MixerConfig:
                 f"{self.command_min.tolist()} and {self.command_max.tolist()}")
 
     def with_changes(self, **changes) -> "MixerConfig":
-        """A validated copy; raises ConfigError and changes nothing on bad values."""
+        """Return a validated copy; raises ConfigError and changes nothing on bad values."""
         if "joints" in changes and tuple(changes["joints"]) != self.joints:
             raise ConfigError(f"joints: read-only while running: expected {list(self.joints)}, "
                               f"found {describe(changes['joints'])}")
@@ -214,7 +219,7 @@ def gravity_model(params: Mapping[str, object], n_joints: int) -> Gravity:
 
 
 def mixer_from_params(params: Mapping[str, object]) -> "Mixer":
-    """A Mixer from node parameters: MixerConfig fields, ``damp_gravity`` and the ``model.*`` of pd_gravity."""
+    """Return a Mixer from node parameters: MixerConfig fields, ``damp_gravity`` and the ``model.*`` of pd_gravity."""
     cfg = MixerConfig.from_params(params)
     damp_gravity = params.get("damp_gravity", default_of(MIXER_PARAMS, "damp_gravity"))
     gravity = gravity_model(params, len(cfg.joints)) if damp_gravity else None
@@ -421,7 +426,10 @@ class Mixer:
                          transition=self._mode != previous, resume_weight=resume_weight)
 
     def _decayed(self, now: float) -> np.ndarray:
-        """The decaying residual of a bumpless fallback (zeros when none), within g * eps of the current config."""
+        """Return the decaying residual of a bumpless fallback (zeros when none).
+
+        It is within g * eps of the current config.
+        """
         cfg = self._config
         n = len(cfg.joints)
         if self._decay is None:
@@ -558,7 +566,7 @@ class Mixer:
 
 
 def residual_bound_ok(command: np.ndarray, base: np.ndarray, config: MixerConfig, tol: float = 1e-9) -> bool:
-    """The safety invariant, usable by tests and monitors alike."""
+    """Check the safety invariant, usable by tests and monitors alike."""
     if command is None:
         return True
     if not np.all(np.isfinite(command)):

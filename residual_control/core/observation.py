@@ -30,7 +30,7 @@ PERCEPTION_SOURCE = "perception"
 
 
 def default_observation_names(joints: Sequence[str], perception_features: Sequence[str] = ()) -> list[str]:
-    """The observation layout the project's training commands use."""
+    """Return the observation layout the project's training commands use."""
     names = [f"{src}/{j}" for src in ("e", "ed", "q", "qd", "sin_q", "cos_q", "qd_ref", "a_base") for j in joints]
     names += [f"{PERCEPTION_SOURCE}/{f}" for f in perception_features]
     return names

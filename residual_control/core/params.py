@@ -66,7 +66,7 @@ class ParamSpec:
         return self.default is ROBOT
 
     def coerce(self, value: Any) -> Any:
-        """The value in the type the descriptor announces, where that loses nothing.
+        """Return the value in the type the descriptor announces, where that loses nothing.
 
         ``ros2 param set ... "[8, 4]"`` and YAML ``[8, 4]`` give integers; a
         double or double-array parameter stores doubles. Anything else is
@@ -167,7 +167,7 @@ class ParamSpec:
 
 
 def joint_vector(name: str, value, n: int, nonneg: bool = False) -> np.ndarray:
-    """A per-joint parameter as a float vector of length n; raises ConfigError naming the problem."""
+    """Return a per-joint parameter as a float vector of length n; raises ConfigError naming the problem."""
     if value is None:
         raise ConfigError(f"{name}: expected {n} numbers (one per joint), found none")
     try:
@@ -184,7 +184,7 @@ def joint_vector(name: str, value, n: int, nonneg: bool = False) -> np.ndarray:
 
 
 def _joint_names(names: list) -> str | None:
-    """What a list of joint names must be, when it is not: at least one, non-empty, unique."""
+    """Return what a list of joint names must be, when it is not: at least one, non-empty, unique."""
     if not names:
         return "at least one joint name"
     if any(not n for n in names):
@@ -203,7 +203,7 @@ COMMAND_MIN = ParamSpec("command_min", DOUBLE_ARRAY, ROBOT, "Lower command limit
 COMMAND_MAX = ParamSpec("command_max", DOUBLE_ARRAY, ROBOT, "Upper command limit per joint", "N m")
 
 def _model_needed(values: Mapping[str, Any]) -> bool:
-    """The nominal model ``model.*`` is needed by the pd_gravity base controller and by damp with gravity."""
+    """Return whether the nominal model ``model.*`` is needed: by the pd_gravity base controller or damp_gravity."""
     return values.get("controller_type") == "pd_gravity" or values.get("damp_gravity") is True
 
 
@@ -311,7 +311,10 @@ MIXER_PARAMS = MIXER_PARAMS + tuple(s for s in BASE_PARAMS if s.name.startswith(
 
 
 def fused_specs(*spec_lists: Sequence[ParamSpec]) -> tuple[ParamSpec, ...]:
-    """The union by name of the specs (default: mixer, base controller, policy); the first spec of a name wins."""
+    """Return the union by name of the specs (default: mixer, base controller, policy).
+
+    The first spec of a name wins.
+    """
     out: dict[str, ParamSpec] = {}
     for specs in spec_lists or (MIXER_PARAMS, BASE_PARAMS, POLICY_PARAMS):
         for s in specs:
@@ -330,8 +333,10 @@ NODE_PARAMS: dict[str, tuple[ParamSpec, ...]] = {
 
 
 def schema_defaults(node: str) -> dict[str, Any]:
-    """The defaults of a node's generic parameters (none for a node without a schema; the robot-specific
-    parameters have none): what the node runs with where its params file is silent."""
+    """Return the defaults of a node's generic parameters: what it runs with where its params file is silent.
+
+    There are none for a node without a schema, and the robot-specific parameters have none.
+    """
     return {s.name: default_of((s,), s.name) for s in NODE_PARAMS.get(node, ()) if not s.robot_specific}
 
 
@@ -340,7 +345,7 @@ def spec_map(specs: Sequence[ParamSpec]) -> dict[str, ParamSpec]:
 
 
 def find_spec(specs: Sequence[ParamSpec], name: str) -> ParamSpec:
-    """The spec called ``name`` in ``specs``; raises KeyError naming the known ones."""
+    """Return the spec called ``name`` in ``specs``; raises KeyError naming the known ones."""
     for s in specs:
         if s.name == name:
             return s
@@ -348,6 +353,6 @@ def find_spec(specs: Sequence[ParamSpec], name: str) -> ParamSpec:
 
 
 def default_of(specs: Sequence[ParamSpec], name: str) -> Any:
-    """The default of the spec called ``name`` (a fresh copy of a list): the one place a default is written."""
+    """Return the default of the spec called ``name`` (a fresh copy of a list): the one place a default is written."""
     value = find_spec(specs, name).default
     return list(value) if isinstance(value, list) else value

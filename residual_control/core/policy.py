@@ -119,7 +119,7 @@ class PolicyExpectations:
 
 
 def make_session(path: str):
-    """An onnxruntime session for one-observation control: one thread, no spinning."""
+    """Return an onnxruntime session for one-observation control: one thread, no spinning."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()

@@ -69,7 +69,7 @@ class ReferenceHold:
         return self.q_ref is not None and not self.received
 
     def set(self, q_ref: np.ndarray, qd_ref: np.ndarray) -> None:
-        """A received reference: used from now on."""
+        """Use a received reference from now on."""
         self.q_ref, self.qd_ref = q_ref, qd_ref
         self.received = True
 
@@ -129,7 +129,7 @@ class LoadedPolicy:
         self.monitor = monitor  # one assignment: the control path sees the old or the new monitor
 
     def residual(self, q, qd, q_ref, qd_ref, a_base, perception, now: float | None = None) -> PolicyOutcome:
-        """The residual for these inputs, or none and why; never raises.
+        """Return the residual for these inputs, or none and why; never raises.
 
         With ``now`` (s) the observation is also checked against the training envelope:
         outside for longer than the debounce, there is no residual (``out_of_envelope: ...``).
@@ -182,7 +182,7 @@ class PolicyStep:
         self.perception_time = now
 
     def step(self, q, qd, a_base, now: float) -> PolicyOutcome:
-        """The residual for this joint state and base action at ``now``, or None and why."""
+        """Return the residual for this joint state and base action at ``now``, or None and why."""
         model = self.model  # one read: a concurrent swap never mixes two models
         ref = self.reference
         if not ref.received:
@@ -210,8 +210,10 @@ class PolicyStep:
         return outcome
 
     def envelope_state(self, model: LoadedPolicy | None = None) -> str:
-        """The envelope check of ``model`` (default: the current one): none, off, out_of_envelope,
-        outside (debouncing) or inside."""
+        """Return the envelope check of ``model`` (default: the current one).
+
+        One of: none, off, out_of_envelope, outside (debouncing) or inside.
+        """
         model = self.model if model is None else model
         if model.envelope is None:
             return "none (the model declares no envelope)"

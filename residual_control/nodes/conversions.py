@@ -47,7 +47,7 @@ def read_reference(joints: Sequence[str], msg) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_perception(features: Sequence[str], msg) -> np.ndarray:
-    """The perception features of a Float64MultiArray; raises ValueError naming the problem."""
+    """Return the perception features of a Float64MultiArray; raises ValueError naming the problem."""
     n = len(features)
     data = np.asarray(msg.data, dtype=float)
     if data.size != n or not np.all(np.isfinite(data)):

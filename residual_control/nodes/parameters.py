@@ -110,7 +110,7 @@ def validate_changes(specs: Mapping[str, ParamSpec], params: Iterable[Parameter]
 
 
 def mixer_changes(changes: Mapping[str, object]) -> dict[str, object]:
-    """The part of validated parameter changes that reconfigures the mixer."""
+    """Return the part of validated parameter changes that reconfigures the mixer."""
     return {k: v for k, v in changes.items() if k in MixerConfig.__dataclass_fields__}
 
 
@@ -119,13 +119,13 @@ def result(error: str = "") -> SetParametersResult:
 
 
 def refused(node, exc: Exception) -> SetParametersResult:
-    """A parameter change refused: logged as a warning, its reason returned to the caller."""
+    """Report a parameter change as refused: logged as a warning, its reason returned to the caller."""
     node.get_logger().warning(f"rejected parameter change: {exc}")
     return result(str(exc))
 
 
 def applied(node, changes: Mapping[str, object]) -> SetParametersResult:
-    """A parameter change applied: each new value logged."""
+    """Report a parameter change as applied: each new value logged."""
     for k, v in changes.items():
         node.get_logger().info(f"parameter {k} set to {v}")
     return result()

@@ -32,7 +32,7 @@ SYNC_HASH_LIMIT_BYTES = 16 << 20
 
 
 def model_file_problem(path: str, sha256: str) -> str:
-    """What makes ``path`` unusable as a model, as far as it is checked at once; '' if nothing.
+    """Return what makes ``path`` unusable as a model, as far as it is checked at once; '' if nothing.
 
     A missing or unreadable file, and a ``sha256`` pin the file does not
     match (files up to SYNC_HASH_LIMIT_BYTES; the pin's format is checked by
@@ -183,7 +183,7 @@ class PolicyIO:
             f"joints {m.joint_names}, perception {'used' if m.assembler.uses_perception else 'unused'}")
 
     def _with_envelope(self, loaded: LoadedPolicy) -> LoadedPolicy:
-        """The model with the node's envelope settings; warns once (per model) when it declares no envelope."""
+        """Return the model with the node's envelope settings; warns once (per model) when it declares no envelope."""
         loaded.configure_envelope(*self._envelope_settings)
         if loaded.envelope is None:
             self._node.get_logger().warning(
@@ -228,7 +228,7 @@ class PolicyIO:
         self._node.get_logger().info("no reference yet: holding the first measured position")
 
     def reject(self, error: str) -> None:
-        """A rejected input message: counted, reported (WARN) and logged (throttled)."""
+        """Count, report (WARN) and log (throttled) a rejected input message."""
         self.stats["rejected_inputs"] += 1
         self.status = (WARN, error)
         self._node.get_logger().warning(error, throttle_duration_sec=1.0)
@@ -241,7 +241,7 @@ class PolicyIO:
 
     # ------------------------------------------------------------------ the step
     def report(self, outcome: PolicyOutcome) -> np.ndarray | None:
-        """The outcome's residual, or None after counting and reporting why there is none (the status)."""
+        """Return the outcome's residual, or None after counting and reporting why there is none (the status)."""
         if outcome.envelope == "tripped":
             self._node.get_logger().warning(f"{outcome.why}: no residual until the state is back inside")
         elif outcome.envelope == "cleared":
@@ -258,7 +258,7 @@ class PolicyIO:
 
     # ------------------------------------------------------------------ status
     def diagnostics_values(self) -> dict:
-        """The policy's /diagnostics values: the model, the last live update and the counters."""
+        """Return the policy's /diagnostics values: the model, the last live update and the counters."""
         step = self.step
         model = step.model
         last = model.monitor.last if model.monitor is not None else None

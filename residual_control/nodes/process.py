@@ -22,7 +22,7 @@ EXECUTORS = ("single", "multi", "events")
 
 
 def make_executor(kind: str | None = None):
-    """The executor the nodes spin on: ``single`` (default), ``multi`` or ``events``.
+    """Return the executor the nodes spin on: ``single`` (default), ``multi`` or ``events``.
 
     ``RESIDUAL_CONTROL_EXECUTOR`` overrides the default; the benchmark uses it
     to compare executors on the same node (see docs/performance.md).
@@ -165,7 +165,7 @@ def _dump_stacks_on_sigusr1() -> None:
 
 def run_node(factory: Callable[[], Node], args=None, fatal: tuple = (ResidualControlError,),
              spin: Callable | None = None, restore_signals: bool = False) -> int:
-    """The usual main(): init, build, spin, shut down cleanly; exits 0 on any number of SIGINT/SIGTERM.
+    """Run the usual main(): init, build, spin, shut down cleanly; exits 0 on any number of SIGINT/SIGTERM.
 
     A node whose configuration is invalid (``fatal``: ConfigError, a refused
     model, ...) logs why and exits with status 2 instead of a traceback.

@@ -60,7 +60,7 @@ _BASE_NAMES = frozenset(s.name for s in BASE_PARAMS)
 
 
 def fused_parameters(params_file: Mapping[str, object]) -> dict[str, object]:
-    """The ``residual_controller`` parameters equivalent to a params file's three node sections.
+    """Return the ``residual_controller`` parameters equivalent to a params file's three node sections.
 
     ``params_file`` is the loaded YAML (``/**``, ``base_controller``,
     ``residual_policy``, ``residual_mixer``); nested ``model:`` entries stay

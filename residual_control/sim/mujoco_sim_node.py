@@ -306,8 +306,9 @@ class MujocoSimNode(Node):
         self._state_pub.publish(msg)
 
     def run_lockstep(self, executor, ok=None) -> None:
-        """Publish, wait for a new command (<= lockstep_wait wall s), step; until ``ok()`` is false
-        (default: until the context shuts down).
+        """Publish, wait for a new command (<= lockstep_wait wall s), step; until ``ok()`` is false.
+
+        ``ok`` None: until the context shuts down.
 
         With ``real_time_factor`` > 0 the simulation never runs ahead of
         wall time times that factor: it runs in real time while the graph

@@ -42,7 +42,7 @@ from .common.seeding import seed_everything
 
 
 def expert_residual(env, expert: ExpertConfig = ExpertConfig()) -> np.ndarray:
-    """The privileged expert's residual (N m, clipped to +-eps) for the env's current state."""
+    """Return the privileged expert's residual (N m, clipped to +-eps) for the env's current state."""
     from residual_control.sim.plant import NOMINAL_FRICTIONLOSS, true_arm_model
 
     extra_kp, extra_kd, friction_v0 = expert.extra_kp, expert.extra_kd, expert.friction_v0
@@ -100,7 +100,7 @@ def collect_base_alone(env, episodes: int, rng: np.random.Generator) -> np.ndarr
 
 
 def training_envelope(env, dagger_obs: np.ndarray, ecfg: EnvelopeConfig, seed: int):
-    """The observation envelope recorded with the model (see the module docstring).
+    """Return the observation envelope recorded with the model (see the module docstring).
 
     The DAgger data set plus ``base_alone_episodes`` rollouts of the base controller alone on
     the same plant and reference randomization: after a fallback the residual resumes from

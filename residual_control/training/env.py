@@ -57,7 +57,7 @@ DEFAULT_TRAJECTORIES: dict = {
 
 def sample_trajectory_spec(rng: np.random.Generator, cfg: Mapping[str, Any] | None = None,
                            n_joints: int = 2) -> dict:
-    """A random reference spec for :func:`make_trajectory`, within ``cfg``'s safe ranges."""
+    """Return a random reference spec for :func:`make_trajectory`, within ``cfg``'s safe ranges."""
     cfg = {**DEFAULT_TRAJECTORIES, **(cfg or {})}
     if rng.random() < float(cfg["min_jerk_share"]):
         mj = cfg["min_jerk"]

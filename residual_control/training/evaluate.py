@@ -40,7 +40,7 @@ ACCEPTANCE_PLANTS: dict = {name: f"config/plants/{name}.yaml" for name in ("real
 
 
 def load_reference_spec(path: str = DEFAULT_REFERENCE, kind: str | None = None) -> dict:
-    """The trajectory spec of the reference publisher's params file (sinusoid or min_jerk)."""
+    """Return the trajectory spec of the reference publisher's params file (sinusoid or min_jerk)."""
     data = params_file.load(resolve_path(path))
     p = params_file.section(data, "reference_publisher") or data
     kind = kind or p.get("trajectory_type", "sinusoid")
@@ -64,8 +64,11 @@ def load_plant(plant) -> "PlantParams":
 def rollout(residual_fn: "Callable[[np.ndarray], np.ndarray] | RuntimePolicy | None", plant, trajectory: Mapping,
             seconds: float = DEFAULT_SECONDS, params_file: str = DEFAULT_PARAMS_FILE, delay: int = DEFAULT_DELAY,
             observation_names: Sequence[str] | None = None, seed: int = 0, record: bool = False) -> dict:
-    """One closed-loop run. ``residual_fn(obs) -> da`` in N m (None: base alone), or a
-    :class:`RuntimePolicy` (the runtime's policy step on the env's state)."""
+    """One closed-loop run.
+
+    ``residual_fn(obs) -> da`` in N m (None: base alone), or a :class:`RuntimePolicy` (the runtime's
+    policy step on the env's state).
+    """
     from .env import ResidualEnv
 
     env = ResidualEnv(params_file, plant=load_plant(plant), trajectory=trajectory, episode_seconds=seconds,

@@ -145,8 +145,9 @@ def actor_to_net(model, mean, std, residual_limit):
 
 
 def rl_envelope(model, mean, std, stats_data, names, margin: float = DEFAULT_MARGIN):
-    """The observation envelope of an SAC run: the statistics episodes (the base alone) plus every
-    replay-buffer observation.
+    """Return the observation envelope of an SAC run.
+
+    Its data: the statistics episodes (the base alone) plus every replay-buffer observation.
 
     The buffer holds normalised (and clipped at +-10 std) observations; they are mapped back with
     the same mean/std, so a feature clipped in training is bounded by the clip, as the network sees it.

@@ -19,12 +19,12 @@ from residual_control.paths import SOURCE_ROOT, resolve_file
 
 
 def repo_root() -> Path:
-    """The package's source root (…/residual_control/..)."""
+    """Return the package's source root (…/residual_control/..)."""
     return SOURCE_ROOT
 
 
 def resolve_path(path: str | Path) -> Path:
-    """A path as given if it exists, else in the package (paths.resolve_file); as given when neither."""
+    """Return a path as given if it exists, else in the package (paths.resolve_file); as given when neither."""
     try:
         return resolve_file(path)
     except FileNotFoundError:
@@ -58,7 +58,7 @@ def deep_update(base: dict, override: Mapping) -> dict:
 
 
 def load_params_file(path: str | Path = "config/residual_control.yaml") -> dict:
-    """The pieces of the ROS 2 params file the training needs.
+    """Return the pieces of the ROS 2 params file the training needs.
 
     Returns ``{"joints", "base_params" (flat, for make_base_controller),
     "residual_limit", "control_rate_hz", "perception_features",
@@ -311,8 +311,11 @@ def _convert(tp, value: Any, where: str) -> Any:
 
 
 def load_section(cls, data: Mapping[str, Any], where: str = ""):
-    """An instance of the dataclass ``cls`` from a mapping: unknown keys and wrong types are refused
-    (ConfigError naming the key, what was expected and what was found); missing keys take the defaults."""
+    """Return an instance of the dataclass ``cls`` from a mapping.
+
+    Unknown keys and wrong types are refused (ConfigError naming the key, what was expected and what
+    was found); missing keys take the defaults.
+    """
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [str(k) for k in data if k not in names]
     if unknown:

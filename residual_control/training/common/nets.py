@@ -64,7 +64,7 @@ class ResidualPolicyNet(nn.Module):
         self.register_buffer("limit", torch.as_tensor(list(residual_limit), dtype=torch.float32))
 
     def unit_action(self, obs: torch.Tensor) -> torch.Tensor:
-        """The action in [-1, 1] (before scaling by residual_limit)."""
+        """Return the action in [-1, 1] (before scaling by residual_limit)."""
         return torch.tanh(self.body(self.normalizer(obs)))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
