@@ -1,2 +1,4 @@
-"""Test and measurement harness (never imported by the runtime): process graph runner, probe,
-demo, benchmarks, fault matrix, soak, safe-stop table."""
+"""Test and measurement harness (never imported by the runtime).
+
+Process graph runner, probe, demo, benchmarks, fault matrix, soak, safe-stop table.
+"""

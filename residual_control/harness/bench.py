@@ -134,7 +134,7 @@ _TORCH_OPS = ("Sub", "Div", "Mul", "Add", "Clip", "Gemm", "MatMul", "Relu", "Tan
 
 
 def torch_from_onnx(path: str):
-    """The ONNX graph as a torch eager callable: each node one torch op, the initializers as tensors.
+    """Return the ONNX graph as a torch eager callable: each node one torch op, the initializers as tensors.
 
     Supports the ops the project's exporters and synthetic models use
     (``_TORCH_OPS``); raises ValueError on anything else.
@@ -228,7 +228,7 @@ def bench_inference(models: dict[str, str], n_samples: int) -> dict:
 
 
 def synthetic_mlp(path: str, hidden=(64, 64), seed: int = 0) -> str:
-    """An MLP with the shipped models' architecture and contract, exported by torch.onnx."""
+    """Write an MLP with the shipped models' architecture and contract, exported by torch.onnx."""
     import torch
 
     from ..core.observation import default_observation_names
@@ -277,7 +277,7 @@ def _relay_qos(reliability: str, depth: int):
 
 
 def _make_relay(kind: str, stamped: bool, reliability: str, depth: int):
-    """A bare relay node: the same topics and fan-out as the node it stands in for, no computation."""
+    """Return a bare relay node: the same topics and fan-out as the node it stands in for, no computation."""
     from rclpy.node import Node
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64MultiArray

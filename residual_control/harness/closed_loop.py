@@ -35,7 +35,7 @@ from .probe import RECORD_QOS, Probe, Sample
 
 
 def load_params(path: str | Path | None = None) -> dict:
-    """The loaded params file (the package's own when None)."""
+    """Return the loaded params file (the package's own when None)."""
     return params_file.load(path or default_params_file())
 
 
@@ -78,7 +78,7 @@ class LoopRun:
     record_path: str = ""
 
     def sink_record(self):
-        """What the actuator received, as the sim recorded it (exact; see check_sink_record)."""
+        """Return what the actuator received, as the sim recorded it (exact; see check_sink_record)."""
         from ..sim.sink_record import read_record
 
         return read_record(self.record_path)
@@ -203,7 +203,7 @@ class ClosedLoop:
         return self.run_data
 
     def sim_time_now(self) -> float:
-        """Simulated time now, to a fraction of a control period.
+        """Return the simulated time now, to a fraction of a control period.
 
         The probe's ROS clock only moves when a /clock message is handled, so
         it can be one step stale. The latest joint state's stamp plus the wall
@@ -218,7 +218,7 @@ class ClosedLoop:
         return js[-1].stamp + min(max(time.monotonic() - js[-1].t, 0.0), period)
 
     def kill(self, node: str) -> None:
-        """kill -9 a node of the graph; the loop keeps running without it."""
+        """Kill a node of the graph (kill -9); the loop keeps running without it."""
         self._killed.add(node)
         self.run_data.mark(f"killed:{node}")
         self.graph[node].kill9()
@@ -245,8 +245,11 @@ def _within(command, base, allowed, lo, hi) -> bool:
 
 
 def _resume_fits(command, base, bound, stale, first, lo, hi) -> bool:
-    """A command of the mixer's blend out of a stale period: within g * eps of the base action plus the
-    larger gap of the last stale command ``stale`` and of the resume's first command ``first`` to it."""
+    """Return whether a command fits the mixer's blend out of a stale period.
+
+    It is within g * eps of the base action plus the larger gap of the last stale command ``stale``
+    and of the resume's first command ``first`` to it.
+    """
     return _within(command, base, bound + np.maximum(np.abs(stale - base), np.abs(first - base)), lo, hi)
 
 
@@ -342,7 +345,7 @@ def _ordered(names, values, joints) -> np.ndarray | None:
 
 
 def _named_base(record, bases, command, stamps, joints, lo, hi):
-    """The base action a command was computed from, when the mixer's applied residual names it.
+    """Return the base action a command was computed from, when the mixer's applied residual names it.
 
     Among the states ``stamps`` (this window's and the previous one), the base action stamped s
     for which an applied residual r reported with stamp s gives clip(base + r) == command (the
@@ -363,8 +366,11 @@ def _named_base(record, bases, command, stamps, joints, lo, hi):
 
 
 def _reported_stale(record, bases, command, stamps, joints, lo, hi) -> bool:
-    """The mixer reported, for one of the states ``stamps``, an applied residual of zero with a command
-    that is not clip(its base action): its stale-behaviour output (the base action had not reached it)."""
+    """Return whether the mixer reported its stale-behaviour output for one of the states ``stamps``.
+
+    That is an applied residual of zero with a command that is not clip(its base action) (the base
+    action had not reached it).
+    """
     for ns in stamps:
         if ns is None:
             continue
@@ -379,7 +385,7 @@ def _reported_stale(record, bases, command, stamps, joints, lo, hi) -> bool:
 
 
 def _reported_within(record, stamp_ns, joints, bound) -> bool:
-    """The mixer reported an applied residual for the state stamped ``stamp_ns``, within ``bound``."""
+    """Return whether the mixer reported an applied residual for the state stamped ``stamp_ns``, within ``bound``."""
     for names, values in record.applied.get(stamp_ns, ()) if stamp_ns is not None else ():
         r = _ordered(names, values, joints)
         if r is not None and np.all(np.isfinite(r)) and np.all(np.abs(r) <= bound):
@@ -574,7 +580,7 @@ def sink_sim_time_at(record, wall: float) -> float | None:
 
 
 def sink_applied(record, joints) -> list:
-    """The applied residual of each step, command minus its base action as the sim received them.
+    """Return the applied residual of each step, command minus its base action as the sim received them.
 
     One sample per window with both: ``t`` = wall time the state was published, ``stamp`` = its
     sim time, ``values`` (ordered as ``joints``). Exact and complete, unlike a recorder's copy of

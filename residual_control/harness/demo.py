@@ -1,4 +1,4 @@
-"""`residual-control demo`: does the residual beat its base on a shifted plant, and survive its own death?
+"""`residual-control demo`: whether the residual beats its base on a shifted plant and survives its own death.
 
 Three trials on the same trajectory, each a fresh graph of separate
 processes over DDS (mujoco_sim, reference_publisher, perception,
@@ -137,7 +137,7 @@ def _first_mode_after(mixer_modes, t: float, wanted: str) -> float | None:
 
 
 def _mode_at(mixer_modes, t: float) -> str | None:
-    """The mixer's mode at sim time t: its last report (stamped when made) at or before t."""
+    """Return the mixer's mode at sim time t: its last report (stamped when made) at or before t."""
     before = [(stamp, mode) for stamp, mode in sorted(mixer_modes) if stamp <= t]
     return before[-1][1] if before else None
 

@@ -44,7 +44,7 @@ class NodeSpec:
     log_level: str = "info"  # what a robot runs with: exercises every log call site
 
     def command(self, overlay_dir: str | os.PathLike | None = None) -> list[str]:
-        """The command line. Generated params files go into ``overlay_dir`` (required then).
+        """Return the command line. Generated params files go into ``overlay_dir`` (required then).
 
         ``params`` win over every entry of ``params_files``, and with a
         namespace the files' node-name keys are re-keyed to match: see
@@ -174,7 +174,7 @@ class Graph:
 
 def runtime_specs(params_file: str, namespace: str = "", model_path: str = "", use_sim_time: bool = False,
                   remaps: Mapping[str, str] | None = None, log_level: str = "info") -> list[NodeSpec]:
-    """The three runtime nodes, as launch/residual_control.launch.py starts them.
+    """Return the three runtime nodes, as launch/residual_control.launch.py starts them.
 
     The arguments win over the params file's entries, with or without a
     namespace (the files this takes are written in the graph's log folder).

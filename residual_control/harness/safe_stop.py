@@ -106,7 +106,7 @@ def _specs(row: Row, params_file: str, plant_file: str, real_time_factor: float,
 
 
 def _at(states: list, t: float) -> tuple:
-    """The joint state stamped nearest to t."""
+    """Return the joint state stamped nearest to t."""
     stamps = np.array([s[0] for s in states])
     return states[int(np.argmin(np.abs(stamps - t)))]
 
@@ -231,7 +231,7 @@ def _run_once(row: Row, params_file, plant_file, kill_at, after, real_time_facto
 
 
 def markdown(rows: Sequence[dict]) -> str:
-    """The README table: one line per row."""
+    """Return the README table: one line per row."""
     lines = ["| fault | sink | `base_stale_behavior` | after 10 ms: Δq, qd | after 100 ms: Δq, qd | "
              "after 1 s: Δq, qd, torque | max \\|qd\\| in 0.5–1 s | largest torque step |",
              "|---|---|---|---|---|---|---|---|"]

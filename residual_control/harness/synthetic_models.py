@@ -62,5 +62,5 @@ def linear_model(path: str, joints: Sequence[str], observation_names: Sequence[s
 
 
 def constant_model(path: str, joints, observation_names, residual_limit, value: Sequence[float], **kw) -> str:
-    """da = value for every observation (clipped to the bound unless bounded=False)."""
+    """Write da = value for every observation (clipped to the bound unless bounded=False)."""
     return linear_model(path, joints, observation_names, residual_limit, bias=value, **kw)

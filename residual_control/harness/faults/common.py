@@ -1,5 +1,8 @@
-"""Shared by every scenario family: results (Trial), the registry (Scenario, SCENARIOS,
-@scenario), the ramp and latency checks, and the files all scenarios use (Context)."""
+"""What every scenario family shares.
+
+Results (Trial), the registry (Scenario, SCENARIOS, @scenario), the ramp and latency checks, and the
+files all scenarios use (Context).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -71,7 +74,7 @@ class _Timeout(Exception):
 
 
 def ramp_check(applied, residual, limit, since_t: float, modes, gain: float = 1.0) -> tuple[bool, str, dict]:
-    """Was the residual ramped back in after wall time ``since_t``?
+    """Check whether the residual was ramped back in after wall time ``since_t``.
 
     ``applied`` samples (wall time t, values = g * clip(da)), the known constant residual
     ``residual``: g = applied / clip(da). The last recovery (the rise that last brought g up to
@@ -186,7 +189,7 @@ def _first_mode_after(mixer_modes, t: float, wanted: Sequence[str]) -> float | N
 
 
 def _mode_at(mixer_modes, t: float) -> str | None:
-    """The mixer's mode at time t on its clock: its last transition report stamped before t."""
+    """Return the mixer's mode at time t on its clock: its last transition report stamped before t."""
     before = [m for s, m in sorted(mixer_modes) if s < t]
     return before[-1] if before else None
 

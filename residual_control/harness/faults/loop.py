@@ -1,6 +1,8 @@
-"""The ``loop`` family: the MuJoCo closed loop (lockstep on /clock) with the real nodes; residual
-policy killed, stalled, restarted; perception lost; out of the training envelope; base controller
-died under each base_stale_behavior."""
+"""The ``loop`` family: the MuJoCo closed loop (lockstep on /clock) with the real nodes.
+
+Residual policy killed, stalled, restarted; perception lost; out of the training envelope; base
+controller died under each base_stale_behavior.
+"""
 from __future__ import annotations
 
 import signal
@@ -75,7 +77,7 @@ def _loop_trial(ctx: Context, name: str, trial: int, script, mixer_overrides: di
 
 
 def _wait(pred, timeout: float, what: str):
-    """Generator: yield until pred() (wall timeout -> _Timeout)."""
+    """Yield until pred() (wall timeout -> _Timeout): a generator."""
     deadline = time.monotonic() + timeout
     while not pred():
         if time.monotonic() > deadline:
@@ -245,7 +247,7 @@ ENVELOPE_FAULT_PAYLOAD = 4.0
 
 
 def _envelope_loop_model(ctx: Context) -> str:
-    """The loop's constant residual with the shipped model's observation_envelope in its metadata."""
+    """Write the loop's constant residual with the shipped model's observation_envelope in its metadata."""
     import onnx
 
     from ...core.envelope import METADATA_KEY

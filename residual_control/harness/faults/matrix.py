@@ -1,5 +1,8 @@
-"""Running the matrix: each family's graph, the trials, the JSON document, the table and the
-`residual-control faults` command line."""
+"""Running the matrix.
+
+Each family's graph, the trials, the JSON document, the table and the `residual-control faults`
+command line.
+"""
 from __future__ import annotations
 
 import argparse

@@ -1,5 +1,8 @@
-"""The ``policy`` family: the relay graph plus residual_policy; bad models refused at start and as
-live updates, a valid live model update, invalid live parameters on every node."""
+"""The ``policy`` family: the relay graph plus residual_policy.
+
+Bad models refused at start and as live updates, a valid live model update, invalid live parameters
+on every node.
+"""
 from __future__ import annotations
 
 import math

@@ -1,5 +1,7 @@
-"""The probe-driven graph (``Bench``) of the ``relay``, ``clock`` and ``policy`` families:
-base_controller + residual_mixer (+ residual_policy) driven by a probe on wall (or probe) time."""
+"""The probe-driven graph (``Bench``) of the ``relay``, ``clock`` and ``policy`` families.
+
+base_controller + residual_mixer (+ residual_policy) driven by a probe on wall (or probe) time.
+"""
 from __future__ import annotations
 
 import time
@@ -78,7 +80,7 @@ class Bench:
         return self.probe.get_clock().now().to_msg()
 
     def now(self) -> float:
-        """The graph's clock now (s)."""
+        """Return the graph's clock now (s)."""
         return self.sim_t if self.use_sim_time else self.probe.ros_now()
 
     def tick(self) -> None:

@@ -1,5 +1,7 @@
-"""The ``relay`` family: the probe plays the robot and the residual policy; rogue residuals and
-base actions (content, names, stamps, bursts) and lost joint states."""
+"""The ``relay`` family: the probe plays the robot and the residual policy.
+
+Rogue residuals and base actions (content, names, stamps, bursts) and lost joint states.
+"""
 from __future__ import annotations
 
 import math
@@ -12,7 +14,7 @@ from .probe_driven import Bench
 
 
 def _relay_injection(names, values, expect_fallback: bool, stamp_fn=None, hold: float = 0.6):
-    """The probe-as-policy publishes ``names``/``values`` (stamp_fn) instead of the valid residual."""
+    """Return a trial: the probe-as-policy publishes ``names``/``values`` (stamp_fn) instead of the valid residual."""
     def run(b: Bench, res: Trial) -> None:
         b.wait_nominal()
         m = b.mark()

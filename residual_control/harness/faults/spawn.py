@@ -1,5 +1,8 @@
-"""The ``spawn`` part of the model scenarios: single residual_policy processes started with a bad
-model, which must refuse to start (exit 2, naming expected and found)."""
+"""The ``spawn`` part of the model scenarios.
+
+Single residual_policy processes started with a bad model, which must refuse to start (exit 2,
+naming expected and found).
+"""
 from __future__ import annotations
 
 import subprocess
