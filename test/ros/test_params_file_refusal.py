@@ -1,5 +1,8 @@
-"""Params-file validation at start: every runtime node, given a bad value, exits 2 with a message
-naming what was expected and what was found (the in-process input handling: test/unit/test_input_handling.py)."""
+"""Params-file validation at start.
+
+Every runtime node, given a bad value, exits 2 with a message naming what was expected and what was
+found (the in-process input handling: test/unit/test_input_handling.py).
+"""
 from __future__ import annotations
 
 import math

@@ -48,7 +48,7 @@ CASES = {
 
 
 def _scoped(path: str, folder: Path) -> str:
-    """A copy of a params file whose node-name keys match in any namespace (as the launch files pass it)."""
+    """Return a copy of a params file whose node-name keys match in any namespace (as the launch files pass it)."""
     out = folder / f"scoped_{Path(path).name}"
     if not out.exists():
         out.write_text(yaml.safe_dump(scope_to_any_namespace(params_file.load(path))))

@@ -29,8 +29,11 @@ BIAS = np.array([0.4, -9.0])  # elbow: far beyond its bound, to be clamped
 
 
 def load_params() -> dict:
-    """The shipped params file, as YAML, with a section per node (the fused one too) holding what the node
-    runs with: the schema's defaults and the robot's values of ``/**`` that the node declares."""
+    """Return the shipped params file, as YAML, with a section per node (the fused one too).
+
+    Each section holds what the node runs with: the schema's defaults and the robot's values of ``/**``
+    that the node declares.
+    """
     with open(default_params_file()) as f:
         params = yaml.safe_load(f)
     robot = params["/**"]["ros__parameters"]

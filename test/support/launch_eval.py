@@ -41,12 +41,12 @@ class Recorded:
         self.args, self.kwargs = args, kwargs
 
     def arg(self, index: int, name: str):
-        """The argument given at ``index`` or as ``name``."""
+        """Return the argument given at ``index`` or as ``name``."""
         return self.args[index] if len(self.args) > index else self.kwargs[name]
 
 
 def standin_modules(other_share: Path) -> dict:
-    """Module name -> stand-in module (``other_share``: the share folder of any other package)."""
+    """Return module name -> stand-in module (``other_share``: the share folder of any other package)."""
     mods = {}
     for mod, classes in STANDIN_CLASSES.items():
         m = types.ModuleType(mod)
@@ -87,12 +87,12 @@ class Evaluation:
         self.on_shutdown: list = []
 
     def node(self, executable: str, package: str = "residual_control") -> dict:
-        """The kwargs of the one Node of ``package``/``executable``."""
+        """Return the kwargs of the one Node of ``package``/``executable``."""
         (kwargs,) = [k for k, _ in self.nodes if (k.get("package"), k.get("executable")) == (package, executable)]
         return kwargs
 
     def shutdown(self) -> None:
-        """Runs the OnShutdown actions (the cleanup of generated params files)."""
+        """Run the OnShutdown actions (the cleanup of generated params files)."""
         for action in self.on_shutdown:
             assert type(action).__name__ == "OpaqueFunction"
             action.kwargs["function"](Context({}))
@@ -106,7 +106,7 @@ def load_launch(path: Path):
 
 
 def description(launch_file: str) -> list:
-    """The entities of a launch file's ``generate_launch_description()`` (stand-ins installed)."""
+    """Return the entities of a launch file's ``generate_launch_description()`` (stand-ins installed)."""
     ld = load_launch(LAUNCH_DIR / launch_file).generate_launch_description()
     assert type(ld).__name__ == "LaunchDescription", f"{launch_file}: expected a LaunchDescription"
     return list(ld.arg(0, "initial_entities"))
@@ -164,7 +164,7 @@ def run(entities, ctx: Context, out: Evaluation) -> None:
 
 
 def evaluate(launch_file: str, arguments: dict | None = None, outer_namespace: str | None = None) -> Evaluation:
-    """Runs ``launch_file`` with ``arguments`` (the others at their defaults), stand-ins installed."""
+    """Run ``launch_file`` with ``arguments`` (the others at their defaults), stand-ins installed."""
     out = Evaluation()
     configs = dict(arguments or {})
     if outer_namespace:

@@ -2,5 +2,5 @@
 
 
 def says_expected_found(message: str) -> bool:
-    """A bad-input message names what was expected and what was found (or that it is missing)."""
+    """Return whether a bad-input message names what was expected and what was found (or that it is missing)."""
     return "expected" in message and ("found" in message or "missing" in message)

@@ -1,6 +1,8 @@
-"""The fault-injection matrix, quick subset: every scenario passes, no command the actuator side receives
-breaks the safety invariants (see residual_control/harness/faults/, one module per scenario family, for what
-each scenario checks)."""
+"""The fault-injection matrix, quick subset.
+
+Every scenario passes, no command the actuator side receives breaks the safety invariants (see
+residual_control/harness/faults/, one module per scenario family, for what each scenario checks).
+"""
 from __future__ import annotations
 
 import json

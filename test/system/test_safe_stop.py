@@ -152,7 +152,7 @@ def test_mixer_killed_on_a_sink_with_timeout_drops_to_zero_torque(rows):
 
 
 def _held(a: dict, *at: str) -> bool:
-    """The torque the plant gets is the same at every offset in ``at`` (a sink holding one command)."""
+    """Return whether the torque the plant gets is the same at every offset in ``at`` (a sink holding one command)."""
     return all(np.allclose(a[at[0]]["tau"], a[t]["tau"], atol=1e-3) for t in at[1:])
 
 
@@ -200,8 +200,11 @@ def test_every_row_of_the_table_has_a_test():
 # ----------------------------------------------------------------- fused node
 @pytest.mark.graph
 def test_fused_controller_holds_gravity_when_joint_states_stop(tmp_path):
-    """residual_controller (fused): joint states stop, so the base action does; damp then blends to
-    gravity(q) at the last measured q (the stale velocity is not damped) and keeps publishing it."""
+    """residual_controller (fused): joint states stop, so the base action does.
+
+    Then damp blends to gravity(q) at the last measured q (the stale velocity is not damped) and keeps
+    publishing it.
+    """
     from residual_control.nodes.residual_controller import fused_parameters
     from residual_control.harness.probe import Probe
 

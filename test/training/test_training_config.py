@@ -17,7 +17,7 @@ SHIPPED = {"bc": ROOT / "config" / "train_bc.yaml", "rl": ROOT / "config" / "tra
 
 
 def _same(default, value, where: str) -> None:
-    """default (from a dataclass) equals value (from YAML), key for key, with the same type."""
+    """Assert that default (from a dataclass) equals value (from YAML), key for key, with the same type."""
     if isinstance(value, dict):
         assert isinstance(default, dict), where
         assert set(default) == set(value), f"{where}: dataclass keys {sorted(default)}, YAML keys {sorted(value)}"

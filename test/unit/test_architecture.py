@@ -66,7 +66,7 @@ def is_ros_module(name: str) -> bool:
 
 
 def module_name(rel_path: str) -> tuple[str, str]:
-    """(module name, package a relative import starts from) of a file relative to the repo root.
+    """Return (module name, package a relative import starts from) of a file relative to the repo root.
 
     Files outside the package (launch files) get ("", ""): they cannot import relatively.
     """
@@ -128,7 +128,7 @@ def ros_imports(source: str, rel_path: str) -> list[str]:
 
 
 def is_runtime(name: str) -> bool:
-    """A module of the package that runs on a robot."""
+    """Return whether ``name`` is a module of the package that runs on a robot."""
     if name == PACKAGE:
         return True
     return (any(_within(name, f"{PACKAGE}.{p}") for p in RUNTIME_PACKAGES)

@@ -1,5 +1,8 @@
-"""Base controllers: PID (P, I with clamp and anti-windup, D on measurement, filter), PD + gravity,
-make_base_controller from the params file, validation, and a closed-loop check on the MuJoCo plant."""
+"""Base controllers.
+
+PID (P, I with clamp and anti-windup, D on measurement, filter), PD + gravity, make_base_controller
+from the params file, validation, and a closed-loop check on the MuJoCo plant.
+"""
 import math
 
 import numpy as np

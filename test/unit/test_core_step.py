@@ -185,7 +185,7 @@ def _parts():
 
 
 def _old_sequence(controller, policy: PolicyStep, mixer: Mixer, q, qd, stamp, now):
-    """The fused node's step before core.step: the same core calls, written out."""
+    """Run the fused node's step as it was before core.step: the same core calls, written out."""
     ref = policy.reference
     if ref.q_ref is None:
         ref.q_ref, ref.qd_ref = q.copy(), np.zeros(2)

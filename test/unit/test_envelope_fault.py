@@ -1,7 +1,9 @@
-"""The out_of_envelope fault scenario (residual_control/harness/faults/loop.py): registered, and its loop model
-carries the shipped model's training envelope. The closed-loop run itself is part of the full matrix
-(`residual-control faults --only out_of_envelope`); the run-time behaviour is tested live in
-test_envelope_runtime.py."""
+"""The out_of_envelope fault scenario (residual_control/harness/faults/loop.py).
+
+It is registered, and its loop model carries the shipped model's training envelope. The closed-loop
+run itself is part of the full matrix (`residual-control faults --only out_of_envelope`); the run-time
+behaviour is tested live in test_envelope_runtime.py.
+"""
 from __future__ import annotations
 
 from pathlib import Path

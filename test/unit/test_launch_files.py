@@ -102,7 +102,7 @@ def _tree(name: str) -> ast.Module:
 
 @pytest.fixture
 def standins(monkeypatch, tmp_path):
-    """The stand-in launch modules (test/support/launch_eval.py) in sys.modules."""
+    """Install the stand-in launch modules (test/support/launch_eval.py) in sys.modules."""
     other_share = tmp_path / "other_share"
     other_share.mkdir()
     install_standins(monkeypatch, other_share)
@@ -124,7 +124,7 @@ def evaluated(standins):
 
 
 def _nodes(evaluation: launch_eval.Evaluation) -> list:
-    """The Node actions as dicts: package, executable, name, remappings [(from, to)], arguments."""
+    """Return the Node actions as dicts: package, executable, name, remappings [(from, to)], arguments."""
     out = []
     for kwargs, _ in evaluation.nodes:
         remaps = list(kwargs.get("remappings") or [])
@@ -142,13 +142,13 @@ def _nodes(evaluation: launch_eval.Evaluation) -> list:
 
 
 def _runtime_includes(evaluation: launch_eval.Evaluation) -> list:
-    """The launch arguments of each inclusion of this package's residual_control.launch.py."""
+    """Return the launch arguments of each inclusion of this package's residual_control.launch.py."""
     return [args for path, args in evaluation.includes
             if path == LAUNCH_DIR / "residual_control.launch.py"]
 
 
 def _module_constant(name: str, constant: str) -> str:
-    """A module-level constant of a launch file (stand-ins installed)."""
+    """Return a module-level constant of a launch file (stand-ins installed)."""
     return getattr(launch_eval.load_launch(LAUNCH_DIR / name), constant)
 
 
@@ -357,8 +357,10 @@ def test_hil_create_targets_the_world_and_robot_description(evaluated):
 
 @pytest.mark.parametrize("name", LAUNCH_FILES)
 def test_referenced_share_files_exist_in_source_tree(name, evaluated):
-    """Argument defaults and included launch files in the package share (the repo root in the
-    stand-ins) exist in the source tree."""
+    """Argument defaults and included launch files in the package share exist in the source tree.
+
+    The package share is the repo root in the stand-ins.
+    """
     evaluation = evaluated(name)
     paths = [default for default, _ in declared_arguments(name).values()]
     paths += [str(path) for path, _ in evaluation.includes]
@@ -551,8 +553,10 @@ def test_doc_mentions_command_packages_and_arguments(standins):
 
 
 def test_sim_demo_mujoco_sim_publishes_clock_with_sim_time(evaluated):
-    """mujoco_sim only publishes /clock with `publish_clock`: sim_demo must set it (launch-argument
-    overrides, the last of its params files)."""
+    """mujoco_sim only publishes /clock with `publish_clock`: sim_demo must set it.
+
+    It sets it in its launch-argument overrides, the last of its params files.
+    """
     parameters = evaluated("sim_demo.launch.py").node("mujoco_sim")["parameters"]
     (entry,) = yaml.safe_load(Path(parameters[-1]).read_text(encoding="utf-8")).values()
     assert {"plant_file", "publish_clock", "use_sim_time"} <= set(entry["ros__parameters"])
@@ -583,8 +587,10 @@ def _source_topics(executable: str) -> set | None:
 
 
 def test_remapped_topics_exist_in_node_sources(evaluated):
-    """Cross-check against the node code, for the nodes already written
-    (only residual_control.launch.py remaps; the others pass launch arguments)."""
+    """Cross-check against the node code, for the nodes already written.
+
+    Only residual_control.launch.py remaps; the others pass launch arguments.
+    """
     name = "residual_control.launch.py"
     checked = 0
     for node in _nodes(evaluated(name)):

@@ -48,7 +48,7 @@ def shutdown(evaluation: launch_eval.Evaluation) -> None:
 
 
 def launch_ros_args(kwargs: dict, namespace: str | None) -> list[str]:
-    """The parameter part of the command line launch_ros builds for a Node (launch_ros/actions/node.py)."""
+    """Return the parameter part of the command line launch_ros builds for a Node (launch_ros/actions/node.py)."""
     name = kwargs["name"]
     fqn = (namespace.rstrip("/") + "/" + name) if namespace else None
     args = ["--ros-args"]
@@ -64,7 +64,7 @@ def launch_ros_args(kwargs: dict, namespace: str | None) -> list[str]:
 
 
 def resolve(name: str, namespace: str | None, ros_args: list[str]) -> dict:
-    """The parameters rcl and rclpy give a node named ``name`` in ``namespace`` started with ``ros_args``."""
+    """Return the parameters rcl and rclpy give a node named ``name`` in ``namespace`` started with ``ros_args``."""
     ctx = rclpy.Context()
     rclpy.init(context=ctx, args=[])
     try:
@@ -80,8 +80,10 @@ def resolve(name: str, namespace: str | None, ros_args: list[str]) -> dict:
 
 
 def node_params(evaluation: launch_eval.Evaluation) -> dict:
-    """Node name -> (namespace, resolved parameters) for every named node of a launch evaluation
-    (the controller spawners have no name and no parameters)."""
+    """Return node name -> (namespace, resolved parameters) for every named node of a launch evaluation.
+
+    The controller spawners have no name and no parameters.
+    """
     out = {}
     for kwargs, ns in evaluation.nodes:
         if "name" not in kwargs:
@@ -118,7 +120,7 @@ def user_params(tmp_path):
 
 @pytest.fixture
 def private_tmp(monkeypatch, tmp_path):
-    """The temporary folder of this test: what a launch leaves there shows."""
+    """Make the temporary folder this test's own: what a launch leaves there shows."""
     folder = tmp_path / "tmp"
     folder.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(folder))
@@ -252,7 +254,7 @@ def test_params_folder_cleanup_removes_everything(user_params):
 # --------------------------------------------------------------------------- residual-control up
 
 def _params_args(cmd: list[str]) -> list[str]:
-    """The --params-file arguments of a node command line (the namespace is given to resolve())."""
+    """Return the --params-file arguments of a node command line (the namespace is given to resolve())."""
     out = ["--ros-args"]
     for i, a in enumerate(cmd):
         if a == "--params-file":

@@ -1,5 +1,7 @@
-"""Mixer / MixerConfig: formula, name matching, fallback state machine, base faults, live tuning,
-bumpless fallback (the residual decays over fallback_ramp_time) and the damp safe stop.
+"""Mixer / MixerConfig.
+
+Formula, name matching, fallback state machine, base faults, live tuning, bumpless fallback (the
+residual decays over fallback_ramp_time) and the damp safe stop.
 
 a = clip(a_base + g * clip(da, -eps, eps), cmd_min, cmd_max), joints matched by name.
 """
@@ -28,7 +30,7 @@ def make_config(**overrides) -> MixerConfig:
 
 
 def nominal_mixer(t: float = 0.0, residual=(0.0, 0.0), **overrides) -> Mixer:
-    """A mixer already in NOMINAL at time t (no hold, no ramp unless overridden afterwards)."""
+    """Return a mixer already in NOMINAL at time t (no hold, no ramp unless overridden afterwards)."""
     later = {k: overrides.pop(k) for k in ("recovery_hold_time", "recovery_ramp_time") if k in overrides}
     m = Mixer(make_config(recovery_hold_time=0.0, recovery_ramp_time=0.0, **overrides))
     assert m.update_residual(J, residual, t, t) == ""
@@ -40,7 +42,7 @@ def nominal_mixer(t: float = 0.0, residual=(0.0, 0.0), **overrides) -> Mixer:
 
 
 def feed(m: Mixer, t: float, residual, base=(0.0, 0.0), names=J):
-    """A fresh residual and base action at t; returns the step output."""
+    """Feed a fresh residual and base action at t; returns the step output."""
     assert m.update_residual(names, residual, t, t) == ""
     return m.step(names, base, t, t)
 
@@ -870,7 +872,7 @@ def test_a_base_fault_ends_the_decay():
 
 @st.composite
 def transition_scenarios(draw):
-    """A constant residual per run, and the events that make the mixer change mode."""
+    """Draw a constant residual per run, and the events that make the mixer change mode."""
     cfg = draw(configs())
     n = len(cfg.joints)
     residual = draw(st.lists(st.floats(-200, 200), min_size=n, max_size=n))
@@ -886,10 +888,13 @@ def transition_scenarios(draw):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(transition_scenarios())
 def test_transitions_are_bumpless(scenario):
-    """With a constant residual, the applied residual changes between two commands dt apart by at most
+    """The applied residual changes no faster than the ramps allow, through every transition.
+
+    With a constant residual, the applied residual changes between two commands dt apart by at most
     g eps dt / fallback_ramp_time in FALLBACK and g eps dt / recovery_ramp_time while ramping in,
     through every transition (fallback during the recovery ramp, a second fault during the decay,
-    recovery after it); a live reconfiguration, a base fault or a clock jump restarts the comparison."""
+    recovery after it); a live reconfiguration, a base fault or a clock jump restarts the comparison.
+    """
     cfg, residual, events = scenario
     m = Mixer(cfg)
     n = len(cfg.joints)
@@ -992,7 +997,7 @@ def test_damp_with_a_stale_state_holds_gravity_only_and_without_a_state_zero():
 
 
 def test_damp_sends_nothing_before_the_first_command():
-    """damp replaces the command a sink would hold; before any, there is none to replace."""
+    """``damp`` replaces the command a sink would hold; before any, there is none to replace."""
     m = Mixer(make_config(base_stale_behavior="damp", damp_kd=[6.0, 4.0]), gravity=gravity)
     assert m.check_base(0.0) is None
     m.update_state(J, [0.3, 0.1], [1.0, 1.0], 0.05)
@@ -1140,10 +1145,11 @@ def test_damp_commands_are_finite_within_limits_and_ramped(cfg, q, qd, dts):
 
 
 def test_decay_never_grows_when_the_clock_jumps_back_after_the_gain_was_lowered():
-    """Found by hypothesis: a residual applied at gain 1, the gain then lowered to 0.5 while
-    nominal, then two clock jumps back. The decay's origin must be the residual as bounded by the
-    current g * eps (0.5), so rescaling it at the second jump cannot make it grow (it gave 0.3
-    after 0.15)."""
+    """Found by hypothesis: a residual at gain 1, the gain lowered to 0.5 while nominal, two clock jumps back.
+
+    The decay's origin must be the residual as bounded by the current g * eps (0.5), so rescaling it at
+    the second jump cannot make it grow (it gave 0.3 after 0.15).
+    """
     cfg = MixerConfig(joints=("a",), residual_limit=[1.0], residual_limit_max=[1.0], command_min=[-5.0],
                       command_max=[5.0], residual_timeout=0.02, observation_timeout=0.02, base_timeout=0.02,
                       recovery_hold_time=0.0, recovery_ramp_time=0.0, fallback_ramp_time=0.01)

@@ -36,7 +36,7 @@ def flat(section: dict) -> dict:
 
 
 def node_params(node: str) -> dict:
-    """What the params file gives a node: the ``/**`` entries it declares, then its own section."""
+    """Return what the params file gives a node: the ``/**`` entries it declares, then its own section."""
     data = load_params()
     names = {s.name for s in SECTIONS[node]}
     p = {k: v for k, v in flat(data["/**"]["ros__parameters"]).items() if k in names}
@@ -94,7 +94,7 @@ def test_params_file_array_lengths_match_joints():
 
 
 def robot_values(node: str) -> dict:
-    """The robot-specific values of a node in the built-in arm's params file."""
+    """Return the robot-specific values of a node in the built-in arm's params file."""
     return {k: v for k, v in node_params(node).items() if spec_map(SECTIONS[node])[k].robot_specific}
 
 
@@ -146,7 +146,7 @@ def test_spec_names_unique(specs):
 
 
 def mixer_params() -> dict:
-    """The schema's defaults and the built-in arm's robot-specific values."""
+    """Return the schema's defaults and the built-in arm's robot-specific values."""
     return {**{s.name: s.default for s in MIXER_PARAMS if not s.robot_specific}, **robot_values("residual_mixer")}
 
 
@@ -160,8 +160,11 @@ def _as_plain(value):
 
 
 def test_no_mixer_default_is_written_twice():
-    """The specs hold the mixer's defaults: from_params of the robot's values alone is the specs' defaults,
-    every default of the MixerConfig dataclass is its spec's, and the robot-specific ones have none."""
+    """The specs hold the mixer's defaults.
+
+    from_params of the robot's values alone is the specs' defaults, every default of the MixerConfig
+    dataclass is its spec's, and the robot-specific ones have none.
+    """
     specs = spec_map(MIXER_PARAMS)
     robot = robot_values("residual_mixer")
     cfg = MixerConfig.from_params(robot)
