@@ -14,6 +14,7 @@ from residual_control.core.base_controllers import PID, PDGravity, make_base_con
 from residual_control.core.errors import ConfigError, ObservationError
 
 from support import ROOT as REPO
+from support import flat
 
 J = ("shoulder", "elbow")
 BIG = [1e6, 1e6]
@@ -26,14 +27,7 @@ def pid(kp=(0.0, 0.0), ki=(0.0, 0.0), kd=(0.0, 0.0), cmin=(-1e6, -1e6), cmax=(1e
 
 def params_file_section(name: str) -> dict:
     """Flat params a node runs with (schema defaults, `/**`, its section), `model:` flattened to `model.*`."""
-    merged = params_file.node_params(params_file.load(REPO / "config/residual_control.yaml"), name)
-    flat = {}
-    for k, v in merged.items():
-        if isinstance(v, dict):
-            flat.update({f"{k}.{kk}": vv for kk, vv in v.items()})
-        else:
-            flat[k] = v
-    return flat
+    return flat(params_file.node_params(params_file.load(REPO / "config/residual_control.yaml"), name))
 
 
 # ----------------------------------------------------------------- PID

@@ -15,6 +15,7 @@ from residual_control.core.params import (
 )
 
 from support import ROOT as REPO
+from support import flat
 
 PARAMS_FILE = REPO / "config/residual_control.yaml"
 SECTIONS = {"base_controller": BASE_PARAMS, "residual_policy": POLICY_PARAMS, "residual_mixer": MIXER_PARAMS}
@@ -23,16 +24,6 @@ ALL_SPECS = [(group, s) for group, specs in SECTIONS.items() for s in specs]
 
 def load_params() -> dict:
     return yaml.safe_load(PARAMS_FILE.read_text())
-
-
-def flat(section: dict) -> dict:
-    out = {}
-    for k, v in section.items():
-        if isinstance(v, dict):
-            out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
-        else:
-            out[k] = v
-    return out
 
 
 def node_params(node: str) -> dict:
