@@ -501,7 +501,9 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
                          "hold": np.allclose(v, previous if previous is not None else zero, atol=1e-9)
                          }.get(behaviour, False)
                 if fit is not None:
-                    applied_res = v - fit
+                    # A joint whose command sits at its limit was clipped: command - base is then the
+                    # clip, not the applied residual, so it is not measured (NaN) on that joint.
+                    applied_res = np.where((v <= lo + 1e-9) | (v >= hi - 1e-9), np.nan, v - fit)
                     mixed_seen = mixed_seen or not stale or named is not None
                     if in_blind is not None and (named is not None or not stale or behaviour == "stop"):
                         # The mixer has a base action from here on: its first mixed command (named by
@@ -654,12 +656,12 @@ def transition_steps(steps: Sequence, mixer_modes: Sequence, joints: Sequence[st
                         if math.isfinite(x) and x > target[key][j]:
                             target[key][j] = float(x)
                 if key == "applied_residual" and mode in FALLBACK_MODES and config is not None:
-                    # Where the step is largest relative to each joint's g * eps.
+                    # Where the step is largest relative to each joint's g * eps (joints at a limit: NaN).
                     ratio = d / np.maximum(config.residual_gain * config.residual_limit, 1e-12)
-                    if np.all(np.isfinite(ratio)) and float(ratio.max()) > best:
-                        best = float(ratio.max())
+                    if np.any(np.isfinite(ratio)) and float(np.nanmax(ratio)) > best:
+                        best = float(np.nanmax(ratio))
                         out["fallback"]["largest_at"] = {"t": round(t1, 4), "transition_at": round(t_tr, 4),
-                                                         "mode": mode, "joint": joints[int(ratio.argmax())]}
+                                                         "mode": mode, "joint": joints[int(np.nanargmax(ratio))]}
     return out
 
 

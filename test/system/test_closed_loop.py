@@ -121,6 +121,21 @@ def test_sink_record_round_trip_and_clean_loop_has_no_violation(tmp_path):
     assert np.allclose(steps[5][2], [2.0, -1.0])  # command - base, by joint name
 
 
+def test_a_clipped_joint_has_no_measured_applied_residual(tmp_path):
+    # The shoulder's base action beyond its limit (50): the command is clipped, and command - base
+    # (-10) is the clip, not a residual; the elbow's applied residual is measured as usual.
+    windows = [([60.0, -5.0], [[50.0, -6.0]], True, True), ([10.0, -5.0], [[12.0, -6.0]], True, True)]
+    steps: list = []
+    c = check_sink_record(_write(tmp_path / "r.txt", windows), JOINTS, CFG, "stop", steps=steps)
+    assert c["total"] == 0, c
+    assert np.isnan(steps[0][2][0]) and steps[0][2][1] == -1.0
+    assert steps[1][2].tolist() == [2.0, -1.0]
+    # No step is counted from the clip into a transition's window.
+    out = transition_steps(steps, [(0.0, "nominal"), (0.015, "fallback")], JOINTS, 0.01, CFG)
+    assert out["fallback"]["applied_residual"]["shoulder"] == 0.0
+    assert out["fallback"]["applied_residual"]["elbow"] == 0.0
+
+
 def test_a_command_beyond_g_eps_of_its_own_base_is_a_violation_even_if_the_previous_base_fits(tmp_path):
     # Window 3's command fits window 2's base action but not its own: no lockstep timeout came
     # before, so its base is exactly the one stamped with window 3's state.
