@@ -1,8 +1,9 @@
 """The one reader of ROS 2 params files (``<node>: ros__parameters: {...}``). PyYAML only, no rclpy.
 
 :func:`load` reads a file into its mapping of node keys; :func:`section` is one
-key's ``ros__parameters``; :func:`node_params` is what a node gets from the
-file: the ``/**`` entry merged with its own (its own wins).
+key's ``ros__parameters``; :func:`node_params` is what a node runs with: the
+schema's defaults, the ``/**`` entries it declares, its own section (each wins
+over the one before); :func:`update_section` sets values under one key.
 """
 from __future__ import annotations
 

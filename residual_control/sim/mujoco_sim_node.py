@@ -32,7 +32,6 @@ import time
 from typing import List
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
 from rcl_interfaces.msg import (
     FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult,
@@ -305,10 +304,8 @@ class MujocoSimNode(Node):
         msg.effort = self.plant.applied_torque.tolist()
         self._state_pub.publish(msg)
 
-    def run_lockstep(self, executor, ok=None) -> None:
+    def run_lockstep(self, executor, ok) -> None:
         """Publish, wait for a new command (<= lockstep_wait wall s), step; until ``ok()`` is false.
-
-        ``ok`` None: until the context shuts down.
 
         With ``real_time_factor`` > 0 the simulation never runs ahead of
         wall time times that factor: it runs in real time while the graph
@@ -318,9 +315,6 @@ class MujocoSimNode(Node):
         start_wall = time.monotonic()
         start_sim = self.plant.time
         rec = self.recorder
-        if ok is None:
-            def ok() -> bool:
-                return rclpy.ok(context=self.context)
         while ok():
             self._new_command = False
             self.publish_state()

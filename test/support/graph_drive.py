@@ -11,12 +11,12 @@ import time
 
 import numpy as np
 import rclpy
-import yaml
 
 from .processes import tick_until
 
 from residual_control.core.base_controllers import make_base_controller
-from residual_control.core.params import NODE_PARAMS, schema_defaults
+from residual_control import params_file
+from residual_control.core.params import NODE_PARAMS
 from residual_control.harness.probe import Probe, command_violations
 from residual_control.paths import default_params_file
 
@@ -34,14 +34,9 @@ def load_params() -> dict:
     Each section holds what the node runs with: the schema's defaults and the robot's values of ``/**``
     that the node declares.
     """
-    with open(default_params_file()) as f:
-        params = yaml.safe_load(f)
-    robot = params["/**"]["ros__parameters"]
-    for node, specs in NODE_PARAMS.items():
-        section = params.setdefault(node, {}).setdefault("ros__parameters", {})
-        names = {s.name.split(".")[0] for s in specs}
-        for name, value in {**schema_defaults(node), **{k: v for k, v in robot.items() if k in names}}.items():
-            section.setdefault(name, copy.deepcopy(value))
+    params = params_file.load(default_params_file())
+    for node in NODE_PARAMS:
+        params[node] = {"ros__parameters": copy.deepcopy(params_file.node_params(params, node))}
     return params
 
 

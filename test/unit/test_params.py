@@ -28,11 +28,7 @@ def load_params() -> dict:
 
 def node_params(node: str) -> dict:
     """Return what the params file gives a node: the ``/**`` entries it declares, then its own section."""
-    data = load_params()
-    names = {s.name for s in SECTIONS[node]}
-    p = {k: v for k, v in flat(data["/**"]["ros__parameters"]).items() if k in names}
-    p.update(flat((data.get(node) or {}).get("ros__parameters") or {}))
-    return p
+    return flat(params_file.node_params(load_params(), node, defaults=False))
 
 
 def test_params_file_sections():
