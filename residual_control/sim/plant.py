@@ -250,6 +250,10 @@ class MujocoPlant:
     def latency_steps(self) -> int:
         return int(self._fifo.shape[0])
 
+    def seed(self, seed: int) -> None:
+        """Restart the sensor-noise generator from ``seed`` (the env derives it from its own seed)."""
+        self._rng = np.random.default_rng(seed)
+
     # ----------------------------------------------------------------- state
     def reset(self, q0=None, qd0=None) -> None:
         """Reset time to 0, the state to (q0, qd0) (default zeros) and the delay line to zeros."""

@@ -140,9 +140,12 @@ class ResidualEnv(gym.Env):
         self.loop = ResidualLoop(self.joints, self.base, None, self.mixer)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.assembler.size,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.n,), np.float32)
-        self._rng = np.random.default_rng(seed)
-        self.plant = MujocoPlant(self.fixed_plant or PlantParams(), seed=int(self._rng.integers(2**31)),
-                                 physics_dt=physics_dt)
+        if seed is not None:
+            # Every draw (plant, gains, reference, start state, sensor noise, perception) comes from
+            # the env's np_random or from the plant's generator re-derived from it in reset: two envs
+            # with the same seed give the same episodes (gymnasium's check_env determinism checks).
+            self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
+        self.plant = MujocoPlant(self.fixed_plant or PlantParams(), physics_dt=physics_dt)
         self.plant_params = self.plant.params
         self.trajectory = None
         self.trajectory_spec: dict = {}
@@ -163,7 +166,7 @@ class ResidualEnv(gym.Env):
 
     def _perceive(self) -> None:
         if self.time + 1e-9 >= self._next_perception:
-            self.perception = np.array([self.plant_params.payload_mass + self._rng.normal(
+            self.perception = np.array([self.plant_params.payload_mass + self.np_random.normal(
                 0.0, self.perception_noise_std)])[: len(self.perception_features)]
             self.perception_time = self.time
             self._next_perception += self.perception_period
@@ -184,12 +187,12 @@ class ResidualEnv(gym.Env):
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: Mapping[str, Any] | None = None):
         super().reset(seed=seed)
-        if seed is not None:
-            self._rng = np.random.default_rng(seed)
+        rng = self.np_random
+        self.plant.seed(int(rng.integers(2**63)))
         options = dict(options or {})
         plant = options.get("plant", self.fixed_plant)
         if plant is None:
-            plant = PlantParams.sample(self._rng, self.randomization)
+            plant = PlantParams.sample(rng, self.randomization)
         elif not isinstance(plant, PlantParams):
             plant = PlantParams.from_mapping(plant)
         self.plant.set_params(plant)
@@ -197,19 +200,19 @@ class ResidualEnv(gym.Env):
         if self.base_gain_randomization > 0 and not self.full_action:
             p = dict(self.base_params)
             r = self.base_gain_randomization
-            p["kp"] = [k * self._rng.uniform(1 - r, 1 + r) for k in self.base_params["kp"]]
-            p["kd"] = [k * self._rng.uniform(1 - r, 1 + r) for k in self.base_params["kd"]]
+            p["kp"] = [k * rng.uniform(1 - r, 1 + r) for k in self.base_params["kp"]]
+            p["kd"] = [k * rng.uniform(1 - r, 1 + r) for k in self.base_params["kd"]]
             self.base = make_base_controller(p)
         self.base.reset()
         spec = options.get("trajectory", self.fixed_trajectory)
         if spec is None:
-            spec = sample_trajectory_spec(self._rng, self.trajectory_cfg, self.n)
+            spec = sample_trajectory_spec(rng, self.trajectory_cfg, self.n)
         self.trajectory_spec = dict(spec)
         self.trajectory = make_trajectory(spec)
         q0, qd0, _ = self.trajectory.sample(0.0)
         if not self.start_at_rest and options.get("trajectory") is None and self.fixed_trajectory is None:
-            q0 = q0 + self._rng.normal(0.0, float(self.trajectory_cfg["initial_position_noise"]), self.n)
-            qd0 = qd0 * self._rng.uniform(0.0, 1.0)
+            q0 = q0 + rng.normal(0.0, float(self.trajectory_cfg["initial_position_noise"]), self.n)
+            qd0 = qd0 * rng.uniform(0.0, 1.0)
         else:
             qd0 = np.zeros(self.n)
         self.plant.reset(q0, qd0)
@@ -222,7 +225,7 @@ class ResidualEnv(gym.Env):
         self.perception = np.zeros(len(self.perception_features))
         self.perception_time = 0.0
         obs = self._observe()
-        return obs, {"plant": plant.as_dict(), "trajectory": self.trajectory_spec}
+        return obs.copy(), {"plant": plant.as_dict(), "trajectory": self.trajectory_spec}
 
     def step(self, action):
         torque = self.action_to_torque(action)
@@ -252,7 +255,7 @@ class ResidualEnv(gym.Env):
         terminated = bool(not np.all(np.isfinite(q_true)) or np.any(np.abs(q_true) > 2.9))
         if terminated:
             reward -= 100.0
-            obs = self.obs
+            obs = self.obs.copy()
         else:
             obs = self._observe()
         truncated = self._steps >= self.episode_steps
