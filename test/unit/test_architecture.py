@@ -31,7 +31,7 @@ ROS_MODULES = {"rclpy", "launch", "launch_ros", "launch_testing", "launch_xml", 
 ROS_PREFIXES = ("rcl", "ros", "ament", "rmw", "tf2_")  # rclpy, rcl_*, rosidl_*, ros2cli, ament_*, rmw_*
 ROS_SUFFIXES = ("_msgs", "_srvs", "_interfaces", "_actions")
 
-RUNTIME_PACKAGES = ("core", "nodes", "sim")
+RUNTIME_PACKAGES = ("core", "nodes", "sim", "robot")
 RUNTIME_MODULES = ("launch_params", "params_file", "paths", "hil")
 FORBIDDEN_IN_RUNTIME = (f"{PACKAGE}.harness", f"{PACKAGE}.training")
 
