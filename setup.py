@@ -27,6 +27,7 @@ setup(
         *tree("config"),
         *tree("description"),
         *tree("models"),
+        *tree("robots"),
     ],
     # ROS 2 itself (rclpy and messages) comes from apt on robots and from
     # requirements/ros-jazzy.txt in the development environment: never here.
