@@ -44,6 +44,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
 from residual_control.paths import resolve_file
+from residual_control.robot.folder import load_robot
 from residual_control.sim.plant import MujocoPlant, PlantParams
 from residual_control.sim.sink_record import SinkRecorder
 
@@ -102,12 +103,16 @@ class MujocoSimNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("mujoco_sim", **kwargs)
-        self.declare_parameter("joints", ["shoulder", "elbow"],
-                               _desc("joint names; must equal the MJCF model's", read_only=True))
+        self.declare_parameter("robot", "", _desc(
+            "robot folder (with robot.yaml) or a shipped robot's name; empty = the built-in arm", True))
+        robot = load_robot(self.get_parameter("robot").value or None)
+        self.declare_parameter("joints", list(robot.joints),
+                               _desc("joint names; must equal the robot's used joints", read_only=True))
         self.declare_parameter("plant_file", "",
                                _desc("plant YAML (config/plants/*.yaml); empty = nominal plant", True))
         plant_file = self.get_parameter("plant_file").value
-        base = PlantParams.from_yaml(resolve_file(plant_file)) if plant_file else PlantParams()
+        base = (PlantParams.from_yaml(resolve_file(plant_file)) if plant_file
+                else PlantParams(payload_mass=robot.payload_mass))
         values = {}
         for name, (description, low, high) in PLANT_PARAM_SPECS.items():
             values[name] = float(self.declare_parameter(
@@ -139,7 +144,7 @@ class MujocoSimNode(Node):
                                            "(1 = never faster than real time, 0 = as fast as the graph "
                                            "answers)", 0.0, 1000.0))
         self.declare_parameter("seed", 0, _int_desc("sensor noise seed", 0, 2**31 - 1, True))
-        self.declare_parameter("initial_positions", [0.0, 0.0],
+        self.declare_parameter("initial_positions", [float(x) for x in robot.home],
                                _desc("initial joint angles (rad), ordered as joints", True))
         self.declare_parameter("record_applied_topic", "",
                                _desc("with record_path: also record the mixer's applied residual from this "
@@ -166,7 +171,7 @@ class MujocoSimNode(Node):
         self._real_time_factor = float(self.get_parameter("real_time_factor").value)
 
         self.plant = MujocoPlant(params, seed=int(self.get_parameter("seed").value),
-                                 physics_dt=1.0 / physics_rate)
+                                 physics_dt=1.0 / physics_rate, robot=robot)
         if tuple(self.joints) != self.plant.joint_names:
             raise ValueError(
                 f"joints: expected the model's joints {list(self.plant.joint_names)}, found {self.joints}"

@@ -1,11 +1,14 @@
-"""MuJoCo plant of the 2-link arm with randomizable "real robot" effects.
+"""MuJoCo plant of any robot folder with randomizable "real robot" effects (the reality gap).
 
 Pure Python (numpy + mujoco), no rclpy: used by the ROS 2 simulator node, the
-training data generators and the tests.
+training data generators and the tests. The robot's description (URDF or MJCF) is
+compiled for its used joints, with a torque motor on each and a payload body at
+its payload link (:meth:`residual_control.robot.folder.RobotSpec.compile`); the
+default robot is the built-in planar 2-link arm (robots/planar2).
 
 Plant effects (``PlantParams``):
 
-* ``payload_mass``   kg, mass of the payload body at the tip (``model.body_mass``).
+* ``payload_mass``   kg, mass of the payload body at the robot's payload link (``model.body_mass``).
 * ``friction_scale`` multiplier on the nominal Coulomb friction (MJCF ``frictionloss``).
 * ``damping_scale``  multiplier on the nominal viscous joint damping.
 * ``actuator_gain``  multiplier on the commanded torque: applied torque =
@@ -28,16 +31,17 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence, Tuple, Union
 
 import mujoco
 import numpy as np
 
 from residual_control.core.arm_model import ArmModel
-from residual_control.paths import description_path
 
-MJCF_NAME = "arm.mjcf.xml"
-PAYLOAD_BODY = "payload"
+if TYPE_CHECKING:
+    from residual_control.robot.folder import RobotSpec
+
+#: The built-in arm's joints (robots/planar2).
 JOINT_NAMES: Tuple[str, ...] = ("shoulder", "elbow")
 #: Nominal joint damping (N m s/rad) and Coulomb friction (N m) of arm.mjcf.xml
 #: (checked by test/unit/test_description.py).
@@ -196,30 +200,48 @@ class MujocoPlant:
     """
 
     def __init__(self, params: Optional[PlantParams] = None, seed: int = 0,
-                 physics_dt: float = 0.001, mjcf_path: Union[str, Path, None] = None) -> None:
+                 physics_dt: float = 0.001, robot: Union["RobotSpec", str, Path, None] = None) -> None:
         if not (isinstance(physics_dt, (int, float)) and math.isfinite(physics_dt) and physics_dt > 0):
             raise ValueError(f"MujocoPlant: expected physics_dt > 0, found {physics_dt!r}")
-        path = Path(mjcf_path) if mjcf_path is not None else description_path(MJCF_NAME)
-        self.model = mujoco.MjModel.from_xml_path(str(path))
-        self.model.opt.timestep = float(physics_dt)
+        from residual_control.robot.folder import RobotSpec, load_robot
+
+        self.robot = robot if isinstance(robot, RobotSpec) else load_robot(robot)
+        self.compiled = self.robot.compile(float(physics_dt))
+        self.model = self.compiled.model
         self.data = mujoco.MjData(self.model)
-        self._n = self.model.nu
-        names = tuple(
-            mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_JOINT, i) for i in range(self.model.njnt)
-        )
-        if names != JOINT_NAMES or self.model.nu != len(JOINT_NAMES):
-            raise ValueError(f"MujocoPlant: expected joints {list(JOINT_NAMES)}, found {list(names)}")
-        self._joint_names = names
-        self._payload_id = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, PAYLOAD_BODY)
+        c = self.compiled
+        # The constants MuJoCo derives from the masses (the constraint solver's dof_invweight0 of the
+        # friction) are those of the robot with its nominal payload; set_params changes the mass only.
+        self.model.body_mass[c.payload_body_id] = self.robot.payload_mass
+        mujoco.mj_setConst(self.model, self.data)
+        self._n = c.dof
+        self._joint_names = tuple(c.joint_names)
+        self._qpos = np.asarray(c.qpos_ids)
+        self._dof = np.asarray(c.dof_ids)
+        self._act = np.asarray(c.actuator_ids)
+        # ctrl = command / (gear x gain of the description's motor): the command is a joint torque.
+        self._ctrl_scale = 1.0 / np.asarray(c.actuator_gear, dtype=float)
+        self._nominal_gain = self.model.actuator_gainprm[self._act, 0].copy()
+        self._payload_id = c.payload_body_id
         self._nominal_damping = self.model.dof_damping.copy()
         self._nominal_frictionloss = self.model.dof_frictionloss.copy()
-        self._torque_limits = np.abs(self.model.actuator_ctrlrange[:, 1]).copy()
+        self._torque_limits = np.asarray(c.effort_limits, dtype=float).copy()
         self._rng = np.random.default_rng(seed)
         self._params = PlantParams()
-        self._fifo = np.zeros((0, self._n))
+        self._fifo = np.zeros((0, self.model.nu))
         self._fifo_head = 0
-        self.set_params(params if params is not None else PlantParams())
+        self.set_params(params if params is not None else PlantParams(payload_mass=self.robot.payload_mass))
         self.reset()
+
+    @property
+    def nominal_damping(self) -> np.ndarray:
+        """Viscous joint damping of the description (N m s/rad), in joint order."""
+        return self._nominal_damping[self._dof].copy()
+
+    @property
+    def nominal_frictionloss(self) -> np.ndarray:
+        """Coulomb joint friction of the description (N m), in joint order."""
+        return self._nominal_frictionloss[self._dof].copy()
 
     # ---------------------------------------------------------------- params
     @property
@@ -238,10 +260,10 @@ class MujocoPlant:
         m.body_mass[self._payload_id] = params.payload_mass
         m.dof_damping[:] = self._nominal_damping * params.damping_scale
         m.dof_frictionloss[:] = self._nominal_frictionloss * params.friction_scale
-        m.actuator_gainprm[:, 0] = params.actuator_gain
+        m.actuator_gainprm[self._act, 0] = self._nominal_gain * params.actuator_gain
         delay = int(round(params.actuator_latency / m.opt.timestep))
         if delay != self._fifo.shape[0]:
-            current = self.data.ctrl.copy() if hasattr(self, "data") else np.zeros(self._n)
+            current = self.data.ctrl.copy()
             self._fifo = np.tile(current, (delay, 1))
             self._fifo_head = 0
         self._params = params
@@ -260,8 +282,8 @@ class MujocoPlant:
         q = np.zeros(self._n) if q0 is None else _vector(q0, self._n, "reset q0")
         qd = np.zeros(self._n) if qd0 is None else _vector(qd0, self._n, "reset qd0")
         mujoco.mj_resetData(self.model, self.data)
-        self.data.qpos[:] = q
-        self.data.qvel[:] = qd
+        self.data.qpos[self._qpos] = q
+        self.data.qvel[self._dof] = qd
         self._fifo[:] = 0.0
         self._fifo_head = 0
         mujoco.mj_forward(self.model, self.data)
@@ -278,6 +300,9 @@ class MujocoPlant:
                 f"found {duration}"
             )
         m, d = self.model, self.data
+        ctrl = np.zeros(m.nu)
+        ctrl[self._act] = cmd * self._ctrl_scale
+        cmd = ctrl
         delay = self._fifo.shape[0]
         if delay == 0:
             d.ctrl[:] = cmd
@@ -298,16 +323,16 @@ class MujocoPlant:
 
     @property
     def q(self) -> np.ndarray:
-        return self.data.qpos.copy()
+        return self.data.qpos[self._qpos]
 
     @property
     def qd(self) -> np.ndarray:
-        return self.data.qvel.copy()
+        return self.data.qvel[self._dof]
 
     @property
     def applied_torque(self) -> np.ndarray:
-        """Torque the motors applied in the last physics step (after clamp, gain and delay)."""
-        return self.data.actuator_force.copy()
+        """Joint torque the motors applied in the last physics step (after clamp, gain and delay)."""
+        return self.data.actuator_force[self._act] * self.model.actuator_gear[self._act, 0]
 
     @property
     def joint_names(self) -> Tuple[str, ...]:

@@ -7,6 +7,7 @@ import pytest
 
 from residual_control.core.arm_model import ArmModel
 from residual_control.paths import description_path
+from residual_control.robot.folder import load_robot
 from residual_control.sim.plant import JOINT_NAMES, NOMINAL_DAMPING, NOMINAL_FRICTIONLOSS
 
 
@@ -47,7 +48,8 @@ def test_mjcf_basics(mj):
     assert np.allclose(model.dof_damping, NOMINAL_DAMPING)
     assert np.allclose(model.dof_frictionloss, NOMINAL_FRICTIONLOSS)
     assert np.allclose(model.jnt_range, [[-3, 3], [-3, 3]])
-    assert model.body_mass[_body(model, "payload")] == pytest.approx(0.2)
+    # The payload body is the massless mount of the payload the plant adds (robots/planar2: payload_link).
+    assert model.body_mass[_body(model, "payload")] == 0.0
 
 
 def test_urdf_matches_mjcf(mj, urdf):
@@ -77,7 +79,10 @@ def test_urdf_matches_mjcf(mj, urdf):
     for name in ("link1", "link2", "payload"):
         inertial = links[name].find("inertial")
         b = _body(model, name)
-        assert float(inertial.find("mass").get("value")) == pytest.approx(model.body_mass[b])
+        # arm.urdf (Gazebo) carries the nominal payload on its payload link; the MJCF's mount is massless
+        # and the plant adds the payload there (PlantParams.payload_mass, nominal = the robot's payload_mass).
+        mass = model.body_mass[b] if name != "payload" else load_robot().payload_mass
+        assert float(inertial.find("mass").get("value")) == pytest.approx(mass)
         assert np.allclose(_vec(inertial.find("origin").get("xyz")), model.body_ipos[b])
         inertia = inertial.find("inertia")
         diag = [float(inertia.get(k)) for k in ("ixx", "iyy", "izz")]
