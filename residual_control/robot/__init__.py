@@ -6,8 +6,20 @@ from .description import (
     description_kind,
     urdf_joint_limits,
 )
+from .dynamics import (
+    BACKENDS,
+    MujocoDynamics,
+    PinocchioDynamics,
+    make_dynamics,
+    pinocchio_available,
+)
 
 __all__ = [
+    "BACKENDS",
+    "MujocoDynamics",
+    "PinocchioDynamics",
+    "make_dynamics",
+    "pinocchio_available",
     "CompiledRobot",
     "DescriptionError",
     "compile_robot",

@@ -201,10 +201,13 @@ def test_builtin_mjcf_keeps_its_motors():
     np.testing.assert_allclose(robot.position_limits[0], [-3.0, -3.0])
     np.testing.assert_allclose(robot.position_limits[1], [3.0, 3.0])
     assert m.opt.timestep == pytest.approx(0.002)
-    # The description's own payload body keeps its 0.2 kg; the added one is a child of it, massless.
+    # The description's bodies keep their masses; the added payload body is a massless child of "payload".
+    raw = mujoco.MjModel.from_xml_path(str(description_path("arm.mjcf.xml")))
+    for name in ("link1", "link2", "payload"):
+        assert m.body(name).mass[0] == pytest.approx(raw.body(name).mass[0])
     own = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "payload")
-    assert m.body_mass[own] == pytest.approx(0.2)
     assert m.body_parentid[robot.payload_body_id] == own and m.body_mass[robot.payload_body_id] == 0.0
+    assert m.nbody == raw.nbody + 1
     assert robot.notes == ()
 
 
