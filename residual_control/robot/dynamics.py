@@ -60,7 +60,14 @@ def _payload(value: float) -> float:
     return mass
 
 
+_mj_kinematics, _mj_comPos, _mj_comVel = mujoco.mj_kinematics, mujoco.mj_comPos, mujoco.mj_comVel
+_mj_rne, _mj_crb, _mj_fullM = mujoco.mj_rne, mujoco.mj_crb, mujoco.mj_fullM
+_ndarray, _float64 = np.ndarray, np.dtype(np.float64)
+
+
 def _check_vector(x, n: int, what: str) -> np.ndarray:
+    if type(x) is _ndarray and x.shape == (n,) and x.dtype == _float64:
+        return x  # the common case, at control rate
     arr = np.asarray(x, dtype=float)
     if arr.shape != (n,):
         arr = arr.reshape(-1)
@@ -141,8 +148,8 @@ class MujocoDynamics(_Dynamics):
     def __init__(self, compiled: CompiledRobot, payload_mass: float = 0.0,
                  viscous_friction: Optional[Sequence[float]] = None) -> None:
         super().__init__(compiled, payload_mass, viscous_friction)
-        self._m = self._nominal_model()
-        self._d = mujoco.MjData(self._m)
+        self._m = m = self._nominal_model()
+        self._d = d = mujoco.MjData(m)
         n = self._n
         qpos_ids = np.asarray(compiled.qpos_ids)
         dof_ids = np.asarray(compiled.dof_ids)
@@ -150,31 +157,30 @@ class MujocoDynamics(_Dynamics):
         self._in_order = bool(np.array_equal(qpos_ids, np.arange(n)) and np.array_equal(dof_ids, np.arange(n)))
         self._qpos_ids = qpos_ids
         self._dof_ids = dof_ids
-        self._armature_q = self._m.dof_armature[dof_ids].copy()
+        self._armature_q = m.dof_armature[dof_ids].copy()
         self._has_armature = bool(np.any(self._armature_q))
-        self._out = np.zeros(self._m.nv)
-        self._mfull = np.zeros((self._m.nv, self._m.nv))
+        self._out = np.zeros(m.nv)
+        self._mfull = np.zeros((m.nv, m.nv))
+        # Views into MjData, kept: each attribute access would build a new array object.
+        self._qpos, self._qvel, self._qacc = d.qpos, d.qvel, d.qacc
 
     def _set(self, q, qd) -> None:
-        d = self._d
         n = self._n
         q = _check_vector(q, n, "q")
         if self._in_order:
-            d.qpos[:] = q
+            self._qpos[:] = q
         else:
-            d.qpos[self._qpos_ids] = q
+            self._qpos[self._qpos_ids] = q
         if qd is None:
-            d.qvel[:] = 0.0
+            self._qvel[:] = 0.0
+        elif self._in_order:
+            self._qvel[:] = qd
         else:
-            qd = _check_vector(qd, n, "qd")
-            if self._in_order:
-                d.qvel[:] = qd
-            else:
-                d.qvel[self._dof_ids] = qd
-        m = self._m
-        mujoco.mj_kinematics(m, d)
-        mujoco.mj_comPos(m, d)
-        mujoco.mj_comVel(m, d)
+            self._qvel[self._dof_ids] = qd
+        m, d = self._m, self._d
+        _mj_kinematics(m, d)
+        _mj_comPos(m, d)
+        _mj_comVel(m, d)
 
     def _result(self) -> np.ndarray:
         return self._out.copy() if self._in_order else self._out[self._dof_ids]
@@ -182,13 +188,13 @@ class MujocoDynamics(_Dynamics):
     def gravity_torque(self, q) -> np.ndarray:
         """Joint torques that hold the arm still against gravity at q."""
         self._set(q, None)
-        mujoco.mj_rne(self._m, self._d, 0, self._out)
+        _mj_rne(self._m, self._d, 0, self._out)
         return self._result()
 
     def bias_torque(self, q, qd) -> np.ndarray:
         """C(q, qd) qd + g(q) (no viscous term)."""
-        self._set(q, qd)
-        mujoco.mj_rne(self._m, self._d, 0, self._out)
+        self._set(q, _check_vector(qd, self._n, "qd"))
+        _mj_rne(self._m, self._d, 0, self._out)
         return self._result()
 
     def coriolis_torque(self, q, qd) -> np.ndarray:
@@ -197,10 +203,16 @@ class MujocoDynamics(_Dynamics):
 
     def mass_matrix(self, q) -> np.ndarray:
         """M(q), joint-space inertia including armature."""
-        self._set(q, None)
+        q = _check_vector(q, self._n, "q")
+        if self._in_order:
+            self._qpos[:] = q
+        else:
+            self._qpos[self._qpos_ids] = q
         m, d = self._m, self._d
-        mujoco.mj_crb(m, d)
-        mujoco.mj_fullM(m, d, self._mfull)
+        _mj_kinematics(m, d)
+        _mj_comPos(m, d)
+        _mj_crb(m, d)
+        _mj_fullM(m, d, self._mfull)
         if self._in_order:
             return self._mfull.copy()
         ids = self._dof_ids
@@ -209,19 +221,19 @@ class MujocoDynamics(_Dynamics):
     def inverse_dynamics(self, q, qd, qdd) -> np.ndarray:
         """Return tau = M(q) qdd + C(q, qd) qd + g(q) + viscous_friction * qd."""
         n = self._n
+        qd = _check_vector(qd, n, "qd")
         qdd = _check_vector(qdd, n, "qdd")
         self._set(q, qd)
-        d = self._d
         if self._in_order:
-            d.qacc[:] = qdd
+            self._qacc[:] = qdd
         else:
-            d.qacc[self._dof_ids] = qdd
-        mujoco.mj_rne(self._m, d, 1, self._out)
+            self._qacc[self._dof_ids] = qdd
+        _mj_rne(self._m, self._d, 1, self._out)
         tau = self._result()
         if self._has_armature:
             tau += self._armature_q * qdd  # mj_rne leaves rotor inertia out; M has it
         if self._has_viscous:
-            tau += self._viscous * _check_vector(qd, n, "qd")
+            tau += self._viscous * qd
         return tau
 
 
@@ -301,7 +313,7 @@ class PinocchioDynamics(_Dynamics):
                        dtype=int)
         self._in_order = bool(np.array_equal(idx, np.arange(n)))
         self._idx = idx
-        self._zeros = np.zeros(n)
+        self._lower = np.tril_indices(n, -1)
         self._qbuf = np.zeros(n)
         self._vbuf = np.zeros(n)
         self._abuf = np.zeros(n)
@@ -328,7 +340,7 @@ class PinocchioDynamics(_Dynamics):
 
     def mass_matrix(self, q) -> np.ndarray:
         m = np.array(self._pin.crba(self._model, self._data, self._pq(q, self._qbuf, "q")), dtype=float)
-        m = np.triu(m) + np.triu(m, 1).T  # crba fills the upper triangle
+        m[self._lower] = m.T[self._lower]  # crba fills the upper triangle
         if self._in_order:
             return m
         return m[np.ix_(self._idx, self._idx)]

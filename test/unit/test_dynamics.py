@@ -228,3 +228,19 @@ def test_pinocchio_sees_armature(tmp_path):
     pn = make_dynamics(compiled, "pinocchio")
     plain = make_dynamics(compile_robot(description_path("arm.mjcf.xml")), "pinocchio")
     np.testing.assert_allclose(pn.mass_matrix([0.1, 0.2])[0, 0] - plain.mass_matrix([0.1, 0.2])[0, 0], 0.4)
+
+
+def test_dynamics_bench_runs_and_reports_against_its_floor(tmp_path, capsys):
+    from residual_control.harness import dynamics_bench
+
+    out = tmp_path / "bench.json"
+    assert dynamics_bench.main(["--dof", "4", "--blocks", "3", "--block", "5", "--backend", "mujoco",
+                                "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["dof"] == 4 and result["backends"] == ["mujoco"]
+    cases = {r["case"]: r for r in result["rows"]}
+    assert result["floor"] in cases and cases[result["floor"]]["ratio_to_floor"] == pytest.approx(1.0)
+    for name in ("mujoco.gravity_torque", "mujoco.inverse_dynamics", "mujoco.mass_matrix"):
+        assert cases[name]["median_us"] > 0 and np.isfinite(cases[name]["ratio_to_floor"])
+    assert "mujoco.gravity_torque" in capsys.readouterr().out
+    assert dynamics_bench.main(["--description", str(tmp_path / "absent.urdf")]) == 2

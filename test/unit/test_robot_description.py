@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import sys
 
 import mujoco
 import numpy as np
@@ -237,3 +238,32 @@ def test_mjcf_joint_subset_drops_the_welded_joints_motor():
     assert robot.joint_names == ("elbow",)
     assert robot.model.nu == 1 and robot.model.njnt == 1
     assert mujoco.mj_id2name(robot.model, mujoco.mjtObj.mjOBJ_ACTUATOR, int(robot.actuator_ids[0])) == "elbow_motor"
+
+
+def test_package_uris_resolve_through_the_ament_index(tmp_path, monkeypatch):
+    """Where ament_index_python imports, package://PKG resolves to PKG's share folder."""
+    import types
+
+    urdf = write_chain_package(tmp_path / "share", np.random.default_rng(15), 3)
+    share = tmp_path / "share" / "chain_description"
+    asked = []
+
+    class PackageNotFoundError(KeyError):
+        pass
+
+    def get_package_share_directory(name):
+        asked.append(name)
+        if name != "chain_description":
+            raise PackageNotFoundError(name)
+        return str(share)
+
+    fake = types.ModuleType("ament_index_python.packages")
+    fake.PackageNotFoundError = PackageNotFoundError
+    fake.get_package_share_directory = get_package_share_directory
+    monkeypatch.setitem(sys.modules, "ament_index_python", types.ModuleType("ament_index_python"))
+    monkeypatch.setitem(sys.modules, "ament_index_python.packages", fake)
+    robot = compile_robot(urdf)  # no package path: the index finds it
+    assert robot.model.nmesh == 3 and "chain_description" in asked
+    (share / "meshes" / "link3.stl").unlink()
+    with pytest.raises(DescriptionError, match=rf"link3\.stl.*Searched: {re.escape(str(share / 'meshes'))}"):
+        compile_robot(urdf)
