@@ -101,6 +101,9 @@ def description_kind(path: PathLike) -> str:
         raise DescriptionError(f"{path}: expected a URDF or MJCF XML file, found unreadable XML ({exc})") from None
     tag = root.tag.split("}")[-1]
     if tag == "robot":
+        if any(str(el.tag).startswith("{http://www.ros.org/wiki/xacro}") for el in root.iter()):
+            raise DescriptionError(f"{path}: expected a plain URDF, found xacro macros; expand it first "
+                                   f"(`xacro {path.name} > robot.urdf`)")
         return "urdf"
     if tag == "mujoco":
         return "mjcf"

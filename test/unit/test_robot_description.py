@@ -267,3 +267,16 @@ def test_package_uris_resolve_through_the_ament_index(tmp_path, monkeypatch):
     (share / "meshes" / "link3.stl").unlink()
     with pytest.raises(DescriptionError, match=rf"link3\.stl.*Searched: {re.escape(str(share / 'meshes'))}"):
         compile_robot(urdf)
+
+
+def test_xacro_is_refused_with_the_command_that_expands_it(tmp_path):
+    text = random_chain_urdf(np.random.default_rng(16), 3).replace(
+        '<robot name="random_chain">',
+        '<robot name="random_chain" xmlns:xacro="http://www.ros.org/wiki/xacro">\n'
+        '  <xacro:property name="l" value="0.3"/>')
+    with pytest.raises(DescriptionError, match=r"expected a plain URDF, found xacro macros.*xacro robot\.urdf"):
+        compile_robot(_write(tmp_path, text))
+    # The namespace alone (as many expanded URDFs keep it) is fine.
+    plain = random_chain_urdf(np.random.default_rng(16), 3).replace(
+        '<robot name="random_chain">', '<robot name="random_chain" xmlns:xacro="http://www.ros.org/wiki/xacro">')
+    assert compile_robot(_write(tmp_path, plain)).dof == 3
