@@ -8,11 +8,14 @@ Prints, from fer.urdf compiled by MuJoCo and the ranges in robot.yaml:
 * the masses (total and moving) and the gravity torques at ``home``;
 * per joint, the smallest effective inertia 1/(M^-1)_ii over ``home`` and 5000 seeded samples of the
   workspace box (the inertia a joint sees with the other joints free);
+* the Coulomb friction over kp (the base controller's static error band) and kp e_max / effort;
 * the gains of the rule ``kp = min(m_eff (2 pi f)^2, 0.5 effort / e_max)``, ``kd = 2 zeta sqrt(kp m_eff)``
   with f = 8 Hz, e_max = 0.05 rad, zeta = 1, rounded to 3 significant digits, and whether robot.yaml
   holds them;
 * the fastest closed-loop mode of those gains over the workspace, sqrt(max eig(M^-1 Kp)), and
   max eig(M^-1 Kd) times the 2 ms control period;
+* the smallest singular value of the TCP Jacobian (home and workspace), the lowest wrist point, and the
+  workspace's margin to the position limits;
 * per joint, the largest static torque correction a residual would need on the plant shifted to
   payload_mass (at payload_link), actuator_gain and friction_scale (defaults: 1.5 kg, 0.85, 2):
   |g_true / gain - g_nominal| + friction (scale / gain - 1), against robot.yaml's residual_limit.
@@ -30,6 +33,8 @@ import yaml
 HERE = Path(__file__).resolve().parent
 F_HZ, E_MAX, ZETA = 8.0, 0.05, 1.0
 SAMPLES, SEED = 5000, 0
+TCP_LINK = "fer_hand_tcp"
+WRIST_LINKS = ("fer_link5", "fer_link6", "fer_link7", "fer_hand", TCP_LINK)
 
 
 def compile_model(cfg: dict, payload: float = 0.0) -> mujoco.MjModel:
@@ -88,10 +93,13 @@ def main(argv=None) -> None:
     g_home = gravity(m, d, home)
     print("gravity at home (N m)", g_home, " |g|/effort", np.abs(g_home) / effort)
 
-    m_eff = np.full(m.nv, np.inf)
+    m_eff, m_eff_max = np.full(m.nv, np.inf), np.zeros(m.nv)
     for q in qs:
-        m_eff = np.minimum(m_eff, 1.0 / np.diag(np.linalg.inv(mass_matrix(m, d, q))))
-    print("min effective inertia 1/(M^-1)_ii over the workspace (kg m^2)", m_eff)
+        me = 1.0 / np.diag(np.linalg.inv(mass_matrix(m, d, q)))
+        m_eff, m_eff_max = np.minimum(m_eff, me), np.maximum(m_eff_max, me)
+    print("effective inertia 1/(M^-1)_ii (kg m^2) at home", 1.0 / np.diag(np.linalg.inv(mass_matrix(m, d, home))))
+    print("  min over the workspace", m_eff)
+    print("  max over the workspace", m_eff_max)
     w = 2 * math.pi * F_HZ
     kp = np.array(sig3(np.minimum(m_eff * w ** 2, 0.5 * effort / E_MAX)))
     kd = np.array(sig3(2 * ZETA * np.sqrt(kp * m_eff)))
@@ -99,6 +107,8 @@ def main(argv=None) -> None:
     same = np.allclose(kp, cfg["gains"]["kp"]) and np.allclose(kd, cfg["gains"]["kd"])
     print("robot.yaml gains", "match the rule" if same else
           f"DIFFER: kp {cfg['gains']['kp']} kd {cfg['gains']['kd']}")
+    print("kp x e_max / effort", kp * E_MAX / effort)
+    print("Coulomb friction / kp: the static error band of PD + gravity (rad)", m.dof_frictionloss / kp)
     wmax = kdmax = 0.0
     for q in qs:
         mi = np.linalg.inv(mass_matrix(m, d, q))
@@ -106,6 +116,22 @@ def main(argv=None) -> None:
         kdmax = max(kdmax, max(np.linalg.eigvals(mi @ np.diag(kd)).real))
     print(f"fastest mode over the workspace {wmax / (2 * math.pi):.2f} Hz;"
           f" max eig(M^-1 Kd) x 0.002 s = {kdmax * 0.002:.3f}")
+
+    jac = np.zeros((6, m.nv))
+    tcp = m.body(TCP_LINK).id
+
+    def geometry(q):
+        mass_matrix(m, d, q)
+        mujoco.mj_jacBody(m, d, jac[:3], jac[3:], tcp)
+        low = min(d.body(b).xpos[2] for b in WRIST_LINKS)
+        return np.linalg.svd(jac, compute_uv=False)[-1], low
+
+    sv_home, _ = geometry(home)
+    sv_min, z_min = map(min, zip(*(geometry(q) for q in qs)))
+    print(f"smallest singular value of the {TCP_LINK} Jacobian: {sv_home:.3f} at home, {sv_min:.3f} over the"
+          f" workspace; lowest wrist/hand origin over the workspace {z_min:.3f} m above the base")
+    margin = np.minimum(lo - cfg["limits"]["position_lower"], np.array(cfg["limits"]["position_upper"]) - hi)
+    print("workspace margin to the position limits (rad)", margin)
 
     shifted = compile_model(cfg, a.payload)
     ds = mujoco.MjData(shifted)
