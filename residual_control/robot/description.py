@@ -367,6 +367,13 @@ def compile_robot(path: PathLike, joints: Optional[Sequence[str]] = None,
         act.ctrlrange = [float(j.actfrcrange[0]), float(j.actfrcrange[1])]
         notes.append(f"added torque motor '{n}_motor' (ctrlrange = effort limit)")
 
+    # A real arm has no free gravity compensation: the controllers compensate gravity themselves.
+    lifted = [b.name for b in spec.bodies if float(b.gravcomp) != 0.0]
+    for name in lifted:
+        spec.body(name).gravcomp = 0.0
+    if lifted:
+        notes.append(f"removed gravcomp from bodies {lifted} (the base controller compensates gravity)")
+
     # Payload body.
     bodies = [b.name for b in spec.bodies if b.name and b.name != "world"]
     if payload_link is None:

@@ -264,7 +264,8 @@ def pinocchio_model_from_mujoco(m: mujoco.MjModel):
     """
     pin = _import_pinocchio()
     model = pin.Model()
-    model.gravity.linear = np.array(m.opt.gravity, dtype=float)
+    no_gravity = m.opt.disableflags & int(mujoco.mjtDisableBit.mjDSBL_GRAVITY)
+    model.gravity.linear = np.zeros(3) if no_gravity else np.array(m.opt.gravity, dtype=float)
     body_joint = {0: 0}  # MuJoCo body -> Pinocchio joint id that moves it
     body_in_joint = {0: pin.SE3.Identity()}  # pose of the body frame in that joint's frame
     for b in range(1, m.nbody):

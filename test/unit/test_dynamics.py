@@ -244,3 +244,15 @@ def test_dynamics_bench_runs_and_reports_against_its_floor(tmp_path, capsys):
         assert cases[name]["median_us"] > 0 and np.isfinite(cases[name]["ratio_to_floor"])
     assert "mujoco.gravity_torque" in capsys.readouterr().out
     assert dynamics_bench.main(["--description", str(tmp_path / "absent.urdf")]) == 2
+
+
+@needs_pin
+def test_pinocchio_follows_a_description_without_gravity(tmp_path):
+    text = description_path("arm.mjcf.xml").read_text().replace(
+        '<option timestep="0.001"', '<option><flag gravity="disable"/></option>\n  <option timestep="0.001"')
+    path = tmp_path / "arm.xml"
+    path.write_text(text)
+    compiled = compile_robot(path)
+    assert compiled.model.opt.disableflags & int(mujoco.mjtDisableBit.mjDSBL_GRAVITY)
+    for backend in ("mujoco", "pinocchio"):
+        np.testing.assert_allclose(make_dynamics(compiled, backend).gravity_torque([0.3, 0.4]), 0.0, atol=1e-12)

@@ -280,3 +280,11 @@ def test_xacro_is_refused_with_the_command_that_expands_it(tmp_path):
     plain = random_chain_urdf(np.random.default_rng(16), 3).replace(
         '<robot name="random_chain">', '<robot name="random_chain" xmlns:xacro="http://www.ros.org/wiki/xacro">')
     assert compile_robot(_write(tmp_path, plain)).dof == 3
+
+
+def test_gravcomp_is_removed_with_a_note(tmp_path):
+    text = description_path("arm.mjcf.xml").read_text().replace('<body name="link2" pos="0.5 0 0">',
+                                                                '<body name="link2" pos="0.5 0 0" gravcomp="1">')
+    robot = compile_robot(_write(tmp_path, text, "arm.xml"))
+    assert np.all(robot.model.body_gravcomp == 0.0)
+    assert any("gravcomp" in n and "link2" in n for n in robot.notes)
