@@ -232,11 +232,12 @@ def _wrap_compile_error(path: Path, exc: Exception) -> DescriptionError:
 
 
 # ----------------------------------------------------------------------------------- compile
-def _mimic_followers(spec: mujoco.MjSpec) -> set:
-    out = set()
+def _mimic_followers(spec: mujoco.MjSpec) -> Dict[str, str]:
+    """Joints an equality ties to another joint (a URDF <mimic>) or to a constant: follower -> leader."""
+    out = {}
     for eq in spec.equalities:
-        if eq.type == mujoco.mjtEq.mjEQ_JOINT and eq.name2:
-            out.add(eq.name1)
+        if eq.type == mujoco.mjtEq.mjEQ_JOINT:
+            out[eq.name1] = eq.name2 or "(a constant)"
     return out
 
 
@@ -320,6 +321,11 @@ def compile_robot(path: PathLike, joints: Optional[Sequence[str]] = None,
                     f"{path}: joint '{n}' not found: expected one of the hinge/slide joints "
                     f"{available}")
     used_set = set(used)
+    for n in used:
+        if n in followers and (followers[n] in used_set or followers[n] == "(a constant)"):
+            raise DescriptionError(
+                f"{path}: joint '{n}' follows {followers[n]!r} through an equality (mimic): expected independent "
+                f"joints; leave '{n}' out of joints")
 
     # Weld every joint that is not used: drop the equalities that involve it, its actuators, then it.
     removed = [n for n in available if n not in used_set]

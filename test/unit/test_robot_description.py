@@ -288,3 +288,14 @@ def test_gravcomp_is_removed_with_a_note(tmp_path):
     robot = compile_robot(_write(tmp_path, text, "arm.xml"))
     assert np.all(robot.model.body_gravcomp == 0.0)
     assert any("gravcomp" in n and "link2" in n for n in robot.notes)
+
+
+def test_a_mimic_joint_with_its_leader_is_refused(tmp_path):
+    text = random_chain_urdf(np.random.default_rng(17), 3).replace(
+        '<joint name="j3" type="revolute">', '<joint name="j3" type="revolute">\n    <mimic joint="j2"/>')
+    path = _write(tmp_path, text)
+    with pytest.raises(DescriptionError,
+                       match=r"joint 'j3' follows 'j2' through an equality \(mimic\).*leave 'j3' out"):
+        compile_robot(path, joints=["j1", "j2", "j3"])
+    # Without its leader the follower is an independent joint.
+    assert compile_robot(path, joints=["j1", "j3"]).joint_names == ("j1", "j3")
