@@ -77,11 +77,15 @@ class LoopRun:
     references: list = field(default_factory=list)
     record_path: str = ""
 
-    def sink_record(self):
-        """Return what the actuator received, as the sim recorded it (exact; see check_sink_record)."""
-        from ..sim.sink_record import read_record
+    def sink_record(self, settled: bool = False):
+        """Return what the actuator received, as the sim recorded it (exact; see check_sink_record).
 
-        return read_record(self.record_path)
+        ``settled``: for the check while the sim runs, up to the window the record ends in once its
+        base action has arrived (sim.sink_record.read_settled): not one in flight.
+        """
+        from ..sim.sink_record import read_record, read_settled
+
+        return read_settled(self.record_path) if settled else read_record(self.record_path)
 
     def sim_time(self) -> float:
         return self.probe.ros_now()
@@ -430,6 +434,14 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
     applied residual within g * eps, is ``base_lost_at_kill`` (the base action it came from is
     gone; held to the limits and the mixer's report), not ``unbased``.
 
+    The record's last window, when the sim never stepped from it (the record was read while the sim
+    waited in it, or the sim stopped there), may hold a command whose base action is still on the
+    way: the sim receives the two from different writers in either order, and waits for the base
+    action before stepping. A command there with no base action of its own that no rule above
+    accepts is ``open_window_commands`` (finiteness and limits only), not a violation. Read a
+    running sim's record with ``sim.sink_record.read_settled``, which waits for that window's base
+    action, so that this is the rare exception (a base controller that stopped answering).
+
     ``kinds`` receives one entry per command (None or the violation kind); ``steps`` one
     (t, command applied in the step, command - its base action or None) per window.
     """
@@ -444,7 +456,7 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
     counts = {"non_finite": 0, "out_of_limits": 0, "residual_bound": 0, "unbased": 0, "resume_bound": 0,
               "before_first_base": 0, "lagging_commands": 0, "identified_commands": 0,
               "stale_behavior_commands": 0, "stale_in_base_windows": 0, "resume_commands": 0, "base_lost_at_kill": 0,
-              "steps_without_base": record.steps_without_base}
+              "open_window_commands": 0, "steps_without_base": record.steps_without_base}
     examples: list = []
     previous = None
     times = [w.t_ns * 1e-9 for w in record.windows]
@@ -457,6 +469,7 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
     lagging = False
     answering = False
     prev_ns = None
+    open_window = record.windows[-1] if record.windows and not record.windows[-1].stepped else None
     for w in record.windows:
         t = w.t_ns * 1e-9
         own = bases.get(w.t_ns)
@@ -545,6 +558,10 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
                     counts["base_lost_at_kill"] += 1
                 else:
                     kind = "unbased"
+                if kind is not None and w is open_window and own is None:
+                    # The sim was still waiting in this window: its base action may be on the way.
+                    counts["open_window_commands"] += 1
+                    kind = None
             if kinds is not None:
                 kinds.append(kind)
             if kind is not None:
@@ -695,7 +712,8 @@ def analyse(run: LoopRun, joints: Sequence[str], config: MixerConfig) -> dict:
     applied = [a for a in rec.applied if t0 <= a.stamp <= t1]
     max_da = float(max((np.abs(a.values).max() for a in applied), default=0.0))
     steps: list = []
-    checks = check_sink_record(run.sink_record(), joints, config, config.base_stale_behavior, steps=steps)
+    checks = check_sink_record(run.sink_record(settled=True), joints, config, config.base_stale_behavior,
+                               steps=steps)
     modes = mode_intervals(rec.mixer_modes, t0, t1)
     return {
         "rmse": float(np.sqrt(np.mean(err ** 2))),

@@ -28,6 +28,14 @@ Why nothing the check needs can be missing (lockstep mode):
   command without its base action is then a violation unless it is the
   documented ``base_stale_behavior`` output.
 
+* The record's end: the sim receives a command and its base action from two
+  writers, in either order (about a third of the windows get the command
+  first), and a record read while the sim runs (or left by a sim stopped
+  mid-window) can end in a window that has the command and not yet its base
+  action. :func:`read_settled` reads a running sim's record up to a window
+  whose base actions have all arrived (a base action stamped at least that
+  window's stamp was received: one writer delivers in order).
+
 The file is parsed by :func:`read_record`; the check lives in the harness
 (``residual_control.harness.closed_loop.check_sink_record``).
 """
@@ -142,3 +150,26 @@ def read_record(path: str | Path) -> SinkRecord:
         elif line:
             raise ValueError(f"{path}: expected a record line starting with S, B, C or T, found {line!r}")
     return SinkRecord(windows, bases, before, applied)
+
+
+def read_settled(path: str | Path, timeout: float = 3.0, poll: float = 0.01) -> SinkRecord:
+    """Read a running sim's record up to the window it ends in, once that window's base action is in.
+
+    The record read now ends in window L (stamped t_L). Waits (at most ``timeout`` wall seconds,
+    re-reading every ``poll`` s) until a base action stamped t_L or later is recorded: the base
+    controller's writer delivers in order, so every base action stamped up to t_L that will ever
+    reach the sim has then reached it. Returns the record of that moment cut after window L (the
+    windows the sim opened meanwhile are left out: their base actions may still be on the way).
+    Without a base action by the deadline (the base controller stopped answering) it returns the
+    record as it stands then, cut the same way: the check then sees window L as it is (open, if the
+    sim has not stepped from it).
+    """
+    rec = read_record(path)
+    if not rec.windows:
+        return rec
+    n, last = len(rec.windows), rec.windows[-1].t_ns  # the file only grows: window L stays at n - 1
+    deadline = time.monotonic() + timeout
+    while not any(ns >= last for ns in rec.bases) and time.monotonic() < deadline:
+        time.sleep(poll)
+        rec = read_record(path)
+    return SinkRecord(rec.windows[:n], rec.bases, rec.commands_before_first_state, rec.applied)

@@ -58,14 +58,16 @@ def _loop_trial(ctx: Context, name: str, trial: int, script, mixer_overrides: di
         rec = loop.probe.rec
         from ..closed_loop import check_sink_record, transition_steps
         steps: list = []
-        checks = check_sink_record(loop.run_data.sink_record(), ctx.joints, config, config.base_stale_behavior,
-                                   restarts=res.notes.pop("_restarts", ()), steps=steps,
+        # Settled: up to the window the record ends in once its base action is in (the sim still runs).
+        checks = check_sink_record(loop.run_data.sink_record(settled=True), ctx.joints, config,
+                                   config.base_stale_behavior, restarts=res.notes.pop("_restarts", ()), steps=steps,
                                    kills=res.notes.pop("_kills", ()))
         res.notes["commands_before_base_discovered"] = checks["before_first_base"]
         res.notes["unbased"] = checks["unbased"]
         res.notes["steps_without_base"] = checks["steps_without_base"]
         res.notes["lagging_commands"] = checks["lagging_commands"]
         res.notes["base_lost_at_kill"] = checks["base_lost_at_kill"]
+        res.notes["open_window_commands"] = checks["open_window_commands"]
         res.notes["transition_steps"] = transition_steps(steps, rec.mixer_modes, ctx.joints,
                                                          1.0 / settings.control_rate_hz, config)
         res.violations = int(checks["total"])
