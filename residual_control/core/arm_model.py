@@ -128,6 +128,11 @@ class ArmModel:
                     c[i] += 0.5 * (dm[k][i, j] + dm[j][i, k] - dm[i][j, k]) * qd[j] * qd[k]
         return c
 
+    def describe(self) -> dict:
+        return {"type": "planar", "link_lengths": list(self.link_lengths), "link_masses": list(self.link_masses),
+                "com_offsets": list(self.com_offsets), "link_inertias": list(self.link_inertias),
+                "payload_mass": self.payload_mass}
+
     def inverse_dynamics(self, q, qd, qdd) -> np.ndarray:
         """Return tau = M(q) qdd + C(q, qd) qd + g(q) + viscous friction."""
         return (

@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .arm_model import ArmModel
+from .dynamics import NominalModel
 from .errors import ConfigError, ObservationError, describe
 from .params import joint_vector as _vec
 
@@ -134,10 +134,12 @@ class PDGravity(BaseController):
 
     kind = "pd_gravity"
 
-    def __init__(self, joints, kp, kd, command_min, command_max, model: ArmModel) -> None:
+    def __init__(self, joints, kp, kd, command_min, command_max, model: NominalModel) -> None:
         super().__init__(joints, command_min, command_max)
+        if model is None:
+            raise ConfigError(f"{self.kind}: expected a nominal model (the robot's description), found none")
         if model.dof != self.dof:
-            raise ConfigError(f"model: expected {self.dof} links (one per joint), found {model.dof}")
+            raise ConfigError(f"model: expected {self.dof} joints (one per joint), found {model.dof}")
         self.kp = _vec("kp", kp, self.dof, nonneg=True)
         self.kd = _vec("kd", kd, self.dof, nonneg=True)
         self.model = model
@@ -146,30 +148,56 @@ class PDGravity(BaseController):
         return self.kp * (q_ref - q) + self.kd * (qd_ref - qd) + self.model.gravity_torque(q)
 
     def describe(self) -> dict:
-        m = self.model
-        return {"type": self.kind, "kp": self.kp.tolist(), "kd": self.kd.tolist(),
-                "model": {"link_lengths": list(m.link_lengths), "link_masses": list(m.link_masses),
-                          "com_offsets": list(m.com_offsets), "link_inertias": list(m.link_inertias),
-                          "payload_mass": m.payload_mass}}
+        return {"type": self.kind, "kp": self.kp.tolist(), "kd": self.kd.tolist(), "model": self.model.describe()}
 
 
-def nominal_model(params: Mapping[str, object]) -> ArmModel:
-    """Return the nominal arm model of a node's parameters: ``model.<field>`` keys (or a ``model`` mapping).
+class ComputedTorque(PDGravity):
+    """Inverse dynamics of the nominal model along the reference plus PD ("PD+", Paden and Panja 1988).
 
-    Used by the pd_gravity base controller and by the mixer's damp safe stop, so both compensate
-    the same gravity. Raises ConfigError naming what is wrong.
+    tau = ID_nominal(q, qd, qdd_ref) + kp (q_ref - q) + kd (qd_ref - qd),
+    ID(q, qd, qdd) = M(q) qdd + C(q, qd) qd + g(q). The reference carries positions and velocities;
+    qdd_ref is the finite difference of qd_ref low-passed at ``accel_filter_hz`` (0 at the first call
+    and after a time jump back). The same kp, kd (N m/rad, N m s/rad) as pd_gravity.
     """
-    keys = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("model.")}
-    if isinstance(params.get("model"), Mapping):
-        keys.update(params["model"])
-    try:
-        return ArmModel.from_mapping(keys)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"model: {exc}") from None
+
+    kind = "computed_torque"
+
+    def __init__(self, joints, kp, kd, command_min, command_max, model: NominalModel,
+                 accel_filter_hz: float = 40.0) -> None:
+        super().__init__(joints, kp, kd, command_min, command_max, model)
+        if not (math.isfinite(accel_filter_hz) and accel_filter_hz > 0):
+            raise ConfigError(f"derivative_filter_hz: expected a number > 0, found {accel_filter_hz}")
+        self.accel_filter_hz = float(accel_filter_hz)
+        self.reset()
+
+    def reset(self) -> None:
+        self._qd_ref_prev: np.ndarray | None = None
+        self._t_prev: float | None = None
+        self._qdd_ref = np.zeros(self.dof)
+
+    def _compute(self, q, qd, q_ref, qd_ref, t):
+        dt = None if self._t_prev is None else t - self._t_prev
+        if dt is not None and dt > 0:
+            raw = (qd_ref - self._qd_ref_prev) / dt
+            alpha = dt / (dt + 1.0 / (2 * math.pi * self.accel_filter_hz))
+            self._qdd_ref = self._qdd_ref + alpha * (raw - self._qdd_ref)
+        elif dt is None or dt < 0:
+            self._qdd_ref = np.zeros(self.dof)
+        if dt is None or dt != 0:
+            self._qd_ref_prev, self._t_prev = qd_ref.copy(), t
+        return (self.model.inverse_dynamics(q, qd, self._qdd_ref) + self.kp * (q_ref - q)
+                + self.kd * (qd_ref - qd))
+
+    def describe(self) -> dict:
+        return {**super().describe(), "accel_filter_hz": self.accel_filter_hz}
 
 
-def make_base_controller(params: Mapping[str, object]) -> BaseController:
-    """Build a base controller from flat params (``model.*`` keys for the nominal model)."""
+def make_base_controller(params: Mapping[str, object], model: NominalModel | None = None) -> BaseController:
+    """Build a base controller from flat params; ``model``: the nominal model of pd_gravity / computed_torque.
+
+    The nodes and the training env build ``model`` from the ``robot`` parameter
+    (:func:`residual_control.robot.nominal.nominal_model`).
+    """
     p = dict(params)
     kind = p.get("controller_type", "pd_gravity")
     joints = p.get("joints")
@@ -187,5 +215,10 @@ def make_base_controller(params: Mapping[str, object]) -> BaseController:
         return PID(joints, p["kp"], p.get("ki", [0.0] * len(joints)), p["kd"], cmin, cmax,
                    p.get("integral_limit"), float(cutoff))
     if kind == "pd_gravity":
-        return PDGravity(joints, p["kp"], p["kd"], cmin, cmax, nominal_model(p))
-    raise ConfigError(f"controller_type: expected one of ['pid', 'pd_gravity'], found {kind!r}")
+        return PDGravity(joints, p["kp"], p["kd"], cmin, cmax, model)
+    if kind == "computed_torque":
+        cutoff = p.get("derivative_filter_hz", 40.0)
+        if isinstance(cutoff, bool) or not isinstance(cutoff, (int, float)):
+            raise ConfigError(f"derivative_filter_hz: expected a number > 0, found {describe(cutoff)}")
+        return ComputedTorque(joints, p["kp"], p["kd"], cmin, cmax, model, float(cutoff))
+    raise ConfigError(f"controller_type: expected one of ['pid', 'pd_gravity', 'computed_torque'], found {kind!r}")

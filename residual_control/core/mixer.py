@@ -35,7 +35,6 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from .base_controllers import nominal_model
 from .errors import ConfigError, describe
 from .joints import match_joints
 from .params import MIXER_PARAMS, default_of, joint_vector, spec_map
@@ -209,20 +208,25 @@ class _Blend:
 Gravity = Callable[[np.ndarray], np.ndarray]
 
 
-def gravity_model(params: Mapping[str, object], n_joints: int) -> Gravity:
-    """gravity(q) of the nominal arm model given as ``model.*`` parameters (the pd_gravity base's)."""
-    model = nominal_model(params)
+def gravity_model(model, n_joints: int) -> Gravity:
+    """gravity(q) of the nominal model (the pd_gravity base's), checked against the mixer's joint count."""
+    if model is None:
+        raise ConfigError("damp_gravity: expected a nominal model (the robot's description), found none")
     if model.dof != n_joints:
-        raise ConfigError(f"model: expected {n_joints} links (one per joint) for damp_gravity, "
+        raise ConfigError(f"model: expected {n_joints} joints (one per joint) for damp_gravity, "
                           f"found {model.dof}")
     return model.gravity_torque
 
 
-def mixer_from_params(params: Mapping[str, object]) -> "Mixer":
-    """Return a Mixer from node parameters: MixerConfig fields, ``damp_gravity`` and the ``model.*`` of pd_gravity."""
+def mixer_from_params(params: Mapping[str, object], model=None) -> "Mixer":
+    """Return a Mixer from node parameters: MixerConfig fields and ``damp_gravity`` with the nominal ``model``.
+
+    ``model`` (a :class:`residual_control.core.dynamics.NominalModel`) is needed only with damp_gravity;
+    the nodes build it from the ``robot`` parameter (:func:`residual_control.robot.nominal.nominal_model`).
+    """
     cfg = MixerConfig.from_params(params)
     damp_gravity = params.get("damp_gravity", default_of(MIXER_PARAMS, "damp_gravity"))
-    gravity = gravity_model(params, len(cfg.joints)) if damp_gravity else None
+    gravity = gravity_model(model, len(cfg.joints)) if damp_gravity else None
     return Mixer(cfg, gravity)
 
 

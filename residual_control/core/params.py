@@ -202,9 +202,13 @@ JOINTS = ParamSpec(
 COMMAND_MIN = ParamSpec("command_min", DOUBLE_ARRAY, ROBOT, "Lower command limit per joint", "N m")
 COMMAND_MAX = ParamSpec("command_max", DOUBLE_ARRAY, ROBOT, "Upper command limit per joint", "N m")
 
+#: Base controllers that use the nominal rigid-body model.
+MODEL_BASED = ("pd_gravity", "computed_torque")
+
+
 def _model_needed(values: Mapping[str, Any]) -> bool:
-    """Return whether the nominal model ``model.*`` is needed: by the pd_gravity base controller or damp_gravity."""
-    return values.get("controller_type") == "pd_gravity" or values.get("damp_gravity") is True
+    """Return whether the nominal model (``robot``, ``model.*``) is needed: by a model-based base or damp_gravity."""
+    return values.get("controller_type") in MODEL_BASED or values.get("damp_gravity") is True
 
 
 MIXER_PARAMS: tuple[ParamSpec, ...] = (
@@ -248,8 +252,8 @@ MIXER_PARAMS: tuple[ParamSpec, ...] = (
 
 BASE_PARAMS: tuple[ParamSpec, ...] = (
     JOINTS,
-    ParamSpec("controller_type", STRING, "pd_gravity", "Base control law", choices=("pid", "pd_gravity"),
-              read_only=True),
+    ParamSpec("controller_type", STRING, "pd_gravity", "Base control law",
+              choices=("pid", "pd_gravity", "computed_torque"), read_only=True),
     ParamSpec("kp", DOUBLE_ARRAY, ROBOT, "Proportional gain per joint", "N m/rad", min=0.0),
     ParamSpec("ki", DOUBLE_ARRAY, ROBOT, "Integral gain per joint (pid)", "N m/(rad s)", min=0.0),
     ParamSpec("kd", DOUBLE_ARRAY, ROBOT, "Derivative gain per joint", "N m s/rad", min=0.0),
@@ -259,17 +263,15 @@ BASE_PARAMS: tuple[ParamSpec, ...] = (
               "Low-pass cut-off of the measured-velocity derivative (pid)", "Hz", min=0.1, max=1e4),
     COMMAND_MIN,
     COMMAND_MAX,
-    ParamSpec("model.link_lengths", DOUBLE_ARRAY, ROBOT, "Nominal link lengths (pd_gravity, damp_gravity)", "m",
-              min=0.0, read_only=True, needed=_model_needed),
-    ParamSpec("model.link_masses", DOUBLE_ARRAY, ROBOT, "Nominal link masses (pd_gravity, damp_gravity)", "kg",
-              min=1e-6, read_only=True, needed=_model_needed),
-    ParamSpec("model.com_offsets", DOUBLE_ARRAY, ROBOT,
-              "Nominal centre-of-mass offsets along each link (pd_gravity, damp_gravity)", "m", read_only=True,
+    ParamSpec("robot", STRING, ROBOT,
+              "Robot folder (with robot.yaml) or a shipped robot's name (e.g. planar2, fer): its description is "
+              "the nominal model of pd_gravity, computed_torque and damp_gravity", read_only=True,
               needed=_model_needed),
-    ParamSpec("model.link_inertias", DOUBLE_ARRAY, ROBOT,
-              "Nominal link inertias about the COM (pd_gravity, damp_gravity)", "kg m^2", min=0.0, read_only=True,
-              needed=_model_needed),
-    ParamSpec("model.payload_mass", DOUBLE, ROBOT, "Nominal payload at the tip (pd_gravity, damp_gravity)", "kg",
+    ParamSpec("model.backend", STRING, "mujoco",
+              "Rigid-body dynamics library of the nominal model (README, Bring your own robot)",
+              choices=("mujoco", "pinocchio"), read_only=True),
+    ParamSpec("model.payload_mass", DOUBLE, ROBOT,
+              "Nominal payload at the robot's payload link (pd_gravity, computed_torque, damp_gravity)", "kg",
               min=0.0, read_only=True, needed=_model_needed),
 )
 
@@ -307,7 +309,7 @@ POLICY_PARAMS: tuple[ParamSpec, ...] = (
 
 
 #: The mixer's damp safe stop compensates gravity with the same nominal model as pd_gravity.
-MIXER_PARAMS = MIXER_PARAMS + tuple(s for s in BASE_PARAMS if s.name.startswith("model."))
+MIXER_PARAMS = MIXER_PARAMS + tuple(s for s in BASE_PARAMS if s.name.startswith("model.") or s.name == "robot")
 
 
 def fused_specs(*spec_lists: Sequence[ParamSpec]) -> tuple[ParamSpec, ...]:

@@ -14,6 +14,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
 from ..core.base_controllers import make_base_controller
+from ..robot.nominal import nominal_model
 from ..core.errors import ConfigError, ObservationError
 from ..core.params import BASE_PARAMS, spec_map
 from ..core.step import ReferenceHold
@@ -29,7 +30,7 @@ class BaseControllerNode(Node):
         super().__init__("base_controller", **kwargs)
         self._specs = spec_map(BASE_PARAMS)
         self._values = declare_specs(self, BASE_PARAMS)
-        self.controller = make_base_controller(self._values)
+        self.controller = make_base_controller(self._values, nominal_model(self._values))
         self.joints = tuple(self._values["joints"])
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -91,7 +92,8 @@ class BaseControllerNode(Node):
         try:
             changes = validate_changes(self._specs, params)
             if changes:
-                controller = make_base_controller({**self._values, **changes})
+                values = {**self._values, **changes}
+                controller = make_base_controller(values, nominal_model(values))
                 self._values.update(changes)
                 self.controller = controller
         except (ConfigError, KeyError) as exc:

@@ -40,6 +40,7 @@ from sensor_msgs.msg import JointState
 from ..core.base_controllers import make_base_controller
 from ..core.errors import ConfigError
 from ..core.mixer import mixer_from_params
+from ..robot.nominal import nominal_model
 from ..core.params import BASE_PARAMS, FUSED_PARAMS, spec_map
 from ..core.step import ResidualLoop
 from ..params_file import section
@@ -80,8 +81,8 @@ class ResidualControllerNode(Node):
         v = declare_specs(self, FUSED_PARAMS)
         self._values = v
         self.joints = tuple(v["joints"])
-        self.controller = make_base_controller(v)
-        self.mixer = mixer_from_params(v)
+        self.controller = make_base_controller(v, nominal_model(v))
+        self.mixer = mixer_from_params(v, nominal_model(v))
         self.stats = {"base_actions": 0, "residuals": 0, "skipped": 0, "model_errors": 0, "rejected_inputs": 0}
         self.io = MixerIO(self, self.mixer, f"{NODE_NAME}: mode")
         self._policy_diag = Diagnostics(self, f"{NODE_NAME}: policy", hardware_id=self.get_fully_qualified_name())
@@ -136,7 +137,8 @@ class ResidualControllerNode(Node):
             if mc:
                 self.mixer.config.with_changes(**mc)  # validate before applying anything
             base = {k: v for k, v in changes.items() if k in _BASE_NAMES}
-            controller = make_base_controller({**self._values, **base}) if base else None
+            values = {**self._values, **base}
+            controller = make_base_controller(values, nominal_model(values)) if base else None
         except (ConfigError, KeyError) as exc:
             return refused(self, exc)
         error = self.policy.swap.request(changes)

@@ -17,6 +17,7 @@ from sensor_msgs.msg import JointState
 
 from ..core.errors import ConfigError
 from ..core.mixer import mixer_from_params
+from ..robot.nominal import nominal_model
 from ..core.params import MIXER_PARAMS, spec_map
 from .conversions import now_sec, stamp_to_sec
 from .mixer_io import MixerIO
@@ -30,7 +31,7 @@ class ResidualMixerNode(Node):
         super().__init__("residual_mixer", **kwargs)
         self._specs = spec_map(MIXER_PARAMS)
         values = declare_specs(self, MIXER_PARAMS)
-        self.mixer = mixer_from_params(values)
+        self.mixer = mixer_from_params(values, nominal_model(values))
         self._diag_period = float(values["diagnostics_period"])
         self.add_on_set_parameters_callback(self._on_set_parameters)
 

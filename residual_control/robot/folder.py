@@ -18,6 +18,8 @@ joint, in ``joints`` order)::
     randomization: {payload_mass: [lo, hi], friction_scale, damping_scale, actuator_gain,
                     actuator_latency, sensor_noise_std}
     params: params.yaml            # optional: the ROS params file of the nodes for this robot
+    trajectories: {...}            # optional: the training references' randomization (default: derived
+                                   # from the workspace and the velocity limits, trajectory_ranges)
 
 ``load_robot`` reads and validates it (errors name the file, the key, what was expected and what was
 found); ``RobotSpec.compile`` builds the MuJoCo model of the description for the used joints.
@@ -77,11 +79,35 @@ class RobotSpec:
     command_interface: str = "effort"
     package_paths: Tuple[Path, ...] = ()
     params: Optional[Path] = None
+    trajectories: Optional[Mapping[str, Any]] = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def dof(self) -> int:
         return len(self.joints)
+
+    def trajectory_ranges(self) -> dict:
+        """Return the randomization of the training references (``training.env.sample_trajectory_spec``).
+
+        ``trajectories`` when robot.yaml gives it; else derived from the workspace box [lo, hi]
+        (width w) and the velocity limits: sinusoids centred in [lo + w/4, hi - w/4] with amplitudes in
+        [0.02 w, w/4] (so they stay in the box) at 0.1 to 0.6 Hz, capped so that the peak velocity is at
+        most half the joint's limit; minimum-jerk segments between waypoints drawn in the box.
+        """
+        if self.trajectories is not None:
+            return dict(self.trajectories)
+        lo, hi = self.workspace_lower, self.workspace_upper
+        w = hi - lo
+        amp_hi = w / 4
+        f_hi = np.minimum(0.6, 0.5 * self.limits.velocity / (2 * math.pi * np.maximum(amp_hi, 1e-9)))
+        pairs = lambda a, b: [[float(x), float(y)] for x, y in zip(a, b)]  # noqa: E731
+        return {
+            "min_jerk_share": 0.4,
+            "sinusoid": {"center": pairs(lo + w / 4, hi - w / 4), "amplitude": pairs(0.02 * w, amp_hi),
+                         "frequency_hz": pairs(np.minimum(0.1, f_hi), f_hi)},
+            "min_jerk": {"range": pairs(lo, hi), "segment_duration": [0.6, 2.0], "n_waypoints": [3, 5]},
+            "initial_position_noise": float(min(0.05, 0.1 * float(np.min(np.maximum(w, 1e-3))))),
+        }
 
     def compile(self, timestep: float = 0.001):
         """Compile the MuJoCo model of the description with exactly the used joints, a motor on each, a payload body.
@@ -148,7 +174,7 @@ def load_robot(ref: Union[str, Path, None] = None) -> RobotSpec:
 def spec_from_mapping(data: Mapping[str, Any], root: Path, where: str = ROBOT_FILE) -> RobotSpec:
     """Validate ``robot.yaml``'s content (paths relative to ``root``)."""
     known = {"name", "description", "package_paths", "joints", "command_interface", "payload_link", "payload_mass",
-             "limits", "home", "workspace", "gains", "residual_limit", "randomization", "params"}
+             "limits", "home", "workspace", "gains", "residual_limit", "randomization", "params", "trajectories"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise RobotFolderError(f"{where}: unknown keys {unknown}; expected a subset of {sorted(known)}")
@@ -252,9 +278,34 @@ def spec_from_mapping(data: Mapping[str, Any], root: Path, where: str = ROBOT_FI
         raise RobotFolderError(f"{where}: package_paths: expected a list of folders, found {pkg!r}")
     package_paths = tuple((root / Path(str(p)).expanduser()).resolve() for p in pkg)
     params = file("params", data["params"]) if data.get("params") else None
+    trajectories = data.get("trajectories")
+    if trajectories is not None:
+        trajectories = _check_trajectories(trajectories, n, f"{where}: trajectories")
     name = str(data.get("name") or root.name)
     return RobotSpec(name=name, root=root, description=file("description", need("description")),
                      joints=tuple(joints), payload_link=payload_link, limits=limits, home=home,
                      workspace_lower=wl, workspace_upper=wu, kp=kp, kd=kd, residual_limit=residual_limit,
                      randomization=ranges, payload_mass=float(payload_mass), command_interface=interface,
-                     package_paths=package_paths, params=params, raw=dict(data))
+                     package_paths=package_paths, params=params, trajectories=trajectories, raw=dict(data))
+
+
+def _check_trajectories(cfg: Any, n: int, where: str) -> dict:
+    """Validate a ``trajectories`` mapping: per-joint [low, high] ranges of the reference randomization."""
+    def ranges(key, value, per_joint=True):
+        rows = value if per_joint else [value]
+        ok = isinstance(rows, list) and (len(rows) == n or not per_joint) and all(
+            isinstance(r, (list, tuple)) and len(r) == 2 and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in r)
+            and r[0] <= r[1] for r in rows)
+        if not ok:
+            want = f"{n} [low, high] pairs (one per joint)" if per_joint else "one [low, high] pair"
+            raise RobotFolderError(f"{where}.{key}: expected {want}, found {value!r}")
+
+    if not isinstance(cfg, Mapping) or not {"sinusoid", "min_jerk"} <= set(cfg):
+        raise RobotFolderError(f"{where}: expected a mapping with sinusoid and min_jerk, found {cfg!r}")
+    for key in ("center", "amplitude", "frequency_hz"):
+        ranges(f"sinusoid.{key}", (cfg["sinusoid"] or {}).get(key))
+    ranges("min_jerk.range", (cfg["min_jerk"] or {}).get("range"))
+    ranges("min_jerk.segment_duration", (cfg["min_jerk"] or {}).get("segment_duration"), per_joint=False)
+    ranges("min_jerk.n_waypoints", (cfg["min_jerk"] or {}).get("n_waypoints"), per_joint=False)
+    return dict(cfg)

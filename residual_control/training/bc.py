@@ -1,6 +1,6 @@
 """Imitation (behaviour cloning + DAgger) of a privileged expert residual.
 
-Expert: computed torque with the TRUE plant (``true_arm_model``: M(q) qdd* + C(q, qd) qd
+Expert: computed torque with the TRUE plant (:func:`true_model`: M(q) qdd* + C(q, qd) qd
 + g(q) + true viscous damping, plus the true Coulomb friction smoothed by
 tanh(qd_ref / v0)), divided by the true ``actuator_gain``, where
 qdd* = qdd_ref + Kp' e + Kd' ed is the reference acceleration plus a stiffer
@@ -41,22 +41,44 @@ from .common.logging import CSVLogger
 from .common.seeding import seed_everything
 
 
+def true_model(env):
+    """Return the rigid-body model of the env's TRUE plant: its payload and viscous damping (cached per episode)."""
+    from residual_control.robot.dynamics import MujocoDynamics
+
+    p, plant = env.plant_params, env.plant
+    key = (p.payload_mass, p.damping_scale)
+    cached = getattr(env, "_true_model", None)
+    if cached is None or cached[0] != key:
+        model = MujocoDynamics(plant.compiled, payload_mass=p.payload_mass,
+                               viscous_friction=plant.nominal_damping * p.damping_scale)
+        env._true_model = cached = (key, model)
+    return cached[1]
+
+
 def expert_residual(env, expert: ExpertConfig = ExpertConfig()) -> np.ndarray:
     """Return the privileged expert's residual (N m, clipped to +-eps) for the env's current state."""
-    from residual_control.sim.plant import NOMINAL_FRICTIONLOSS, true_arm_model
-
     extra_kp, extra_kd, friction_v0 = expert.extra_kp, expert.extra_kd, expert.friction_v0
     p = env.plant_params
-    model = true_arm_model(p)
+    model = true_model(env)
     lead = env.delay * env.dt
     q, qd = env.q_meas, env.qd_meas
     qr, qdr, qddr = env.trajectory.sample(env.time + lead)
     qp = q + qd * lead
-    acc = qddr + np.asarray(extra_kp) * (qr - qp) + np.asarray(extra_kd) * (qdr - qd)
-    fc = np.asarray(NOMINAL_FRICTIONLOSS) * p.friction_scale * np.tanh(qdr / friction_v0)
+    acc = qddr + _per_joint(extra_kp, env.n) * (qr - qp) + _per_joint(extra_kd, env.n) * (qdr - qd)
+    fc = env.plant.nominal_frictionloss * p.friction_scale * np.tanh(qdr / friction_v0)
     tau = (model.inverse_dynamics(qp, qd, acc) + fc) / p.actuator_gain
     da = tau - env.base.model.gravity_torque(q) if hasattr(env.base, "model") else tau
     return np.clip(da, -env.residual_limit, env.residual_limit)
+
+
+def _per_joint(value, n: int) -> np.ndarray:
+    """Return a gain given per joint, or one value (or equal values) for every joint (any joint count)."""
+    arr = np.asarray(value, dtype=float).reshape(-1)
+    if arr.size == n:
+        return arr
+    if arr.size >= 1 and np.all(arr == arr[0]):
+        return np.full(n, float(arr[0]))
+    raise ValueError(f"expert gain: expected {n} values (one per joint) or one value, found {arr.tolist()}")
 
 
 def collect(env, student, expert_cfg: ExpertConfig, episodes: int, rng: np.random.Generator, beta: float,

@@ -38,27 +38,20 @@ import numpy as np
 from residual_control.core import (Mixer, MixerConfig, ObservationAssembler, default_observation_names,
                                    make_base_controller)
 from residual_control.core.step import ResidualLoop
-from residual_control.sim.plant import RANDOMIZATION_RANGES, MujocoPlant, PlantParams
+from residual_control.robot.folder import load_robot
+from residual_control.robot.nominal import nominal_model
+from residual_control.sim.plant import MujocoPlant, PlantParams
 from residual_control.sim.trajectories import make_trajectory
 
 from .common.config import EnvConfig, load_params_file
 
 _ENV = EnvConfig()  # the defaults of the training configs' env section
 
-#: Default reference randomization (rad, Hz, s): inside the joint range with margin.
-DEFAULT_TRAJECTORIES: dict = {
-    "min_jerk_share": 0.4,
-    "sinusoid": {"center": [[-0.2, 0.8], [-0.2, 1.1]], "amplitude": [[0.05, 0.8], [0.05, 0.9]],
-                 "frequency_hz": [[0.1, 0.6], [0.1, 0.7]]},
-    "min_jerk": {"range": [[-0.6, 1.2], [-0.6, 1.6]], "segment_duration": [0.6, 2.0], "n_waypoints": [3, 5]},
-    "initial_position_noise": 0.05,
-}
+def sample_trajectory_spec(rng: np.random.Generator, cfg: Mapping[str, Any], n_joints: int) -> dict:
+    """Return a random reference spec for :func:`make_trajectory`, within ``cfg``'s safe ranges.
 
-
-def sample_trajectory_spec(rng: np.random.Generator, cfg: Mapping[str, Any] | None = None,
-                           n_joints: int = 2) -> dict:
-    """Return a random reference spec for :func:`make_trajectory`, within ``cfg``'s safe ranges."""
-    cfg = {**DEFAULT_TRAJECTORIES, **(cfg or {})}
+    ``cfg``: a robot's reference randomization (:meth:`residual_control.robot.folder.RobotSpec.trajectory_ranges`).
+    """
     if rng.random() < float(cfg["min_jerk_share"]):
         mj = cfg["min_jerk"]
         k = int(rng.integers(int(mj["n_waypoints"][0]), int(mj["n_waypoints"][1]) + 1))
@@ -95,6 +88,8 @@ class ResidualEnv(gym.Env):
         super().__init__()
         pf = load_params_file(params_file)
         self.params_file = pf
+        #: The robot folder named by the params file's ``robot`` (default: the built-in arm).
+        self.robot = load_robot(pf["base_params"].get("robot") or None)
         self.joints = tuple(pf["joints"])
         self.n = len(self.joints)
         self.dt = 1.0 / pf["control_rate_hz"]
@@ -106,7 +101,7 @@ class ResidualEnv(gym.Env):
         self.delay = int(residual_delay_steps)
         if self.delay < 0:
             raise ValueError(f"residual_delay_steps: expected >= 0, found {self.delay}")
-        ranges = dict(RANDOMIZATION_RANGES)
+        ranges = dict(self.robot.randomization)
         ranges.update({k: tuple(v) for k, v in (randomization or {}).items()})
         self.randomization = ranges
         if plant is not None and not isinstance(plant, PlantParams):
@@ -115,7 +110,11 @@ class ResidualEnv(gym.Env):
         self.base_gain_randomization = float(base_gain_randomization)
         self.episode_steps = int(round(episode_seconds / self.dt))
         self.fixed_trajectory = dict(trajectory) if trajectory else None
-        self.trajectory_cfg = {**DEFAULT_TRAJECTORIES, **(trajectories or {})}
+        self.trajectory_cfg = {**self.robot.trajectory_ranges(), **(trajectories or {})}
+        # An episode ends when a joint comes within limit_margin of its position limit.
+        self.limit_margin = 0.1
+        self.q_lower = self.robot.limits.position_lower + self.limit_margin
+        self.q_upper = self.robot.limits.position_upper - self.limit_margin
         self.perception_noise_std = float(perception_noise_std)
         self.perception_period = 1.0 / float(perception_rate_hz)
         self.error_scale = float(error_scale)
@@ -123,7 +122,9 @@ class ResidualEnv(gym.Env):
         self.start_at_rest = bool(start_at_rest)
 
         self.base_params = dict(pf["base_params"])
-        self.base = make_base_controller(self.base_params)
+        #: The nominal model of pd_gravity / computed_torque (the params file's robot and model.*).
+        self.nominal = nominal_model(self.base_params)
+        self.base = make_base_controller(self.base_params, self.nominal)
         names = list(observation_names) if observation_names else default_observation_names(
             self.joints, self.perception_features)
         self.assembler = ObservationAssembler(names, self.joints, self.perception_features)
@@ -145,7 +146,8 @@ class ResidualEnv(gym.Env):
             # the env's np_random or from the plant's generator re-derived from it in reset: two envs
             # with the same seed give the same episodes (gymnasium's check_env determinism checks).
             self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
-        self.plant = MujocoPlant(self.fixed_plant or PlantParams(), physics_dt=physics_dt)
+        self.plant = MujocoPlant(self.fixed_plant or PlantParams(payload_mass=self.robot.payload_mass),
+                                 physics_dt=physics_dt, robot=self.robot)
         self.plant_params = self.plant.params
         self.trajectory = None
         self.trajectory_spec: dict = {}
@@ -202,7 +204,7 @@ class ResidualEnv(gym.Env):
             r = self.base_gain_randomization
             p["kp"] = [k * rng.uniform(1 - r, 1 + r) for k in self.base_params["kp"]]
             p["kd"] = [k * rng.uniform(1 - r, 1 + r) for k in self.base_params["kd"]]
-            self.base = make_base_controller(p)
+            self.base = make_base_controller(p, self.nominal)
         self.base.reset()
         spec = options.get("trajectory", self.fixed_trajectory)
         if spec is None:
@@ -252,7 +254,8 @@ class ResidualEnv(gym.Env):
         tracking_cost = float(np.sum(err ** 2)) / self.error_scale ** 2
         action_cost = self.action_weight * float(np.sum(unit ** 2))
         reward = -tracking_cost - action_cost
-        terminated = bool(not np.all(np.isfinite(q_true)) or np.any(np.abs(q_true) > 2.9))
+        terminated = bool(not np.all(np.isfinite(q_true)) or np.any(q_true < self.q_lower)
+                          or np.any(q_true > self.q_upper))
         if terminated:
             reward -= 100.0
             obs = self.obs.copy()

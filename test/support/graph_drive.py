@@ -15,6 +15,7 @@ import rclpy
 from .processes import tick_until
 
 from residual_control.core.base_controllers import make_base_controller
+from residual_control.robot.nominal import nominal_model
 from residual_control import params_file
 from residual_control.core.params import NODE_PARAMS
 from residual_control.harness.probe import Probe, command_violations
@@ -44,7 +45,7 @@ def expected_command(params, residual_gain=None, residual_limit=None):
     base_p = {**params["/**"]["ros__parameters"], **params["base_controller"]["ros__parameters"]}
     flat = {k: v for k, v in base_p.items() if k != "model"}
     flat.update({f"model.{k}": v for k, v in base_p["model"].items()})
-    a_base = make_base_controller(flat).compute(Q, np.zeros(2), Q_REF, np.zeros(2), 0.0)
+    a_base = make_base_controller(flat, nominal_model(flat)).compute(Q, np.zeros(2), Q_REF, np.zeros(2), 0.0)
     m = params["residual_mixer"]["ros__parameters"]
     eps = np.asarray(residual_limit if residual_limit is not None else m["residual_limit"])
     g = m["residual_gain"] if residual_gain is None else residual_gain

@@ -20,6 +20,7 @@ from std_msgs.msg import Float64MultiArray
 from residual_control.core.arm_model import ArmModel
 from residual_control.core.mixer import mixer_from_params
 from residual_control.core.params import MIXER_PARAMS, spec_map
+from residual_control.robot.nominal import nominal_model
 from residual_control.harness.graph import Graph, NodeSpec
 from residual_control.harness.safe_stop import ROW_BY_NAME, run_row
 
@@ -39,11 +40,11 @@ def test_damp_is_the_default_and_uses_the_base_controllers_model():
     assert 0.0 < mixer["fallback_ramp_time"] <= 1.0
     flat = {**p["/**"]["ros__parameters"], **{k: v for k, v in mixer.items() if k != "model"},
             **{f"model.{k}": v for k, v in mixer["model"].items()}}
-    m = mixer_from_params(flat)
+    m = mixer_from_params(flat, nominal_model(flat))
     assert m.has_gravity
     q = np.array([0.3, 1.2])
     m.update_state(m.config.joints, q, [0.0, 0.0], 0.0)
-    np.testing.assert_allclose(m.damp_target(0.0), ArmModel().gravity_torque(q))
+    np.testing.assert_allclose(m.damp_target(0.0), ArmModel().gravity_torque(q), atol=1e-9)
 
 
 # ----------------------------------------------------------------- the sink model

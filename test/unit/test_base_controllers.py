@@ -10,7 +10,8 @@ import pytest
 
 from residual_control import params_file
 from residual_control.core.arm_model import ArmModel
-from residual_control.core.base_controllers import PID, PDGravity, make_base_controller
+from residual_control.core.base_controllers import PID, ComputedTorque, PDGravity, make_base_controller
+from residual_control.robot.nominal import nominal_model
 from residual_control.core.errors import ConfigError, ObservationError
 
 from support import ROOT as REPO
@@ -175,16 +176,24 @@ def test_pd_gravity_output_limits():
 
 
 # ----------------------------------------------------------------- factory from the params file
+def build(params):
+    """Build a base controller as the nodes do: with the nominal model of the params' robot."""
+    return make_base_controller(params, nominal_model(params))
+
+
 def test_make_base_controller_from_params_file():
     p = params_file_section("base_controller")
-    assert "model.link_lengths" in p
-    c = make_base_controller(p)
+    assert p["robot"] == "planar2" and p["model.payload_mass"] == 0.2
+    c = build(p)
     assert isinstance(c, PDGravity) and c.joints == J
     np.testing.assert_array_equal(c.kp, [60.0, 40.0])
     np.testing.assert_array_equal(c.kd, [6.0, 4.0])
     np.testing.assert_array_equal(c.command_min, [-60.0, -30.0])
-    assert c.model == ArmModel(link_lengths=(0.5, 0.4), link_masses=(2.0, 1.5), com_offsets=(0.25, 0.2),
-                               link_inertias=(0.045, 0.022), payload_mass=0.2)
+    # The robot's description with the nominal payload: the planar arm's analytic model.
+    rng = np.random.default_rng(0)
+    for q in rng.uniform(-3, 3, (20, 2)):
+        np.testing.assert_allclose(c.model.gravity_torque(q), ArmModel(payload_mass=0.2).gravity_torque(q),
+                                   rtol=1e-9, atol=1e-9)
     d = c.describe()
     assert d["type"] == "pd_gravity" and d["model"]["payload_mass"] == 0.2
 
@@ -192,6 +201,7 @@ def test_make_base_controller_from_params_file():
 def test_make_base_controller_pid_from_params_file():
     p = params_file_section("base_controller")
     p["controller_type"] = "pid"
+    assert nominal_model(p) is None  # nothing uses a model
     c = make_base_controller(p)
     assert isinstance(c, PID)
     np.testing.assert_array_equal(c.integral_limit, [10.0, 5.0])
@@ -202,25 +212,33 @@ def test_make_base_controller_pid_from_params_file():
 def test_make_base_controller_nested_model_mapping():
     p = {k: v for k, v in params_file_section("base_controller").items() if not k.startswith("model.")}
     p["model"] = {"payload_mass": 1.0}
-    c = make_base_controller(p)
-    assert c.model.payload_mass == 1.0 and c.model.link_lengths == (0.5, 0.4)
+    c = build(p)
+    assert c.model.payload_mass == 1.0
+    np.testing.assert_allclose(c.model.gravity_torque([0.3, 0.2]),
+                               ArmModel(payload_mass=1.0).gravity_torque([0.3, 0.2]))
+
+
+def test_a_model_based_controller_without_a_model_is_refused():
+    with pytest.raises(ConfigError, match="pd_gravity: expected a nominal model"):
+        make_base_controller(params_file_section("base_controller"))
 
 
 BAD_BASE = [
-    ({"controller_type": "lqr"}, "controller_type: expected one of ['pid', 'pd_gravity'], found 'lqr'"),
+    ({"controller_type": "lqr"},
+     "controller_type: expected one of ['pid', 'pd_gravity', 'computed_torque'], found 'lqr'"),
     ({"joints": []}, "joints: expected"),
     ({"kp": [1.0, 2.0, 3.0]}, "kp: expected 2 values (one per joint), found 3"),
     ({"kd": [-1.0, 2.0]}, "kd: expected values >= 0, found [-1.0, 2.0]"),
     ({"kp": [float("nan"), 2.0]}, "kp: expected finite values"),
     ({"command_min": [70.0, -30.0]}, "command_min/command_max: expected min <= max"),
     ({"command_max": [60.0]}, "command_max: expected 2 values"),
-    ({"model.link_mass": [1.0, 1.0]}, "unknown keys ['link_mass']"),
-    ({"model.link_masses": [1.0]}, "link_masses: expected 2 values (one per link), found 1"),
-    ({"model.link_masses": [0.0, 1.0]}, "expected positive link masses"),
-    ({"model.payload_mass": float("nan")}, "finite"),
-    ({"model.link_lengths": [0.5, 0.4, 0.3], "model.link_masses": [1, 1, 1], "model.com_offsets": [0, 0, 0],
-      "model.link_inertias": [0, 0, 0], "model.viscous_friction": [0, 0, 0]},
-     "model: expected 2 links (one per joint), found 3"),
+    ({"model.payload_mass": float("nan")}, "model.payload_mass: expected a mass >= 0 kg, found nan"),
+    ({"model.backend": "bullet"}, "dynamics backend: expected one of ['mujoco', 'pinocchio'], found 'bullet'"),
+    ({"robot": "no_such_robot"}, "robot: robot 'no_such_robot': expected a robot folder"),
+    ({"robot": ""}, "robot: expected a robot folder or a shipped robot's name"),
+    ({"joints": ["elbow", "shoulder"]}, "joints: expected the joints of robot 'planar2' ['shoulder', 'elbow']"),
+    ({"controller_type": "computed_torque", "derivative_filter_hz": -1.0},
+     "derivative_filter_hz: expected a number > 0"),
     ({"controller_type": "pid", "ki": [-1.0, 0.0]}, "ki: expected values >= 0"),
     ({"controller_type": "pid", "integral_limit": [1.0]}, "integral_limit: expected 2 values"),
     ({"controller_type": "pid", "derivative_filter_hz": 0.0}, "derivative_filter_hz: expected a number > 0, found 0"),
@@ -232,30 +250,30 @@ def test_make_base_controller_rejects_bad_config(change, fragment):
     p = params_file_section("base_controller")
     p.update(change)
     with pytest.raises(ConfigError) as info:
-        make_base_controller(p)
+        build(p)
     msg = str(info.value)
     assert fragment in msg, msg
     assert "expected" in msg
 
 
-@pytest.mark.parametrize("kind", ["pid", "pd_gravity"])
+@pytest.mark.parametrize("kind", ["pid", "pd_gravity", "computed_torque"])
 def test_make_base_controller_missing_gain_is_config_error(kind):
     p = params_file_section("base_controller")
     p["controller_type"] = kind
     del p["kp"]
     with pytest.raises(ConfigError, match="kp"):
-        make_base_controller(p)
+        build(p)
 
 
 def test_make_base_controller_non_numeric_gain_is_config_error():
     p = params_file_section("base_controller")
     p["kp"] = ["sixty", "forty"]
     with pytest.raises(ConfigError, match="kp: expected"):
-        make_base_controller(p)
+        build(p)
 
 
 # ----------------------------------------------------------------- bad inputs
-@pytest.mark.parametrize("controller", ["pid", "pd_gravity"])
+@pytest.mark.parametrize("controller", ["pid", "pd_gravity", "computed_torque"])
 @pytest.mark.parametrize("arg, value, fragment", [
     (0, [0.0, 0.0, 0.0], "q: expected shape (2,), found (3,)"),
     (1, [0.0], "qd: expected shape (2,), found (1,)"),
@@ -268,7 +286,7 @@ def test_make_base_controller_non_numeric_gain_is_config_error():
 def test_bad_inputs_raise_observation_error(controller, arg, value, fragment):
     p = params_file_section("base_controller")
     p["controller_type"] = controller
-    c = make_base_controller(p)
+    c = build(p)
     args = [Z, Z, Z, Z, 0.0]
     args[arg] = value
     with pytest.raises(ObservationError) as info:
@@ -304,7 +322,7 @@ def _closed_loop(controller, plant_params, q_ref=(0.4, -0.3), duration=6.0, dt=0
 def test_closed_loop_pd_gravity_holds_setpoint_on_nominal_plant():
     from residual_control.sim.plant import PlantParams
 
-    c = make_base_controller(params_file_section("base_controller"))
+    c = build(params_file_section("base_controller"))
     err, qd = _closed_loop(c, PlantParams())
     assert np.all(np.abs(err) < 0.01), err
     assert np.all(np.abs(qd) < 1e-2), qd
@@ -316,7 +334,7 @@ def test_closed_loop_integral_removes_payload_offset():
     heavy = PlantParams(payload_mass=1.2)
     cmin, cmax = [-60.0, -30.0], [60.0, 30.0]
     pd = PID(J, [60.0, 40.0], [0.0, 0.0], [6.0, 4.0], cmin, cmax)
-    pdg = make_base_controller(params_file_section("base_controller"))  # nominal payload 0.2 kg
+    pdg = build(params_file_section("base_controller"))  # nominal payload 0.2 kg
     pid_c = PID(J, [60.0, 40.0], [120.0, 80.0], [6.0, 4.0], cmin, cmax, integral_limit=[40.0, 20.0])
     err_pd, _ = _closed_loop(pd, heavy)
     err_pdg, _ = _closed_loop(pdg, heavy)
@@ -325,3 +343,52 @@ def test_closed_loop_integral_removes_payload_offset():
     assert np.max(np.abs(err_pdg)) > 0.05, err_pdg    # 1 kg payload error uncompensated
     assert np.all(np.abs(err_pid) < 5e-3), err_pid    # integral action removes it
     assert np.all(np.abs(qd) < 1e-2)
+
+
+# ----------------------------------------------------------------- computed torque
+def test_computed_torque_is_inverse_dynamics_along_the_reference_plus_pd():
+    model = ArmModel()
+    kp, kd = np.array([60.0, 40.0]), np.array([6.0, 4.0])
+    c = ComputedTorque(J, kp, kd, [-1e6, -1e6], BIG, model, accel_filter_hz=1e9)  # no filter lag
+    rng = np.random.default_rng(5)
+    qd_ref_prev = rng.uniform(-1, 1, 2)
+    c.compute(Z, Z, Z, qd_ref_prev, 0.0)
+    for k in range(1, 10):
+        q, qd, qr, qdr = (rng.uniform(-2, 2, 2) for _ in range(4))
+        qdd_ref = (qdr - qd_ref_prev) / 0.01
+        expected = model.inverse_dynamics(q, qd, qdd_ref) + kp * (qr - q) + kd * (qdr - qd)
+        np.testing.assert_allclose(c.compute(q, qd, qr, qdr, 0.01 * k), expected, rtol=1e-4, atol=1e-6)
+        qd_ref_prev = qdr
+
+
+def test_computed_torque_restarts_its_acceleration_estimate_after_reset_and_a_time_jump_back():
+    model = ArmModel()
+    c = ComputedTorque(J, [0.0, 0.0], [0.0, 0.0], [-1e6, -1e6], BIG, model)
+    c.compute(Z, Z, Z, Z, 0.0)
+    assert not np.allclose(c.compute(Z, Z, Z, [1.0, 1.0], 0.01), model.gravity_torque(Z))
+    for restart in (lambda: c.reset(), lambda: None):
+        restart()
+        t = -5.0  # a jump back after the second's first call
+        np.testing.assert_allclose(c.compute(Z, Z, Z, [3.0, 3.0], t), model.gravity_torque(Z))
+
+
+def test_closed_loop_computed_torque_tracks_a_moving_reference_better_than_pd_gravity():
+    from residual_control.sim.plant import MujocoPlant, PlantParams
+
+    def rmse(kind):
+        p = params_file_section("base_controller")
+        p["controller_type"] = kind
+        c = build(p)
+        plant = MujocoPlant(PlantParams(friction_scale=0.0, damping_scale=0.0), seed=0)
+        plant.reset([0.3, 0.5])
+        err = []
+        for k in range(300):
+            t = 0.01 * k
+            qr = np.array([0.3 + 0.6 * np.sin(2 * np.pi * 0.5 * t), 0.5 + 0.7 * np.sin(2 * np.pi * 0.5 * t)])
+            qdr = np.array([0.6, 0.7]) * 2 * np.pi * 0.5 * np.cos(2 * np.pi * 0.5 * t)
+            plant.step(c.compute(plant.q, plant.qd, qr, qdr, t), 0.01)
+            err.append(qr - plant.q)
+        return float(np.sqrt(np.mean(np.square(err[50:]))))
+
+    ct, pdg = rmse("computed_torque"), rmse("pd_gravity")
+    assert ct < 0.5 * pdg, (ct, pdg)

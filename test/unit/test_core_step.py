@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from residual_control.core.base_controllers import make_base_controller
+from residual_control.robot.nominal import nominal_model
 from residual_control.core.envelope import METADATA_KEY
 from residual_control.core.mixer import Mixer, MixerConfig
 from residual_control.core.observation import default_observation_names
@@ -181,7 +182,7 @@ _PF = load_params_file()
 def _parts():
     pf = _PF
     mp = {**pf["mixer_params"], "joints": list(JOINTS)}
-    return make_base_controller(pf["base_params"]), Mixer(MixerConfig.from_params(mp))
+    return make_base_controller(pf["base_params"], nominal_model(pf["base_params"])), Mixer(MixerConfig.from_params(mp))
 
 
 def _old_sequence(controller, policy: PolicyStep, mixer: Mixer, q, qd, stamp, now):
@@ -267,7 +268,7 @@ def test_env_step_is_the_runtime_sequence_of_core_calls(delay):
 
     env = ResidualEnv(residual_delay_steps=delay, base_gain_randomization=0.0, seed=3)
     obs, _ = env.reset(seed=4)
-    controller = make_base_controller(env.base_params)
+    controller = make_base_controller(env.base_params, env.nominal)
     mixer = Mixer(env.mixer_config)
     queue = []
     rng = np.random.default_rng(7)

@@ -1112,14 +1112,20 @@ def test_a_clock_jump_during_the_resume_goes_on_from_the_last_command():
 
 def test_gravity_model_from_params():
     from residual_control.core.arm_model import ArmModel
-    from residual_control.core.mixer import gravity_model
+    from residual_control.core.mixer import gravity_model, mixer_from_params
+    from residual_control.robot.nominal import nominal_model
 
-    params = {"model.link_lengths": [0.5, 0.4], "model.link_masses": [2.0, 1.5], "model.com_offsets": [0.25, 0.2],
-              "model.link_inertias": [0.045, 0.022], "model.payload_mass": 0.2}
-    g = gravity_model(params, 2)
-    np.testing.assert_allclose(g(np.array([0.3, 1.2])), ArmModel().gravity_torque([0.3, 1.2]))
-    with pytest.raises(ConfigError, match="expected 3 links"):
-        gravity_model(params, 3)
+    params = {"joints": ["shoulder", "elbow"], "robot": "planar2", "model.payload_mass": 0.2, "damp_gravity": True}
+    model = nominal_model(params)
+    g = gravity_model(model, 2)
+    np.testing.assert_allclose(g(np.array([0.3, 1.2])), ArmModel().gravity_torque([0.3, 1.2]), atol=1e-9)
+    with pytest.raises(ConfigError, match="expected 3 joints"):
+        gravity_model(model, 3)
+    with pytest.raises(ConfigError, match="damp_gravity: expected a nominal model"):
+        gravity_model(None, 2)
+    with pytest.raises(ConfigError, match="damp_gravity: expected a nominal model"):
+        mixer_from_params({**params, "residual_limit": [20.0, 8.0], "residual_limit_max": [25.0, 12.0],
+                           "command_min": [-60.0, -30.0], "command_max": [60.0, 30.0], "damp_kd": [6.0, 4.0]})
 
 
 @settings(max_examples=150, deadline=None)

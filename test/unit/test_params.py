@@ -83,8 +83,8 @@ def test_global_section_is_the_robot():
 def test_nested_model_keys_are_flattened():
     keys = set(flat(load_params()["/**"]["ros__parameters"]))
     model_keys = {k for k in keys if k.startswith("model.")}
-    assert model_keys == {"model.link_lengths", "model.link_masses", "model.com_offsets", "model.link_inertias",
-                          "model.payload_mass"}
+    assert model_keys == {"model.payload_mass"}
+    assert "robot" in keys
     assert "model" not in keys
 
 
@@ -105,8 +105,11 @@ def robot_values(node: str) -> dict:
 
 @pytest.mark.parametrize("group, spec", ALL_SPECS, ids=[f"{g}.{s.name}" for g, s in ALL_SPECS])
 def test_robot_specific_parameters_have_no_default_in_the_generic_schema(group, spec):
-    """Joint names, the per-joint vectors (gains, limits) and the nominal model are the robot's."""
-    robot = spec.name == "joints" or spec.kind == DOUBLE_ARRAY or spec.name.startswith("model.")
+    """Joint names, the per-joint vectors (gains, limits), the robot folder and its payload are the robot's.
+
+    The dynamics library of the nominal model (model.backend) is a choice with a default.
+    """
+    robot = spec.name in ("joints", "robot", "model.payload_mass") or spec.kind == DOUBLE_ARRAY
     assert spec.robot_specific == robot, spec.name
     assert (spec.default is None) == robot, spec.name
 
@@ -361,10 +364,12 @@ def test_the_readme_parameter_tables_are_generated_from_the_schema(tmp_path, cap
 
 
 def test_the_nominal_model_is_needed_only_where_it_is_used():
-    """model.* is required of a pd_gravity base and of a mixer that damps with gravity, of no other."""
-    model = spec_map(BASE_PARAMS)["model.link_lengths"]
-    assert spec_map(MIXER_PARAMS)["model.link_lengths"] is model
+    """The robot folder and model.payload_mass are required of a model-based base and a gravity-damping mixer."""
+    model = spec_map(BASE_PARAMS)["robot"]
+    assert spec_map(MIXER_PARAMS)["robot"] is model
+    assert spec_map(MIXER_PARAMS)["model.payload_mass"] is spec_map(BASE_PARAMS)["model.payload_mass"]
     assert model.required_by({"controller_type": "pd_gravity"})
+    assert model.required_by({"controller_type": "computed_torque"})
     assert not model.required_by({"controller_type": "pid"})
     assert model.required_by({"damp_gravity": True})
     assert not model.required_by({"damp_gravity": False})
