@@ -20,6 +20,9 @@ joint, in ``joints`` order)::
     params: params.yaml            # optional: the ROS params file of the nodes for this robot
     trajectories: {...}            # optional: the training references' randomization (default: derived
                                    # from the workspace and the velocity limits, trajectory_ranges)
+    reference: reference.yaml      # optional: the reference_publisher params file of the demo/harness
+    plant: plants/shifted.yaml     # optional: the demo's shifted plant (a PlantParams YAML)
+    model: residual.onnx           # optional: the robot's trained residual (default for demo/faults)
 
 ``load_robot`` reads and validates it (errors name the file, the key, what was expected and what was
 found); ``RobotSpec.compile`` builds the MuJoCo model of the description for the used joints.
@@ -80,6 +83,9 @@ class RobotSpec:
     package_paths: Tuple[Path, ...] = ()
     params: Optional[Path] = None
     trajectories: Optional[Mapping[str, Any]] = None
+    reference: Optional[Path] = None
+    plant: Optional[Path] = None
+    model: Optional[Path] = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -174,7 +180,8 @@ def load_robot(ref: Union[str, Path, None] = None) -> RobotSpec:
 def spec_from_mapping(data: Mapping[str, Any], root: Path, where: str = ROBOT_FILE) -> RobotSpec:
     """Validate ``robot.yaml``'s content (paths relative to ``root``)."""
     known = {"name", "description", "package_paths", "joints", "command_interface", "payload_link", "payload_mass",
-             "limits", "home", "workspace", "gains", "residual_limit", "randomization", "params", "trajectories"}
+             "limits", "home", "workspace", "gains", "residual_limit", "randomization", "params", "trajectories",
+             "reference", "plant", "model"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise RobotFolderError(f"{where}: unknown keys {unknown}; expected a subset of {sorted(known)}")
@@ -278,6 +285,9 @@ def spec_from_mapping(data: Mapping[str, Any], root: Path, where: str = ROBOT_FI
         raise RobotFolderError(f"{where}: package_paths: expected a list of folders, found {pkg!r}")
     package_paths = tuple((root / Path(str(p)).expanduser()).resolve() for p in pkg)
     params = file("params", data["params"]) if data.get("params") else None
+    reference = file("reference", data["reference"]) if data.get("reference") else None
+    plant = file("plant", data["plant"]) if data.get("plant") else None
+    model = file("model", data["model"]) if data.get("model") else None
     trajectories = data.get("trajectories")
     if trajectories is not None:
         trajectories = _check_trajectories(trajectories, n, f"{where}: trajectories")
@@ -286,7 +296,8 @@ def spec_from_mapping(data: Mapping[str, Any], root: Path, where: str = ROBOT_FI
                      joints=tuple(joints), payload_link=payload_link, limits=limits, home=home,
                      workspace_lower=wl, workspace_upper=wu, kp=kp, kd=kd, residual_limit=residual_limit,
                      randomization=ranges, payload_mass=float(payload_mass), command_interface=interface,
-                     package_paths=package_paths, params=params, trajectories=trajectories, raw=dict(data))
+                     package_paths=package_paths, params=params, trajectories=trajectories,
+                     reference=reference, plant=plant, model=model, raw=dict(data))
 
 
 def _check_trajectories(cfg: Any, n: int, where: str) -> dict:
