@@ -42,8 +42,9 @@ def test_every_shipped_robot_loads_by_name_and_by_folder():
 
 def _write(tmp_path: Path, **changes) -> Path:
     data = yaml.safe_load((ROOT / "robots" / DEFAULT_ROBOT / "robot.yaml").read_text())
-    data["description"] = str(load_robot().description)
-    data["params"] = str(load_robot().params)
+    spec = load_robot()
+    for key in ("description", "params", "reference", "plant", "model"):
+        data[key] = str(getattr(spec, key))
     for key, value in changes.items():
         if value is None:
             data.pop(key, None)
