@@ -52,8 +52,9 @@ class LoopSettings:
     settle: float = 5.0  # sim seconds before the measured window: start-up (discovery, first calls)
     duration: float = 10.0  # sim seconds measured
     control_rate_hz: float = 100.0
-    initial_positions: Sequence[float] = (0.3, 1.2)
+    initial_positions: Sequence[float] | None = None  # default: the robot's home
     seed: int = 0
+    robot: str = ""  # robot folder or shipped name of the sim (default: the params file's robot)
     log_dir: str | None = None
     residual_gain: float | None = None  # override (0 = base alone)
     startup_timeout: float = 60.0
@@ -96,7 +97,8 @@ class LoopRun:
 
 def graph_specs(s: LoopSettings) -> dict[str, NodeSpec]:
     """Every node of the loop but the sim, on simulated time."""
-    ref_file = s.reference_file or str(share_path("config", "reference.yaml"))
+    robot = settings_robot(s)
+    ref_file = s.reference_file or str(robot.reference or share_path("config", "reference.yaml"))
     sim_time = {"use_sim_time": True}
     policy = dict(sim_time)
     if s.model_path:
@@ -114,11 +116,23 @@ def graph_specs(s: LoopSettings) -> dict[str, NodeSpec]:
     return {spec.executable: spec for spec in specs}
 
 
+def settings_robot(s: LoopSettings):
+    """Return the robot of a trial: ``s.robot``, else the params file's ``robot`` (default: the built-in arm)."""
+    from ..robot.folder import load_robot
+
+    if s.robot:
+        return load_robot(s.robot)
+    return load_robot(node_params(load_params(s.params_file), "base_controller").get("robot") or None)
+
+
 def _sim_spec(s: LoopSettings) -> NodeSpec:
+    robot = settings_robot(s)
+    q0 = robot.home if s.initial_positions is None else s.initial_positions
     return NodeSpec("mujoco_sim", [], {
+        "robot": str(robot.root),
         "plant_file": s.plant_file, "mode": "lockstep", "publish_clock": True,
         "real_time_factor": s.real_time_factor,
-        "control_rate_hz": s.control_rate_hz, "initial_positions": list(s.initial_positions),
+        "control_rate_hz": s.control_rate_hz, "initial_positions": [float(x) for x in q0],
         "seed": s.seed, "record_path": s.record_path, "record_applied_topic": "residual_mixer/applied_residual",
     })
 

@@ -22,14 +22,17 @@ import time
 from pathlib import Path
 
 from ..paths import default_model, default_params_file, share_path
+from .robot_args import add_robot_argument, robot_of
 
 TRIALS = ("base", "residual", "residual_fault")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--plant", default="", help="plant YAML (default: config/plants/real.yaml)")
-    p.add_argument("--params-file", default="", help="ROS 2 params file (default: config/residual_control.yaml)")
-    p.add_argument("--model", default="", help="ONNX residual (default: models/residual_bc.onnx)")
+    add_robot_argument(p)
+    p.add_argument("--plant", default="", help="plant YAML (default: the robot's plant, config/plants/real.yaml)")
+    p.add_argument("--params-file", default="",
+                   help="ROS 2 params file (default: the robot's, config/residual_control.yaml)")
+    p.add_argument("--model", default="", help="ONNX residual (default: the robot's, models/residual_bc.onnx)")
     p.add_argument("--duration", type=float, default=10.0, help="measured sim seconds per trial (default 10)")
     p.add_argument("--settle", type=float, default=5.0,
                    help="sim seconds before the measured window (start-up: discovery, first inferences)")
@@ -231,9 +234,14 @@ def format_table(results: dict, joints, config) -> str:
 def run(args) -> int:
     from .closed_loop import load_params, mixer_config, node_params
 
-    params_file = args.params_file or str(default_params_file())
-    plant = args.plant or str(share_path("config", "plants", "real.yaml"))
-    model = args.model or str(default_model())
+    try:
+        robot = robot_of(args)
+    except ValueError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
+    params_file = args.params_file or str(robot.params or default_params_file())
+    plant = args.plant or str(robot.plant or share_path("config", "plants", "real.yaml"))
+    model = args.model or str(robot.model or default_model())
     for what, path in (("params file", params_file), ("plant", plant), ("model", model)):
         if not os.path.isfile(path):
             print(f"demo: {what}: expected a file, found nothing at {path}", file=sys.stderr)
@@ -248,7 +256,7 @@ def run(args) -> int:
     config = mixer_config(params)
     rate = float(node_params(params, "residual_policy").get("control_rate_hz", 100.0))
     settings = dict(params_file=params_file, plant_file=plant, model_path=model, settle=args.settle,
-                    duration=args.duration, control_rate_hz=rate, seed=args.seed)
+                    duration=args.duration, control_rate_hz=rate, seed=args.seed, robot=str(robot.root))
     _say(f"plant {plant}, model {model}, {len(trials)} trials of {args.settle + args.duration:g} s sim time")
     started = time.monotonic()
     results, data = {}, {}
@@ -293,10 +301,11 @@ def run(args) -> int:
     total_violations = sum(r["violations"] for r in results.values())
     print(f"violations in all runs: {total_violations}; demo took {elapsed:.0f} s")
     if args.plot:
-        plot(args.plot, data, joints, f"residual_control demo on {Path(plant).name}")
+        plot(args.plot, data, joints, f"residual_control demo: {robot.name} on {Path(plant).name}")
         print(f"plot written to {args.plot}")
     if args.json:
-        doc = {"plant": plant, "model": model, "params_file": params_file, "duration_s": args.duration,
+        doc = {"robot": robot.name, "plant": plant, "model": model, "params_file": params_file,
+               "duration_s": args.duration,
                "runs": results, "summary": summary, "elapsed_s": elapsed}
         Path(args.json).write_text(json.dumps(doc, indent=2, default=_json_default))
         print(f"results written to {args.json}")

@@ -236,14 +236,15 @@ def _bc_values(cfg: TrainConfig) -> BCTrainConfig:
 
 
 def evaluate_student(net, c: BCTrainConfig, seconds: float | None = None) -> dict:
-    """Plant-direct closed-loop RMSE ratio of a torch student on the acceptance plants."""
-    from .evaluate import ACCEPTANCE_PLANTS, compare, load_reference_spec, torch_residual_fn
+    """Plant-direct closed-loop RMSE ratio of a torch student on the robot's evaluation plants."""
+    from .evaluate import compare, load_reference_spec, robot_evaluation, torch_residual_fn
 
     seconds = float(c.evaluation.seconds if seconds is None else seconds)
-    traj = load_reference_spec(c.evaluation.reference)
+    plants, reference = robot_evaluation(c.params_file)
+    traj = load_reference_spec(reference or c.evaluation.reference)
     fn = torch_residual_fn(net)
     res = {}
-    for name, plant in ACCEPTANCE_PLANTS.items():
+    for name, plant in plants.items():
         r = compare(fn, plant, traj, seconds, c.params_file, c.env.residual_delay_steps)
         res[name] = {"base_rmse": r["base"]["rmse"], "residual_rmse": r["residual"]["rmse"],
                      "ratio": r["ratio"]}

@@ -2,9 +2,9 @@
 
 ``add_subcommands(subparsers)`` registers:
 
-* ``train {bc,rl} --config C --out DIR [--seed N] [--episodes N | --steps N]``
-* ``export CHECKPOINT OUT.onnx [--params config/residual_control.yaml]``
-* ``evaluate MODEL.onnx [--plant P ...] [--json J] [--plot P] [--seconds S]``
+* ``train {bc,rl} [--config C | --quick] [--robot DIR] --out DIR [--seed N] [--episodes N | --steps N]``
+* ``export CHECKPOINT OUT.onnx [--params config/residual_control.yaml | --robot DIR]``
+* ``evaluate MODEL.onnx [--robot DIR] [--plant P ...] [--json J] [--plot P] [--seconds S]``
 * ``learn-bench --config config/train_rl.yaml --out DIR [--bc-config config/train_bc.yaml] [--skip-rl|--skip-bc]``
 
 Each subparser sets ``func`` to a callable taking the parsed ``argparse.Namespace``.
@@ -16,13 +16,34 @@ import json
 import sys
 
 
-def train(method: str, config_path: str, out_dir: str, seed: int | None = None, episodes: int | None = None,
-          steps: int | None = None, progress: bool = True) -> dict:
+def robot_params_file(robot: str | None) -> str | None:
+    """Return the params file of a robot folder (``--robot``), or None without one."""
+    if not robot:
+        return None
+    from residual_control.robot.folder import load_robot
+
+    spec = load_robot(robot)
+    if spec.params is None:
+        raise ValueError(f"robot {spec.name!r} ({spec.root}): expected a params file (robot.yaml params:), found "
+                         "none; `residual-control robot init` writes one")
+    return str(spec.params)
+
+
+def default_config(method: str, quick: bool) -> str:
+    """Return the shipped training config of a method: config/train_<method>[_quick].yaml."""
+    return f"config/train_{method}{'_quick' if quick else ''}.yaml"
+
+
+def train(method: str, config_path: str | None, out_dir: str, seed: int | None = None, episodes: int | None = None,
+          steps: int | None = None, progress: bool = True, robot: str | None = None, quick: bool = False) -> dict:
+    """Train a residual: ``config_path`` (default the method's shipped config), on ``robot``'s params file."""
     from .common.config import load_train_config
 
     if method not in ("bc", "rl"):
         raise ValueError(f"train: expected method 'bc' or 'rl', found {method!r}")
-    cfg = load_train_config(config_path, schema=method)
+    params = robot_params_file(robot)
+    cfg = load_train_config(config_path or default_config(method, quick), {"params_file": params} if params else None,
+                            schema=method)
     if method == "bc":
         from .bc import train_bc
 
@@ -43,11 +64,10 @@ def export(checkpoint: str, out_path: str, params_file: str | None = None) -> di
 def evaluate(model_path: str, plant_path=None, json_path: str | None = None, plot_path: str | None = None,
              params_file: str = "config/residual_control.yaml", reference: str | None = None,
              seconds: float | None = None, progress: bool = True) -> dict:
-    """``evaluate``; reference and seconds default to the training configs' ``evaluation`` section."""
-    from .evaluate import DEFAULT_REFERENCE, DEFAULT_SECONDS, evaluate_model
+    """``evaluate``; plants and reference default to the robot's (robot_evaluation), seconds to the configs'."""
+    from .evaluate import DEFAULT_SECONDS, evaluate_model
 
-    return evaluate_model(model_path, plant_path, json_path, plot_path, params_file,
-                          DEFAULT_REFERENCE if reference is None else reference,
+    return evaluate_model(model_path, plant_path, json_path, plot_path, params_file, reference,
                           DEFAULT_SECONDS if seconds is None else seconds, progress=progress)
 
 
@@ -81,21 +101,27 @@ def _cmd(fn):
 
 
 def add_subcommands(subparsers) -> None:
+    robot_help = ("robot folder (with robot.yaml) or a shipped robot's name: its params file (default: the "
+                  "config's params_file, the built-in arm)")
     p = subparsers.add_parser("train", help="train a residual policy (bc or rl)")
     p.add_argument("method", choices=["bc", "rl"])
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", default=None,
+                   help="training config (default config/train_<method>.yaml, with --quick _quick.yaml)")
+    p.add_argument("--robot", default=None, help=robot_help)
+    p.add_argument("--quick", action="store_true", help="the quick recipe (config/train_<method>_quick.yaml)")
     p.add_argument("--out", default=None, help="output folder (default runs/<method>)")
     p.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
     p.add_argument("--episodes", type=int, default=None, help="bc: DAgger episodes (overrides the config)")
     p.add_argument("--steps", type=int, default=None, help="rl: env steps (overrides the config)")
     p.set_defaults(func=_cmd(lambda a: train(a.method, a.config, a.out or f"runs/{a.method}", a.seed, a.episodes,
-                                        a.steps)))
+                                             a.steps, robot=a.robot, quick=a.quick)))
 
     p = subparsers.add_parser("export", help="export a checkpoint to ONNX (checked, runtime-validated)")
     p.add_argument("checkpoint")
     p.add_argument("out")
     p.add_argument("--params", default=None, help="params file the runtime uses (default: the checkpoint's)")
-    p.set_defaults(func=_cmd(lambda a: export(a.checkpoint, a.out, a.params)))
+    p.add_argument("--robot", default=None, help="robot folder or name: its params file (instead of --params)")
+    p.set_defaults(func=_cmd(lambda a: export(a.checkpoint, a.out, a.params or robot_params_file(a.robot))))
 
     p = subparsers.add_parser("evaluate", help="closed-loop evaluation on the plant, no ROS")
     p.add_argument("model")
@@ -103,12 +129,16 @@ def add_subcommands(subparsers) -> None:
                    help="plant YAML (repeatable; default: real + the acceptance plants)")
     p.add_argument("--json", default=None)
     p.add_argument("--plot", default=None)
-    p.add_argument("--params", default="config/residual_control.yaml")
+    p.add_argument("--params", default=None, help="params file (default: the robot's, config/residual_control.yaml)")
+    p.add_argument("--robot", default=None, help="robot folder or name: its params file, plants and reference")
     p.add_argument("--reference", default=None,
                    help="reference params file (default: the training configs' evaluation.reference)")
     p.add_argument("--seconds", type=float, default=None,
                    help="closed-loop seconds per plant (default: the training configs' evaluation.seconds)")
-    p.set_defaults(func=_cmd(lambda a: evaluate(a.model, a.plant, a.json, a.plot, a.params, a.reference, a.seconds)))
+    default_params = "config/residual_control.yaml"
+    p.set_defaults(func=_cmd(lambda a: evaluate(a.model, a.plant, a.json, a.plot,
+                                                a.params or robot_params_file(a.robot) or default_params,
+                                                a.reference, a.seconds)))
 
     p = subparsers.add_parser("learn-bench", help="residual vs from-scratch RL curves and the BC table")
     p.add_argument("--config", default="config/train_rl.yaml")

@@ -39,6 +39,23 @@ DEFAULT_DELAY = EnvConfig.residual_delay_steps
 ACCEPTANCE_PLANTS: dict = {name: f"config/plants/{name}.yaml" for name in ("real", "heavy_weak", "light_strong", "mid")}
 
 
+def robot_evaluation(params_file: str = DEFAULT_PARAMS_FILE) -> tuple[dict, str | None]:
+    """Return the evaluation plants and reference of the params file's robot.
+
+    The plants: every plant file (``*.yaml`` but ``nominal.yaml``) in the folder of the robot's demo
+    plant (robot.yaml ``plant``): for the built-in arm config/plants/{real,heavy_weak,light_strong,mid},
+    :data:`ACCEPTANCE_PLANTS`. The reference: robot.yaml ``reference`` (None: the caller's default).
+    """
+    from residual_control.robot.folder import load_robot
+
+    pf = params_file.load(resolve_path(params_file))
+    robot = load_robot(params_file.node_params(pf, "base_controller").get("robot") or None)
+    if robot.plant is None:
+        return dict(ACCEPTANCE_PLANTS), str(robot.reference) if robot.reference else None
+    plants = {p.stem: str(p) for p in sorted(robot.plant.parent.glob("*.yaml")) if p.stem != "nominal"}
+    return plants, str(robot.reference) if robot.reference else None
+
+
 def load_reference_spec(path: str = DEFAULT_REFERENCE, kind: str | None = None) -> dict:
     """Return the trajectory spec of the reference publisher's params file (sinusoid or min_jerk)."""
     data = params_file.load(resolve_path(path))
@@ -234,17 +251,21 @@ def plot_comparison(results: Mapping[str, dict], plot_path: str, title: str = ""
 
 def evaluate_model(model_path: str, plants: Mapping[str, object] | Sequence[str] | str | None = None,
                    json_path: str | None = None, plot_path: str | None = None,
-                   params_file: str = DEFAULT_PARAMS_FILE, reference: str = DEFAULT_REFERENCE,
+                   params_file: str = DEFAULT_PARAMS_FILE, reference: str | None = None,
                    seconds: float = DEFAULT_SECONDS, delay: int = DEFAULT_DELAY, seed: int = 0,
                    latency: bool = True,
                    progress: bool = True) -> dict:
     """Evaluate an ONNX model (through the runtime's policy step, :class:`RuntimePolicy`) on one or more plants."""
     if plants is None:
-        plants = ACCEPTANCE_PLANTS
+        plants, robot_reference = robot_evaluation(params_file)
+        if reference is None:
+            reference = robot_reference or DEFAULT_REFERENCE
     elif isinstance(plants, str):
         plants = {Path(plants).stem: plants}
     elif not isinstance(plants, Mapping):
         plants = {Path(p).stem: p for p in plants}
+    if reference is None:
+        reference = robot_evaluation(params_file)[1] or DEFAULT_REFERENCE
     runner = RuntimePolicy(model_path, params_file).runner
     traj = load_reference_spec(reference)
     results = {}
