@@ -4,7 +4,7 @@ Subcommands: ``up`` (start the runtime graph from a params file), ``demo``
 (the closed-loop demo), ``params`` (the parameter table), and, when the
 training extra is installed, ``train``, ``export``, ``evaluate`` and
 ``learn-bench``; ``bench``, ``faults`` and ``soak`` for performance and
-reliability.
+reliability; ``robot init|params|check`` to bring a robot (docs/robots.md).
 """
 from __future__ import annotations
 
@@ -109,6 +109,43 @@ def _cmd_params(args) -> int:
     return 0
 
 
+def _cmd_robot(args) -> int:
+    if args.robot_command == "check":
+        from .robot.check import run_check
+
+        return run_check(args)
+    from .robot import init
+
+    return init.run_init(args) if args.robot_command == "init" else init.run_params(args)
+
+
+def _add_robot_commands(sub) -> None:
+    robot = sub.add_parser("robot", help="Bring your own robot: write (init, params) and validate (check) a robot "
+                                         "folder (docs/robots.md)")
+    cmds = robot.add_subparsers(dest="robot_command", required=True)
+    init = cmds.add_parser("init", help="Write a robot folder from a URDF or MJCF, with values derived from it")
+    init.add_argument("description", help="URDF or MJCF file")
+    init.add_argument("--out", required=True, help="Robot folder to write (new or empty, unless --force)")
+    init.add_argument("--joints", default="", help="Comma-separated joints to use, in command order "
+                                                   "(default: every hinge/slide joint that mimics none)")
+    init.add_argument("--package-path", action="append", default=[], metavar="DIR",
+                      help="Folder holding the packages of package:// mesh URIs (repeatable)")
+    init.add_argument("--payload-link", default=None, help="Link carrying the payload (default: the end of the "
+                                                           "rigid chain after the last joint)")
+    init.add_argument("--name", default=None, help="Robot name (default: the folder's name)")
+    init.add_argument("--home", default="", help="Comma-separated start pose (default: the middle of each range)")
+    init.add_argument("--copy", action="store_true", help="Copy the description into the folder instead of "
+                                                          "referring to it by a relative path")
+    init.add_argument("--force", action="store_true", help="Write into a folder that is not empty")
+    params = cmds.add_parser("params", help="(Re)write params.yaml, reference.yaml and plants/shifted.yaml of a "
+                                            "robot folder from its robot.yaml")
+    params.add_argument("dir", help="Robot folder (with robot.yaml)")
+    params.add_argument("--force", action="store_true", help="Rewrite files that exist")
+    check = cmds.add_parser("check", help="Validate a robot folder and its description (exit 0: all checks pass)")
+    check.add_argument("dir", help="Robot folder (with robot.yaml)")
+    robot.set_defaults(func=_cmd_robot)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="residual-control", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"residual_control {__version__}")
@@ -128,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     params.add_argument("--readme", metavar="PATH", default=None,
                         help="Rewrite the generated tables of this README (between its two markers) instead")
     params.set_defaults(func=_cmd_params)
+
+    _add_robot_commands(sub)
 
     for name, (module, help_text) in _TOOLS.items():
         if importlib.util.find_spec(module) is None:
