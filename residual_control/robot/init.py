@@ -49,6 +49,7 @@ WS_HALF, WS_SHARE, MARGIN, MARGIN_SHARE = 0.6, 0.25, 0.2, 0.1
 RESIDUAL_SHARE = 0.25          # residual_limit / effort
 RESIDUAL_MAX_FACTOR = 1.5      # residual_limit_max / residual_limit (capped at the effort)
 INTEGRAL_SHARE = 0.1           # integral_limit / effort (pid's anti-windup clamp)
+SPREAD_WARN = 5.0              # m_eff max / min over the workspace that init points out
 PAYLOAD_SHARE = 0.1            # randomization.payload_mass top / moving mass
 #: Randomization ranges of every robot but the payload (those of the built-in arm).
 RANDOMIZATION = {
@@ -132,19 +133,45 @@ def _joint_kind(model, jid: int) -> str:
 
 def derive_gains(compiled, home: np.ndarray, lower: np.ndarray, upper: np.ndarray, effort: np.ndarray,
                  payload_mass: float = 0.0, samples: int = SAMPLES, seed: int = SEED
-                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return (kp, kd, m_eff) by robots/fer/derive.py's rule over home and ``samples`` seeded workspace poses."""
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return (kp, kd, m_eff min, m_eff max): robots/fer/derive.py's rule over home and ``samples`` workspace poses."""
     from .dynamics import MujocoDynamics
 
     dyn = MujocoDynamics(compiled, payload_mass=payload_mass)
     qs = [np.asarray(home, float)] + list(np.random.default_rng(seed).uniform(lower, upper, (samples, dyn.dof)))
-    m_eff = np.full(dyn.dof, np.inf)
+    m_eff, m_eff_max = np.full(dyn.dof, np.inf), np.zeros(dyn.dof)
     for q in qs:
-        m_eff = np.minimum(m_eff, 1.0 / np.diag(np.linalg.inv(dyn.mass_matrix(q))))
+        me = 1.0 / np.diag(np.linalg.inv(dyn.mass_matrix(q)))
+        m_eff, m_eff_max = np.minimum(m_eff, me), np.maximum(m_eff_max, me)
     w = 2 * math.pi * F_HZ
     kp = sig3(np.minimum(m_eff * w ** 2, 0.5 * np.asarray(effort, float) / E_MAX))
     kd = sig3(2 * ZETA * np.sqrt(kp * m_eff))
-    return kp, kd, m_eff
+    return kp, kd, m_eff, m_eff_max
+
+
+def jacobian_margin(compiled, body: str, home: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                    samples: int = SAMPLES, seed: int = SEED) -> Tuple[float, float]:
+    """Return the smallest singular value of ``body``'s 6 x n Jacobian at home and over the workspace samples.
+
+    Near 0: a singular pose (e.g. two joint axes aligned), where decentralized gains lose their margin.
+    """
+    import mujoco
+
+    m = compiled.model
+    d = mujoco.MjData(m)
+    bid = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, body)
+    jac = np.zeros((6, m.nv))
+    qpos, dof = np.asarray(compiled.qpos_ids), np.asarray(compiled.dof_ids)
+
+    def sigma(q):
+        d.qpos[qpos] = q
+        mujoco.mj_kinematics(m, d)
+        mujoco.mj_comPos(m, d)
+        mujoco.mj_jacBody(m, d, jac[:3], jac[3:], bid)
+        return float(np.linalg.svd(jac[:, dof], compute_uv=False)[-1])
+
+    qs = np.random.default_rng(seed).uniform(lower, upper, (samples, compiled.dof))
+    return sigma(np.asarray(home, float)), min(sigma(q) for q in qs)
 
 
 def home_and_workspace(lower: np.ndarray, upper: np.ndarray, home: Optional[Sequence[float]] = None
@@ -234,13 +261,24 @@ def derive_robot(description: Path, out: Path, joints: Optional[Sequence[str]] =
         notes.append("home: the middle of each joint's range")
     if clipped:
         notes.append(f"home: clipped into the limits less the margin for {[jn[i] for i in clipped]}")
+    link = payload_link or compiled.payload_link
+    s_home, s_min = jacobian_margin(compiled, link, h, wl, wu)
+    notes.append(f"smallest singular value of the {link!r} Jacobian: {s_home:.3g} at home, {s_min:.3g} over the "
+                 "workspace (near 0: a singular pose, where the gains below get small)")
     to_check.append("home pose is neither singular nor self-colliding (the simulator has no contacts), and the "
-                    "workspace box around it is free of the table and the robot itself")
+                    "workspace box around it is free of the table, the robot itself and singular poses "
+                    f"(Jacobian singular value {s_min:.3g} at its smallest); --home moves it")
 
     payload_mass = 0.0
-    kp, kd, m_eff = derive_gains(compiled, h, wl, wu, effort, payload_mass)
+    kp, kd, m_eff, m_eff_max = derive_gains(compiled, h, wl, wu, effort, payload_mass)
     notes.append(f"gains: kp = min(m_eff (2 pi {F_HZ:g} Hz)^2, 0.5 effort / {E_MAX} rad), kd = 2 sqrt(kp m_eff), "
                  f"m_eff the smallest 1/(M^-1)_ii over home and {SAMPLES} workspace samples")
+    spread = m_eff_max / m_eff
+    wide = [f"{jn[i]} x{spread[i]:.0f}" for i in range(n) if spread[i] > SPREAD_WARN]
+    if wide:
+        notes.append(f"effective inertia varies over the workspace by {', '.join(wide)}: the gains of those joints "
+                     "are set by the lightest poses (near a singularity: a smaller workspace or another home "
+                     "gives stiffer gains)")
     to_check.append("gains on the real arm (derived from the description's inertias: rotor inertia, if missing "
                     "from the description, makes the wrist look lighter than it is)")
 
