@@ -1,6 +1,7 @@
 """Runtime graph of residual_control: base_controller, residual_policy, residual_mixer.
 
     ros2 launch residual_control residual_control.launch.py
+    ros2 launch residual_control residual_control.launch.py robot:=fer   # a robot folder's files
     ros2 launch residual_control residual_control.launch.py \
         namespace:=arm1 command_topic:=/effort_controller/commands use_sim_time:=true
 
@@ -39,6 +40,8 @@ def generate_launch_description():
     return launch_description(
         _launch_setup,
         argument('params_file', 'ROS 2 params file for the three nodes'),
+        argument('robot', 'Robot folder (with robot.yaml) or a shipped robot\'s name: its params file, reference, '
+                          'plant and model replace those arguments (empty: the arguments as given)'),
         argument('namespace', 'Namespace pushed onto the three nodes (empty: none)'),
         argument('model_path', 'ONNX residual policy; empty: the params file value '
                                '(empty there: the package models/residual_bc.onnx)'),

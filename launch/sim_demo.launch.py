@@ -1,6 +1,7 @@
 """MuJoCo demo: simulated arm + reference + perception + the residual control graph.
 
     ros2 launch residual_control sim_demo.launch.py
+    ros2 launch residual_control sim_demo.launch.py robot:=fer   # a robot folder's files
     ros2 launch residual_control sim_demo.launch.py plant_file:=real.yaml
     ros2 launch residual_control sim_demo.launch.py sim_mode:=lockstep
 
@@ -39,6 +40,8 @@ def generate_launch_description():
                                'a bare name such as real.yaml is looked up in the package)'),
         argument('params_file', 'ROS 2 params file for all nodes'),
         argument('reference_file', 'Params file of reference_publisher (the reference trajectory)'),
+        argument('robot', 'Robot folder (with robot.yaml) or a shipped robot\'s name: its params file, reference, '
+                          'plant and model replace those arguments (empty: the arguments as given)'),
         argument('namespace', 'Namespace pushed onto every node (empty: none)'),
         argument('model_path', 'ONNX residual policy; empty: the params file value'),
         argument('use_sim_time', 'mujoco_sim publishes /clock and every other node runs on it', default='true'),

@@ -31,9 +31,19 @@ def _cmd_up(args) -> int:
     from .paths import default_params_file
     from .harness.graph import Graph, runtime_specs
 
-    params = args.params_file or str(default_params_file())
+    robot = None
+    if args.robot:
+        from .robot.folder import RobotFolderError, load_robot
+
+        try:
+            robot = load_robot(args.robot)
+        except RobotFolderError as exc:
+            print(f"up: {exc}", file=sys.stderr)
+            return 2
+    params = args.params_file or str((robot and robot.params) or default_params_file())
+    model_path = args.model_path or str((robot and robot.model) or "")
     remaps = {"commands": args.command_topic} if args.command_topic != "commands" else {}
-    specs = runtime_specs(params, args.namespace, args.model_path, args.use_sim_time, remaps, args.log_level)
+    specs = runtime_specs(params, args.namespace, model_path, args.use_sim_time, remaps, args.log_level)
     # SIGINT and SIGTERM, once or repeatedly, only ask the graph to stop: the processes are
     # stopped (SIGINT, then SIGTERM, then SIGKILL, each by its pid) whatever arrives meanwhile.
     stop = []
@@ -152,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="Start base_controller, residual_policy and residual_mixer")
-    up.add_argument("--params-file", default="", help="ROS 2 params file (default: config/residual_control.yaml)")
+    up.add_argument("--robot", default="", help="robot folder or shipped robot's name: its params file and model")
+    up.add_argument("--params-file", default="", help="ROS 2 params file (default: the robot's, "
+                    "config/residual_control.yaml)")
     up.add_argument("--namespace", default="")
     up.add_argument("--model-path", default="")
     up.add_argument("--use-sim-time", action="store_true")

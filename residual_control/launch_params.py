@@ -198,7 +198,13 @@ SHARED_DEFAULTS: Mapping[str, Any] = {
     "namespace": "",
     "model_path": "",
     "log_level": "info",
+    "robot": "",
 }
+
+
+#: The launch arguments ``robot:=DIR`` sets: each to the robot folder's file (robot.yaml key), where it has one.
+ROBOT_FILES: Mapping[str, str] = {"params_file": "params", "reference_file": "reference", "plant_file": "plant",
+                                  "model_path": "model"}
 
 
 def share_path(*parts: str) -> str:
@@ -256,13 +262,24 @@ class PackageNodes:
 
     def __init__(self, context) -> None:
         self.context = context
+        robot = launch_argument(context, "robot") if "robot" in context.launch_configurations else ""
+        #: ``robot:=DIR``: the robot folder whose params file, reference, plant and model the nodes use.
+        self.robot = None
+        if robot:
+            from .robot.folder import load_robot
+
+            self.robot = load_robot(robot)
         self.namespace = self.arg("namespace")
         self.params_file = self.arg("params_file")
         self.log_level = self.arg("log_level")
         self.params = NodeParams(in_namespace(self.namespace, context.launch_configurations))
 
     def arg(self, name: str) -> str:
-        """Return the value of the launch argument ``name``."""
+        """Return the value of the launch argument ``name`` (with ``robot:=``, the robot's file for a file argument)."""
+        if self.robot is not None and name in ROBOT_FILES:
+            path = getattr(self.robot, ROBOT_FILES[name])
+            if path is not None:
+                return str(path)
         return launch_argument(self.context, name)
 
     def node(self, executable: str, overrides: Mapping[str, Any], remappings: list | None = None,

@@ -211,6 +211,14 @@ def _model_needed(values: Mapping[str, Any]) -> bool:
     return values.get("controller_type") in MODEL_BASED or values.get("damp_gravity") is True
 
 
+#: The robot folder: the nominal model's description (needed by a model-based base or damp_gravity) and the
+#: policy's default model (robot.yaml ``model``).
+ROBOT_FOLDER = ParamSpec(
+    "robot", STRING, ROBOT,
+    "Robot folder (with robot.yaml) or a shipped robot's name (e.g. planar2, fer): its description is the nominal "
+    "model of pd_gravity, computed_torque and damp_gravity; its model the policy's default", read_only=True,
+    needed=_model_needed)
+
 MIXER_PARAMS: tuple[ParamSpec, ...] = (
     JOINTS,
     ParamSpec("residual_limit", DOUBLE_ARRAY, ROBOT,
@@ -263,10 +271,7 @@ BASE_PARAMS: tuple[ParamSpec, ...] = (
               "Low-pass cut-off of the measured-velocity derivative (pid)", "Hz", min=0.1, max=1e4),
     COMMAND_MIN,
     COMMAND_MAX,
-    ParamSpec("robot", STRING, ROBOT,
-              "Robot folder (with robot.yaml) or a shipped robot's name (e.g. planar2, fer): its description is "
-              "the nominal model of pd_gravity, computed_torque and damp_gravity", read_only=True,
-              needed=_model_needed),
+    ROBOT_FOLDER,
     ParamSpec("model.backend", STRING, "mujoco",
               "Rigid-body dynamics library of the nominal model (README, Bring your own robot)",
               choices=("mujoco", "pinocchio"), read_only=True),
@@ -277,8 +282,10 @@ BASE_PARAMS: tuple[ParamSpec, ...] = (
 
 POLICY_PARAMS: tuple[ParamSpec, ...] = (
     JOINTS,
+    ROBOT_FOLDER,
     ParamSpec("model_path", STRING, "",
-              "ONNX residual model; empty selects models/residual_bc.onnx of the package"),
+              "ONNX residual model; empty selects the robot's model (robot.yaml model), else "
+              "models/residual_bc.onnx of the package"),
     ParamSpec("model_sha256", STRING, "", "Optional SHA-256 pin: refuse a model whose hash differs",
               pattern=(r"([0-9a-fA-F]{64})?", "empty or 64 hexadecimal digits (a SHA-256)")),
     ParamSpec("control_rate_hz", DOUBLE, 100.0, "Control rate the model must have been trained for", "Hz",

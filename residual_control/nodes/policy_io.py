@@ -120,6 +120,22 @@ class ModelSwap:
         self.loading = False
 
 
+def robot_default_model(robot) -> str:
+    """Return the model an empty model_path selects: the robot folder's (robot.yaml ``model``), else the package's."""
+    from ..core.errors import ConfigError
+    from ..paths import default_model
+    from ..robot.folder import RobotFolderError, load_robot
+
+    if isinstance(robot, str) and robot:
+        try:
+            spec = load_robot(robot)
+        except RobotFolderError as exc:
+            raise ConfigError(f"robot: {exc}") from None
+        if spec.model is not None:
+            return str(spec.model)
+    return str(default_model())
+
+
 class PolicyIO:
     """The policy side of residual_policy and residual_controller, owned by the node.
 
@@ -135,8 +151,6 @@ class PolicyIO:
 
     def __init__(self, node: Node, v: Mapping[str, object], joints: Sequence[str], stats: MutableMapping[str, int],
                  publish_diagnostics: Callable[[], None]) -> None:
-        from ..paths import default_model
-
         self._node = node
         self.joints = tuple(joints)
         self.stats = stats
@@ -147,9 +161,11 @@ class PolicyIO:
         self._envelope_settings = (bool(v.get("envelope_check", True)), float(v.get("envelope_debounce", 0.1)),
                                    float(v.get("envelope_margin", 0.0)))
         self.step = PolicyStep(
-            self._with_envelope(LoadedPolicy(v["model_path"] or str(default_model()), v["model_sha256"], self.expect)),
+            self._with_envelope(LoadedPolicy(v["model_path"] or robot_default_model(v.get("robot")),
+                                             v["model_sha256"], self.expect)),
             self.joints, float(v["perception_timeout"]), ReferenceHold(len(self.joints)))
-        self.swap = ModelSwap(node, self.expect, v["model_path"], v["model_sha256"], lambda: str(default_model()),
+        fallback = robot_default_model(v.get("robot"))
+        self.swap = ModelSwap(node, self.expect, v["model_path"], v["model_sha256"], lambda: fallback,
                               lambda: self.model, self._on_model_loaded, self._on_model_refused)
         self.status = (WARN, "waiting for inputs")
         self._model_update = "none"  # outcome of the last live model update (kept on /diagnostics)

@@ -24,6 +24,7 @@ from rclpy.node import Node as RclpyNode
 
 from residual_control.launch_params import ParamsFolder, node_keys, node_params_files, override_key
 from residual_control.harness.graph import NodeSpec, runtime_specs
+from residual_control.robot.folder import load_robot
 
 from support import ROOT, launch_eval
 from support.launch_eval import install_standins
@@ -284,3 +285,27 @@ def test_up_arguments_win_over_every_key_of_a_user_file(tmp_path, private_tmp, u
 def test_node_spec_refuses_to_write_params_without_a_folder():
     with pytest.raises(ValueError, match="expected a folder"):
         NodeSpec("residual_policy", [str(PARAMS_FILE)], {"use_sim_time": True}).command()
+
+
+@pytest.mark.parametrize("launch_file", ["sim_demo.launch.py", "residual_control.launch.py"])
+def test_robot_argument_selects_the_robot_folders_files(evaluate, private_tmp, user_params, tmp_path, launch_file):
+    """robot:=DIR: the folder's params file, reference, plant and model reach the nodes."""
+    data = yaml.safe_load((ROOT / "robots" / "planar2" / "robot.yaml").read_text())
+    spec = load_robot()
+    for key in ("description", "reference", "model"):
+        data[key] = str(getattr(spec, key))
+    data["params"] = user_params
+    data["plant"] = str(ROOT / "config" / "plants" / "mid.yaml")
+    folder = tmp_path / "my_robot"
+    folder.mkdir()
+    (folder / "robot.yaml").write_text(yaml.safe_dump(data))
+    ev = evaluate(launch_file, {"robot": str(folder), "use_sim_time": "true"})
+    got = node_params(ev)
+    assert got["residual_policy"][1]["model_path"] == str(spec.model)
+    assert got["base_controller"][1]["kp"] == [50.0, 30.0]  # the robot's params file (user_params)
+    if launch_file == "sim_demo.launch.py":
+        assert got["mujoco_sim"][1]["plant_file"] == data["plant"]
+        assert got["perception"][1]["plant_file"] == data["plant"]
+        assert got["reference_publisher"][1]["trajectory_type"] == "sinusoid"
+    shutdown(ev)
+    assert sorted(os.listdir(private_tmp)) == []
