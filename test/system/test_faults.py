@@ -52,6 +52,11 @@ def test_quick_matrix_passes_with_zero_violations(tmp_path):
     assert not failed, failed
     assert sum(r["violations"] for r in rows) == 0
     assert all(r["commands_checked"] > 0 for r in rows)
+    # The loop scenarios' records were read settled: every command judged against its base action,
+    # none left open at the record's end (an excuse meant for a base controller that stopped answering).
+    open_left = {r["name"]: [d.get("open_window_commands") for d in r["detail"]]
+                 for r in rows if r["harness"] == "loop"}
+    assert all(n == 0 for v in open_left.values() for n in v), open_left
     for r in rows:
         assert set(r) >= {"name", "trials", "violations", "fallback_latency_s", "recovered", "passed", "detail"}
         assert r["recovered"], r["name"]

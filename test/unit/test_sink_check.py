@@ -3,8 +3,8 @@
 The sim receives a command (from the mixer) and its base action (from the base controller) from two
 writers, in either order; in lockstep it waits for both before stepping. A record read while the sim
 runs can therefore end between the two: the command is in, its base action still on the way. The
-fault matrix once counted such a command as ``unbased`` (base_died_stop, Kilted, a 1 in ~12 trials
-race on a loaded machine; docs/reliability.md).
+fault matrix once counted such a command as ``unbased`` (base_died_stop in one CI run; bug 8 in
+docs/reliability.md).
 """
 from __future__ import annotations
 
