@@ -144,6 +144,9 @@ def _add_robot_commands(sub) -> None:
                                                            "rigid chain after the last joint)")
     init.add_argument("--name", default=None, help="Robot name (default: the folder's name)")
     init.add_argument("--home", default="", help="Comma-separated start pose (default: the middle of each range)")
+    init.add_argument("--workspace-lower", default="", help="Comma-separated lower corner of the workspace box "
+                                                            "(with --workspace-upper; default: around home)")
+    init.add_argument("--workspace-upper", default="", help="Comma-separated upper corner of the workspace box")
     init.add_argument("--copy", action="store_true", help="Copy the description into the folder instead of "
                                                           "referring to it by a relative path")
     init.add_argument("--force", action="store_true", help="Write into a folder that is not empty")

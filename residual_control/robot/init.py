@@ -9,7 +9,7 @@ robot.yaml's values from it:
   a slide joint), said so. A joint without position limits gets +-pi (slide: +-1 m), said so.
 * ``home``: ``--home``, or the middle of each joint's range; clipped into the limits less the margin.
 * ``workspace``: ``home +- min(0.6, 0.25 range)``, inside the limits less a margin of
-  ``min(0.2, 0.1 range)`` (0.2 rad for any arm joint of more than 2 rad of range).
+  ``min(0.2, 0.1 range)`` (0.2 rad for any arm joint of more than 2 rad of range); or as given.
 * ``gains``: robots/fer/derive.py's rule. ``m_eff = min 1/(M^-1)_ii`` over home and 5000 seeded samples
   of the workspace (the inertia a joint sees with the other joints free, at its smallest);
   ``kp = min(m_eff (2 pi 8 Hz)^2, 0.5 effort / 0.05 rad)`` (a 0.05 rad error uses at most half the
@@ -193,6 +193,7 @@ def home_and_workspace(lower: np.ndarray, upper: np.ndarray, home: Optional[Sequ
 def derive_robot(description: Path, out: Path, joints: Optional[Sequence[str]] = None,
                  package_paths: Sequence[Path] = (), payload_link: Optional[str] = None,
                  name: Optional[str] = None, home: Optional[Sequence[float]] = None,
+                 workspace: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
                  description_ref: Optional[str] = None) -> Derived:
     """Compile ``description`` and derive robot.yaml's values (module docstring).
 
@@ -257,6 +258,16 @@ def derive_robot(description: Path, out: Path, joints: Optional[Sequence[str]] =
     if home is not None and len(home) != n:
         raise InitError(f"--home: expected {n} values (one per joint {jn}), found {len(home)}")
     h, wl, wu, clipped = home_and_workspace(lower, upper, home)
+    if workspace is not None:
+        wl, wu = (np.asarray(w, float) for w in workspace)
+        if wl.shape != (n,) or wu.shape != (n,):
+            raise InitError(f"--workspace-lower/--workspace-upper: expected {n} values each (one per joint {jn}), "
+                            f"found {wl.size} and {wu.size}")
+        bad = [jn[i] for i in range(n) if not lower[i] <= wl[i] <= h[i] <= wu[i] <= upper[i]]
+        if bad:
+            raise InitError(f"--workspace-lower/--workspace-upper: expected position_lower <= lower <= home <= upper "
+                            f"<= position_upper per joint, found not so for {bad} (home {h.tolist()})")
+        notes.append("workspace: as given")
     if home is None:
         notes.append("home: the middle of each joint's range")
     if clipped:
@@ -508,7 +519,8 @@ def write_robot_files(spec: RobotSpec, force: bool = False) -> List[Path]:
 # ----------------------------------------------------------------------------------- commands
 def init_folder(description: Path, out: Path, joints: Optional[Sequence[str]] = None,
                 package_paths: Sequence[Path] = (), payload_link: Optional[str] = None,
-                name: Optional[str] = None, home: Optional[Sequence[float]] = None, copy: bool = False,
+                name: Optional[str] = None, home: Optional[Sequence[float]] = None,
+                workspace: Optional[Tuple[Sequence[float], Sequence[float]]] = None, copy: bool = False,
                 force: bool = False) -> Tuple[RobotSpec, Derived, List[Path]]:
     """Write a robot folder at ``out`` from ``description`` (``robot init``); return its spec, derivation, files."""
     description, out = Path(description).expanduser(), Path(out).expanduser()
@@ -523,10 +535,20 @@ def init_folder(description: Path, out: Path, joints: Optional[Sequence[str]] = 
     if copy:
         ref = description.name
     derived = derive_robot(description, out, joints=joints, package_paths=package_paths, payload_link=payload_link,
-                           name=name, home=home, description_ref=ref)
+                           name=name, home=home, workspace=workspace, description_ref=ref)
     out.mkdir(parents=True, exist_ok=True)
     if copy and description.resolve() != (out / description.name).resolve():
-        shutil.copy2(description, out / description.name)
+        from .description import DescriptionError, compile_robot
+
+        target = out / description.name
+        shutil.copy2(description, target)
+        try:  # its relative mesh paths now start from the folder
+            compile_robot(target, joints=derived.robot["joints"], payload_link=derived.robot["payload_link"],
+                          package_paths=package_paths)
+        except DescriptionError as exc:
+            target.unlink()
+            raise InitError(f"--copy: expected the copied description to compile from {out}, found: {exc}; copy "
+                            "its mesh files along or leave out --copy") from None
     header = (f"Robot folder written by `residual-control robot init {description.name}`: every value below is\n"
               "derived from the description (docs/robots.md says how); check them (the command lists what).\n"
               "Schema: residual_control/robot/folder.py.")
@@ -578,9 +600,16 @@ def run_init(args) -> int:
     try:
         joints = [j.strip() for j in args.joints.split(",") if j.strip()] if args.joints else None
         home = _floats(args.home, "--home") if args.home else None
+        workspace = None
+        if args.workspace_lower or args.workspace_upper:
+            if not (args.workspace_lower and args.workspace_upper):
+                raise InitError("--workspace-lower/--workspace-upper: expected both, found one")
+            workspace = (_floats(args.workspace_lower, "--workspace-lower"),
+                         _floats(args.workspace_upper, "--workspace-upper"))
         spec, derived, written = init_folder(
             Path(args.description), Path(args.out), joints=joints, package_paths=[Path(p) for p in args.package_path],
-            payload_link=args.payload_link, name=args.name, home=home, copy=args.copy, force=args.force)
+            payload_link=args.payload_link, name=args.name, home=home, workspace=workspace,
+            copy=args.copy, force=args.force)
     except (DescriptionError, InitError, RobotFolderError) as exc:
         print(f"robot init: {exc}", file=sys.stderr)
         return 2

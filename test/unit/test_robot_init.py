@@ -273,3 +273,36 @@ def test_nice_round_is_within_a_factor_of_its_input(x):
 def test_numbers_are_written_as_yaml_floats(x):
     value = yaml.safe_load(f"v: {num(x)}")["v"]
     assert isinstance(value, float) and math.isclose(value, float(f"{x:.6g}"), rel_tol=1e-12, abs_tol=0.0)
+
+
+def test_init_copy_refuses_a_description_whose_relative_meshes_stay_behind(tmp_path, capsys):
+    urdf = write_chain_package(tmp_path / "pkgs", np.random.default_rng(9), 3, package=PACKAGE)
+    urdf.write_text(urdf.read_text().replace(f"package://{PACKAGE}/", "../"))  # meshes relative to the URDF
+    out = tmp_path / "robot"
+    assert main(["robot", "init", str(urdf), "--out", str(out), "--copy"]) == 2
+    err = capsys.readouterr().err
+    assert "--copy: expected the copied description to compile" in err and "../meshes/link1.stl" in err, err
+    assert not (out / urdf.name).exists() and not (out / "robot.yaml").exists()
+    assert main(["robot", "init", str(urdf), "--out", str(out)]) == 0  # referred to where it is: compiles
+    capsys.readouterr()
+    code, report = check(out, capsys)
+    assert code == 0, report
+
+
+def test_init_on_the_fer_with_its_home_and_workspace_reproduces_its_robot_yaml(tmp_path, capsys):
+    fer = load_robot("fer")
+    csv = lambda values: ",".join(f"{v:g}" for v in values)  # noqa: E731
+    out = tmp_path / "fer"
+    assert main(["robot", "init", str(fer.description), "--out", str(out), f"--home={csv(fer.home)}",
+                 f"--workspace-lower={csv(fer.workspace_lower)}", f"--workspace-upper={csv(fer.workspace_upper)}"]) == 0
+    capsys.readouterr()
+    spec = load_robot(out)
+    assert spec.joints == fer.joints and spec.payload_link == fer.payload_link
+    for key in ("position_lower", "position_upper", "velocity", "effort"):
+        np.testing.assert_allclose(getattr(spec.limits, key), getattr(fer.limits, key), err_msg=key)
+    for key in ("home", "workspace_lower", "workspace_upper", "kp", "kd", "residual_limit"):
+        np.testing.assert_allclose(getattr(spec, key), getattr(fer, key), err_msg=key)
+    assert {k: v for k, v in spec.randomization.items() if k != "payload_mass"} == \
+        {k: v for k, v in fer.randomization.items() if k != "payload_mass"}
+    assert main(["robot", "init", str(fer.description), "--out", str(tmp_path / "bad"), "--workspace-lower=0"]) == 2
+    assert "expected both, found one" in capsys.readouterr().err
