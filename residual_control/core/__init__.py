@@ -1,5 +1,4 @@
 """The control law in pure Python + numpy: no ROS import, time passed in."""
-from .arm_model import ArmModel
 from .base_controllers import PID, BaseController, ComputedTorque, PDGravity, make_base_controller
 from .dynamics import NominalModel
 from .errors import ConfigError, ModelError, ObservationError, PolicyOutputError
@@ -8,7 +7,7 @@ from .observation import ObservationAssembler, default_observation_names
 from .policy import ModelContract, PolicyExpectations, PolicyRunner
 
 __all__ = [
-    "ArmModel", "PID", "BaseController", "PDGravity", "ComputedTorque", "make_base_controller", "NominalModel",
+    "PID", "BaseController", "PDGravity", "ComputedTorque", "make_base_controller", "NominalModel",
     "ConfigError", "ModelError", "ObservationError", "PolicyOutputError",
     "Mixer", "MixerConfig", "MixOutput", "Mode", "residual_bound_ok",
     "ObservationAssembler", "default_observation_names",

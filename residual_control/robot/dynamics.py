@@ -1,6 +1,6 @@
 """Nominal rigid-body dynamics of a compiled robot, for model-based base controllers and experts.
 
-Both backends have the interface of ``residual_control.core.arm_model.ArmModel`` (``dof``,
+Both backends have the interface of ``residual_control.core.dynamics.NominalModel`` (``dof``,
 ``gravity_torque``, ``mass_matrix``, ``coriolis_torque``, ``inverse_dynamics``, ``with_payload``,
 ``payload_mass``, ``viscous_friction``) so either can stand in for it, with q, qd, qdd and every
 returned vector ordered as ``CompiledRobot.joint_names``:

@@ -22,9 +22,8 @@ Plant effects (``PlantParams``):
   ``sensor_noise_std / VELOCITY_NOISE_TIMESCALE`` (= 20 x, i.e. what a 50 ms
   smoothed finite difference of the noisy positions would roughly show).
 
-Sign convention: as ``ArmModel`` (angles from the horizontal, positive lifts
-against gravity, elbow angle relative to link 1; positive torque accelerates
-the joint in the positive direction).
+Sign convention: the description's (positive torque accelerates the joint in
+its positive direction).
 """
 from __future__ import annotations
 
@@ -36,30 +35,11 @@ from typing import TYPE_CHECKING, Mapping, Optional, Sequence, Tuple, Union
 import mujoco
 import numpy as np
 
-from residual_control.core.arm_model import ArmModel
-
 if TYPE_CHECKING:
     from residual_control.robot.folder import RobotSpec
 
-#: The built-in arm's joints (robots/planar2).
-JOINT_NAMES: Tuple[str, ...] = ("shoulder", "elbow")
-#: Nominal joint damping (N m s/rad) and Coulomb friction (N m) of arm.mjcf.xml
-#: (checked by test/unit/test_description.py).
-NOMINAL_DAMPING: Tuple[float, ...] = (0.5, 0.3)
-NOMINAL_FRICTIONLOSS: Tuple[float, ...] = (0.8, 0.5)
 #: Time scale relating velocity noise to position noise (see module docstring).
 VELOCITY_NOISE_TIMESCALE = 0.05
-
-#: Domain randomization ranges (uniform, inclusive) used by PlantParams.sample.
-RANDOMIZATION_RANGES = {
-    "payload_mass": (0.0, 1.5),
-    "friction_scale": (0.5, 2.0),
-    "damping_scale": (0.5, 2.0),
-    "actuator_gain": (0.8, 1.2),
-    "actuator_latency": (0.0, 0.004),
-    "sensor_noise_std": (0.0, 0.001),
-}
-
 
 @dataclass(frozen=True)
 class PlantParams:
@@ -135,9 +115,8 @@ class PlantParams:
             raise ValueError(f"{path}: {exc}") from exc
 
     @classmethod
-    def sample(cls, rng: np.random.Generator, ranges: Mapping[str, Sequence[float]] = RANDOMIZATION_RANGES
-               ) -> "PlantParams":
-        """Uniform sample of every parameter within ``ranges`` (one (low, high) per key)."""
+    def sample(cls, rng: np.random.Generator, ranges: Mapping[str, Sequence[float]]) -> "PlantParams":
+        """Uniform sample of every parameter within ``ranges`` (one (low, high) per key: a robot's randomization)."""
         expected = set(cls.field_names())
         if set(ranges) != expected:
             raise ValueError(
@@ -159,25 +138,6 @@ class PlantParams:
 
     def replace(self, **changes: float) -> "PlantParams":
         return replace(self, **changes)
-
-
-def true_arm_model(params: PlantParams, base: Optional[ArmModel] = None) -> ArmModel:
-    """Analytic model of the plant with its true payload and viscous damping.
-
-    Coulomb friction, actuator gain, latency and noise are not represented
-    (ArmModel has no term for them): an expert using computed torque on the
-    true plant may divide its torque by ``params.actuator_gain`` itself.
-    """
-    base = base if base is not None else ArmModel()
-    return ArmModel(
-        link_lengths=tuple(base.link_lengths),
-        link_masses=tuple(base.link_masses),
-        com_offsets=tuple(base.com_offsets),
-        link_inertias=tuple(base.link_inertias),
-        payload_mass=float(params.payload_mass),
-        gravity=base.gravity,
-        viscous_friction=tuple(d * params.damping_scale for d in NOMINAL_DAMPING),
-    )
 
 
 def _vector(value, n: int, what: str) -> np.ndarray:
@@ -357,7 +317,4 @@ class MujocoPlant:
         return q, qd
 
 
-__all__ = [
-    "PlantParams", "MujocoPlant", "RANDOMIZATION_RANGES", "true_arm_model",
-    "NOMINAL_DAMPING", "NOMINAL_FRICTIONLOSS", "VELOCITY_NOISE_TIMESCALE", "JOINT_NAMES",
-]
+__all__ = ["PlantParams", "MujocoPlant", "VELOCITY_NOISE_TIMESCALE"]

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from residual_control.core.arm_model import ArmModel
+from support.planar_arm import ArmModel
 
 from support import ROOT as REPO
 from support.processes import stop_group

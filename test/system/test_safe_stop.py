@@ -17,7 +17,7 @@ import rclpy
 import yaml
 from std_msgs.msg import Float64MultiArray
 
-from residual_control.core.arm_model import ArmModel
+from support.planar_arm import ArmModel
 from residual_control.core.mixer import mixer_from_params
 from residual_control.core.params import MIXER_PARAMS, spec_map
 from residual_control.robot.nominal import nominal_model

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from residual_control import params_file
-from residual_control.core.arm_model import ArmModel
+from support.planar_arm import ArmModel
 from residual_control.core.base_controllers import PID, ComputedTorque, PDGravity, make_base_controller
 from residual_control.robot.nominal import nominal_model
 from residual_control.core.errors import ConfigError, ObservationError

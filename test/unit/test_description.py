@@ -5,10 +5,9 @@ import mujoco
 import numpy as np
 import pytest
 
-from residual_control.core.arm_model import ArmModel
+from support.planar_arm import JOINT_NAMES, NOMINAL_DAMPING, NOMINAL_FRICTIONLOSS, ArmModel
 from residual_control.paths import description_path
 from residual_control.robot.folder import load_robot
-from residual_control.sim.plant import JOINT_NAMES, NOMINAL_DAMPING, NOMINAL_FRICTIONLOSS
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from residual_control.core.arm_model import ArmModel
+from support.planar_arm import ArmModel
 from residual_control.paths import description_path
 from residual_control.robot import compile_robot
 from residual_control.robot.dynamics import (

@@ -13,7 +13,7 @@ import numpy as np
 
 from residual_control.core.policy import PolicyExpectations, PolicyRunner
 from residual_control.paths import default_model
-from residual_control.sim.plant import RANDOMIZATION_RANGES
+from residual_control.robot.folder import load_robot
 from residual_control.harness import faults
 
 
@@ -21,7 +21,7 @@ def test_scenario_is_in_the_matrix_on_the_closed_loop():
     sc = {s.name: s for s in faults.SCENARIOS}["out_of_envelope"]
     assert sc.harness == "loop"
     # The injected payload is far outside what the model was trained on.
-    assert faults.ENVELOPE_FAULT_PAYLOAD > 2 * RANDOMIZATION_RANGES["payload_mass"][1]
+    assert faults.ENVELOPE_FAULT_PAYLOAD > 2 * load_robot().randomization["payload_mass"][1]
 
 
 def test_loop_model_has_the_shipped_envelope_and_the_payload_is_outside_it(tmp_path):

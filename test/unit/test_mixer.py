@@ -1111,7 +1111,7 @@ def test_a_clock_jump_during_the_resume_goes_on_from_the_last_command():
 
 
 def test_gravity_model_from_params():
-    from residual_control.core.arm_model import ArmModel
+    from support.planar_arm import ArmModel
     from residual_control.core.mixer import gravity_model, mixer_from_params
     from residual_control.robot.nominal import nominal_model
 

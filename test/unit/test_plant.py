@@ -4,12 +4,13 @@ import time
 import numpy as np
 import pytest
 
-from residual_control.core.arm_model import ArmModel
-from residual_control.sim.plant import (
-    NOMINAL_DAMPING, RANDOMIZATION_RANGES, MujocoPlant, PlantParams, true_arm_model,
-)
+from residual_control.robot.folder import load_robot
+from residual_control.sim.plant import MujocoPlant, PlantParams
 
 from support import ROOT as REPO
+from support.planar_arm import NOMINAL_DAMPING, ArmModel, true_arm_model
+
+RANDOMIZATION_RANGES = load_robot().randomization  # the built-in arm's
 
 NO_FRICTION = PlantParams(friction_scale=0.0)
 
@@ -62,7 +63,7 @@ def test_plant_params_missing_key_and_bad_file(tmp_path):
 def test_plant_params_sample():
     rng = np.random.default_rng(3)
     for _ in range(50):
-        p = PlantParams.sample(rng)
+        p = PlantParams.sample(rng, RANDOMIZATION_RANGES)
         for name, (low, high) in RANDOMIZATION_RANGES.items():
             assert low <= getattr(p, name) <= high
     fixed = {k: (v[0], v[0]) for k, v in RANDOMIZATION_RANGES.items()}

@@ -244,7 +244,7 @@ def sc_perception(ctx, trial):
 
 
 # ---------------------------------------------------------------------- training envelope
-#: Payload far outside the training range sim.plant.RANDOMIZATION_RANGES["payload_mass"] (0 to 1.5 kg).
+#: Payload far outside the training range the built-in arm's randomization payload_mass (robots/planar2) (0 to 1.5 kg).
 ENVELOPE_FAULT_PAYLOAD = 4.0
 
 

@@ -111,7 +111,7 @@ class EnvConfig:
     perception_rate_hz: float = 30.0
     error_scale: float = 0.1
     action_weight: float = 0.05
-    #: Overrides of sim.plant.RANDOMIZATION_RANGES (empty: the defaults).
+    #: Overrides of the robot's randomization (robot.yaml; empty: the robot's).
     randomization: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -1,8 +1,8 @@
-"""Rigid-body model of a planar serial arm moving in a vertical plane.
+"""Analytic rigid-body model of the built-in planar arm (robots/planar2), a reference for the tests.
 
-Pure numpy. Used by the model-based base controller (nominal parameters),
-by the imitation expert (true parameters) and by the tests that keep the
-MuJoCo description consistent with this model.
+Pure numpy, derived by hand (Jacobians, Christoffel symbols): the tests check the description-based
+nominal model (residual_control.robot.dynamics), the plant and the controllers against it. The
+package itself knows robots only through their folders.
 
 Conventions: joint i rotates link i about an axis normal to the plane of
 motion. The absolute angle of link i is theta_i = q_0 + ... + q_i, measured
@@ -141,3 +141,20 @@ class ArmModel:
             + self.gravity_torque(q)
             + np.asarray(self.viscous_friction) * np.asarray(qd, dtype=float)
         )
+
+
+#: The built-in arm's joints and the nominal damping / Coulomb friction of description/arm.mjcf.xml.
+JOINT_NAMES = ("shoulder", "elbow")
+NOMINAL_DAMPING = (0.5, 0.3)
+NOMINAL_FRICTIONLOSS = (0.8, 0.5)
+
+
+def true_arm_model(params, base: ArmModel | None = None) -> ArmModel:
+    """Return the analytic model of a plant (PlantParams) of the built-in arm: its payload and damping."""
+    base = base if base is not None else ArmModel()
+    return ArmModel(
+        link_lengths=tuple(base.link_lengths), link_masses=tuple(base.link_masses),
+        com_offsets=tuple(base.com_offsets), link_inertias=tuple(base.link_inertias),
+        payload_mass=float(params.payload_mass), gravity=base.gravity,
+        viscous_friction=tuple(d * params.damping_scale for d in NOMINAL_DAMPING),
+    )
