@@ -39,8 +39,8 @@ DEFAULT_DELAY = EnvConfig.residual_delay_steps
 ACCEPTANCE_PLANTS: dict = {name: f"config/plants/{name}.yaml" for name in ("real", "heavy_weak", "light_strong", "mid")}
 
 
-def robot_evaluation(params_file: str = DEFAULT_PARAMS_FILE) -> tuple[dict, str | None]:
-    """Return the evaluation plants and reference of the params file's robot.
+def robot_evaluation(path: str = DEFAULT_PARAMS_FILE) -> tuple[dict, str | None]:
+    """Return the evaluation plants and reference of the robot of the params file at ``path``.
 
     The plants: every plant file (``*.yaml`` but ``nominal.yaml``) in the folder of the robot's demo
     plant (robot.yaml ``plant``): for the built-in arm config/plants/{real,heavy_weak,light_strong,mid},
@@ -48,7 +48,7 @@ def robot_evaluation(params_file: str = DEFAULT_PARAMS_FILE) -> tuple[dict, str 
     """
     from residual_control.robot.folder import load_robot
 
-    pf = params_file.load(resolve_path(params_file))
+    pf = params_file.load(resolve_path(path))
     robot = load_robot(params_file.node_params(pf, "base_controller").get("robot") or None)
     if robot.plant is None:
         return dict(ACCEPTANCE_PLANTS), str(robot.reference) if robot.reference else None
