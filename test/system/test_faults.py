@@ -65,7 +65,10 @@ def test_quick_matrix_passes_with_zero_violations(tmp_path):
     assert code == 0
 
 
-def _samples(gs, da=(3.0, -1.5)):
+DA = faults.constant_residual([20, 8])  # the built-in arm's residual limits: (3.0, -1.5)
+
+
+def _samples(gs, da=DA):
     import types
 
     import numpy as np
@@ -78,15 +81,15 @@ def test_ramp_check_judges_the_last_recovery_from_where_it_started():
 
     modes = [(0.0, 0.0, "recovering: ramping in")]
     up = list(np.linspace(0, 1, 11))
-    ok, why, _ = faults.ramp_check(_samples([1.0, 0.5, 0.0] + up), faults.CONST_RESIDUAL, [20, 8], 0.0, modes)
+    ok, why, _ = faults.ramp_check(_samples([1.0, 0.5, 0.0] + up), DA, [20, 8], 0.0, modes)
     assert ok, why
     # A bumpless fallback during the recovery (g decays, not to 0), then a new ramp from there.
     bumpy = [1.0, 0.0, 0.1, 0.2, 0.3, 0.2, 0.15] + list(np.linspace(0.15, 1.0, 9))
-    ok, why, info = faults.ramp_check(_samples(bumpy), faults.CONST_RESIDUAL, [20, 8], 0.0, modes)
+    ok, why, info = faults.ramp_check(_samples(bumpy), DA, [20, 8], 0.0, modes)
     assert ok and info["ramp_from"] == 0.15 and info["decreasing_samples"] == 3, (why, info)
-    ok, why, _ = faults.ramp_check(_samples([1.0, 0.0, 0.0, 1.0]), faults.CONST_RESIDUAL, [20, 8], 0.0, modes)
+    ok, why, _ = faults.ramp_check(_samples([1.0, 0.0, 0.0, 1.0]), DA, [20, 8], 0.0, modes)
     assert not ok and "no ramp" in why
-    ok, why, _ = faults.ramp_check(_samples([1.0, 0.0] + up[:-3]), faults.CONST_RESIDUAL, [20, 8], 0.0, modes)
+    ok, why, _ = faults.ramp_check(_samples([1.0, 0.0] + up[:-3]), DA, [20, 8], 0.0, modes)
     assert not ok and "never reached" in why
-    ok, why, _ = faults.ramp_check(_samples([1.0, 0.0] + up), faults.CONST_RESIDUAL, [20, 8], 0.0, [])
+    ok, why, _ = faults.ramp_check(_samples([1.0, 0.0] + up), DA, [20, 8], 0.0, [])
     assert not ok and "recovering" in why

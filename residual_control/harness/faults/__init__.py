@@ -32,6 +32,12 @@ Three kinds of harness (per scenario, see ``SCENARIOS``):
 ``clock``  as ``relay`` on use_sim_time, the probe publishing /clock.
 ``spawn``  single processes started with a bad configuration.
 
+On any robot (``--robot DIR``, default the built-in arm): its params file, joints, home (the start
+pose), demo plant and model; the constant residuals and rogue values are derived from its joints and
+residual limits (``common.constant_residual``, ``relay``, ``policy.invalid_parameters``). A scenario
+that needs what the robot lacks (out_of_envelope: the robot's trained model) is reported not
+applicable (``passed`` null).
+
 Writes ``{"scenarios": [{"name", "trials", "violations", "fallback_latency_s",
 "recovered", "passed", "detail"}]}`` with ``--json`` and prints a table.
 
@@ -43,17 +49,19 @@ the command line. Importing the package registers the scenarios in matrix order.
 from __future__ import annotations
 
 from . import loop, relay, clock, policy  # registers the scenarios: this order is the matrix order
-from .common import (CONST_RESIDUAL, RELAY_RATE_HZ, SCENARIOS, WALL_SLACK, Context, Scenario, Trial,
-                     ramp_check, scenario)
-from .loop import ENVELOPE_FAULT_PAYLOAD, INJECT_ATTEMPTS, _envelope_loop_model
+from .common import (RELAY_RATE_HZ, SCENARIOS, WALL_SLACK, Context, NotApplicable, Scenario, Trial,
+                     constant_residual, envelope_fault_payload, ramp_check, residual_pattern, scenario,
+                     second_residual, unknown_joint)
+from .loop import INJECT_ATTEMPTS, _envelope_loop_model
 from .matrix import LOOP_ATTEMPTS, add_arguments, format_table, run, run_matrix, select
-from .policy import INVALID
-from .probe_driven import Bench
+from .policy import INVALID_NODES, invalid_parameters
+from .probe_driven import Bench, reference_near
 from .spawn import BAD_MODELS
 
 __all__ = [
-    "BAD_MODELS", "CONST_RESIDUAL", "ENVELOPE_FAULT_PAYLOAD", "INJECT_ATTEMPTS", "INVALID", "LOOP_ATTEMPTS",
-    "RELAY_RATE_HZ", "SCENARIOS", "WALL_SLACK", "Bench", "Context", "Scenario", "Trial", "_envelope_loop_model",
-    "add_arguments", "format_table", "ramp_check", "run", "run_matrix", "scenario", "select",
-    "loop", "relay", "clock", "policy",
+    "BAD_MODELS", "INJECT_ATTEMPTS", "INVALID_NODES", "LOOP_ATTEMPTS", "RELAY_RATE_HZ", "SCENARIOS", "WALL_SLACK",
+    "Bench", "Context", "NotApplicable", "Scenario", "Trial", "_envelope_loop_model", "add_arguments",
+    "constant_residual", "envelope_fault_payload", "format_table", "invalid_parameters", "ramp_check",
+    "reference_near", "residual_pattern", "run", "run_matrix", "scenario", "second_residual", "select",
+    "unknown_joint", "loop", "relay", "clock", "policy",
 ]

@@ -13,7 +13,7 @@ import numpy as np
 import yaml
 
 from ...params_file import update_section
-from ...paths import default_params_file
+from ...paths import share_path
 
 
 RELAY_RATE_HZ = 50.0
@@ -21,7 +21,6 @@ RELAY_RATE_HZ = 50.0
 # wake-up and a DDS hop may add this much on top of the bound. The MuJoCo
 # scenarios are judged on the simulated clock without it.
 WALL_SLACK = 0.1
-CONST_RESIDUAL = (3.0, -1.5)
 _ERROR = b"\x02"  # diagnostic_msgs/DiagnosticStatus.ERROR (a byte in rclpy)
 
 
@@ -38,6 +37,8 @@ class Trial:
     # Why the scenario's precondition did not hold (e.g. the mixer had already fallen back when the
     # fault was injected): the trial measured nothing and never counts as passed.
     not_measured: str = ""
+    # Why the scenario does not apply to this robot (it measured nothing, and failed nothing).
+    not_applicable: str = ""
 
     def fail(self, msg: str) -> None:
         self.problems.append(msg)
@@ -68,6 +69,58 @@ def scenario(name: str, harness: str, doc: str, quick: bool = False):
 
 class _Timeout(Exception):
     pass
+
+
+class NotApplicable(Exception):
+    """The scenario does not apply to the robot (e.g. it needs the robot's trained model and there is none)."""
+
+
+# ====================================================================== the robot's numbers
+def residual_pattern(n: int, magnitude: float) -> tuple:
+    """Return n values of alternating sign, distinct magnitudes from ``magnitude`` down to ``magnitude / 2``.
+
+    Joint k gets (-1)^k * magnitude * (1 - k / (2 (n - 1))): a residual whose joints can be told apart
+    (a swapped or shuffled joint shows) and whose size is known.
+    """
+    if n < 1:
+        raise ValueError(f"residual_pattern: expected at least one joint, found {n}")
+    return tuple(float((-1) ** k * magnitude * (1.0 - (k / (2.0 * (n - 1)) if n > 1 else 0.0))) for k in range(n))
+
+
+def constant_residual(limit) -> tuple:
+    """Return the constant residual of the synthetic models, from the residual limit (N m per joint).
+
+    ``residual_pattern`` with magnitude 3/8 of the smallest limit: every value well inside its joint's
+    clamp, so the applied residual is g * da and the gain g is observable. [20, 8] gives (3.0, -1.5).
+    """
+    lim = np.asarray(limit, dtype=float)
+    if lim.ndim != 1 or lim.size < 1 or not np.all(np.isfinite(lim)) or np.any(lim <= 0):
+        raise ValueError(f"constant_residual: expected positive finite limits, one per joint, found {limit!r}")
+    return residual_pattern(lim.size, 0.375 * float(lim.min()))
+
+
+def second_residual(limit) -> tuple:
+    """Return the second valid model's residual (a live model update): |constant_residual| / 3, positive.
+
+    [20, 8] gives (1.0, 0.5).
+    """
+    return tuple(abs(x) / 3.0 for x in constant_residual(limit))
+
+
+def envelope_fault_payload(payload_range) -> float:
+    """Return a payload far outside the training range [lo, hi] (kg) of the robot's randomization: 2 hi + 1.
+
+    The built-in arm's 0 to 1.5 kg gives 4 kg.
+    """
+    return 2.0 * float(payload_range[1]) + 1.0
+
+
+def unknown_joint(joints, stem: str = "not_a_joint") -> str:
+    """Return a joint name that is not one of ``joints``."""
+    name = stem
+    while name in set(joints):
+        name += "_"
+    return name
 
 
 # ====================================================================== checking
@@ -109,34 +162,54 @@ def ramp_check(applied, residual, limit, since_t: float, modes, gain: float = 1.
 
 # ====================================================================== context
 class Context:
-    """Files shared by all scenarios: params files, synthetic models."""
+    """Files shared by all scenarios: the robot's params file and numbers, synthetic models.
 
-    def __init__(self, work: Path, log_dir: Path | None, progress: Callable[[str], None]) -> None:
+    ``robot``: a robot folder, a shipped robot's name or a RobotSpec (default: the built-in arm). Its
+    params file is the graph's, its demo plant the loop's plant, its home the start pose, its model the
+    one the out_of_envelope scenario takes the training envelope from.
+    """
+
+    def __init__(self, work: Path, log_dir: Path | None, progress: Callable[[str], None], robot=None) -> None:
         from ...core.observation import default_observation_names
         from ...params_file import node_params
+        from ...robot.folder import RobotSpec, load_robot
         from ..closed_loop import load_params
         from ..synthetic_models import constant_model, linear_model
 
         self.work = work
         self.log_dir = log_dir
         self.say = progress
-        self.params = load_params(default_params_file())
+        self.robot = robot if isinstance(robot, RobotSpec) else load_robot(robot or None)
+        if self.robot.params is None:
+            raise ValueError(f"robot {self.robot.name!r} ({self.robot.root}): expected a params file (robot.yaml "
+                             "params:), found none; `residual-control robot init` writes one")
+        self.robot_ref = str(self.robot.root)
+        self.params_file = str(self.robot.params)
+        self.plant_file = str(self.robot.plant or share_path("config", "plants", "real.yaml"))
+        self.model = None if self.robot.model is None else str(self.robot.model)
+        self.params = load_params(self.params_file)
         self.joints = list(node_params(self.params, "residual_mixer")["joints"])
+        if self.joints != list(self.robot.joints):
+            raise ValueError(f"{self.params_file}: expected the joints of robot {self.robot.name!r} "
+                             f"{list(self.robot.joints)}, found {self.joints}")
+        self.home = np.asarray(self.robot.home, dtype=float)
         pol = node_params(self.params, "residual_policy")
         self.limit = list(pol["residual_limit"])
+        self.const_residual = constant_residual(self.limit)
         self.features = list(pol["perception_features"])
+        self.envelope_payload = envelope_fault_payload(self.robot.randomization["payload_mass"])
         obs = default_observation_names(self.joints, self.features)
         self.obs = obs
-        # The loop: the shipped params, a constant residual (gain observable).
+        # The loop: the robot's params, a constant residual (gain observable).
         self.loop_rate = float(pol["control_rate_hz"])
         self.loop_model = constant_model(str(work / "const_loop.onnx"), self.joints, obs, self.limit,
-                                         CONST_RESIDUAL, control_rate_hz=self.loop_rate)
+                                         self.const_residual, control_rate_hz=self.loop_rate)
         # Probe-driven graphs at RELAY_RATE_HZ with timeouts sized for wall-clock jitter.
         self.relay_models = {
-            "good": constant_model(str(work / "const_relay.onnx"), self.joints, obs, self.limit, CONST_RESIDUAL,
-                                   control_rate_hz=RELAY_RATE_HZ),
-            "good2": constant_model(str(work / "const_relay2.onnx"), self.joints, obs, self.limit, (1.0, 0.5),
-                                    control_rate_hz=RELAY_RATE_HZ),
+            "good": constant_model(str(work / "const_relay.onnx"), self.joints, obs, self.limit,
+                                   self.const_residual, control_rate_hz=RELAY_RATE_HZ),
+            "good2": constant_model(str(work / "const_relay2.onnx"), self.joints, obs, self.limit,
+                                    second_residual(self.limit), control_rate_hz=RELAY_RATE_HZ),
         }
         bad = self.relay_models
         good_bytes = Path(bad["good"]).read_bytes()
@@ -147,7 +220,8 @@ class Context:
         bad["shape"] = linear_model(str(work / "shape.onnx"), self.joints, obs, self.limit,
                                     control_rate_hz=RELAY_RATE_HZ, n_obs=len(obs) + 3)
         bad["metadata"] = constant_model(str(work / "metadata.onnx"), self.joints, obs,
-                                         [x * 2 for x in self.limit], CONST_RESIDUAL, control_rate_hz=RELAY_RATE_HZ)
+                                         [x * 2 for x in self.limit], self.const_residual,
+                                         control_rate_hz=RELAY_RATE_HZ)
         self.relay_params = self._write("relay.yaml", {
             "residual_mixer": dict(residual_timeout=0.1, observation_timeout=0.3, base_timeout=0.3,
                                    recovery_hold_time=0.3, recovery_ramp_time=0.6, diagnostics_period=0.2),

@@ -9,9 +9,8 @@ import signal
 import time
 
 from ...params_file import node_params
-from ...paths import share_path
-from .common import (CONST_RESIDUAL, _ERROR, Context, Trial, _first_mode_after, _latency, _mode_at, _Timeout,
-                     ramp_check, scenario)
+from .common import (_ERROR, Context, NotApplicable, Trial, _first_mode_after, _latency, _mode_at, _Timeout,
+                     constant_residual, ramp_check, scenario)
 
 
 # ====================================================================== MuJoCo loop harness
@@ -31,7 +30,7 @@ def _loop_trial(ctx: Context, name: str, trial: int, script, mixer_overrides: di
 
     params_file = ctx.loop_params(**(mixer_overrides or {}))
     config = ctx.mixer_config(params_file)
-    settings = LoopSettings(params_file=params_file, plant_file=str(share_path("config", "plants", "real.yaml")),
+    settings = LoopSettings(params_file=params_file, plant_file=ctx.plant_file, robot=ctx.robot_ref,
                             model_path=ctx.loop_model, settle=1.0, duration=60.0, control_rate_hz=ctx.loop_rate,
                             seed=trial, log_dir=ctx.logs(name, f"trial{trial}"), startup_timeout=90.0)
     res = Trial()
@@ -171,7 +170,8 @@ def _ramped_recovery(loop, config, res: Trial, nominal, what: str, since_wall: f
         return
     yield from _sleep_sim(loop, 0.2)
     p.drain()
-    ok, why, info = ramp_check(sink_applied(loop.run_data.sink_record(), loop.joints), CONST_RESIDUAL,
+    ok, why, info = ramp_check(sink_applied(loop.run_data.sink_record(), loop.joints),
+                               constant_residual(config.residual_limit),
                                config.residual_limit, since_wall, p.rec.modes, config.residual_gain)
     res.recovered = ok
     res.notes["ramp"] = info
@@ -244,24 +244,24 @@ def sc_perception(ctx, trial):
 
 
 # ---------------------------------------------------------------------- training envelope
-#: Payload far outside the training range the built-in arm's randomization payload_mass (robots/planar2) (0 to 1.5 kg).
-ENVELOPE_FAULT_PAYLOAD = 4.0
-
-
 def _envelope_loop_model(ctx: Context) -> str:
-    """Write the loop's constant residual with the shipped model's observation_envelope in its metadata."""
+    """Write the loop's constant residual with the robot's model's observation_envelope in its metadata.
+
+    Raises NotApplicable when the robot has no model (robot.yaml model:).
+    """
     import onnx
 
     from ...core.envelope import METADATA_KEY
-    from ...paths import default_model
     from ..synthetic_models import constant_model
 
+    if not ctx.model:
+        raise NotApplicable("the robot has no model (robot.yaml model:) to take the training envelope from")
     path = ctx.work / "const_loop_envelope.onnx"
     if not path.is_file():
-        meta = {e.key: e.value for e in onnx.load(str(default_model())).metadata_props}
+        meta = {e.key: e.value for e in onnx.load(ctx.model).metadata_props}
         if METADATA_KEY not in meta:
-            raise RuntimeError(f"{default_model()}: expected metadata '{METADATA_KEY}', found none")
-        constant_model(str(path), ctx.joints, ctx.obs, ctx.limit, CONST_RESIDUAL, control_rate_hz=ctx.loop_rate,
+            raise RuntimeError(f"{ctx.model}: expected metadata '{METADATA_KEY}', found none")
+        constant_model(str(path), ctx.joints, ctx.obs, ctx.limit, ctx.const_residual, control_rate_hz=ctx.loop_rate,
                        extra_metadata={METADATA_KEY: meta[METADATA_KEY]})
     return str(path)
 
@@ -284,9 +284,10 @@ def _set_payload(mass_sim, mass_perceived):
     return f
 
 
-@scenario("out_of_envelope", "loop", f"a {ENVELOPE_FAULT_PAYLOAD:g} kg payload (training range 0 to 1.5 kg) is "
-          "picked up and perceived: residual_policy reports out_of_envelope (perception/payload_mass) and "
-          "stops, fallback within debounce + residual_timeout; payload dropped: ramped recovery, 0 violations")
+@scenario("out_of_envelope", "loop", "a payload of 2 hi + 1 kg (training range [lo, hi], the robot's randomization; "
+          "4 kg on the built-in arm) is picked up and perceived: residual_policy reports out_of_envelope "
+          "(perception/payload_mass) and stops, fallback within debounce + residual_timeout; payload dropped: "
+          "ramped recovery, 0 violations (not applicable to a robot without a model)")
 def sc_out_of_envelope(ctx, trial):
     import copy
 
@@ -294,8 +295,8 @@ def sc_out_of_envelope(ctx, trial):
 
     pol = node_params(ctx.params, "residual_policy")
     debounce = float(pol["envelope_debounce"])
-    real = PlantParams.from_yaml(str(share_path("config", "plants", "real.yaml"))).payload_mass
-    inner = _residual_fault_script(_set_payload(ENVELOPE_FAULT_PAYLOAD, ENVELOPE_FAULT_PAYLOAD),
+    real = PlantParams.from_yaml(ctx.plant_file).payload_mass
+    inner = _residual_fault_script(_set_payload(ctx.envelope_payload, ctx.envelope_payload),
                                    _set_payload(real, real),
                                    bound_extra=debounce + 1.0 / 30.0,  # perception publishes at 30 Hz
                                    label="out-of-envelope payload")

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from .common import SCENARIOS, WALL_SLACK, Context, Scenario, Trial, _Timeout
+from .common import SCENARIOS, WALL_SLACK, Context, NotApplicable, Scenario, Trial, _Timeout
 from .probe_driven import Bench
 from .spawn import BAD_MODELS, _start_refusals
 
@@ -50,6 +50,8 @@ def _run_bench_group(ctx: Context, harness: str, scenarios: list[Scenario], tria
                 m = b.mark()
                 try:
                     s.func(b, t)
+                except NotApplicable as exc:
+                    t.not_applicable = str(exc)
                 except _Timeout as exc:
                     t.fail(str(exc))
                 except Exception as exc:  # a harness failure is a failed scenario, never a crash of the matrix
@@ -92,6 +94,8 @@ def _run_loop(ctx: Context, s: Scenario, trial: int) -> Trial:
         ctx.say(f"  {s.name} (trial {trial}{f', attempt {attempt + 1}' if attempt else ''})")
         try:
             t = s.func(ctx, trial + 1000 * attempt)
+        except NotApplicable as exc:
+            t = Trial(not_applicable=str(exc))
         except Exception as exc:
             t = Trial()
             t.fail(f"{type(exc).__name__}: {exc}")
@@ -118,7 +122,11 @@ def select(only: str, quick: bool) -> list[Scenario]:
 
 
 def run_matrix(chosen: list[Scenario], trials: int, log_dir: str | None = None,
-               progress: Callable[[str], None] | None = None) -> dict:
+               progress: Callable[[str], None] | None = None, robot=None) -> dict:
+    """Run ``trials`` of each scenario on ``robot`` (a robot folder, name or RobotSpec; default the built-in arm).
+
+    A scenario that does not apply to the robot (every trial ``not_applicable``) has ``passed`` None.
+    """
     import rclpy
 
     say = progress or (lambda m: print(f"[faults] {m}", flush=True))
@@ -129,7 +137,8 @@ def run_matrix(chosen: list[Scenario], trials: int, log_dir: str | None = None,
         rclpy.init()
     per: dict[str, list[Trial]] = {s.name: [] for s in chosen}
     try:
-        ctx = Context(work, Path(log_dir) if log_dir else None, say)
+        ctx = Context(work, Path(log_dir) if log_dir else None, say, robot)
+        say(f"robot {ctx.robot.name} ({ctx.robot_ref}): joints {ctx.joints}, params {ctx.params_file}")
         for trial in range(trials):
             say(f"trial {trial + 1}/{trials}")
             for harness in ("relay", "clock", "policy"):
@@ -150,6 +159,7 @@ def run_matrix(chosen: list[Scenario], trials: int, log_dir: str | None = None,
         ts = per[s.name]
         lats = [t.fallback_latency_s for t in ts if t.fallback_latency_s is not None]
         recs = [t.recovered if t.recovered is not None else t.ok for t in ts]
+        na = [t.not_applicable for t in ts if t.not_applicable]
         rows.append({
             "name": s.name, "harness": s.harness, "description": s.doc, "trials": len(ts),
             "violations": int(sum(t.violations for t in ts)),
@@ -157,15 +167,19 @@ def run_matrix(chosen: list[Scenario], trials: int, log_dir: str | None = None,
             "fallback_latency_s": max(lats) if lats else None,
             "fallback_bound_s": max((t.bound_s for t in ts if t.bound_s is not None), default=None),
             "recovered": bool(recs) and all(recs),
-            "passed": bool(ts) and all(t.ok for t in ts),
+            "passed": None if ts and len(na) == len(ts) else (bool(ts) and all(t.ok and not t.not_applicable
+                                                                                  for t in ts)),
+            "not_applicable": na[0] if na and len(na) == len(ts) else "",
             "not_measured": [t.not_measured for t in ts if t.not_measured],
             "transition_steps": _largest_steps([t.notes.get("transition_steps") for t in ts]),
             "detail": [{"problems": t.problems, "not_measured": t.not_measured, "violations": t.violations,
-                        "commands": t.commands,
+                        "commands": t.commands, "not_applicable": t.not_applicable,
                         "fallback_latency_s": t.fallback_latency_s, "bound_s": t.bound_s,
                         "recovered": t.recovered, **t.notes} for t in ts],
         })
     return {"scenarios": rows, "trials": trials, "elapsed_s": round(time.monotonic() - started, 1),
+            "robot": {"name": ctx.robot.name, "folder": ctx.robot_ref, "joints": ctx.joints,
+                      "params_file": ctx.params_file, "plant_file": ctx.plant_file, "model": ctx.model},
             "bounds": "fallback bound = residual_timeout + one control period + one more period for the "
                       "quantisation of the clock (MuJoCo scenarios: simulated clock, exact); probe-driven "
                       f"scenarios run on the wall clock and add {WALL_SLACK} s of scheduling slack"}
@@ -192,14 +206,18 @@ def format_table(rows) -> str:
         lat, bound = r["fallback_latency_s"], r["fallback_bound_s"]
         body.append([r["name"], r["harness"], str(r["trials"]), str(r["commands_checked"]), str(r["violations"]),
                      "-" if lat is None else f"{lat:.3f}", "-" if bound is None else f"{bound:.3f}",
-                     "yes" if r["recovered"] else "NO",
-                     "yes" if r["passed"] else ("not measured" if r.get("not_measured") else "NO")])
+                     "-" if r["passed"] is None else ("yes" if r["recovered"] else "NO"),
+                     "not applicable" if r["passed"] is None
+                     else "yes" if r["passed"] else ("not measured" if r.get("not_measured") else "NO")])
     widths = [max(len(h), *(len(x[i]) for x in body)) if body else len(h) for i, h in enumerate(head)]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     return "\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(x) for x in body])
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..robot_args import add_robot_argument
+
+    add_robot_argument(p)
     p.add_argument("--json", default="", help="write the results as JSON to this file")
     p.add_argument("--trials", type=int, default=None, help="trials per scenario (default 2; --quick: 1)")
     p.add_argument("--quick", action="store_true", help="one trial of a subset (about 3 minutes)")
@@ -222,12 +240,22 @@ def run(args) -> int:
     if trials < 1:
         print(f"faults: --trials: expected >= 1, found {trials}", file=sys.stderr)
         return 2
-    doc = run_matrix(chosen, trials, args.log_dir or None)
+    try:
+        from ..robot_args import robot_of
+
+        robot = robot_of(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"faults: --robot: {exc}", file=sys.stderr)
+        return 2
+    doc = run_matrix(chosen, trials, args.log_dir or None, robot=robot)
     print()
     print(format_table(doc["scenarios"]))
     print()
     print(doc["bounds"])
-    failed = [r for r in doc["scenarios"] if not r["passed"]]
+    failed = [r for r in doc["scenarios"] if r["passed"] is False]
+    for r in doc["scenarios"]:
+        if r["passed"] is None:
+            print(f"NOT APPLICABLE {r['name']}: {r['not_applicable']}")
     for r in failed:
         for i, d in enumerate(r["detail"]):
             if d["problems"]:
@@ -235,7 +263,9 @@ def run(args) -> int:
             elif d.get("not_measured"):
                 print(f"NOT MEASURED {r['name']} trial {i}: {d['not_measured']}")
     total = sum(r["violations"] for r in doc["scenarios"])
-    print(f"{len(doc['scenarios'])} scenarios, {len(failed)} failed, {total} violations, {doc['elapsed_s']:.0f} s")
+    na = sum(1 for r in doc["scenarios"] if r["passed"] is None)
+    print(f"robot {doc['robot']['name']}: {len(doc['scenarios'])} scenarios, {len(failed)} failed"
+          f"{f', {na} not applicable' if na else ''}, {total} violations, {doc['elapsed_s']:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=2, default=_json_default))
         print(f"results written to {args.json}")

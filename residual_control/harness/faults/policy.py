@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from .common import CONST_RESIDUAL, Trial, _Timeout, scenario
+from .common import Trial, _Timeout, scenario, second_residual, unknown_joint
 from .probe_driven import Bench
 from .spawn import BAD_MODELS, _start_refusal_result
 
@@ -67,7 +67,7 @@ def _model_refusal(name: str):
         if fallbacks:
             res.notes["note"] = "non-nominal mode during the attempt (timing on a loaded machine?)"
         vals = [r.values for r in p.rec.residual[published0:]]
-        if vals and not np.allclose(vals[-1], CONST_RESIDUAL):
+        if vals and not np.allclose(vals[-1], b.ctx.const_residual):
             res.fail(f"the residual changed: {vals[-1].tolist()}")
     return run
 
@@ -84,7 +84,8 @@ def sc_model_valid(b: Bench, res: Trial) -> None:
     b.wait_nominal()
     m = b.mark()
     p = b.probe
-    for path, value in ((b.ctx.relay_models["good2"], (1.0, 0.5)), (b.ctx.relay_models["good"], CONST_RESIDUAL)):
+    for path, value in ((b.ctx.relay_models["good2"], second_residual(b.ctx.limit)),
+                        (b.ctx.relay_models["good"], b.ctx.const_residual)):
         t0 = time.monotonic()
         ok, why = b.set_param("residual_policy", "model_path", path)
         if not ok:
@@ -100,35 +101,55 @@ def sc_model_valid(b: Bench, res: Trial) -> None:
     res.recovered = b.run_until(lambda: p.mode == "nominal", 30.0)
 
 
-INVALID = {
-    "residual_mixer": [
-        ("residual_limit", [-1.0, 0.5]), ("residual_limit", [math.nan, 0.5]), ("residual_limit", [1.0]),
-        ("residual_limit", [100.0, 0.5]), ("residual_limit", "big"), ("residual_gain", 1.5),
-        ("residual_gain", -0.1), ("residual_gain", math.nan), ("residual_timeout", 0.0),
-        ("residual_timeout", math.inf), ("command_min", [100.0, 100.0]), ("command_max", [1.0]),
-        ("residual_limit_max", [100.0, 100.0]), ("base_stale_behavior", "explode"), ("joints", ["a", "b"]),
-        ("diagnostics_period", 1.0), ("recovery_ramp_time", -1.0),
-    ],
-    "base_controller": [
-        ("kp", [-1.0, 1.0]), ("kp", [1.0]), ("kd", [math.nan, 1.0]), ("kp", "x"),
-        ("controller_type", "pid"), ("command_min", [100.0, 100.0]), ("derivative_filter_hz", 0.0),
-        ("model.payload_mass", 3.0), ("joints", ["a", "b"]),
-    ],
-    "residual_policy": [
-        ("perception_timeout", 0.0), ("perception_timeout", math.nan), ("joint_state_timeout", -1.0),
-        ("control_rate_hz", 1000.0), ("residual_limit", [1.0, 1.0]), ("joints", ["a", "b"]),
-        ("perception_features", ["x"]), ("model_path", 5), ("model_sha256", 1.5),
-    ],
-}
+INVALID_NODES = ("residual_mixer", "base_controller", "residual_policy")
+
+
+def invalid_parameters(joints, params) -> dict:
+    """Every kind of invalid live parameter per node, sized for the robot's ``joints`` (its loaded ``params``).
+
+    Lists one value per joint where the parameter is per joint: a bad first value, a wrong length
+    (n - 1 values, 2 for a one-joint robot), a value beyond the read-only ceiling; read-only parameters
+    (joints, ceilings, the model's payload) changed at all.
+    """
+    from ...params_file import node_params
+
+    n = len(joints)
+    mixer = node_params(params, "residual_mixer")
+    rest = lambda x: [x] * (n - 1)  # noqa: E731
+    short = [1.0] * (n - 1) if n > 1 else [1.0, 1.0]
+    beyond_limit = max(100.0, 2.0 * max(float(x) for x in mixer["residual_limit_max"]))
+    beyond_command = max(100.0, 2.0 * max(float(x) for x in mixer["command_max"]))
+    other_joints = [unknown_joint(joints, f"not_a_joint_{k}") for k in range(n)]
+    return {
+        "residual_mixer": [
+            ("residual_limit", [-1.0] + rest(0.5)), ("residual_limit", [math.nan] + rest(0.5)),
+            ("residual_limit", short), ("residual_limit", [beyond_limit] + rest(0.5)), ("residual_limit", "big"),
+            ("residual_gain", 1.5), ("residual_gain", -0.1), ("residual_gain", math.nan), ("residual_timeout", 0.0),
+            ("residual_timeout", math.inf), ("command_min", [beyond_command] * n), ("command_max", short),
+            ("residual_limit_max", [beyond_limit] * n), ("base_stale_behavior", "explode"),
+            ("joints", other_joints), ("diagnostics_period", 1.0), ("recovery_ramp_time", -1.0),
+        ],
+        "base_controller": [
+            ("kp", [-1.0] + rest(1.0)), ("kp", short), ("kd", [math.nan] + rest(1.0)), ("kp", "x"),
+            ("controller_type", "pid"), ("command_min", [beyond_command] * n), ("derivative_filter_hz", 0.0),
+            ("model.payload_mass", 3.0), ("joints", other_joints),
+        ],
+        "residual_policy": [
+            ("perception_timeout", 0.0), ("perception_timeout", math.nan), ("joint_state_timeout", -1.0),
+            ("control_rate_hz", 1000.0), ("residual_limit", [1.0] * n), ("joints", other_joints),
+            ("perception_features", ["x"]), ("model_path", 5), ("model_sha256", 1.5),
+        ],
+    }
 
 
 def _invalid_params(node: str):
     def run(b: Bench, res: Trial) -> None:
         b.wait_nominal()
-        names = sorted({n for n, _ in INVALID[node]})
+        invalid = invalid_parameters(b.joints, b.ctx.params)[node]
+        names = sorted({n for n, _ in invalid})
         before = {n: b.get_param(node, n) for n in names}
         accepted, reasons = [], {}
-        for name, value in INVALID[node]:
+        for name, value in invalid:
             try:
                 ok, why = b.set_param(node, name, value)
             except _Timeout as exc:
@@ -159,6 +180,6 @@ def _same(a, b) -> bool:
     return a == b
 
 
-for _node in INVALID:
+for _node in INVALID_NODES:
     scenario(f"invalid_params_{_node}", "policy", f"every kind of invalid live parameter on {_node}: rejected "
              "with a reason, nothing changes, no violation", quick=_node == "residual_mixer")(_invalid_params(_node))

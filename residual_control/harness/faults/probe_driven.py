@@ -9,8 +9,18 @@ from typing import Callable
 
 import numpy as np
 
-from .common import (CONST_RESIDUAL, RELAY_RATE_HZ, WALL_SLACK, Context, Trial, _first_mode_after, _latency,
-                     _Timeout, ramp_check)
+from .common import (RELAY_RATE_HZ, WALL_SLACK, Context, Trial, _first_mode_after, _latency, _Timeout,
+                     ramp_check)
+
+
+def reference_near(home, lower, upper) -> np.ndarray:
+    """Return the probe's constant reference: ``home`` moved by +0.1, -0.2, ... rad, inside [lower, upper].
+
+    The built-in arm's home [0.3, 1.2] gives [0.4, 1.0].
+    """
+    home = np.asarray(home, dtype=float)
+    step = np.array([0.1 if k % 2 == 0 else -0.2 for k in range(home.size)])
+    return np.clip(home + step, np.asarray(lower, dtype=float), np.asarray(upper, dtype=float))
 
 
 # ====================================================================== probe-driven harness
@@ -53,14 +63,16 @@ class Bench:
         # The probe as the residual policy (relay harness): answer every base action.
         self.respond = not with_policy
         self.residual_names = list(self.joints)
-        self.residual_values = list(CONST_RESIDUAL)
+        self.residual_values = list(ctx.const_residual)
         self.residual_stamp: Callable | None = None  # f(base stamp msg) -> stamp msg
         self.publish_states = True
         self.publish_perception = True
         self._next = time.monotonic()
         self.dead: set = set()
-        self.q = np.array([0.3, 1.2])
-        self.q_ref = np.array([0.4, 1.0])
+        # The robot at its home pose, asked to hold a pose near it.
+        self.q = np.array(ctx.home, dtype=float)
+        self.q_ref = reference_near(ctx.home, ctx.robot.workspace_lower, ctx.robot.workspace_upper)
+        self.perception = [0.5] * len(ctx.features)
         if self.respond:
             self.probe.create_subscription(JointState, "base_action", self._on_base, 10)
 
@@ -96,7 +108,7 @@ class Bench:
             msg.header.stamp = self.stamp()
             p.ref_pub.publish(msg)
             if self.with_policy and self.publish_perception:
-                p.publish_perception([0.5])
+                p.publish_perception(self.perception)
             if self.publish_states:
                 p.publish_state(self.q, np.zeros(len(self.joints)), stamp=self.stamp())
         self.rclpy.spin_once(self.probe, timeout_sec=0.002)
@@ -205,7 +217,7 @@ class Bench:
             return
         self.run_for(0.1)
         if ramp:
-            ok, why, info = ramp_check(self.probe.rec.applied, CONST_RESIDUAL, self.config.residual_limit,
+            ok, why, info = ramp_check(self.probe.rec.applied, self.ctx.const_residual, self.config.residual_limit,
                                        since_wall, self.probe.rec.modes, self.config.residual_gain)
             res.notes["ramp"] = info
             res.recovered = ok

@@ -9,13 +9,17 @@ import time
 
 import numpy as np
 
-from .common import CONST_RESIDUAL, WALL_SLACK, _ERROR, Trial, scenario
+from .common import WALL_SLACK, _ERROR, Trial, scenario, unknown_joint
 from .probe_driven import Bench
 
 
-def _relay_injection(names, values, expect_fallback: bool, stamp_fn=None, hold: float = 0.6):
-    """Return a trial: the probe-as-policy publishes ``names``/``values`` (stamp_fn) instead of the valid residual."""
+def _relay_injection(content, expect_fallback: bool, stamp_fn=None, hold: float = 0.6):
+    """Return a trial: the probe-as-policy publishes the rogue ``content(joints, da)`` = (names, values).
+
+    Stamped by ``stamp_fn``, instead of the valid residual ``da`` on the robot's ``joints``.
+    """
     def run(b: Bench, res: Trial) -> None:
+        names, values = content(list(b.joints), list(b.ctx.const_residual))
         b.wait_nominal()
         m = b.mark()
         p = b.probe
@@ -39,7 +43,7 @@ def _relay_injection(names, values, expect_fallback: bool, stamp_fn=None, hold: 
         else:
             res.notes["reason"] = next((x for x in mode_texts if x.startswith("fallback")), "")
         t_clear = time.monotonic()
-        b.residual_names, b.residual_values, b.residual_stamp = list(b.joints), list(CONST_RESIDUAL), None
+        b.residual_names, b.residual_values, b.residual_stamp = list(b.joints), list(b.ctx.const_residual), None
         b.recovery(res, t_clear, ramp=expect_fallback)
     return run
 
@@ -70,28 +74,41 @@ def _shift(seconds: float):
     return f
 
 
-J = ["shoulder", "elbow"]
+def _alternate(n: int, x: float) -> list:
+    return [x if k % 2 == 0 else -x for k in range(n)]
+
+
+# The rogue residuals, as (names, values) from the robot's joints J and the valid residual da.
 _CONTENT = [
-    ("residual_nan", "residual with NaN", J, [math.nan, 0.5], True),
-    ("residual_inf", "residual with +Inf/-Inf", J, [math.inf, -math.inf], True),
-    ("residual_huge", "residual 1e300 (finite): accepted, clamped to +/-eps, no fallback", J, [1e300, -1e300], False),
-    ("residual_wrong_length", "3 values for 2 names", J, [0.1, 0.2, 0.3], True),
-    ("residual_unknown_name", "an unknown joint name (wrist)", ["shoulder", "wrist"], [0.1, 0.1], True),
-    ("residual_missing_name", "one joint missing", ["shoulder"], [0.1], True),
-    ("residual_duplicate_name", "a duplicated joint name", ["shoulder", "shoulder"], [0.1, 0.1], True),
+    ("residual_nan", "residual with NaN (first joint)", lambda J, da: (J, [math.nan] + [0.5] * (len(J) - 1)), True),
+    ("residual_inf", "residual with +Inf/-Inf", lambda J, da: (J, _alternate(len(J), math.inf)), True),
+    ("residual_huge", "residual +/-1e300 (finite): accepted, clamped to +/-eps, no fallback",
+     lambda J, da: (J, _alternate(len(J), 1e300)), False),
+    ("residual_wrong_length", "n + 1 values for n names",
+     lambda J, da: (J, [round(0.1 * (k + 1), 3) for k in range(len(J) + 1)]), True),
+    ("residual_unknown_name", "an unknown joint name (not_a_joint) in place of the last",
+     lambda J, da: (J[:-1] + [unknown_joint(J)], [0.1] * len(J)), True),
+    ("residual_missing_name", "the last joint missing", lambda J, da: (J[:-1], [0.1] * (len(J) - 1)), True),
+    ("residual_duplicate_name", "a duplicated joint name (the first in place of the last)",
+     lambda J, da: (J[:-1] + J[:1], [0.1] * len(J)), True),
     ("residual_shuffled_names", "joint names in another order (matched by name): no fallback, no rejection",
-     J[::-1], list(CONST_RESIDUAL)[::-1], False),
+     lambda J, da: (J[::-1], da[::-1]), False),
 ]
-for _name, _doc, _names, _values, _fb in _CONTENT:
+for _name, _doc, _content, _fb in _CONTENT:
     scenario(_name, "relay", f"rogue residual_action: {_doc}" + (": rejected, fallback in time, ramped recovery"
                                                                  if _fb else ""),
              quick=_name in ("residual_nan", "residual_shuffled_names", "residual_unknown_name"))(
-        _relay_injection(_names, _values, _fb))
+        _relay_injection(_content, _fb))
+
+
+def _valid(J, da):
+    return J, da
+
 
 scenario("residual_stamp_future", "relay", "residual stamped 10 s in the future: fallback, ramped recovery")(
-    _relay_injection(J, CONST_RESIDUAL, True, stamp_fn=_shift(10.0)))
+    _relay_injection(_valid, True, stamp_fn=_shift(10.0)))
 scenario("residual_stamp_replayed", "relay", "residual stamps 5 s old (replayed): fallback, ramped recovery")(
-    _relay_injection(J, CONST_RESIDUAL, True, stamp_fn=_shift(-5.0)))
+    _relay_injection(_valid, True, stamp_fn=_shift(-5.0)))
 
 
 def _rogue_base(b: Bench, values, stamp):
@@ -141,10 +158,11 @@ def sc_burst_base(b: Bench, res: Trial) -> None:
 def _burst(b: Bench, res: Trial, what: str) -> None:
     b.wait_nominal()
     value = _last_base(b)
+    da = list(b.ctx.const_residual)
     t0 = time.monotonic()
     for i in range(1000):
         if what == "residual":
-            b.probe.publish_residual(b.joints, [CONST_RESIDUAL[0] * (i % 3) / 2, CONST_RESIDUAL[1]])
+            b.probe.publish_residual(b.joints, [da[0] * (i % 3) / 2] + da[1:])
         else:
             _rogue_base(b, value + 0.01 * (i % 7), b.stamp())
     res.notes["burst_publish_s"] = round(time.monotonic() - t0, 3)
