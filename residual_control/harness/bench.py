@@ -26,24 +26,29 @@ in the same callback). "lost or late" is the share of inputs with no output,
 or an output later than one period.
 
 The relays and the harness live in this module; ``python -m
-residual_control.harness.bench relay --kind ...`` runs one relay.
+residual_control.harness.bench relay --kind ... --joints a,b`` runs one relay.
+
+On any robot (``--robot DIR``, default the built-in arm): the graphs run its params file and joints
+(inputs at its home pose), the graph model is its model (a synthetic MLP of its contract when it has
+none), the inference section times the shipped models made for its joints (or that MLP).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import random
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-JOINTS = ["shoulder", "elbow"]
-SEQ_SCALE = 1e-3  # hop: base effort[0] = (seq % SEQ_MOD) * SEQ_SCALE, inside command limits
+SEQ_SCALE = 1e-3  # hop: base effort[0] = (seq % SEQ_MOD) * seq_scale, inside command limits (seq_scale)
 SEQ_MOD = 40000
 PERCEPTION_EVERY = 10  # perception at rate / 10
 
@@ -227,21 +232,32 @@ def bench_inference(models: dict[str, str], n_samples: int) -> dict:
     return out
 
 
-def synthetic_mlp(path: str, hidden=(64, 64), seed: int = 0) -> str:
-    """Write an MLP with the shipped models' architecture and contract, exported by torch.onnx."""
+def seq_scale(command_max: float) -> float:
+    """Return the hop's sequence scale: SEQ_SCALE, smaller where the first joint's command_max is below 40 N m.
+
+    Every encoded sequence number (up to SEQ_MOD - 1) then stays below 0.9 command_max, unclipped.
+    """
+    if not (math.isfinite(command_max) and command_max > 0):
+        raise ValueError(f"bench: expected the first joint's command_max > 0, found {command_max}")
+    return min(SEQ_SCALE, 0.9 * command_max / SEQ_MOD)
+
+
+def synthetic_mlp(path: str, joints, features, limit, control_rate_hz: float = 100.0, hidden=(64, 64),
+                  seed: int = 0) -> str:
+    """Write an MLP with the shipped models' architecture and a robot's contract, exported by torch.onnx."""
     import torch
 
     from ..core.observation import default_observation_names
     from ..core.policy import ModelContract
 
-    obs_names = default_observation_names(JOINTS, ["payload_mass"])
-    limit = [20.0, 8.0]
+    joints, limit = list(joints), [float(x) for x in limit]
+    obs_names = default_observation_names(joints, list(features))
     torch.manual_seed(seed)
     layers, n = [], len(obs_names)
     for h in hidden:
         layers += [torch.nn.Linear(n, h), torch.nn.ReLU()]
         n = h
-    layers += [torch.nn.Linear(n, len(JOINTS)), torch.nn.Tanh()]
+    layers += [torch.nn.Linear(n, len(joints)), torch.nn.Tanh()]
 
     class Net(torch.nn.Module):
         def __init__(self):
@@ -258,7 +274,8 @@ def synthetic_mlp(path: str, hidden=(64, 64), seed: int = 0) -> str:
     import onnx
 
     m = onnx.load(path)
-    contract = ModelContract(tuple(JOINTS), tuple(obs_names), tuple(limit), 100.0, {"type": "pd_gravity"},
+    contract = ModelContract(tuple(joints), tuple(obs_names), tuple(limit), float(control_rate_hz),
+                             {"type": "pd_gravity"},
                              {"training_method": "synthetic_mlp"})
     for k, v in contract.to_metadata().items():
         e = m.metadata_props.add()
@@ -276,7 +293,7 @@ def _relay_qos(reliability: str, depth: int):
                       else ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 
 
-def _make_relay(kind: str, stamped: bool, reliability: str, depth: int):
+def _make_relay(kind: str, stamped: bool, reliability: str, depth: int, joints):
     """Return a bare relay node: the same topics and fan-out as the node it stands in for, no computation."""
     from rclpy.node import Node
     from sensor_msgs.msg import JointState
@@ -292,8 +309,8 @@ def _make_relay(kind: str, stamped: bool, reliability: str, depth: int):
     if kind in ("hop", "mixer", "single"):
         cmd_pub = node.create_publisher(Float64MultiArray, "commands", qos)
         applied_pub = node.create_publisher(JointState, "~/applied_residual", qos) if stamped else None
-        cmd, applied = Float64MultiArray(), JointState(name=list(JOINTS))
-        zeros = [0.0] * len(JOINTS)
+        cmd, applied = Float64MultiArray(), JointState(name=list(joints))
+        zeros = [0.0] * len(joints)
 
         def forward(msg):
             cmd.data = msg.effort if kind != "single" else msg.position
@@ -312,7 +329,7 @@ def _make_relay(kind: str, stamped: bool, reliability: str, depth: int):
             node.create_subscription(Float64MultiArray, "perception", store("perception"), qos)
     elif kind == "base":
         pub = node.create_publisher(JointState, "base_action", qos)
-        out = JointState(name=list(JOINTS))
+        out = JointState(name=list(joints))
 
         def on_state(msg):
             out.header.stamp = msg.header.stamp
@@ -323,7 +340,7 @@ def _make_relay(kind: str, stamped: bool, reliability: str, depth: int):
         node.create_subscription(JointState, "reference", store("reference"), qos)
     elif kind == "policy":
         pub = node.create_publisher(JointState, "residual_action", qos)
-        out = JointState(name=list(JOINTS), effort=[0.0] * len(JOINTS))
+        out = JointState(name=list(joints), effort=[0.0] * len(joints))
 
         def on_base(msg):
             out.header.stamp = msg.header.stamp
@@ -350,17 +367,19 @@ def relay_main(argv) -> int:
     ap.add_argument("--stamped", action="store_true")
     ap.add_argument("--reliability", default="reliable", choices=("reliable", "best_effort"))
     ap.add_argument("--depth", type=int, default=1)
+    ap.add_argument("--joints", required=True, help="comma-separated joint names of the robot")
     a = ap.parse_args(argv)
-    return run_node(lambda: _make_relay(a.kind, a.stamped, a.reliability, a.depth), ["relay"] + ros_args)
+    joints = [j for j in a.joints.split(",") if j]
+    return run_node(lambda: _make_relay(a.kind, a.stamped, a.reliability, a.depth, joints), ["relay"] + ros_args)
 
 
-def _relay_spec(name: str, kind: str, stamped: bool = False, reliability: str = "reliable", depth: int = 1):
+def _relay_spec(name: str, kind: str, joints, stamped: bool = False, reliability: str = "reliable", depth: int = 1):
     from .graph import NodeSpec
 
     class RelaySpec(NodeSpec):
         def command(self, overlay_dir=None):
             cmd = [sys.executable, "-m", "residual_control.harness.bench", "relay", "--kind", kind,
-                   "--reliability", reliability, "--depth", str(depth)]
+                   "--reliability", reliability, "--depth", str(depth), "--joints", ",".join(joints)]
             if stamped:
                 cmd.append("--stamped")
             return cmd + ["--ros-args", "--log-level", "warn", "-r", f"__node:={name}"]
@@ -372,7 +391,7 @@ def _relay_spec(name: str, kind: str, stamped: bool = False, reliability: str = 
 class Harness:
     """Drives the inputs at a fixed rate from one thread and records the outputs' arrival."""
 
-    def __init__(self, final: str, reliability: str = "reliable") -> None:
+    def __init__(self, final: str, inputs: "Inputs", reliability: str = "reliable") -> None:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
         from sensor_msgs.msg import JointState
@@ -394,6 +413,7 @@ class Harness:
         self.app_rx: list = []
         self.mode = ""
         clock = time.time_ns
+        self.seq_scale = inputs.seq_scale
         n.create_subscription(Float64MultiArray, "commands",
                               lambda m: self.cmd_rx.append((clock(), m.data[0])), rx_qos)
         n.create_subscription(JointState, f"/{final}/applied_residual",
@@ -402,11 +422,13 @@ class Harness:
         n.create_subscription(String, f"/{final}/mode", lambda m: setattr(self, "mode", m.data), LATCHED_QOS)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(n)
-        self._js = JointState(name=list(JOINTS), position=[0.1, 0.2], velocity=[0.0, 0.0])
-        self._ref = JointState(name=list(JOINTS), position=[0.3, 0.1], velocity=[0.0, 0.0])
-        self._perc = Float64MultiArray(data=[0.5])
-        self._base = JointState(name=list(JOINTS), effort=[0.0, 0.0])
-        self._res = JointState(name=list(JOINTS), effort=[0.0, 0.0])
+        joints, zeros = list(inputs.joints), [0.0] * len(inputs.joints)
+        self._js = JointState(name=joints, position=[float(x) for x in inputs.q], velocity=zeros)
+        self._ref = JointState(name=joints, position=[float(x) for x in inputs.q_ref], velocity=zeros)
+        self._perc = Float64MultiArray(data=[0.5] * inputs.n_features)
+        self._base = JointState(name=joints, effort=zeros)
+        self._res = JointState(name=joints, effort=zeros)
+        self._rest = zeros[1:]
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=1.0)
@@ -422,7 +444,7 @@ class Harness:
             self._stamp(self._res, t)
             self.res_pub.publish(self._res)
             self._stamp(self._base, t)
-            self._base.effort = [(seq % SEQ_MOD) * SEQ_SCALE, 0.0]
+            self._base.effort = [(seq % SEQ_MOD) * self.seq_scale] + self._rest
             self.base_pub.publish(self._base)
         else:
             self._stamp(self._ref, t)
@@ -514,7 +536,7 @@ def measure(harness: Harness, mode: str, rate_hz: float, duration: float, warmup
         send = {seq % SEQ_MOD: t for seq, t in sent}
         lat = {}
         for t_rx, v in harness.cmd_rx:
-            seq = int(round(v / SEQ_SCALE))
+            seq = int(round(v / harness.seq_scale))
             if seq in send and seq not in lat:
                 lat[seq] = (t_rx - send[seq]) / 1000.0
     else:
@@ -536,14 +558,39 @@ def measure(harness: Harness, mode: str, rate_hz: float, duration: float, warmup
 
 
 # ============================================================================ graphs
-def _params_file(tmp: Path, model_path: str, control_rate_hz: float) -> str:
+@dataclass(frozen=True)
+class Inputs:
+    """What the harness publishes to the graph: the robot's joints at its home, a reference near it."""
+
+    joints: tuple
+    q: tuple
+    q_ref: tuple
+    n_features: int
+    seq_scale: float
+
+    @classmethod
+    def of(cls, robot, params_file: str) -> "Inputs":
+        from ..params_file import load, node_params
+        from .faults.probe_driven import reference_near
+
+        params = load(params_file)
+        joints = tuple(node_params(params, "residual_mixer")["joints"])
+        if joints != tuple(robot.joints):
+            raise ValueError(f"{params_file}: expected the joints of robot {robot.name!r} {list(robot.joints)}, "
+                             f"found {list(joints)}")
+        q_ref = reference_near(robot.home, robot.workspace_lower, robot.workspace_upper)
+        return cls(joints, tuple(float(x) for x in robot.home), tuple(float(x) for x in q_ref),
+                   len(node_params(params, "residual_policy")["perception_features"]),
+                   seq_scale(float(node_params(params, "residual_mixer")["command_max"][0])))
+
+
+def _params_file(tmp: Path, robot_params: str, model_path: str, control_rate_hz: float) -> str:
     import yaml
 
     from ..nodes.residual_controller import NODE_NAME, fused_parameters
     from ..params_file import load, update_section
-    from ..paths import default_params_file
 
-    params = load(default_params_file())
+    params = load(robot_params)
     update_section(params, "residual_policy", model_path=model_path, control_rate_hz=control_rate_hz)
     update_section(params, "residual_mixer", recovery_hold_time=0.05, recovery_ramp_time=0.05)
     params[NODE_NAME] = {"ros__parameters": fused_parameters(params)}
@@ -553,12 +600,13 @@ def _params_file(tmp: Path, model_path: str, control_rate_hz: float) -> str:
 
 
 def _run_case(specs, final: str, mode: str, rates, duration: float, warmup: float, log_dir: Path,
-              env_extra: dict | None = None, reliability: str = "reliable", resources_at: float | None = None) -> dict:
+              env_extra: dict | None = None, reliability: str = "reliable", resources_at: float | None = None,
+              inputs: Inputs | None = None) -> dict:
     from .graph import Graph
 
     env = dict(os.environ)
     env.update(env_extra or {})
-    harness = Harness(final, reliability)
+    harness = Harness(final, inputs, reliability)
     results = {}
     try:
         with Graph(specs, log_dir=log_dir, env=env) as g:
@@ -586,32 +634,39 @@ def _ratio(case: dict, floor: dict) -> None:
             pass
 
 
-def bench_ros(params_file: str, rates, duration: float, warmup: float, log_root: Path, quick: bool) -> dict:
+def bench_ros(params_file: str, rates, duration: float, warmup: float, log_root: Path, quick: bool,
+              inputs: Inputs) -> dict:
+    import functools
+
     from .graph import NodeSpec, runtime_specs
+
+    case = functools.partial(_run_case, inputs=inputs)
+
+    def relay(name: str, kind: str, **kw):
+        return _relay_spec(name, kind, inputs.joints, **kw)
 
     out = {}
     pf = params_file
     # c. one hop
-    hop_mixer = _run_case([NodeSpec("residual_mixer", [pf])], "residual_mixer", "hop", rates, duration, warmup,
-                          log_root / "hop_mixer")
-    hop_relay = _run_case([_relay_spec("relay_hop", "hop")], "relay_hop", "hop", rates, duration, warmup,
-                          log_root / "hop_relay")
+    hop_mixer = case([NodeSpec("residual_mixer", [pf])], "residual_mixer", "hop", rates, duration, warmup,
+                     log_root / "hop_mixer")
+    hop_relay = case([relay("relay_hop", "hop")], "relay_hop", "hop", rates, duration, warmup, log_root / "hop_relay")
     _ratio(hop_mixer, hop_relay)
     out["hop"] = {"residual_mixer": hop_mixer, "bare_relay": hop_relay}
     # d. + e. the whole graph, resources at 1 kHz
     top = max(rates)
-    graph = _run_case(runtime_specs(pf), "residual_mixer", "graph", rates, duration, warmup, log_root / "graph",
-                      resources_at=top)
-    chain = _run_case([_relay_spec("relay_base", "base"), _relay_spec("relay_policy", "policy"),
-                       _relay_spec("relay_mixer", "mixer", stamped=True)], "relay_mixer", "graph", rates, duration,
-                      warmup, log_root / "chain", resources_at=top)
+    graph = case(runtime_specs(pf), "residual_mixer", "graph", rates, duration, warmup, log_root / "graph",
+                 resources_at=top)
+    chain = case([relay("relay_base", "base"), relay("relay_policy", "policy"),
+                  relay("relay_mixer", "mixer", stamped=True)], "relay_mixer", "graph", rates, duration,
+                 warmup, log_root / "chain", resources_at=top)
     _ratio(graph, chain)
     out["graph"] = {"three_nodes": graph, "relay_chain": chain}
     # f. fused
-    fused = _run_case([NodeSpec("residual_controller", [pf])], "residual_controller", "graph", rates, duration,
-                      warmup, log_root / "fused", resources_at=top)
-    single = _run_case([_relay_spec("relay_single", "single", stamped=True)], "relay_single", "graph", rates,
-                       duration, warmup, log_root / "single", resources_at=top)
+    fused = case([NodeSpec("residual_controller", [pf])], "residual_controller", "graph", rates, duration,
+                 warmup, log_root / "fused", resources_at=top)
+    single = case([relay("relay_single", "single", stamped=True)], "relay_single", "graph", rates,
+                  duration, warmup, log_root / "single", resources_at=top)
     _ratio(fused, single)
     out["fused"] = {"residual_controller": fused, "bare_single_hop": single}
     out["resources"] = {"rate_hz": top, "unit": "cpu_share: fraction of one core; rss_mib: MiB",
@@ -628,14 +683,14 @@ def bench_ros(params_file: str, rates, duration: float, warmup: float, log_root:
         for kind in ("multi", "events"):
             env = {"RESIDUAL_CONTROL_EXECUTOR": kind}
             ex["executor"][kind] = {
-                "residual_mixer": _run_case([NodeSpec("residual_mixer", [pf])], "residual_mixer", "hop", [top],
-                                            duration, warmup, log_root / f"ex_{kind}_mixer", env).get(key),
-                "bare_relay": _run_case([_relay_spec("relay_hop", "hop")], "relay_hop", "hop", [top], duration,
-                                        warmup, log_root / f"ex_{kind}_relay", env).get(key)}
+                "residual_mixer": case([NodeSpec("residual_mixer", [pf])], "residual_mixer", "hop", [top],
+                                       duration, warmup, log_root / f"ex_{kind}_mixer", env).get(key),
+                "bare_relay": case([relay("relay_hop", "hop")], "relay_hop", "hop", [top], duration,
+                                   warmup, log_root / f"ex_{kind}_relay", env).get(key)}
         ex["qos"]["reliable_depth1"] = hop_relay.get(key)
         for rel, depth in (("best_effort", 1), ("reliable", 10)):
-            ex["qos"][f"{rel}_depth{depth}"] = _run_case(
-                [_relay_spec("relay_hop", "hop", reliability=rel, depth=depth)], "relay_hop", "hop", [top],
+            ex["qos"][f"{rel}_depth{depth}"] = case(
+                [relay("relay_hop", "hop", reliability=rel, depth=depth)], "relay_hop", "hop", [top],
                 duration, warmup, log_root / f"qos_{rel}_{depth}", reliability=rel).get(key)
     out["executors"] = ex
     return out
@@ -723,27 +778,55 @@ def print_table(res: dict) -> None:
                       f"{v['lost_or_late_share'] * 100:6.2f}%")
 
 
-def find_models(tmp: Path) -> dict[str, str]:
-    """Each shipped model (models/*.onnx); a synthetic MLP of the same architecture when there is none."""
-    from ..paths import SOURCE_ROOT
+def _model_joints(path: str) -> tuple:
+    return _expectations_for(path)[0].joint_names
 
-    models = {}
-    for d in (SOURCE_ROOT / "models",):
-        for p in sorted(d.glob("*.onnx")):
-            models[p.stem] = str(p)
+
+def find_models(tmp: Path, robot=None, params_file: str = "") -> dict[str, str]:
+    """Return the robot's models: each shipped model (models/*.onnx) made for its joints, and its own.
+
+    Its own: robot.yaml model.
+
+    A synthetic MLP of the robot's contract (its params file's joints, perception features, residual
+    limit, control rate) when there is none. ``robot`` None: the built-in arm.
+    """
+    from ..params_file import load, node_params
+    from ..paths import SOURCE_ROOT
+    from ..robot.folder import load_robot
+
+    robot = robot or load_robot(None)
+    paths = sorted((SOURCE_ROOT / "models").glob("*.onnx"))
     try:
         from ..paths import share_path
 
-        for p in sorted(share_path("models").glob("*.onnx")):
-            models.setdefault(p.stem, str(p))
+        paths += sorted(share_path("models").glob("*.onnx"))
     except FileNotFoundError:
         pass
+    models = {}
+    for p in paths:
+        if p.stem not in models and _model_joints(str(p)) == tuple(robot.joints):
+            models[p.stem] = str(p)
+    if robot.model is not None and Path(robot.model).is_file():
+        models.setdefault(Path(robot.model).stem, str(robot.model))
     if not models:
-        models["synthetic_mlp"] = synthetic_mlp(str(tmp / "synthetic_mlp.onnx"))
+        pol = node_params(load(params_file or str(robot.params)), "residual_policy")
+        models["synthetic_mlp"] = synthetic_mlp(str(tmp / "synthetic_mlp.onnx"), robot.joints,
+                                                pol["perception_features"], pol["residual_limit"],
+                                                float(pol["control_rate_hz"]))
     return models
 
 
+def graph_model(models: dict[str, str], robot) -> str:
+    """Return the model the graphs run: the robot's own, else the first of ``models``."""
+    if robot.model is not None and Path(robot.model).stem in models:
+        return models[Path(robot.model).stem]
+    return next(iter(models.values()))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .robot_args import add_robot_argument
+
+    add_robot_argument(parser)
     parser.add_argument("--json", default="", help="Write the results as JSON to this file")
     parser.add_argument("--quick", action="store_true",
                         help="Fewer samples, 1 kHz only, no executor/QoS comparison (~1 min; for the tests)")
@@ -753,8 +836,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from .robot_args import robot_of
+
     _ensure_private_ros_env()
     t_start = time.monotonic()
+    try:
+        robot = robot_of(args)
+        if robot.params is None:
+            raise ValueError(f"robot {robot.name!r} ({robot.root}): expected a params file (robot.yaml params:), "
+                             "found none")
+        inputs = Inputs.of(robot, str(robot.params))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"bench: --robot: {exc}", file=sys.stderr)
+        return 2
     quick = bool(args.quick)
     duration = args.duration or (2.0 if quick else 8.0)
     warmup = 0.5 if quick else 1.0
@@ -766,20 +860,22 @@ def run(args) -> int:
         tmp = Path(tmpdir)
         log_root = Path(args.log_dir) if args.log_dir else tmp / "logs"
         res = {"machine": _machine(), "config": {"quick": quick, "duration_s": duration, "warmup_s": warmup,
-                                                 "rates_hz": rates, "samples": n_samples}}
-        print("bench: mixer step", flush=True)
+                                                 "rates_hz": rates, "samples": n_samples},
+               "robot": {"name": robot.name, "folder": str(robot.root), "joints": list(robot.joints),
+                         "params_file": str(robot.params)}}
+        print(f"bench: robot {robot.name} ({len(robot.joints)} joints), mixer step", flush=True)
         res["mixer_step"] = bench_mixer(n_samples)
-        models = find_models(tmp)
+        models = find_models(tmp, robot)
         print(f"bench: inference {sorted(models)}", flush=True)
         res["inference"] = bench_inference(models, n_samples // 2 if quick else n_samples // 4)
-        graph_model = models.get("residual_bc") or next(iter(models.values()))
-        contract, _ = _expectations_for(graph_model)
-        params_file = _params_file(tmp, graph_model, contract.control_rate_hz)
-        res["config"]["graph_model"] = graph_model
+        model = graph_model(models, robot)
+        contract, _ = _expectations_for(model)
+        params_file = _params_file(tmp, str(robot.params), model, contract.control_rate_hz)
+        res["config"]["graph_model"] = model
         print("bench: ROS graph runs", flush=True)
         rclpy.init()
         try:
-            res.update(bench_ros(params_file, rates, duration, warmup, log_root, quick))
+            res.update(bench_ros(params_file, rates, duration, warmup, log_root, quick, inputs))
         finally:
             rclpy.try_shutdown()
     res["machine"]["load_average_at_end"] = os.getloadavg()

@@ -23,7 +23,8 @@ second; and the largest change of that torque between two control periods in
 [kill, kill + 1 s] (a step from our side shows here).
 
 ``python -m residual_control.harness.safe_stop --out docs/safe_stop.json``
-writes the JSON behind the README table (``--rows`` picks rows by name).
+writes the JSON behind the README table (``--rows`` picks rows by name). ``--robot DIR`` runs the
+rows on another robot (its params file, reference, joints and home; default the built-in arm).
 """
 from __future__ import annotations
 
@@ -40,12 +41,11 @@ import rclpy
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 
-from ..paths import default_params_file, share_path
+from ..paths import share_path
 from .graph import Graph, NodeSpec
 from .probe import Probe
 
 OFFSETS = (0.01, 0.05, 0.1, 1.0)  # s after the kill
-JOINTS = ("shoulder", "elbow")
 
 
 @dataclass(frozen=True)
@@ -73,13 +73,15 @@ ROW_BY_NAME = {r.name: r for r in ROWS}
 class _StateRecorder(Probe):
     """The probe plus full joint states (positions, velocities, applied torque) by stamp."""
 
-    def __init__(self) -> None:
-        super().__init__(JOINTS, name="safe_stop_probe", parameter_overrides=[Parameter("use_sim_time", value=True)])
+    def __init__(self, joints) -> None:
+        super().__init__(list(joints), name="safe_stop_probe",
+                         parameter_overrides=[Parameter("use_sim_time", value=True)])
+        self.state_joints = tuple(joints)
         self.states: list = []  # (stamp, q, qd, tau)
         self.create_subscription(JointState, "joint_states", self._on_state, 50)
 
     def _on_state(self, msg: JointState) -> None:
-        idx = [list(msg.name).index(j) for j in JOINTS]
+        idx = [list(msg.name).index(j) for j in self.state_joints]
         self.states.append((msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
                             np.asarray(msg.position, dtype=float)[idx], np.asarray(msg.velocity, dtype=float)[idx],
                             np.asarray(msg.effort, dtype=float)[idx]))
@@ -88,7 +90,7 @@ class _StateRecorder(Probe):
         return self.states[-1][0] if self.states else -1.0
 
 
-def _specs(row: Row, params_file: str, plant_file: str, real_time_factor: float, initial_positions):
+def _specs(row: Row, params_file: str, plant_file: str, real_time_factor: float, initial_positions, robot):
     sim_time = {"use_sim_time": True}
     mixer = dict(sim_time)
     if row.behavior:
@@ -97,9 +99,10 @@ def _specs(row: Row, params_file: str, plant_file: str, real_time_factor: float,
     return [
         NodeSpec("base_controller", [params_file], sim_time),
         NodeSpec("residual_mixer", [params_file], mixer),
-        NodeSpec("reference_publisher", [str(share_path("config", "reference.yaml"))], sim_time),
+        NodeSpec("reference_publisher", [str(robot.reference or share_path("config", "reference.yaml"))], sim_time),
     ], NodeSpec("mujoco_sim", [], {
-        "plant_file": plant_file, "mode": "lockstep", "publish_clock": True, "real_time_factor": real_time_factor,
+        "robot": str(robot.root), "plant_file": plant_file, "mode": "lockstep", "publish_clock": True,
+        "real_time_factor": real_time_factor,
         "control_rate_hz": 100.0, "initial_positions": list(initial_positions), "seed": 0, "sink": row.sink,
         "command_timeout": 0.1,
     })
@@ -123,20 +126,28 @@ MAX_GAP = 0.1  # s of simulated time without a recorded joint state in the measu
 
 def run_row(row: Row, params_file: str | None = None, plant_file: str = "", kill_at: float = 2.0,
             after: float = 1.0, real_time_factor: float = 1.0, log_dir: str | None = None,
-            initial_positions: Sequence[float] = (0.3, 1.2), startup_timeout: float = 60.0,
-            attempts: int = 3) -> dict:
+            initial_positions: Sequence[float] | None = None, startup_timeout: float = 60.0,
+            attempts: int = 3, robot=None) -> dict:
     """Run one row; returns its measurements (see the module doc).
+
+    ``robot``: a RobotSpec, robot folder or name (default the built-in arm): its params file (unless
+    ``params_file``), reference, joints and home (unless ``initial_positions``).
 
     A trial whose kill came more than KILL_TOLERANCE after ``kill_at`` (the arm elsewhere on its
     trajectory) is run again, up to ``attempts`` times; the result says how many it took and
     ``kill_on_time`` whether the last one was on time.
     """
+    from ..robot.folder import RobotSpec, load_robot
+
+    robot = robot if isinstance(robot, RobotSpec) else load_robot(robot or None)
+    if initial_positions is None:
+        initial_positions = [float(x) for x in robot.home]
     lost = 0
     for attempt in range(1, attempts + 1):
         while True:
             try:
                 out = _run_once(row, params_file, plant_file, kill_at, after, real_time_factor, log_dir,
-                                initial_positions, startup_timeout)
+                                initial_positions, startup_timeout, robot)
                 break
             except StatesLost:
                 # The sim publishes joint_states reliable, keep last 1: a probe starved by the
@@ -153,13 +164,16 @@ def run_row(row: Row, params_file: str | None = None, plant_file: str = "", kill
 
 
 def _run_once(row: Row, params_file, plant_file, kill_at, after, real_time_factor, log_dir, initial_positions,
-              startup_timeout) -> dict:
-    params_file = params_file or str(default_params_file())
+              startup_timeout, robot) -> dict:
+    if not params_file and robot.params is None:
+        raise ValueError(f"robot {robot.name!r} ({robot.root}): expected a params file (robot.yaml params:), "
+                         "found none")
+    params_file = params_file or str(robot.params)
     own = not rclpy.ok()
     if own:
         rclpy.init()
-    probe = _StateRecorder()
-    nodes, sim = _specs(row, params_file, plant_file, real_time_factor, initial_positions)
+    probe = _StateRecorder(robot.joints)
+    nodes, sim = _specs(row, params_file, plant_file, real_time_factor, initial_positions, robot)
     graph = Graph(nodes, log_dir=log_dir)
     try:
         deadline = time.monotonic() + startup_timeout
@@ -230,6 +244,17 @@ def _run_once(row: Row, params_file, plant_file, kill_at, after, real_time_facto
     return out
 
 
+def _shown(path) -> str:
+    """Return a data file's path as the docs give it: relative to the source tree when inside it."""
+    from ..paths import SOURCE_ROOT
+
+    p = Path(path or share_path("config", "reference.yaml")).resolve()
+    try:
+        return str(p.relative_to(SOURCE_ROOT))
+    except ValueError:
+        return str(p)
+
+
 def markdown(rows: Sequence[dict]) -> str:
     """Return the README table: one line per row."""
     lines = ["| fault | sink | `base_stale_behavior` | after 10 ms: Δq, qd | after 100 ms: Δq, qd | "
@@ -259,17 +284,22 @@ def main(argv=None) -> int:
     ap.add_argument("--real-time-factor", type=float, default=1.0,
                     help="lockstep cap on sim seconds per wall second (0: as fast as the graph answers)")
     ap.add_argument("--log-dir", default=None)
+    ap.add_argument("--robot", default="", help="robot folder or shipped robot's name (default: the built-in arm)")
     args = ap.parse_args(argv)
+    from ..robot.folder import load_robot
+
+    robot = load_robot(args.robot or None)
     results = []
     for name in args.rows:
         t0 = time.monotonic()
         r = run_row(ROW_BY_NAME[name], kill_at=args.kill_at, log_dir=args.log_dir,
-                    real_time_factor=args.real_time_factor)
+                    real_time_factor=args.real_time_factor, robot=robot)
         print(f"{name}: {time.monotonic() - t0:.1f} s wall, after 1 s dq {r['after']['1']['dq']} "
               f"qd {r['after']['1']['qd']}", file=sys.stderr, flush=True)
         results.append(r)
     doc = {"command": "python -m residual_control.harness.safe_stop --out docs/safe_stop.json",
-           "plant": "nominal", "reference": "config/reference.yaml", "kill_at_sim_s": args.kill_at,
+           "robot": robot.name, "plant": "nominal", "reference": _shown(robot.reference),
+           "kill_at_sim_s": args.kill_at,
            "real_time_factor": args.real_time_factor,
            "offsets_s": list(OFFSETS), "rows": results}
     if args.out:

@@ -16,6 +16,9 @@ synthetic model (``harness/synthetic_models.linear_model``: da = clip(0.1 *
 a_base + b), the same observation contract) declared at ``--rate``, and the
 policy's ``control_rate_hz`` is overridden to match.
 
+On any robot (``--robot DIR``, default the built-in arm): its params file, joints, home (the sim's
+start pose), reference and demo plant; the synthetic model's bias is sized from its residual limits.
+
 What is measured, and how (the recorder must not measure itself):
 
 * **Commands and achieved rate** come from the mixer's own step counter, the
@@ -65,7 +68,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..paths import default_params_file, share_path
+from ..paths import share_path
 
 MODES = ("fused", "graph")
 CONTROLLERS = {"fused": ("residual_controller",), "graph": ("base_controller", "residual_policy", "residual_mixer")}
@@ -87,6 +90,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-growth-mib", type=float, default=5.0)
     p.add_argument("--max-growth-pct", type=float, default=10.0)
     p.add_argument("--log-dir", default="", help="keep the nodes' logs in this folder")
+    from .robot_args import add_robot_argument
+
+    add_robot_argument(p)
 
 
 def read_rss_kib(pid: int) -> float | None:
@@ -178,22 +184,41 @@ def transition_summary(parts: list, joints, config) -> dict:
     return out
 
 
-def _write_files(work: Path, rate: float) -> tuple[str, str]:
+def model_bias(limit) -> tuple:
+    """Return the bias b of the soak's model da = clip(0.1 a_base + b): alternating, from 0.5 N m down.
+
+    ``faults.residual_pattern`` with magnitude min(0.5, limit / 4) (the smallest residual limit): the
+    built-in arm's [20, 8] gives (0.5, -0.25).
+    """
+    from .faults.common import residual_pattern
+
+    return residual_pattern(len(limit), min(0.5, 0.25 * float(min(limit))))
+
+
+def _write_files(work: Path, rate: float, robot=None) -> tuple[str, str]:
     from ..core.observation import default_observation_names
     from ..nodes.residual_controller import NODE_NAME, fused_parameters
     from ..params_file import node_params, update_section
+    from ..robot.folder import load_robot
     from .closed_loop import load_params
     from .synthetic_models import linear_model
 
-    params = load_params(default_params_file())
+    robot = robot or load_robot(None)
+    if robot.params is None:
+        raise ValueError(f"robot {robot.name!r} ({robot.root}): expected a params file (robot.yaml params:), "
+                         "found none")
+    params = load_params(robot.params)
     joints = list(node_params(params, "residual_mixer")["joints"])
+    if joints != list(robot.joints):
+        raise ValueError(f"{robot.params}: expected the joints of robot {robot.name!r} {list(robot.joints)}, "
+                         f"found {joints}")
     pol = node_params(params, "residual_policy")
     obs = default_observation_names(joints, pol["perception_features"])
     w = np.zeros((len(obs), len(joints)), np.float32)
     for k, j in enumerate(joints):
         w[obs.index(f"a_base/{j}"), k] = 0.1
     model = linear_model(str(work / f"soak_{rate:g}hz.onnx"), joints, obs, pol["residual_limit"], weights=w,
-                         bias=[0.5, -0.25], control_rate_hz=rate)
+                         bias=list(model_bias(pol["residual_limit"])), control_rate_hz=rate)
     update_section(params, "residual_policy", control_rate_hz=float(rate), model_path=model)
     params[NODE_NAME] = {"ros__parameters": fused_parameters(params)}
     path = work / "soak_params.yaml"
@@ -326,8 +351,16 @@ def run(args) -> int:
         print(f"soak: --rate: expected 1 to 1000 Hz (mujoco_sim's control_rate_hz range), found {args.rate}",
               file=sys.stderr)
         return 2
+    try:
+        from .robot_args import robot_of
+
+        robot = robot_of(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"soak: --robot: {exc}", file=sys.stderr)
+        return 2
     doc = soak(args.minutes * 60.0, args.rate, mode=getattr(args, "mode", "fused"), warmup=args.warmup,
-               max_growth_mib=args.max_growth_mib, max_growth_pct=args.max_growth_pct, log_dir=args.log_dir or None)
+               max_growth_mib=args.max_growth_mib, max_growth_pct=args.max_growth_pct, log_dir=args.log_dir or None,
+               robot=robot)
     _print(doc)
     if args.plot:
         plot(doc, args.plot)
@@ -339,12 +372,16 @@ def run(args) -> int:
 
 
 def soak(duration: float, rate: float, mode: str = "fused", warmup: float | None = None, max_growth_mib: float = 5.0,
-         max_growth_pct: float = 10.0, log_dir: str | None = None, progress=None) -> dict:
+         max_growth_pct: float = 10.0, log_dir: str | None = None, progress=None, robot=None) -> dict:
+    """Run the soak on ``robot`` (a RobotSpec, a robot folder or name; default the built-in arm)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
+    from ..robot.folder import RobotSpec, load_robot
     from .closed_loop import load_params, mixer_config, node_params
     from .graph import Graph, NodeSpec
+
+    robot = robot if isinstance(robot, RobotSpec) else load_robot(robot or None)
 
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {list(MODES)}, found {mode!r}")
@@ -358,14 +395,15 @@ def soak(duration: float, rate: float, mode: str = "fused", warmup: float | None
         rclpy.init()
     failures: list = []
     try:
-        params_file, model = _write_files(work, rate)
+        params_file, model = _write_files(work, rate, robot)
         params = load_params(params_file)
         joints = list(node_params(params, "residual_mixer")["joints"])
         config = mixer_config(params)
-        plant = str(share_path("config", "plants", "real.yaml"))
+        plant = str(robot.plant or share_path("config", "plants", "real.yaml"))
+        reference = str(robot.reference or share_path("config", "reference.yaml"))
         specs = [NodeSpec(name, [params_file]) for name in CONTROLLERS[mode]] + [
             NodeSpec("perception", [], {"plant_file": plant}),
-            NodeSpec("reference_publisher", [str(share_path("config", "reference.yaml"))]),
+            NodeSpec("reference_publisher", [reference]),
         ]
         rec = Recorder(joints, config, rate, mixer)
         executor = SingleThreadedExecutor()
@@ -380,9 +418,9 @@ def soak(duration: float, rate: float, mode: str = "fused", warmup: float | None
                     raise RuntimeError("graph not ready after 120 s")
                 executor.spin_once(timeout_sec=0.05)
             graph.start(NodeSpec("mujoco_sim", [], {
-                "plant_file": plant, "mode": "realtime", "publish_clock": False,
+                "robot": str(robot.root), "plant_file": plant, "mode": "realtime", "publish_clock": False,
                 "control_rate_hz": float(rate), "physics_rate_hz": max(1000.0, float(rate)),
-                "initial_positions": [0.3, 1.2]}))
+                "initial_positions": [float(x) for x in robot.home]}))
             # Start measuring once commands flow and the mixer's counter has been seen.
             deadline = time.monotonic() + 120.0
             while not (rec._cmd and rec.counter and rec.counter[-1][1] > 0):
@@ -395,7 +433,7 @@ def soak(duration: float, rate: float, mode: str = "fused", warmup: float | None
             rec.delivery.clear()
             rec.n_late = rec.n_cmd_received = rec.n_applied_received = 0
             rec.second()
-            say(f"{len(specs) + 1} nodes up ({mode} mode), {rate:g} Hz, running {duration:.0f} s")
+            say(f"{len(specs) + 1} nodes up ({mode} mode, robot {robot.name}), {rate:g} Hz, running {duration:.0f} s")
             pids = {k: p.pid for k, p in graph.processes.items()}
             pids_all = {**pids, RECORDER: os.getpid()}
             t0 = time.monotonic()
@@ -488,6 +526,7 @@ def soak(duration: float, rate: float, mode: str = "fused", warmup: float | None
     if n_commands <= 0 or rec.n_cmd_received == 0:
         failures.append(f"no command: mixer counter +{n_commands}, {rec.n_cmd_received} received")
     doc = {
+        "robot": {"name": robot.name, "folder": str(robot.root), "joints": list(robot.joints)},
         "mode": mode, "controller_nodes": list(CONTROLLERS[mode]), "mixer_node": mixer,
         "rate_hz": rate, "period_s": 1.0 / rate, "duration_s": round(elapsed, 1), "warmup_s": warmup,
         "driver": "mujoco_sim realtime mode (wall clock)",

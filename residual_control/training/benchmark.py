@@ -11,6 +11,8 @@ DAgger episodes). The reported ratio is
 
 (0 when the zero-initialised residual policy -- the base controller alone --
 already beats it; > 1 / null when it never does within the budget).
+
+``params_file`` (``learn-bench --robot DIR``: the robot's) replaces the configs' ``params_file``.
 """
 from __future__ import annotations
 
@@ -29,11 +31,15 @@ def steps_ratio(residual_curve: list[dict], scratch_curve: list[dict], key: str 
             "ratio": None if reach is None else reach / budget, "metric": key}
 
 
+def _overrides(params_file: str | None) -> dict | None:
+    return {"params_file": params_file} if params_file else None
+
+
 def rl_benchmark(config_path: str, out_dir: str, seed: int | None = None, total_steps: int | None = None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, params_file: str | None = None) -> dict:
     from .rl import train_rl
 
-    cfg = load_train_config(config_path, schema="rl")
+    cfg = load_train_config(config_path, _overrides(params_file), schema="rl")
     total = int(total_steps or cfg.values.benchmark.total_steps)
     out = Path(out_dir)
     res = train_rl(cfg, str(out / "residual"), seed, full_action=False, total_steps=total, progress=progress)
@@ -42,7 +48,8 @@ def rl_benchmark(config_path: str, out_dir: str, seed: int | None = None, total_
         for name, s in (("residual", res), ("scratch", scr)):
             for row in s["curve"]:
                 log.log({"run": name, **row})
-    report = {"config": config_path, "config_sha256": cfg.sha256, "seed": res["seed"], "budget_steps": total,
+    report = {"config": config_path, "config_sha256": cfg.sha256, "params_file": cfg.values.params_file,
+              "seed": res["seed"], "budget_steps": total,
               "residual": res["curve"], "scratch": scr["curve"],
               "ratio": steps_ratio(res["curve"], scr["curve"]),
               "train_seconds": {"residual": res["train_seconds"], "scratch": scr["train_seconds"]}}
@@ -77,10 +84,10 @@ def plot_curves(report: dict, path) -> None:
 
 
 def bc_table(config_path: str, out_dir: str, seed: int | None = None, episodes=None,
-             progress: bool = True) -> dict:
+             progress: bool = True, params_file: str | None = None) -> dict:
     from .bc import train_bc
 
-    cfg = load_train_config(config_path, schema="bc")
+    cfg = load_train_config(config_path, _overrides(params_file), schema="bc")
     episodes = episodes or cfg.values.bc.table_episodes
     out = Path(out_dir)
     rows = []
@@ -95,7 +102,8 @@ def bc_table(config_path: str, out_dir: str, seed: int | None = None, episodes=N
                 row[f"{plant}_base_rmse"] = r["base_rmse"]
             rows.append(row)
             log.log(row)
-    report = {"config": config_path, "config_sha256": cfg.sha256, "rows": rows}
+    report = {"config": config_path, "config_sha256": cfg.sha256, "params_file": cfg.values.params_file,
+              "rows": rows}
     with open(out / "bc_table.json", "w", encoding="utf-8") as fh:
         json.dump(report, fh, indent=2)
     return report

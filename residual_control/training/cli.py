@@ -5,7 +5,8 @@
 * ``train {bc,rl} [--config C | --quick] [--robot DIR] --out DIR [--seed N] [--episodes N | --steps N]``
 * ``export CHECKPOINT OUT.onnx [--params config/residual_control.yaml | --robot DIR]``
 * ``evaluate MODEL.onnx [--robot DIR] [--plant P ...] [--json J] [--plot P] [--seconds S]``
-* ``learn-bench --config config/train_rl.yaml --out DIR [--bc-config config/train_bc.yaml] [--skip-rl|--skip-bc]``
+* ``learn-bench --config config/train_rl.yaml --out DIR [--bc-config config/train_bc.yaml] [--robot DIR]
+  [--skip-rl|--skip-bc]``
 
 Each subparser sets ``func`` to a callable taking the parsed ``argparse.Namespace``.
 """
@@ -73,14 +74,16 @@ def evaluate(model_path: str, plant_path=None, json_path: str | None = None, plo
 
 def benchmark(config_path: str = "config/train_rl.yaml", out_dir: str = "runs/bench", seed: int | None = None,
               bc_config: str = "config/train_bc.yaml", rl: bool = True, bc: bool = True,
-              steps: int | None = None, progress: bool = True) -> dict:
+              steps: int | None = None, progress: bool = True, robot: str | None = None) -> dict:
+    """``learn-bench``: the BC table and the RL curves, on ``robot``'s params file (default the configs')."""
     from .benchmark import bc_table, rl_benchmark
 
+    params = robot_params_file(robot)
     out = {}
     if bc:
-        out["bc"] = bc_table(bc_config, out_dir, seed, progress=progress)
+        out["bc"] = bc_table(bc_config, out_dir, seed, progress=progress, params_file=params)
     if rl:
-        out["rl"] = rl_benchmark(config_path, out_dir, seed, steps, progress=progress)
+        out["rl"] = rl_benchmark(config_path, out_dir, seed, steps, progress=progress, params_file=params)
     return out
 
 
@@ -148,8 +151,9 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--skip-rl", action="store_true")
     p.add_argument("--skip-bc", action="store_true")
+    p.add_argument("--robot", default=None, help=robot_help)
     p.set_defaults(func=_cmd(lambda a: benchmark(a.config, a.out, a.seed, a.bc_config, not a.skip_rl, not a.skip_bc,
-                                            a.steps)))
+                                            a.steps, robot=a.robot)))
 
 
 def main(argv=None) -> int:

@@ -8,6 +8,7 @@ numbers: (3.0, -1.5) for its limits [20, 8], 4 kg out of the envelope, home [0.3
 from __future__ import annotations
 
 import ast
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -135,10 +136,51 @@ def test_the_fault_context_is_the_robots(tmp_path):
     fer = load_robot("fer")
     ctx = faults.Context(tmp_path, None, lambda m: None, "fer")
     assert ctx.joints == list(fer.joints) and ctx.params_file == str(fer.params)
-    assert ctx.plant_file == str(fer.plant) and ctx.model is None
+    assert ctx.plant_file == str(fer.plant) and ctx.model == (None if fer.model is None else str(fer.model))
     np.testing.assert_allclose(ctx.home, fer.home)
     assert ctx.const_residual == faults.constant_residual(fer.residual_limit)
     assert len(ctx.const_residual) == 7
+    (tmp_path / "none").mkdir()
+    assert faults.Context(tmp_path / "none", None, lambda m: None, dataclasses.replace(fer, model=None)).model is None
     (tmp_path / "arm").mkdir()
     arm = faults.Context(tmp_path / "arm", None, lambda m: None)
     assert arm.joints == list(load_robot().joints) and Path(arm.model) == load_robot().model
+
+
+def test_learn_bench_takes_the_robots_params_file():
+    import argparse
+
+    from residual_control.training import benchmark as lb
+    from residual_control.training.cli import add_subcommands, robot_params_file
+    from residual_control.training.common.config import load_train_config
+
+    parser = argparse.ArgumentParser()
+    add_subcommands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["learn-bench", "--robot", "fer", "--skip-rl", "--out", "x"])
+    assert args.robot == "fer"
+    fer = robot_params_file(args.robot)
+    assert fer == str(load_robot("fer").params)
+    for config, schema in (("config/train_bc.yaml", "bc"), ("config/train_rl.yaml", "rl")):
+        assert load_train_config(config, lb._overrides(fer), schema=schema).values.params_file == fer
+        assert load_train_config(config, lb._overrides(None), schema=schema).values.params_file == \
+            "config/residual_control.yaml"
+    with pytest.raises(ValueError, match="robot"):
+        robot_params_file(str(ROOT / "config"))  # a folder without robot.yaml
+
+
+def test_the_soak_and_bench_numbers_are_the_robots():
+    from residual_control.harness import bench, soak
+
+    assert soak.model_bias([20.0, 8.0]) == (0.5, -0.25)
+    bias = np.array(soak.model_bias(load_robot("fer").residual_limit))
+    assert bias.shape == (7,) and np.all(np.abs(bias) <= 0.5)
+    assert bench.seq_scale(60.0) == bench.SEQ_SCALE  # the built-in arm: unchanged
+    small = bench.seq_scale(5.0)
+    assert (bench.SEQ_MOD - 1) * small < 5.0
+    for robot in (load_robot(), load_robot("fer")):
+        inputs = bench.Inputs.of(robot, str(robot.params))
+        assert inputs.joints == robot.joints and len(inputs.q) == len(inputs.q_ref) == robot.dof
+        assert np.all(np.asarray(inputs.q_ref) >= robot.workspace_lower)
+        assert np.all(np.asarray(inputs.q_ref) <= robot.workspace_upper)
+    with pytest.raises(ValueError, match="expected the joints of robot"):
+        bench.Inputs.of(load_robot("fer"), str(load_robot().params))
