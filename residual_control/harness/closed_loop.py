@@ -134,6 +134,9 @@ def _sim_spec(s: LoopSettings) -> NodeSpec:
         "real_time_factor": s.real_time_factor,
         "control_rate_hz": s.control_rate_hz, "initial_positions": [float(x) for x in q0],
         "seed": s.seed, "record_path": s.record_path, "record_applied_topic": "residual_mixer/applied_residual",
+        # The simulated loop also waits for the policy's residual of each state (while it answers), so a
+        # loaded machine slows the loop down instead of starving the policy (stale residuals).
+        "lockstep_residual_topic": "residual_action",
     })
 
 
@@ -411,6 +414,18 @@ def _reported_within(record, stamp_ns, joints, bound) -> bool:
     return False
 
 
+def _lost_at_kill_stamps(record, t_ns: int, prev_ns: int | None, reach: float, kills, slack: float) -> list:
+    """States whose base action a command near a kill may have come from, though the sim has none.
+
+    This window's and the previous one's, then (newest first) earlier states stamped at most ``reach`` s
+    before this window and at most ``slack`` s after a kill, for which the mixer reported an applied
+    residual and the sim recorded no base action (see check_sink_record, ``kills``).
+    """
+    early = [ns for ns in record.applied if ns not in (t_ns, prev_ns) and ns not in record.bases
+             and t_ns - reach * 1e9 - 1 <= ns < t_ns and any(ns * 1e-9 <= k + slack + 1e-9 for k in kills)]
+    return [ns for ns in (t_ns, prev_ns) if ns is not None] + sorted(early, reverse=True)
+
+
 def check_sink_record(record, joints, config, behaviour: str = "stop", restarts: Sequence[float] = (),
                       kinds: list | None = None, steps: list | None = None, kills: Sequence[float] = ()) -> dict:
     """Check every command the sim received against the base action it was computed from.
@@ -444,9 +459,14 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
 
     ``kills``: sim times at which the base controller was killed (SIGKILL). Its last base action
     may reach the mixer and not the sim (the writer died between the two deliveries): a command
-    without a base action within two periods of a kill, for whose state the mixer reported an
-    applied residual within g * eps, is ``base_lost_at_kill`` (the base action it came from is
-    gone; held to the limits and the mixer's report), not ``unbased``.
+    without a base action near a kill (from two periods before it to ``base_timeout`` + two periods
+    after), for whose state the mixer reported an applied residual within g * eps, is
+    ``base_lost_at_kill`` (the base action it came from is gone; held to the limits and the mixer's
+    report), not ``unbased``, once per state. That state is this window's or the previous one's,
+    or (a starved base controller answers a state late, after the sim stepped from it at
+    ``lockstep_wait``) an earlier one whose base action the sim never received, stamped at most
+    ``base_timeout`` + two periods before this window (the mixer mixes no older base action) and
+    no later than two periods after the kill.
 
     The record's last window, when the sim never stepped from it (the record was read while the sim
     waited in it, or the sim stopped there), may hold a command whose base action is still on the
@@ -476,6 +496,8 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
     times = [w.t_ns * 1e-9 for w in record.windows]
     period = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
     resume_window = config.fallback_ramp_time + 2.0 * period
+    # How old a base action the mixer still mixes (base_timeout, on its clock), + two periods of slack.
+    reach = float(getattr(config, "base_timeout", 0.0)) + 2.0 * period
     excused: set = set()  # state stamps whose lost base action excused a command (base_lost_at_kill)
     mixed_seen = False  # a command mixed from a base action was seen: a later stale period can resume
     last_stale = None   # the last stale-behaviour command (zero/hold/damp) the sim received
@@ -565,9 +587,9 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
                     # zero: clip(0); hold: the previous command repeated.
                     counts["stale_behavior_commands"] += 1
                     last_stale, resume = (v if mixed_seen else None), None
-                elif any(abs(t - k) <= 2.0 * period + 1e-9 for k in kills) and (lost := next(
-                        (ns for ns in (w.t_ns, prev_ns) if ns not in excused
-                         and _reported_within(record, ns, joints, bound)), None)) is not None:
+                elif any(k - 2.0 * period - 1e-9 <= t <= k + reach + 1e-9 for k in kills) and (lost := next(
+                        (ns for ns in _lost_at_kill_stamps(record, w.t_ns, prev_ns, reach, kills, 2.0 * period)
+                         if ns not in excused and _reported_within(record, ns, joints, bound)), None)) is not None:
                     excused.add(lost)  # one command per reported state
                     counts["base_lost_at_kill"] += 1
                 else:

@@ -19,7 +19,8 @@ from residual_control.sim.sink_record import SinkRecorder, read_record, read_set
 
 JOINTS = ("shoulder", "elbow")
 CFG = types.SimpleNamespace(joints=JOINTS, command_min=np.array([-50.0, -30.0]), command_max=np.array([50.0, 30.0]),
-                            residual_gain=1.0, residual_limit=np.array([4.0, 2.0]), fallback_ramp_time=0.2)
+                            residual_gain=1.0, residual_limit=np.array([4.0, 2.0]), fallback_ramp_time=0.2,
+                            base_timeout=0.05)
 PERIOD_NS = 10_000_000
 
 
@@ -30,6 +31,10 @@ def _stamp(ns: int):
 def _base_msg(ns: int, values):
     return types.SimpleNamespace(header=types.SimpleNamespace(stamp=_stamp(ns)), name=list(JOINTS),
                                  effort=list(values))
+
+
+def _applied_msg(ns: int, values):
+    return _base_msg(ns, values)
 
 
 def _closed_windows(rec: SinkRecorder, n: int) -> None:
@@ -130,3 +135,51 @@ def test_read_settled_gives_up_after_its_timeout_without_a_base_action(tmp_path)
     assert len(settled.windows) == 7 and not settled.windows[-1].stepped
     c = check_sink_record(settled, JOINTS, CFG, "stop")
     assert c["open_window_commands"] == 1 and c["total"] == 0, c
+
+
+def _late_answer_lost_at_kill(path, report=(1.0, -0.5), sim_has_base=False, late=2):
+    """Write the sequence base_died_stop once showed (Kilted, under a CPU hog).
+
+    Windows 1-5 answered in time; the starved base controller answers state 6 only after the sim
+    stepped from it and ``late`` - 1 more at lockstep_wait (no command, no base action), and is
+    killed while it publishes: the mixer gets that base action (30, -5), mixes it (applied residual
+    ``report``, reported for state 6), the sim never gets it. The command lands in window 6 + ``late``.
+    """
+    rec = SinkRecorder(str(path))
+    _closed_windows(rec, 5)
+    for k in range(late):
+        ns = PERIOD_NS * (6 + k)
+        rec.state(_stamp(ns))
+        if k == 0 and sim_has_base:
+            rec.base(_base_msg(ns, [20.0, -5.0]))
+        rec.step(ns, False)
+    ns = PERIOD_NS * (6 + late)
+    rec.state(_stamp(ns))
+    rec.command([30.0 + report[0], -5.0 + report[1]])
+    rec.applied(_applied_msg(PERIOD_NS * 6, list(report)))
+    rec.step(ns, True)
+    rec.state(_stamp(ns + PERIOD_NS))
+    rec.step(ns + PERIOD_NS, False)
+    rec.close()
+    return read_record(path)
+
+
+def test_a_base_action_answered_late_and_lost_at_the_kill_is_judged_by_the_mixers_report(tmp_path):
+    kill = 0.08  # the sim time when the harness killed the base controller: window 8's
+    c = check_sink_record(_late_answer_lost_at_kill(tmp_path / "r.txt"), JOINTS, CFG, "stop", kills=[kill])
+    assert c["base_lost_at_kill"] == 1 and c["unbased"] == 0 and c["total"] == 0, c
+    # Anything else stays unbased: no kill declared, a kill far from it, a report beyond g * eps ...
+    rec = _late_answer_lost_at_kill(tmp_path / "r.txt")
+    assert check_sink_record(rec, JOINTS, CFG, "stop")["unbased"] == 1
+    assert check_sink_record(rec, JOINTS, CFG, "stop", kills=[0.5])["unbased"] == 1
+    assert check_sink_record(rec, JOINTS, CFG, "stop", kills=[0.03])["unbased"] == 1  # state 6 after the kill
+    rec = _late_answer_lost_at_kill(tmp_path / "b.txt", report=(9.0, 0.0))
+    assert check_sink_record(rec, JOINTS, CFG, "stop", kills=[kill])["unbased"] == 1
+    # ... a state whose base action the sim has (nothing was lost: the command is not from it) ...
+    rec = _late_answer_lost_at_kill(tmp_path / "h.txt", sim_has_base=True)
+    assert check_sink_record(rec, JOINTS, CFG, "stop", kills=[kill])["unbased"] == 1
+    # ... and a report older than the mixer's base_timeout + two periods.
+    rec = _late_answer_lost_at_kill(tmp_path / "o.txt", late=8)
+    assert check_sink_record(rec, JOINTS, CFG, "stop", kills=[0.13])["unbased"] == 1
+    rec = _late_answer_lost_at_kill(tmp_path / "y.txt", late=7)  # state 6, command in window 13: 0.07 s
+    assert check_sink_record(rec, JOINTS, CFG, "stop", kills=[0.12])["base_lost_at_kill"] == 1

@@ -58,9 +58,11 @@ def _loop_trial(ctx: Context, name: str, trial: int, script, mixer_overrides: di
         from ..closed_loop import check_sink_record, transition_steps
         steps: list = []
         # Settled: up to the window the record ends in once its base action is in (the sim still runs).
+        restarts, kills = res.notes.pop("_restarts", ()), res.notes.pop("_kills", ())
+        if kills or restarts:  # as declared to the check (sim time), to judge its examples by
+            res.notes["declared_kills_restarts_s"] = [[round(t, 4) for t in kills], [round(t, 4) for t in restarts]]
         checks = check_sink_record(loop.run_data.sink_record(settled=True), ctx.joints, config,
-                                   config.base_stale_behavior, restarts=res.notes.pop("_restarts", ()), steps=steps,
-                                   kills=res.notes.pop("_kills", ()))
+                                   config.base_stale_behavior, restarts=restarts, steps=steps, kills=kills)
         res.notes["commands_before_base_discovered"] = checks["before_first_base"]
         res.notes["unbased"] = checks["unbased"]
         res.notes["steps_without_base"] = checks["steps_without_base"]
