@@ -14,6 +14,7 @@ every command the actuator side received.
 """
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from dataclasses import dataclass, field
@@ -414,16 +415,28 @@ def _reported_within(record, stamp_ns, joints, bound) -> bool:
     return False
 
 
-def _lost_at_kill_stamps(record, t_ns: int, prev_ns: int | None, reach: float, kills, slack: float) -> list:
+def _earlier_reported(reported: list, t_ns: int, prev_ns: int | None, reach: float) -> list:
+    """States the mixer reported an applied residual for, stamped at most ``reach`` s before this window.
+
+    ``reported``: the stamps of its reports, sorted. This window's and the previous one's are left
+    out; newest first.
+    """
+    i0 = bisect.bisect_left(reported, t_ns - reach * 1e9 - 1)
+    i1 = bisect.bisect_left(reported, t_ns)
+    return [ns for ns in reversed(reported[i0:i1]) if ns != prev_ns]
+
+
+def _lost_at_kill_stamps(record, reported: list, t_ns: int, prev_ns: int | None, reach: float, kills,
+                         slack: float) -> list:
     """States whose base action a command near a kill may have come from, though the sim has none.
 
     This window's and the previous one's, then (newest first) earlier states stamped at most ``reach`` s
     before this window and at most ``slack`` s after a kill, for which the mixer reported an applied
     residual and the sim recorded no base action (see check_sink_record, ``kills``).
     """
-    early = [ns for ns in record.applied if ns not in (t_ns, prev_ns) and ns not in record.bases
-             and t_ns - reach * 1e9 - 1 <= ns < t_ns and any(ns * 1e-9 <= k + slack + 1e-9 for k in kills)]
-    return [ns for ns in (t_ns, prev_ns) if ns is not None] + sorted(early, reverse=True)
+    early = [ns for ns in _earlier_reported(reported, t_ns, prev_ns, reach) if ns not in record.bases
+             and any(ns * 1e-9 <= k + slack + 1e-9 for k in kills)]
+    return [ns for ns in (t_ns, prev_ns) if ns is not None] + early
 
 
 def check_sink_record(record, joints, config, behaviour: str = "stop", restarts: Sequence[float] = (),
@@ -490,7 +503,7 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
     counts = {"non_finite": 0, "out_of_limits": 0, "residual_bound": 0, "unbased": 0, "resume_bound": 0,
               "before_first_base": 0, "lagging_commands": 0, "identified_commands": 0,
               "stale_behavior_commands": 0, "stale_in_base_windows": 0, "resume_commands": 0, "base_lost_at_kill": 0,
-              "open_window_commands": 0, "steps_without_base": record.steps_without_base}
+              "open_window_commands": 0, "identified_late_commands": 0, "steps_without_base": record.steps_without_base}
     examples: list = []
     previous = None
     times = [w.t_ns * 1e-9 for w in record.windows]
@@ -498,6 +511,7 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
     resume_window = config.fallback_ramp_time + 2.0 * period
     # How old a base action the mixer still mixes (base_timeout, on its clock), + two periods of slack.
     reach = float(getattr(config, "base_timeout", 0.0)) + 2.0 * period
+    reported = sorted(record.applied)  # stamps of the mixer's applied-residual reports
     excused: set = set()  # state stamps whose lost base action excused a command (base_lost_at_kill)
     mixed_seen = False  # a command mixed from a base action was seen: a later stale period can resume
     last_stale = None   # the last stale-behaviour command (zero/hold/damp) the sim received
@@ -512,7 +526,18 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
         late = bases.get(prev_ns) if prev_ns is not None else None
         applied_res = None
         for i, v in enumerate(w.commands):
+            # One command per base action, in order: one window behind, the first command of
+            # a window is the late one (the previous state's base action), the next its own.
+            order = ([late, own] if i == 0 else [own, late]) if lagging else [own]
             named = _named_base(record, bases, v, (w.t_ns, prev_ns), joints, lo, hi)
+            if named is None and v.shape == lo.shape and not any(
+                    b is not None and _within(v, b, bound, lo, hi) for b in order):
+                # A stalled mixer's command can land more than one window after its state (the sim
+                # stepped at lockstep_wait meanwhile): named by the report for an earlier state, no
+                # older than the mixer still mixes.
+                named = _named_base(record, bases, v, _earlier_reported(reported, w.t_ns, prev_ns, reach), joints,
+                                    lo, hi)
+                counts["identified_late_commands"] += int(named is not None)
             if named is not None:
                 # The mixer's applied residual names the base action (its stamp) and
                 # clip(that base action + it) is exactly this command: that base action, as the
@@ -521,9 +546,7 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
                 candidates = [named]
                 counts["lagging_commands"] += int(named is late)
             else:
-                # One command per base action, in order: one window behind, the first command of
-                # a window is the late one (the previous state's base action), the next its own.
-                candidates = ([late, own] if i == 0 else [own, late]) if lagging else [own]
+                candidates = order
             candidates = [b for b in candidates if b is not None and np.all(np.isfinite(b))]
             kind = None
             applied_res = None
@@ -588,7 +611,8 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
                     counts["stale_behavior_commands"] += 1
                     last_stale, resume = (v if mixed_seen else None), None
                 elif any(k - 2.0 * period - 1e-9 <= t <= k + reach + 1e-9 for k in kills) and (lost := next(
-                        (ns for ns in _lost_at_kill_stamps(record, w.t_ns, prev_ns, reach, kills, 2.0 * period)
+                        (ns for ns in _lost_at_kill_stamps(record, reported, w.t_ns, prev_ns, reach, kills,
+                                                           2.0 * period)
                          if ns not in excused and _reported_within(record, ns, joints, bound)), None)) is not None:
                     excused.add(lost)  # one command per reported state
                     counts["base_lost_at_kill"] += 1

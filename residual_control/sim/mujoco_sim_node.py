@@ -9,7 +9,8 @@ Modes:
   ``realtime``  a steady (wall) timer at ``control_rate_hz`` steps the physics to keep
                 up with wall time, then publishes one measurement.
   ``lockstep``  publish /clock + joint_states, wait (spinning) until a new command
-                arrives or ``lockstep_wait`` wall seconds pass, step one control
+                arrives (and, with ``lockstep_residual_topic``, the policy's residual of
+                that state while it answers) or ``lockstep_wait`` wall seconds pass, step one control
                 period, repeat: runs as fast as the graph answers. Meant with
                 ``publish_clock: true`` and ``use_sim_time: true`` on the other nodes.
 
@@ -149,6 +150,11 @@ class MujocoSimNode(Node):
         self.declare_parameter("record_applied_topic", "",
                                _desc("with record_path: also record the mixer's applied residual from this "
                                      "topic (e.g. residual_mixer/applied_residual); empty = not", True))
+        self.declare_parameter("lockstep_residual_topic", "",
+                               _desc("lockstep: also wait (<= lockstep_wait) for the residual of each state on "
+                                     "this topic (e.g. residual_action) before stepping, while the policy answers: "
+                                     "the simulated loop then does not depend on the machine's load; "
+                                     "empty = off", True))
         self.declare_parameter("record_path", "",
                                _desc("write every command received and every base_action seen to this file "
                                      "(residual_control.sim.sink_record); lockstep then also waits for the "
@@ -192,6 +198,13 @@ class MujocoSimNode(Node):
         self._state_pub = self.create_publisher(JointState, "joint_states", CONTROL_QOS)
         self._clock_pub = self.create_publisher(ClockMsg, "/clock", CLOCK_QOS) if self.publish_clock else None
         self.create_subscription(Float64MultiArray, "commands", self._on_command, CONTROL_QOS)
+        # Lockstep with the policy: the newest residual stamp seen and whether the previous window's came.
+        self._residual_ns: int | None = None
+        self._residual_alive = False
+        residual_topic = str(self.get_parameter("lockstep_residual_topic").value)
+        self._wait_residual = bool(residual_topic) and self.mode == "lockstep"
+        if self._wait_residual:
+            self.create_subscription(JointState, residual_topic, self._on_residual, RECORD_QOS)
         record_path = str(self.get_parameter("record_path").value)
         self.recorder = SinkRecorder(record_path) if record_path else None
         if self.recorder is not None:
@@ -229,6 +242,14 @@ class MujocoSimNode(Node):
         self._command_time = self.plant.time
         self._have_command = True
         self._new_command = True
+
+    def _on_residual(self, msg: JointState) -> None:
+        ns = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+        if self._residual_ns is None or ns > self._residual_ns:
+            self._residual_ns = ns
+
+    def _has_residual(self, state_ns: int) -> bool:
+        return self._residual_ns is not None and self._residual_ns >= state_ns
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         for p in params:
@@ -325,9 +346,12 @@ class MujocoSimNode(Node):
             self.publish_state()
             state_ns = int(round(self.plant.time * 1e9))
             deadline = time.monotonic() + self._lockstep_wait
-            # Recording: while the base controller answers, also wait for its answer to this state.
+            # Recording: while the base controller answers, also wait for its answer to this state;
+            # with lockstep_residual_topic, while the policy answers, for its residual of this state.
             while ok() and (not self._new_command or (rec is not None and rec.base_alive
-                                                      and not rec.has_base(state_ns))):
+                                                      and not rec.has_base(state_ns))
+                            or (self._wait_residual and self._residual_alive
+                                and not self._has_residual(state_ns))):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0.0:
                     self.get_logger().warning(
@@ -337,6 +361,9 @@ class MujocoSimNode(Node):
                     break
                 executor.spin_once(timeout_sec=min(remaining, 0.1))
             executor.spin_once(timeout_sec=0.0)  # serve parameter requests etc.
+            # Alive while it answers: a policy that missed a state (killed, stalled, skipping) is not
+            # waited for again until its next residual.
+            self._residual_alive = self._has_residual(state_ns)
             if rec is not None:
                 rec.step(state_ns, self._new_command)
             if self._real_time_factor > 0.0:

@@ -97,3 +97,72 @@ def test_mujoco_sim_node_lockstep(monkeypatch):
         rclpy.try_shutdown(context=context)
         stop_group(proc)
         proc.stdout.close()
+
+
+def test_lockstep_waits_for_the_residual_of_each_state_while_the_policy_answers(monkeypatch):
+    """lockstep_residual_topic: a late residual holds the next state back; a silent policy is not waited for."""
+    rclpy = pytest.importorskip("rclpy")
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray, Header
+
+    domain = str(50 + (os.getpid() * 7919 + 1) % 150)
+    monkeypatch.setenv("ROS_DOMAIN_ID", domain)
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", "residual_control.sim.mujoco_sim_node", "--ros-args",
+           "-p", "mode:=lockstep", "-p", "publish_clock:=true", "-p", "lockstep_wait:=3.0",
+           "-p", "lockstep_residual_topic:=residual_action"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = None
+    try:
+        node = rclpy.create_node("residual_wait_tester", context=context)
+        executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        arm = ArmModel()
+        pub = node.create_publisher(Float64MultiArray, "commands", 1)
+        res_pub = node.create_publisher(JointState, "residual_action", 10)
+        received = []   # (wall time, state stamp ns)
+        held = {}       # state index -> wall time its residual is due
+
+        def residual(stamp):
+            res_pub.publish(JointState(header=Header(stamp=stamp), name=["shoulder", "elbow"], effort=[0.0, 0.0]))
+
+        def on_state(msg):
+            k = len(received)
+            received.append((time.monotonic(), msg.header.stamp))
+            pub.publish(Float64MultiArray(data=arm.gravity_torque(np.array(msg.position)).tolist()))
+            if k == 20:
+                held[k] = time.monotonic() + 0.8    # a late residual: the sim must wait for it
+            elif k < 40 or k >= 70:
+                residual(msg.header.stamp)           # 40..69: the policy is silent
+
+        node.create_subscription(JointState, "joint_states", on_state, 10)
+
+        def spin_until(cond, timeout):
+            end = time.monotonic() + timeout
+            while not cond() and time.monotonic() < end:
+                assert proc.poll() is None, proc.stdout.read().decode()
+                executor.spin_once(timeout_sec=0.02)
+                for k, due in list(held.items()):
+                    if time.monotonic() >= due:
+                        residual(received[k][1])
+                        held[k] = None
+                        del held[k]
+            return cond()
+
+        assert spin_until(lambda: len(received) >= 90, 90.0), f"only {len(received)} joint_states"
+        walls = [w for w, _ in received]
+        # The late residual of state 20 held state 21 back (about 0.8 s, far below lockstep_wait 3 s).
+        assert 0.6 <= walls[21] - walls[20] < 2.9, walls[21] - walls[20]
+        # The silent policy: waited for once (lockstep_wait), then not again until it answers.
+        assert walls[41] - walls[40] >= 2.9
+        assert max(np.diff(walls[42:70])) < 2.0, np.diff(walls[42:70]).round(3).tolist()
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        stop_group(proc)
+        proc.stdout.close()
