@@ -137,21 +137,22 @@ def test_read_settled_gives_up_after_its_timeout_without_a_base_action(tmp_path)
     assert c["open_window_commands"] == 1 and c["total"] == 0, c
 
 
-def _late_answer_lost_at_kill(path, report=(1.0, -0.5), sim_has_base=False, late=2):
+def _late_answer_lost_at_kill(path, report=(1.0, -0.5), sim_base=None, late=2):
     """Write the sequence base_died_stop once showed (Kilted, under a CPU hog).
 
     Windows 1-5 answered in time; the starved base controller answers state 6 only after the sim
     stepped from it and ``late`` - 1 more at lockstep_wait (no command, no base action), and is
     killed while it publishes: the mixer gets that base action (30, -5), mixes it (applied residual
     ``report``, reported for state 6), the sim never gets it. The command lands in window 6 + ``late``.
+    ``sim_base``: the base action the sim recorded for state 6 instead (None: none).
     """
     rec = SinkRecorder(str(path))
     _closed_windows(rec, 5)
     for k in range(late):
         ns = PERIOD_NS * (6 + k)
         rec.state(_stamp(ns))
-        if k == 0 and sim_has_base:
-            rec.base(_base_msg(ns, [20.0, -5.0]))
+        if k == 0 and sim_base is not None:
+            rec.base(_base_msg(ns, sim_base))
         rec.step(ns, False)
     ns = PERIOD_NS * (6 + late)
     rec.state(_stamp(ns))
@@ -176,10 +177,30 @@ def test_a_base_action_answered_late_and_lost_at_the_kill_is_judged_by_the_mixer
     rec = _late_answer_lost_at_kill(tmp_path / "b.txt", report=(9.0, 0.0))
     assert check_sink_record(rec, JOINTS, CFG, "stop", kills=[kill])["unbased"] == 1
     # ... a state whose base action the sim has (nothing was lost: the command is not from it) ...
-    rec = _late_answer_lost_at_kill(tmp_path / "h.txt", sim_has_base=True)
+    rec = _late_answer_lost_at_kill(tmp_path / "h.txt", sim_base=[20.0, -5.0])
     assert check_sink_record(rec, JOINTS, CFG, "stop", kills=[kill])["unbased"] == 1
     # ... and a report older than the mixer's base_timeout + two periods.
     rec = _late_answer_lost_at_kill(tmp_path / "o.txt", late=8)
     assert check_sink_record(rec, JOINTS, CFG, "stop", kills=[0.13])["unbased"] == 1
     rec = _late_answer_lost_at_kill(tmp_path / "y.txt", late=7)  # state 6, command in window 13: 0.07 s
     assert check_sink_record(rec, JOINTS, CFG, "stop", kills=[0.12])["base_lost_at_kill"] == 1
+
+
+def test_a_stalled_mixers_command_two_windows_late_is_named_by_its_report(tmp_path):
+    # The same timing with the base action in the record (nothing lost, no kill needed): the sim
+    # stepped twice at lockstep_wait while the mixer stalled; clip(base + reported residual) is the
+    # command exactly, so it came from that base action (judged against it).
+    rec = _late_answer_lost_at_kill(tmp_path / "r.txt", sim_base=[30.0, -5.0])
+    c = check_sink_record(rec, JOINTS, CFG, "stop")
+    assert c["identified_late_commands"] == 1 and c["total"] == 0, c
+    # Not when the report does not reproduce the command, nor beyond base_timeout + two periods.
+    rec = _late_answer_lost_at_kill(tmp_path / "m.txt", sim_base=[29.0, -5.0])
+    c = check_sink_record(rec, JOINTS, CFG, "stop")
+    assert c["identified_late_commands"] == 0 and c["unbased"] == 1, c
+    rec = _late_answer_lost_at_kill(tmp_path / "o.txt", sim_base=[30.0, -5.0], late=8)
+    c = check_sink_record(rec, JOINTS, CFG, "stop")
+    assert c["identified_late_commands"] == 0 and c["unbased"] == 1, c
+    # Named, it is still held to g * eps of that base action.
+    rec = _late_answer_lost_at_kill(tmp_path / "b.txt", report=(9.0, 0.0), sim_base=[30.0, -5.0])
+    c = check_sink_record(rec, JOINTS, CFG, "stop")
+    assert c["identified_late_commands"] == 1 and c["residual_bound"] == 1 and c["total"] == 1, c
