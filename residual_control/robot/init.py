@@ -100,6 +100,26 @@ def nums(values, digits: int = 6) -> str:
     return "[" + ", ".join(num(v, digits) for v in values) + "]"
 
 
+def num_within(value: float, toward: int, digits: int = 6) -> str:
+    """Return :func:`num` of ``value`` rounded toward ``+inf`` (``toward`` > 0) or ``-inf`` (``toward`` < 0).
+
+    A limit read back from the file must lie inside the description's: a URDF's 6.28318530718 is written
+    6.28318 as an upper limit (not 6.28319, outside it) and -6.28318 as a lower one.
+    """
+    value = float(value)
+    rounded = float(f"{value:.{digits}g}")
+    if not math.isfinite(value) or value == 0.0 or (rounded - value) * toward >= 0:
+        return num(rounded, digits)
+    step = 10.0 ** (math.floor(math.log10(abs(value))) - (digits - 1))
+    units = math.ceil(value / step) if toward > 0 else math.floor(value / step)
+    return num(units * step, digits + 1)
+
+
+def nums_within(values, toward: int, digits: int = 6) -> str:
+    """Return a YAML flow list of :func:`num_within` values."""
+    return "[" + ", ".join(num_within(v, toward, digits) for v in values) + "]"
+
+
 def text(value: str) -> str:
     """Return a string as a YAML scalar (quoted where plain YAML would read it otherwise)."""
     import yaml
@@ -303,7 +323,7 @@ def derive_robot(description: Path, out: Path, joints: Optional[Sequence[str]] =
                  f"{friction.tolist()} N m (the plant's nominal values, scaled by the randomization)")
     to_check.append("friction and damping values of the description: the simulated plant has exactly these "
                     + ("(all zero: a real arm has some)" if not np.any(friction) and not np.any(damping) else
-                       "(a URDF's are often placeholders)"))
+                       "(a description's are often placeholders)"))
 
     rel_desc = description_ref if description_ref is not None else _relative(description, out)
     robot = {
@@ -369,10 +389,10 @@ def robot_yaml_text(robot: dict, header: str = "") -> str:
         f"payload_link: {text(robot['payload_link'])}   # the body the payload is attached to",
         f"payload_mass: {num(robot['payload_mass'])}   # kg: the payload the nominal model assumes",
         "limits:                        # rad, rad/s, N m (m, m/s, N for slide joints)",
-        f"  position_lower: {nums(lim['position_lower'])}",
-        f"  position_upper: {nums(lim['position_upper'])}",
-        f"  velocity: {nums(lim['velocity'])}",
-        f"  effort: {nums(lim['effort'])}",
+        f"  position_lower: {nums_within(lim['position_lower'], +1)}",
+        f"  position_upper: {nums_within(lim['position_upper'], -1)}",
+        f"  velocity: {nums_within(lim['velocity'], -1)}",
+        f"  effort: {nums_within(lim['effort'], -1)}",
         f"home: {nums(robot['home'])}   # the start pose",
         "workspace:                     # the box the reference trajectories stay in",
         f"  lower: {nums(ws['lower'])}",
