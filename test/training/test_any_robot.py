@@ -169,3 +169,21 @@ def test_train_quick_export_and_evaluate_on_a_chain_through_the_cli(tmp_path):
     out = tmp_path / "eval.json"
     assert main(["evaluate", str(onnx), "--robot", str(chain.root), "--seconds", "1", "--json", str(out)]) == 0
     assert set(json.loads(out.read_text())["plants"]) == {"shifted"}
+
+
+def test_sac_trains_a_zero_initialised_residual_on_a_chain(tmp_path):
+    """Residual SAC for any joint count: a 5-joint chain, a few hundred steps, the checkpoint's contract."""
+    from residual_control.training.common.config import load_train_config
+    from residual_control.training.common.nets import load_checkpoint
+    from residual_control.training.rl import train_rl
+
+    chain = _chain_folder(tmp_path, 31, 5)
+    rl = {"learning_starts": 100, "actor_freeze_steps": 50, "batch_size": 32, "critic_hidden": [16, 16],
+          "stats_episodes": 1, "eval_episodes": 1, "eval_every": 150}
+    cfg = load_train_config(ROOT / "config" / "train_rl.yaml",
+                            {"params_file": str(chain.params), "network": {"hidden": [8, 8]},
+                             "env": {"episode_seconds": 0.5}, "rl": rl})
+    summary = train_rl(cfg, str(tmp_path / "rl"), seed=0, total_steps=300, progress=False)
+    assert summary["curve"][-1]["step"] == 300 and np.isfinite(summary["curve"][-1]["return"])
+    _, meta = load_checkpoint(summary["checkpoint"])
+    assert meta["joint_names"] == list(chain.joints) and len(meta["residual_limit"]) == 5
