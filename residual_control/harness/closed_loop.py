@@ -476,8 +476,8 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
     after), for whose state the mixer reported an applied residual within g * eps, is
     ``base_lost_at_kill`` (the base action it came from is gone; held to the limits and the mixer's
     report), not ``unbased``, once per state. That state is this window's or the previous one's,
-    or (a starved base controller answers a state late, after the sim stepped from it at
-    ``lockstep_wait``) an earlier one whose base action the sim never received, stamped at most
+    or (a starved process: the sim stepped at ``lockstep_wait`` before the command came) an earlier
+    one whose base action the sim never received, stamped at most
     ``base_timeout`` + two periods before this window (the mixer mixes no older base action) and
     no later than two periods after the kill.
 

@@ -140,10 +140,10 @@ def test_read_settled_gives_up_after_its_timeout_without_a_base_action(tmp_path)
 def _late_answer_lost_at_kill(path, report=(1.0, -0.5), sim_base=None, late=2):
     """Write the sequence base_died_stop once showed (Kilted, under a CPU hog).
 
-    Windows 1-5 answered in time; the starved base controller answers state 6 only after the sim
-    stepped from it and ``late`` - 1 more at lockstep_wait (no command, no base action), and is
-    killed while it publishes: the mixer gets that base action (30, -5), mixes it (applied residual
-    ``report``, reported for state 6), the sim never gets it. The command lands in window 6 + ``late``.
+    Windows 1-5 answered in time; the base controller is killed while it publishes its action for
+    state 6: the mixer gets it (30, -5) and mixes it (applied residual ``report``, reported for
+    state 6), the sim never does. A starved process: the sim steps from state 6 and ``late`` - 1
+    more at lockstep_wait (no command, no base action); the command lands in window 6 + ``late``.
     ``sim_base``: the base action the sim recorded for state 6 instead (None: none).
     """
     rec = SinkRecorder(str(path))
