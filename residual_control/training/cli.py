@@ -27,7 +27,30 @@ def robot_params_file(robot: str | None) -> str | None:
     if spec.params is None:
         raise ValueError(f"robot {spec.name!r} ({spec.root}): expected a params file (robot.yaml params:), found "
                          "none; `residual-control robot init` writes one")
-    return str(spec.params)
+    return package_relative(spec.params)
+
+
+def package_relative(path) -> str:
+    """Return ``path`` relative to the package root where it lies inside (as the shipped configs name files).
+
+    The training config's hash (and so the model's metadata) then does not depend on where the
+    repository or the install is: ``robots/fer/params.yaml`` from any clone.
+    """
+    from pathlib import Path
+
+    from residual_control.paths import share_path
+
+    p = Path(path).resolve()
+    roots = []
+    for part in ("robots", "config"):
+        try:
+            roots.append(share_path(part).resolve().parent)
+        except FileNotFoundError:
+            pass
+    for root in roots:
+        if p.is_relative_to(root):
+            return str(p.relative_to(root))
+    return str(p)
 
 
 def default_config(method: str, quick: bool) -> str:

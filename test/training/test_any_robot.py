@@ -187,3 +187,11 @@ def test_sac_trains_a_zero_initialised_residual_on_a_chain(tmp_path):
     assert summary["curve"][-1]["step"] == 300 and np.isfinite(summary["curve"][-1]["return"])
     _, meta = load_checkpoint(summary["checkpoint"])
     assert meta["joint_names"] == list(chain.joints) and len(meta["residual_limit"]) == 5
+
+
+def test_a_shipped_robots_params_file_is_named_relative_to_the_package():
+    """So the training config's hash, recorded in the model, is the same from any clone or install."""
+    from residual_control.training.cli import robot_params_file
+
+    assert robot_params_file("fer") == "robots/fer/params.yaml"
+    assert robot_params_file("planar2") == "config/residual_control.yaml"  # = config/train_bc.yaml's
