@@ -24,8 +24,12 @@ def _launch_setup(context, *args, **kwargs):
     nodes = PackageNodes(context)
     # mujoco_sim is the clock source: it keeps its own (steady) time and, with
     # use_sim_time, publishes /clock for every other node.
+    # In lockstep the simulated loop also waits for the policy's residual of each state (while it answers),
+    # so a loaded machine slows the simulation down instead of starving the policy.
     mujoco_sim = nodes.node('mujoco_sim', {'plant_file': nodes.arg('plant_file'), 'mode': sim_mode,
-                                           'publish_clock': use_sim_time, 'use_sim_time': False})
+                                           'publish_clock': use_sim_time, 'use_sim_time': False,
+                                           'lockstep_residual_topic': 'residual_action' if sim_mode == 'lockstep'
+                                           else ''})
     return [
         nodes.in_namespace([mujoco_sim, *nodes.plant_side(use_sim_time)]),
         nodes.runtime(use_sim_time),
