@@ -139,15 +139,15 @@ def robot_folder(ref: Union[str, Path, None]) -> Path:
     p = Path(ref).expanduser()
     if p.is_file() and p.name == ROBOT_FILE:
         return p.parent
-    if p.is_dir():
-        if not (p / ROBOT_FILE).is_file():
-            raise RobotFolderError(f"robot folder {str(p)!r}: expected a {ROBOT_FILE} in it, found none")
+    if p.is_dir() and (p / ROBOT_FILE).is_file():
         return p
     if len(p.parts) == 1:
         try:
             return share_path("robots", p.name)
         except FileNotFoundError:
             pass
+    if p.is_dir():
+        raise RobotFolderError(f"robot folder {str(p)!r}: expected a {ROBOT_FILE} in it, found none")
     shipped = shipped_robots()
     raise RobotFolderError(f"robot {str(ref)!r}: expected a robot folder (with {ROBOT_FILE}) or a shipped "
                            f"robot's name {shipped}, found neither")

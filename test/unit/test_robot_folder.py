@@ -78,3 +78,11 @@ def test_an_unknown_robot_names_the_shipped_ones(tmp_path):
         robot_folder("no_such_robot")
     with pytest.raises(RobotFolderError, match="expected a robot.yaml in it"):
         robot_folder(tmp_path)
+
+
+def test_a_shipped_robots_name_wins_over_a_folder_of_that_name_without_robot_yaml(tmp_path, monkeypatch):
+    (tmp_path / "fer").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert robot_folder("fer") == ROOT / "robots" / "fer"
+    (tmp_path / "fer" / "robot.yaml").write_text("name: mine\n")
+    assert robot_folder("fer") == Path("fer")  # a user's own folder with a robot.yaml comes first
