@@ -571,14 +571,14 @@ class Inputs:
     @classmethod
     def of(cls, robot, params_file: str) -> "Inputs":
         from ..params_file import load, node_params
-        from .faults.probe_driven import reference_near
+        from .faults.probe_driven import reference_near, step_bound
 
         params = load(params_file)
         joints = tuple(node_params(params, "residual_mixer")["joints"])
         if joints != tuple(robot.joints):
             raise ValueError(f"{params_file}: expected the joints of robot {robot.name!r} {list(robot.joints)}, "
                              f"found {list(joints)}")
-        q_ref = reference_near(robot.home, robot.workspace_lower, robot.workspace_upper)
+        q_ref = reference_near(robot.home, robot.workspace_lower, robot.workspace_upper, step_bound(params))
         return cls(joints, tuple(float(x) for x in robot.home), tuple(float(x) for x in q_ref),
                    len(node_params(params, "residual_policy")["perception_features"]),
                    seq_scale(float(node_params(params, "residual_mixer")["command_max"][0])))

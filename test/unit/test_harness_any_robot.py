@@ -159,7 +159,7 @@ def test_learn_bench_takes_the_robots_params_file():
     args = parser.parse_args(["learn-bench", "--robot", "fer", "--skip-rl", "--out", "x"])
     assert args.robot == "fer"
     fer = robot_params_file(args.robot)
-    assert fer == str(load_robot("fer").params)
+    assert (ROOT / fer).resolve() == Path(load_robot("fer").params).resolve()
     for config, schema in (("config/train_bc.yaml", "bc"), ("config/train_rl.yaml", "rl")):
         assert load_train_config(config, lb._overrides(fer), schema=schema).values.params_file == fer
         assert load_train_config(config, lb._overrides(None), schema=schema).values.params_file == \
@@ -184,3 +184,28 @@ def test_the_soak_and_bench_numbers_are_the_robots():
         assert np.all(np.asarray(inputs.q_ref) <= robot.workspace_upper)
     with pytest.raises(ValueError, match="expected the joints of robot"):
         bench.Inputs.of(load_robot("fer"), str(load_robot().params))
+
+
+@pytest.mark.parametrize("name", ["planar2", "fer"])
+def test_the_probes_base_action_stays_within_the_residual_bound_of_the_safe_stop(name):
+    """The probe's base action: kp (q_ref - home) <= g eps.
+
+    A damp command (gravity at home) next to a base action is then within the bound.
+    """
+    from residual_control import params_file
+
+    robot = load_robot(name)
+    params = params_file.load(robot.params)
+    q_ref = faults.reference_near(robot.home, robot.workspace_lower, robot.workspace_upper, faults.step_bound(params))
+    kp = np.array(params_file.node_params(params, "base_controller")["kp"])
+    mixer = params_file.node_params(params, "residual_mixer")
+    eps = mixer["residual_gain"] * np.array(mixer["residual_limit"])
+    assert np.all(np.abs(kp * (q_ref - robot.home)) <= eps + 1e-9)
+    assert np.all(np.abs(q_ref - robot.home) > 0)  # a reference to track, not the home itself
+    if name == "planar2":
+        np.testing.assert_allclose(q_ref, [0.4, 1.0])
+
+
+def test_step_bound_halves_only_the_steps_beyond_it():
+    q = faults.reference_near([0.0, 0.0, 0.0], [-1, -1, -1], [1, 1, 1], [0.3, 0.05, np.inf])
+    np.testing.assert_allclose(q, [0.1, -0.025, 0.1])

@@ -55,7 +55,7 @@ from .common import (RELAY_RATE_HZ, SCENARIOS, WALL_SLACK, Context, NotApplicabl
 from .loop import INJECT_ATTEMPTS, _envelope_loop_model
 from .matrix import LOOP_ATTEMPTS, add_arguments, format_table, run, run_matrix, select
 from .policy import INVALID_NODES, invalid_parameters
-from .probe_driven import Bench, reference_near
+from .probe_driven import Bench, reference_near, step_bound
 from .spawn import BAD_MODELS
 
 __all__ = [
@@ -63,5 +63,5 @@ __all__ = [
     "Bench", "Context", "NotApplicable", "Scenario", "Trial", "_envelope_loop_model", "add_arguments",
     "constant_residual", "envelope_fault_payload", "format_table", "invalid_parameters", "ramp_check",
     "reference_near", "residual_pattern", "run", "run_matrix", "scenario", "second_residual", "select",
-    "unknown_joint", "loop", "relay", "clock", "policy",
+    "step_bound", "unknown_joint", "loop", "relay", "clock", "policy",
 ]

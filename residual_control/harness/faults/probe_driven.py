@@ -13,14 +13,32 @@ from .common import (RELAY_RATE_HZ, WALL_SLACK, Context, Trial, _first_mode_afte
                      ramp_check)
 
 
-def reference_near(home, lower, upper) -> np.ndarray:
-    """Return the probe's constant reference: ``home`` moved by +0.1, -0.2, ... rad, inside [lower, upper].
+def reference_near(home, lower, upper, bound=None) -> np.ndarray:
+    """Return the probe's constant reference: ``home`` moved by +0.1, -0.2, +0.1, ... rad, inside [lower, upper].
 
-    The built-in arm's home [0.3, 1.2] gives [0.4, 1.0].
+    ``bound`` (rad per joint): where a step is larger, half the bound instead. The probe-driven graph
+    uses g * eps / kp (``step_bound``): its base action kp (q_ref - q) + gravity(q) then differs from
+    the mixer's safe stop at the same pose (gravity(q), held still) by at most the residual bound, so a
+    damp command next to a base action is judged safe, not a violation. The built-in arm's home
+    [0.3, 1.2] gives [0.4, 1.0].
     """
     home = np.asarray(home, dtype=float)
     step = np.array([0.1 if k % 2 == 0 else -0.2 for k in range(home.size)])
+    if bound is not None:
+        b = np.asarray(bound, dtype=float)
+        step = np.where(np.abs(step) <= b, step, np.sign(step) * 0.5 * b)
     return np.clip(home + step, np.asarray(lower, dtype=float), np.asarray(upper, dtype=float))
+
+
+def step_bound(params) -> np.ndarray:
+    """Return g * eps / kp per joint (rad; inf where kp is 0) from a loaded params file."""
+    from ...params_file import node_params
+
+    mixer = node_params(params, "residual_mixer")
+    kp = np.asarray(node_params(params, "base_controller")["kp"], dtype=float)
+    eps = float(mixer["residual_gain"]) * np.asarray(mixer["residual_limit"], dtype=float)
+    with np.errstate(divide="ignore"):
+        return np.where(kp > 0, eps / np.where(kp > 0, kp, 1.0), np.inf)
 
 
 # ====================================================================== probe-driven harness
@@ -71,7 +89,8 @@ class Bench:
         self.dead: set = set()
         # The robot at its home pose, asked to hold a pose near it.
         self.q = np.array(ctx.home, dtype=float)
-        self.q_ref = reference_near(ctx.home, ctx.robot.workspace_lower, ctx.robot.workspace_upper)
+        self.q_ref = reference_near(ctx.home, ctx.robot.workspace_lower, ctx.robot.workspace_upper,
+                                    step_bound(ctx.params))
         self.perception = [0.5] * len(ctx.features)
         if self.respond:
             self.probe.create_subscription(JointState, "base_action", self._on_base, 10)
