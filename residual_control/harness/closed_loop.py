@@ -481,6 +481,12 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
     ``base_timeout`` + two periods before this window (the mixer mixes no older base action) and
     no later than two periods after the kill.
 
+    A command that would otherwise be ``unbased`` or ``residual_bound`` and is clip(base action +
+    the applied residual the mixer reported) for an earlier state, stamped at most ``base_timeout``
+    + two periods before its window (a stalled mixer: the sim stepped at ``lockstep_wait`` before
+    the command came), came from that base action (``identified_late_commands``) and is held to
+    g * eps of it.
+
     The record's last window, when the sim never stepped from it (the record was read while the sim
     waited in it, or the sim stopped there), may hold a command whose base action is still on the
     way: the sim receives the two from different writers in either order, and waits for the base
@@ -526,18 +532,7 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
         late = bases.get(prev_ns) if prev_ns is not None else None
         applied_res = None
         for i, v in enumerate(w.commands):
-            # One command per base action, in order: one window behind, the first command of
-            # a window is the late one (the previous state's base action), the next its own.
-            order = ([late, own] if i == 0 else [own, late]) if lagging else [own]
             named = _named_base(record, bases, v, (w.t_ns, prev_ns), joints, lo, hi)
-            if named is None and v.shape == lo.shape and not any(
-                    b is not None and _within(v, b, bound, lo, hi) for b in order):
-                # A stalled mixer's command can land more than one window after its state (the sim
-                # stepped at lockstep_wait meanwhile): named by the report for an earlier state, no
-                # older than the mixer still mixes.
-                named = _named_base(record, bases, v, _earlier_reported(reported, w.t_ns, prev_ns, reach), joints,
-                                    lo, hi)
-                counts["identified_late_commands"] += int(named is not None)
             if named is not None:
                 # The mixer's applied residual names the base action (its stamp) and
                 # clip(that base action + it) is exactly this command: that base action, as the
@@ -546,7 +541,9 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
                 candidates = [named]
                 counts["lagging_commands"] += int(named is late)
             else:
-                candidates = order
+                # One command per base action, in order: one window behind, the first command of
+                # a window is the late one (the previous state's base action), the next its own.
+                candidates = ([late, own] if i == 0 else [own, late]) if lagging else [own]
             candidates = [b for b in candidates if b is not None and np.all(np.isfinite(b))]
             kind = None
             applied_res = None
@@ -618,6 +615,18 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
                     counts["base_lost_at_kill"] += 1
                 else:
                     kind = "unbased"
+                if kind in ("unbased", "residual_bound") and named is None and (early := _named_base(
+                        record, bases, v, _earlier_reported(reported, w.t_ns, prev_ns, reach), joints, lo,
+                        hi)) is not None:
+                    # A stalled mixer's command can land more than one window after its state (the sim
+                    # stepped at lockstep_wait meanwhile): named by the mixer's report for an earlier
+                    # state it still mixes, and held to g * eps of that base action.
+                    counts["identified_late_commands"] += 1
+                    if _within(v, early, bound, lo, hi):
+                        kind = None
+                        applied_res = np.where((v <= lo + 1e-9) | (v >= hi - 1e-9), np.nan, v - early)
+                    else:
+                        kind = "residual_bound"
                 if kind is not None and w is open_window and own is None:
                     # The sim was still waiting in this window: its base action may be on the way.
                     counts["open_window_commands"] += 1
