@@ -53,13 +53,27 @@ def perception_lost(now: float, received: float | None, timeout: float) -> str:
     return f"perception lost: {age} (perception_timeout {timeout:g} s)"
 
 
+#: Longest time (s) a stamped reference is carried forward or back to a joint state's stamp.
+REFERENCE_SHIFT_MAX = 0.05
+
+
 class ReferenceHold:
-    """The reference (q_ref, qd_ref): the latest received, or until one arrives the first measured position."""
+    """The reference (q_ref, qd_ref): the latest received, or until one arrives the first measured position.
+
+    A stamped reference is evaluated at the stamp of the joint state it is used with (:meth:`at`):
+    q_ref + qd_ref (t_state - t_ref), the shift clipped to +-``REFERENCE_SHIFT_MAX``. The reference
+    and the joint states come from different publishers; on a loaded machine the newest reference a
+    node holds can be periods older (or newer) than the state, and a controller tracking it would
+    lag the trajectory by as much (the residual, trained on the reference at the state's time, more
+    so). An unstamped reference (stamp 0, e.g. ``ros2 topic pub``) is used as it is.
+    """
 
     def __init__(self, n_joints: int) -> None:
         self.n_joints = int(n_joints)
         self.q_ref: np.ndarray | None = None
         self.qd_ref = np.zeros(self.n_joints)
+        #: The received reference's stamp (s), None when unstamped or not received.
+        self.stamp: float | None = None
         #: A reference has been received (the hold is over).
         self.received = False
 
@@ -68,13 +82,21 @@ class ReferenceHold:
         """Holding the first measured position (no reference received yet, a joint state seen)."""
         return self.q_ref is not None and not self.received
 
-    def set(self, q_ref: np.ndarray, qd_ref: np.ndarray) -> None:
-        """Use a received reference from now on."""
+    def set(self, q_ref: np.ndarray, qd_ref: np.ndarray, stamp: float | None = None) -> None:
+        """Use a received reference from now on (``stamp``: its header stamp in s; 0 or None: unstamped)."""
         self.q_ref, self.qd_ref = q_ref, qd_ref
+        self.stamp = float(stamp) if stamp else None
         self.received = True
 
-    def resolve(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-        """(q_ref, qd_ref, started): the reference for the measured position ``q``.
+    def at(self, t: float | None) -> tuple[np.ndarray | None, np.ndarray]:
+        """(q_ref, qd_ref) at time ``t`` (a joint state's stamp): see the class docstring."""
+        if self.stamp is None or t is None or self.q_ref is None or not self.received:
+            return self.q_ref, self.qd_ref
+        shift = min(max(float(t) - self.stamp, -REFERENCE_SHIFT_MAX), REFERENCE_SHIFT_MAX)
+        return self.q_ref + self.qd_ref * shift, self.qd_ref
+
+    def resolve(self, q: np.ndarray, t: float | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(q_ref, qd_ref, started): the reference for the measured position ``q`` stamped ``t``.
 
         Before any reference, the first ``q`` seen is held with zero velocity;
         ``started`` is True on the joint state that starts the hold.
@@ -82,7 +104,8 @@ class ReferenceHold:
         started = self.q_ref is None
         if started:
             self.q_ref, self.qd_ref = np.array(q, dtype=float, copy=True), np.zeros(self.n_joints)
-        return self.q_ref, self.qd_ref, started
+        q_ref, qd_ref = self.at(t)
+        return q_ref, qd_ref, started
 
 
 @dataclass(frozen=True)
@@ -181,8 +204,8 @@ class PolicyStep:
         self.perception = values
         self.perception_time = now
 
-    def step(self, q, qd, a_base, now: float) -> PolicyOutcome:
-        """Return the residual for this joint state and base action at ``now``, or None and why."""
+    def step(self, q, qd, a_base, now: float, stamp: float | None = None) -> PolicyOutcome:
+        """Return the residual for this joint state (stamped ``stamp``) and base action at ``now``, or None and why."""
         model = self.model  # one read: a concurrent swap never mixes two models
         ref = self.reference
         if not ref.received:
@@ -193,7 +216,8 @@ class PolicyStep:
             if lost:
                 return PolicyOutcome(None, model.joint_names, Skip.PERCEPTION_LOST, lost)
             perception = self.perception
-        outcome = model.residual(q, qd, ref.q_ref, ref.qd_ref, a_base, perception, now)
+        q_ref, qd_ref = ref.at(stamp)
+        outcome = model.residual(q, qd, q_ref, qd_ref, a_base, perception, now)
         monitor = model.monitor
         tripped = monitor is not None and monitor.last.tripped
         event = ""
@@ -266,7 +290,7 @@ class ResidualLoop:
 
     def base_action(self, q, qd, stamp: float) -> tuple[np.ndarray, bool]:
         """(a_base, hold_started) for the joint state stamped ``stamp``; raises ObservationError."""
-        q_ref, qd_ref, started = self.reference.resolve(q)
+        q_ref, qd_ref, started = self.reference.resolve(q, stamp)
         return self.controller.compute(q, qd, q_ref, qd_ref, stamp), started
 
     def mix(self, a_base, stamp: float, now: float, residual=None, residual_names: Sequence[str] = (),
@@ -283,12 +307,12 @@ class ResidualLoop:
 
     def step(self, q, qd, stamp: float, now: float) -> LoopStep:
         """One joint state (measured at ``stamp``, received at ``now``) through the whole loop."""
-        q_ref, qd_ref, started = self.reference.resolve(q)
+        q_ref, qd_ref, started = self.reference.resolve(q, stamp)
         self.mixer.update_state(self.joints, q, qd, now)  # for damp, should the joint states stop
         try:
             a_base = self.controller.compute(q, qd, q_ref, qd_ref, stamp)
         except ObservationError as exc:
             return LoopStep(started, base_error=str(exc))
-        outcome = self.policy.step(q, qd, a_base, now)
+        outcome = self.policy.step(q, qd, a_base, now, stamp)
         rejected, out = self.mix(a_base, stamp, now, outcome.residual, outcome.names)
         return LoopStep(started, a_base, "", outcome, rejected, out)

@@ -55,14 +55,14 @@ class BaseControllerNode(Node):
     def _on_reference(self, msg: JointState) -> None:
         reference = read_or_reject(self._reject, read_reference, self.joints, msg)
         if reference is not None:
-            self._reference.set(*reference)
+            self._reference.set(*reference, stamp_to_sec(msg.header.stamp))
 
     def _on_joint_state(self, msg: JointState) -> None:
         state = read_or_reject(self._reject, read_state, self.joints, msg)
         if state is None:
             return
         q, qd = state
-        q_ref, qd_ref, started = self._reference.resolve(q)
+        q_ref, qd_ref, started = self._reference.resolve(q, stamp_to_sec(msg.header.stamp))
         if started:
             self.get_logger().info("no reference yet: holding the first measured position")
         try:

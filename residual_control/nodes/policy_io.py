@@ -22,7 +22,7 @@ from std_msgs.msg import Float64MultiArray, String
 from ..core.errors import ResidualControlError
 from ..core.policy import PolicyExpectations
 from ..core.step import LoadedPolicy, PolicyOutcome, PolicyStep, ReferenceHold
-from .conversions import now_sec, read_or_reject, read_perception, read_reference
+from .conversions import now_sec, read_or_reject, read_perception, read_reference, stamp_to_sec
 from .diagnostics import ERROR, WARN
 from .qos import CONTROL_QOS, LATCHED_QOS
 
@@ -233,7 +233,7 @@ class PolicyIO:
     def _on_reference(self, msg: JointState) -> None:
         reference = read_or_reject(self.reject, read_reference, self.joints, msg)
         if reference is not None:
-            self.step.reference.set(*reference)
+            self.step.reference.set(*reference, stamp_to_sec(msg.header.stamp))
 
     def _on_perception(self, msg: Float64MultiArray) -> None:
         values = read_or_reject(self.reject, read_perception, self.expect.perception_features, msg)
@@ -267,9 +267,10 @@ class PolicyIO:
             return self.skip(ERROR if outcome.model_error else WARN, outcome.why)
         return outcome.residual
 
-    def residual_for(self, q, qd, a_base, now: float) -> tuple[np.ndarray | None, PolicyOutcome]:
-        """(residual or None, the outcome): the policy step for this state, reported."""
-        outcome = self.step.step(q, qd, a_base, now)
+    def residual_for(self, q, qd, a_base, now: float, stamp: float | None = None
+                     ) -> tuple[np.ndarray | None, PolicyOutcome]:
+        """(residual or None, the outcome): the policy step for this state (stamped ``stamp``), reported."""
+        outcome = self.step.step(q, qd, a_base, now, stamp)
         return self.report(outcome), outcome
 
     # ------------------------------------------------------------------ status

@@ -87,7 +87,7 @@ class ResidualPolicyNode(Node):
             a_base = order_by_name(self.joints, msg.name, msg.effort, "base_action.effort")
         except ValueError as exc:
             return self.policy.skip(WARN, str(exc))
-        residual, outcome = self.policy.residual_for(state[0], state[1], a_base, now_sec(self))
+        residual, outcome = self.policy.residual_for(state[0], state[1], a_base, now_sec(self), key * 1e-9)
         if residual is None:
             return
         self._out.header.stamp = msg.header.stamp

@@ -21,8 +21,8 @@ from residual_control.core.envelope import METADATA_KEY
 from residual_control.core.mixer import Mixer, MixerConfig
 from residual_control.core.observation import default_observation_names
 from residual_control.core.policy import PolicyExpectations
-from residual_control.core.step import (LoadedPolicy, PolicyStep, ReferenceHold, ResidualLoop, Skip,
-                                        perception_lost)
+from residual_control.core.step import (REFERENCE_SHIFT_MAX, LoadedPolicy, PolicyStep, ReferenceHold,
+                                        ResidualLoop, Skip, perception_lost)
 from residual_control.harness.synthetic_models import constant_model, linear_model
 from residual_control.training.common.config import load_params_file
 
@@ -88,6 +88,52 @@ def test_reference_hold_starts_only_once():
     assert np.array_equal(hold.q_ref, [0.0, 0.0])
     hold.set(np.ones(2), np.zeros(2))
     assert hold.resolve(np.full(2, 5.0))[2] is False and np.array_equal(hold.q_ref, np.ones(2))
+
+
+@SETTINGS
+@given(ref=vec, ref_v=vec, t_ref=st.floats(1.0, 1e5), shift=st.floats(-1.0, 1.0))
+def test_a_stamped_reference_is_evaluated_at_the_joint_states_stamp(ref, ref_v, t_ref, shift):
+    """q_ref + qd_ref (t - t_ref), the shift clipped to +-REFERENCE_SHIFT_MAX; the velocity unchanged."""
+    hold = ReferenceHold(2)
+    hold.set(ref, ref_v, t_ref)
+    q_ref, qd_ref, started = hold.resolve(np.zeros(2), t_ref + shift)
+    clipped = min(max(shift, -REFERENCE_SHIFT_MAX), REFERENCE_SHIFT_MAX)
+    assert not started and qd_ref is ref_v
+    np.testing.assert_allclose(q_ref, ref + ref_v * clipped, rtol=1e-9, atol=1e-6 * (1 + abs(t_ref)))
+    assert np.all(np.abs(q_ref - ref) <= np.abs(ref_v) * REFERENCE_SHIFT_MAX + 1e-6 * (1 + abs(t_ref)))
+
+
+def test_an_unstamped_reference_and_an_unstamped_state_use_the_reference_as_it_is():
+    hold = ReferenceHold(2)
+    ref, ref_v = np.array([0.1, 0.2]), np.array([1.0, -1.0])
+    hold.set(ref, ref_v, 0.0)  # stamp 0: ros2 topic pub without a header
+    assert hold.resolve(np.zeros(2), 123.0)[0] is ref
+    hold.set(ref, ref_v, 10.0)
+    assert hold.resolve(np.zeros(2), None)[0] is ref
+    np.testing.assert_allclose(hold.resolve(np.zeros(2), 10.02)[0], ref + 0.02 * ref_v)
+
+
+def test_the_loop_and_the_policy_use_the_reference_at_the_states_stamp(models):
+    """The base controller and the model see the same reference, carried to the joint state's stamp."""
+    step = _step(models["linear"])
+    seen = {}
+    real = step.model.residual
+
+    def spy(q, qd, q_ref, qd_ref, a_base, perception, now):
+        seen["policy"] = np.array(q_ref)
+        return real(q, qd, q_ref, qd_ref, a_base, perception, now)
+
+    step.model.residual = spy
+    controller, mixer = _parts()
+    loop = ResidualLoop(JOINTS, controller, step, mixer)
+    step.set_perception(np.array([0.2]), 1.0)
+    ref, ref_v = np.array([0.3, 0.4]), np.array([0.5, -0.5])
+    loop.reference.set(ref, ref_v, 1.00)
+    q = np.array([0.3, 0.4])
+    out = loop.step(q, np.zeros(2), 1.03, 1.03)
+    expected = ref + 0.03 * ref_v
+    np.testing.assert_allclose(seen["policy"], expected)
+    np.testing.assert_allclose(out.a_base, controller.compute(q, np.zeros(2), expected, ref_v, 1.03))
 
 
 # ---------------------------------------------------------------------- perception_lost
@@ -182,7 +228,8 @@ _PF = load_params_file()
 def _parts():
     pf = _PF
     mp = {**pf["mixer_params"], "joints": list(JOINTS)}
-    return make_base_controller(pf["base_params"], nominal_model(pf["base_params"])), Mixer(MixerConfig.from_params(mp))
+    controller = make_base_controller(pf["base_params"], nominal_model(pf["base_params"]))
+    return controller, Mixer(MixerConfig.from_params(mp))
 
 
 def _old_sequence(controller, policy: PolicyStep, mixer: Mixer, q, qd, stamp, now):
