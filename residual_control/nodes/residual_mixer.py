@@ -36,8 +36,10 @@ class ResidualMixerNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self.io = MixerIO(self, self.mixer, "residual_mixer: mode")
-        self.create_subscription(JointState, "base_action", self._on_base, CONTROL_QOS)
+        # The residual first: when a residual and a base action are both waiting, the executor takes
+        # them in this order, so the base action is mixed with the newest residual, not the one before.
         self.create_subscription(JointState, "residual_action", self._on_residual, CONTROL_QOS)
+        self.create_subscription(JointState, "base_action", self._on_base, CONTROL_QOS)
         self.create_subscription(JointState, "joint_states", self.io.on_state, CONTROL_QOS)
         cfg = self.mixer.config
         self._watchdog = self.create_timer(max(cfg.base_timeout / 2.0, 0.002), self.io.watchdog)
