@@ -57,7 +57,10 @@ def run_trial(name: str, args, settings_kwargs: dict, joints, config) -> tuple[d
     span = settings.duration
     plan = []
     if name == "residual_fault":
-        plan = [(t0 + 0.15 * span, "kill"), (t0 + 0.30 * span, "restart"), (t0 + 0.85 * span, "perception_off")]
+        # The restarted process takes seconds of wall (and so of simulated) time to load on a busy
+        # machine before the mixer ramps it back in: the restart is early enough that the mixer is
+        # nominal again before perception goes off.
+        plan = [(t0 + 0.10 * span, "kill"), (t0 + 0.20 * span, "restart"), (t0 + 0.85 * span, "perception_off")]
     fault: dict = {}
     with ClosedLoop(settings, joints, name=f"demo_probe_{name}",
                     progress=lambda m: _say(f"{name:>14}: {m}")) as loop:
