@@ -1,4 +1,5 @@
 """The mujoco_sim node, a short lockstep run: joint_states per command, /clock, the live parameter service."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -15,31 +16,47 @@ from support.processes import stop_group
 pytestmark = pytest.mark.graph
 
 
-def test_mujoco_sim_node_lockstep(monkeypatch):
+@contextlib.contextmanager
+def sim_and_tester(monkeypatch, params, name, offset=0):
+    """Start mujoco_sim (``params``: -p NAME:=VALUE strings) on a private domain; yield (proc, node, executor)."""
     rclpy = pytest.importorskip("rclpy")
-    from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
-    from rcl_interfaces.srv import SetParameters
-    from rosgraph_msgs.msg import Clock
-    from sensor_msgs.msg import JointState
-    from std_msgs.msg import Float64MultiArray
-
-    domain = str(50 + (os.getpid() * 7919) % 150)
+    domain = str(50 + (os.getpid() * 7919 + offset) % 150)
     monkeypatch.setenv("ROS_DOMAIN_ID", domain)
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    q0 = [0.3, 0.5]
-    cmd = [sys.executable, "-m", "residual_control.sim.mujoco_sim_node", "--ros-args",
-           "-p", "mode:=lockstep", "-p", "publish_clock:=true", "-p", "friction_scale:=0.0",
-           "-p", "lockstep_wait:=0.5", "-p", f"initial_positions:=[{q0[0]}, {q0[1]}]"]
+    cmd = [sys.executable, "-m", "residual_control.sim.mujoco_sim_node", "--ros-args"]
+    for p in params:
+        cmd += ["-p", p]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     context = rclpy.Context()
     rclpy.init(context=context)
     node = None
     try:
-        node = rclpy.create_node("lockstep_tester", context=context)
+        node = rclpy.create_node(name, context=context)
         executor = rclpy.executors.SingleThreadedExecutor(context=context)
         executor.add_node(node)
+        yield proc, node, executor
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        stop_group(proc)
+        proc.stdout.close()
+
+
+def test_mujoco_sim_node_lockstep(monkeypatch):
+    pytest.importorskip("rclpy")
+    from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    q0 = [0.3, 0.5]
+    params = ["mode:=lockstep", "publish_clock:=true", "friction_scale:=0.0", "lockstep_wait:=0.5",
+              f"initial_positions:=[{q0[0]}, {q0[1]}]"]
+    with sim_and_tester(monkeypatch, params, "lockstep_tester") as (proc, node, executor):
         arm = ArmModel()
         kp, kd = np.array([60.0, 40.0]), np.array([6.0, 4.0])
         states, clocks = [], []
@@ -91,36 +108,16 @@ def test_mujoco_sim_node_lockstep(monkeypatch):
         assert spin_until(lambda: len(states) >= n + 100, 30.0)
         # with the heavier payload the nominal gravity compensation leaves a sag
         assert states[-1].position[1] < q0[1] - 1e-2, states[-1].position
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown(context=context)
-        stop_group(proc)
-        proc.stdout.close()
 
 
 def test_lockstep_waits_for_the_residual_of_each_state_while_the_policy_answers(monkeypatch):
     """lockstep_residual_topic: a late residual holds the next state back; a silent policy is not waited for."""
-    rclpy = pytest.importorskip("rclpy")
+    pytest.importorskip("rclpy")
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64MultiArray, Header
 
-    domain = str(50 + (os.getpid() * 7919 + 1) % 150)
-    monkeypatch.setenv("ROS_DOMAIN_ID", domain)
-    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, "-m", "residual_control.sim.mujoco_sim_node", "--ros-args",
-           "-p", "mode:=lockstep", "-p", "publish_clock:=true", "-p", "lockstep_wait:=3.0",
-           "-p", "lockstep_residual_topic:=residual_action"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = None
-    try:
-        node = rclpy.create_node("residual_wait_tester", context=context)
-        executor = rclpy.executors.SingleThreadedExecutor(context=context)
-        executor.add_node(node)
+    params = ["mode:=lockstep", "publish_clock:=true", "lockstep_wait:=3.0", "lockstep_residual_topic:=residual_action"]
+    with sim_and_tester(monkeypatch, params, "residual_wait_tester", offset=1) as (proc, node, executor):
         arm = ArmModel()
         pub = node.create_publisher(Float64MultiArray, "commands", 1)
         res_pub = node.create_publisher(JointState, "residual_action", 10)
@@ -160,9 +157,3 @@ def test_lockstep_waits_for_the_residual_of_each_state_while_the_policy_answers(
         # The silent policy: waited for once (lockstep_wait), then not again until it answers.
         assert walls[41] - walls[40] >= 2.9
         assert max(np.diff(walls[42:70])) < 2.0, np.diff(walls[42:70]).round(3).tolist()
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown(context=context)
-        stop_group(proc)
-        proc.stdout.close()
