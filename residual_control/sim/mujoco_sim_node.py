@@ -198,7 +198,8 @@ class MujocoSimNode(Node):
         self._state_pub = self.create_publisher(JointState, "joint_states", CONTROL_QOS)
         self._clock_pub = self.create_publisher(ClockMsg, "/clock", CLOCK_QOS) if self.publish_clock else None
         self.create_subscription(Float64MultiArray, "commands", self._on_command, CONTROL_QOS)
-        # Lockstep with the policy: the newest residual stamp seen and whether the previous window's came.
+        # Lockstep with the policy: the newest residual stamp seen; whether the policy answers (set by each
+        # residual, cleared when one did not come within lockstep_wait).
         self._residual_ns: int | None = None
         self._residual_alive = False
         residual_topic = str(self.get_parameter("lockstep_residual_topic").value)
@@ -247,6 +248,7 @@ class MujocoSimNode(Node):
         ns = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
         if self._residual_ns is None or ns > self._residual_ns:
             self._residual_ns = ns
+        self._residual_alive = True  # the policy answers: wait for it again
 
     def _has_residual(self, state_ns: int) -> bool:
         return self._residual_ns is not None and self._residual_ns >= state_ns
@@ -354,16 +356,17 @@ class MujocoSimNode(Node):
                                 and not self._has_residual(state_ns))):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0.0:
-                    self.get_logger().warning(
-                        f"lockstep: no command within lockstep_wait={self._lockstep_wait} s; "
-                        "stepping anyway", throttle_duration_sec=5.0,
-                    )
+                    if self._wait_residual and not self._has_residual(state_ns):
+                        # A silent policy (killed, stalled, skipping): not waited for again until it answers.
+                        self._residual_alive = False
+                    if not self._new_command:
+                        self.get_logger().warning(
+                            f"lockstep: no command within lockstep_wait={self._lockstep_wait} s; "
+                            "stepping anyway", throttle_duration_sec=5.0,
+                        )
                     break
                 executor.spin_once(timeout_sec=min(remaining, 0.1))
             executor.spin_once(timeout_sec=0.0)  # serve parameter requests etc.
-            # Alive while it answers: a policy that missed a state (killed, stalled, skipping) is not
-            # waited for again until its next residual.
-            self._residual_alive = self._has_residual(state_ns)
             if rec is not None:
                 rec.step(state_ns, self._new_command)
             if self._real_time_factor > 0.0:
