@@ -261,6 +261,7 @@ def test_home_and_workspace_stay_inside_the_limits(rows):
         assert not clipped
 
 
+@settings(deadline=None)
 @given(st.floats(1e-4, 1e4))
 def test_nice_round_is_within_a_factor_of_its_input(x):
     r = nice_round(x)
