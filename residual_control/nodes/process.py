@@ -37,31 +37,32 @@ def make_executor(kind: str | None = None):
 
 
 class _StopSignals:
-    """SIGINT/SIGTERM handling of a node process: at most one KeyboardInterrupt, while spinning.
+    """SIGINT/SIGTERM handling of a node process: noted, never raised.
 
-    Installed before ``rclpy.init``, so rclpy's own handlers (which wake the
-    executor through its guard condition) chain to them. While ``armed`` (the
-    executor spins) the first signal raises KeyboardInterrupt, which stops the
-    spin; every other signal is only noted. Once the node shuts down both
-    signals are ignored (SIG_IGN, which Python keeps through interpreter
-    teardown, where it would reset a Python handler to the default action). A
-    second SIGINT or SIGTERM during shutdown (``ros2 launch`` repeats SIGINT
-    when its stdin is not a terminal: systemd, ``timeout``, CI) then neither
-    raises in the middle of the clean-up nor kills the process.
+    Installed before ``rclpy.init``, so rclpy's own handlers chain to it:
+    rclpy's handler shuts the context down and wakes the executor through its
+    guard condition, which ends the spin (``executor.spin`` returns or raises
+    ExternalShutdownException; the lockstep loop sees ``ok()`` false). This
+    handler only records the signal. It raises nothing: a KeyboardInterrupt
+    raised from a signal lands wherever the main thread happens to be, and
+    inside a finaliser (a Future's ``__del__`` run by the garbage collector)
+    Python prints it as "Exception ignored ... Traceback" and drops it (seen in
+    CI on Kilted). Once the node shuts down both signals are ignored (SIG_IGN,
+    which Python keeps through interpreter teardown, where it would reset a
+    Python handler to the default action). A second SIGINT or SIGTERM during
+    shutdown (``ros2 launch`` repeats SIGINT when its stdin is not a terminal:
+    systemd, ``timeout``, CI) then neither interrupts the clean-up nor kills
+    the process.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.received: list[int] = []
-        self.armed = False
         self._previous = {}
 
     def __call__(self, signum, frame) -> None:
         self.received.append(signum)
-        if self.armed:
-            self.armed = False
-            raise KeyboardInterrupt
 
     def install(self) -> "_StopSignals":
         if threading.current_thread() is threading.main_thread():
@@ -107,10 +108,7 @@ def run_node(factory: Callable[[], Node], args=None, fatal: tuple = (ResidualCon
     """
     stop = _StopSignals().install()
     _dump_stacks_on_sigusr1()
-    try:
-        return _run_node(stop, factory, args, fatal, spin, restore_signals)
-    except KeyboardInterrupt:  # the one a signal raises, if it lands outside the inner handlers
-        return 0
+    return _run_node(stop, factory, args, fatal, spin, restore_signals)
 
 
 def _run_node(stop: _StopSignals, factory, args, fatal, spin, restore_signals) -> int:
@@ -124,7 +122,6 @@ def _run_node(stop: _StopSignals, factory, args, fatal, spin, restore_signals) -
             executor = make_executor()
             node = factory()
             executor.add_node(node)
-            stop.armed = True
             if not stop.received and rclpy.ok():
                 if spin is None:
                     executor.spin()
@@ -142,7 +139,6 @@ def _run_node(stop: _StopSignals, factory, args, fatal, spin, restore_signals) -
         if not stop.received and rclpy.ok():
             raise
     finally:
-        stop.armed = False
         stop.ignore()
         # A clean-up that hangs (seen once in CI, not reproduced) prints every thread's stack and
         # exits 1 instead of blocking the launch that stops it.

@@ -218,4 +218,8 @@ def test_base_timeout_stop_behaviour(graph):
     assert probe.rec.commands == []
     assert any(s.level == DiagnosticStatus.ERROR and s.name == "residual_mixer: mode" for _, s in probe.rec.diagnostics)
     g.start(NodeSpec("base_controller", [params_file]))
-    assert driver.run_until(lambda: len(probe.rec.commands) > 5, 30.0)
+    ok = driver.run_until(lambda: len(probe.rec.commands) > 5, 30.0)
+    base = g["base_controller"]
+    assert ok, (f"no commands 30 s after the base controller restarted: base actions seen {len(probe.rec.base)}, "
+                f"modes {probe.rec.modes[-5:]}, base controller alive {base.alive()}, "
+                f"its log: {base.output()[-3000:]}")

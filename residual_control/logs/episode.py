@@ -1,0 +1,72 @@
+"""An episode: one logged run as arrays aligned on the control periods (what fine-tuning and replay read).
+
+A bag (``logs.bag.read_episode``) or a simulated rollout gives one
+:class:`Episode`. Row ``k`` is the joint state measured at ``t[k]`` and what
+the graph did with it: the base action and residual computed from it, and the
+command the mixer sent for it (held by the actuators until the next one).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Episode:
+    """One run, row k = the control period that starts at the joint state stamped ``t[k]`` (s).
+
+    Arrays are (K, n) in the order of ``joints`` unless said otherwise; NaN
+    where a value was not logged for that period (a dropped message).
+    """
+
+    joints: tuple[str, ...]
+    t: np.ndarray                     # (K,) joint state stamps, s, increasing
+    q: np.ndarray                     # measured position, rad
+    qd: np.ndarray                    # measured velocity, rad/s
+    q_ref: np.ndarray                 # reference in force at t[k]
+    qd_ref: np.ndarray
+    command: np.ndarray               # torque commanded for period k (mixer output), N m
+    a_base: np.ndarray                # base action for t[k]
+    applied_residual: np.ndarray      # what the mixer added (after clamp, ramps, fallback)
+    residual: np.ndarray | None = None      # the policy's residual for t[k] (None: not logged)
+    perception: np.ndarray | None = None    # (K, m) perception in force at t[k]
+    expert: np.ndarray | None = None        # expert torque for t[k] (None: no expert topic)
+    modes: list[tuple[float, str]] = field(default_factory=list)  # (stamp or receipt time, text)
+    metadata: dict = field(default_factory=dict)  # model sha256, params, robot, source (bag path, hash)
+
+    def __post_init__(self) -> None:
+        k = len(self.t)
+        n = len(self.joints)
+        for name in ("q", "qd", "q_ref", "qd_ref", "command", "a_base", "applied_residual",
+                     "residual", "expert"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            arr = np.asarray(value, dtype=float)
+            if arr.shape != (k, n):
+                raise ValueError(f"Episode.{name}: expected shape ({k}, {n}) (periods, joints), found {arr.shape}")
+            setattr(self, name, arr)
+        self.t = np.asarray(self.t, dtype=float)
+        if k > 1 and not np.all(np.diff(self.t) > 0):
+            raise ValueError("Episode.t: expected strictly increasing stamps")
+
+    @property
+    def periods(self) -> int:
+        return len(self.t)
+
+    @property
+    def seconds(self) -> float:
+        return float(self.t[-1] - self.t[0]) if len(self.t) > 1 else 0.0
+
+    @property
+    def control_dt(self) -> float:
+        """The median period between joint states, s."""
+        return float(np.median(np.diff(self.t))) if len(self.t) > 1 else float("nan")
+
+    def complete(self) -> np.ndarray:
+        """(K,) bool: rows where q, qd, q_ref and the command were all logged (finite)."""
+        ok = np.ones(self.periods, dtype=bool)
+        for arr in (self.q, self.qd, self.q_ref, self.command):
+            ok &= np.all(np.isfinite(arr), axis=1)
+        return ok
