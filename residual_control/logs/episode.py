@@ -34,6 +34,13 @@ class Episode:
     expert: np.ndarray | None = None        # expert torque for t[k] (None: no expert topic)
     modes: list[tuple[float, str]] = field(default_factory=list)  # (stamp or receipt time, text)
     metadata: dict = field(default_factory=dict)  # model sha256, params, robot, source (bag path, hash)
+    #: (K,) header stamp (s) of the reference message in force at t[k], whose values q_ref/qd_ref hold
+    #: as received (the controllers carry them to t[k]: core.step.ReferenceHold.at); NaN: unstamped or
+    #: none yet. None: q_ref/qd_ref are already the reference at t[k].
+    reference_stamp: np.ndarray | None = None
+    #: The mixer's inputs in the order it took them, where known: (time s, "base" | "residual", k), k the
+    #: row whose base action or residual it is. None: unknown (replay infers the order, logs.replay).
+    events: list[tuple[float, str, int]] | None = None
 
     def __post_init__(self) -> None:
         k = len(self.t)
@@ -48,6 +55,11 @@ class Episode:
                 raise ValueError(f"Episode.{name}: expected shape ({k}, {n}) (periods, joints), found {arr.shape}")
             setattr(self, name, arr)
         self.t = np.asarray(self.t, dtype=float)
+        if self.reference_stamp is not None:
+            stamps = np.asarray(self.reference_stamp, dtype=float)
+            if stamps.shape != (k,):
+                raise ValueError(f"Episode.reference_stamp: expected shape ({k},) (periods), found {stamps.shape}")
+            self.reference_stamp = stamps
         if k > 1 and not np.all(np.diff(self.t) > 0):
             raise ValueError("Episode.t: expected strictly increasing stamps")
 
