@@ -120,7 +120,7 @@ class MujocoSimNode(Node):
                 name, float(getattr(base, name)),
                 _float_desc(description + "; overrides plant_file; live-settable", low, high),
             ).value)
-        params = PlantParams.from_mapping(values)
+        params = base.replace(**values)  # the plant file's effects (joint_stiffness, ...) kept
 
         self.declare_parameter("physics_rate_hz", 1000.0,
                                _float_desc("MuJoCo physics rate (Hz)", 1000.0, 100000.0, True))

@@ -22,15 +22,46 @@ Plant effects (``PlantParams``):
   ``sensor_noise_std / VELOCITY_NOISE_TIMESCALE`` (= 20 x, i.e. what a 50 ms
   smoothed finite difference of the noisy positions would roughly show).
 
+Effects the simulator leaves out (the "real robot" a residual trained in simulation
+meets): optional keys of a plant file, off by default and never sampled by the
+training randomization (:meth:`PlantParams.sample`, robot.yaml ``randomization``).
+Each is a mapping by joint or body name; a name not given gets the neutral value,
+a name that is not one of the plant's joints (bodies) is refused by
+:meth:`MujocoPlant.set_params`:
+
+* ``joint_stiffness`` N m/rad per joint: a spring on the joint towards
+  ``joint_rest``, joint torque ``joint_stiffness * (joint_rest - q)`` (MuJoCo's
+  ``jnt_stiffness`` / ``qpos_spring``; added to a spring of the description, if any,
+  as the equivalent single spring). Default 0 (no spring); must be >= 0.
+* ``joint_rest`` rad per joint: the spring's rest position (default 0; any sign;
+  without stiffness it has no effect).
+* ``link_mass_scale`` per body (link) of the description: multiplier (> 0) on the
+  body's mass AND its rotational inertia (a uniformly denser link: centre of mass
+  unchanged; ``body_mass`` / ``body_inertia``). Default 1. The payload body the plant
+  adds is not a link: ``payload_mass`` sets it. As for the payload, MuJoCo's
+  mass-derived solver constants (``mj_setConst``) stay those of the nominal robot.
+* ``coulomb_friction`` N m per joint: Coulomb (dry) friction added to the
+  description's after ``friction_scale``: ``dof_frictionloss = friction_scale *
+  nominal + coulomb_friction`` (MuJoCo's friction-loss constraint: it opposes the
+  motion and holds a net torque below it at rest, softly). Default 0; must be >= 0.
+
+Backlash (a dead zone between motor and link) is not modelled: MuJoCo has no
+transmission dead zone, and an honest one needs a motor-side degree of freedom
+in the compiled model, not a parameter of this plant.
+
+A plant file without these keys simulates exactly (bit for bit) as before they
+existed; :meth:`MujocoPlant.set_params` restores the description's nominal values
+before applying any effect.
+
 Sign convention: the description's (positive torque accelerates the joint in
 its positive direction).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import mujoco
 import numpy as np
@@ -40,6 +71,69 @@ if TYPE_CHECKING:
 
 #: Time scale relating velocity noise to position noise (see module docstring).
 VELOCITY_NOISE_TIMESCALE = 0.05
+
+#: The optional effects the simulator leaves out (module docstring): key -> (named what, neutral value,
+#: lowest allowed value, whether the lowest is allowed).
+EFFECTS = {
+    "joint_stiffness": ("joint", 0.0, 0.0, True),
+    "joint_rest": ("joint", 0.0, -math.inf, False),
+    "link_mass_scale": ("body", 1.0, 0.0, False),
+    "coulomb_friction": ("joint", 0.0, 0.0, True),
+}
+
+
+class NamedValues(Mapping):
+    """An immutable, hashable mapping name -> float (one effect of :class:`PlantParams`), sorted by name."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, values: Union[Mapping[str, object], "NamedValues", None] = None, what: str = "values",
+                 low: float = -math.inf, low_allowed: bool = False) -> None:
+        if values is None:
+            values = {}
+        if not isinstance(values, Mapping):
+            raise ValueError(f"{what}: expected a mapping of names to numbers (e.g. {{name: 1.0}}), "
+                             f"found {values!r} ({type(values).__name__})")
+        items = []
+        for name, raw in values.items():
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"{what}: expected names (non-empty strings) as keys, found {name!r}")
+            if isinstance(raw, bool) or not isinstance(raw, (int, float, np.integer, np.floating)):
+                raise ValueError(f"{what}[{name}]: expected a real number, found {raw!r} ({type(raw).__name__})")
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ValueError(f"{what}[{name}]: expected a finite value, found {value}")
+            if value < low or (value == low and not low_allowed):
+                raise ValueError(f"{what}[{name}]: expected a value {'>=' if low_allowed else '>'} {low}, "
+                                 f"found {value}")
+            items.append((name, value))
+        self._items = tuple(sorted(items))
+
+    def __getitem__(self, key: str) -> float:
+        for name, value in self._items:
+            if name == key:
+                return value
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, NamedValues):
+            return self._items == other._items
+        if isinstance(other, Mapping):
+            return dict(self._items) == dict(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"NamedValues({dict(self._items)!r})"
+
 
 @dataclass(frozen=True)
 class PlantParams:
@@ -51,9 +145,19 @@ class PlantParams:
     actuator_gain: float = 1.0         # applied torque = gain x commanded torque
     actuator_latency: float = 0.0      # s between a command and its application
     sensor_noise_std: float = 0.0      # rad, Gaussian noise on the measured positions
+    # Effects the simulator leaves out (module docstring): by joint / body name, off when empty.
+    joint_stiffness: NamedValues = NamedValues()    # N m/rad per joint, towards joint_rest
+    joint_rest: NamedValues = NamedValues()         # rad per joint
+    link_mass_scale: NamedValues = NamedValues()    # x mass and inertia per body
+    coulomb_friction: NamedValues = NamedValues()   # N m per joint, beyond friction_scale x nominal
 
     def __post_init__(self) -> None:
+        for name, (_kind, _neutral, low, low_allowed) in EFFECTS.items():
+            object.__setattr__(self, name, NamedValues(getattr(self, name), f"PlantParams.{name}",
+                                                       low, low_allowed))
         for f in fields(self):
+            if f.name in EFFECTS:
+                continue
             raw = getattr(self, f.name)
             if isinstance(raw, bool) or not isinstance(raw, (int, float, np.integer, np.floating)):
                 raise ValueError(
@@ -74,27 +178,35 @@ class PlantParams:
     # ------------------------------------------------------------ construction
     @classmethod
     def field_names(cls) -> Tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
+        """Return the six scalar parameters (all required in a plant file; the randomized ones)."""
+        return tuple(f.name for f in fields(cls) if f.name not in EFFECTS)
+
+    @classmethod
+    def effect_names(cls) -> Tuple[str, ...]:
+        """Return the optional effects the simulator leaves out (never randomized)."""
+        return tuple(EFFECTS)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, object]) -> "PlantParams":
-        """Build from a mapping holding exactly the six parameter keys."""
+        """Build from a mapping holding the six parameter keys and optionally the effect keys."""
         if not isinstance(values, Mapping):
             raise ValueError(
-                f"PlantParams: expected a mapping of {list(cls.field_names())}, "
-                f"found {type(values).__name__}"
+                f"PlantParams: expected a mapping of {list(cls.field_names())} "
+                f"(optionally {list(cls.effect_names())}), found {type(values).__name__}"
             )
-        expected = set(cls.field_names())
+        required = set(cls.field_names())
+        expected = required | set(cls.effect_names())
         found = set(values)
-        unknown = sorted(found - expected)
-        missing = sorted(expected - found)
+        unknown = sorted(found - expected, key=str)
+        missing = sorted(required - found)
         if unknown or missing:
             raise ValueError(
-                f"PlantParams: expected keys {sorted(expected)}, found {sorted(found)}"
+                f"PlantParams: expected keys {sorted(required)} (optional {list(cls.effect_names())}), "
+                f"found {sorted(found, key=str)}"
                 + (f"; unknown {unknown}" if unknown else "")
                 + (f"; missing {missing}" if missing else "")
             )
-        return cls(**{k: values[k] for k in cls.field_names()})
+        return cls(**{k: values[k] for k in expected if k in values})
 
     @classmethod
     def from_yaml(cls, path: Union[str, Path]) -> "PlantParams":
@@ -134,9 +246,19 @@ class PlantParams:
         return cls(**values)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """Return the six scalars, plus each effect that is set (as a plain dict): :meth:`from_mapping`'s input."""
+        out = {name: getattr(self, name) for name in self.field_names()}
+        out.update({name: dict(getattr(self, name)) for name in self.effect_names() if getattr(self, name)})
+        return out
 
-    def replace(self, **changes: float) -> "PlantParams":
+    @property
+    def has_effects(self) -> bool:
+        """Whether an effect the simulator leaves out is on (a value other than its neutral one)."""
+        return any(value != EFFECTS[name][1] for name in self.effect_names()
+                   for value in getattr(self, name).values()
+                   if name != "joint_rest")
+
+    def replace(self, **changes: object) -> "PlantParams":
         return replace(self, **changes)
 
 
@@ -185,6 +307,14 @@ class MujocoPlant:
         self._payload_id = c.payload_body_id
         self._nominal_damping = self.model.dof_damping.copy()
         self._nominal_frictionloss = self.model.dof_frictionloss.copy()
+        self._jnt = np.asarray(c.joint_ids)
+        self._nominal_stiffness = self.model.jnt_stiffness.copy()
+        self._nominal_qpos_spring = self.model.qpos_spring.copy()
+        self._nominal_body_mass = self.model.body_mass.copy()
+        self._nominal_body_inertia = self.model.body_inertia.copy()
+        names = c.body_names
+        # The links link_mass_scale may name: the description's bodies (not the world, not the payload body).
+        self._link_ids = {names[i]: i for i in range(1, self.model.nbody) if i != self._payload_id and names[i]}
         self._torque_limits = np.asarray(c.effort_limits, dtype=float).copy()
         self._rng = np.random.default_rng(seed)
         self._params = PlantParams()
@@ -203,6 +333,22 @@ class MujocoPlant:
         """Coulomb joint friction of the description (N m), in joint order."""
         return self._nominal_frictionloss[self._dof].copy()
 
+    @property
+    def link_names(self) -> Tuple[str, ...]:
+        """The bodies ``PlantParams.link_mass_scale`` may name (the description's, in model order)."""
+        return tuple(self._link_ids)
+
+    def _check_names(self, params: PlantParams) -> None:
+        for name, (kind, _neutral, _low, _allowed) in EFFECTS.items():
+            given = list(getattr(params, name))
+            allowed = self._joint_names if kind == "joint" else self.link_names
+            unknown = [g for g in given if g not in allowed]
+            if unknown:
+                raise ValueError(
+                    f"PlantParams.{name}: expected {kind} names of robot {self.robot.name!r} among "
+                    f"{list(allowed)}, found {given} (unknown {unknown})"
+                )
+
     # ---------------------------------------------------------------- params
     @property
     def params(self) -> PlantParams:
@@ -216,10 +362,32 @@ class MujocoPlant:
         """
         if not isinstance(params, PlantParams):
             raise ValueError(f"set_params: expected PlantParams, found {type(params).__name__}")
+        self._check_names(params)
         m = self.model
+        # Nominal values first, then the effects the simulator leaves out (off: the nominal values).
+        m.body_mass[:] = self._nominal_body_mass
+        m.body_inertia[:] = self._nominal_body_inertia
+        for name, scale in params.link_mass_scale.items():
+            i = self._link_ids[name]
+            m.body_mass[i] = self._nominal_body_mass[i] * scale
+            m.body_inertia[i] = self._nominal_body_inertia[i] * scale
         m.body_mass[self._payload_id] = params.payload_mass
         m.dof_damping[:] = self._nominal_damping * params.damping_scale
         m.dof_frictionloss[:] = self._nominal_frictionloss * params.friction_scale
+        for name, extra in params.coulomb_friction.items():
+            m.dof_frictionloss[self._dof[self._joint_names.index(name)]] += extra
+        m.jnt_stiffness[:] = self._nominal_stiffness
+        m.qpos_spring[:] = self._nominal_qpos_spring
+        for name, k in params.joint_stiffness.items():
+            if k == 0.0:
+                continue
+            i = self._joint_names.index(name)
+            jnt, adr = self._jnt[i], self._qpos[i]
+            k0, r0 = self._nominal_stiffness[jnt], self._nominal_qpos_spring[adr]
+            rest = params.joint_rest.get(name, 0.0)
+            # k0 (r0 - q) + k (rest - q) = (k0 + k) (r - q): one spring of MuJoCo's.
+            m.jnt_stiffness[jnt] = k0 + k
+            m.qpos_spring[adr] = (k0 * r0 + k * rest) / (k0 + k)
         m.actuator_gainprm[self._act, 0] = self._nominal_gain * params.actuator_gain
         delay = int(round(params.actuator_latency / m.opt.timestep))
         if delay != self._fifo.shape[0]:
@@ -317,4 +485,4 @@ class MujocoPlant:
         return q, qd
 
 
-__all__ = ["PlantParams", "MujocoPlant", "VELOCITY_NOISE_TIMESCALE"]
+__all__ = ["PlantParams", "NamedValues", "MujocoPlant", "EFFECTS", "VELOCITY_NOISE_TIMESCALE"]

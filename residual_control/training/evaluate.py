@@ -44,7 +44,10 @@ def robot_evaluation(path: str = DEFAULT_PARAMS_FILE) -> tuple[dict, str | None]
 
     The plants: every plant file (``*.yaml`` but ``nominal.yaml``) in the folder of the robot's demo
     plant (robot.yaml ``plant``): for the built-in arm config/plants/{real,heavy_weak,light_strong,mid},
-    :data:`ACCEPTANCE_PLANTS`. The reference: robot.yaml ``reference`` (None: the caller's default).
+    :data:`ACCEPTANCE_PLANTS`. A plant file with an effect the simulator leaves out on
+    (``PlantParams.has_effects``: a "real robot" such as real_gap.yaml) is no acceptance plant of a
+    simulation-trained model and is left out (evaluate it with ``--plant``). The reference: robot.yaml
+    ``reference`` (None: the caller's default).
     """
     from residual_control.robot.folder import load_robot
 
@@ -52,7 +55,8 @@ def robot_evaluation(path: str = DEFAULT_PARAMS_FILE) -> tuple[dict, str | None]
     robot = load_robot(params_file.node_params(pf, "base_controller").get("robot") or None)
     if robot.plant is None:
         return dict(ACCEPTANCE_PLANTS), str(robot.reference) if robot.reference else None
-    plants = {p.stem: str(p) for p in sorted(robot.plant.parent.glob("*.yaml")) if p.stem != "nominal"}
+    plants = {p.stem: str(p) for p in sorted(robot.plant.parent.glob("*.yaml"))
+              if p.stem != "nominal" and not load_plant(p).has_effects}
     return plants, str(robot.reference) if robot.reference else None
 
 
