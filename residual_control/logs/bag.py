@@ -312,40 +312,77 @@ def _in_force(times: np.ndarray, values: list, at: np.ndarray, width: int) -> np
     return out
 
 
-def pair_commands(commands: list[_Msg], applied: list[_Msg], window_ns: float = math.inf
-                  ) -> list[tuple[float, np.ndarray]]:
+#: The command indices tried around the expected one, nearest first.
+SEARCH_STEPS = (0,) + tuple(x for d in range(1, 51) for x in (-d, d))
+
+
+def _stamp_ns(msg) -> int:
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
+def pair_commands(commands: list[_Msg], applied: list[_Msg], bases: list[_Msg] = (),
+                  order: Sequence[str] | None = None, limits: tuple | None = None) -> list[tuple[float, np.ndarray]]:
     """(stamp, command data) pairs: each command with the applied residual the mixer published with it.
 
-    The mixer publishes ``commands`` (unstamped) and right after it
-    ``~/applied_residual`` (stamped with the base action's stamp) in the same
-    callback, so in the bag's receipt order each applied residual follows its
-    command. Walking both in receipt order, an applied residual takes the
-    command received before it that no earlier applied residual took; a pair
-    the transport swapped (the applied residual received first) takes the next
-    command instead. Either only within ``window_ns`` of receipt time (half a
-    control period): a command or applied residual whose partner was dropped
-    pairs with nothing, so one lost message never shifts the later pairs.
+    The mixer publishes, once per output, ``commands`` (unstamped) and right
+    after it ``~/applied_residual`` (stamped with the base action's stamp,
+    effort = the mixed action minus the base action, before the command
+    clip). Each topic arrives in publication order, so the i-th command goes
+    with the i-th applied residual up to an offset: the recording may start
+    or end between the two, and a message may be dropped. The offset starts as
+    receipt order gives it (the commands received before the first applied
+    residual) and is checked on content wherever the base action of the same
+    stamp was recorded: the command must equal clip(a_base + applied) (the
+    clip limits: ``limits`` (command_min, command_max) from the params, else
+    an extreme of the recorded commands that two or more of them reach
+    exactly, as a clip does). A mismatch tries the neighbouring commands (up
+    to 50 away, never one already paired or before it) and moves the offset
+    to the one that fits; an applied residual
+    that none fits is left unpaired (its row's command is NaN), so a dropped
+    message never shifts later rows. Without its base action, a pair is
+    taken on the offset alone. ``order``: the joints of the commands (the
+    mixer's order).
     """
-    merged = sorted([(m.log_ns, m.order, 0, m) for m in commands] + [(m.log_ns, m.order, 1, m) for m in applied],
-                    key=lambda x: (x[0], x[1]))
+    cmds = sorted(commands, key=lambda m: (m.log_ns, m.order))
+    apps = sorted(applied, key=lambda m: (m.log_ns, m.order))
+    if not cmds or not apps:
+        return []
+    data = [np.asarray(m.msg.data, dtype=float) for m in cmds]
+    width = max(len(d) for d in data)
+    mat = np.full((len(data), width), np.nan)
+    for i, d in enumerate(data):
+        mat[i, :len(d)] = d
+    if limits is not None:
+        lo, hi = (np.asarray(x, dtype=float) for x in limits)
+    else:
+        lo, hi = np.nanmin(mat, axis=0), np.nanmax(mat, axis=0)
+        lo = np.where(np.sum(mat == lo, axis=0) >= 2, lo, -np.inf)
+        hi = np.where(np.sum(mat == hi, axis=0) >= 2, hi, np.inf)
+    names = list(order) if order is not None else list(apps[0].msg.name)
+    base_by_stamp = {_stamp_ns(m.msg): m.msg for m in bases}
+    first = (apps[0].log_ns, apps[0].order)
+    offset = sum(1 for m in cmds if (m.log_ns, m.order) <= first) - 1
+    offset = max(offset, 0)
     pairs = []
-    pending_cmd = None
-    pending_applied = None
-    for log_ns, _, kind, m in merged:
-        if kind == 0:
-            if pending_applied is not None and log_ns - pending_applied.log_ns <= window_ns:
-                pairs.append((_stamp(pending_applied.msg), np.asarray(m.msg.data, dtype=float)))
-                pending_applied = None
-            else:
-                pending_applied = None
-                pending_cmd = m
-        else:
-            if pending_cmd is not None and log_ns - pending_cmd.log_ns <= window_ns:
-                pairs.append((_stamp(m.msg), np.asarray(pending_cmd.msg.data, dtype=float)))
-                pending_cmd = None
-            else:
-                pending_cmd = None
-                pending_applied = m
+    last = -1
+    for j, app in enumerate(apps):
+        base = base_by_stamp.get(_stamp_ns(app.msg))
+        expected = j + offset
+        if base is None:
+            if last < expected < len(cmds):
+                pairs.append((_stamp(app.msg), data[expected]))
+                last = expected
+            continue
+        target = (_ordered(list(app.msg.name), app.msg.effort, names)
+                  + _ordered(list(base.name), base.effort, names))
+        target = np.clip(target, lo[:len(target)], hi[:len(target)])
+        for step in SEARCH_STEPS:
+            i = expected + step
+            if last < i < len(cmds) and len(data[i]) == len(target) and np.allclose(
+                    data[i], target, rtol=1e-9, atol=1e-9):
+                pairs.append((_stamp(app.msg), data[i]))
+                offset, last = i - j, i
+                break
     return pairs
 
 
@@ -413,7 +450,8 @@ def read_episode(path: str | Path, *, joints: Sequence[str] | None = None, param
             raise BagError(f"{path}: expected a bag recorded with the given params file, found one recorded with "
                            f"different parameters: {shown}")
 
-    episode = _align(msgs, joints, list(bag_joints))
+    limits = _command_limits(found_params if found_params != UNKNOWN else params_text, len(bag_joints))
+    episode = _align(msgs, joints, list(bag_joints), limits)
     episode.metadata = {
         "source": "bag", "bag_path": str(path.resolve()), "bag_sha256": bag_sha256(path),
         "storage": "mcap" if any(f.suffix == ".mcap" for f in files) else "sqlite3",
@@ -439,7 +477,23 @@ def _bag_joints(custom: Mapping[str, str], msgs: Mapping[str, list[_Msg]]) -> tu
     return ()
 
 
-def _align(msgs: Mapping[str, list[_Msg]], joints: tuple[str, ...], command_order: list[str]) -> Episode:
+def _command_limits(params_text: str | None, n: int) -> tuple | None:
+    """(command_min, command_max) of residual_mixer in a params file's text; None where it has none."""
+    if not params_text:
+        return None
+    try:
+        from ..params_file import node_params
+
+        mixer = node_params(yaml.safe_load(params_text) or {}, "residual_mixer", defaults=False)
+        lo = np.asarray(mixer["command_min"], dtype=float).reshape(-1)
+        hi = np.asarray(mixer["command_max"], dtype=float).reshape(-1)
+    except Exception:  # the limits only sharpen the pairing check; without them it estimates them
+        return None
+    return (lo, hi) if lo.shape == hi.shape == (n,) else None
+
+
+def _align(msgs: Mapping[str, list[_Msg]], joints: tuple[str, ...], command_order: list[str],
+           limits: tuple | None = None) -> Episode:
     n = len(joints)
     states = sorted(msgs["joint_states"], key=lambda m: (_stamp(m.msg), m.order))
     keep, t_list, last = [], [], -math.inf
@@ -467,8 +521,8 @@ def _align(msgs: Mapping[str, list[_Msg]], joints: tuple[str, ...], command_orde
     expert = _stamped_rows(msgs["expert_action"], t, tol, joints, "effort") if msgs.get("expert_action") else None
 
     command = np.full((k, n), np.nan)
-    applied_msgs = msgs["residual_mixer/applied_residual"]
-    pairs = pair_commands(msgs["commands"], applied_msgs, 0.5e9 * dt if k > 1 else math.inf)
+    pairs = pair_commands(msgs["commands"], msgs["residual_mixer/applied_residual"], msgs.get("base_action", []),
+                          command_order, limits)
     if pairs:
         rows = _match_rows(t, np.array([s for s, _ in pairs]), tol)
         for (_, data), r in zip(pairs, rows):

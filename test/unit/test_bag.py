@@ -301,20 +301,41 @@ def test_topic_list_resolves_namespace_and_mixer_node():
     assert len(set(fused)) == len(TOPICS)
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from(["pair", "swapped", "command only", "applied only", "none"]), max_size=40))
-def test_pairing_pairs_exactly_the_periods_with_both_messages(periods):
-    """Whatever drops and swaps occur, every period with both messages is paired right, no other pair is made."""
-    cmds, applied, order = [], [], 0
+KINDS = ["pair", "swapped", "command only", "applied only", "pair without base", "none"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.sampled_from(KINDS), max_size=40), st.integers(0, 3))
+def test_pairing_pairs_exactly_the_periods_with_both_messages(periods, clipped):
+    """Every period with both messages and its base action is paired with its own command, never another's.
+
+    Whatever drops and swaps occur, with and without the params' clip limits.
+    """
+    cmds, applied, bases, order = [], [], [], 0
+    limit = 30.0
     for p, kind in enumerate(periods):
         first, second = (0.2, 0.1) if kind == "swapped" else (0.1, 0.2)
-        if kind in ("pair", "swapped", "command only"):
-            cmds.append(bag._Msg(int((p + first) * 1e9), order, _array([float(p)])))
+        base = np.array([p + 0.25, -p - 0.5]) + (limit if p % 4 == clipped else 0.0)
+        res = np.array([0.125, 0.0625 * p])
+        cmd = np.minimum(base + res, limit + 1.0)  # some commands clipped at the limit
+        if kind in ("pair", "swapped", "command only", "pair without base"):
+            cmds.append(bag._Msg(int((p + first) * 1e9), order, _array(cmd)))
             order += 1
-        if kind in ("pair", "swapped", "applied only"):
-            applied.append(bag._Msg(int((p + second) * 1e9), order, _js(float(p), ["x"], effort=[0.0])))
+        if kind in ("pair", "swapped", "applied only", "pair without base"):
+            applied.append(bag._Msg(int((p + second) * 1e9), order, _js(float(p), J, effort=res)))
             order += 1
-    pairs = bag.pair_commands(cmds, applied, window_ns=0.5e9)
-    expected = [float(p) for p, kind in enumerate(periods) if kind in ("pair", "swapped")]
-    assert [s for s, _ in pairs] == pytest.approx(expected)
-    assert [float(d[0]) for _, d in pairs] == expected
+        if kind != "pair without base":
+            bases.append(bag._Msg(int(p * 1e9), order, _js(float(p), J, effort=base)))
+            order += 1
+    limits = (np.full(2, -np.inf), np.full(2, limit + 1.0))
+    for given_limits in (limits, None):
+        pairs = bag.pair_commands(cmds, applied, bases, J, given_limits)
+        got = {round(s): d for s, d in pairs}
+        for p, kind in enumerate(periods):
+            # Without the params' limits a clipped command is only known as such when the clip repeats.
+            if kind in ("pair", "swapped") and (given_limits is not None or p % 4 != clipped):
+                assert p in got, (p, periods)
+            if p in got and kind != "pair without base":
+                base = np.array([p + 0.25, -p - 0.5]) + (limit if p % 4 == clipped else 0.0)
+                np.testing.assert_allclose(got[p], np.minimum(base + np.array([0.125, 0.0625 * p]), limit + 1.0))
+        assert len(pairs) <= min(len(cmds), len(applied))
