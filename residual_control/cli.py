@@ -1,6 +1,7 @@
 """`residual-control`: the package's command line.
 
-Subcommands: ``up`` (start the runtime graph from a params file), ``demo``
+Subcommands: ``up`` (start the runtime graph from a params file), ``record``
+(a rosbag2 recording of the running graph), ``demo``
 (the closed-loop demo), ``params`` (the parameter table), and, when the
 training extra is installed, ``train``, ``export``, ``evaluate`` and
 ``learn-bench``; ``bench``, ``faults`` and ``soak`` for performance and
@@ -24,12 +25,14 @@ _TOOLS = {
     "bench": ("residual_control.harness.bench", "Latency, rate and overhead against the floor"),
     "faults": ("residual_control.harness.faults", "Fault-injection matrix on the closed loop"),
     "soak": ("residual_control.harness.soak", "Run the loop at 1 kHz and record memory, CPU, lateness"),
+    "replay": ("residual_control.logs.replay", "Re-run the core loop on a recorded bag: reproduce it, or check "
+                                               "another model on its states (docs/logs.md)"),
 }
 
 
-def _cmd_up(args) -> int:
+def _robot_files(args, command: str):
+    """(robot or None, params file, model path) of ``--robot``/``--params-file``/``--model-path``; exit 2 on error."""
     from .paths import default_params_file
-    from .harness.graph import Graph, runtime_specs
 
     robot = None
     if args.robot:
@@ -38,18 +41,62 @@ def _cmd_up(args) -> int:
         try:
             robot = load_robot(args.robot)
         except RobotFolderError as exc:
-            print(f"up: {exc}", file=sys.stderr)
-            return 2
+            print(f"{command}: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
     params = args.params_file or str((robot and robot.params) or default_params_file())
     model_path = args.model_path or str((robot and robot.model) or "")
+    return robot, params, model_path
+
+
+def _recorder(args, out: str, params: str, model_path: str, mixer_node: str = "residual_mixer"):
+    from .harness.closed_loop import recorder_spec
+
+    return recorder_spec(out, params, model_path, use_sim_time=args.use_sim_time, storage=args.storage,
+                         robot=args.robot, namespace=args.namespace, mixer_node=mixer_node,
+                         log_level=args.log_level)
+
+
+def _cmd_up(args) -> int:
+    from .harness.graph import runtime_specs
+
+    robot, params, model_path = _robot_files(args, "up")
     remaps = {"commands": args.command_topic} if args.command_topic != "commands" else {}
     specs = runtime_specs(params, args.namespace, model_path, args.use_sim_time, remaps, args.log_level)
+    if args.record:
+        from pathlib import Path
+
+        out = Path(args.record) / time.strftime("up_%Y%m%d_%H%M%S", time.gmtime())
+        specs.append(_recorder(args, str(out), params, model_path))
+    return _run_graph(specs, args.log_dir)
+
+
+def _cmd_record(args) -> int:
+    from .logs.bag import topic_list
+
+    if args.print_topics:
+        print("\n".join(topic_list(args.namespace, args.mixer_node)))
+        return 0
+    if not args.out:
+        print("record: --out: expected the bag folder to write, found none", file=sys.stderr)
+        return 2
+    from pathlib import Path
+
+    if Path(args.out).exists():
+        print(f"record: --out: expected a path where no bag exists yet, found {args.out}", file=sys.stderr)
+        return 2
+    _robot, params, model_path = _robot_files(args, "record")
+    return _run_graph([_recorder(args, args.out, params, model_path, args.mixer_node)], args.log_dir)
+
+
+def _run_graph(specs, log_dir) -> int:
+    from .harness.graph import Graph
+
     # SIGINT and SIGTERM, once or repeatedly, only ask the graph to stop: the processes are
     # stopped (SIGINT, then SIGTERM, then SIGKILL, each by its pid) whatever arrives meanwhile.
     stop = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.append(True))
-    with Graph(specs, log_dir=args.log_dir) as graph:
+    with Graph(specs, log_dir=log_dir) as graph:
         for label, proc in graph.processes.items():
             print(f"started {label} (pid {proc.pid}), log {proc.log_path}", flush=True)
         try:
@@ -174,7 +221,27 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--command-topic", default="commands")
     up.add_argument("--log-level", default="info")
     up.add_argument("--log-dir", default=None, help="Folder for the nodes' logs (default: a temporary one)")
+    up.add_argument("--record", default="", metavar="DIR",
+                    help="Also record the graph: a rosbag2 bag DIR/up_<UTC time> (docs/logs.md)")
+    up.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"), help="Storage of --record's bag")
     up.set_defaults(func=_cmd_up)
+
+    record = sub.add_parser("record", help="Record the running graph's topics into a rosbag2 bag (MCAP or sqlite3)")
+    record.add_argument("--out", default="", metavar="BAG", help="Bag folder to write (must not exist)")
+    record.add_argument("--robot", default="", help="robot folder or shipped robot's name: its params file and "
+                                                    "model go into the bag's metadata")
+    record.add_argument("--params-file", default="", help="the graph's params file (default: the robot's)")
+    record.add_argument("--model-path", default="", help="the policy's model (default: the robot's)")
+    record.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"))
+    record.add_argument("--namespace", default="", help="the graph's namespace")
+    record.add_argument("--mixer-node", default="residual_mixer",
+                        help="node publishing applied_residual and mode (residual_controller for the fused node)")
+    record.add_argument("--use-sim-time", action="store_true", help="stamp receipt times with /clock")
+    record.add_argument("--print-topics", action="store_true",
+                        help="print the fully qualified topics (for `ros2 bag record`) and exit")
+    record.add_argument("--log-level", default="info")
+    record.add_argument("--log-dir", default=None, help="Folder for the recorder's log (default: a temporary one)")
+    record.set_defaults(func=_cmd_record)
 
     params = sub.add_parser("params", help="Print every node parameter as a Markdown table")
     params.add_argument("--readme", metavar="PATH", default=None,

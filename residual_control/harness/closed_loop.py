@@ -66,6 +66,9 @@ class LoopSettings:
     # The sim's record of every command it received and every base action
     # (residual_control.sim.sink_record); empty: a temporary file.
     record_path: str = ""
+    # A rosbag2 recording of the trial (residual_recorder) into this folder; empty: none.
+    bag_path: str = ""
+    bag_storage: str = "mcap"
 
 
 @dataclass
@@ -114,7 +117,19 @@ def graph_specs(s: LoopSettings) -> dict[str, NodeSpec]:
         NodeSpec("perception", [], {**sim_time, "plant_file": s.plant_file, "seed": s.seed}),
         NodeSpec("reference_publisher", [ref_file], sim_time),
     ]
+    if s.bag_path:
+        specs.append(recorder_spec(s.bag_path, s.params_file, s.model_path, use_sim_time=True,
+                                   storage=s.bag_storage, robot=s.robot))
     return {spec.executable: spec for spec in specs}
+
+
+def recorder_spec(out: str, params_file: str, model_path: str = "", *, use_sim_time: bool = False,
+                  storage: str = "mcap", robot: str = "", namespace: str = "",
+                  mixer_node: str = "residual_mixer", log_level: str = "info") -> NodeSpec:
+    """Return the residual_recorder process writing the graph's topics into the bag ``out``."""
+    params = {"use_sim_time": use_sim_time, "out": str(out), "storage": storage, "params_file": str(params_file),
+              "model_path": str(model_path or ""), "robot": str(robot or ""), "mixer_node": mixer_node}
+    return NodeSpec("residual_recorder", [], params, {}, namespace, log_level=log_level)
 
 
 def settings_robot(s: LoopSettings):
@@ -193,9 +208,14 @@ class ClosedLoop:
         topics = ["base_action", "residual_action", "commands", "perception", "reference"]
         p = self.probe
 
+        recording = "residual_recorder" in self.specs
+
         def ready() -> bool:
             self.graph.check_alive()
-            return all(p.count_publishers(t) > 0 for t in topics)
+            # With a recording, the sim starts once the recorder listens: the bag starts with the trial.
+            return (all(p.count_publishers(t) > 0 for t in topics)
+                    and (not recording or any(i.node_name == "residual_recorder" for i in
+                                              p.get_subscriptions_info_by_topic(p.resolve_topic_name("commands")))))
 
         if not p.spin_until(ready, self.s.startup_timeout):
             missing = [t for t in topics if p.count_publishers(t) == 0]

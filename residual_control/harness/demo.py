@@ -41,6 +41,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", default=",".join(TRIALS), help=f"comma-separated subset of {','.join(TRIALS)}")
     p.add_argument("--log-dir", default="", help="keep the nodes' logs in this folder")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--record", default="", metavar="DIR",
+                   help="record each trial as a rosbag2 bag DIR/<trial> (residual_recorder; docs/logs.md)")
+    p.add_argument("--record-storage", default="mcap", choices=("mcap", "sqlite3"),
+                   help="storage of the recorded bags (default mcap)")
 
 
 def _say(msg: str) -> None:
@@ -53,6 +57,9 @@ def run_trial(name: str, args, settings_kwargs: dict, joints, config) -> tuple[d
     settings = LoopSettings(**settings_kwargs, residual_gain=0.0 if name == "base" else None)
     if args.log_dir:
         settings.log_dir = str(Path(args.log_dir) / name)
+    if getattr(args, "record", ""):
+        settings.bag_path = str(Path(args.record) / name)
+        settings.bag_storage = getattr(args, "record_storage", "mcap")
     t0 = settings.settle
     span = settings.duration
     plan = []
@@ -254,6 +261,11 @@ def run(args) -> int:
     if unknown:
         print(f"demo: --trials: expected names from {list(TRIALS)}, found {unknown}", file=sys.stderr)
         return 2
+    if args.record:
+        taken = [str(Path(args.record) / t) for t in trials if (Path(args.record) / t).exists()]
+        if taken:
+            print(f"demo: --record: expected no bag yet at {taken}, found existing paths", file=sys.stderr)
+            return 2
     params = load_params(params_file)
     joints = list(node_params(params, "residual_mixer")["joints"])
     config = mixer_config(params)
@@ -267,7 +279,8 @@ def run(args) -> int:
         _say(f"trial {name}: starting the graph")
         res, ser = run_trial(name, args, settings, joints, config)
         results[name], data[name] = res, ser
-        _say(f"trial {name}: RMSE {res['rmse']:.4f} rad, violations {res['violations']}")
+        _say(f"trial {name}: RMSE {res['rmse']:.4f} rad, violations {res['violations']}"
+             + (f", bag {Path(args.record) / name}" if args.record else ""))
     elapsed = time.monotonic() - started
     print()
     print(format_table(results, joints, config))

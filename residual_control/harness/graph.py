@@ -26,6 +26,7 @@ MODULES = {
     "mujoco_sim": "residual_control.sim.mujoco_sim_node",
     "reference_publisher": "residual_control.sim.reference_node",
     "perception": "residual_control.sim.perception_node",
+    "residual_recorder": "residual_control.nodes.recorder",
 }
 
 RUNTIME = ("base_controller", "residual_policy", "residual_mixer")
