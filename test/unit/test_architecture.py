@@ -2,8 +2,8 @@
 
 * ``residual_control/core`` is pure Python + numpy: no rclpy, no ROS package (message, service,
   launch or ament module).
-* The runtime (core, nodes, sim, launch_params, params_file, paths, hil, the package ``__init__`` and the launch
-  files) never imports the harness (``residual_control.harness``) or the training code
+* The runtime (core, nodes, sim, robot, logs, launch_params, params_file, paths, hil, the package
+  ``__init__`` and the launch files) never imports the harness (``residual_control.harness``) or the training code
   (``residual_control.training``), and imports nothing of the package outside the runtime, so the
   rule holds through every chain of imports. Imports inside functions and ``TYPE_CHECKING`` blocks
   count, relative imports are resolved, and ``importlib.import_module("...")`` with a literal name
@@ -31,7 +31,7 @@ ROS_MODULES = {"rclpy", "launch", "launch_ros", "launch_testing", "launch_xml", 
 ROS_PREFIXES = ("rcl", "ros", "ament", "rmw", "tf2_")  # rclpy, rcl_*, rosidl_*, ros2cli, ament_*, rmw_*
 ROS_SUFFIXES = ("_msgs", "_srvs", "_interfaces", "_actions")
 
-RUNTIME_PACKAGES = ("core", "nodes", "sim", "robot")
+RUNTIME_PACKAGES = ("core", "nodes", "sim", "robot", "logs")  # logs: the recorder node writes bags
 RUNTIME_MODULES = ("launch_params", "params_file", "paths", "hil")
 FORBIDDEN_IN_RUNTIME = (f"{PACKAGE}.harness", f"{PACKAGE}.training")
 
