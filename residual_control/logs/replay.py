@@ -1,0 +1,812 @@
+"""Replay: the package's core loop re-run offline on a logged run (``residual-control replay BAG``).
+
+With the logged model (the bag's ``model_sha256``) it reproduces the log stage by stage, each
+stage fed the logged inputs so a difference stays where it arises:
+
+* ``base``: the core base controller on the logged joint states and reference, with the
+  bag's params, against the logged base action;
+* ``residual``: the core policy step (core.step PolicyStep / LoadedPolicy: reference and
+  perception rules, observation, model, envelope) on the logged q, qd, reference, base action
+  and perception, against the logged residual (a period the policy skipped is NaN in both);
+* ``command``: the core Mixer fed the logged base actions and residuals in the mixer's
+  order, times from their stamps, against the logged command (and applied residual).
+
+The mixer's order is ``Episode.events`` where the log knows it; otherwise it is read, per
+period, from the mixer's own report (the applied residual): the residual of the same state
+(the fused node, or a residual that reached the separate mixer first) or the one before (the
+base action reached the mixer before the residual computed from it). A mismatch names the
+stage, the first period, the values logged and recomputed, and the likely cause.
+
+With another model it reports what that model would have commanded on the logged states
+(the logged base actions, the same-state order): the share of periods at the residual bound,
+the envelope exits (the model's training envelope, core.envelope), max |delta a| against the
+logged commands, and the command smoothness (RMS of the per-period change per joint), with the
+same numbers for the logged commands: a check before a new model runs on the robot.
+
+Reads an :class:`~residual_control.logs.episode.Episode` and its metadata only (the bag
+reader is ``logs.bag.read_episode``).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .episode import Episode
+from .topics import META_MODEL_PATH, META_MODEL_SHA256, META_PARAMS
+
+#: Default tolerance of a reproduction (N m).
+TOLERANCE = 1e-6
+#: A mismatch repeated on more than this share of the periods after the first is "persistent" (a
+#: configuration differs), else "isolated" (single messages differ).
+PERSISTENT_SHARE = 0.5
+STAGES = ("base", "residual", "command")
+#: What a bag reader writes for a metadata key the bag lacks.
+UNKNOWN = "unknown"
+_NODES = ("base_controller", "residual_policy", "residual_mixer")
+
+
+class ReplayError(ValueError):
+    """The log or the model cannot be replayed (the message names what was expected and what was found)."""
+
+
+# ---------------------------------------------------------------------- setup
+def meta_value(metadata: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    """Return a metadata value by its full key (``residual_control.model_sha256``) or its short one."""
+    short = key.split(".", 1)[-1]
+    for k in (key, short):
+        value = metadata.get(k)
+        if value is not None and value != UNKNOWN:
+            return value
+    return default
+
+
+def params_of(source: Any, what: str = "params") -> dict:
+    """Return a loaded params file from YAML text, a mapping or a file path; a flat mapping counts as ``/**``."""
+    import os
+
+    import yaml
+
+    from .. import params_file
+
+    if isinstance(source, Mapping):
+        data = dict(source)
+    elif isinstance(source, str) and "\n" not in source and os.path.isfile(source):
+        data = params_file.load(source)
+    elif isinstance(source, str):
+        try:
+            data = yaml.safe_load(source)
+        except yaml.YAMLError as exc:
+            raise ReplayError(f"{what}: expected a ROS 2 params file (YAML), found text YAML cannot read ({exc})")
+    else:
+        raise ReplayError(f"{what}: expected a params file (YAML text, mapping or path), found {type(source).__name__}")
+    if not isinstance(data, Mapping) or not data:
+        raise ReplayError(f"{what}: expected a ROS 2 params file (node: ros__parameters: ...), found {data!r:.80}")
+    if not any(isinstance(v, Mapping) and "ros__parameters" in v for v in data.values()):
+        data = {"/**": {"ros__parameters": dict(data)}}
+    if "residual_controller" in data and not any(n in data for n in _NODES):
+        fused = data["residual_controller"]
+        data = {**data, **{n: fused for n in _NODES}}
+    return data
+
+
+def node_sections(params: Mapping[str, Any]) -> dict[str, dict]:
+    """Return what each node runs with, by node name (base_controller, residual_policy, residual_mixer)."""
+    from ..params_file import node_params
+
+    return {n: node_params(params, n) for n in _NODES}
+
+
+def params_difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Per node, the parameter names whose values differ between two loaded params files."""
+    sa, sb = node_sections(a), node_sections(b)
+    out = {}
+    for node in _NODES:
+        keys = sorted(k for k in set(sa[node]) | set(sb[node]) if sa[node].get(k) != sb[node].get(k))
+        if keys:
+            out[node] = keys
+    return out
+
+
+def load_policy(model_path: str, policy_params: Mapping[str, Any], base_params: Mapping[str, Any]):
+    """Load the model as the policy node does (:class:`~residual_control.core.step.LoadedPolicy`), its envelope set."""
+    from ..core.policy import PolicyExpectations
+    from ..core.step import LoadedPolicy
+
+    p = policy_params
+    expect = PolicyExpectations(tuple(p["joints"]), tuple(p["residual_limit"]), float(p["control_rate_hz"]),
+                                tuple(p.get("perception_features") or ()),
+                                str(base_params.get("controller_type", "pd_gravity")))
+    model = LoadedPolicy(str(model_path), "", expect)
+    model.configure_envelope(bool(p["envelope_check"]), float(p["envelope_debounce"]), float(p["envelope_margin"]))
+    return model
+
+
+# ---------------------------------------------------------------------- results
+@dataclass
+class Mismatch:
+    """Where a stage first differs from the log beyond the tolerance."""
+
+    stage: str
+    period: int
+    t: float
+    joint: str
+    logged: list
+    recomputed: list
+    periods: int          # periods of this stage beyond the tolerance
+    persistent: bool
+    cause: str
+
+    def text(self) -> str:
+        return (f"{self.stage}: first mismatch at period {self.period} (t = {self.t:.4f} s, joint {self.joint}): "
+                f"logged {_fmt(self.logged)}, recomputed {_fmt(self.recomputed)}; {self.periods} period(s) "
+                f"differ ({'persistent' if self.persistent else 'isolated'}). Likely cause: {self.cause}")
+
+
+@dataclass
+class StageResult:
+    stage: str
+    compared: int         # periods where the log and the replay both have a value or both have none
+    max_abs: float        # max |logged - recomputed| where both have a value (inf: one has none)
+    mismatch: Mismatch | None = None
+    note: str = ""
+
+
+@dataclass
+class CommandStats:
+    """What a model commanded (or would have) on the logged states."""
+
+    periods: int
+    residual_periods: int                 # periods with a residual from the model
+    at_bound_share: float                 # share of those with some |residual| at the mixer's bound
+    at_bound_share_per_joint: list
+    clamped_share: float                  # share of mixed periods whose residual the mixer clipped
+    envelope_exits: int                   # times the observation left the training envelope (debounced)
+    outside_share: float                  # share of periods outside the envelope (before the debounce)
+    no_residual: dict                     # periods without a residual, by reason
+    nominal_share: float                  # share of periods the mixer ran at full gain
+    smoothness_rms: list                  # RMS of the per-period command change, per joint (N m)
+    logged_smoothness_rms: list
+    max_abs_delta: list                   # max |command - logged command| per joint (N m)
+    violations: int                       # non-finite, out-of-limits or beyond g*eps commands
+    worst_envelope: dict | None = None
+
+
+@dataclass
+class ReplayReport:
+    mode: str                             # "reproduce" (the logged model) or "compare" (another model)
+    periods: int
+    seconds: float
+    joints: list
+    model_path: str
+    model_sha256: str
+    logged_sha256: str
+    tolerance: float
+    stages: list = field(default_factory=list)
+    order: dict = field(default_factory=dict)
+    params_differ: dict = field(default_factory=dict)
+    stats: CommandStats | None = None
+    notes: list = field(default_factory=list)
+
+    @property
+    def reproduced(self) -> bool:
+        """Every stage replayed within the tolerance (reproduce mode only)."""
+        return self.mode == "reproduce" and all(s.mismatch is None for s in self.stages)
+
+    def stage(self, name: str) -> StageResult:
+        return next(s for s in self.stages if s.stage == name)
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["reproduced"] = self.reproduced
+        return _jsonable(out)
+
+    def table(self) -> str:
+        lines = [f"replay: {self.periods} periods ({self.seconds:.2f} s), joints {self.joints}",
+                 f"model {self.model_path} sha256 {self.model_sha256[:12]}… "
+                 f"({'the logged model' if self.mode == 'reproduce' else 'not the logged ' + self.logged_sha256[:12]})"]
+        if self.params_differ:
+            lines.append("params differ from the bag's: " + "; ".join(f"{n}: {', '.join(k)}"
+                                                                       for n, k in self.params_differ.items()))
+        if self.stages:
+            lines += ["", f"{'stage':<10}{'max |diff|':>12}{'periods':>9}  first mismatch"]
+            for s in self.stages:
+                first = "-" if s.mismatch is None else f"period {s.mismatch.period} (t = {s.mismatch.t:.3f} s)"
+                lines.append(f"{s.stage:<10}{_num(s.max_abs):>12}{s.compared:>9}  {first}")
+        if self.order:
+            lines.append(f"mixer order ({self.order.get('source', '')}): {self.order.get('same', 0)} periods the "
+                         f"residual of the same state, {self.order.get('previous', 0)} the one before")
+        if self.mode == "reproduce":
+            lines.append(f"reproduced to {self.tolerance:g}: {'yes' if self.reproduced else 'NO'}")
+        for s in self.stages:
+            if s.mismatch is not None:
+                lines.append(s.mismatch.text())
+        if self.stats is not None:
+            st = self.stats
+            model = "model" if self.mode == "compare" else "replayed"
+            lines += ["", f"{'':<34}{'logged':>16}{model:>16}",
+                      f"{'command smoothness RMS (N m)':<34}{_vec(st.logged_smoothness_rms):>16}"
+                      f"{_vec(st.smoothness_rms):>16}",
+                      f"{'max |delta a| vs logged (N m)':<34}{'':>16}{_vec(st.max_abs_delta):>16}",
+                      f"{'periods at the residual bound':<34}{'':>16}{st.at_bound_share:>16.3f}",
+                      f"{'periods clamped by the mixer':<34}{'':>16}{st.clamped_share:>16.3f}",
+                      f"{'envelope exits (outside share)':<34}{'':>16}"
+                      f"{f'{st.envelope_exits} ({st.outside_share:.3f})':>16}",
+                      f"{'periods at full gain':<34}{'':>16}{st.nominal_share:>16.3f}",
+                      f"{'violations':<34}{'':>16}{st.violations:>16d}"]
+            if st.no_residual:
+                lines.append("no residual: " + ", ".join(f"{k} {v}" for k, v in st.no_residual.items()))
+            if st.worst_envelope:
+                w = st.worst_envelope
+                lines.append(f"worst envelope excess: {w['feature']} = {w['value']:.4g} outside "
+                             f"[{w['low']:.4g}, {w['high']:.4g}]")
+        lines += self.notes
+        return "\n".join(lines)
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return "[" + ", ".join("none" if not math.isfinite(v) else f"{v:.9g}" for v in values) + "]"
+
+
+def _num(x: float) -> str:
+    return "none" if x is None else ("inf" if math.isinf(x) else f"{x:.3g}")
+
+
+def _vec(values: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{v:.3g}" for v in values) + "]"
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.floating, float)):
+        v = float(x)
+        return v if math.isfinite(v) else ("inf" if v > 0 else "-inf" if v < 0 else "nan")
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+# ---------------------------------------------------------------------- the stages
+def _finite(row) -> bool:
+    return row is not None and bool(np.all(np.isfinite(row)))
+
+
+class _ReferenceFeed:
+    """Feeds the logged reference to a ReferenceHold as the nodes received it (once per new message)."""
+
+    def __init__(self, episode: Episode) -> None:
+        self.ep = episode
+        self._last = None
+
+    def feed(self, hold, k: int) -> None:
+        ep = self.ep
+        q_ref, qd_ref = ep.q_ref[k], ep.qd_ref[k]
+        if not (_finite(q_ref) and _finite(qd_ref)):
+            return  # none received yet (or not logged): the hold keeps what it has
+        stamp = None
+        if ep.reference_stamp is not None and math.isfinite(ep.reference_stamp[k]):
+            stamp = float(ep.reference_stamp[k])
+        key = (q_ref.tobytes(), qd_ref.tobytes(), stamp)
+        if ep.reference_stamp is None or key != self._last:
+            hold.set(q_ref.copy(), qd_ref.copy(), stamp)
+            self._last = key
+
+
+def replay_base(episode: Episode, base_params: Mapping[str, Any]) -> np.ndarray:
+    """(K, n) the base action the core controller computes from the logged joint states and reference (NaN: none)."""
+    from ..core.base_controllers import make_base_controller
+    from ..core.errors import ObservationError
+    from ..core.step import ReferenceHold
+    from ..robot.nominal import nominal_model
+
+    ep = episode
+    controller = make_base_controller(base_params, nominal_model(base_params))
+    hold = ReferenceHold(len(ep.joints))
+    feed = _ReferenceFeed(ep)
+    out = np.full((ep.periods, len(ep.joints)), np.nan)
+    for k in range(ep.periods):
+        feed.feed(hold, k)
+        q, qd = ep.q[k], ep.qd[k]
+        if not (_finite(q) and _finite(qd)):
+            continue
+        q_ref, qd_ref, _ = hold.resolve(q, float(ep.t[k]))
+        try:
+            out[k] = controller.compute(q, qd, q_ref, qd_ref, float(ep.t[k]))
+        except ObservationError:
+            continue
+    return out
+
+
+@dataclass
+class PolicyTrace:
+    residual: np.ndarray          # (K, n) in the episode's joint order, NaN where none
+    skips: list                   # (K,) the skip reason or "" (or None where the policy did not run)
+    outside: np.ndarray           # (K,) bool: the observation was outside the envelope
+    trips: int
+    worst: dict | None
+
+
+def replay_policy(episode: Episode, model, policy_params: Mapping[str, Any],
+                  a_base: np.ndarray | None = None) -> PolicyTrace:
+    """Run the core policy step (``model``: a LoadedPolicy) on the logged states and base actions (``a_base``)."""
+    from ..core.step import PolicyStep, ReferenceHold
+
+    ep = episode
+    a_base = ep.a_base if a_base is None else a_base
+    joints = ep.joints
+    step = PolicyStep(model, joints, float(policy_params["perception_timeout"]), ReferenceHold(len(joints)))
+    feed = _ReferenceFeed(ep)
+    names = tuple(model.joint_names)
+    perm = [names.index(j) for j in joints]
+    out = np.full((ep.periods, len(joints)), np.nan)
+    skips: list = [None] * ep.periods
+    outside = np.zeros(ep.periods, dtype=bool)
+    worst, worst_rel = None, 0.0
+    for k in range(ep.periods):
+        t = float(ep.t[k])
+        feed.feed(step.reference, k)
+        if ep.perception is not None and _finite(ep.perception[k]):
+            step.set_perception(np.asarray(ep.perception[k], dtype=float), t)
+        if not (_finite(ep.q[k]) and _finite(ep.qd[k]) and _finite(a_base[k])):
+            continue  # the policy runs on a base action and the joint state of its stamp
+        outcome = step.step(ep.q[k], ep.qd[k], a_base[k], t, t)
+        monitor = step.model.monitor
+        if monitor is not None and monitor.last.outside:
+            outside[k] = True
+            check = monitor.last
+            rel = check.excess / (check.high - check.low)
+            if rel > worst_rel:
+                worst_rel = rel
+                worst = {"feature": check.feature, "value": check.value, "low": check.low, "high": check.high,
+                         "excess": check.excess, "period": k, "t": t}
+        if outcome.residual is None:
+            skips[k] = outcome.skip.value if outcome.skip is not None else "none"
+        else:
+            skips[k] = ""
+            out[k] = np.asarray(outcome.residual, dtype=float)[perm]
+    return PolicyTrace(out, skips, outside, step.envelope_trips, worst)
+
+
+@dataclass
+class MixTrace:
+    command: np.ndarray           # (K, n) NaN where the mixer sent none
+    applied: np.ndarray           # (K, n)
+    clamped: np.ndarray           # (K,) bool
+    gain: np.ndarray              # (K,)
+    modes: list                   # (K,) mode value or None
+    blended: np.ndarray           # (K,) bool: the command is not clip(a_base + applied) (resume, base fault)
+
+
+def replay_mixer(episode: Episode, mixer_params: Mapping[str, Any], a_base: np.ndarray, residual: np.ndarray,
+                 previous: np.ndarray | None = None, events: Sequence[tuple] | None = None) -> MixTrace:
+    """Run the core Mixer on the base actions and residuals (rows of the episode) in the mixer's order.
+
+    ``events``: (time, "base" | "residual", k) in order; else per period k the residual of k first,
+    or (``previous[k]`` true) the base action of k first and its residual after. Times are the stamps.
+    """
+    from ..core.mixer import mixer_from_params
+    from ..robot.nominal import nominal_model
+
+    ep = episode
+    n = len(ep.joints)
+    mixer = mixer_from_params(mixer_params, nominal_model(mixer_params))
+    joints = ep.joints
+    cmd = np.full((ep.periods, n), np.nan)
+    applied = np.full((ep.periods, n), np.nan)
+    clamped = np.zeros(ep.periods, dtype=bool)
+    gain = np.full(ep.periods, np.nan)
+    modes: list = [None] * ep.periods
+    blended = np.zeros(ep.periods, dtype=bool)
+
+    def base(k: int, now: float) -> None:
+        if _finite(ep.q[k]) and _finite(ep.qd[k]):
+            mixer.update_state(joints, ep.q[k], ep.qd[k], now)
+        if not _finite(a_base[k]):
+            return
+        out = mixer.step(joints, a_base[k], float(ep.t[k]), now)
+        if out.command is not None:
+            cmd[k] = out.command
+        applied[k] = out.applied_residual
+        clamped[k] = out.residual_clamped
+        gain[k] = out.gain
+        modes[k] = out.mode.value
+        blended[k] = out.resume_weight > 0.0 or out.base is None
+
+    def resid(k: int, now: float) -> None:
+        if _finite(residual[k]):
+            mixer.update_residual(joints, residual[k], float(ep.t[k]), now)
+
+    if events is not None:
+        for now, kind, k in events:
+            (base if kind == "base" else resid)(int(k), float(now))
+    else:
+        for k in range(ep.periods):
+            now = float(ep.t[k])
+            if previous is not None and previous[k]:
+                base(k, now)
+                resid(k, now)
+            else:
+                resid(k, now)
+                base(k, now)
+    return MixTrace(cmd, applied, clamped, gain, modes, blended)
+
+
+def _fit(applied: np.ndarray, residual: np.ndarray, eps: np.ndarray, gain: float) -> tuple[float, float]:
+    """(error, s): how well ``applied`` is s * clip(residual, -eps, eps) with s in [0, gain] (least squares)."""
+    if not (_finite(applied) and _finite(residual)):
+        return math.inf, 0.0
+    c = np.clip(residual, -eps, eps)
+    cc = float(c @ c)
+    s = 0.0 if cc == 0.0 else min(max(float(applied @ c) / cc, 0.0), gain)
+    return float(np.max(np.abs(applied - s * c))), s
+
+
+def infer_order(episode: Episode, mixer_params: Mapping[str, Any], residual: np.ndarray,
+                tolerance: float = TOLERANCE) -> np.ndarray:
+    """(K,) bool: the mixer mixed period k with the residual of k-1 (its base action came first).
+
+    Read from the logged applied residual: it is g * clip(residual) of the residual the mixer held.
+    Where the report fits the residual of k-1 and not that of k, the base action came first;
+    elsewhere (it fits k, both or neither: a fallback, a ramp's start) the residual of k first.
+    """
+    ep = episode
+    eps = np.asarray(mixer_params["residual_limit"], dtype=float)
+    g = float(mixer_params.get("residual_gain", 1.0))
+    previous = np.zeros(ep.periods, dtype=bool)
+    for k in range(1, ep.periods):
+        a = ep.applied_residual[k]
+        if not _finite(a) or not np.any(np.abs(a) > tolerance):
+            continue
+        e_same, _ = _fit(a, residual[k], eps, g)
+        e_prev, _ = _fit(a, residual[k - 1], eps, g)
+        tol = tolerance * max(1.0, float(np.max(np.abs(a))))
+        previous[k] = e_prev <= tol < e_same
+    return previous
+
+
+def _compare(stage: str, episode: Episode, logged: np.ndarray, recomputed: np.ndarray, tolerance: float,
+             rows: np.ndarray | None = None) -> tuple[StageResult, np.ndarray]:
+    """Compare two (K, n) arrays on ``rows``; returns the result (no cause yet) and the (K,) bad rows."""
+    ep = episode
+    rows = np.ones(ep.periods, dtype=bool) if rows is None else rows
+    lf = np.all(np.isfinite(logged), axis=1)
+    rf = np.all(np.isfinite(recomputed), axis=1)
+    both = rows & lf & rf
+    diff = np.zeros(ep.periods)
+    if np.any(both):
+        diff[both] = np.max(np.abs(logged[both] - recomputed[both]), axis=1)
+    presence = rows & (lf != rf)
+    diff[presence] = math.inf
+    bad = rows & (diff > tolerance)
+    compared = int(np.sum(rows & (lf == rf)))
+    max_abs = float(np.max(diff[rows])) if np.any(rows) else 0.0
+    result = StageResult(stage, compared, max_abs)
+    if np.any(bad):
+        k = int(np.flatnonzero(bad)[0])
+        d = np.abs(np.nan_to_num(logged[k], nan=np.inf) - np.nan_to_num(recomputed[k], nan=np.inf))
+        j = int(np.argmax(d)) if np.any(np.isfinite(d)) else 0
+        after = int(np.sum(rows[k:] & (lf[k:] | rf[k:])))
+        n_bad = int(np.sum(bad))
+        result.mismatch = Mismatch(stage, k, float(ep.t[k]), ep.joints[j], logged[k].tolist(),
+                                   recomputed[k].tolist(), n_bad, n_bad > PERSISTENT_SHARE * max(after, 1), "")
+    return result, bad
+
+
+# ---------------------------------------------------------------------- causes
+def _differ_text(diff: Mapping[str, list], node: str, bag: Mapping, used: Mapping) -> str:
+    keys = diff.get(node, [])
+    if not keys:
+        return ""
+    items = [f"{k} (bag {bag[node].get(k)!r}, replay {used[node].get(k)!r})" for k in keys[:4]]
+    return f"params differ: {node} {', '.join(items)}"
+
+
+def _base_cause(m: Mismatch, diff_text: str) -> str:
+    if diff_text:
+        return diff_text
+    if m.persistent:
+        return ("the base controller's params differ from the bag's (controller_type, kp, kd, ki, "
+                "model.payload_mass, robot): the deployment does not run the params its bag records")
+    return ("the logged base action differs from the control law on the logged inputs at isolated periods: "
+            "a joint state or reference the controller saw and the log lacks (dropped), or a message changed "
+            "in transit")
+
+
+def _residual_cause(m: Mismatch, model_differs: bool, diff_text: str, skip: str | None) -> str:
+    logged_has, replay_has = _finite(m.logged), _finite(m.recomputed)
+    if model_differs:
+        return "model differs: the replayed model is not the one the bag records (sha256)"
+    if logged_has and not replay_has:
+        why = f" (the replay skipped: {skip})" if skip else ""
+        return (f"the log has a residual where the core policy step gives none{why}: "
+                + (diff_text or "perception or envelope settings (perception_timeout, envelope_*) differ, or the "
+                   "perception/reference timing the node saw differs from the log's"))
+    if replay_has and not logged_has:
+        return ("the core policy step gives a residual where the log has none: the policy skipped it "
+                "(perception, envelope, a missing joint state) or its message was not logged; "
+                + (diff_text or "the policy's params or its input timing differ"))
+    if diff_text:
+        return diff_text
+    if m.persistent:
+        return ("model differs: the deployed policy does not compute the logged model's output on the logged "
+                "inputs (another model at the same path, another runtime or observation)")
+    return ("the logged residual differs from the model's output on the logged inputs at isolated periods: "
+            "a message changed in transit, or the policy used a joint state or reference the log lacks")
+
+
+def _follows(stages: Sequence[StageResult], k: int, how: str) -> str:
+    """Return the cause of a mismatch at period k that an earlier stage's mismatch at k explains ('' if none)."""
+    for s in stages:
+        m = s.mismatch
+        if m is not None and m.period == k:
+            return f"follows the {s.stage} stage's mismatch at period {k} ({how})"
+    return ""
+
+
+def _command_cause(ep: Episode, m: Mismatch, mix: MixTrace, residual: np.ndarray, previous: np.ndarray | None,
+                   mixer_params: Mapping[str, Any], diff_text: str, tolerance: float,
+                   replayed_residual: np.ndarray | None = None, stages: Sequence[StageResult] = ()) -> str:
+    k = m.period
+    eps = np.asarray(mixer_params["residual_limit"], dtype=float)
+    g = float(mixer_params.get("residual_gain", 1.0))
+    if diff_text and m.persistent:
+        return diff_text
+    follows_base = _follows([x for x in stages if x.stage == "base"], k, "the mixer is fed the logged base action")
+    if follows_base:
+        return follows_base
+    lo, hi = (np.asarray(mixer_params[x], dtype=float) for x in ("command_min", "command_max"))
+    a_log, cmd_log, base = ep.applied_residual[k], ep.command[k], ep.a_base[k]
+    if _finite(a_log) and _finite(cmd_log) and _finite(base):
+        expected = np.clip(base + a_log, lo, hi)
+        if np.max(np.abs(expected - cmd_log)) > tolerance and not mix.blended[k]:
+            return ("the logged command is not clip(a_base + applied residual) of the logged values: "
+                    + (diff_text or "command_min/command_max differ from the params, or the command was changed "
+                       "after the mixer"))
+    if _finite(a_log):
+        tol = tolerance * max(1.0, float(np.max(np.abs(a_log))))
+        e_same, s_same = _fit(a_log, residual[k], eps, g)
+        e_prev, s_prev = _fit(a_log, residual[k - 1], eps, g) if k > 0 else (math.inf, 0.0)
+        used_prev = previous is not None and bool(previous[k])
+        if not used_prev and e_prev <= tol < e_same:
+            return (f"arrival order: the mixer paired the base action of period {k} with the residual of period "
+                    f"{k - 1} (the base action reached it first); the replay mixed the residual of period {k}")
+        if used_prev and e_same <= tol < e_prev:
+            return (f"arrival order: the mixer paired the base action of period {k} with the residual of the same "
+                    f"period; the replay mixed the one of period {k - 1}")
+        fit_s = s_prev if used_prev else s_same
+        fit_e = e_prev if used_prev else e_same
+        if fit_e <= tol and math.isfinite(mix.gain[k]) and abs(fit_s - mix.gain[k]) > 1e-6:
+            return (f"the mixer's gain differs: the log applied {fit_s:.4g} x the clamped residual, the replay "
+                    f"{mix.gain[k]:.4g} (mode {mix.modes[k]}): "
+                    + (diff_text or "residual_gain or the fallback/recovery timing differ (residual_timeout, "
+                       "observation_timeout, recovery_hold_time, recovery_ramp_time), or the mixer saw "
+                       "other receipt times than the stamps"))
+        if np.any(np.abs(a_log) > g * eps + tol):
+            return (f"the log applied |residual| {np.abs(a_log).tolist()} beyond g * eps = {(g * eps).tolist()}: "
+                    + (diff_text or "residual_limit or residual_gain differ from the params"))
+        if fit_e > tol and replayed_residual is not None:
+            fits = [j for j in (k, k - 1) if j >= 0 and _fit(a_log, replayed_residual[j], eps, g)[0] <= tol]
+            if fits:
+                return (f"the mixer applied the model's residual of period {fits[0]}, not the logged one: the logged "
+                        f"residual_action differs from what the mixer received")
+    follows = _follows(stages, k, "the mixer is fed the logged base actions and residuals")
+    if follows:
+        return follows
+    if diff_text:
+        return diff_text
+    return (f"the mixer's state differs (replayed mode {mix.modes[k]}): its mode, fallback or ramp timing, "
+            "or an input it received and the log lacks")
+
+
+# ---------------------------------------------------------------------- statistics
+def _rms_change(cmd: np.ndarray) -> list:
+    ok = np.all(np.isfinite(cmd), axis=1)
+    pairs = ok[1:] & ok[:-1]
+    if not np.any(pairs):
+        return [float("nan")] * cmd.shape[1]
+    d = (cmd[1:] - cmd[:-1])[pairs]
+    return np.sqrt(np.mean(d ** 2, axis=0)).tolist()
+
+
+def command_stats(episode: Episode, policy: PolicyTrace, mix: MixTrace, mixer_params: Mapping[str, Any],
+                  a_base: np.ndarray) -> CommandStats:
+    """Return the numbers of :class:`CommandStats` for one model's residuals and commands on the episode."""
+    from ..core.mixer import MixerConfig, residual_bound_ok
+
+    ep = episode
+    cfg = MixerConfig.from_params(mixer_params)
+    eps = cfg.residual_limit
+    has = np.all(np.isfinite(policy.residual), axis=1)
+    at = np.abs(policy.residual[has]) >= eps * (1.0 - 1e-6) - 1e-9 if np.any(has) else np.zeros((0, len(eps)))
+    ran = np.array([s is not None for s in policy.skips])
+    skips: dict = {}
+    for s in policy.skips:
+        if s:
+            skips[s] = skips.get(s, 0) + 1
+    mixed = np.array([m is not None for m in mix.modes])
+    both = np.all(np.isfinite(mix.command), axis=1) & np.all(np.isfinite(ep.command), axis=1)
+    delta = (np.max(np.abs(mix.command[both] - ep.command[both]), axis=0).tolist() if np.any(both)
+             else [float("nan")] * len(eps))
+    violations = 0
+    for k in range(ep.periods):
+        c = mix.command[k]
+        if not mixed[k] or not np.any(np.isfinite(c)):
+            continue
+        if not _finite(c) or not residual_bound_ok(c, a_base[k], cfg):
+            violations += 1
+    return CommandStats(
+        periods=ep.periods, residual_periods=int(np.sum(has)),
+        at_bound_share=float(np.mean(np.any(at, axis=1))) if len(at) else 0.0,
+        at_bound_share_per_joint=(np.mean(at, axis=0).tolist() if len(at) else [0.0] * len(eps)),
+        clamped_share=float(np.mean(mix.clamped[mixed])) if np.any(mixed) else 0.0,
+        envelope_exits=int(policy.trips),
+        outside_share=float(np.mean(policy.outside[ran])) if np.any(ran) else 0.0,
+        no_residual=skips,
+        nominal_share=float(np.mean([m == "nominal" for m in mix.modes if m is not None])) if np.any(mixed) else 0.0,
+        smoothness_rms=_rms_change(mix.command), logged_smoothness_rms=_rms_change(ep.command),
+        max_abs_delta=delta, violations=violations, worst_envelope=policy.worst)
+
+
+# ---------------------------------------------------------------------- replay
+def replay(episode: Episode, model_path: str | None = None, params: Any = None, reproduce: bool | None = None,
+           tolerance: float = TOLERANCE) -> ReplayReport:
+    """Replay ``episode`` with ``model_path`` (default: the bag's) and ``params`` (default: the bag's).
+
+    ``reproduce``: None: reproduce when the model's sha256 is the bag's, compare otherwise; True:
+    refuse a model whose sha256 is not the bag's; False: compare only.
+    """
+    import os
+
+    from ..core.errors import ResidualControlError
+    from ..core.policy import sha256_of
+
+    ep = episode
+    meta = ep.metadata or {}
+    logged_sha = str(meta_value(meta, META_MODEL_SHA256, "") or "").strip().lower()
+    logged_path = str(meta_value(meta, META_MODEL_PATH, "") or "")
+    bag_params_src = meta_value(meta, META_PARAMS)
+    if bag_params_src is None and params is None:
+        raise ReplayError(f"replay: expected the params in the bag's metadata ({META_PARAMS}) or given, found neither")
+    bag_params = params_of(bag_params_src, "the bag's params") if bag_params_src is not None else None
+    used_params = params_of(params, "params") if params is not None else bag_params
+    sections = node_sections(used_params)
+    base_p, policy_p, mixer_p = (sections[n] for n in _NODES)
+    for node, p in sections.items():
+        if tuple(p.get("joints") or ()) != tuple(ep.joints):
+            raise ReplayError(f"replay: expected the log's joints {list(ep.joints)} in the params of {node}, "
+                              f"found {p.get('joints')!r}")
+    diff = params_difference(bag_params, used_params) if bag_params is not None and params is not None else {}
+    bag_sections = node_sections(bag_params) if bag_params is not None else sections
+
+    path = model_path or logged_path
+    if not path:
+        raise ReplayError(f"replay: expected a model (--model, or the bag's {META_MODEL_PATH}), found none")
+    if not os.path.isfile(path):
+        where = "the bag's model path" if not model_path else "--model"
+        raise ReplayError(f"replay: expected an ONNX file at {where} {path!r}, found no file"
+                          + ("; give the logged model with --model" if not model_path else ""))
+    sha = sha256_of(path)
+    same_model = bool(logged_sha) and sha == logged_sha
+    if reproduce and not same_model:
+        raise ReplayError(f"replay: expected the logged model (sha256 {logged_sha or 'not in the bag'}) to "
+                          f"reproduce the log, found {path} with sha256 {sha}")
+    mode = "reproduce" if (same_model if reproduce is None else reproduce) else "compare"
+    report = ReplayReport(mode, ep.periods, ep.seconds, list(ep.joints), str(path), sha, logged_sha, tolerance,
+                          params_differ=diff)
+    try:
+        model = load_policy(path, policy_p, base_p)
+    except ResidualControlError as exc:
+        raise ReplayError(f"replay: the model is refused with these params: {exc}") from None
+
+    # base
+    a_base_re = replay_base(ep, base_p)
+    res, _ = _compare("base", ep, ep.a_base, a_base_re, tolerance, np.all(np.isfinite(ep.a_base), axis=1))
+    if res.mismatch is not None:
+        res.mismatch.cause = _base_cause(res.mismatch, _differ_text(diff, "base_controller", bag_sections, sections))
+    report.stages.append(res)
+
+    policy = replay_policy(ep, model, policy_p)
+    if mode == "reproduce":
+        rows = np.all(np.isfinite(ep.a_base), axis=1) & np.all(np.isfinite(ep.q), axis=1)
+        if ep.residual is None:
+            report.stages.append(StageResult("residual", 0, 0.0, note="no residual logged: not compared"))
+            residual_in = policy.residual
+            report.notes.append("the log has no residual_action: the mixer is fed the replayed residuals")
+        else:
+            res, _ = _compare("residual", ep, ep.residual, policy.residual, tolerance, rows)
+            if res.mismatch is not None:
+                m = res.mismatch
+                m.cause = (_follows(report.stages, m.period, "the policy is fed the logged base action")
+                           or _residual_cause(m, False, _differ_text(diff, "residual_policy", bag_sections, sections),
+                                              policy.skips[m.period]))
+            report.stages.append(res)
+            residual_in = ep.residual
+        based = np.all(np.isfinite(ep.a_base), axis=1)
+        if ep.events is not None:
+            previous = order_of_events(ep.events, ep.periods)
+            mix = replay_mixer(ep, mixer_p, ep.a_base, residual_in, events=ep.events)
+            source = "the log's events"
+        else:
+            previous = infer_order(ep, mixer_p, residual_in, tolerance)
+            mix = replay_mixer(ep, mixer_p, ep.a_base, residual_in, previous=previous)
+            source = "read from the applied residual"
+        report.order = {"source": source, "same": int(np.sum(~previous & based)),
+                        "previous": int(np.sum(previous & based))}
+        res, _ = _compare("command", ep, ep.command, mix.command, tolerance, np.all(np.isfinite(ep.a_base), axis=1))
+        applied_res, _ = _compare("applied", ep, ep.applied_residual, mix.applied, tolerance,
+                                  np.all(np.isfinite(ep.a_base), axis=1))
+        res.note = f"applied residual max |diff| {_num(applied_res.max_abs)}"
+        if res.mismatch is None and applied_res.mismatch is not None:
+            res.mismatch = applied_res.mismatch
+            res.mismatch.stage = "command"
+        if res.mismatch is not None:
+            res.mismatch.cause = _command_cause(ep, res.mismatch, mix, residual_in, previous, mixer_p,
+                                                _differ_text(diff, "residual_mixer", bag_sections, sections), tolerance,
+                                                policy.residual, report.stages)
+        report.stages.append(res)
+        stats_mix = mix
+    else:
+        stats_mix = replay_mixer(ep, mixer_p, ep.a_base, policy.residual)
+        report.notes.append("another model: its residuals mixed in the same-state order, on the logged base actions")
+    report.stats = command_stats(ep, policy, stats_mix, mixer_p, ep.a_base)
+    return report
+
+
+def order_of_events(events: Sequence[tuple], periods: int) -> np.ndarray:
+    """(K,) bool: the base action of period k came before the residual of k (mixed with an earlier one)."""
+    previous = np.zeros(periods, dtype=bool)
+    based: set = set()
+    for _, kind, k in events:
+        k = int(k)
+        if kind == "base":
+            based.add(k)
+        elif k in based and 0 <= k < periods:
+            previous[k] = True
+    return previous
+
+
+# ---------------------------------------------------------------------- command line
+def add_arguments(parser) -> None:
+    parser.add_argument("bag", help="rosbag2 folder recorded by `residual-control record` (or ros2 bag record)")
+    parser.add_argument("--model", default=None,
+                        help="ONNX model to replay (default: the bag's model path); another model than the logged "
+                             "one reports what it would have commanded")
+    parser.add_argument("--params", default=None, help="params file to replay with (default: the bag's)")
+    parser.add_argument("--reproduce", action="store_true",
+                        help="refuse a --model whose sha256 is not the logged model's")
+    parser.add_argument("--tolerance", type=float, default=TOLERANCE, help="reproduction tolerance (N m)")
+    parser.add_argument("--json", default=None, metavar="FILE", help="write the whole report as JSON")
+
+
+def read_episode(path: str) -> Episode:
+    """Return the bag's Episode (logs.bag.read_episode)."""
+    from .bag import read_episode as read
+
+    return read(path)
+
+
+def run(args) -> int:
+    import sys
+
+    from ..core.errors import ResidualControlError
+
+    try:
+        episode = read_episode(args.bag)
+        report = replay(episode, args.model, args.params, True if args.reproduce else None, args.tolerance)
+    except (ReplayError, ResidualControlError, ValueError, FileNotFoundError) as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 2
+    print(report.table())
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(report.to_json(), f, indent=2)
+        print(f"wrote {args.json}")
+    return 0 if report.mode == "compare" or report.reproduced else 1

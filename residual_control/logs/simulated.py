@@ -1,0 +1,136 @@
+"""An :class:`~residual_control.logs.episode.Episode` from the package's core loop on a MuJoCo plant (no ROS).
+
+What a recording of the graph holds, made without the graph: the core base
+controller, policy step and mixer (core.step, core.mixer) close the loop on
+:class:`~residual_control.sim.plant.MujocoPlant`, and every period's inputs and
+outputs are kept as the recorder would log them. The reference arrives as
+stamped messages every ``reference_every`` periods (held from the first
+measured position until the first one, ``reference_start`` s), so the
+controllers carry it to each state's stamp as on the graph.
+
+``order`` picks the mixer's input order per period: ``"same"`` (the fused
+node: the residual of the state first, then its base action), ``"previous"``
+(the separate nodes when the base action reaches the mixer before the
+residual computed from it: it is mixed with the residual of the period
+before) or a number in [0, 1], the chance of ``"previous"`` per period (seeded).
+The order taken is kept in ``Episode.events``.
+
+Used by replay's tests and by anyone who needs a logged-like run without a
+robot; the times are the stamps (as in lockstep on simulated time).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .episode import Episode
+from .topics import META_JOINTS, META_MODEL_PATH, META_MODEL_SHA256, META_PARAMS, META_ROBOT
+
+#: Stamp of the first period (s): never 0, which ROS reads as "unstamped".
+T0 = 1.0
+
+
+def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *, plant=None,
+                     trajectory: Mapping | None = None, perception: Sequence[float] | None = None,
+                     order: str | float = "same", reference_every: int = 2, reference_start: float = 0.03,
+                     seed: int = 0) -> Episode:
+    """Run the core loop for ``seconds`` on a plant (``plant``: PlantParams, mapping or file; None: nominal).
+
+    ``params_yaml``: the text of a ROS 2 params file (as a bag's metadata holds it). ``trajectory``: a
+    sinusoid spec (default: around the robot's home, 0.5 Hz). ``perception``: the features the policy
+    receives every period (default: the nominal payload).
+    """
+    import yaml
+
+    from ..core.base_controllers import make_base_controller
+    from ..core.mixer import mixer_from_params
+    from ..core.policy import sha256_of
+    from ..core.step import PolicyStep, ReferenceHold
+    from ..params_file import node_params
+    from ..robot.nominal import nominal_model
+    from ..sim.plant import MujocoPlant, PlantParams
+    from ..sim.trajectories import make_trajectory
+    from .replay import load_policy
+
+    params = yaml.safe_load(params_yaml)
+    base_p = node_params(params, "base_controller")
+    mixer_p = node_params(params, "residual_mixer")
+    policy_p = node_params(params, "residual_policy")
+    joints = tuple(base_p["joints"])
+    n = len(joints)
+    robot = str(base_p.get("robot") or "")
+    if plant is not None and not isinstance(plant, PlantParams):
+        plant = PlantParams.from_mapping(plant) if isinstance(plant, Mapping) else PlantParams.from_yaml(plant)
+    sim = MujocoPlant(plant, seed=seed, robot=robot or None)
+    if tuple(sim.joint_names) != joints:
+        raise ValueError(f"simulate_episode: expected the plant's joints {list(sim.joint_names)}, "
+                         f"found {list(joints)} in the params")
+    home = np.asarray(sim.robot.home, dtype=float) if getattr(sim.robot, "home", None) is not None else np.zeros(n)
+    traj = make_trajectory(trajectory or {"type": "sinusoid", "center": home.tolist(), "amplitude": [0.3] * n,
+                                          "frequency_hz": [0.5] * n})
+    sim.reset(home)
+    controller = make_base_controller(base_p, nominal_model(base_p))
+    mixer = mixer_from_params(mixer_p, nominal_model(mixer_p))
+    model = load_policy(model_path, policy_p, base_p)
+    step = PolicyStep(model, joints, float(policy_p["perception_timeout"]))
+    features = list(policy_p.get("perception_features") or [])
+    percept = np.asarray(perception if perception is not None else [sim.robot.payload_mass][:len(features)],
+                         dtype=float)
+    hold = ReferenceHold(n)
+    rng = np.random.default_rng(seed)
+    dt = 1.0 / float(policy_p["control_rate_hz"])
+    periods = int(round(seconds / dt))
+    rows = {k: np.full((periods, n), np.nan) for k in ("q", "qd", "q_ref", "qd_ref", "command", "a_base",
+                                                       "applied_residual", "residual")}
+    t = np.full(periods, np.nan)
+    ref_stamp = np.full(periods, np.nan)
+    perc = np.full((periods, len(features)), np.nan)
+    events: list[tuple[float, str, int]] = []
+    modes: list[tuple[float, str]] = []
+    residual_names = tuple(model.joint_names)
+    for k in range(periods):
+        now = T0 + k * dt
+        t[k] = now
+        q, qd = sim.measure()
+        rows["q"][k], rows["qd"][k] = q, qd
+        if now - T0 >= reference_start - 1e-12 and k % reference_every == 0:
+            q_r, qd_r, _ = traj.sample(now - T0)
+            hold.set(np.array(q_r), np.array(qd_r), now)
+            step.reference.set(np.array(q_r), np.array(qd_r), now)
+        if hold.received:
+            rows["q_ref"][k], rows["qd_ref"][k], ref_stamp[k] = hold.q_ref, hold.qd_ref, hold.stamp
+        if features:
+            step.set_perception(percept, now)
+            perc[k] = percept
+        q_ref, qd_ref, _ = hold.resolve(q, now)
+        mixer.update_state(joints, q, qd, now)
+        a_base = controller.compute(q, qd, q_ref, qd_ref, now)
+        rows["a_base"][k] = a_base
+        outcome = step.step(q, qd, a_base, now, now)
+        residual = None
+        if outcome.residual is not None:
+            residual = outcome.residual
+            rows["residual"][k] = residual[[residual_names.index(j) for j in joints]]
+        previous = order == "previous" or (not isinstance(order, str) and rng.random() < float(order))
+        if residual is not None and not previous:
+            mixer.update_residual(residual_names, residual, now, now)
+            events.append((now, "residual", k))
+        out = mixer.step(joints, a_base, now, now)
+        events.append((now, "base", k))
+        if residual is not None and previous:
+            mixer.update_residual(residual_names, residual, now, now)
+            events.append((now, "residual", k))
+        if out.transition:
+            modes.append((now, f"{out.mode.value}: {out.reason}"))
+        rows["applied_residual"][k] = out.applied_residual
+        if out.command is not None:
+            rows["command"][k] = out.command
+        sim.step(out.command if out.command is not None else np.zeros(n), dt)
+    meta = {META_MODEL_SHA256: sha256_of(model_path), META_MODEL_PATH: str(Path(model_path).resolve()),
+            META_PARAMS: params_yaml, META_ROBOT: robot, META_JOINTS: list(joints), "source": "simulated"}
+    return Episode(joints, t, rows["q"], rows["qd"], rows["q_ref"], rows["qd_ref"], rows["command"],
+                   rows["a_base"], rows["applied_residual"], residual=rows["residual"],
+                   perception=perc if features else None, modes=modes, metadata=meta,
+                   reference_stamp=ref_stamp, events=events)

@@ -1,0 +1,257 @@
+"""logs.replay: the core loop re-run on a logged run reproduces it, names where a log differs, and checks another model.
+
+The logged runs are :class:`~residual_control.logs.episode.Episode` s made by the core loop on the
+MuJoCo plant (logs.simulated), with the mixer's order as the fused node takes it and as the separate
+nodes take it (the base action sometimes first). The other model's numbers are checked against
+closed forms computed here from the episode's arrays.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from residual_control.core.envelope import METADATA_KEY
+from residual_control.core.observation import default_observation_names
+from residual_control.harness.synthetic_models import constant_model
+from residual_control.logs import replay as replay_mod
+from residual_control.logs.replay import ReplayError, replay
+from residual_control.logs.simulated import simulate_episode
+from residual_control.logs.topics import META_PARAMS
+from residual_control.paths import default_params_file
+
+from support import ROOT
+
+MODEL = str(ROOT / "models" / "residual_bc.onnx")
+JOINTS = ("shoulder", "elbow")
+OBS = default_observation_names(JOINTS, ("payload_mass",))
+LIMIT = (20.0, 8.0)
+SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                           HealthCheck.function_scoped_fixture])
+
+
+def _params(node: str = "residual_mixer", **values) -> str:
+    """Return the package's params file with ``values`` set under ``node`` (``/**``: every node's)."""
+    data = yaml.safe_load(open(default_params_file(), encoding="utf-8").read())
+    if values:
+        data.setdefault(node, {}).setdefault("ros__parameters", {}).update(values)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+@pytest.fixture(scope="module")
+def params() -> str:
+    return _params()
+
+
+@pytest.fixture(scope="module")
+def graph_episode(params):
+    """Log the separate nodes' order: the base action reaches the mixer before its residual in 30 % of the periods."""
+    return simulate_episode(params, MODEL, seconds=3.0, order=0.3, seed=1)
+
+
+@pytest.fixture(scope="module")
+def fused_episode(params):
+    return simulate_episode(params, MODEL, seconds=2.5, order="same", seed=2)
+
+
+def _copy(ep, **arrays):
+    return dataclasses.replace(ep, **{k: getattr(ep, k).copy() for k in arrays}, metadata=dict(ep.metadata))
+
+
+# ---------------------------------------------------------------------- reproduction
+@pytest.mark.parametrize("events", [True, False], ids=["logged-order", "order-read-from-the-applied-residual"])
+def test_an_episode_of_the_core_loop_replays_exactly(graph_episode, events):
+    ep = graph_episode if events else dataclasses.replace(graph_episode, events=None)
+    report = replay(ep)
+    assert report.mode == "reproduce" and report.reproduced, report.table()
+    for stage in ("base", "residual", "command"):
+        s = report.stage(stage)
+        assert s.max_abs < 1e-9 and s.mismatch is None, (stage, s)
+        assert s.compared == ep.periods
+    pos = {(kind, k): i for i, (_, kind, k) in enumerate(graph_episode.events)}
+    previous = sum(1 for k in range(ep.periods) if pos.get(("residual", k), -1) > pos[("base", k)])
+    assert previous > 10  # the log does mix with the residual before, often
+    if events:
+        assert report.order["previous"] == previous
+    else:  # read where the applied residual tells (not during a fallback or a ramp's start)
+        assert 0 < report.order["previous"] <= previous
+    assert report.stats.violations == 0 and report.stats.max_abs_delta == [0.0, 0.0]
+
+
+def test_the_fused_order_replays_exactly_and_says_so(fused_episode):
+    report = replay(dataclasses.replace(fused_episode, events=None))
+    assert report.reproduced and report.order["previous"] == 0
+    assert "reproduced to 1e-06: yes" in report.table()
+
+
+# ---------------------------------------------------------------------- a log that differs
+def _nominal_rows(ep, field):
+    arr = getattr(ep, field)
+    return [k for k in range(ep.periods // 2, ep.periods - 1) if np.all(np.isfinite(arr[k]))]
+
+
+@SETTINGS
+@given(data=st.data(), field=st.sampled_from(["a_base", "residual", "command"]),
+       delta=st.floats(1e-4, 5.0) | st.floats(-5.0, -1e-4))
+def test_a_changed_value_is_named_with_its_stage_and_period(graph_episode, data, field, delta):
+    ep = graph_episode
+    k = data.draw(st.sampled_from(_nominal_rows(ep, field)))
+    j = data.draw(st.integers(0, 1))
+    bad = _copy(ep, **{field: True})
+    getattr(bad, field)[k, j] += delta
+    report = replay(bad)
+    stage = {"a_base": "base", "residual": "residual", "command": "command"}[field]
+    assert not report.reproduced
+    m = report.stage(stage).mismatch
+    assert m is not None and m.period == k and m.stage == stage, report.table()
+    assert m.logged[j] == getattr(bad, field)[k, j]
+    assert abs(m.logged[j] - m.recomputed[j]) == pytest.approx(abs(delta), rel=1e-6)
+    assert not m.persistent and m.periods <= 2
+    for earlier in ("base", "residual", "command")[:("base", "residual", "command").index(stage)]:
+        assert report.stage(earlier).mismatch is None  # nothing before the changed stage
+    text = report.table()
+    assert f"{stage}: first mismatch at period {k}" in text and "Likely cause" in text
+    if field == "command":
+        assert "is not clip(a_base + applied residual)" in m.cause
+    later = report.stage("command").mismatch
+    if field == "residual" and later is not None:  # none where the mixer's clamp hid the change
+        assert later.period in (k, k + 1) and "not the logged one" in later.cause, later
+
+
+def test_params_the_deployment_did_not_run_are_named(graph_episode, params):
+    changed = _params("/**", kp=[61.0, 40.0])
+    # the bag says kp 61 but the run used 60
+    ep = dataclasses.replace(graph_episode, metadata={**graph_episode.metadata, META_PARAMS: changed})
+    m = replay(ep).stage("base").mismatch
+    assert m is not None and m.persistent and "params differ" in m.cause
+    first_with_reference = int(np.flatnonzero(np.isfinite(ep.q_ref[:, 0]))[0])
+    assert m.period >= first_with_reference
+    # replayed with other params than the bag's: they are named
+    report = replay(graph_episode, params=changed)
+    assert report.params_differ == {"base_controller": ["kp"]}
+    assert "kp (bag [60.0, 40.0], replay [61.0, 40.0])" in report.stage("base").mismatch.cause
+    gain = replay(graph_episode, params=_params(residual_gain=0.5))
+    assert gain.stage("base").mismatch is None and gain.stage("residual").mismatch is None
+    m = gain.stage("command").mismatch
+    assert m is not None and "residual_gain (bag 1.0, replay 0.5)" in m.cause
+
+
+def test_the_mixer_pairing_a_base_action_with_the_previous_residual_is_named(graph_episode):
+    ep = graph_episode
+    events = list(ep.events)
+    # a nominal period the mixer took residual-first: the replay is told base-first, and the other way round
+    for wanted, first in (("same", "residual"), ("previous", "base")):
+        k = next(k for k in range(ep.periods // 2, ep.periods)
+                 if [e[1] for e in events if e[2] == k] == [first, "base" if first == "residual" else "residual"])
+        i = next(i for i, e in enumerate(events) if e[2] == k)
+        swapped = events[:i] + [events[i + 1], events[i]] + events[i + 2:]
+        m = replay(dataclasses.replace(ep, events=swapped)).stage("command").mismatch
+        assert m is not None and m.period == k and "arrival order" in m.cause, m
+        other = "the same period" if wanted == "same" else f"the residual of period {k - 1}"
+        assert other in m.cause
+
+
+def test_another_model_is_refused_when_asked_to_reproduce(graph_episode, tmp_path):
+    other = constant_model(str(tmp_path / "c.onnx"), JOINTS, OBS, LIMIT, (1.0, 1.0))
+    with pytest.raises(ReplayError, match=r"expected the logged model \(sha256 [0-9a-f]{64}\).*found .*c\.onnx"):
+        replay(graph_episode, other, reproduce=True)
+    with pytest.raises(ReplayError, match="expected an ONNX file at --model"):
+        replay(graph_episode, str(tmp_path / "missing.onnx"))
+    with pytest.raises(ReplayError, match=r"joints \['shoulder', 'elbow'\]"):
+        replay(graph_episode, params=_params("/**", joints=["a", "b"]))
+
+
+# ---------------------------------------------------------------------- another model
+@pytest.fixture(scope="module")
+def quick_episode():
+    """Log a run whose mixer runs the residual at full gain at once (no hold, no ramp), bound lowered on joint 0."""
+    p = _params(recovery_hold_time=0.0, recovery_ramp_time=0.0, fallback_ramp_time=0.0, residual_limit=[10.0, 8.0])
+    return simulate_episode(p, MODEL, seconds=2.0, order="same", seed=3)
+
+
+def test_another_model_what_it_would_have_commanded(quick_episode, tmp_path):
+    ep = quick_episode
+    c = np.array([20.0, -4.0])  # at the model's bound on joint 0, inside on joint 1
+    other = constant_model(str(tmp_path / "const.onnx"), JOINTS, OBS, LIMIT, c)
+    report = replay(ep, other)
+    assert report.mode == "compare" and [s.stage for s in report.stages] == ["base"]
+    assert report.stage("base").mismatch is None
+    st_ = report.stats
+    # closed form: no residual before the first reference, then clip(a_base + clip(c, -eps, eps)) at full gain
+    eps = np.array([10.0, 8.0])
+    lo, hi = np.array([-60.0, -30.0]), np.array([60.0, 30.0])
+    has_ref = np.isfinite(ep.q_ref[:, 0])
+    expected = np.clip(ep.a_base + np.where(has_ref[:, None], np.clip(c, -eps, eps), 0.0), lo, hi)
+    d = expected[1:] - expected[:-1]
+    assert st_.smoothness_rms == pytest.approx(np.sqrt(np.mean(d ** 2, axis=0)).tolist(), abs=1e-9)
+    dl = ep.command[1:] - ep.command[:-1]
+    assert st_.logged_smoothness_rms == pytest.approx(np.sqrt(np.mean(dl ** 2, axis=0)).tolist(), abs=1e-12)
+    assert st_.max_abs_delta == pytest.approx(np.max(np.abs(expected - ep.command), axis=0).tolist(), abs=1e-9)
+    assert st_.residual_periods == int(has_ref.sum())
+    assert st_.at_bound_share == 1.0 and st_.at_bound_share_per_joint == [1.0, 0.0]
+    assert st_.clamped_share == pytest.approx(has_ref.sum() / ep.periods)  # joint 0: 20 clipped to 10
+    assert st_.no_residual == {"no_reference": int((~has_ref).sum())}
+    assert st_.envelope_exits == 0 and st_.violations == 0
+    out = report.to_json()
+    json.dumps(out)  # everything serialisable
+    assert out["mode"] == "compare" and out["stats"]["at_bound_share"] == 1.0
+
+
+def test_another_model_leaving_its_training_envelope(quick_episode, tmp_path):
+    ep = quick_episode
+    i = OBS.index("q/shoulder")
+    centre = float(np.median(ep.q[:, 0]))
+    low, high = [-1e3] * len(OBS), [1e3] * len(OBS)
+    low[i], high[i] = centre - 0.1, centre + 0.1
+    env = json.dumps({"names": list(OBS), "low": low, "high": high})
+    other = constant_model(str(tmp_path / "env.onnx"), JOINTS, OBS, LIMIT, (1.0, 1.0),
+                           extra_metadata={METADATA_KEY: env})
+    report = replay(ep, other)
+    # independently: runs of periods outside [low, high] (float32 observations) lasting the debounce (0.1 s)
+    has_ref = np.isfinite(ep.q_ref[:, 0])
+    x = ep.q[:, 0].astype(np.float32).astype(float)
+    outside = has_ref & ((x < low[i]) | (x > high[i]))
+    trips, start = 0, None
+    for k in range(ep.periods):
+        if outside[k]:
+            start = k if start is None else start
+            if ep.t[k] - ep.t[start] >= 0.1 - 1e-9 and (k == start or ep.t[k - 1] - ep.t[start] < 0.1 - 1e-9):
+                trips += 1
+        else:
+            start = None
+    assert trips >= 2
+    st_ = report.stats
+    assert st_.envelope_exits == trips
+    assert st_.outside_share == pytest.approx(outside.sum() / ep.periods)
+    assert st_.no_residual.get("out_of_envelope", 0) > 0
+    assert st_.worst_envelope["feature"] == "q/shoulder"
+    assert st_.violations == 0
+
+
+# ---------------------------------------------------------------------- command line
+def test_command_line(graph_episode, tmp_path, monkeypatch, capsys):
+    from residual_control.cli import main
+
+    logs = {"good.bag": graph_episode}
+    bad = _copy(graph_episode, command=True)
+    bad.command[200, 0] += 0.5
+    logs["bad.bag"] = bad
+    monkeypatch.setattr(replay_mod, "read_episode", lambda path: logs[path])
+    out = tmp_path / "r.json"
+    assert main(["replay", "good.bag", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "reproduced to 1e-06: yes" in text and "command smoothness RMS" in text
+    data = json.loads(out.read_text())
+    assert data["reproduced"] is True and [s["stage"] for s in data["stages"]] == ["base", "residual", "command"]
+    assert main(["replay", "bad.bag"]) == 1
+    assert "command: first mismatch at period 200" in capsys.readouterr().out
+    other = constant_model(str(tmp_path / "c.onnx"), JOINTS, OBS, LIMIT, (1.0, 1.0))
+    assert main(["replay", "good.bag", "--model", other, "--reproduce"]) == 2
+    assert "expected the logged model" in capsys.readouterr().err
+    assert main(["replay", "good.bag", "--model", other]) == 0
+    assert "periods at the residual bound" in capsys.readouterr().out
