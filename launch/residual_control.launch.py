@@ -4,6 +4,7 @@
     ros2 launch residual_control residual_control.launch.py robot:=fer   # a robot folder's files
     ros2 launch residual_control residual_control.launch.py \
         namespace:=arm1 command_topic:=/effort_controller/commands use_sim_time:=true
+    ros2 launch residual_control residual_control.launch.py record:=true record_path:=logs/run1
 
 All three nodes use relative topic names, so ``namespace`` moves the whole
 graph; ``command_topic`` and ``joint_states_topic`` remap the two topics that
@@ -25,12 +26,14 @@ def _launch_setup(context, *args, **kwargs):
     model_path = nodes.arg('model_path')
     policy_overrides = dict(common, **({'model_path': model_path} if model_path else {}))
     joint_states = ('joint_states', nodes.arg('joint_states_topic'))
+    record = [nodes.recorder(common['use_sim_time'], [joint_states])] if truthy(nodes.arg('record')) else []
     return [
         nodes.in_namespace([
             nodes.node('base_controller', common, [joint_states]),
             nodes.node('residual_policy', policy_overrides, [joint_states]),
             # joint_states: the state base_stale_behavior damp brings to rest
             nodes.node('residual_mixer', common, [('commands', nodes.arg('command_topic')), joint_states]),
+            *record,
         ]),
         nodes.cleanup(),
     ]
@@ -53,4 +56,9 @@ def generate_launch_description():
                  'Remap of `joint_states` for base_controller, residual_policy and residual_mixer',
                  default='joint_states'),
         argument('log_level', 'Log level of the three nodes (debug, info, warn, error)'),
+        argument('record', 'true: also start residual_recorder, a rosbag2 bag of the graph\'s topics',
+                 default='false'),
+        argument('record_path', 'Bag folder record:=true writes (must not exist; empty: '
+                                'residual_control_<UTC time> in the working folder)', default=''),
+        argument('record_storage', 'Storage of the recorded bag: mcap or sqlite3', default='mcap'),
     )

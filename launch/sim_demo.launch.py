@@ -4,13 +4,15 @@
     ros2 launch residual_control sim_demo.launch.py robot:=fer   # a robot folder's files
     ros2 launch residual_control sim_demo.launch.py plant_file:=real.yaml
     ros2 launch residual_control sim_demo.launch.py sim_mode:=lockstep
+    ros2 launch residual_control sim_demo.launch.py record:=true record_path:=logs/sim1   # a rosbag2 bag
 
 Nodes (all relative topic names, pushed into ``namespace`` when given):
   mujoco_sim           pub joint_states, /clock; sub commands
   reference_publisher  pub reference
   perception           pub perception
   + residual_control.launch.py (base_controller, residual_policy, residual_mixer)
-    with use_sim_time, publishing `commands` straight to mujoco_sim.
+    with use_sim_time, publishing `commands` straight to mujoco_sim, and with
+    record:=true residual_recorder (a rosbag2 bag of the graph's topics in record_path).
 """
 from residual_control.launch_params import PackageNodes, argument, launch_argument, launch_description, truthy
 
@@ -52,4 +54,9 @@ def generate_launch_description():
         argument('sim_mode', 'mujoco_sim mode: realtime (wall-clock paced) or lockstep '
                              '(one control period per command; needs use_sim_time:=true)', default='realtime'),
         argument('log_level', 'Log level of all nodes'),
+        argument('record', 'true: also start residual_recorder, a rosbag2 bag of the graph\'s topics',
+                 default='false'),
+        argument('record_path', 'Bag folder record:=true writes (must not exist; empty: '
+                                'residual_control_<UTC time> in the working folder)', default=''),
+        argument('record_storage', 'Storage of the recorded bag: mcap or sqlite3', default='mcap'),
     )

@@ -308,6 +308,16 @@ class PackageNodes:
             self.node("perception", {"plant_file": self.arg("plant_file"), "use_sim_time": use_sim_time}),
         ]
 
+    def recorder(self, use_sim_time: bool, remappings: list | None = None):
+        """residual_recorder (``record:=true``): the graph's topics into the bag ``record_path`` (docs/logs.md).
+
+        Its metadata: this launch file's params file, model and robot.
+        """
+        return self.node("residual_recorder", {
+            "use_sim_time": use_sim_time, "out": self.arg("record_path"), "storage": self.arg("record_storage"),
+            "params_file": self.params_file, "model_path": self.arg("model_path"), "robot": self.arg("robot")},
+            remappings)
+
     def in_namespace(self, actions: Sequence):
         """``actions`` in a group that pushes ``namespace`` (when not empty) onto them."""
         from launch.actions import GroupAction
@@ -337,6 +347,9 @@ class PackageNodes:
                 "command_topic": command_topic,
                 "joint_states_topic": joint_states_topic,
                 "log_level": self.log_level,
+                # record:=true of the including file (a launch file without the argument: no recording)
+                **{name: str(self.context.launch_configurations.get(name, default))
+                   for name, default in (("record", "false"), ("record_path", ""), ("record_storage", "mcap"))},
             }.items(),
         )
 

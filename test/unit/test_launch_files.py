@@ -66,6 +66,7 @@ EXPECTED_EXECUTABLES = {
     "mujoco_sim",
     "reference_publisher",
     "perception",
+    "residual_recorder",  # record:=true
 }
 # (package, executable) pairs from other packages the launch files may start.
 EXTERNAL_EXECUTABLES = {
