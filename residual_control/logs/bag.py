@@ -514,6 +514,7 @@ def _align(msgs: Mapping[str, list[_Msg]], joints: tuple[str, ...], command_orde
     ref_t = np.array([_stamp(m.msg) for m in refs])
     q_ref = _in_force(ref_t, [_ordered(list(m.msg.name), m.msg.position, joints) for m in refs], t, n)
     qd_ref = _in_force(ref_t, [_ordered(list(m.msg.name), m.msg.velocity, joints) for m in refs], t, n)
+    ref_stamp = _in_force(ref_t, [[s if s > 0 else np.nan] for s in ref_t], t, 1)[:, 0]  # stamp 0: unstamped
 
     a_base = _stamped_rows(msgs.get("base_action", []), t, tol, joints, "effort")
     applied = _stamped_rows(msgs["residual_mixer/applied_residual"], t, tol, joints, "effort")
@@ -539,7 +540,8 @@ def _align(msgs: Mapping[str, list[_Msg]], joints: tuple[str, ...], command_orde
     modes = [(m.log_ns * 1e-9, str(m.msg.data)) for m in sorted(msgs.get("residual_mixer/mode", []),
                                                                  key=lambda m: (m.log_ns, m.order))]
     return Episode(joints=joints, t=t, q=q, qd=qd, q_ref=q_ref, qd_ref=qd_ref, command=command, a_base=a_base,
-                   applied_residual=applied, residual=residual, perception=perception, expert=expert, modes=modes)
+                   applied_residual=applied, residual=residual, perception=perception, expert=expert, modes=modes,
+                   reference_stamp=ref_stamp)
 
 
 def list_topics(path: str | Path) -> dict[str, tuple[str, int]]:
