@@ -3,6 +3,7 @@
 ``add_subcommands(subparsers)`` registers:
 
 * ``train {bc,rl} [--config C | --quick] [--robot DIR] --out DIR [--seed N] [--episodes N | --steps N]``
+* ``train finetune --bags BAG... --init MODEL [--config C] [--robot DIR] --out DIR [--seed N] [--episodes N]``
 * ``export CHECKPOINT OUT.onnx [--params config/residual_control.yaml | --robot DIR]``
 * ``evaluate MODEL.onnx [--robot DIR] [--plant P ...] [--json J] [--plot P] [--seconds S]``
 * ``learn-bench --config config/train_rl.yaml --out DIR [--bc-config config/train_bc.yaml] [--robot DIR]
@@ -79,6 +80,23 @@ def train(method: str, config_path: str | None, out_dir: str, seed: int | None =
     raise ValueError(f"train: expected method 'bc' or 'rl', found {method!r}")
 
 
+def _train_args(a) -> dict:
+    if a.method == "finetune":
+        if not a.bags or not a.init:
+            raise SystemExit("train finetune: expected --bags BAG... and --init MODEL, found "
+                             f"--bags {a.bags} --init {a.init}")
+        if a.quick or a.steps is not None:
+            raise SystemExit("train finetune: --quick and --steps are not options of finetune (see "
+                             "config/train_finetune.yaml)")
+        from .finetune import finetune
+
+        return finetune(a.bags, a.init, a.out or "runs/finetune", a.config, a.robot, a.seed, a.episodes)
+    if a.bags or a.init:
+        raise SystemExit(f"train {a.method}: --bags and --init are options of train finetune")
+    return train(a.method, a.config, a.out or f"runs/{a.method}", a.seed, a.episodes, a.steps, robot=a.robot,
+                 quick=a.quick)
+
+
 def export(checkpoint: str, out_path: str, params_file: str | None = None) -> dict:
     from .export import export_checkpoint
 
@@ -129,8 +147,8 @@ def _cmd(fn):
 def add_subcommands(subparsers) -> None:
     robot_help = ("robot folder (with robot.yaml) or a shipped robot's name: its params file (default: the "
                   "config's params_file, the built-in arm)")
-    p = subparsers.add_parser("train", help="train a residual policy (bc or rl)")
-    p.add_argument("method", choices=["bc", "rl"])
+    p = subparsers.add_parser("train", help="train a residual policy (bc or rl), or fine-tune one from logs")
+    p.add_argument("method", choices=["bc", "rl", "finetune"])
     p.add_argument("--config", default=None,
                    help="training config (default config/train_<method>.yaml, with --quick _quick.yaml)")
     p.add_argument("--robot", default=None, help=robot_help)
@@ -139,8 +157,10 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
     p.add_argument("--episodes", type=int, default=None, help="bc: DAgger episodes (overrides the config)")
     p.add_argument("--steps", type=int, default=None, help="rl: env steps (overrides the config)")
-    p.set_defaults(func=_cmd(lambda a: train(a.method, a.config, a.out or f"runs/{a.method}", a.seed, a.episodes,
-                                             a.steps, robot=a.robot, quick=a.quick)))
+    p.add_argument("--bags", nargs="+", default=None,
+                   help="finetune: rosbag2 bags, folders of bags, or .npz episodes (training.sim_logs)")
+    p.add_argument("--init", default=None, help="finetune: the residual to start from (ONNX or checkpoint.pt)")
+    p.set_defaults(func=_cmd(_train_args))
 
     p = subparsers.add_parser("export", help="export a checkpoint to ONNX (checked, runtime-validated)")
     p.add_argument("checkpoint")

@@ -6,7 +6,8 @@ Steps (:func:`export_checkpoint`):
 2. metadata: ``ModelContract(...).to_metadata()`` (joint_names, observation_names,
    residual_limit, control_rate_hz, base_controller) plus ``training_method``,
    ``training_config_sha256``, ``plant_randomization`` (JSON), ``package_version``,
-   ``opset``, and ``observation_envelope`` (the training observations' per-feature bounds
+   ``opset``, ``bags`` and ``finetune`` (JSON: the logs' SHA-256 and the method, for a model fine-tuned
+   from logs, training/finetune.py), and ``observation_envelope`` (the training observations' per-feature bounds
    with a margin, see core.envelope) when the checkpoint has one (an older checkpoint without
    it exports with a warning: the runtime then runs that model without the envelope check);
 3. export check: torch and onnxruntime on the same random and real observations,
@@ -51,6 +52,10 @@ def contract_from_meta(meta: dict, opset: int = OPSET) -> ModelContract:
         "seed": str(meta.get("seed", "")),
         "network": json.dumps(meta.get("network", {}), sort_keys=True),
     }
+    # Fine-tuning from logs (training/finetune.py): the logs' SHA-256 and the method.
+    for key in ("bags", "finetune"):
+        if meta.get(key) is not None:
+            extra[key] = json.dumps(meta[key], sort_keys=True, default=float)
     if meta.get("observation_envelope") is not None:
         env = Envelope.from_json(json.dumps(meta["observation_envelope"]), "checkpoint")
         if tuple(env.names) != tuple(meta["observation_names"]):
