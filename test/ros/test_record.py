@@ -54,10 +54,11 @@ def test_demo_trial_records_a_bag_that_rosbags_reads(tmp_path):
     assert set(counts) == set(bag.topic_list()), counts
     assert all(types[bag.resolve_topic(t.name)] == t.msgtype for t in TOPICS)
     assert read == sum(counts.values())
-    # 4 s of sim time at 100 Hz, the recorder listening before the sim starts: about 400 of each
-    # per-period topic; a dropped sample is no failure, so only a broad range is asserted.
+    # 4 s of sim time at 100 Hz: at most about 400 of each per-period topic (the trial ends a little
+    # after). The recorder discovers the new sim process while it already runs, so the first moments
+    # may be missing, and a dropped sample is no failure: only a broad range is asserted.
     for topic in ("joint_states", "base_action", "residual_action", "commands", "residual_mixer/applied_residual"):
-        assert 200 <= counts[bag.resolve_topic(topic)] <= 700, (topic, counts)
+        assert 100 <= counts[bag.resolve_topic(topic)] <= 700, (topic, counts)
     assert counts["/expert_action"] == 0  # nobody publishes it in the demo
     assert counts["/residual_mixer/mode"] >= 1
     assert json.loads(custom[META_JOINTS]) == joints
@@ -69,6 +70,7 @@ def test_demo_trial_records_a_bag_that_rosbags_reads(tmp_path):
     assert ok.sum() >= 0.8 * ep.periods, (ok.sum(), ep.periods)
     assert np.all(np.isfinite(ep.q[ok])) and np.all(np.isfinite(ep.command[ok]))
     assert ep.control_dt == pytest.approx(0.01, rel=0.05)
+    assert ep.t[-1] >= 4.0 - 0.5  # the bag holds the trial's end (settle + duration = 4 s sim time)
     # The command the mixer sent is its base action plus the applied residual (clipped to the limits).
     cfg = mixer_config(params)
     both = ok & np.all(np.isfinite(ep.a_base), axis=1) & np.all(np.isfinite(ep.applied_residual), axis=1)
