@@ -338,8 +338,8 @@ def pair_commands(commands: list[_Msg], applied: list[_Msg], bases: list[_Msg] =
     exactly, as a clip does). A mismatch tries the neighbouring commands (up
     to 50 away, never one already paired or before it) and moves the offset
     to the one that fits; an applied residual
-    that none fits is left unpaired (its row's command is NaN), so a dropped
-    message never shifts later rows. Without its base action, a pair is
+    that none fits is left unpaired (its row's command is NaN; its command
+    counts as dropped), so a dropped message never shifts later rows. Without its base action, a pair is
     taken on the offset alone. ``order``: the joints of the commands (the
     mixer's order).
     """
@@ -361,8 +361,7 @@ def pair_commands(commands: list[_Msg], applied: list[_Msg], bases: list[_Msg] =
     names = list(order) if order is not None else list(apps[0].msg.name)
     base_by_stamp = {_stamp_ns(m.msg): m.msg for m in bases}
     first = (apps[0].log_ns, apps[0].order)
-    offset = sum(1 for m in cmds if (m.log_ns, m.order) <= first) - 1
-    offset = max(offset, 0)
+    offset = sum(1 for m in cmds if (m.log_ns, m.order) <= first) - 1  # -1: none before it
     pairs = []
     last = -1
     for j, app in enumerate(apps):
@@ -383,6 +382,8 @@ def pair_commands(commands: list[_Msg], applied: list[_Msg], bases: list[_Msg] =
                 pairs.append((_stamp(app.msg), data[i]))
                 offset, last = i - j, i
                 break
+        else:
+            offset -= 1  # its command was dropped: the next applied residual expects the same index
     return pairs
 
 
@@ -531,8 +532,11 @@ def _align(msgs: Mapping[str, list[_Msg]], joints: tuple[str, ...], command_orde
                 command[r] = _ordered(command_order, data, joints)
 
     perception = None
+    perception_messages = None
     if msgs.get("perception"):
         per = msgs["perception"]
+        perception_messages = [(m.log_ns * 1e-9, [float(x) for x in m.msg.data])
+                               for m in sorted(per, key=lambda m: (m.log_ns, m.order))]
         width = max(len(m.msg.data) for m in per)
         state_receipt = np.array([m.log_ns for m in keep], dtype=float)
         perception = _in_force(np.array([m.log_ns for m in per], dtype=float),
@@ -541,7 +545,7 @@ def _align(msgs: Mapping[str, list[_Msg]], joints: tuple[str, ...], command_orde
                                                                  key=lambda m: (m.log_ns, m.order))]
     return Episode(joints=joints, t=t, q=q, qd=qd, q_ref=q_ref, qd_ref=qd_ref, command=command, a_base=a_base,
                    applied_residual=applied, residual=residual, perception=perception, expert=expert, modes=modes,
-                   reference_stamp=ref_stamp)
+                   reference_stamp=ref_stamp, perception_messages=perception_messages)
 
 
 def list_topics(path: str | Path) -> dict[str, tuple[str, int]]:

@@ -304,7 +304,7 @@ def test_topic_list_resolves_namespace_and_mixer_node():
 KINDS = ["pair", "swapped", "command only", "applied only", "pair without base", "none"]
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(KINDS), max_size=40), st.integers(0, 3))
 def test_pairing_pairs_exactly_the_periods_with_both_messages(periods, clipped):
     """Every period with both messages and its base action is paired with its own command, never another's.
