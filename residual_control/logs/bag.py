@@ -220,11 +220,17 @@ def _read_all(path: Path) -> tuple[dict, dict[str, list[_Msg]], dict[str, str], 
         types: dict[str, str] = {}
         read = 0
         conns = []
+        sources: dict[str, set] = {}
         for c in reader.connections:
             rel = _relative_name(c.topic)
             types[rel] = c.msgtype
             if rel in wanted:
                 conns.append(c)
+                sources.setdefault(rel, set()).add(c.topic)
+        mixed = {rel: sorted(full) for rel, full in sources.items() if len(full) > 1}
+        if mixed:
+            raise BagError(f"{path}: expected one graph's topics (one namespace), found several topics for the "
+                           f"same name: {mixed}")
         try:
             for i, (conn, log_ns, raw) in enumerate(reader.messages(connections=conns or reader.connections)):
                 read += 1

@@ -228,6 +228,15 @@ def test_bag_without_metadata_is_refused(tmp_path):
         read_episode(path)
 
 
+def test_bag_of_two_graphs_is_refused(tmp_path):
+    path = tmp_path / "two"
+    with BagWriter(path) as w:
+        for ns in ("/robot1", "/robot2"):
+            w.add_topic(bag.resolve_topic("joint_states", ns), "sensor_msgs/msg/JointState")
+    with pytest.raises(BagError, match=r"expected one graph's topics .*'/robot1/joint_states', '/robot2/joint_states'"):
+        read_episode(path)
+
+
 def test_bag_of_another_robot_is_refused(tmp_path):
     path = write_recording(tmp_path / "run", periods=5)
     with pytest.raises(BagError) as info:
