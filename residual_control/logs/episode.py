@@ -41,6 +41,9 @@ class Episode:
     #: The mixer's inputs in the order it took them, where known: (time s, "base" | "residual", k), k the
     #: row whose base action or residual it is. None: unknown (replay infers the order, logs.replay).
     events: list[tuple[float, str, int]] | None = None
+    #: Every perception message as received: (receipt time s, values), in receipt order, where known (the
+    #: rows of ``perception`` keep one per period; replay needs the ones in between). None: unknown.
+    perception_messages: list[tuple[float, list[float]]] | None = None
 
     def __post_init__(self) -> None:
         k = len(self.t)

@@ -28,6 +28,10 @@ reader is ``logs.bag.read_episode``).
 """
 from __future__ import annotations
 
+import bisect
+import dataclasses
+import enum
+import itertools
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -187,6 +191,7 @@ class ReplayReport:
     tolerance: float
     stages: list = field(default_factory=list)
     order: dict = field(default_factory=dict)
+    inputs: dict = field(default_factory=dict)   # which reference/perception the nodes held (logs.replay)
     params_differ: dict = field(default_factory=dict)
     stats: CommandStats | None = None
     notes: list = field(default_factory=list)
@@ -219,6 +224,16 @@ class ReplayReport:
         if self.order:
             lines.append(f"mixer order ({self.order.get('source', '')}): {self.order.get('same', 0)} periods the "
                          f"residual of the same state, {self.order.get('previous', 0)} the one before")
+        if self.inputs:
+            i = self.inputs
+            text = (f"inputs held: base controller the newest reference {i['base_newest_reference']}, an older "
+                    f"{i['base_older_reference']}, the first position {i['base_holding']}")
+            if "policy_newest_reference" in i:
+                text += (f"; policy the newest reference {i['policy_newest_reference']}, an older "
+                         f"{i['policy_older_reference']}, perception older than the log's "
+                         f"{i['policy_perception_late']}, newer {i['policy_perception_early']}, the joint state "
+                         f"before {i['policy_previous_state']}")
+            lines.append(text)
         if self.mode == "reproduce":
             lines.append(f"reproduced to {self.tolerance:g}: {'yes' if self.reproduced else 'NO'}")
         for s in self.stages:
@@ -279,49 +294,149 @@ def _finite(row) -> bool:
     return row is not None and bool(np.all(np.isfinite(row)))
 
 
-class _ReferenceFeed:
-    """Feeds the logged reference to a ReferenceHold as the nodes received it (once per new message)."""
+#: References a node may hold when a joint state comes (their messages race on a graph): the log's and
+#: older ones, up to this many, within REFERENCE_LOOKBACK periods.
+REFERENCE_DEPTH = 6
+REFERENCE_LOOKBACK = 12
+#: Perception messages the log received up to this long after t[k] (s) may have reached the policy before
+#: row k's base action: the recorder is a subscriber like any other and may take them later.
+PERCEPTION_LOOKAHEAD = 0.1
+#: Mixer-order hypotheses kept while the log cannot tell them apart (logs.replay.replay_mixer_search).
+ORDER_HYPOTHESES = 8
 
-    def __init__(self, episode: Episode) -> None:
-        self.ep = episode
-        self._last = None
 
-    def feed(self, hold, k: int) -> None:
-        ep = self.ep
-        q_ref, qd_ref = ep.q_ref[k], ep.qd_ref[k]
-        if not (_finite(q_ref) and _finite(qd_ref)):
-            return  # none received yet (or not logged): the hold keeps what it has
+def _reference_candidates(ep: Episode, k: int, newest_used: float | None) -> list[tuple]:
+    """Return the references a node may hold at row k, newest first: (q_ref, qd_ref, stamp or None).
+
+    The log's reference in force at t[k], then up to REFERENCE_DEPTH - 1 older ones (a node that
+    took the joint state before the newest reference); never one older than ``newest_used`` (a node
+    never goes back to an older reference).
+    """
+    out, seen = [], set()
+    for j in range(k, max(-1, k - REFERENCE_LOOKBACK), -1):
+        if len(out) >= REFERENCE_DEPTH or not (_finite(ep.q_ref[j]) and _finite(ep.qd_ref[j])):
+            break
         stamp = None
-        if ep.reference_stamp is not None and math.isfinite(ep.reference_stamp[k]):
-            stamp = float(ep.reference_stamp[k])
-        key = (q_ref.tobytes(), qd_ref.tobytes(), stamp)
-        if ep.reference_stamp is None or key != self._last:
-            hold.set(q_ref.copy(), qd_ref.copy(), stamp)
-            self._last = key
+        if ep.reference_stamp is not None and math.isfinite(ep.reference_stamp[j]):
+            stamp = float(ep.reference_stamp[j])
+        if stamp is not None and newest_used is not None and stamp < newest_used:
+            break
+        key = (stamp, ep.q_ref[j].tobytes(), ep.qd_ref[j].tobytes())
+        if key not in seen:
+            seen.add(key)
+            out.append((ep.q_ref[j], ep.qd_ref[j], stamp))
+    return out
 
 
-def replay_base(episode: Episode, base_params: Mapping[str, Any]) -> np.ndarray:
-    """(K, n) the base action the core controller computes from the logged joint states and reference (NaN: none)."""
+def _at(q_ref, qd_ref, stamp, t: float):
+    """(q_ref, qd_ref) of a reference message carried to ``t`` as the nodes do (core.step.ReferenceHold.at)."""
+    from ..core.step import ReferenceHold
+
+    hold = ReferenceHold(len(q_ref))
+    hold.set(np.array(q_ref, dtype=float), np.array(qd_ref, dtype=float), stamp)
+    return hold.at(t)
+
+
+def _close(a, b, tolerance: float) -> bool:
+    """Both none, or both values within ``tolerance``."""
+    fa, fb = a is not None and _finite(a), b is not None and _finite(b)
+    if fa != fb:
+        return False
+    return not fa or float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) <= tolerance
+
+
+@dataclass
+class BaseTrace:
+    a_base: np.ndarray            # (K, n) NaN where none
+    reference: np.ndarray         # (K,) int: 0 the log's reference at t[k], j > 0 the j-th older, -1 the hold
+
+
+def replay_base(episode: Episode, base_params: Mapping[str, Any], tolerance: float = TOLERANCE,
+                match: bool = True) -> BaseTrace:
+    """Run the core base controller on the logged joint states and reference.
+
+    Per row, the reference the controller held is the log's in force at t[k], or (``match``, where
+    that does not give the logged base action) an older one or the hold of the first measured
+    position, whichever gives it: on a graph the reference and the joint state race to the node.
+    """
+    import copy
+
     from ..core.base_controllers import make_base_controller
     from ..core.errors import ObservationError
-    from ..core.step import ReferenceHold
     from ..robot.nominal import nominal_model
 
     ep = episode
+    n = len(ep.joints)
     controller = make_base_controller(base_params, nominal_model(base_params))
-    hold = ReferenceHold(len(ep.joints))
-    feed = _ReferenceFeed(ep)
-    out = np.full((ep.periods, len(ep.joints)), np.nan)
+    out = np.full((ep.periods, n), np.nan)
+    choice = np.zeros(ep.periods, dtype=int)
+    hold_q = None
+    newest: float | None = None
+    referenced = False
     for k in range(ep.periods):
-        feed.feed(hold, k)
-        q, qd = ep.q[k], ep.qd[k]
+        q, qd, t = ep.q[k], ep.qd[k], float(ep.t[k])
         if not (_finite(q) and _finite(qd)):
             continue
-        q_ref, qd_ref, _ = hold.resolve(q, float(ep.t[k]))
-        try:
-            out[k] = controller.compute(q, qd, q_ref, qd_ref, float(ep.t[k]))
-        except ObservationError:
+        if hold_q is None:
+            hold_q = np.array(q, dtype=float)
+        cands = [(j, *_at(qr, qdr, s, t), s) for j, (qr, qdr, s) in enumerate(_reference_candidates(ep, k, newest))]
+        if not referenced:
+            cands.append((-1, hold_q, np.zeros(n), None))
+        logged = ep.a_base[k]
+        chosen = None
+        for j, q_ref, qd_ref, stamp in cands if match and _finite(logged) and len(cands) > 1 else cands[:1]:
+            trial = copy.copy(controller)
+            try:
+                a = trial.compute(q, qd, q_ref, qd_ref, t)
+            except ObservationError:
+                continue
+            if chosen is None or _close(a, logged, tolerance):
+                chosen = (j, a, trial, stamp)
+                if _close(a, logged, tolerance):
+                    break
+        if chosen is None:
             continue
+        j, a, controller, stamp = chosen
+        out[k], choice[k] = a, j
+        if j >= 0:
+            referenced = True
+            newest = stamp if stamp is not None else newest
+    return BaseTrace(out, choice)
+
+
+def _perception_candidates(ep: Episode, k: int, held: int | None) -> list[tuple[int, np.ndarray, float]]:
+    """Return the perceptions the policy may hold at row k: (key, values, receipt time), the log's first.
+
+    Perception comes from its own publisher: the policy may not have the message the log has at
+    t[k] yet (an older one, back to the one it held, key ``held``), or already have one the log
+    received up to PERCEPTION_LOOKAHEAD later (the next row's, without the messages). From
+    ``Episode.perception_messages`` where the log has them (key: the message's index), else from
+    the rows (key: the row). The same values count once.
+    """
+    msgs = ep.perception_messages
+    if msgs is not None:
+        times = [m[0] for m in msgs]
+        t_next = float(ep.t[k]) + PERCEPTION_LOOKAHEAD
+        now = bisect.bisect_right(times, float(ep.t[k])) - 1
+        nxt = bisect.bisect_right(times, t_next) - 1
+        low = held if held is not None else max(now - REFERENCE_LOOKBACK, 0)
+        keys = ([now] if now >= 0 else []) + list(range(now - 1, low - 1, -1)) + list(range(now + 1, nxt + 1))
+        cands = [(i, np.asarray(msgs[i][1], dtype=float), float(msgs[i][0])) for i in keys if i >= 0]
+    else:
+        if ep.perception is None:
+            return []
+        rows = [k] + list(range(k - 1, max(-1, (held if held is not None else k) - 1, k - REFERENCE_LOOKBACK), -1))
+        if k + 1 < ep.periods:
+            rows.append(k + 1)
+        cands = [(r, ep.perception[r], min(float(ep.t[r]), float(ep.t[k]))) for r in rows if _finite(ep.perception[r])]
+    out, seen = [], set()
+    for key, values, time in cands:
+        if held is not None and key < held:
+            continue
+        tag = values.tobytes()
+        if tag not in seen:
+            seen.add(tag)
+            out.append((key, values, min(time, float(ep.t[k]))))
     return out
 
 
@@ -332,32 +447,91 @@ class PolicyTrace:
     outside: np.ndarray           # (K,) bool: the observation was outside the envelope
     trips: int
     worst: dict | None
+    reference: np.ndarray | None = None   # (K,) int: as BaseTrace.reference (-1: none received yet)
+    perception_late: int = 0      # rows where the policy still held the perception before the log's
+    perception_early: int = 0     # rows where it held the next row's already
+    state_previous: int = 0       # rows where it used the joint state before (the base action came first)
 
 
-def replay_policy(episode: Episode, model, policy_params: Mapping[str, Any],
-                  a_base: np.ndarray | None = None) -> PolicyTrace:
-    """Run the core policy step (``model``: a LoadedPolicy) on the logged states and base actions (``a_base``)."""
-    from ..core.step import PolicyStep, ReferenceHold
+def replay_policy(episode: Episode, model, policy_params: Mapping[str, Any], a_base: np.ndarray | None = None,
+                  logged: np.ndarray | None = None, tolerance: float = TOLERANCE) -> PolicyTrace:
+    """Run the core policy step (``model``: a LoadedPolicy) on the logged states and base actions (``a_base``).
+
+    With ``logged`` (the logged residuals), per row the reference and the perception the policy held
+    are the log's at t[k] or, where those do not give the logged residual, an older reference or the
+    perception held before: the inputs race to the node as they do to the base controller.
+    """
+    from ..core.step import PolicyStep, ReferenceHold, perception_lost
 
     ep = episode
     a_base = ep.a_base if a_base is None else a_base
     joints = ep.joints
-    step = PolicyStep(model, joints, float(policy_params["perception_timeout"]), ReferenceHold(len(joints)))
-    feed = _ReferenceFeed(ep)
+    timeout = float(policy_params["perception_timeout"])
+    step = PolicyStep(model, joints, timeout, ReferenceHold(len(joints)))
     names = tuple(model.joint_names)
     perm = [names.index(j) for j in joints]
     out = np.full((ep.periods, len(joints)), np.nan)
     skips: list = [None] * ep.periods
     outside = np.zeros(ep.periods, dtype=bool)
+    choice = np.full(ep.periods, -1, dtype=int)
     worst, worst_rel = None, 0.0
+    newest: float | None = None
+    held_ref = None
+    late = early = stale = 0
+    state_timeout = float(policy_params.get("joint_state_timeout", 0.1))
+    perc_row: int | None = None   # the row whose perception the policy holds
+    uses_perception = ep.perception is not None or ep.perception_messages is not None
     for k in range(ep.periods):
         t = float(ep.t[k])
-        feed.feed(step.reference, k)
-        if ep.perception is not None and _finite(ep.perception[k]):
-            step.set_perception(np.asarray(ep.perception[k], dtype=float), t)
         if not (_finite(ep.q[k]) and _finite(ep.qd[k]) and _finite(a_base[k])):
             continue  # the policy runs on a base action and the joint state of its stamp
-        outcome = step.step(ep.q[k], ep.qd[k], a_base[k], t, t)
+        refs = list(enumerate(_reference_candidates(ep, k, newest)))
+        if held_ref is None:
+            refs.append((-1, None))
+        percs: list = _perception_candidates(ep, k, perc_row) if uses_perception else [None]
+        if uses_perception and perc_row is None:
+            percs.append(None)  # none received yet
+        # the joint state: the base action's, or (it came to the node after the base action) the latest
+        # before it, within joint_state_timeout (nodes/residual_policy)
+        states = [k]
+        if k > 0 and _finite(ep.q[k - 1]) and _finite(ep.qd[k - 1]) and ep.t[k] - ep.t[k - 1] <= state_timeout:
+            states.append(k - 1)
+        chosen = (k, refs[0] if refs else (-1, None), percs[0] if percs else None)
+        if logged is not None and (len(refs) > 1 or len(percs) > 1 or len(states) > 1):
+            m = step.model
+            for s_row, ref, r_p in itertools.product(states, refs, percs):
+                r = None
+                if ref[1] is not None:
+                    if r_p is None:
+                        p, p_time = None, None
+                    elif r_p[0] == perc_row:
+                        p, p_time = step.perception, step.perception_time
+                    else:
+                        p, p_time = r_p[1], r_p[2]
+                    if not (m.assembler.uses_perception and perception_lost(t, p_time, timeout)):
+                        q_ref, qd_ref = _at(*ref[1], t)
+                        try:
+                            r = m.runner.infer(m.assembler.assemble(ep.q[s_row], ep.qd[s_row], q_ref, qd_ref,
+                                                                    a_base[k], p))[perm]
+                        except ValueError:
+                            r = None
+                if _close(r, logged[k], tolerance):
+                    chosen = (s_row, ref, r_p)
+                    break
+        s_row, (j, ref), r_p = chosen
+        stale += int(s_row != k)
+        if ref is not None and ref is not held_ref:
+            step.reference.set(np.array(ref[0], dtype=float), np.array(ref[1], dtype=float), ref[2])
+            held_ref = ref
+            newest = ref[2] if ref[2] is not None else newest
+        if r_p is not None and r_p[0] != perc_row:
+            step.set_perception(np.array(r_p[1], dtype=float), r_p[2])
+            perc_row = r_p[0]
+        if r_p is not None and percs and r_p[0] != percs[0][0]:
+            late += int(r_p[0] < percs[0][0])
+            early += int(r_p[0] > percs[0][0])
+        choice[k] = j if ref is not None else -1
+        outcome = step.step(ep.q[s_row], ep.qd[s_row], a_base[k], t, t)
         monitor = step.model.monitor
         if monitor is not None and monitor.last.outside:
             outside[k] = True
@@ -372,7 +546,7 @@ def replay_policy(episode: Episode, model, policy_params: Mapping[str, Any],
         else:
             skips[k] = ""
             out[k] = np.asarray(outcome.residual, dtype=float)[perm]
-    return PolicyTrace(out, skips, outside, step.envelope_trips, worst)
+    return PolicyTrace(out, skips, outside, step.envelope_trips, worst, choice, late, early, stale)
 
 
 @dataclass
@@ -383,6 +557,50 @@ class MixTrace:
     gain: np.ndarray              # (K,)
     modes: list                   # (K,) mode value or None
     blended: np.ndarray           # (K,) bool: the command is not clip(a_base + applied) (resume, base fault)
+    previous: np.ndarray | None = None  # (K,) bool: the base action of k was mixed before the residual of k
+
+
+def _mixer_period(mixer, ep: Episode, k: int, now: float, a_base: np.ndarray, residual: np.ndarray,
+                  kind: str):
+    """Feed the mixer one input of row k (``kind``: "base" or "residual"); the MixOutput of a base action."""
+    joints = ep.joints
+    if kind == "residual":
+        if _finite(residual[k]):
+            mixer.update_residual(joints, residual[k], float(ep.t[k]), now)
+        return None
+    if _finite(ep.q[k]) and _finite(ep.qd[k]):
+        mixer.update_state(joints, ep.q[k], ep.qd[k], now)
+    if not _finite(a_base[k]):
+        return None
+    return mixer.step(joints, a_base[k], float(ep.t[k]), now)
+
+
+def _trace(ep: Episode, outputs: Sequence, previous: np.ndarray | None) -> MixTrace:
+    n = len(ep.joints)
+    cmd = np.full((ep.periods, n), np.nan)
+    applied = np.full((ep.periods, n), np.nan)
+    clamped = np.zeros(ep.periods, dtype=bool)
+    gain = np.full(ep.periods, np.nan)
+    modes: list = [None] * ep.periods
+    blended = np.zeros(ep.periods, dtype=bool)
+    for k, out in enumerate(outputs):
+        if out is None:
+            continue
+        if out.command is not None:
+            cmd[k] = out.command
+        applied[k] = out.applied_residual
+        clamped[k] = out.residual_clamped
+        gain[k] = out.gain
+        modes[k] = out.mode.value
+        blended[k] = out.resume_weight > 0.0 or out.base is None
+    return MixTrace(cmd, applied, clamped, gain, modes, blended, previous)
+
+
+def _make_mixer(mixer_params: Mapping[str, Any]):
+    from ..core.mixer import mixer_from_params
+    from ..robot.nominal import nominal_model
+
+    return mixer_from_params(mixer_params, nominal_model(mixer_params))
 
 
 def replay_mixer(episode: Episode, mixer_params: Mapping[str, Any], a_base: np.ndarray, residual: np.ndarray,
@@ -392,51 +610,100 @@ def replay_mixer(episode: Episode, mixer_params: Mapping[str, Any], a_base: np.n
     ``events``: (time, "base" | "residual", k) in order; else per period k the residual of k first,
     or (``previous[k]`` true) the base action of k first and its residual after. Times are the stamps.
     """
-    from ..core.mixer import mixer_from_params
-    from ..robot.nominal import nominal_model
-
     ep = episode
-    n = len(ep.joints)
-    mixer = mixer_from_params(mixer_params, nominal_model(mixer_params))
-    joints = ep.joints
-    cmd = np.full((ep.periods, n), np.nan)
-    applied = np.full((ep.periods, n), np.nan)
-    clamped = np.zeros(ep.periods, dtype=bool)
-    gain = np.full(ep.periods, np.nan)
-    modes: list = [None] * ep.periods
-    blended = np.zeros(ep.periods, dtype=bool)
-
-    def base(k: int, now: float) -> None:
-        if _finite(ep.q[k]) and _finite(ep.qd[k]):
-            mixer.update_state(joints, ep.q[k], ep.qd[k], now)
-        if not _finite(a_base[k]):
-            return
-        out = mixer.step(joints, a_base[k], float(ep.t[k]), now)
-        if out.command is not None:
-            cmd[k] = out.command
-        applied[k] = out.applied_residual
-        clamped[k] = out.residual_clamped
-        gain[k] = out.gain
-        modes[k] = out.mode.value
-        blended[k] = out.resume_weight > 0.0 or out.base is None
-
-    def resid(k: int, now: float) -> None:
-        if _finite(residual[k]):
-            mixer.update_residual(joints, residual[k], float(ep.t[k]), now)
-
+    mixer = _make_mixer(mixer_params)
+    outputs: list = [None] * ep.periods
     if events is not None:
         for now, kind, k in events:
-            (base if kind == "base" else resid)(int(k), float(now))
-    else:
-        for k in range(ep.periods):
-            now = float(ep.t[k])
-            if previous is not None and previous[k]:
-                base(k, now)
-                resid(k, now)
-            else:
-                resid(k, now)
-                base(k, now)
-    return MixTrace(cmd, applied, clamped, gain, modes, blended)
+            out = _mixer_period(mixer, ep, int(k), float(now), a_base, residual, kind)
+            if out is not None:
+                outputs[int(k)] = out
+        return _trace(ep, outputs, order_of_events(events, ep.periods))
+    for k in range(ep.periods):
+        now = float(ep.t[k])
+        order = ("base", "residual") if previous is not None and previous[k] else ("residual", "base")
+        for kind in order:
+            out = _mixer_period(mixer, ep, k, now, a_base, residual, kind)
+            if out is not None:
+                outputs[k] = out
+    return _trace(ep, outputs, previous)
+
+
+def _freeze(value):
+    if isinstance(value, np.ndarray):
+        return value.tobytes()
+    if dataclasses.is_dataclass(value):
+        return tuple(_freeze(getattr(value, f.name)) for f in dataclasses.fields(value))
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+def _mixer_state(mixer) -> tuple:
+    """Return what decides the mixer's future outputs (its state, not its counters or caches)."""
+    skip = {"_config", "_gravity", "_index", "_perm_cache", "stats", "_reason", "_residual_error"}
+    return tuple((k, _freeze(v)) for k, v in sorted(vars(mixer).items()) if k not in skip)
+
+
+def _output_error(ep: Episode, k: int, out) -> float:
+    """Return max |logged - mixed| of the command and the applied residual of row k (inf: one has none)."""
+    if out is None:
+        return 0.0 if not _finite(ep.command[k]) else math.inf
+    err = 0.0
+    for logged, mixed in ((ep.command[k], out.command), (ep.applied_residual[k], out.applied_residual)):
+        if not _finite(logged):
+            continue
+        if mixed is None:
+            return math.inf
+        err = max(err, float(np.max(np.abs(logged - mixed))))
+    return err
+
+
+def replay_mixer_search(episode: Episode, mixer_params: Mapping[str, Any], a_base: np.ndarray,
+                        residual: np.ndarray, tolerance: float = TOLERANCE) -> MixTrace:
+    """Run the core Mixer in an order the log is consistent with, where the log does not say it.
+
+    Per period the residual of the same state came first or after the base action (then the mixer
+    held the residual before). Every order whose outputs match the logged command and applied
+    residual is kept (up to ORDER_HYPOTHESES distinct mixer states: while the mixer falls back, the
+    order shows only later, in when it ramps back in); where none matches, the closest goes on.
+    The residual-first order is preferred where both fit.
+    """
+    import copy
+
+    ep = episode
+    # a hypothesis: (mixer, node), node = (parent node, k, output, previous) for backtracking
+    hyps = [(_make_mixer(mixer_params), None)]
+    for k in range(ep.periods):
+        now = float(ep.t[k])
+        orders = (False, True) if _finite(residual[k]) and _finite(a_base[k]) else (False,)
+        scored = []
+        for mixer, node in hyps:
+            for prev in orders:
+                m = copy.copy(mixer) if len(hyps) * len(orders) > 1 else mixer
+                m.stats = copy.copy(mixer.stats)
+                out = None
+                for kind in (("base", "residual") if prev else ("residual", "base")):
+                    o = _mixer_period(m, ep, k, now, a_base, residual, kind)
+                    out = o if o is not None else out
+                scored.append((_output_error(ep, k, out), m, (node, k, out, prev)))
+        good = [s for s in scored if s[0] <= tolerance] or [min(scored, key=lambda s: s[0])]
+        kept, seen = [], set()
+        for _, m, node in good:
+            key = _mixer_state(m)
+            if key not in seen:
+                seen.add(key)
+                kept.append((m, node))
+            if len(kept) >= ORDER_HYPOTHESES:
+                break
+        hyps = kept
+    outputs: list = [None] * ep.periods
+    previous = np.zeros(ep.periods, dtype=bool)
+    node = hyps[0][1]
+    while node is not None:
+        node, k, out, prev = node
+        outputs[k], previous[k] = out, prev
+    return _trace(ep, outputs, previous)
 
 
 def _fit(applied: np.ndarray, residual: np.ndarray, eps: np.ndarray, gain: float) -> tuple[float, float]:
@@ -447,29 +714,6 @@ def _fit(applied: np.ndarray, residual: np.ndarray, eps: np.ndarray, gain: float
     cc = float(c @ c)
     s = 0.0 if cc == 0.0 else min(max(float(applied @ c) / cc, 0.0), gain)
     return float(np.max(np.abs(applied - s * c))), s
-
-
-def infer_order(episode: Episode, mixer_params: Mapping[str, Any], residual: np.ndarray,
-                tolerance: float = TOLERANCE) -> np.ndarray:
-    """(K,) bool: the mixer mixed period k with the residual of k-1 (its base action came first).
-
-    Read from the logged applied residual: it is g * clip(residual) of the residual the mixer held.
-    Where the report fits the residual of k-1 and not that of k, the base action came first;
-    elsewhere (it fits k, both or neither: a fallback, a ramp's start) the residual of k first.
-    """
-    ep = episode
-    eps = np.asarray(mixer_params["residual_limit"], dtype=float)
-    g = float(mixer_params.get("residual_gain", 1.0))
-    previous = np.zeros(ep.periods, dtype=bool)
-    for k in range(1, ep.periods):
-        a = ep.applied_residual[k]
-        if not _finite(a) or not np.any(np.abs(a) > tolerance):
-            continue
-        e_same, _ = _fit(a, residual[k], eps, g)
-        e_prev, _ = _fit(a, residual[k - 1], eps, g)
-        tol = tolerance * max(1.0, float(np.max(np.abs(a))))
-        previous[k] = e_prev <= tol < e_same
-    return previous
 
 
 def _compare(stage: str, episode: Episode, logged: np.ndarray, recomputed: np.ndarray, tolerance: float,
@@ -707,14 +951,16 @@ def replay(episode: Episode, model_path: str | None = None, params: Any = None, 
         raise ReplayError(f"replay: the model is refused with these params: {exc}") from None
 
     # base
-    a_base_re = replay_base(ep, base_p)
-    res, _ = _compare("base", ep, ep.a_base, a_base_re, tolerance, np.all(np.isfinite(ep.a_base), axis=1))
+    base = replay_base(ep, base_p, tolerance)
+    res, _ = _compare("base", ep, ep.a_base, base.a_base, tolerance, np.all(np.isfinite(ep.a_base), axis=1))
     if res.mismatch is not None:
         res.mismatch.cause = _base_cause(res.mismatch, _differ_text(diff, "base_controller", bag_sections, sections))
     report.stages.append(res)
 
-    policy = replay_policy(ep, model, policy_p)
-    if mode == "reproduce":
+    reproduce_mode = mode == "reproduce"
+    policy = replay_policy(ep, model, policy_p, logged=ep.residual if reproduce_mode else None, tolerance=tolerance)
+    report.inputs = _input_counts(ep, base, policy if reproduce_mode else None)
+    if reproduce_mode:
         rows = np.all(np.isfinite(ep.a_base), axis=1) & np.all(np.isfinite(ep.q), axis=1)
         if ep.residual is None:
             report.stages.append(StageResult("residual", 0, 0.0, note="no residual logged: not compared"))
@@ -735,9 +981,9 @@ def replay(episode: Episode, model_path: str | None = None, params: Any = None, 
             mix = replay_mixer(ep, mixer_p, ep.a_base, residual_in, events=ep.events)
             source = "the log's events"
         else:
-            previous = infer_order(ep, mixer_p, residual_in, tolerance)
-            mix = replay_mixer(ep, mixer_p, ep.a_base, residual_in, previous=previous)
-            source = "read from the applied residual"
+            mix = replay_mixer_search(ep, mixer_p, ep.a_base, residual_in, tolerance)
+            previous = mix.previous
+            source = "one the logged commands fit"
         report.order = {"source": source, "same": int(np.sum(~previous & based)),
                         "previous": int(np.sum(previous & based))}
         res, _ = _compare("command", ep, ep.command, mix.command, tolerance, np.all(np.isfinite(ep.a_base), axis=1))
@@ -758,6 +1004,22 @@ def replay(episode: Episode, model_path: str | None = None, params: Any = None, 
         report.notes.append("another model: its residuals mixed in the same-state order, on the logged base actions")
     report.stats = command_stats(ep, policy, stats_mix, mixer_p, ep.a_base)
     return report
+
+
+def _input_counts(ep: Episode, base: BaseTrace, policy: PolicyTrace | None) -> dict:
+    """How often each node held the newest reference, an older one or the hold (where the log does not say)."""
+    rows = np.all(np.isfinite(ep.a_base), axis=1)
+    out = {"base_newest_reference": int(np.sum(rows & (base.reference == 0))),
+           "base_older_reference": int(np.sum(rows & (base.reference > 0))),
+           "base_holding": int(np.sum(rows & (base.reference < 0)))}
+    if policy is not None and policy.reference is not None:
+        ran = np.array([s is not None for s in policy.skips])
+        out.update(policy_newest_reference=int(np.sum(ran & (policy.reference == 0))),
+                   policy_older_reference=int(np.sum(ran & (policy.reference > 0))),
+                   policy_perception_late=int(policy.perception_late),
+                   policy_perception_early=int(policy.perception_early),
+                   policy_previous_state=int(policy.state_previous))
+    return out
 
 
 def order_of_events(events: Sequence[tuple], periods: int) -> np.ndarray:

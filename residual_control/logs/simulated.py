@@ -88,6 +88,7 @@ def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *,
     ref_stamp = np.full(periods, np.nan)
     perc = np.full((periods, len(features)), np.nan)
     events: list[tuple[float, str, int]] = []
+    perc_msgs: list[tuple[float, list]] = []
     modes: list[tuple[float, str]] = []
     residual_names = tuple(model.joint_names)
     for k in range(periods):
@@ -104,6 +105,7 @@ def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *,
         if features:
             step.set_perception(percept, now)
             perc[k] = percept
+            perc_msgs.append((now, percept.tolist()))
         q_ref, qd_ref, _ = hold.resolve(q, now)
         mixer.update_state(joints, q, qd, now)
         a_base = controller.compute(q, qd, q_ref, qd_ref, now)
@@ -133,4 +135,4 @@ def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *,
     return Episode(joints, t, rows["q"], rows["qd"], rows["q_ref"], rows["qd_ref"], rows["command"],
                    rows["a_base"], rows["applied_residual"], residual=rows["residual"],
                    perception=perc if features else None, modes=modes, metadata=meta,
-                   reference_stamp=ref_stamp, events=events)
+                   reference_stamp=ref_stamp, events=events, perception_messages=perc_msgs if features else None)
