@@ -11,7 +11,7 @@ Steps (:func:`export_checkpoint`):
    with a margin, see core.envelope) when the checkpoint has one (an older checkpoint without
    it exports with a warning: the runtime then runs that model without the envelope check);
 3. export check: torch and onnxruntime on the same random and real observations,
-   max |diff| <= 1e-5, else nothing is written;
+   max |diff| <= 1e-5 x max(1, bound / 4 N m) (float32 rounding scales with the output), else nothing is written;
 4. load the written file with the runtime's PolicyRunner and PolicyExpectations
    built from config/residual_control.yaml (the file is removed if refused).
 """

@@ -152,7 +152,7 @@ def load_init(model: str | Path):
     from residual_control.core.policy import ModelContract, sha256_of
 
     m = onnx.load(str(path))
-    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    inits = {i.name: np.array(numpy_helper.to_array(i)) for i in m.graph.initializer}
     need = ["obs_mean", "obs_std", "obs_clip_hi", "residual_limit"]
     missing = [k for k in need if k not in inits]
     if missing:
@@ -327,7 +327,8 @@ def _check_contract(init_meta: dict, env, init: str) -> None:
         problems.append(f"joints {list(env.joints)} (found {list(init_meta['joint_names'])})")
     if list(init_meta["observation_names"]) != list(env.observation_names):
         problems.append(f"observations {list(env.observation_names)} (found {list(init_meta['observation_names'])})")
-    if not np.allclose(init_meta["residual_limit"], env.residual_limit):
+    limit = np.asarray(init_meta["residual_limit"], dtype=float)
+    if limit.shape != env.residual_limit.shape or not np.allclose(limit, env.residual_limit):
         problems.append(f"residual_limit {env.residual_limit.tolist()} (found {list(init_meta['residual_limit'])})")
     if problems:
         raise ValueError(f"--init {init}: expected a model of the params file's robot: " + "; ".join(problems))

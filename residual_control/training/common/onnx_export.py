@@ -103,6 +103,9 @@ def export_check(net: ResidualPolicyNet, model_bytes: bytes, real_obs: np.ndarra
         ref = net(torch.as_tensor(obs)).numpy()
     got = np.concatenate([sess.run([OUTPUT_NAME], {INPUT_NAME: o[None, :]})[0] for o in obs])
     diff = float(np.max(np.abs(ref - got)))
+    # Relative to the output's scale (the bound, N m): float32 rounding of a residual near 20 N m is ~2e-6
+    # per operation, and inputs at the normaliser's clip make large pre-activations that cancel.
+    tol = tol * max(1.0, float(net.limit.abs().max()) / 4.0)
     if not np.isfinite(diff) or diff > tol:
         raise ExportCheckError(f"export check: expected torch vs onnxruntime max |diff| <= {tol:g}, "
                                f"found {diff:.3g} over {len(obs)} observations")
