@@ -103,9 +103,18 @@ def source_sha256(path: str | Path) -> dict:
 
 
 def read_logs(paths: Sequence[str | Path], params_file: str | None = None) -> tuple[list[Episode], list[dict]]:
-    """Episodes and their sources ({path, sha256}) from bags, folders of bags or .npz episodes."""
+    """Return the episodes and their sources ({path, sha256}) of bags, folders of bags or .npz episodes.
+
+    ``params_file``: the params file the fine-tuned model is for: a bag of other joints, or one recorded
+    with other parameters (its metadata holds them), is refused (logs.bag.read_episode).
+    """
+    from .common.config import resolve_path
     from .sim_logs import load_episode
 
+    joints, params_text = None, None
+    if params_file:
+        joints = load_params_file(params_file)["joints"]
+        params_text = resolve_path(params_file).read_text(encoding="utf-8")
     episodes, sources = [], []
     for raw in paths:
         p = Path(raw)
@@ -127,7 +136,7 @@ def read_logs(paths: Sequence[str | Path], params_file: str | None = None) -> tu
             else:
                 from residual_control.logs.bag import read_episode
 
-                ep = read_episode(f)
+                ep = read_episode(f, joints=joints, params_text=params_text)
             episodes.append(ep)
             sources.append({"path": str(f), "sha256": source_sha256(f)})
     return episodes, sources

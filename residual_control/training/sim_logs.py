@@ -108,6 +108,59 @@ def load_episode(path) -> Episode:
     return Episode(joints=tuple(str(j) for j in data["joints"]), metadata=meta, **kw)
 
 
+def save_episode_bag(ep: Episode, path, params_file: str = DEFAULT_PARAMS_FILE, storage: str = "mcap",
+                     t0: float = 1.0) -> None:
+    """Write an episode as a rosbag2 recording of the graph's topics (logs.topics), as the recorder would.
+
+    Stamps are ``t0 + t`` (a zero stamp reads as unstamped); the params file's text and the robot go into
+    the bag's metadata. Read back by :func:`residual_control.logs.bag.read_episode`.
+    """
+    from residual_control.logs import bag
+    from residual_control.logs.topics import TOPICS
+
+    from .common.config import resolve_path
+
+    store = bag._typestore().types
+    text = resolve_path(params_file).read_text(encoding="utf-8")
+    meta = bag.recording_metadata(params_text=text, robot=str(ep.metadata.get("robot", "")), joints=ep.joints,
+                                  model_path=str(ep.metadata.get("model") or ""))
+
+    def stamp(t):
+        sec = int(np.floor(t))
+        return store["builtin_interfaces/msg/Time"](sec=sec, nanosec=int(round((t - sec) * 1e9)))
+
+    def js(t, position=(), velocity=(), effort=()):
+        header = store["std_msgs/msg/Header"](stamp=stamp(t), frame_id="")
+        return store["sensor_msgs/msg/JointState"](
+            header=header, name=list(ep.joints), position=np.asarray(position, dtype=np.float64),
+            velocity=np.asarray(velocity, dtype=np.float64), effort=np.asarray(effort, dtype=np.float64))
+
+    def array(values):
+        layout = store["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0)
+        return store["std_msgs/msg/Float64MultiArray"](layout=layout, data=np.asarray(values, dtype=np.float64))
+
+    with bag.BagWriter(path, storage=storage, custom_data=meta) as w:
+        for topic in TOPICS:
+            w.add_topic(bag.resolve_topic(topic.name), topic.msgtype)
+        for k in range(ep.periods):
+            t = t0 + float(ep.t[k])
+            msgs = [("reference", js(t, ep.q_ref[k], ep.qd_ref[k]), "sensor_msgs/msg/JointState")]
+            if ep.perception is not None:
+                msgs.append(("perception", array(ep.perception[k]), "std_msgs/msg/Float64MultiArray"))
+            msgs += [("joint_states", js(t, ep.q[k], ep.qd[k]), "sensor_msgs/msg/JointState"),
+                     ("base_action", js(t, effort=ep.a_base[k]), "sensor_msgs/msg/JointState")]
+            if ep.residual is not None:
+                msgs.append(("residual_action", js(t, effort=ep.residual[k]), "sensor_msgs/msg/JointState"))
+            if ep.expert is not None:
+                msgs.append(("expert_action", js(t, effort=ep.expert[k]), "sensor_msgs/msg/JointState"))
+            msgs += [("commands", array(ep.command[k]), "std_msgs/msg/Float64MultiArray"),
+                     ("residual_mixer/applied_residual", js(t, effort=ep.applied_residual[k]),
+                      "sensor_msgs/msg/JointState")]
+            ns = int(round(t * 1e9))
+            for i, (rel, msg, msgtype) in enumerate(msgs):
+                w.write(bag.resolve_topic(rel), ns + 1000 * i, bag.serialize(msg, msgtype))
+
+
 def main(argv=None) -> int:
     """``python -m residual_control.training.sim_logs --plant P --episodes N --out DIR [--model M]``."""
     import argparse
@@ -122,14 +175,19 @@ def main(argv=None) -> int:
     ap.add_argument("--params", default=DEFAULT_PARAMS_FILE)
     ap.add_argument("--seed", type=int, default=100)
     ap.add_argument("--expert", action="store_true", help="also log the privileged expert's command")
+    ap.add_argument("--bag", action="store_true", help="write rosbag2 recordings (MCAP) instead of .npz")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     for i in range(a.episodes):
         ep = simulate_episode(a.plant, a.model or None, a.seconds, a.seed + i, a.params, expert=a.expert)
-        save_episode(ep, out / f"episode_{i:03d}.npz")
-        print(f"{out / f'episode_{i:03d}.npz'}: {ep.periods} periods")
+        name = out / (f"episode_{i:03d}" if a.bag else f"episode_{i:03d}.npz")
+        if a.bag:
+            save_episode_bag(ep, name, a.params)
+        else:
+            save_episode(ep, name)
+        print(f"{name}: {ep.periods} periods")
     return 0
 
 

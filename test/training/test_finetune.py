@@ -17,7 +17,7 @@ from residual_control.core.policy import INPUT_NAME, OUTPUT_NAME  # noqa: E402
 from residual_control.logs.bag import file_sha256  # noqa: E402
 from residual_control.sim.plant import PlantParams  # noqa: E402
 from residual_control.training.finetune import load_init  # noqa: E402
-from residual_control.training.sim_logs import save_episode, simulate_episode  # noqa: E402
+from residual_control.training.sim_logs import save_episode, save_episode_bag, simulate_episode  # noqa: E402
 
 PARAMS = str(ROOT / "config" / "residual_control.yaml")
 SHIPPED = str(ROOT / "models" / "residual_bc.onnx")
@@ -77,9 +77,9 @@ def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("finetune")
     logs = root / "logs"
     logs.mkdir()
-    for seed in (0, 1):
-        save_episode(simulate_episode(GAP, SHIPPED, 6.0, seed=seed, params_file=PARAMS, expert=seed == 1),
-                     logs / f"episode_{seed}.npz")
+    # One log as a rosbag2 recording (MCAP, read by logs.bag), one as an .npz episode with an expert's commands.
+    save_episode_bag(simulate_episode(GAP, SHIPPED, 6.0, seed=0, params_file=PARAMS), logs / "bag_0", PARAMS)
+    save_episode(simulate_episode(GAP, SHIPPED, 6.0, seed=1, params_file=PARAMS, expert=True), logs / "episode_1.npz")
     cfg = root / "tiny.yaml"
     base = yaml.safe_load((ROOT / "config" / "train_finetune.yaml").read_text())
     from residual_control.training.common.config import deep_update
@@ -104,7 +104,8 @@ def test_tiny_finetune_runs_end_to_end_and_the_model_records_the_logs(tiny_run):
     meta = {p.key: p.value for p in onnx.load(str(root / "model.onnx")).metadata_props}
     assert meta["training_method"] == "finetune"
     bags = json.loads(meta["bags"])
-    want = {f.name: file_sha256(f) for f in sorted(logs.glob("*.npz"))}
+    want = {f.name: file_sha256(f) for f in [*logs.glob("*.npz"), *logs.glob("bag_0/*.mcap")]}
+    assert len(want) == 2
     assert {k: v for b in bags for k, v in b["sha256"].items()} == want
     fine = json.loads(meta["finetune"])
     assert "identified" in fine["method"] and fine["init_sha256"] == file_sha256(SHIPPED)
@@ -133,6 +134,24 @@ def test_cli_finetune_needs_bags_and_init(capsys):
 
     with pytest.raises(SystemExit, match="expected --bags BAG... and --init MODEL"):
         main(["train", "finetune", "--bags", "x.npz"])
+
+
+def test_a_bag_reads_back_as_the_logged_episode_and_other_params_are_refused(tmp_path):
+    from residual_control.logs.bag import BagError
+    from residual_control.training.finetune import read_logs
+
+    ep = simulate_episode(GAP, SHIPPED, 1.0, seed=0, params_file=PARAMS, expert=True)
+    save_episode_bag(ep, tmp_path / "bag", PARAMS)
+    (back,), (source,) = read_logs([str(tmp_path / "bag")], PARAMS)
+    for name in ("q", "qd", "q_ref", "qd_ref", "command", "a_base", "applied_residual", "expert", "perception"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(ep, name), err_msg=name)
+    assert source["sha256"] == back.metadata["bag_sha256"]
+    other = tmp_path / "other.yaml"
+    text = (ROOT / "config" / "residual_control.yaml").read_text()
+    assert "residual_limit_max: [25.0, 12.0]" in text
+    other.write_text(text.replace("residual_limit_max: [25.0, 12.0]", "residual_limit_max: [26.0, 12.0]"))
+    with pytest.raises(BagError, match="recorded with different parameters"):
+        read_logs([str(tmp_path / "bag")], str(other))
 
 
 def test_missing_logs_are_refused(tmp_path):
