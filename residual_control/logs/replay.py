@@ -223,7 +223,9 @@ class ReplayReport:
                 lines.append(f"{s.stage:<10}{_num(s.max_abs):>12}{s.compared:>9}  {first}")
         if self.order:
             lines.append(f"mixer order ({self.order.get('source', '')}): {self.order.get('same', 0)} periods the "
-                         f"residual of the same state, {self.order.get('previous', 0)} the one before")
+                         f"residual of the same state, {self.order.get('previous', 0)} an earlier one"
+                         + (f" ({self.order['behind_more']} more than one period behind)"
+                            if self.order.get("behind_more") else ""))
         if self.inputs:
             i = self.inputs
             text = (f"inputs held: base controller the newest reference {i['base_newest_reference']}, an older "
@@ -300,9 +302,24 @@ REFERENCE_DEPTH = 6
 REFERENCE_LOOKBACK = 12
 #: Perception messages the log received up to this long after t[k] (s) may have reached the policy before
 #: row k's base action: the recorder is a subscriber like any other and may take them later.
-PERCEPTION_LOOKAHEAD = 0.1
+PERCEPTION_LOOKAHEAD = 0.5
 #: Mixer-order hypotheses kept while the log cannot tell them apart (logs.replay.replay_mixer_search).
-ORDER_HYPOTHESES = 8
+ORDER_HYPOTHESES = 64
+#: Residuals the mixer may be behind by (sent, not yet taken) when a base action comes.
+MAX_PENDING = 3
+#: Joint states before the base action's that the policy may use (it got the base action first).
+STATE_LOOKBACK = 3
+#: A run of this many periods without a logged residual where the replay has one: the policy was silent.
+SILENT_PERIODS = 3
+
+
+def node_time(t: float) -> float:
+    """Return ``t`` as a node's clock gives it (nanoseconds * 1e-9), where a stamp is sec + nanosec * 1e-9.
+
+    The two differ in the last bit; a timeout compared at its bound (residual_timeout 0.05 s after a
+    residual received 5 periods before) goes the way the node's arithmetic goes.
+    """
+    return round(float(t) * 1e9) * 1e-9
 
 
 def _reference_candidates(ep: Episode, k: int, newest_used: float | None) -> list[tuple]:
@@ -398,7 +415,7 @@ def replay_base(episode: Episode, base_params: Mapping[str, Any], tolerance: flo
             continue
         j, a, controller, stamp = chosen
         out[k], choice[k] = a, j
-        if j >= 0:
+        if j >= 0 and _close(a, logged, tolerance):  # the log confirms it: never an older one from here
             referenced = True
             newest = stamp if stamp is not None else newest
     return BaseTrace(out, choice)
@@ -416,19 +433,19 @@ def _perception_candidates(ep: Episode, k: int, held: int | None) -> list[tuple[
     msgs = ep.perception_messages
     if msgs is not None:
         times = [m[0] for m in msgs]
-        t_next = float(ep.t[k]) + PERCEPTION_LOOKAHEAD
-        now = bisect.bisect_right(times, float(ep.t[k])) - 1
+        t_next = node_time(ep.t[k]) + PERCEPTION_LOOKAHEAD
+        now = bisect.bisect_right(times, node_time(ep.t[k])) - 1
         nxt = bisect.bisect_right(times, t_next) - 1
         low = held if held is not None else max(now - REFERENCE_LOOKBACK, 0)
         keys = ([now] if now >= 0 else []) + list(range(now - 1, low - 1, -1)) + list(range(now + 1, nxt + 1))
-        cands = [(i, np.asarray(msgs[i][1], dtype=float), float(msgs[i][0])) for i in keys if i >= 0]
+        cands = [(i, np.asarray(msgs[i][1], dtype=float), node_time(msgs[i][0])) for i in keys if i >= 0]
     else:
         if ep.perception is None:
             return []
         rows = [k] + list(range(k - 1, max(-1, (held if held is not None else k) - 1, k - REFERENCE_LOOKBACK), -1))
         if k + 1 < ep.periods:
             rows.append(k + 1)
-        cands = [(r, ep.perception[r], min(float(ep.t[r]), float(ep.t[k]))) for r in rows if _finite(ep.perception[r])]
+        cands = [(r, ep.perception[r], node_time(ep.t[r])) for r in rows if _finite(ep.perception[r])]
     out, seen = [], set()
     for key, values, time in cands:
         if held is not None and key < held:
@@ -436,7 +453,7 @@ def _perception_candidates(ep: Episode, k: int, held: int | None) -> list[tuple[
         tag = values.tobytes()
         if tag not in seen:
             seen.add(tag)
-            out.append((key, values, min(time, float(ep.t[k]))))
+            out.append((key, values, time))
     return out
 
 
@@ -476,27 +493,27 @@ def replay_policy(episode: Episode, model, policy_params: Mapping[str, Any], a_b
     choice = np.full(ep.periods, -1, dtype=int)
     worst, worst_rel = None, 0.0
     newest: float | None = None
-    held_ref = None
+    perc_floor: int | None = None  # the oldest perception the policy may hold (confirmed by the log)
     late = early = stale = 0
     state_timeout = float(policy_params.get("joint_state_timeout", 0.1))
     perc_row: int | None = None   # the row whose perception the policy holds
     uses_perception = ep.perception is not None or ep.perception_messages is not None
     for k in range(ep.periods):
-        t = float(ep.t[k])
+        t = node_time(ep.t[k])  # the node's clock at the base action, and the stamp it passes on (ns * 1e-9)
         if not (_finite(ep.q[k]) and _finite(ep.qd[k]) and _finite(a_base[k])):
             continue  # the policy runs on a base action and the joint state of its stamp
         refs = list(enumerate(_reference_candidates(ep, k, newest)))
-        if held_ref is None:
-            refs.append((-1, None))
-        percs: list = _perception_candidates(ep, k, perc_row) if uses_perception else [None]
-        if uses_perception and perc_row is None:
-            percs.append(None)  # none received yet
+        if newest is None:
+            refs.append((-1, None))  # none received yet
+        percs: list = _perception_candidates(ep, k, perc_floor) if uses_perception else [None]
+        if uses_perception and perc_floor is None:  # none received yet: first where none is in force
+            percs.insert(len(percs) if percs and percs[0][2] <= t else 0, None)
         # the joint state: the base action's, or (it came to the node after the base action) the latest
         # before it, within joint_state_timeout (nodes/residual_policy)
-        states = [k]
-        if k > 0 and _finite(ep.q[k - 1]) and _finite(ep.qd[k - 1]) and ep.t[k] - ep.t[k - 1] <= state_timeout:
-            states.append(k - 1)
+        states = [k] + [r for r in range(k - 1, max(-1, k - 1 - STATE_LOOKBACK), -1)
+                        if _finite(ep.q[r]) and _finite(ep.qd[r]) and ep.t[k] - ep.t[r] <= state_timeout]
         chosen = (k, refs[0] if refs else (-1, None), percs[0] if percs else None)
+        confirmed = False
         if logged is not None and (len(refs) > 1 or len(percs) > 1 or len(states) > 1):
             m = step.model
             for s_row, ref, r_p in itertools.product(states, refs, percs):
@@ -507,7 +524,7 @@ def replay_policy(episode: Episode, model, policy_params: Mapping[str, Any], a_b
                     elif r_p[0] == perc_row:
                         p, p_time = step.perception, step.perception_time
                     else:
-                        p, p_time = r_p[1], r_p[2]
+                        p, p_time = r_p[1], min(r_p[2], t)
                     if not (m.assembler.uses_perception and perception_lost(t, p_time, timeout)):
                         q_ref, qd_ref = _at(*ref[1], t)
                         try:
@@ -516,17 +533,18 @@ def replay_policy(episode: Episode, model, policy_params: Mapping[str, Any], a_b
                         except ValueError:
                             r = None
                 if _close(r, logged[k], tolerance):
-                    chosen = (s_row, ref, r_p)
+                    chosen, confirmed = (s_row, ref, r_p), r is not None
                     break
         s_row, (j, ref), r_p = chosen
         stale += int(s_row != k)
-        if ref is not None and ref is not held_ref:
+        if ref is not None:
             step.reference.set(np.array(ref[0], dtype=float), np.array(ref[1], dtype=float), ref[2])
-            held_ref = ref
-            newest = ref[2] if ref[2] is not None else newest
         if r_p is not None and r_p[0] != perc_row:
-            step.set_perception(np.array(r_p[1], dtype=float), r_p[2])
+            step.set_perception(np.array(r_p[1], dtype=float), min(r_p[2], t))
             perc_row = r_p[0]
+        if confirmed:  # the log confirms what the policy held: never older ones from here
+            newest = ref[2] if ref[2] is not None else newest
+            perc_floor = r_p[0] if r_p is not None else perc_floor
         if r_p is not None and percs and r_p[0] != percs[0][0]:
             late += int(r_p[0] < percs[0][0])
             early += int(r_p[0] > percs[0][0])
@@ -558,6 +576,7 @@ class MixTrace:
     modes: list                   # (K,) mode value or None
     blended: np.ndarray           # (K,) bool: the command is not clip(a_base + applied) (resume, base fault)
     previous: np.ndarray | None = None  # (K,) bool: the base action of k was mixed before the residual of k
+    behind: np.ndarray | None = None    # (K,) residuals sent and not yet taken when the base action of k was mixed
 
 
 def _mixer_period(mixer, ep: Episode, k: int, now: float, a_base: np.ndarray, residual: np.ndarray,
@@ -620,7 +639,7 @@ def replay_mixer(episode: Episode, mixer_params: Mapping[str, Any], a_base: np.n
                 outputs[int(k)] = out
         return _trace(ep, outputs, order_of_events(events, ep.periods))
     for k in range(ep.periods):
-        now = float(ep.t[k])
+        now = node_time(ep.t[k])
         order = ("base", "residual") if previous is not None and previous[k] else ("residual", "base")
         for kind in order:
             out = _mixer_period(mixer, ep, k, now, a_base, residual, kind)
@@ -663,47 +682,58 @@ def replay_mixer_search(episode: Episode, mixer_params: Mapping[str, Any], a_bas
                         residual: np.ndarray, tolerance: float = TOLERANCE) -> MixTrace:
     """Run the core Mixer in an order the log is consistent with, where the log does not say it.
 
-    Per period the residual of the same state came first or after the base action (then the mixer
-    held the residual before). Every order whose outputs match the logged command and applied
-    residual is kept (up to ORDER_HYPOTHESES distinct mixer states: while the mixer falls back, the
-    order shows only later, in when it ramps back in); where none matches, the closest goes on.
-    The residual-first order is preferred where both fit.
+    Before each base action the mixer has taken some of the residuals sent so far, in order: the
+    one of the same state (the fused node; a residual that reached the separate mixer first), or
+    only those before (the base action came first; up to MAX_PENDING residuals behind). A residual
+    taken before the base action of row k counts as received at t[k] if it is row k's, else at
+    t[k-1]. Every order whose outputs match the logged command and applied residual is kept (up to
+    ORDER_HYPOTHESES distinct mixer states: while the mixer falls back the order shows only later,
+    in when it ramps back in); where none matches, the closest goes on. Taking more residuals is
+    preferred where several fit.
     """
     import copy
 
     ep = episode
-    # a hypothesis: (mixer, node), node = (parent node, k, output, previous) for backtracking
-    hyps = [(_make_mixer(mixer_params), None)]
+    joints = ep.joints
+    # a hypothesis: (mixer, pending rows, node), node = (parent, k, output, residuals left behind)
+    hyps = [(_make_mixer(mixer_params), (), None)]
     for k in range(ep.periods):
-        now = float(ep.t[k])
-        orders = (False, True) if _finite(residual[k]) and _finite(a_base[k]) else (False,)
+        now = node_time(ep.t[k])
+        before = node_time(ep.t[k - 1]) if k > 0 else now
         scored = []
-        for mixer, node in hyps:
-            for prev in orders:
-                m = copy.copy(mixer) if len(hyps) * len(orders) > 1 else mixer
+        for mixer, pending, node in hyps:
+            queue = pending + ((k,) if _finite(residual[k]) else ())
+            if not _finite(a_base[k]):
+                options = [len(queue)]
+            else:
+                options = [m for m in range(len(queue), -1, -1) if len(queue) - m <= MAX_PENDING]
+            for taken in options:
+                m = copy.copy(mixer) if len(hyps) * len(options) > 1 else mixer
                 m.stats = copy.copy(mixer.stats)
-                out = None
-                for kind in (("base", "residual") if prev else ("residual", "base")):
-                    o = _mixer_period(m, ep, k, now, a_base, residual, kind)
-                    out = o if o is not None else out
-                scored.append((_output_error(ep, k, out), m, (node, k, out, prev)))
+                for r in queue[:taken]:
+                    m.update_residual(joints, residual[r], float(ep.t[r]), now if r == k else before)
+                out = _mixer_period(m, ep, k, now, a_base, residual, "base")
+                left = queue[taken:]
+                scored.append((_output_error(ep, k, out), m, left, (node, k, out, len(left))))
         good = [s for s in scored if s[0] <= tolerance] or [min(scored, key=lambda s: s[0])]
         kept, seen = [], set()
-        for _, m, node in good:
-            key = _mixer_state(m)
+        for _, m, left, node in good:
+            key = (_mixer_state(m), left)
             if key not in seen:
                 seen.add(key)
-                kept.append((m, node))
+                kept.append((m, left, node))
             if len(kept) >= ORDER_HYPOTHESES:
                 break
         hyps = kept
     outputs: list = [None] * ep.periods
-    previous = np.zeros(ep.periods, dtype=bool)
-    node = hyps[0][1]
+    behind = np.zeros(ep.periods, dtype=int)
+    node = hyps[0][2]
     while node is not None:
-        node, k, out, prev = node
-        outputs[k], previous[k] = out, prev
-    return _trace(ep, outputs, previous)
+        node, k, out, left = node
+        outputs[k], behind[k] = out, left
+    trace = _trace(ep, outputs, behind > 0)
+    trace.behind = behind
+    return trace
 
 
 def _fit(applied: np.ndarray, residual: np.ndarray, eps: np.ndarray, gain: float) -> tuple[float, float]:
@@ -764,10 +794,22 @@ def _base_cause(m: Mismatch, diff_text: str) -> str:
             "in transit")
 
 
-def _residual_cause(m: Mismatch, model_differs: bool, diff_text: str, skip: str | None) -> str:
+def _silent_run(ep: Episode, replayed: np.ndarray, k: int) -> int:
+    """Return how many periods from k the log has no residual where the replay has one."""
+    run = 0
+    while (k + run < ep.periods and not _finite(ep.residual[k + run]) and _finite(replayed[k + run])):
+        run += 1
+    return run
+
+
+def _residual_cause(m: Mismatch, model_differs: bool, diff_text: str, skip: str | None, silent: int = 0) -> str:
     logged_has, replay_has = _finite(m.logged), _finite(m.recomputed)
     if model_differs:
         return "model differs: the replayed model is not the one the bag records (sha256)"
+    if silent >= SILENT_PERIODS:
+        return (f"the policy published no residual for {silent} consecutive periods from period {m.period} where "
+                f"the core policy step computes one: the policy node stopped, restarted or stalled (a deployment "
+                f"event, not the core; the mixer's answer to it is checked in the command stage)")
     if logged_has and not replay_has:
         why = f" (the replay skipped: {skip})" if skip else ""
         return (f"the log has a residual where the core policy step gives none{why}: "
@@ -972,7 +1014,7 @@ def replay(episode: Episode, model_path: str | None = None, params: Any = None, 
                 m = res.mismatch
                 m.cause = (_follows(report.stages, m.period, "the policy is fed the logged base action")
                            or _residual_cause(m, False, _differ_text(diff, "residual_policy", bag_sections, sections),
-                                              policy.skips[m.period]))
+                                              policy.skips[m.period], _silent_run(ep, policy.residual, m.period)))
             report.stages.append(res)
             residual_in = ep.residual
         based = np.all(np.isfinite(ep.a_base), axis=1)
@@ -986,6 +1028,8 @@ def replay(episode: Episode, model_path: str | None = None, params: Any = None, 
             source = "one the logged commands fit"
         report.order = {"source": source, "same": int(np.sum(~previous & based)),
                         "previous": int(np.sum(previous & based))}
+        if mix.behind is not None:
+            report.order["behind_more"] = int(np.sum((mix.behind > 1) & based))
         res, _ = _compare("command", ep, ep.command, mix.command, tolerance, np.all(np.isfinite(ep.a_base), axis=1))
         applied_res, _ = _compare("applied", ep, ep.applied_residual, mix.applied, tolerance,
                                   np.all(np.isfinite(ep.a_base), axis=1))

@@ -16,7 +16,9 @@ before) or a number in [0, 1], the chance of ``"previous"`` per period (seeded).
 The order taken is kept in ``Episode.events``.
 
 Used by replay's tests and by anyone who needs a logged-like run without a
-robot; the times are the stamps (as in lockstep on simulated time).
+robot. Times are those of lockstep on simulated time: a node's clock reads the
+stamp of the state it handles, in its own arithmetic (nanoseconds * 1e-9, where
+a stamp reads sec + nanosec * 1e-9), as the separate nodes compute.
 """
 from __future__ import annotations
 
@@ -28,19 +30,23 @@ import numpy as np
 from .episode import Episode
 from .topics import META_JOINTS, META_MODEL_PATH, META_MODEL_SHA256, META_PARAMS, META_ROBOT
 
-#: Stamp of the first period (s): never 0, which ROS reads as "unstamped".
-T0 = 1.0
+#: Stamp of the first period (ns): never 0, which ROS reads as "unstamped".
+T0_NS = 1_000_000_000
 
 
 def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *, plant=None,
                      trajectory: Mapping | None = None, perception: Sequence[float] | None = None,
                      order: str | float = "same", reference_every: int = 2, reference_start: float = 0.03,
-                     seed: int = 0) -> Episode:
+                     race: float = 0.0, seed: int = 0) -> Episode:
     """Run the core loop for ``seconds`` on a plant (``plant``: PlantParams, mapping or file; None: nominal).
 
     ``params_yaml``: the text of a ROS 2 params file (as a bag's metadata holds it). ``trajectory``: a
     sinusoid spec (default: around the robot's home, 0.5 Hz). ``perception``: the features the policy
-    receives every period (default: the nominal payload).
+    receives every period (default: the nominal payload). ``race``: the chance per period that the
+    base controller, and apart from it the policy, get the period's new reference only after the joint
+    state, that the policy gets the base action before the joint state (it uses the one before) and
+    the perception late; with ``race`` the perception varies (+-0.05 around ``perception``). The log
+    keeps what a recorder receives: the newest reference and perception at each joint state.
     """
     import yaml
 
@@ -91,38 +97,71 @@ def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *,
     perc_msgs: list[tuple[float, list]] = []
     modes: list[tuple[float, str]] = []
     residual_names = tuple(model.joint_names)
+    logged_ref = None
+    # what the nodes did that the log does not show (rows): for tests of replay
+    truth: dict[str, list[int]] = {"base_reference_late": [], "policy_reference_late": [], "perception_late": [],
+                                   "policy_previous_state": []}
     for k in range(periods):
-        now = T0 + k * dt
-        t[k] = now
+        ns = T0_NS + int(round(k * dt * 1e9))
+        stamp = ns // 10 ** 9 + (ns % 10 ** 9) * 1e-9  # as a header stamp reads (sec + nanosec * 1e-9)
+        now = ns * 1e-9                                 # as a node's clock reads it
+        t[k] = stamp
+        elapsed = (ns - T0_NS) * 1e-9
         q, qd = sim.measure()
         rows["q"][k], rows["qd"][k] = q, qd
-        if now - T0 >= reference_start - 1e-12 and k % reference_every == 0:
-            q_r, qd_r, _ = traj.sample(now - T0)
-            hold.set(np.array(q_r), np.array(qd_r), now)
-            step.reference.set(np.array(q_r), np.array(qd_r), now)
-        if hold.received:
-            rows["q_ref"][k], rows["qd_ref"][k], ref_stamp[k] = hold.q_ref, hold.qd_ref, hold.stamp
+        late_base = late_policy = None
+        if elapsed >= reference_start - 1e-12 and k % reference_every == 0:
+            q_r, qd_r, _ = traj.sample(elapsed)
+            logged_ref = (np.array(q_r), np.array(qd_r), stamp)
+            if rng.random() < race:
+                late_base = logged_ref
+                truth["base_reference_late"].append(k)
+            else:
+                hold.set(*logged_ref)
+            if rng.random() < race:
+                late_policy = logged_ref
+                truth["policy_reference_late"].append(k)
+            else:
+                step.reference.set(*logged_ref)
+        if logged_ref is not None:
+            rows["q_ref"][k], rows["qd_ref"][k], ref_stamp[k] = logged_ref
+        late_perception = None
         if features:
-            step.set_perception(percept, now)
-            perc[k] = percept
-            perc_msgs.append((now, percept.tolist()))
-        q_ref, qd_ref, _ = hold.resolve(q, now)
+            p_k = percept + (rng.uniform(-0.05, 0.05, percept.shape) if race > 0 else 0.0)
+            if rng.random() < race:
+                late_perception = p_k
+                truth["perception_late"].append(k)
+            else:
+                step.set_perception(p_k, now)
+            perc[k] = p_k
+            perc_msgs.append((now, p_k.tolist()))
+        q_ref, qd_ref, _ = hold.resolve(q, stamp)
         mixer.update_state(joints, q, qd, now)
-        a_base = controller.compute(q, qd, q_ref, qd_ref, now)
+        a_base = controller.compute(q, qd, q_ref, qd_ref, stamp)
         rows["a_base"][k] = a_base
-        outcome = step.step(q, qd, a_base, now, now)
+        q_pol, qd_pol = q, qd
+        if k > 0 and rng.random() < race:
+            q_pol, qd_pol = rows["q"][k - 1], rows["qd"][k - 1]
+            truth["policy_previous_state"].append(k)
+        outcome = step.step(q_pol, qd_pol, a_base, now, now)
+        if late_base is not None:
+            hold.set(*late_base)
+        if late_policy is not None:
+            step.reference.set(*late_policy)
+        if late_perception is not None:
+            step.set_perception(late_perception, now)
         residual = None
         if outcome.residual is not None:
             residual = outcome.residual
             rows["residual"][k] = residual[[residual_names.index(j) for j in joints]]
         previous = order == "previous" or (not isinstance(order, str) and rng.random() < float(order))
         if residual is not None and not previous:
-            mixer.update_residual(residual_names, residual, now, now)
+            mixer.update_residual(residual_names, residual, stamp, now)
             events.append((now, "residual", k))
-        out = mixer.step(joints, a_base, now, now)
+        out = mixer.step(joints, a_base, stamp, now)
         events.append((now, "base", k))
         if residual is not None and previous:
-            mixer.update_residual(residual_names, residual, now, now)
+            mixer.update_residual(residual_names, residual, stamp, now)
             events.append((now, "residual", k))
         if out.transition:
             modes.append((now, f"{out.mode.value}: {out.reason}"))
@@ -131,7 +170,8 @@ def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *,
             rows["command"][k] = out.command
         sim.step(out.command if out.command is not None else np.zeros(n), dt)
     meta = {META_MODEL_SHA256: sha256_of(model_path), META_MODEL_PATH: str(Path(model_path).resolve()),
-            META_PARAMS: params_yaml, META_ROBOT: robot, META_JOINTS: list(joints), "source": "simulated"}
+            META_PARAMS: params_yaml, META_ROBOT: robot, META_JOINTS: list(joints), "source": "simulated",
+            "simulated_races": truth}
     return Episode(joints, t, rows["q"], rows["qd"], rows["q_ref"], rows["qd_ref"], rows["command"],
                    rows["a_base"], rows["applied_residual"], residual=rows["residual"],
                    perception=perc if features else None, modes=modes, metadata=meta,
