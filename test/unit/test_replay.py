@@ -83,6 +83,36 @@ def test_an_episode_of_the_core_loop_replays_exactly(graph_episode, events):
     assert report.stats.violations == 0 and report.stats.max_abs_delta == [0.0, 0.0]
 
 
+def test_inputs_that_reach_the_nodes_late_are_found_where_the_log_shows_them(params):
+    """The reference, perception and joint state race to the nodes: replay finds which each node held."""
+    from residual_control.logs.replay import load_policy, node_sections, params_of, replay_base, replay_policy
+
+    ep = simulate_episode(params, MODEL, seconds=3.0, order=0.3, race=0.25, seed=5)
+    truth = ep.metadata["simulated_races"]
+    assert all(len(v) > 10 for v in truth.values()), truth
+    report = replay(dataclasses.replace(ep, events=None))
+    assert report.reproduced, report.table()
+    sections = node_sections(params_of(params))
+    base = replay_base(ep, sections["base_controller"])
+    logged_ref = np.isfinite(ep.q_ref[:, 0])
+    late = set(np.flatnonzero((base.reference > 0) | ((base.reference < 0) & logged_ref)).tolist())
+    assert late == set(truth["base_reference_late"])
+    model = load_policy(MODEL, sections["residual_policy"], sections["base_controller"])
+    policy = replay_policy(ep, model, sections["residual_policy"], logged=ep.residual)
+    seen = np.isfinite(ep.residual[:, 0])  # where the log shows what the policy held
+    late = set(np.flatnonzero(seen & ((policy.reference > 0) | ((policy.reference < 0) & logged_ref))).tolist())
+    assert late == {k for k in truth["policy_reference_late"] if seen[k]}
+    # a state hardly different from the one before (the arm at rest at the start) cannot be told apart
+    step = np.abs(np.diff(ep.q, axis=0)).max(axis=1) + np.abs(np.diff(ep.qd, axis=0)).max(axis=1)
+    moved = np.r_[True, step > 1e-4]
+    assert policy.state_previous == sum(seen[k] and moved[k] for k in truth["policy_previous_state"])
+    assert policy.perception_late == sum(seen[k] for k in truth["perception_late"])
+    assert policy.perception_early == 0
+    # without the search (the log's reference and perception at t[k]), the log is not reproduced
+    blind = replay_policy(ep, model, sections["residual_policy"])
+    assert np.nanmax(np.abs(blind.residual - ep.residual)) > 1e-3
+
+
 def test_the_fused_order_replays_exactly_and_says_so(fused_episode):
     report = replay(dataclasses.replace(fused_episode, events=None))
     assert report.reproduced and report.order["previous"] == 0
