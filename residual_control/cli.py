@@ -25,6 +25,8 @@ _TOOLS = {
     "bench": ("residual_control.harness.bench", "Latency, rate and overhead against the floor"),
     "faults": ("residual_control.harness.faults", "Fault-injection matrix on the closed loop"),
     "soak": ("residual_control.harness.soak", "Run the loop at 1 kHz and record memory, CPU, lateness"),
+    "logs-bench": ("residual_control.harness.logs_bench", "Record N episodes on a 'real robot' plant, fine-tune on "
+                                                          "1, 3, 10, 30 of them, demo each (docs/logs.md)"),
     "replay": ("residual_control.logs.replay", "Re-run the core loop on a recorded bag: reproduce it, or check "
                                                "another model on its states (docs/logs.md)"),
 }
