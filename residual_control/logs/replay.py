@@ -225,7 +225,9 @@ class ReplayReport:
             lines.append(f"mixer order ({self.order.get('source', '')}): {self.order.get('same', 0)} periods the "
                          f"residual of the same state, {self.order.get('previous', 0)} an earlier one"
                          + (f" ({self.order['behind_more']} more than one period behind)"
-                            if self.order.get("behind_more") else ""))
+                            if self.order.get("behind_more") else "")
+                         + (f"; its clock a period behind the stamp {self.order['clock_behind']}"
+                            if self.order.get("clock_behind") else ""))
         if self.inputs:
             i = self.inputs
             text = (f"inputs held: base controller the newest reference {i['base_newest_reference']}, an older "
@@ -577,6 +579,7 @@ class MixTrace:
     blended: np.ndarray           # (K,) bool: the command is not clip(a_base + applied) (resume, base fault)
     previous: np.ndarray | None = None  # (K,) bool: the base action of k was mixed before the residual of k
     behind: np.ndarray | None = None    # (K,) residuals sent and not yet taken when the base action of k was mixed
+    clock_behind: np.ndarray | None = None  # (K,) bool: the mixer's clock still read t[k-1] at the base action of k
 
 
 def _mixer_period(mixer, ep: Episode, k: int, now: float, a_base: np.ndarray, residual: np.ndarray,
@@ -684,55 +687,60 @@ def replay_mixer_search(episode: Episode, mixer_params: Mapping[str, Any], a_bas
 
     Before each base action the mixer has taken some of the residuals sent so far, in order: the
     one of the same state (the fused node; a residual that reached the separate mixer first), or
-    only those before (the base action came first; up to MAX_PENDING residuals behind). A residual
-    taken before the base action of row k counts as received at t[k] if it is row k's, else at
-    t[k-1]. Every order whose outputs match the logged command and applied residual is kept (up to
-    ORDER_HYPOTHESES distinct mixer states: while the mixer falls back the order shows only later,
-    in when it ramps back in); where none matches, the closest goes on. Taking more residuals is
-    preferred where several fit.
+    only those before (the base action came first; up to MAX_PENDING residuals behind). Its clock
+    reads the base action's stamp, or the one before (the base action came before the clock
+    message), never going back; a residual taken before the base action of row k counts as
+    received at t[k] if it is row k's, else at t[k-1] (never after the clock). Every order whose
+    outputs match the logged command and applied residual is kept (up to ORDER_HYPOTHESES distinct
+    mixer states: while the mixer falls back the order shows only later, in when it ramps back in);
+    where none matches, the closest goes on. Taking more residuals, and the base action's own time,
+    are preferred where several fit.
     """
     import copy
 
     ep = episode
     joints = ep.joints
-    # a hypothesis: (mixer, pending rows, node), node = (parent, k, output, residuals left behind)
-    hyps = [(_make_mixer(mixer_params), (), None)]
+    # a hypothesis: (mixer, pending rows, its clock, node), node = (parent, k, output, residuals left behind)
+    hyps = [(_make_mixer(mixer_params), (), -math.inf, None)]
     for k in range(ep.periods):
         now = node_time(ep.t[k])
         before = node_time(ep.t[k - 1]) if k > 0 else now
         scored = []
-        for mixer, pending, node in hyps:
+        for mixer, pending, clock, node in hyps:
             queue = pending + ((k,) if _finite(residual[k]) else ())
             if not _finite(a_base[k]):
-                options = [len(queue)]
+                options = [(len(queue), max(now, clock))]
             else:
-                options = [m for m in range(len(queue), -1, -1) if len(queue) - m <= MAX_PENDING]
-            for taken in options:
+                clocks = [c for c in dict.fromkeys((now, before)) if c >= clock] or [clock]
+                options = [(m, c) for c in clocks for m in range(len(queue), -1, -1) if len(queue) - m <= MAX_PENDING]
+            for taken, c in options:
                 m = copy.copy(mixer) if len(hyps) * len(options) > 1 else mixer
                 m.stats = copy.copy(mixer.stats)
                 for r in queue[:taken]:
-                    m.update_residual(joints, residual[r], float(ep.t[r]), now if r == k else before)
-                out = _mixer_period(m, ep, k, now, a_base, residual, "base")
+                    received = max(min(now if r == k else before, c), clock)
+                    m.update_residual(joints, residual[r], float(ep.t[r]), received)
+                out = _mixer_period(m, ep, k, c, a_base, residual, "base")
                 left = queue[taken:]
-                scored.append((_output_error(ep, k, out), m, left, (node, k, out, len(left))))
+                scored.append((_output_error(ep, k, out), m, left, c, (node, k, out, len(left), c < now)))
         good = [s for s in scored if s[0] <= tolerance] or [min(scored, key=lambda s: s[0])]
         kept, seen = [], set()
-        for _, m, left, node in good:
-            key = (_mixer_state(m), left)
+        for _, m, left, c, node in good:
+            key = (_mixer_state(m), left, c)
             if key not in seen:
                 seen.add(key)
-                kept.append((m, left, node))
+                kept.append((m, left, c, node))
             if len(kept) >= ORDER_HYPOTHESES:
                 break
         hyps = kept
     outputs: list = [None] * ep.periods
     behind = np.zeros(ep.periods, dtype=int)
-    node = hyps[0][2]
+    lagged = np.zeros(ep.periods, dtype=bool)
+    node = hyps[0][3]
     while node is not None:
-        node, k, out, left = node
-        outputs[k], behind[k] = out, left
+        node, k, out, left, late = node
+        outputs[k], behind[k], lagged[k] = out, left, late
     trace = _trace(ep, outputs, behind > 0)
-    trace.behind = behind
+    trace.behind, trace.clock_behind = behind, lagged
     return trace
 
 
@@ -1030,6 +1038,7 @@ def replay(episode: Episode, model_path: str | None = None, params: Any = None, 
                         "previous": int(np.sum(previous & based))}
         if mix.behind is not None:
             report.order["behind_more"] = int(np.sum((mix.behind > 1) & based))
+            report.order["clock_behind"] = int(np.sum(mix.clock_behind & based))
         res, _ = _compare("command", ep, ep.command, mix.command, tolerance, np.all(np.isfinite(ep.a_base), axis=1))
         applied_res, _ = _compare("applied", ep, ep.applied_residual, mix.applied, tolerance,
                                   np.all(np.isfinite(ep.a_base), axis=1))
