@@ -299,8 +299,10 @@ def _finite(row) -> bool:
 
 
 #: References a node may hold when a joint state comes (their messages race on a graph): the log's and
-#: older ones, up to this many, within REFERENCE_LOOKBACK periods.
+#: older ones, up to this many distinct ones, stamped up to REFERENCE_WINDOW (s) before; a stalled
+#: publisher's messages can reach a node late. REFERENCE_LOOKBACK: rows of perception looked back.
 REFERENCE_DEPTH = 6
+REFERENCE_WINDOW = 0.5
 REFERENCE_LOOKBACK = 12
 #: Perception messages the log received up to this long after t[k] (s) may have reached the policy before
 #: row k's base action: the recorder is a subscriber like any other and may take them later.
@@ -327,13 +329,14 @@ def node_time(t: float) -> float:
 def _reference_candidates(ep: Episode, k: int, newest_used: float | None) -> list[tuple]:
     """Return the references a node may hold at row k, newest first: (q_ref, qd_ref, stamp or None).
 
-    The log's reference in force at t[k], then up to REFERENCE_DEPTH - 1 older ones (a node that
-    took the joint state before the newest reference); never one older than ``newest_used`` (a node
-    never goes back to an older reference).
+    The log's reference in force at t[k], then up to REFERENCE_DEPTH - 1 older ones of the rows up
+    to REFERENCE_WINDOW before (a node that took the joint state before the newest reference);
+    never one older than ``newest_used`` (a node never goes back to an older reference).
     """
     out, seen = [], set()
-    for j in range(k, max(-1, k - REFERENCE_LOOKBACK), -1):
-        if len(out) >= REFERENCE_DEPTH or not (_finite(ep.q_ref[j]) and _finite(ep.qd_ref[j])):
+    for j in range(k, -1, -1):
+        if (len(out) >= REFERENCE_DEPTH or ep.t[k] - ep.t[j] > REFERENCE_WINDOW
+                or not (_finite(ep.q_ref[j]) and _finite(ep.qd_ref[j]))):
             break
         stamp = None
         if ep.reference_stamp is not None and math.isfinite(ep.reference_stamp[j]):
@@ -701,12 +704,12 @@ def replay_mixer_search(episode: Episode, mixer_params: Mapping[str, Any], a_bas
     ep = episode
     joints = ep.joints
     # a hypothesis: (mixer, pending rows, its clock, node), node = (parent, k, output, residuals left behind)
-    hyps = [(_make_mixer(mixer_params), (), -math.inf, None)]
+    hyps = [(_make_mixer(mixer_params), (), -math.inf, None, 0)]
     for k in range(ep.periods):
         now = node_time(ep.t[k])
         before = node_time(ep.t[k - 1]) if k > 0 else now
         scored = []
-        for mixer, pending, clock, node in hyps:
+        for mixer, pending, clock, node, cost in hyps:
             queue = pending + ((k,) if _finite(residual[k]) else ())
             if not _finite(a_base[k]):
                 options = [(len(queue), max(now, clock))]
@@ -721,14 +724,16 @@ def replay_mixer_search(episode: Episode, mixer_params: Mapping[str, Any], a_bas
                     m.update_residual(joints, residual[r], float(ep.t[r]), received)
                 out = _mixer_period(m, ep, k, c, a_base, residual, "base")
                 left = queue[taken:]
-                scored.append((_output_error(ep, k, out), m, left, c, (node, k, out, len(left), c < now)))
+                scored.append((_output_error(ep, k, out), m, left, c, (node, k, out, len(left), c < now),
+                               cost + int(c < now) + int(len(left) > 1)))
         good = [s for s in scored if s[0] <= tolerance] or [min(scored, key=lambda s: s[0])]
+        good.sort(key=lambda s: s[5])  # the fewest late clocks and residuals more than a period behind first
         kept, seen = [], set()
-        for _, m, left, c, node in good:
+        for _, m, left, c, node, cost_ in good:
             key = (_mixer_state(m), left, c)
             if key not in seen:
                 seen.add(key)
-                kept.append((m, left, c, node))
+                kept.append((m, left, c, node, cost_))
             if len(kept) >= ORDER_HYPOTHESES:
                 break
         hyps = kept
