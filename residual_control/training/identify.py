@@ -331,6 +331,44 @@ def estimate_sensor_noise(episodes: Sequence[Episode]) -> float:
     return float(np.median(mad))
 
 
+def one_step_prediction(episodes: Sequence[Episode], params: PlantParams, plant) -> tuple[list, float]:
+    """Return the identified plant's one-period prediction RMS of the logged positions, and the noise.
+
+    The RMS is per joint (rad); the noise, the position noise std it implies. Each period starts the
+    plant at the logged (q, qd) and holds the logged commands as the latency shifts them (the previous
+    period's for the first ``latency`` physics steps). Its error is
+    ``n[k+1] - n[k] - dt m[k]`` for position noise n and velocity noise m (std n / T), so the noise
+    std is the error's robust std over ``sqrt(2 + (dt / T)^2)``, plus what the model misses.
+    """
+    p = params.replace(actuator_latency=0.0, sensor_noise_std=0.0)
+    plant.set_params(p)
+    dt_phys = plant.physics_dt
+    lat = params.actuator_latency
+    errs = []
+    for ep in episodes:
+        ok = ep.complete()
+        for k in range(1, ep.periods - 1):
+            if not (ok[k] and ok[k + 1] and ok[k - 1]):
+                continue
+            period = float(ep.t[k + 1] - ep.t[k])
+            if period <= 0:
+                continue
+            plant.reset(ep.q[k], ep.qd[k])
+            first = min(lat, period)
+            if first >= dt_phys / 2:
+                plant.step(ep.command[k - 1], first)
+            if period - first >= dt_phys / 2:
+                plant.step(ep.command[k], period - first)
+            errs.append(ep.q[k + 1] - plant.q)
+    if not errs:
+        return [float("nan")] * len(plant.joint_names), float("nan")
+    e = np.asarray(errs)
+    dt = float(np.median(np.concatenate([np.diff(ep.t) for ep in episodes])))
+    robust = np.median(np.abs(e - np.median(e, axis=0)), axis=0) * 1.4826
+    sigma = float(np.median(robust) / np.sqrt(2.0 + (dt / VELOCITY_NOISE_TIMESCALE) ** 2))
+    return np.sqrt(np.mean(e ** 2, axis=0)).tolist(), sigma
+
+
 def _available_effects() -> tuple:
     """Return the optional effects this PlantParams has (an older one has none)."""
     names = getattr(PlantParams, "effect_names", None)
@@ -460,8 +498,14 @@ def identify(episodes: Sequence[Episode] | Episode, robot=None, *, physics_dt: f
     near = [L for L, r in enumerate(rss) if r <= rss[best] * 1.01]
     values["actuator_latency"] = best * physics_dt
     ses["actuator_latency"] = (max(near) - min(near)) * physics_dt / 2
-    values["sensor_noise_std"] = estimate_sensor_noise(episodes)
+    values["sensor_noise_std"] = 0.0
     params = _clip_params(values)
+    # The sensor noise from the identified model's one-step prediction of the logged positions (what the
+    # model cannot predict from the logged state and commands is the noise of two measurements, plus
+    # the model's own error: an upper bound); the logs' consistency alone is kept when it is lower.
+    one_step, sigma_pred = one_step_prediction(episodes, params, plant)
+    sigma_cons = estimate_sensor_noise(episodes)
+    params = params.replace(sensor_noise_std=float(min(sigma_pred, sigma_cons)))
     resid = y - x @ theta_fit
     r2 = []
     for i in range(n):
@@ -469,6 +513,8 @@ def identify(episodes: Sequence[Episode] | Episode, robot=None, *, physics_dt: f
         tot = float(np.sum((y[m_] - y[m_].mean()) ** 2))
         r2.append(1.0 - float(np.sum(resid[m_] ** 2)) / tot if tot > 0 else float("nan"))
     extra = {"physics_dt": physics_dt, "condition_number": cond, "coefficients": coef,
+             "one_step_position_rms": one_step, "sensor_noise_consistency": sigma_cons,
+             "sensor_noise_prediction": sigma_pred,
              "effects_tried": fit_effects, "effects_chosen": chosen, "effect_selection_rss": selection,
              "links_fitted": list(links), "effects_kept": kept,
              "smooth_periods": smooth, "v_min": v_min, "bootstrap": bootstrap, "block": block}
