@@ -264,7 +264,9 @@ def logged_observations(env, episodes: Sequence[Episode]) -> np.ndarray:
     """Return the runtime's observations of the logged states (for the envelope)."""
     out = []
     for ep in episodes:
-        perception = ep.perception if ep.perception is not None else None
+        perception = ep.perception
+        if env.perception_features and perception is None:
+            continue  # a recording without the perception topic: its states cannot be observed as the policy does
         ok = ep.complete() & np.all(np.isfinite(ep.a_base), axis=1)
         for k in np.flatnonzero(ok):
             per = perception[k] if perception is not None and env.perception_features else None
@@ -283,7 +285,7 @@ def logged_expert(env, episodes: Sequence[Episode]) -> tuple[np.ndarray, np.ndar
     obs, lab = [], []
     d = env.delay
     for ep in episodes:
-        if ep.expert is None:
+        if ep.expert is None or (env.perception_features and ep.perception is None):
             continue
         for k in range(ep.periods - d):
             rows = (ep.q[k], ep.qd[k], ep.q_ref[k], ep.qd_ref[k], ep.a_base[k], ep.expert[k + d], ep.a_base[k + d])
