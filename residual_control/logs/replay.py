@@ -295,7 +295,10 @@ def _jsonable(x):
 
 # ---------------------------------------------------------------------- the stages
 def _finite(row) -> bool:
-    return row is not None and bool(np.all(np.isfinite(row)))
+    """Return whether ``row`` (a short vector) is present and finite."""
+    if row is None:
+        return False
+    return all(map(math.isfinite, row))
 
 
 #: References a node may hold when a joint state comes (their messages race on a graph): the log's and
@@ -308,7 +311,7 @@ REFERENCE_LOOKBACK = 12
 #: row k's base action: the recorder is a subscriber like any other and may take them later.
 PERCEPTION_LOOKAHEAD = 0.5
 #: Mixer-order hypotheses kept while the log cannot tell them apart (logs.replay.replay_mixer_search).
-ORDER_HYPOTHESES = 64
+ORDER_HYPOTHESES = 16
 #: Residuals the mixer may be behind by (sent, not yet taken) when a base action comes.
 MAX_PENDING = 3
 #: Joint states before the base action's that the policy may use (it got the base action first).
@@ -621,6 +624,58 @@ def _trace(ep: Episode, outputs: Sequence, previous: np.ndarray | None) -> MixTr
     return MixTrace(cmd, applied, clamped, gain, modes, blended, previous)
 
 
+#: A bag that starts while the graph runs: what the nodes held before its first row is not in it; its
+#: first WARMUP seconds are not compared.
+WARMUP = 0.1
+STARTUP_MODE = "fallback: no residual received yet"
+
+
+def mid_run(ep: Episode) -> bool:
+    """Return whether the log starts while the graph ran: the mixer's latched mode at the start is not its first."""
+    t0 = node_time(ep.t[0]) if ep.periods else 0.0
+    first = [text for time, text in ep.modes if time <= t0]
+    return bool(first) and not first[-1].startswith(STARTUP_MODE)
+
+
+def _primed_mixer(mixer_params: Mapping[str, Any], ep: Episode, a_base: np.ndarray, residual: np.ndarray):
+    """Return a mixer brought to the gain the log shows at its start (a log that starts mid-run), or a new one.
+
+    The gain is read from the first applied residual that is s * clip(residual) of its row's residual
+    or one up to MAX_PENDING before; the mixer is then run on that row's inputs over the hold and the ramp that
+    end in that gain at that row, on the period grid before the log starts.
+    """
+    mixer = _make_mixer(mixer_params)
+    if not mid_run(ep):
+        return mixer
+    cfg = mixer.config
+    eps, g = cfg.residual_limit, float(cfg.residual_gain)
+    for k in range(min(ep.periods, 20)):
+        a = ep.applied_residual[k]
+        if not (_finite(a) and _finite(a_base[k]) and np.any(np.abs(a) > TOLERANCE)):
+            continue
+        fits = [(e, s_, r) for r in range(k, k - MAX_PENDING - 1, -1) if r >= 0
+                for e, s_ in [_fit(a, residual[r], eps, g)]]
+        e, gain, r = min(fits)
+        if e > TOLERANCE * max(1.0, float(np.max(np.abs(a)))) or g <= 0:
+            continue
+        dt = ep.control_dt
+        t_k = node_time(ep.t[k])
+        ramp_start = t_k - (gain / g) * cfg.recovery_ramp_time if gain < g else t_k - cfg.recovery_ramp_time - dt
+        # healthy from half a period before ramp_start - hold, then on the grid through ramp_start: the
+        # ramp starts exactly at ramp_start
+        hold_steps = int(math.ceil(cfg.recovery_hold_time / dt - 1e-9))
+        after = int(math.ceil((node_time(ep.t[0]) - ramp_start) / dt)) + 1
+        times = [ramp_start - cfg.recovery_hold_time - 0.5 * dt] + [ramp_start + j * dt
+                                                                     for j in range(-hold_steps, after)]
+        for now in times:
+            if now >= node_time(ep.t[0]) - 0.5 * dt:
+                break
+            mixer.update_residual(ep.joints, residual[r], now, now)
+            mixer.step(ep.joints, a_base[k], now, now)
+        return mixer
+    return mixer
+
+
 def _make_mixer(mixer_params: Mapping[str, Any]):
     from ..core.mixer import mixer_from_params
     from ..robot.nominal import nominal_model
@@ -684,6 +739,33 @@ def _output_error(ep: Episode, k: int, out) -> float:
     return err
 
 
+#: How long after a mode transition the log may receive the mixer's latched ~/mode message (s).
+MODE_LAG = 0.25
+
+
+class _LoggedModes:
+    """The mixer modes the logged ~/mode messages allow at each row: in force then, or received up to MODE_LAG later."""
+
+    def __init__(self, ep: Episode) -> None:
+        self.ep = ep
+        self.items = sorted((float(t), text.split(":", 1)[0].strip()) for t, text in ep.modes)
+
+    def allowed(self, k: int) -> set:
+        if not self.items:
+            return set()
+        t = node_time(self.ep.t[k])
+        out = set()
+        current = None
+        for time, mode in self.items:
+            if time <= t:
+                current = mode
+            elif time <= t + MODE_LAG:
+                out.add(mode)
+        if current is not None:
+            out.add(current)
+        return out if current is not None else set()
+
+
 def replay_mixer_search(episode: Episode, mixer_params: Mapping[str, Any], a_base: np.ndarray,
                         residual: np.ndarray, tolerance: float = TOLERANCE) -> MixTrace:
     """Run the core Mixer in an order the log is consistent with, where the log does not say it.
@@ -694,7 +776,8 @@ def replay_mixer_search(episode: Episode, mixer_params: Mapping[str, Any], a_bas
     reads the base action's stamp, or the one before (the base action came before the clock
     message), never going back; a residual taken before the base action of row k counts as
     received at t[k] if it is row k's, else at t[k-1] (never after the clock). Every order whose
-    outputs match the logged command and applied residual is kept (up to ORDER_HYPOTHESES distinct
+    outputs match the logged command and applied residual, and whose mode the logged ~/mode
+    transitions allow (received up to MODE_LAG after they happen), is kept (up to ORDER_HYPOTHESES distinct
     mixer states: while the mixer falls back the order shows only later, in when it ramps back in);
     where none matches, the closest goes on. Taking more residuals, and the base action's own time,
     are preferred where several fit.
@@ -703,8 +786,9 @@ def replay_mixer_search(episode: Episode, mixer_params: Mapping[str, Any], a_bas
 
     ep = episode
     joints = ep.joints
+    modes = _LoggedModes(ep)
     # a hypothesis: (mixer, pending rows, its clock, node), node = (parent, k, output, residuals left behind)
-    hyps = [(_make_mixer(mixer_params), (), -math.inf, None, 0)]
+    hyps = [(_primed_mixer(mixer_params, ep, a_base, residual), (), -math.inf, None, 0)]
     for k in range(ep.periods):
         now = node_time(ep.t[k])
         before = node_time(ep.t[k - 1]) if k > 0 else now
@@ -724,7 +808,10 @@ def replay_mixer_search(episode: Episode, mixer_params: Mapping[str, Any], a_bas
                     m.update_residual(joints, residual[r], float(ep.t[r]), received)
                 out = _mixer_period(m, ep, k, c, a_base, residual, "base")
                 left = queue[taken:]
-                scored.append((_output_error(ep, k, out), m, left, c, (node, k, out, len(left), c < now),
+                error = _output_error(ep, k, out)
+                if out is not None and modes.allowed(k) and out.mode.value not in modes.allowed(k):
+                    error = max(error, 1.0)  # a mode the logged transitions rule out
+                scored.append((error, m, left, c, (node, k, out, len(left), c < now),
                                cost + int(c < now) + int(len(left) > 1)))
         good = [s for s in scored if s[0] <= tolerance] or [min(scored, key=lambda s: s[0])]
         good.sort(key=lambda s: s[5])  # the fewest late clocks and residuals more than a period behind first
@@ -805,6 +892,24 @@ def _base_cause(m: Mismatch, diff_text: str) -> str:
     return ("the logged base action differs from the control law on the logged inputs at isolated periods: "
             "a joint state or reference the controller saw and the log lacks (dropped), or a message changed "
             "in transit")
+
+
+def _unlogged(ep: Episode, replayed: np.ndarray) -> np.ndarray:
+    """(K,) bool: periods in runs shorter than SILENT_PERIODS where the log has no residual and the replay one."""
+    gap = ~np.all(np.isfinite(ep.residual), axis=1) & np.all(np.isfinite(replayed), axis=1)
+    out = np.zeros(ep.periods, dtype=bool)
+    k = 0
+    while k < ep.periods:
+        if not gap[k]:
+            k += 1
+            continue
+        end = k
+        while end < ep.periods and gap[end]:
+            end += 1
+        if end - k < SILENT_PERIODS:
+            out[k:end] = True
+        k = end
+    return out
 
 
 def _silent_run(ep: Episode, replayed: np.ndarray, k: int) -> int:
@@ -1007,7 +1112,15 @@ def replay(episode: Episode, model_path: str | None = None, params: Any = None, 
 
     # base
     base = replay_base(ep, base_p, tolerance)
-    res, _ = _compare("base", ep, ep.a_base, base.a_base, tolerance, np.all(np.isfinite(ep.a_base), axis=1))
+    settled = np.ones(ep.periods, dtype=bool)
+    if mid_run(ep):
+        settled = ep.t - ep.t[0] > WARMUP
+        report.notes.append(f"the log starts while the graph ran (the mixer's mode at its start: "
+                            f"{[text for _, text in ep.modes][:2]}): its first {WARMUP:g} s are not compared "
+                            f"(the inputs the nodes held before it are not in the log); the mixer starts at the gain "
+                            f"the log shows")
+    res, _ = _compare("base", ep, ep.a_base, base.a_base, tolerance,
+                      np.all(np.isfinite(ep.a_base), axis=1) & settled)
     if res.mismatch is not None:
         res.mismatch.cause = _base_cause(res.mismatch, _differ_text(diff, "base_controller", bag_sections, sections))
     report.stages.append(res)
@@ -1016,13 +1129,19 @@ def replay(episode: Episode, model_path: str | None = None, params: Any = None, 
     policy = replay_policy(ep, model, policy_p, logged=ep.residual if reproduce_mode else None, tolerance=tolerance)
     report.inputs = _input_counts(ep, base, policy if reproduce_mode else None)
     if reproduce_mode:
-        rows = np.all(np.isfinite(ep.a_base), axis=1) & np.all(np.isfinite(ep.q), axis=1)
+        rows = np.all(np.isfinite(ep.a_base), axis=1) & np.all(np.isfinite(ep.q), axis=1) & settled
         if ep.residual is None:
             report.stages.append(StageResult("residual", 0, 0.0, note="no residual logged: not compared"))
             residual_in = policy.residual
             report.notes.append("the log has no residual_action: the mixer is fed the replayed residuals")
         else:
-            res, _ = _compare("residual", ep, ep.residual, policy.residual, tolerance, rows)
+            unlogged = _unlogged(ep, policy.residual) & rows
+            res, _ = _compare("residual", ep, ep.residual, policy.residual, tolerance, rows & ~unlogged)
+            if unlogged.any():
+                res.note = (f"{int(unlogged.sum())} isolated period(s) (runs < {SILENT_PERIODS}) where the log has no "
+                            f"residual and the replay one: a message not logged (the recorder's sample, or the "
+                            f"policy's publication, dropped), not counted")
+                report.notes.append(f"residual: {res.note} (periods {np.flatnonzero(unlogged)[:10].tolist()})")
             if res.mismatch is not None:
                 m = res.mismatch
                 m.cause = (_follows(report.stages, m.period, "the policy is fed the logged base action")
@@ -1044,9 +1163,8 @@ def replay(episode: Episode, model_path: str | None = None, params: Any = None, 
         if mix.behind is not None:
             report.order["behind_more"] = int(np.sum((mix.behind > 1) & based))
             report.order["clock_behind"] = int(np.sum(mix.clock_behind & based))
-        res, _ = _compare("command", ep, ep.command, mix.command, tolerance, np.all(np.isfinite(ep.a_base), axis=1))
-        applied_res, _ = _compare("applied", ep, ep.applied_residual, mix.applied, tolerance,
-                                  np.all(np.isfinite(ep.a_base), axis=1))
+        res, _ = _compare("command", ep, ep.command, mix.command, tolerance, based & settled)
+        applied_res, _ = _compare("applied", ep, ep.applied_residual, mix.applied, tolerance, based & settled)
         res.note = f"applied residual max |diff| {_num(applied_res.max_abs)}"
         if res.mismatch is None and applied_res.mismatch is not None:
             res.mismatch = applied_res.mismatch
