@@ -309,7 +309,7 @@ REFERENCE_WINDOW = 0.5
 REFERENCE_LOOKBACK = 12
 #: Perception messages the log received up to this long after t[k] (s) may have reached the policy before
 #: row k's base action: the recorder is a subscriber like any other and may take them later.
-PERCEPTION_LOOKAHEAD = 0.5
+PERCEPTION_LOOKAHEAD = 1.0
 #: Mixer-order hypotheses kept while the log cannot tell them apart (logs.replay.replay_mixer_search).
 ORDER_HYPOTHESES = 16
 #: Residuals the mixer may be behind by (sent, not yet taken) when a base action comes.
