@@ -44,6 +44,10 @@ from .topics import META_MODEL_PATH, META_MODEL_SHA256, META_PARAMS
 
 #: Default tolerance of a reproduction (N m).
 TOLERANCE = 1e-6
+#: Which input a node held (a reference, a perception, the mixer's order) is the one whose output the log
+#: has to this (N m): the core reproduces the nodes' floats to ~1e-14; a looser fit could pick a
+#: neighbouring input whose output is close (a residual at a ramp's start).
+MATCH_TOLERANCE = 1e-9
 #: A mismatch repeated on more than this share of the periods after the first is "persistent" (a
 #: configuration differs), else "isolated" (single messages differ).
 PERSISTENT_SHARE = 0.5
@@ -374,6 +378,7 @@ def _close(a, b, tolerance: float) -> bool:
 class BaseTrace:
     a_base: np.ndarray            # (K, n) NaN where none
     reference: np.ndarray         # (K,) int: 0 the log's reference at t[k], j > 0 the j-th older, -1 the hold
+    unknown: np.ndarray | None = None  # (K,) bool: at the log's start, before any row it confirms (not compared)
 
 
 def replay_base(episode: Episode, base_params: Mapping[str, Any], tolerance: float = TOLERANCE,
@@ -390,6 +395,7 @@ def replay_base(episode: Episode, base_params: Mapping[str, Any], tolerance: flo
     from ..core.errors import ObservationError
     from ..robot.nominal import nominal_model
 
+    fit_tol = min(tolerance, MATCH_TOLERANCE)  # which input: the one the log fits exactly
     ep = episode
     n = len(ep.joints)
     controller = make_base_controller(base_params, nominal_model(base_params))
@@ -397,7 +403,8 @@ def replay_base(episode: Episode, base_params: Mapping[str, Any], tolerance: flo
     choice = np.zeros(ep.periods, dtype=int)
     hold_q = None
     newest: float | None = None
-    referenced = False
+    referenced = confirmed_once = False
+    unknown = np.zeros(ep.periods, dtype=bool)
     for k in range(ep.periods):
         q, qd, t = ep.q[k], ep.qd[k], float(ep.t[k])
         if not (_finite(q) and _finite(qd)):
@@ -415,18 +422,24 @@ def replay_base(episode: Episode, base_params: Mapping[str, Any], tolerance: flo
                 a = trial.compute(q, qd, q_ref, qd_ref, t)
             except ObservationError:
                 continue
-            if chosen is None or _close(a, logged, tolerance):
+            if chosen is None or _close(a, logged, fit_tol):
                 chosen = (j, a, trial, stamp)
-                if _close(a, logged, tolerance):
+                if _close(a, logged, fit_tol):
                     break
         if chosen is None:
             continue
         j, a, controller, stamp = chosen
         out[k], choice[k] = a, j
-        if j >= 0 and _close(a, logged, tolerance):  # the log confirms it: never an older one from here
+        if _close(a, logged, fit_tol):
+            confirmed_once = True
+        elif not confirmed_once and _finite(logged) and t - float(ep.t[0]) <= HOLD_WARMUP:
+            # before anything the log confirms: the controller may hold a first position from a joint
+            # state before the log's first (the recorder started after it)
+            unknown[k] = True
+        if j >= 0 and _close(a, logged, fit_tol):  # the log confirms it: never an older one from here
             referenced = True
             newest = stamp if stamp is not None else newest
-    return BaseTrace(out, choice)
+    return BaseTrace(out, choice, unknown)
 
 
 def _perception_candidates(ep: Episode, k: int, held: int | None) -> list[tuple[int, np.ndarray, float]]:
@@ -488,6 +501,7 @@ def replay_policy(episode: Episode, model, policy_params: Mapping[str, Any], a_b
     """
     from ..core.step import PolicyStep, ReferenceHold, perception_lost
 
+    fit_tol = min(tolerance, MATCH_TOLERANCE)  # which input: the one the log fits exactly
     ep = episode
     a_base = ep.a_base if a_base is None else a_base
     joints = ep.joints
@@ -540,7 +554,7 @@ def replay_policy(episode: Episode, model, policy_params: Mapping[str, Any], a_b
                                                                     a_base[k], p))[perm]
                         except ValueError:
                             r = None
-                if _close(r, logged[k], tolerance):
+                if _close(r, logged[k], fit_tol):
                     chosen, confirmed = (s_row, ref, r_p), r is not None
                     break
         s_row, (j, ref), r_p = chosen
@@ -553,9 +567,10 @@ def replay_policy(episode: Episode, model, policy_params: Mapping[str, Any], a_b
         if confirmed:  # the log confirms what the policy held: never older ones from here
             newest = ref[2] if ref[2] is not None else newest
             perc_floor = r_p[0] if r_p is not None else perc_floor
-        if r_p is not None and percs and r_p[0] != percs[0][0]:
-            late += int(r_p[0] < percs[0][0])
-            early += int(r_p[0] > percs[0][0])
+        logs = next((c for c in percs if c is not None), None)  # the log's (or the nearest) perception
+        if r_p is not None and logs is not None and r_p[0] != logs[0]:
+            late += int(r_p[0] < logs[0])
+            early += int(r_p[0] > logs[0])
         choice[k] = j if ref is not None else -1
         outcome = step.step(ep.q[s_row], ep.qd[s_row], a_base[k], t, t)
         monitor = step.model.monitor
@@ -627,6 +642,9 @@ def _trace(ep: Episode, outputs: Sequence, previous: np.ndarray | None) -> MixTr
 #: A bag that starts while the graph runs: what the nodes held before its first row is not in it; its
 #: first WARMUP seconds are not compared.
 WARMUP = 0.1
+#: At the log's start, base actions no input reproduces before the first one that is: the hold of a first
+#: position the log does not have (the recorder started after the first joint state), up to this long (s).
+HOLD_WARMUP = 0.5
 STARTUP_MODE = "fallback: no residual received yet"
 
 
@@ -784,6 +802,7 @@ def replay_mixer_search(episode: Episode, mixer_params: Mapping[str, Any], a_bas
     """
     import copy
 
+    fit_tol = min(tolerance, MATCH_TOLERANCE)  # which input: the one the log fits exactly
     ep = episode
     joints = ep.joints
     modes = _LoggedModes(ep)
@@ -813,7 +832,7 @@ def replay_mixer_search(episode: Episode, mixer_params: Mapping[str, Any], a_bas
                     error = max(error, 1.0)  # a mode the logged transitions rule out
                 scored.append((error, m, left, c, (node, k, out, len(left), c < now),
                                cost + int(c < now) + int(len(left) > 1)))
-        good = [s for s in scored if s[0] <= tolerance] or [min(scored, key=lambda s: s[0])]
+        good = [s for s in scored if s[0] <= fit_tol] or [min(scored, key=lambda s: s[0])]
         good.sort(key=lambda s: s[5])  # the fewest late clocks and residuals more than a period behind first
         kept, seen = [], set()
         for _, m, left, c, node, cost_ in good:
@@ -1119,6 +1138,11 @@ def replay(episode: Episode, model_path: str | None = None, params: Any = None, 
                             f"{[text for _, text in ep.modes][:2]}): its first {WARMUP:g} s are not compared "
                             f"(the inputs the nodes held before it are not in the log); the mixer starts at the gain "
                             f"the log shows")
+    if base.unknown is not None and base.unknown.any():
+        report.notes.append(f"base: {int(base.unknown.sum())} period(s) at the log's start that no input reproduces, "
+                            f"before the first that one does: the hold of a first position from before the log, "
+                            f"not compared")
+        settled = settled & ~base.unknown
     res, _ = _compare("base", ep, ep.a_base, base.a_base, tolerance,
                       np.all(np.isfinite(ep.a_base), axis=1) & settled)
     if res.mismatch is not None:
