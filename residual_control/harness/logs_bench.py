@@ -71,6 +71,18 @@ def _demo(args: list[str], json_path: Path) -> dict:
     return json.loads(json_path.read_text())
 
 
+def _without_envelope(robot, path: Path) -> str:
+    """Write a copy of the robot's params file with the policy's envelope check off; return its path."""
+    import yaml
+
+    from .. import params_file as pf
+
+    params = pf.load(str(robot.params))
+    params.setdefault("residual_policy", {}).setdefault("ros__parameters", {})["envelope_check"] = False
+    path.write_text(yaml.safe_dump(params))
+    return str(path)
+
+
 def parse_counts(text: str) -> list[int]:
     try:
         counts = sorted({int(x) for x in text.split(",") if x.strip()})
@@ -128,6 +140,13 @@ def run(args) -> int:
     base_rmse = base_doc["runs"]["base"]["rmse"]
     sim_rmse = sum(s["rmse"] for s in sim_only) / len(sim_only)
 
+    # What the sim-only weights would do if they were trusted outside their training envelope (the check
+    # off): how much of the gain below is coverage of the robot's states, how much the identified plant.
+    _say("the sim-only residual with its envelope check off")
+    unchecked = _demo([*common, "--model", model, "--trials", "residual",
+                       "--params-file", _without_envelope(robot, out / "eval" / "params_no_envelope.yaml")],
+                      out / "eval" / "sim_only_no_envelope.json")["runs"]["residual"]
+
     # 3. Fine-tune on the first n episodes, export, and run the demo with the result.
     rows = []
     for n in counts:
@@ -151,11 +170,14 @@ def run(args) -> int:
     elapsed = time.monotonic() - started
     doc = {"robot": robot.name, "plant": plant, "init_model": model, "duration_s": args.duration,
            "base_rmse": base_rmse, "sim_only_rmse": sim_rmse, "sim_only_episodes": sim_only,
-           "sim_only_ratio_to_base": sim_rmse / base_rmse, "rows": rows, "elapsed_s": elapsed}
+           "sim_only_ratio_to_base": sim_rmse / base_rmse,
+           "sim_only_no_envelope": {"rmse": unchecked["rmse"], "ratio_to_base": unchecked["rmse"] / base_rmse,
+                                    "violations": unchecked["violations"]},
+           "rows": rows, "elapsed_s": elapsed}
     print()
     print(format_table(doc))
     violations = sum(r["violations"] for r in rows) + sum(s["violations"] for s in sim_only) \
-        + base_doc["runs"]["base"]["violations"]
+        + base_doc["runs"]["base"]["violations"] + unchecked["violations"]
     print(f"violations in all demos: {violations}; logs-bench took {elapsed / 60:.1f} min")
     for path in {str(out / "logs_bench.json"), args.json} - {""}:
         Path(path).write_text(json.dumps(doc, indent=2))
@@ -171,6 +193,10 @@ def format_table(doc: dict) -> str:
             "violations"]
     rows = [["0 (sim-only)", "-", "-", f"{doc['sim_only_rmse']:.4f}", f"{doc['sim_only_ratio_to_base']:.3f}",
              "1.000", str(sum(s["violations"] for s in doc["sim_only_episodes"]))]]
+    if "sim_only_no_envelope" in doc:
+        u = doc["sim_only_no_envelope"]
+        rows.append(["0 (sim-only, envelope check off)", "-", "-", f"{u['rmse']:.4f}", f"{u['ratio_to_base']:.3f}",
+                     f"{u['rmse'] / doc['sim_only_rmse']:.3f}", str(u["violations"])])
     for r in doc["rows"]:
         rows.append([str(r["episodes"]), f"{r['log_minutes']:.1f}", f"{r['finetune_s']:.0f}", f"{r['rmse']:.4f}",
                      f"{r['ratio_to_base']:.3f}", f"{r['ratio_to_sim_only']:.3f}", str(r["violations"])])
@@ -190,6 +216,9 @@ def plot(path: str, doc: dict) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4))
     ax.plot(n, [r["rmse"] for r in doc["rows"]], "o-", color="tab:green", label="fine-tuned on the logs")
     ax.axhline(doc["sim_only_rmse"], color="tab:orange", ls="--", label="sim-only residual")
+    if "sim_only_no_envelope" in doc:
+        ax.axhline(doc["sim_only_no_envelope"]["rmse"], color="tab:purple", lw=0.9, ls="--",
+                   label="sim-only residual, envelope check off")
     ax.axhline(doc["base_rmse"], color="tab:red", ls=":", label="base alone")
     ax.axhline(0.5 * doc["sim_only_rmse"], color="grey", lw=0.8, ls="-.", label="0.5 × sim-only")
     ax.set_xscale("log")
