@@ -37,6 +37,7 @@ setup(
         "train": ["torch", "gymnasium", "stable-baselines3", "mujoco", "matplotlib", "tqdm"],
         "test": ["pytest", "hypothesis"],
         "logs": ["rosbags"],
+        "mpc": ["osqp", "scipy"],
     },
     zip_safe=True,
     maintainer="residual_control maintainers",

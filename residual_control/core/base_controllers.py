@@ -193,7 +193,7 @@ class ComputedTorque(PDGravity):
 
 
 def make_base_controller(params: Mapping[str, object], model: NominalModel | None = None) -> BaseController:
-    """Build a base controller from flat params; ``model``: the nominal model of pd_gravity / computed_torque.
+    """Build a base controller from flat params; ``model``: the nominal model of pd_gravity / computed_torque / mpc.
 
     The nodes and the training env build ``model`` from the ``robot`` parameter
     (:func:`residual_control.robot.nominal.nominal_model`).
@@ -221,4 +221,37 @@ def make_base_controller(params: Mapping[str, object], model: NominalModel | Non
         if isinstance(cutoff, bool) or not isinstance(cutoff, (int, float)):
             raise ConfigError(f"derivative_filter_hz: expected a number > 0, found {describe(cutoff)}")
         return ComputedTorque(joints, p["kp"], p["kd"], cmin, cmax, model, float(cutoff))
-    raise ConfigError(f"controller_type: expected one of ['pid', 'pd_gravity', 'computed_torque'], found {kind!r}")
+    if kind == "mpc":
+        return _make_mpc(p, joints, cmin, cmax, model)
+    raise ConfigError(f"controller_type: expected one of ['pid', 'pd_gravity', 'computed_torque', 'mpc'], "
+                      f"found {kind!r}")
+
+
+def _mpc_value(p: Mapping[str, object], leaf: str):
+    """``mpc.<leaf>`` of flat node parameters or of a params file's nested ``mpc:`` section (which wins)."""
+    nested = p.get("mpc")
+    if isinstance(nested, Mapping) and leaf in nested:
+        return nested[leaf]
+    if f"mpc.{leaf}" in p:
+        return p[f"mpc.{leaf}"]
+    from .params import BASE_PARAMS, default_of
+    return default_of(BASE_PARAMS, f"mpc.{leaf}")
+
+
+def _make_mpc(p, joints, cmin, cmax, model):
+    """Build the MPC base (core/mpc.py: imports osqp); position limits from the nominal model's description."""
+    from .params import BASE_PARAMS, find_spec
+
+    values = {}
+    for leaf in ("horizon", "step", "position_weight", "velocity_weight", "acceleration_weight",
+                 "solve_time_budget"):
+        spec = find_spec(BASE_PARAMS, f"mpc.{leaf}")
+        values[leaf] = spec.validate(spec.coerce(_mpc_value(p, leaf)))
+    limits = getattr(getattr(model, "compiled", None), "position_limits", None)
+    lo, hi = (None, None) if limits is None else limits
+    try:
+        from .mpc import MPC
+    except ImportError as exc:
+        raise ConfigError(f"controller_type mpc: expected the osqp package (pip install "
+                          f"'residual_control[mpc]'), found none ({exc})") from None
+    return MPC(joints, p["kp"], p["kd"], cmin, cmax, model, position_min=lo, position_max=hi, **values)

@@ -203,7 +203,7 @@ COMMAND_MIN = ParamSpec("command_min", DOUBLE_ARRAY, ROBOT, "Lower command limit
 COMMAND_MAX = ParamSpec("command_max", DOUBLE_ARRAY, ROBOT, "Upper command limit per joint", "N m")
 
 #: Base controllers that use the nominal rigid-body model.
-MODEL_BASED = ("pd_gravity", "computed_torque")
+MODEL_BASED = ("pd_gravity", "computed_torque", "mpc")
 
 
 def _model_needed(values: Mapping[str, Any]) -> bool:
@@ -216,7 +216,7 @@ def _model_needed(values: Mapping[str, Any]) -> bool:
 ROBOT_FOLDER = ParamSpec(
     "robot", STRING, ROBOT,
     "Robot folder (with robot.yaml) or a shipped robot's name (e.g. planar2, fer): its description is the nominal "
-    "model of pd_gravity, computed_torque and damp_gravity; its model the policy's default", read_only=True,
+    "model of pd_gravity, computed_torque, mpc and damp_gravity; its model the policy's default", read_only=True,
     needed=_model_needed)
 
 MIXER_PARAMS: tuple[ParamSpec, ...] = (
@@ -261,7 +261,7 @@ MIXER_PARAMS: tuple[ParamSpec, ...] = (
 BASE_PARAMS: tuple[ParamSpec, ...] = (
     JOINTS,
     ParamSpec("controller_type", STRING, "pd_gravity", "Base control law",
-              choices=("pid", "pd_gravity", "computed_torque"), read_only=True),
+              choices=("pid", "pd_gravity", "computed_torque", "mpc"), read_only=True),
     ParamSpec("kp", DOUBLE_ARRAY, ROBOT, "Proportional gain per joint", "N m/rad", min=0.0),
     ParamSpec("ki", DOUBLE_ARRAY, ROBOT, "Integral gain per joint (pid)", "N m/(rad s)", min=0.0),
     ParamSpec("kd", DOUBLE_ARRAY, ROBOT, "Derivative gain per joint", "N m s/rad", min=0.0),
@@ -271,12 +271,30 @@ BASE_PARAMS: tuple[ParamSpec, ...] = (
               "Low-pass cut-off of the measured-velocity derivative (pid)", "Hz", min=0.1, max=1e4),
     COMMAND_MIN,
     COMMAND_MAX,
+    ParamSpec("mpc.horizon", INTEGER, 10,
+              "Prediction horizon of the mpc base: steps of mpc.step; the torque limits command_min/max and the "
+              "robot's position limits (robot.yaml) are its constraints", "steps", min=1, max=200,
+              read_only=True),
+    ParamSpec("mpc.step", DOUBLE, 0.01, "Time step of the mpc base's prediction", "s", min=1e-4, max=1.0,
+              read_only=True),
+    ParamSpec("mpc.position_weight", DOUBLE, 1e4,
+              "Weight of the squared position error over the horizon (mpc; acceleration units, the same "
+              "for every joint)", "1/rad^2", min=1e-9, max=1e12, read_only=True),
+    ParamSpec("mpc.velocity_weight", DOUBLE, 10.0,
+              "Weight of the squared velocity error over the horizon (mpc)", "s^2/rad^2", min=0.0, max=1e12,
+              read_only=True),
+    ParamSpec("mpc.acceleration_weight", DOUBLE, 1e-3,
+              "Weight of the squared joint acceleration over the horizon (mpc): larger is softer",
+              "s^4/rad^2", min=1e-9, max=1e12, read_only=True),
+    ParamSpec("mpc.solve_time_budget", DOUBLE, 0.005,
+              "A QP solve longer than this (or failed, infeasible) gives that period the PD plus gravity "
+              "law with kp, kd (counted on /diagnostics)", "s", min=1e-9, max=1.0, read_only=True),
     ROBOT_FOLDER,
     ParamSpec("model.backend", STRING, "mujoco",
               "Rigid-body dynamics library of the nominal model (README, Bring your own robot)",
               choices=("mujoco", "pinocchio"), read_only=True),
     ParamSpec("model.payload_mass", DOUBLE, ROBOT,
-              "Nominal payload at the robot's payload link (pd_gravity, computed_torque, damp_gravity)", "kg",
+              "Nominal payload at the robot's payload link (pd_gravity, computed_torque, mpc, damp_gravity)", "kg",
               min=0.0, read_only=True, needed=_model_needed),
 )
 

@@ -225,7 +225,7 @@ def test_a_model_based_controller_without_a_model_is_refused():
 
 BAD_BASE = [
     ({"controller_type": "lqr"},
-     "controller_type: expected one of ['pid', 'pd_gravity', 'computed_torque'], found 'lqr'"),
+     "controller_type: expected one of ['pid', 'pd_gravity', 'computed_torque', 'mpc'], found 'lqr'"),
     ({"joints": []}, "joints: expected"),
     ({"kp": [1.0, 2.0, 3.0]}, "kp: expected 2 values (one per joint), found 3"),
     ({"kd": [-1.0, 2.0]}, "kd: expected values >= 0, found [-1.0, 2.0]"),
