@@ -349,6 +349,18 @@ def fused_specs(*spec_lists: Sequence[ParamSpec]) -> tuple[ParamSpec, ...]:
     return tuple(out.values())
 
 
+#: Where residual_policy and residual_mixer read ``base_action`` from: this package's base_controller, or a
+#: controller outside it (docs/external_base.md).
+BASE_ACTION_TYPE = ParamSpec(
+    "base_action_type", STRING, "joint_state",
+    "Message of base_action: joint_state (sensor_msgs/JointState, effort by name, stamped) or float64_multi_array "
+    "(std_msgs/Float64MultiArray in the order of joints, what a forward_command_controller takes; unstamped: "
+    "judged by its receipt time, docs/external_base.md). residual_policy and residual_mixer only (the fused "
+    "residual_controller computes its own base action)",
+    choices=("joint_state", "float64_multi_array"), read_only=True)
+MIXER_PARAMS = MIXER_PARAMS + (BASE_ACTION_TYPE,)
+POLICY_PARAMS = POLICY_PARAMS + (BASE_ACTION_TYPE,)
+
 #: The fused node ``residual_controller``: the three nodes' parameters in one.
 FUSED_PARAMS = fused_specs()
 

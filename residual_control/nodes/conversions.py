@@ -53,3 +53,36 @@ def read_perception(features: Sequence[str], msg) -> np.ndarray:
     if data.size != n or not np.all(np.isfinite(data)):
         raise ValueError(f"perception: expected {n} finite features {list(features)}, found {data.tolist()[:8]}")
     return data
+
+
+#: ``base_action_type`` values and the message type of each (docs/external_base.md).
+BASE_ACTION_TYPES = ("joint_state", "float64_multi_array")
+
+
+def base_action_msg_type(base_action_type: str):
+    """Return the message class of ``base_action`` for a ``base_action_type``; ValueError naming the known ones."""
+    if base_action_type == "joint_state":
+        from sensor_msgs.msg import JointState
+
+        return JointState
+    if base_action_type == "float64_multi_array":
+        from std_msgs.msg import Float64MultiArray
+
+        return Float64MultiArray
+    raise ValueError(f"base_action_type: expected one of {list(BASE_ACTION_TYPES)}, found {base_action_type!r}")
+
+
+def read_base_array(joints: Sequence[str], msg) -> np.ndarray:
+    """Return the base action of an unstamped std_msgs/Float64MultiArray, one value per joint in ``joints`` order.
+
+    Raises ValueError naming what was expected and what was found (wrong length, non-finite values).
+    """
+    n = len(joints)
+    data = np.asarray(msg.data, dtype=float).reshape(-1)
+    if data.size != n:
+        raise ValueError(f"base_action (std_msgs/Float64MultiArray): expected {n} values in the order of "
+                         f"joints {list(joints)}, found {data.size}: {data.tolist()[:8]}")
+    if not np.all(np.isfinite(data)):
+        raise ValueError(f"base_action (std_msgs/Float64MultiArray): expected finite values for joints "
+                         f"{list(joints)}, found {data.tolist()}")
+    return data

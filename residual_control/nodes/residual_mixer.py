@@ -2,7 +2,13 @@
 
 Subscribes ``base_action`` and ``residual_action`` (sensor_msgs/JointState,
 effort field, matched by joint name) and ``joint_states`` (position and
-velocity, for ``base_stale_behavior: damp``); publishes ``commands``
+velocity, for ``base_stale_behavior: damp``). With ``base_action_type:
+float64_multi_array``, ``base_action`` is a std_msgs/Float64MultiArray in the
+order of ``joints`` (a controller outside the package, docs/external_base.md):
+unstamped, it is stamped with its receipt time on the node's clock, so
+``base_timeout`` measures the publisher's silence; one of the wrong length or
+with a non-finite value is refused like an invalid JointState (counted in
+``rejected_base_actions``, the reason in ``last_rejection``). Publishes ``commands``
 (std_msgs/Float64MultiArray ordered by ``joints``) once per base action (and,
 while the base action is stale with ``damp``, once per joint state),
 ``~/applied_residual`` (sensor_msgs/JointState, effort = a - a_base before the
@@ -19,7 +25,7 @@ from ..core.errors import ConfigError
 from ..core.mixer import mixer_from_params
 from ..robot.nominal import nominal_model
 from ..core.params import MIXER_PARAMS, spec_map
-from .conversions import now_sec, stamp_to_sec
+from .conversions import base_action_msg_type, now_sec, read_base_array, stamp_to_sec
 from .mixer_io import MixerIO
 from .parameters import applied, declare_specs, mixer_changes, refused, validate_changes
 from .process import run_node
@@ -39,7 +45,10 @@ class ResidualMixerNode(Node):
         # The residual first: when a residual and a base action are both waiting, the executor takes
         # them in this order, so the base action is mixed with the newest residual, not the one before.
         self.create_subscription(JointState, "residual_action", self._on_residual, CONTROL_QOS)
-        self.create_subscription(JointState, "base_action", self._on_base, CONTROL_QOS)
+        self._base_action_type = str(values["base_action_type"])
+        on_base = self._on_base if self._base_action_type == "joint_state" else self._on_base_array
+        self.create_subscription(base_action_msg_type(self._base_action_type), "base_action", on_base,
+                                 CONTROL_QOS)
         self.create_subscription(JointState, "joint_states", self.io.on_state, CONTROL_QOS)
         cfg = self.mixer.config
         self._watchdog = self.create_timer(max(cfg.base_timeout / 2.0, 0.002), self.io.watchdog)
@@ -49,7 +58,7 @@ class ResidualMixerNode(Node):
             f"mixing {list(cfg.joints)}: residual_limit {cfg.residual_limit.tolist()}, "
             f"gain {cfg.residual_gain:g}, base_stale_behavior {cfg.base_stale_behavior} (damp_kd "
             f"{cfg.damp_kd.tolist()}, gravity {'model' if self.mixer.has_gravity else 'none'}), "
-            f"fallback_ramp_time {cfg.fallback_ramp_time:g} s")
+            f"fallback_ramp_time {cfg.fallback_ramp_time:g} s, base_action {self._base_action_type}")
 
     # ------------------------------------------------------------------ callbacks
     def _on_residual(self, msg: JointState) -> None:
@@ -60,6 +69,22 @@ class ResidualMixerNode(Node):
     def _on_base(self, msg: JointState) -> None:
         out = self.mixer.step(msg.name, msg.effort, stamp_to_sec(msg.header.stamp), now_sec(self))
         self.io.emit(out, msg.header.stamp)
+
+    def _on_base_array(self, msg) -> None:
+        """Mix an unstamped base action (std_msgs/Float64MultiArray in ``joints`` order), stamped at receipt."""
+        joints = self.mixer.config.joints
+        now = now_sec(self)
+        try:
+            base = read_base_array(joints, msg)
+        except ValueError as exc:
+            # The core refuses it as it refuses an invalid JointState (counted, base_fault); the
+            # node's reason names the message type and the joints order.
+            out = self.mixer.step(joints, list(msg.data), now, now)
+            self.mixer.stats.last_rejection = str(exc)
+            self.get_logger().warning(f"rejected base_action: {exc}", throttle_duration_sec=1.0)
+            self.io.emit(out, None)
+            return
+        self.io.emit(self.mixer.step(joints, base, now, now), None)
 
     def _on_set_parameters(self, params):
         try:

@@ -31,6 +31,8 @@ Three kinds of harness (per scenario, see ``SCENARIOS``):
            also publishes perception. Model updates and parameter changes.
 ``clock``  as ``relay`` on use_sim_time, the probe publishing /clock.
 ``spawn``  single processes started with a bad configuration.
+``external`` residual_policy + residual_mixer on top of a base controller outside the package (a
+           separate process publishing unstamped std_msgs/Float64MultiArray), driven as ``policy``.
 
 On any robot (``--robot DIR``, default the built-in arm): its params file, joints, home (the start
 pose), demo plant and model; the constant residuals and rogue values are derived from its joints and
@@ -48,7 +50,7 @@ the command line. Importing the package registers the scenarios in matrix order.
 """
 from __future__ import annotations
 
-from . import loop, relay, clock, policy  # registers the scenarios: this order is the matrix order
+from . import loop, relay, clock, policy, external  # registers the scenarios: this order is the matrix order
 from .common import (RELAY_RATE_HZ, SCENARIOS, WALL_SLACK, Context, NotApplicable, Scenario, Trial,
                      constant_residual, envelope_fault_payload, ramp_check, residual_pattern, scenario,
                      second_residual, unknown_joint)
@@ -63,5 +65,5 @@ __all__ = [
     "Bench", "Context", "NotApplicable", "Scenario", "Trial", "_envelope_loop_model", "add_arguments",
     "constant_residual", "envelope_fault_payload", "format_table", "invalid_parameters", "ramp_check",
     "reference_near", "residual_pattern", "run", "run_matrix", "scenario", "second_residual", "select",
-    "step_bound", "unknown_joint", "loop", "relay", "clock", "policy",
+    "step_bound", "unknown_joint", "loop", "relay", "clock", "policy", "external",
 ]

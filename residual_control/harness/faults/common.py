@@ -51,7 +51,7 @@ class Trial:
 @dataclass
 class Scenario:
     name: str
-    harness: str  # loop | relay | policy | clock | spawn
+    harness: str  # loop | relay | policy | clock | spawn | external
     func: Callable
     doc: str
     quick: bool = False

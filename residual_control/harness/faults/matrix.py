@@ -148,7 +148,7 @@ def run_matrix(chosen: list[Scenario], trials: int, log_dir: str | None = None,
                     for name, t in _run_bench_group(ctx, harness, group, trial).items():
                         per[name].append(t)
             for s in chosen:
-                if s.harness == "loop":
+                if s.harness in ("loop", "external"):  # each trial starts its own graph
                     per[s.name].append(_run_loop(ctx, s, trial))
     finally:
         if own:
