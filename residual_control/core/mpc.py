@@ -48,8 +48,8 @@ from .dynamics import NominalModel
 from .errors import ConfigError
 from .params import joint_vector as _vec
 
-#: OSQP status values that give a usable solution.
-_SOLVED = ("solved",)
+#: OSQP status values that give a usable solution (an inaccurate one is still clipped to the command limits).
+_SOLVED = ("solved", "solved inaccurate")
 
 
 def _positive(name: str, value, lo: float = 0.0, integer: bool = False):
@@ -69,7 +69,7 @@ class MPC(BaseController):
                  horizon: int = 10, step: float = 0.01, position_weight: float = 1e4,
                  velocity_weight: float = 10.0, acceleration_weight: float = 1e-3,
                  solve_time_budget: float = 0.005, position_min=None, position_max=None,
-                 max_iter: int = 200, clock: Callable[[], float] = time.perf_counter) -> None:
+                 max_iter: int = 400, clock: Callable[[], float] = time.perf_counter) -> None:
         super().__init__(joints, command_min, command_max)
         if model is None:
             raise ConfigError(f"{self.kind}: expected a nominal model (the robot's description), found none")
@@ -165,6 +165,8 @@ class MPC(BaseController):
         self.last_iterations = 0
         #: The planned acceleration of the first step (rad/s^2) of the last successful solve.
         self.last_acceleration = np.zeros(self.dof)
+        #: The planned accelerations (joints x horizon steps) of the last successful solve.
+        self.last_plan = np.zeros((self.dof, self.horizon))
 
     # ------------------------------------------------------------------ one period
     def _fallback(self, q, qd, q_ref, qd_ref, reason: str) -> np.ndarray:
@@ -207,9 +209,16 @@ class MPC(BaseController):
             return self._fallback(q, qd, q_ref, qd_ref,
                                   f"solve time {elapsed * 1e3:.3f} ms over the budget "
                                   f"{self.solve_time_budget * 1e3:.3f} ms")
-        u0 = res.x.reshape(n, N)[:, 0]
+        self.last_plan = res.x.reshape(n, N)
+        u0 = self.last_plan[:, 0]
         self.last_acceleration = u0
         return M0 @ u0 + b0
+
+    def predicted_positions(self, q, qd, plan=None) -> np.ndarray:
+        """Return the positions (joints x horizon steps) the nominal model reaches under ``plan`` from (q, qd)."""
+        plan = self.last_plan if plan is None else np.asarray(plan, dtype=float)
+        q, qd = np.asarray(q, dtype=float), np.asarray(qd, dtype=float)
+        return q[:, None] + (self._k * self.step)[None, :] * qd[:, None] + plan @ self._Sq.T
 
     def diagnostics(self) -> dict:
         """Counters for /diagnostics: solves, fallbacks, the last solve time and the last fallback's reason."""

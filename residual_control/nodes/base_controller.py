@@ -38,6 +38,7 @@ class BaseControllerNode(Node):
         self._rejected = 0
         self._last_error = ""
         self._published = 0
+        self._fallbacks_reported = 0  # mpc fallbacks already on /diagnostics
 
         self._pub = self.create_publisher(JointState, "base_action", CONTROL_QOS)
         self.create_subscription(JointState, "joint_states", self._on_joint_state, CONTROL_QOS)
@@ -82,11 +83,20 @@ class BaseControllerNode(Node):
             level, message = WARN, "no reference received: holding position"
         else:
             level, message = OK, "running"
-        self._diag.publish(level, message, {
+        values = {
             "controller_type": self.controller.kind,
             "published": self._published,
             "rejected_inputs": self._rejected,
-        })
+        }
+        counters = getattr(self.controller, "diagnostics", None)  # mpc: solves, fallbacks, last solve time
+        if counters is not None:
+            values.update(counters())
+            new = self.controller.fallbacks - self._fallbacks_reported
+            self._fallbacks_reported = self.controller.fallbacks
+            if level == OK and new > 0:  # fell back since the last report
+                level, message = WARN, (f"mpc: {new} periods on the PD plus gravity fallback "
+                                        f"(last: {self.controller.last_fallback_reason})")
+        self._diag.publish(level, message, values)
 
     def _on_set_parameters(self, params):
         try:
@@ -96,6 +106,7 @@ class BaseControllerNode(Node):
                 controller = make_base_controller(values, nominal_model(values))
                 self._values.update(changes)
                 self.controller = controller
+                self._fallbacks_reported = 0
         except (ConfigError, KeyError) as exc:
             return result(str(exc))
         return result()
