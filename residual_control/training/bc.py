@@ -82,17 +82,23 @@ def _per_joint(value, n: int) -> np.ndarray:
 
 
 def collect(env, student, expert_cfg: ExpertConfig, episodes: int, rng: np.random.Generator, beta: float,
-            noise_std: float, progress=None):
-    """Roll out a beta-mixture of expert and student (+ noise); label every state with the expert."""
+            noise_std: float, progress=None, expert=None, plant=None):
+    """Roll out a beta-mixture of expert and student (+ noise); label every state with the expert.
+
+    ``expert(env, expert_cfg)``: the expert residual in N m (default :func:`expert_residual`);
+    ``plant(rng)``: the plant of each episode (default: the env's own randomization).
+    """
     import torch
 
+    expert = expert or expert_residual
     obs_buf, lab_buf = [], []
     for _ in range(episodes):
-        obs, _ = env.reset(seed=int(rng.integers(2**31)))
+        options = {"plant": plant(rng)} if plant is not None else None
+        obs, _ = env.reset(seed=int(rng.integers(2**31)), options=options)
         done = False
         use_expert_ep = student is None or rng.random() < beta
         while not done:
-            label = expert_residual(env, expert_cfg) / env.residual_limit
+            label = expert(env, expert_cfg) / env.residual_limit
             obs_buf.append(obs.copy())
             lab_buf.append(label)
             if use_expert_ep:

@@ -236,28 +236,11 @@ def sample_plant(rng: np.random.Generator, ranges: dict, fixed) -> object:
 
 
 def collect(env, student, expert_cfg, episodes: int, rng, beta: float, noise_std: float, ranges, fixed):
-    """bc.collect on plants drawn around the identified one (with its effects)."""
-    import torch
+    """bc.collect on plants drawn around the identified one (with its effects), labelled by this module's expert."""
+    from . import bc
 
-    obs_buf, lab_buf = [], []
-    for _ in range(episodes):
-        plant = sample_plant(rng, ranges, fixed)
-        obs, _ = env.reset(seed=int(rng.integers(2**31)), options={"plant": plant})
-        done = False
-        use_expert = student is None or rng.random() < beta
-        while not done:
-            label = expert_residual(env, expert_cfg) / env.residual_limit
-            obs_buf.append(obs.copy())
-            lab_buf.append(label)
-            if use_expert:
-                act = label
-            else:
-                with torch.no_grad():
-                    act = student.unit_action(torch.as_tensor(obs[None, :]))[0].numpy()
-            act = np.clip(act + rng.normal(0, noise_std, env.n), -1, 1)
-            obs, _r, term, trunc, _ = env.step(act)
-            done = term or trunc
-    return np.asarray(obs_buf, np.float32), np.asarray(lab_buf, np.float32)
+    return bc.collect(env, student, expert_cfg, episodes, rng, beta, noise_std, expert=expert_residual,
+                      plant=lambda r: sample_plant(r, ranges, fixed))
 
 
 def logged_observations(env, episodes: Sequence[Episode]) -> np.ndarray:
