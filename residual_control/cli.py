@@ -27,6 +27,8 @@ _TOOLS = {
     "soak": ("residual_control.harness.soak", "Run the loop at 1 kHz and record memory, CPU, lateness"),
     "logs-bench": ("residual_control.harness.logs_bench", "Record N episodes on a 'real robot' plant, fine-tune on "
                                                           "1, 3, 10, 30 of them, demo each (docs/logs.md)"),
+    "mpc-bench": ("residual_control.harness.mpc_bench", "Solve time per call of the mpc base (p50, p99) against "
+                                                        "the pd_gravity base's call, 2-link and 7-DoF arms"),
     "replay": ("residual_control.logs.replay", "Re-run the core loop on a recorded bag: reproduce it, or check "
                                                "another model on its states (docs/logs.md)"),
 }
@@ -58,12 +60,27 @@ def _recorder(args, out: str, params: str, model_path: str, mixer_node: str = "r
                          log_level=args.log_level)
 
 
-def _cmd_up(args) -> int:
+def up_specs(args, params: str, model_path: str) -> list:
+    """Return the processes ``up`` starts (:class:`~residual_control.harness.graph.NodeSpec`).
+
+    The three runtime nodes; with ``--external-base TOPIC`` only residual_policy and residual_mixer,
+    reading TOPIC as their base_action (docs/external_base.md).
+    """
     from .harness.graph import runtime_specs
 
-    robot, params, model_path = _robot_files(args, "up")
     remaps = {"commands": args.command_topic} if args.command_topic != "commands" else {}
     specs = runtime_specs(params, args.namespace, model_path, args.use_sim_time, remaps, args.log_level)
+    if args.external_base:
+        specs = [s for s in specs if s.executable != "base_controller"]
+        for s in specs:
+            s.remaps = {**s.remaps, "base_action": args.external_base}
+            s.params = {**s.params, "base_action_type": args.base_action_type}
+    return specs
+
+
+def _cmd_up(args) -> int:
+    robot, params, model_path = _robot_files(args, "up")
+    specs = up_specs(args, params, model_path)
     if args.record:
         from pathlib import Path
 
@@ -213,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"residual_control {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    up = sub.add_parser("up", help="Start base_controller, residual_policy and residual_mixer")
+    up = sub.add_parser("up", help="Start base_controller, residual_policy and residual_mixer (the last two "
+                        "only with --external-base)")
     up.add_argument("--robot", default="", help="robot folder or shipped robot's name: its params file and model")
     up.add_argument("--params-file", default="", help="ROS 2 params file (default: the robot's, "
                     "config/residual_control.yaml)")
@@ -221,6 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--model-path", default="")
     up.add_argument("--use-sim-time", action="store_true")
     up.add_argument("--command-topic", default="commands")
+    up.add_argument("--external-base", default="", metavar="TOPIC",
+                    help="start only residual_policy and residual_mixer, on top of the base controller "
+                         "publishing TOPIC (its output remapped to base_action; docs/external_base.md)")
+    up.add_argument("--base-action-type", default="float64_multi_array",
+                    choices=("float64_multi_array", "joint_state"),
+                    help="with --external-base: what TOPIC carries (std_msgs/Float64MultiArray in the order of "
+                         "joints, unstamped; or sensor_msgs/JointState, effort, stamped)")
     up.add_argument("--log-level", default="info")
     up.add_argument("--log-dir", default=None, help="Folder for the nodes' logs (default: a temporary one)")
     up.add_argument("--record", default="", metavar="DIR",

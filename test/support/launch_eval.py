@@ -17,7 +17,8 @@ from pathlib import Path
 from support import ROOT
 
 LAUNCH_DIR = ROOT / "launch"
-LAUNCH_FILES = ["residual_control.launch.py", "sim_demo.launch.py", "hil_gazebo.launch.py"]
+LAUNCH_FILES = ["residual_control.launch.py", "sim_demo.launch.py", "hil_gazebo.launch.py",
+                "residual_external_base.launch.py"]
 
 # The launch modules and classes the launch files (and residual_control.launch_params) may use.
 STANDIN_CLASSES = {

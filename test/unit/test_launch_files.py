@@ -605,3 +605,46 @@ def test_remapped_topics_exist_in_node_sources(evaluated):
             checked += 1
     if not checked:
         pytest.skip("no remapped node's source is written yet")
+
+
+# --------------------------------------------------------------------------- on top of an external base
+
+EXTERNAL = "residual_external_base.launch.py"
+
+
+def test_external_base_launch_starts_only_policy_and_mixer(evaluated):
+    nodes = _nodes(evaluated(EXTERNAL))
+    assert {n["executable"] for n in nodes} == {"residual_policy", "residual_mixer"}
+    assert {"params_file", "namespace", "model_path", "use_sim_time", "base_action_topic", "base_action_type",
+            "command_topic", "joint_states_topic"} <= set(declared_arguments(EXTERNAL))
+
+
+def test_external_base_launch_remaps_the_controller_output_and_the_hardware_input(standins):
+    """base_action of both nodes -> the external controller's output; commands -> the hardware's command topic."""
+    evaluation = launch_eval.evaluate(EXTERNAL, {"base_action_topic": "/my_controller/commands",
+                                                 "command_topic": "/forward_effort_controller/commands",
+                                                 "joint_states_topic": "/joint_states"})
+    try:
+        remaps = {n["executable"]: dict(n["remappings"]) for n in _nodes(evaluation)}
+    finally:
+        evaluation.shutdown()
+    for exe in ("residual_policy", "residual_mixer"):
+        assert remaps[exe]["base_action"] == "/my_controller/commands", remaps
+        assert remaps[exe]["joint_states"] == "/joint_states", remaps
+        topics = _source_topics(exe)
+        assert topics is None or set(remaps[exe]) <= topics, (exe, set(remaps[exe]) - topics)
+    assert remaps["residual_mixer"]["commands"] == "/forward_effort_controller/commands"
+    assert "commands" not in remaps["residual_policy"]
+
+
+def test_readme_shows_the_external_base_remappings(standins):
+    """The README section names the launch file, the up option and the two remappings it makes."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.find("\n## On top of an existing ros2_control controller")
+    assert start >= 0, "README: expected a section 'On top of an existing ros2_control controller'"
+    section = text[start:text.find("\n## ", start + 1)]
+    for needle in (EXTERNAL, "--external-base", "base_action_topic:=", "command_topic:=",
+                   "base_action_type", "docs/external_base.md"):
+        assert needle in section, f"README external-base section: expected {needle!r}"
+    for arg in ("base_action_topic", "base_action_type", "command_topic"):
+        assert arg in declared_arguments(EXTERNAL)

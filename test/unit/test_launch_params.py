@@ -171,6 +171,34 @@ def test_runtime_launch_arguments_win_over_every_key_of_a_user_file(evaluate, pr
     assert sorted(os.listdir(private_tmp)) == []
 
 
+@pytest.mark.parametrize("namespace", ["", "arm"])
+def test_external_base_launch_reaches_policy_and_mixer(evaluate, private_tmp, user_params, namespace):
+    """residual_external_base.launch.py: the two nodes only, base_action_type and model_path from the arguments."""
+    from residual_control.core.params import POLICY_PARAMS, find_spec
+
+    ev = evaluate("residual_external_base.launch.py", {"params_file": user_params, "namespace": namespace,
+                                                       "model_path": "/launch/arg.onnx"})
+    got = node_params(ev)
+    assert set(got) == {"residual_policy", "residual_mixer"}
+    spec = find_spec(POLICY_PARAMS, "base_action_type")
+    for name in got:
+        ns, params = got[name]
+        assert ns == ("/arm" if namespace else "/")
+        assert params["base_action_type"] == "float64_multi_array", (name, params)  # the launch default
+        assert spec.validate(params["base_action_type"]) == "float64_multi_array"  # a value the nodes take
+    assert got["residual_policy"][1]["model_path"] == "/launch/arg.onnx"
+    # The user's node-name entries still apply.
+    assert got["residual_mixer"][1]["residual_gain"] == 0.5
+    assert got["residual_policy"][1]["perception_timeout"] == 0.25
+    shutdown(ev)
+    assert sorted(os.listdir(private_tmp)) == []
+    ev = evaluate("residual_external_base.launch.py", {"params_file": user_params, "base_action_type": "joint_state"})
+    got = node_params(ev)
+    assert {n: p["base_action_type"] for n, (_, p) in got.items()} == {"residual_policy": "joint_state",
+                                                                      "residual_mixer": "joint_state"}
+    shutdown(ev)
+
+
 def test_runtime_launch_without_model_path_keeps_the_params_file_value(evaluate, private_tmp, user_params):
     ev = evaluate("residual_control.launch.py", {"params_file": user_params, "model_path": ""})
     got = node_params(ev)
