@@ -24,6 +24,7 @@ from residual_control.harness.demo import run_trial
 from residual_control.logs import bag
 from residual_control.logs.topics import META_JOINTS, META_MODEL_SHA256, META_PARAMS, TOPICS
 from residual_control.paths import default_model, default_params_file, share_path
+from support.processes import stop_group
 
 pytestmark = pytest.mark.graph
 
@@ -119,7 +120,6 @@ def test_print_topics_lists_the_fully_qualified_names():
 
 def test_up_record_writes_a_bag_closed_on_sigint(tmp_path):
     """``residual-control up --record DIR`` in a namespace: a probe plays the robot; SIGINT leaves a complete bag."""
-    import os
     from pathlib import Path
 
     import rclpy
@@ -149,12 +149,7 @@ def test_up_record_writes_a_bag_closed_on_sigint(tmp_path):
     finally:
         probe.destroy_node()
         rclpy.shutdown()
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
+        stop_group(proc, 60, strict=True)
     output = proc.stdout.read()
     assert proc.returncode == 0, output
     (path,) = list((tmp_path / "bags").iterdir())

@@ -6,8 +6,6 @@ the remapped topic, and that SIGINT stops every process it started.
 """
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +18,7 @@ from std_msgs.msg import Float64MultiArray
 
 from residual_control.nodes.qos import CONTROL_QOS
 from residual_control.harness.probe import Probe
+from support.processes import stop_group
 
 pytestmark = pytest.mark.graph
 
@@ -64,12 +63,7 @@ def test_up_starts_the_graph_in_a_namespace_and_stops_it(tmp_path):
     finally:
         probe.destroy_node()
         rclpy.shutdown()
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
+        stop_group(proc, 30, strict=True)
     assert proc.returncode == 0, proc.stdout.read()
     for pid in children:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2], \

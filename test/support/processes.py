@@ -8,8 +8,12 @@ import time
 from typing import Callable
 
 
-def stop_group(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    """SIGINT to the process group (a clean shutdown), SIGKILL if it is still there after ``timeout``."""
+def stop_group(proc: subprocess.Popen, timeout: float = 10.0, strict: bool = False) -> None:
+    """SIGINT to the process group (a clean shutdown), SIGKILL if it is still there after ``timeout``.
+
+    ``strict``: a process that did not stop on SIGINT within ``timeout`` fails the test
+    (TimeoutExpired, after the SIGKILL).
+    """
     if proc.poll() is not None:
         return
     os.killpg(proc.pid, signal.SIGINT)
@@ -18,6 +22,8 @@ def stop_group(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=5)
+        if strict:
+            raise
 
 
 def tick_until(tick: Callable[[], None], predicate: Callable[[], bool], timeout: float) -> bool:
