@@ -25,6 +25,39 @@ from ..paths import default_model, default_params_file, share_path
 from .robot_args import add_robot_argument, robot_of
 
 TRIALS = ("base", "residual", "residual_fault")
+BASE_CONTROLLERS = ("pd_gravity", "computed_torque", "pid", "mpc")
+#: (params file, residual) shipped per base controller of the built-in arm (models/README.md).
+SHIPPED_BASES = {"pd_gravity": (("config", "residual_control.yaml"), ("models", "residual_bc.onnx")),
+                 "mpc": (("config", "residual_control_mpc.yaml"), ("models", "residual_bc_mpc.onnx"))}
+
+
+def base_controller_files(base: str, robot, params_file: str, model: str, folder: str) -> tuple[str, str, str]:
+    """Return (params file, model or '', note) that run ``base`` (``--base-controller``).
+
+    The built-in arm ships a params file and a residual for pd_gravity and mpc; any other base (or robot)
+    runs on the robot's params file with ``controller_type`` set in a copy written to ``folder``, and has
+    no shipped residual ('' unless ``model`` is given: the base trial alone).
+    """
+    import yaml
+
+    from .. import params_file as pf
+
+    if robot.name == "planar2" and base in SHIPPED_BASES and not params_file:
+        files, residual = SHIPPED_BASES[base]
+        return str(share_path(*files)), model or str(share_path(*residual)), ""
+    source = params_file or str(robot.params or default_params_file())
+    data = pf.load(source)
+    if pf.node_params(data, "base_controller").get("controller_type", "pd_gravity") == base:
+        shipped = model or (str(robot.model) if base == "pd_gravity" and robot.model else "")
+        return source, shipped, ""
+    data = dict(data)
+    section = dict(data.get("base_controller") or {})
+    section["ros__parameters"] = {**dict(section.get("ros__parameters") or {}), "controller_type": base}
+    data["base_controller"] = section
+    out = Path(folder) / f"params_{base}.yaml"
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    note = "" if model else f"no residual shipped for the {base} base of {robot.name}: the base trial only"
+    return str(out), model, note
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,6 +66,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params-file", default="",
                    help="ROS 2 params file (default: the robot's, config/residual_control.yaml)")
     p.add_argument("--model", default="", help="ONNX residual (default: the robot's, models/residual_bc.onnx)")
+    p.add_argument("--base-controller", default="", choices=("",) + BASE_CONTROLLERS,
+                   help="run the graph with this base controller (controller_type) and the residual shipped for it: "
+                        "mpc on the built-in arm: config/residual_control_mpc.yaml, models/residual_bc_mpc.onnx; "
+                        "a base without a shipped residual runs the base trial only (unless --model is given)")
     p.add_argument("--duration", type=float, default=10.0, help="measured sim seconds per trial (default 10)")
     p.add_argument("--settle", type=float, default=5.0,
                    help="sim seconds before the measured window (start-up: discovery, first inferences)")
@@ -252,6 +289,17 @@ def run(args) -> int:
     params_file = args.params_file or str(robot.params or default_params_file())
     plant = args.plant or str(robot.plant or share_path("config", "plants", "real.yaml"))
     model = args.model or str(robot.model or default_model())
+    base = getattr(args, "base_controller", "")
+    if base:
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="demo_base_")
+        params_file, model, note = base_controller_files(base, robot, args.params_file, args.model, folder)
+        if not model:
+            _say(note)
+            args.trials = "base"
+            model = str(robot.model or default_model())  # loaded by no trial: the base runs alone
+        _say(f"base controller {base}: params file {params_file}")
     for what, path in (("params file", params_file), ("plant", plant), ("model", model)):
         if not os.path.isfile(path):
             print(f"demo: {what}: expected a file, found nothing at {path}", file=sys.stderr)
@@ -321,6 +369,8 @@ def run(args) -> int:
         print(f"plot written to {args.plot}")
     if args.json:
         doc = {"robot": robot.name, "plant": plant, "model": model, "params_file": params_file,
+               "base_controller": base or node_params(params, "base_controller").get("controller_type",
+                                                                                      "pd_gravity"),
                "duration_s": args.duration,
                "runs": results, "summary": summary, "elapsed_s": elapsed}
         Path(args.json).write_text(json.dumps(doc, indent=2, default=_json_default))
