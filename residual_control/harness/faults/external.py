@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from .common import _ERROR, Context, Trial, scenario
-from .probe_driven import Bench, reference_near, step_bound
+from .probe_driven import Bench
 from .relay import _diag_int
 
 EXTERNAL_TOPIC = "external_base/commands"
@@ -69,17 +69,7 @@ class ExternalBench(Bench):
         self.graph = Graph(list(self.specs.values()), log_dir=ctx.logs(label))
         self.with_policy = True
         self.respond = False
-        self.residual_names = list(self.joints)
-        self.residual_values = list(ctx.const_residual)
-        self.residual_stamp = None
-        self.publish_states = True
-        self.publish_perception = True
-        self._next = time.monotonic()
-        self.dead: set = set()
-        self.q = np.array(ctx.home, dtype=float)
-        self.q_ref = reference_near(ctx.home, ctx.robot.workspace_lower, ctx.robot.workspace_upper,
-                                    step_bound(ctx.params))
-        self.perception = [0.5] * len(ctx.features)
+        self._init_drive(ctx)
         n = len(self.joints)
         self.rogue_pub = self.probe.create_publisher(Float64MultiArray, EXTERNAL_TOPIC, 10)
 

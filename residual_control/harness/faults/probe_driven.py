@@ -80,6 +80,12 @@ class Bench:
         self.with_policy = with_policy
         # The probe as the residual policy (relay harness): answer every base action.
         self.respond = not with_policy
+        self._init_drive(ctx)
+        if self.respond:
+            self.probe.create_subscription(JointState, "base_action", self._on_base, 10)
+
+    def _init_drive(self, ctx: Context) -> None:
+        """Set what the probe publishes as the robot side: the residual it fakes, the pose, perception."""
         self.residual_names = list(self.joints)
         self.residual_values = list(ctx.const_residual)
         self.residual_stamp: Callable | None = None  # f(base stamp msg) -> stamp msg
@@ -92,8 +98,6 @@ class Bench:
         self.q_ref = reference_near(ctx.home, ctx.robot.workspace_lower, ctx.robot.workspace_upper,
                                     step_bound(ctx.params))
         self.perception = [0.5] * len(ctx.features)
-        if self.respond:
-            self.probe.create_subscription(JointState, "base_action", self._on_base, 10)
 
     # ---------------------------------------------------------------- driving
     def _on_base(self, msg) -> None:
