@@ -171,3 +171,17 @@ def test_the_seven_joint_arm_solves():
     assert c.fallbacks == 0 and np.all(np.isfinite(tau))
     assert np.all(tau <= c.command_max) and np.all(tau >= c.command_min)
     assert c.position_min[3] == pytest.approx(-3.0718)
+
+
+def test_demo_base_controller_picks_the_shipped_files_or_writes_the_params(tmp_path):
+    from residual_control.harness.demo import base_controller_files
+    from residual_control.robot.folder import load_robot
+
+    robot = load_robot("planar2")
+    params, model, note = base_controller_files("mpc", robot, "", "", str(tmp_path))
+    assert params.endswith("config/residual_control_mpc.yaml") and model.endswith("models/residual_bc_mpc.onnx")
+    assert note == ""
+    params, model, note = base_controller_files("pid", robot, "", "", str(tmp_path))
+    base = params_file.node_params(params_file.load(params), "base_controller")
+    assert base["controller_type"] == "pid" and base["kp"] == [60.0, 40.0]  # the robot's values kept
+    assert model == "" and "no residual shipped for the pid base" in note
