@@ -32,6 +32,8 @@ def model(params):
 
 
 def build(params, model, **mpc):
+    """Build the params file's MPC; a solve-time budget no solve of a loaded test machine exceeds unless given."""
+    mpc.setdefault("solve_time_budget", 1.0)
     p = dict(params)
     p.update({f"mpc.{k}": v for k, v in mpc.items()})
     return make_base_controller(p, model)
@@ -156,7 +158,8 @@ def test_tracking_on_the_nominal_plant_is_at_least_as_good_as_pd_gravity():
     traj = load_reference_spec(str(REPO / "config/reference.yaml"))
     plant = str(REPO / "config/plants/nominal.yaml")
     pd = rollout(None, plant, traj, 3.0, str(REPO / "config/residual_control.yaml"))
-    mpc = rollout(None, plant, traj, 3.0, str(REPO / "config/residual_control_mpc.yaml"))
+    # The training copy: the runtime's MPC with a budget no solve exceeds (no fallback from the machine's load).
+    mpc = rollout(None, plant, traj, 3.0, str(REPO / "config/residual_control_mpc_train.yaml"))
     assert not mpc["terminated"]
     assert mpc["rmse"] <= pd["rmse"], (mpc["rmse"], pd["rmse"])
 
@@ -164,6 +167,7 @@ def test_tracking_on_the_nominal_plant_is_at_least_as_good_as_pd_gravity():
 def test_the_seven_joint_arm_solves():
     p = flat(params_file.node_params(params_file.load(REPO / "robots/fer/params.yaml"), "base_controller"))
     p["controller_type"] = "mpc"
+    p["mpc.solve_time_budget"] = 1.0  # a loaded test machine's cold first solve may take milliseconds
     model = nominal_model(p)
     c = make_base_controller(p, model)
     home = np.array([0.0, -0.7854, 0.0, -2.3562, 0.0, 1.5708, 0.7854])
@@ -185,3 +189,21 @@ def test_demo_base_controller_picks_the_shipped_files_or_writes_the_params(tmp_p
     base = params_file.node_params(params_file.load(params), "base_controller")
     assert base["controller_type"] == "pid" and base["kp"] == [60.0, 40.0]  # the robot's values kept
     assert model == "" and "no residual shipped for the pid base" in note
+
+
+def test_the_shipped_mpc_residual_was_trained_on_the_mpc_base_with_its_config():
+    """models/residual_bc_mpc.onnx: base_controller mpc in its metadata, config/train_bc_mpc.yaml's hash."""
+    import json
+
+    onnx = pytest.importorskip("onnx")
+    from residual_control.training.common.config import load_train_config
+
+    meta = {p.key: p.value for p in onnx.load(str(REPO / "models/residual_bc_mpc.onnx"),
+                                              load_external_data=False).metadata_props}
+    base = json.loads(meta["base_controller"])
+    assert base["type"] == "mpc" and base["horizon"] == 10 and base["solver"] == "osqp"
+    assert meta["training_config_sha256"] == load_train_config(REPO / "config/train_bc_mpc.yaml").sha256
+    # The training copy of the params file differs from the runtime's in the solve-time budget only.
+    train = section("config/residual_control_mpc_train.yaml")
+    run = section()
+    assert {k: v for k, v in train.items() if v != run.get(k)} == {"mpc.solve_time_budget": 1.0}
