@@ -32,7 +32,7 @@ controller's own PD plus gravity law kp (q_ref - q) + kd (qd_ref - qd) + g(q) (t
 with the same gains), and ``fallbacks`` counts it (the base_controller node puts it on /diagnostics).
 
 Not modelled: the joint velocity limits (robot.yaml ``limits.velocity``; the robot's own limiter
-acts on them) and any preview of the reference. The first solve after a start or a reset is cold
+acts on them) and any preview of the reference. The first solve after a start is cold
 (~100+ OSQP iterations): on a loaded machine it may be the first counted fallback.
 
 ``osqp`` and ``scipy`` are imported when an MPC is built (setup.py extra ``mpc``): the nodes start
