@@ -207,3 +207,13 @@ def test_the_shipped_mpc_residual_was_trained_on_the_mpc_base_with_its_config():
     train = section("config/residual_control_mpc_train.yaml")
     run = section()
     assert {k: v for k, v in train.items() if v != run.get(k)} == {"mpc.solve_time_budget": 1.0}
+
+
+def test_mpc_bench_times_the_mpc_against_the_pd_gravity_floor():
+    from residual_control.harness.mpc_bench import bench_case
+
+    row = bench_case("planar2", 5, 0.3, budget=1.0)
+    assert row["robot"] == "planar2" and row["horizon"] == 5 and row["calls"] == 30
+    assert row["mpc_call"]["p50_ms"] > row["qp_solve"]["p50_ms"] > 0  # the call includes the solve
+    assert row["ratio_p50"] == pytest.approx(row["mpc_call"]["p50_ms"] / row["floor_pd_gravity_call"]["p50_ms"])
+    assert row["fallbacks"] == 0 and row["rmse_rad"] < 0.1
