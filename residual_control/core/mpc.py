@@ -55,6 +55,9 @@ from .params import joint_vector as _vec
 #: OSQP status values that give a usable solution (an inaccurate one is still clipped to the command limits).
 _SOLVED = ("solved", "solved inaccurate")
 
+#: OSQP adapts its step size rho every this many iterations (a fixed count: deterministic iterates).
+ADAPTIVE_RHO_INTERVAL = 25
+
 
 def _positive(name: str, value, lo: float = 0.0, integer: bool = False):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= lo:
@@ -156,7 +159,11 @@ class MPC(BaseController):
         self._solver = osqp.OSQP()
         self._solver.setup(P=P, q=np.zeros(n * N), A=A, l=self._l.copy(), u=self._u.copy(), verbose=False,
                            warm_starting=True, polishing=False, max_iter=self.max_iter, eps_abs=1e-4,
-                           eps_rel=1e-4, time_limit=self.solve_time_budget, check_termination=5)
+                           eps_rel=1e-4, time_limit=self.solve_time_budget, check_termination=5,
+                           # rho adapted every 25 iterations, not after a share of the measured setup
+                           # time (OSQP's default): the same problem gives the same iterates on a
+                           # loaded machine, so a solve, and a training on this base, is reproducible.
+                           adaptive_rho_interval=ADAPTIVE_RHO_INTERVAL)
         self._status_ok = _SOLVED
 
     def reset(self) -> None:
