@@ -143,13 +143,19 @@ def training_envelope(env, dagger_obs: np.ndarray, ecfg: EnvelopeConfig, seed: i
 
 
 def fit(net, obs: np.ndarray, labels: np.ndarray, epochs: int, lr: float, batch: int, seed: int,
-        weight_decay: float) -> float:
+        weight_decay: float, weights: np.ndarray | None = None, refit_normalizer: bool = True) -> float:
+    """Fit ``net`` (MSE on the unit action; per-sample ``weights`` if given); returns the last batch's loss.
+
+    ``refit_normalizer``: fit the observation normaliser to ``obs`` first (False: a fine-tune keeps it).
+    """
     import torch
 
-    net.normalizer.fit(obs)
+    if refit_normalizer:
+        net.normalizer.fit(obs)
     gen = torch.Generator().manual_seed(seed)
     x = torch.as_tensor(obs)
     y = torch.as_tensor(labels)
+    wt = None if weights is None else torch.as_tensor(np.asarray(weights, np.float32))
     opt = torch.optim.Adam(net.body.parameters(), lr=lr, weight_decay=weight_decay)
     n = len(x)
     steps_per_epoch = max(1, n // batch)
@@ -160,7 +166,11 @@ def fit(net, obs: np.ndarray, labels: np.ndarray, epochs: int, lr: float, batch:
         perm = torch.randperm(n, generator=gen)
         for i in range(steps_per_epoch):
             idx = perm[i * batch:(i + 1) * batch]
-            loss = torch.mean((net.unit_action(x[idx]) - y[idx]) ** 2)
+            if wt is None:
+                loss = torch.mean((net.unit_action(x[idx]) - y[idx]) ** 2)
+            else:
+                err = (net.unit_action(x[idx]) - y[idx]) ** 2
+                loss = torch.sum(err.mean(dim=1) * wt[idx]) / torch.sum(wt[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -286,32 +286,10 @@ def logged_expert(env, episodes: Sequence[Episode]) -> tuple[np.ndarray, np.ndar
 def fit_from(net, obs, labels, weights, epochs: int, lr: float, batch: int, seed: int, weight_decay: float,
              refit_normalizer: bool) -> float:
     """Continue training ``net`` (weighted MSE on the unit action), its normaliser kept unless refit."""
-    import torch
+    from .bc import fit
 
-    if refit_normalizer:
-        net.normalizer.fit(obs)
-    gen = torch.Generator().manual_seed(seed)
-    x, y = torch.as_tensor(obs), torch.as_tensor(labels)
-    wt = torch.as_tensor(np.asarray(weights, np.float32))
-    opt = torch.optim.Adam(net.body.parameters(), lr=lr, weight_decay=weight_decay)
-    n = len(x)
-    steps = max(1, n // batch)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps)
-    net.train()
-    loss_v = float("nan")
-    for _ in range(epochs):
-        perm = torch.randperm(n, generator=gen)
-        for i in range(steps):
-            idx = perm[i * batch:(i + 1) * batch]
-            err = (net.unit_action(x[idx]) - y[idx]) ** 2
-            loss = torch.sum(err.mean(dim=1) * wt[idx]) / torch.sum(wt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_v = float(loss.detach())
-    net.eval()
-    return loss_v
+    return fit(net, obs, labels, epochs, lr, batch, seed, weight_decay, weights=weights,
+               refit_normalizer=refit_normalizer)
 
 
 def _check_contract(init_meta: dict, env, init: str) -> None:
