@@ -275,3 +275,11 @@ def test_relative_imports_resolve_from_the_files_package():
         1, "residual_control.core.mixer")
     with pytest.raises(ValueError, match="beyond the top-level package"):
         imported_modules("from ...x import y\n", "residual_control/nodes/x.py")
+
+
+def test_test_modules_have_unique_basenames():
+    """Test modules have unique basenames: pytest imports them by basename (rootdir mode)."""
+    from collections import Counter
+
+    names = Counter(p.name for p in (ROOT / "test").rglob("test_*.py"))
+    assert not [n for n, c in names.items() if c > 1], [n for n, c in names.items() if c > 1]
