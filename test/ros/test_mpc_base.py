@@ -22,8 +22,17 @@ JOINTS = ["shoulder", "elbow"]
 
 def _drive(budget: float):
     """Run the node with ``budget``; feed joint states at ~50 Hz until it reported a status with solves."""
-    if not rclpy.ok():
+    owns = not rclpy.ok()
+    if owns:
         rclpy.init()
+    try:
+        return _drive_node(budget)
+    finally:
+        if owns:  # leave rclpy as found: the next module's rclpy.init() must not find it initialized
+            rclpy.shutdown()
+
+
+def _drive_node(budget: float):
     node = rclpy.create_node("test_mpc_base_driver")
     actions, statuses = [], []
     node.create_subscription(JointState, "base_action", lambda m: actions.append(list(m.effort)), CONTROL_QOS)

@@ -70,8 +70,8 @@ def _start(exe: str, namespace: str, log_dir: Path) -> tuple[subprocess.Popen, P
 def test_every_node_exits_0_on_repeated_stop_signals(tmp_path, case):
     first, again = CASES[case]
     namespace = f"/shutdown_{case}"
+    rclpy.init()  # first: should it fail, no process is left running
     procs = {exe: _start(exe, namespace, tmp_path) for exe in EXECUTABLES}
-    rclpy.init()
     probe = Probe(["shoulder", "elbow"], name="shutdown_probe", namespace=namespace)
     try:
         up = probe.spin_until(
