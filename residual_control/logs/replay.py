@@ -648,6 +648,13 @@ HOLD_WARMUP = 0.5
 STARTUP_MODE = "fallback: no residual received yet"
 
 
+def _before_first_perception(ep: Episode, policy_params: Mapping[str, Any]) -> np.ndarray:
+    """(K,) bool: rows before the log's first perception message, where the policy uses perception."""
+    if not (policy_params.get("perception_features") or ()) or not ep.perception_messages:
+        return np.zeros(ep.periods, dtype=bool)
+    return ep.t < ep.perception_messages[0][0]
+
+
 def mid_run(ep: Episode) -> bool:
     """Return whether the log starts while the graph ran: the mixer's latched mode at the start is not its first."""
     t0 = node_time(ep.t[0]) if ep.periods else 0.0
@@ -1159,6 +1166,13 @@ def replay(episode: Episode, model_path: str | None = None, params: Any = None, 
             residual_in = policy.residual
             report.notes.append("the log has no residual_action: the mixer is fed the replayed residuals")
         else:
+            unseen = _before_first_perception(ep, policy_p)
+            if unseen.any():
+                report.notes.append(
+                    f"residual: {int(unseen.sum())} period(s) before the log's first perception message "
+                    f"(t = {ep.perception_messages[0][0]:.3f} s) not compared: the policy may already have held one "
+                    f"the recorder had not received yet (it matches each publisher on its own)")
+                rows = rows & ~unseen
             unlogged = _unlogged(ep, policy.residual) & rows
             res, _ = _compare("residual", ep, ep.residual, policy.residual, tolerance, rows & ~unlogged)
             if unlogged.any():
