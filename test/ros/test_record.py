@@ -139,8 +139,14 @@ def test_up_record_writes_a_bag_closed_on_sigint(tmp_path):
                        for i in probe.get_subscriptions_info_by_topic("/arm/residual_mixer/applied_residual"))
 
         assert probe.spin_until(recorder_listens, 60.0), "the recorder never subscribed"
+        from std_msgs.msg import Float64MultiArray
+
+        commands = []
+        probe.create_subscription(Float64MultiArray, "/arm/commands", commands.append, 10)
         deadline = time.monotonic() + 60.0
-        while time.monotonic() < deadline and sent < 100:
+        # At least 100 states, and on until the mixer answers (on a loaded machine the graph's own
+        # discovery can take longer than 100 states): a bag of a graph that ran.
+        while time.monotonic() < deadline and (sent < 100 or len(commands) < 10):
             probe.publish_reference([0.3, 0.5], [0.0, 0.0])
             probe.publish_state([0.3, 0.5], [0.0, 0.0])
             sent += 1
