@@ -920,9 +920,13 @@ def _base_cause(m: Mismatch, diff_text: str) -> str:
             "in transit")
 
 
-def _unlogged(ep: Episode, replayed: np.ndarray) -> np.ndarray:
-    """(K,) bool: periods in runs shorter than SILENT_PERIODS where the log has no residual and the replay one."""
-    gap = ~np.all(np.isfinite(ep.residual), axis=1) & np.all(np.isfinite(replayed), axis=1)
+def _unlogged(ep: Episode, replayed: np.ndarray, logged: np.ndarray | None = None) -> np.ndarray:
+    """(K,) bool: periods in runs shorter than SILENT_PERIODS where the log has no value and the replay one.
+
+    ``logged`` defaults to the logged residual.
+    """
+    logged = ep.residual if logged is None else logged
+    gap = ~np.all(np.isfinite(logged), axis=1) & np.all(np.isfinite(replayed), axis=1)
     out = np.zeros(ep.periods, dtype=bool)
     k = 0
     while k < ep.periods:
@@ -935,6 +939,15 @@ def _unlogged(ep: Episode, replayed: np.ndarray) -> np.ndarray:
         if end - k < SILENT_PERIODS:
             out[k:end] = True
         k = end
+    return out
+
+
+def _before_first(logged: np.ndarray) -> np.ndarray:
+    """(K,) bool: the rows before the first one with a logged value (all rows when there is none)."""
+    has = np.all(np.isfinite(logged), axis=1)
+    first = int(np.argmax(has)) if has.any() else len(has)
+    out = np.zeros(len(has), dtype=bool)
+    out[:first] = True
     return out
 
 
@@ -1201,8 +1214,25 @@ def replay(episode: Episode, model_path: str | None = None, params: Any = None, 
         if mix.behind is not None:
             report.order["behind_more"] = int(np.sum((mix.behind > 1) & based))
             report.order["clock_behind"] = int(np.sum(mix.clock_behind & based))
-        res, _ = _compare("command", ep, ep.command, mix.command, tolerance, based & settled)
-        applied_res, _ = _compare("applied", ep, ep.applied_residual, mix.applied, tolerance, based & settled)
+        # The recorder matches each publisher on its own and may drop a sample under load: a command
+        # the log lacks (before its first one, or in a run shorter than SILENT_PERIODS) is not counted.
+        cmd_rows = based & settled
+        notes = []
+        for name, logged, replayed in (("command", ep.command, mix.command),
+                                       ("applied residual", ep.applied_residual, mix.applied)):
+            early = _before_first(logged) & cmd_rows & np.all(np.isfinite(replayed), axis=1)
+            gaps = _unlogged(ep, replayed, logged) & cmd_rows & ~early
+            if early.any():
+                notes.append(f"{name}: {int(early.sum())} period(s) before the log's first {name} message not "
+                             f"compared (the recorder matched its publisher after the base action's)")
+            if gaps.any():
+                notes.append(f"{name}: {int(gaps.sum())} isolated period(s) (runs < {SILENT_PERIODS}) where the log "
+                             f"has none and the mixer one: a message not logged (dropped), not counted (periods "
+                             f"{np.flatnonzero(gaps)[:10].tolist()})")
+            cmd_rows = cmd_rows & ~early & ~gaps
+        report.notes.extend(notes)
+        res, _ = _compare("command", ep, ep.command, mix.command, tolerance, cmd_rows)
+        applied_res, _ = _compare("applied", ep, ep.applied_residual, mix.applied, tolerance, cmd_rows)
         res.note = f"applied residual max |diff| {_num(applied_res.max_abs)}"
         if res.mismatch is None and applied_res.mismatch is not None:
             res.mismatch = applied_res.mismatch

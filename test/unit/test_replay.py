@@ -153,6 +153,28 @@ def test_a_changed_value_is_named_with_its_stage_and_period(graph_episode, data,
         assert later.period in (k, k + 1) and "not the logged one" in later.cause, later
 
 
+def test_commands_the_recorder_did_not_log_are_not_counted_but_a_long_silence_is(graph_episode):
+    """A recorder that matched the mixer late, or dropped a sample, is not a mismatch; a mixer silent for longer is."""
+    ep = graph_episode
+    k = _nominal_rows(ep, "command")[5]
+    dropped = _copy(ep, command=True, applied_residual=True)
+    for arr in (dropped.command, dropped.applied_residual):
+        arr[:4] = np.nan  # the recorder matched the commands publisher after the base action's
+        arr[k] = np.nan   # one sample dropped
+    report = replay(dropped)
+    s = report.stage("command")
+    assert report.reproduced and s.mismatch is None and s.max_abs < 1e-9, report.table()
+    assert s.compared <= ep.periods - 5
+    text = " ".join(report.notes)
+    assert "before the log's first command message" in text and f"periods [{k}]" in text
+
+    silent = _copy(ep, command=True, applied_residual=True)
+    silent.command[k:k + replay_mod.SILENT_PERIODS] = np.nan
+    silent.applied_residual[k:k + replay_mod.SILENT_PERIODS] = np.nan
+    m = replay(silent).stage("command").mismatch
+    assert m is not None and m.period == k and m.logged[0] != m.logged[0]  # the log has none there
+
+
 def test_params_the_deployment_did_not_run_are_named(graph_episode, params):
     changed = _params("/**", kp=[61.0, 40.0])
     # the bag says kp 61 but the run used 60
