@@ -5,7 +5,10 @@ config/plants/real.yaml) and a fixed reference (config/reference.yaml by
 default), with the residual delayed by one control period and clamped by the
 core Mixer at residual_limit, exactly as in the ROS graph. "Base alone" is
 the same loop with no residual. Reports RMSE per joint and overall (rad, on
-the true joint position), max |da| and the clamp share; writes JSON and a PNG.
+the true joint position), max |da|, the clamp share and the roughness of
+the commands the plant was given (per run ``roughness``: RMS per-period
+change and high-frequency share per joint, core/roughness.py; per plant
+``roughness_ratio``, residual over base); writes JSON and a PNG.
 The ONNX model runs through the runtime's policy step
 (:class:`~residual_control.core.step.PolicyStep`: observation, model, the
 training-envelope check at its default debounce, 0.1 s) on the env's state
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 import numpy as np
 
 from .. import params_file
+from ..core.roughness import ratio as roughness_ratio, roughness
 from .common.config import EnvConfig, EvaluationConfig, resolve_path
 
 if TYPE_CHECKING:
@@ -88,14 +92,17 @@ def rollout(residual_fn: "Callable[[np.ndarray], np.ndarray] | RuntimePolicy | N
     """One closed-loop run.
 
     ``residual_fn(obs) -> da`` in N m (None: base alone), or a :class:`RuntimePolicy` (the runtime's
-    policy step on the env's state).
+    policy step on the env's state). ``roughness``: of the commands the plant was given, one per period
+    (:func:`residual_control.core.roughness.roughness`: RMS per-period change in N m, share of the power
+    above its cut-off, per joint).
     """
     from .env import ResidualEnv
 
     env = ResidualEnv(params_file, plant=load_plant(plant), trajectory=trajectory, episode_seconds=seconds,
                       residual_delay_steps=delay, observation_names=observation_names, seed=seed)
     obs, _ = env.reset(seed=seed)
-    errs, das, rec = [], [], {"t": [], "q": [], "q_ref": [], "da": [], "a_base": []}
+    errs, das, commands = [], [], []
+    rec: dict = {"t": [], "q": [], "q_ref": [], "da": [], "a_base": [], "command": []}
     clamped = 0
     done = False
     while not done:
@@ -108,19 +115,22 @@ def rollout(residual_fn: "Callable[[np.ndarray], np.ndarray] | RuntimePolicy | N
         clamped += int(np.any(np.abs(da) > env.residual_limit + 1e-9))
         obs, _r, term, trunc, info = env.step(da / env.residual_limit)
         errs.append(info["error"])
+        commands.append(np.asarray(info["command"], dtype=float))
         if record:
             rec["t"].append(env.time)
             rec["q"].append(env.plant.q)
             rec["q_ref"].append(env.trajectory.sample(env.time)[0])
             rec["da"].append(info["applied_residual"])
             rec["a_base"].append(info["a_base"])
+            rec["command"].append(info["command"])
         done = term or trunc
     e = np.asarray(errs)
     out = {"rmse_per_joint": np.sqrt(np.mean(e ** 2, axis=0)).tolist(),
            "rmse": float(np.sqrt(np.mean(e ** 2))),
            "max_abs_error": np.max(np.abs(e), axis=0).tolist(),
            "max_abs_residual": np.max(np.abs(np.asarray(das)), axis=0).tolist(),
-           "clamped_share": clamped / max(1, len(das)), "steps": len(das), "terminated": bool(term)}
+           "clamped_share": clamped / max(1, len(das)), "steps": len(das), "terminated": bool(term),
+           "roughness": roughness(np.asarray(commands).reshape(len(commands), env.n), env.dt)}
     if record:
         out["trace"] = {k: np.asarray(v) for k, v in rec.items()}
     return out
@@ -131,7 +141,8 @@ def compare(residual_fn, plant, trajectory, seconds=DEFAULT_SECONDS, params_file
             observation_names=None, seed=0, record=False) -> dict:
     base = rollout(None, plant, trajectory, seconds, params_file, delay, observation_names, seed, record)
     res = rollout(residual_fn, plant, trajectory, seconds, params_file, delay, observation_names, seed, record)
-    return {"base": base, "residual": res, "ratio": res["rmse"] / base["rmse"]}
+    return {"base": base, "residual": res, "ratio": res["rmse"] / base["rmse"],
+            "roughness_ratio": roughness_ratio(res["roughness"], base["roughness"])}
 
 
 #: The runtime's default envelope_debounce (s).
