@@ -9,7 +9,10 @@ base_controller, residual_policy, residual_mixer):
 3. ``residual_fault``: as 2, but residual_policy is killed (-9) mid-run,
    restarted, and later perception is switched off.
 
-Prints a table, writes a PNG plot (``--plot``) and JSON (``--json``).
+Prints a table, writes a PNG plot (``--plot``) and JSON (``--json``). Each trial
+reports the roughness of the commands the simulator received in the measured
+window (``roughness``: RMS per-period change and high-frequency share per
+joint, residual_control/core/roughness.py).
 """
 from __future__ import annotations
 
@@ -143,6 +146,8 @@ def run_trial(name: str, args, settings_kwargs: dict, joints, config) -> tuple[d
 
         run = loop.run(on_tick)
         result = analyse(run, joints, config)
+        result["roughness"] = command_roughness(run.sink_record(), joints, t0, t0 + span,
+                                                1.0 / settings.control_rate_hz)
         result.update(envelope_numbers(probe.rec.diagnostics, settings.settle, settings.settle + span))
         if name == "residual_fault":
             if "kill_sim" in fault:
@@ -161,6 +166,31 @@ def run_trial(name: str, args, settings_kwargs: dict, joints, config) -> tuple[d
                     fault["kill_sim"] = max(fault["kill_sim"], exact)
             result.update(_fault_numbers(probe.rec.mixer_modes, fault))
         return result, series(run, joints)
+
+
+def window_commands(record, n_joints: int, t0: float, t1: float):
+    """Return the mixer's command of each control period of [t0, t1] (sim s), as the simulator received them.
+
+    One row per lockstep window stamped in [t0, t1]: the last command received in it (the one the
+    plant held from then on); NaN where the window received none, or one of another length (a period
+    without a command: :func:`residual_control.core.roughness.roughness` drops it).
+    """
+    import numpy as np
+
+    rows = []
+    for w in record.windows:
+        if not t0 <= w.t_ns * 1e-9 <= t1:
+            continue
+        c = w.commands[-1] if w.commands else None
+        rows.append(c if c is not None and c.shape == (n_joints,) else np.full(n_joints, np.nan))
+    return np.asarray(rows, dtype=float).reshape(len(rows), n_joints)
+
+
+def command_roughness(record, joints, t0: float, t1: float, period: float) -> dict:
+    """Roughness (core/roughness.py) of the commands the simulator received in [t0, t1], per joint."""
+    from ..core.roughness import roughness
+
+    return roughness(window_commands(record, len(joints), t0, t1), period)
 
 
 def envelope_numbers(diagnostics, t0: float, t1: float) -> dict:
@@ -362,6 +392,17 @@ def run(args) -> int:
               + ", ".join(f"{j} {largest[j]:.3f}" for j in joints)
               + ("" if bound is None else " (bound g·ε·period/fallback_ramp_time: "
                  + ", ".join(f"{j} {bound[j]:.3f}" for j in joints) + ")"))
+    print(f"command roughness per joint ({', '.join(joints)}; RMS per-period change [N m], "
+          f"share of the power above {next(iter(results.values()))['roughness']['hf_cutoff_hz']:g} Hz): "
+          + "; ".join(f"{n} {_fmt_list(r['roughness']['rms_step'], 3)} N m, "
+                      f"{_fmt_list(r['roughness']['hf_share'], 4)}" for n, r in results.items()))
+    if "base" in results and "residual" in results:
+        from ..core.roughness import ratio
+
+        summary["roughness_ratio_residual_to_base"] = ratio(results["residual"]["roughness"],
+                                                            results["base"]["roughness"])
+        print("residual / base command roughness (RMS per-period change): "
+              + _fmt_list(summary["roughness_ratio_residual_to_base"]["rms_step"], 2))
     total_violations = sum(r["violations"] for r in results.values())
     print(f"violations in all runs: {total_violations}; demo took {elapsed:.0f} s")
     if args.plot:
@@ -376,6 +417,10 @@ def run(args) -> int:
         Path(args.json).write_text(json.dumps(doc, indent=2, default=_json_default))
         print(f"results written to {args.json}")
     return 0 if total_violations == 0 else 1
+
+
+def _fmt_list(values, digits: int) -> str:
+    return "[" + ", ".join("-" if v is None else f"{v:.{digits}f}" for v in values) + "]"
 
 
 def _fmt_s(x) -> str:

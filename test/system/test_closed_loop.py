@@ -55,6 +55,10 @@ def test_residual_beats_base_on_the_shifted_plant_with_zero_violations(setup):
     # The demo's acceptance is 0.5x over 10 s; a shorter window on a loaded CI
     # machine keeps a margin.
     assert residual["rmse"] <= 0.7 * base["rmse"], (residual["rmse"], base["rmse"])
+    # The roughness of the commands the sim received in the window: one per period, every joint measured.
+    for r in (base, residual):
+        assert all(x is not None and x > 0 for x in r["roughness"]["rms_step"]), r["roughness"]
+        assert all(x is not None and 0 <= x <= 1 for x in r["roughness"]["hf_share"]), r["roughness"]
 
 
 @pytest.mark.parametrize("real_time_factor", [1.0, 0.5])
