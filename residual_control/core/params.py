@@ -361,6 +361,18 @@ BASE_ACTION_TYPE = ParamSpec(
 MIXER_PARAMS = MIXER_PARAMS + (BASE_ACTION_TYPE,)
 POLICY_PARAMS = POLICY_PARAMS + (BASE_ACTION_TYPE,)
 
+#: The loop a runtime node spins on (nodes/process.py; measured in docs/performance.md).
+EXECUTOR = ParamSpec(
+    "executor", STRING, "lean",
+    "The node's loop: lean (its messages taken from a wait set and handed to their callbacks directly; timers and "
+    "services in the same wait, run by a SingleThreadedExecutor), single (rclpy's SingleThreadedExecutor), multi "
+    "(MultiThreadedExecutor, 2 threads) or events (rclpy's experimental EventsExecutor). The environment variable "
+    "RESIDUAL_CONTROL_EXECUTOR overrides it",
+    choices=("lean", "single", "multi", "events"), read_only=True)
+MIXER_PARAMS = MIXER_PARAMS + (EXECUTOR,)
+BASE_PARAMS = BASE_PARAMS + (EXECUTOR,)
+POLICY_PARAMS = POLICY_PARAMS + (EXECUTOR,)
+
 #: The fused node ``residual_controller``: the three nodes' parameters in one.
 FUSED_PARAMS = fused_specs()
 

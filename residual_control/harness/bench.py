@@ -625,17 +625,33 @@ def _run_case(specs, final: str, mode: str, rates, duration: float, warmup: floa
     return results
 
 
-def _ratio(case: dict, floor: dict) -> None:
+def _ratio(case: dict, floor: dict, key: str = "ratio_p50") -> None:
     for rate, r in case.items():
         f = floor.get(rate, {})
         try:
-            r["latency"]["ratio_p50"] = r["latency"]["p50"] / f["latency"]["p50"]
+            r["latency"][key] = r["latency"]["p50"] / f["latency"]["p50"]
         except (KeyError, TypeError, ZeroDivisionError):
             pass
 
 
+#: The loops compared (``RESIDUAL_CONTROL_EXECUTOR``): rclpy's SingleThreadedExecutor and the lean
+#: wait-set loop (nodes/lean.py). A bare relay on each is a floor.
+LOOPS = ("lean", "single")
+
+
+def _loop_env(loop: str, service: str = "") -> dict:
+    env = {"RESIDUAL_CONTROL_EXECUTOR": loop}
+    if service:
+        env["RESIDUAL_CONTROL_LEAN_SERVICE"] = service
+    return env
+
+
 def bench_ros(params_file: str, rates, duration: float, warmup: float, log_root: Path, quick: bool,
               inputs: Inputs) -> dict:
+    """Run the ROS sections: our nodes on the lean loop (in full also on rclpy's executor) against two floors.
+
+    The floors are the same-shape bare relays on rclpy's SingleThreadedExecutor and on the lean wait set.
+    """
     import functools
 
     from .graph import NodeSpec, runtime_specs
@@ -645,53 +661,70 @@ def bench_ros(params_file: str, rates, duration: float, warmup: float, log_root:
     def relay(name: str, kind: str, **kw):
         return _relay_spec(name, kind, inputs.joints, **kw)
 
-    out = {}
-    pf = params_file
-    # c. one hop
-    hop_mixer = case([NodeSpec("residual_mixer", [pf])], "residual_mixer", "hop", rates, duration, warmup,
-                     log_root / "hop_mixer")
-    hop_relay = case([relay("relay_hop", "hop")], "relay_hop", "hop", rates, duration, warmup, log_root / "hop_relay")
-    _ratio(hop_mixer, hop_relay)
-    out["hop"] = {"residual_mixer": hop_mixer, "bare_relay": hop_relay}
-    # d. + e. the whole graph, resources at 1 kHz
     top = max(rates)
-    graph = case(runtime_specs(pf), "residual_mixer", "graph", rates, duration, warmup, log_root / "graph",
-                 resources_at=top)
-    chain = case([relay("relay_base", "base"), relay("relay_policy", "policy"),
-                  relay("relay_mixer", "mixer", stamped=True)], "relay_mixer", "graph", rates, duration,
-                 warmup, log_root / "chain", resources_at=top)
-    _ratio(graph, chain)
-    out["graph"] = {"three_nodes": graph, "relay_chain": chain}
-    # f. fused
-    fused = case([NodeSpec("residual_controller", [pf])], "residual_controller", "graph", rates, duration,
-                 warmup, log_root / "fused", resources_at=top)
-    single = case([relay("relay_single", "single", stamped=True)], "relay_single", "graph", rates,
-                  duration, warmup, log_root / "single", resources_at=top)
-    _ratio(fused, single)
-    out["fused"] = {"residual_controller": fused, "bare_single_hop": single}
-    out["resources"] = {"rate_hz": top, "unit": "cpu_share: fraction of one core; rss_mib: MiB",
-                        "three_nodes": graph.get(f"{int(top)}hz", {}).get("resources", {}),
-                        "relay_chain": chain.get(f"{int(top)}hz", {}).get("resources", {}),
-                        "fused": fused.get(f"{int(top)}hz", {}).get("resources", {}),
-                        "bare_single_hop": single.get(f"{int(top)}hz", {}).get("resources", {})}
-    # Executors and QoS, on the hop at the top rate.
-    ex = {"rate_hz": top, "what": "one hop at the top rate: residual_mixer and the bare relay per executor; "
-                                  "the bare relay per QoS", "executor": {}, "qos": {}}
     key = f"{int(top)}hz"
-    ex["executor"]["single"] = {"residual_mixer": hop_mixer.get(key), "bare_relay": hop_relay.get(key)}
+    pf = params_file
+    sections = {
+        "hop": ("hop", "residual_mixer", lambda: [NodeSpec("residual_mixer", [pf])], "residual_mixer",
+                "bare_relay", lambda: [relay("relay_hop", "hop")], "relay_hop"),
+        "graph": ("graph", "three_nodes", lambda: runtime_specs(pf), "residual_mixer",
+                  "relay_chain", lambda: [relay("relay_base", "base"), relay("relay_policy", "policy"),
+                                          relay("relay_mixer", "mixer", stamped=True)], "relay_mixer"),
+        "fused": ("graph", "residual_controller", lambda: [NodeSpec("residual_controller", [pf])],
+                  "residual_controller", "bare_single_hop", lambda: [relay("relay_single", "single", stamped=True)],
+                  "relay_single"),
+    }
+    out: dict = {}
+    for section, (mode, ours, our_specs, our_final, floor, floor_specs, floor_final) in sections.items():
+        at = top if section != "hop" else None
+        res = {}
+        for loop in LOOPS:
+            if loop == "single" and quick:
+                continue
+            name = ours if loop == "lean" else f"{ours}_single"
+            res[name] = case(our_specs(), our_final, mode, rates, duration, warmup, log_root / f"{section}_{loop}",
+                             _loop_env(loop), resources_at=at)
+        # the floors: the bare relay on rclpy's executor (``floor``) and on the lean wait set
+        res[floor] = case(floor_specs(), floor_final, mode, rates, duration, warmup, log_root / f"{section}_floor",
+                          _loop_env("single"), resources_at=at)
+        res[f"{floor}_wait_set"] = case(floor_specs(), floor_final, mode, rates, duration, warmup,
+                                        log_root / f"{section}_floor_lean", _loop_env("lean"), resources_at=at)
+        for name in (ours, f"{ours}_single"):
+            if name in res:
+                _ratio(res[name], res[floor], "ratio_p50")
+                _ratio(res[name], res[f"{floor}_wait_set"], "ratio_p50_wait_set")
+        out[section] = res
+    g, f = out["graph"], out["fused"]
+    out["resources"] = {"rate_hz": top, "unit": "cpu_share: fraction of one core; rss_mib: MiB"}
+    for label, r in (("three_nodes", g.get("three_nodes")), ("three_nodes_single", g.get("three_nodes_single")),
+                     ("relay_chain", g.get("relay_chain")), ("relay_chain_wait_set", g.get("relay_chain_wait_set")),
+                     ("fused", f.get("residual_controller")), ("fused_single", f.get("residual_controller_single")),
+                     ("bare_single_hop", f.get("bare_single_hop")),
+                     ("bare_single_hop_wait_set", f.get("bare_single_hop_wait_set"))):
+        if r is not None:
+            out["resources"][label] = r.get(key, {}).get("resources", {})
+    # Loops and QoS on the hop at the top rate.
+    hop = out["hop"]
+    ex = {"rate_hz": top, "what": "one hop at the top rate: residual_mixer and the bare relay per loop; "
+                                  "the bare relay per QoS", "executor": {}, "qos": {}}
+    ex["executor"]["lean"] = {"residual_mixer": hop["residual_mixer"].get(key),
+                              "bare_relay": hop["bare_relay_wait_set"].get(key)}
     if not quick:
-        for kind in ("multi", "events"):
-            env = {"RESIDUAL_CONTROL_EXECUTOR": kind}
+        ex["executor"]["single"] = {"residual_mixer": hop["residual_mixer_single"].get(key),
+                                    "bare_relay": hop["bare_relay"].get(key)}
+        variants = [("lean_between", _loop_env("lean", "between")), ("multi", _loop_env("multi")),
+                    ("events", _loop_env("events"))]
+        for kind, env in variants:
             ex["executor"][kind] = {
                 "residual_mixer": case([NodeSpec("residual_mixer", [pf])], "residual_mixer", "hop", [top],
                                        duration, warmup, log_root / f"ex_{kind}_mixer", env).get(key),
                 "bare_relay": case([relay("relay_hop", "hop")], "relay_hop", "hop", [top], duration,
                                    warmup, log_root / f"ex_{kind}_relay", env).get(key)}
-        ex["qos"]["reliable_depth1"] = hop_relay.get(key)
+        ex["qos"]["reliable_depth1"] = hop["bare_relay"].get(key)
         for rel, depth in (("best_effort", 1), ("reliable", 10)):
             ex["qos"][f"{rel}_depth{depth}"] = case(
                 [relay("relay_hop", "hop", reliability=rel, depth=depth)], "relay_hop", "hop", [top],
-                duration, warmup, log_root / f"qos_{rel}_{depth}", reliability=rel).get(key)
+                duration, warmup, log_root / f"qos_{rel}_{depth}", _loop_env("single"), reliability=rel).get(key)
     out["executors"] = ex
     return out
 
@@ -738,33 +771,36 @@ def print_table(res: dict) -> None:
         print(_row(f"infer {label}: torch eager", e.get("torch_eager", {})))
         print(_row("  floor: raw InferenceSession.run", e.get("raw_session_run", {})))
 
-    def lat_rows(title, case, floor_title, floor):
-        for rate, r in case.items():
-            extra = f"lost/late {r.get('lost_or_late_share', float('nan')) * 100:.2f}%" if "latency" in r else \
-                r.get("error", "")
-            print(_row(f"{title} @ {rate}", r.get("latency", {}), extra))
-            f = floor.get(rate, {})
-            extra = f"lost/late {f.get('lost_or_late_share', float('nan')) * 100:.2f}%" if "latency" in f else ""
-            print(_row(f"  floor: {floor_title} @ {rate}", f.get("latency", {}), extra))
-
-    hop = res.get("hop", {})
-    lat_rows("hop base_action->residual_mixer->commands", hop.get("residual_mixer", {}), "bare relay",
-             hop.get("bare_relay", {}))
-    g = res.get("graph", {})
-    lat_rows("graph joint_states->3 nodes->commands", g.get("three_nodes", {}), "relay chain",
-             g.get("relay_chain", {}))
-    f = res.get("fused", {})
-    lat_rows("fused joint_states->residual_controller->commands", f.get("residual_controller", {}),
-             "single bare hop", f.get("bare_single_hop", {}))
+    titles = {"hop": ("hop base_action->residual_mixer->commands", "residual_mixer", "bare_relay", "bare relay"),
+              "graph": ("graph joint_states->3 nodes->commands", "three_nodes", "relay_chain", "relay chain"),
+              "fused": ("fused joint_states->residual_controller->commands", "residual_controller",
+                        "bare_single_hop", "single bare hop")}
+    for section, (title, ours, floor, floor_title) in titles.items():
+        sec = res.get(section, {})
+        for rate in sec.get(ours, {}):
+            for name, label in ((ours, f"{title} [lean]"), (f"{ours}_single", f"{title} [executor]"),
+                                (floor, f"  floor: {floor_title} [executor]"),
+                                (f"{floor}_wait_set", f"  floor: {floor_title} [wait set]")):
+                r = sec.get(name, {}).get(rate)
+                if r is None:
+                    continue
+                extra = (f"lost/late {r.get('lost_or_late_share', float('nan')) * 100:.2f}%" if "latency" in r
+                         else r.get("error", ""))
+                lat = dict(r.get("latency", {}))
+                if "ratio_p50_wait_set" in lat:
+                    extra += f"  vs wait-set floor {lat['ratio_p50_wait_set']:.2f}x"
+                print(_row(f"{label} @ {rate}", lat, extra))
     r = res.get("resources", {})
     if r:
         print(f"\nresources at {r.get('rate_hz')} Hz: CPU share of one core, RSS MiB")
-        for case in ("three_nodes", "relay_chain", "fused", "bare_single_hop"):
-            for k, v in r.get(case, {}).items():
-                print(f"  {case:<16} {k:<22} cpu {v['cpu_share'] * 100:6.1f}%   rss {v['rss_mib']:7.1f} MiB")
+        for case, procs in r.items():
+            if not isinstance(procs, dict):
+                continue
+            for k, v in procs.items():
+                print(f"  {case:<26} {k:<22} cpu {v['cpu_share'] * 100:6.1f}%   rss {v['rss_mib']:7.1f} MiB")
     ex = res.get("executors", {})
     if ex.get("executor"):
-        print(f"\nexecutors, hop at {ex.get('rate_hz')} Hz (p50 / p99 us, lost or late)")
+        print(f"\nloops, hop at {ex.get('rate_hz')} Hz (p50 / p99 us, lost or late)")
         for kind, e in ex["executor"].items():
             for who, v in (e or {}).items():
                 if v and "latency" in v:

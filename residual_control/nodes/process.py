@@ -15,17 +15,13 @@ from rclpy.node import Node
 from ..core.errors import ConfigError, ResidualControlError
 
 EXECUTOR_ENV = "RESIDUAL_CONTROL_EXECUTOR"
-EXECUTORS = ("single", "multi", "events")
+EXECUTORS = ("lean", "single", "multi", "events")
 
 
 def make_executor(kind: str | None = None):
-    """Return the executor the nodes spin on: ``single`` (default), ``multi`` or ``events``.
-
-    ``RESIDUAL_CONTROL_EXECUTOR`` overrides the default; the benchmark uses it
-    to compare executors on the same node (see docs/performance.md).
-    """
-    kind = kind or os.environ.get(EXECUTOR_ENV, "") or "single"
-    if kind == "single":
+    """Return the executor a node is added to: ``single`` (also lean's, for the rest), ``multi``, ``events``."""
+    kind = kind or "single"
+    if kind in ("single", "lean"):
         return SingleThreadedExecutor()
     if kind == "multi":
         return MultiThreadedExecutor(num_threads=2)
@@ -33,7 +29,35 @@ def make_executor(kind: str | None = None):
         from rclpy.experimental import EventsExecutor
 
         return EventsExecutor()
-    raise ConfigError(f"{EXECUTOR_ENV}: expected one of {list(EXECUTORS)}, found {kind!r}")
+    raise ConfigError(f"executor: expected one of {list(EXECUTORS)}, found {kind!r}")
+
+
+def executor_kind(node: Node) -> str:
+    """Return the loop ``node`` spins on: ``RESIDUAL_CONTROL_EXECUTOR``, else its ``executor`` parameter, else single.
+
+    The environment variable lets the benchmark compare loops on the same params file.
+    """
+    kind = os.environ.get(EXECUTOR_ENV, "")
+    where = EXECUTOR_ENV
+    if not kind:
+        where = "executor parameter"
+        kind = str(node.get_parameter("executor").value) if node.has_parameter("executor") else "single"
+    if kind not in EXECUTORS:
+        raise ConfigError(f"{where}: expected one of {list(EXECUTORS)}, found {kind!r}")
+    if kind == "lean":
+        from .lean import unavailable
+
+        why = unavailable()
+        if why:
+            node.get_logger().warning(f"executor lean: {why}; spinning on the SingleThreadedExecutor instead")
+            return "single"
+    return kind
+
+
+def _spin_events(executor, ok: Callable[[], bool]) -> None:
+    """Spin the EventsExecutor with ``spin_once`` (its ``spin()`` delivered nothing with these wheels)."""
+    while ok():
+        executor.spin_once(timeout_sec=0.1)
 
 
 class _StopSignals:
@@ -121,13 +145,24 @@ def _run_node(stop: _StopSignals, factory, args, fatal, spin, restore_signals) -
             # fails half-way and its __del__ prints a traceback; the node takes much longer to build.
             executor = make_executor()
             node = factory()
+            kind = executor_kind(node) if spin is None else "single"
+            if kind in ("multi", "events") and not stop.received:
+                executor.shutdown()
+                executor = make_executor(kind)
             executor.add_node(node)
             if not stop.received and rclpy.ok():
-                if spin is None:
-                    executor.spin()
+                context = node.context
+                ok = lambda: rclpy.ok(context=context)  # noqa: E731
+                if spin is not None:
+                    spin(node, executor, ok)
+                elif kind == "lean":
+                    from .lean import LeanLoop
+
+                    LeanLoop(node, executor).spin(ok)
+                elif kind == "events":
+                    _spin_events(executor, ok)
                 else:
-                    context = node.context
-                    spin(node, executor, lambda: rclpy.ok(context=context))
+                    executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except fatal as exc:
