@@ -82,16 +82,18 @@ def _per_joint(value, n: int) -> np.ndarray:
 
 
 def collect(env, student, expert_cfg: ExpertConfig, episodes: int, rng: np.random.Generator, beta: float,
-            noise_std: float, progress=None, expert=None, plant=None):
+            noise_std: float, progress=None, expert=None, plant=None, next_valid: list | None = None):
     """Roll out a beta-mixture of expert and student (+ noise); label every state with the expert.
 
     ``expert(env, expert_cfg)``: the expert residual in N m (default :func:`expert_residual`);
     ``plant(rng)``: the plant of each episode (default: the env's own randomization).
+    ``next_valid``: a list to which a bool array per call is appended, True where the next sample is the
+    next state of the same episode (the pairs of the smoothness term, :func:`fit`).
     """
     import torch
 
     expert = expert or expert_residual
-    obs_buf, lab_buf = [], []
+    obs_buf, lab_buf, follows = [], [], []
     for _ in range(episodes):
         options = {"plant": plant(rng)} if plant is not None else None
         obs, _ = env.reset(seed=int(rng.integers(2**31)), options=options)
@@ -109,8 +111,11 @@ def collect(env, student, expert_cfg: ExpertConfig, episodes: int, rng: np.rando
             act = np.clip(act + rng.normal(0, noise_std, env.n), -1, 1)
             obs, _r, term, trunc, _ = env.step(act)
             done = term or trunc
+            follows.append(not done)
         if progress is not None:
             progress.update(1)
+    if next_valid is not None:
+        next_valid.append(np.asarray(follows, bool))
     return np.asarray(obs_buf, np.float32), np.asarray(lab_buf, np.float32)
 
 
@@ -143,13 +148,25 @@ def training_envelope(env, dagger_obs: np.ndarray, ecfg: EnvelopeConfig, seed: i
 
 
 def fit(net, obs: np.ndarray, labels: np.ndarray, epochs: int, lr: float, batch: int, seed: int,
-        weight_decay: float, weights: np.ndarray | None = None, refit_normalizer: bool = True) -> float:
+        weight_decay: float, weights: np.ndarray | None = None, refit_normalizer: bool = True,
+        smoothness_weight: float = 0.0, next_valid: np.ndarray | None = None) -> float:
     """Fit ``net`` (MSE on the unit action; per-sample ``weights`` if given); returns the last batch's loss.
 
     ``refit_normalizer``: fit the observation normaliser to ``obs`` first (False: a fine-tune keeps it).
+    ``smoothness_weight`` > 0 adds the temporal smoothness term: that weight times the mean, over the
+    batch's samples whose next sample is the next state of the same episode (``next_valid``, from
+    :func:`collect`), of the squared change of the unit action from the state to the next one. It
+    penalises a student whose output changes fast along the trajectories (the closed-loop ringing that
+    makes the command rough: docs/roughness.md).
     """
     import torch
 
+    smooth = float(smoothness_weight)
+    if smooth > 0.0:
+        if next_valid is None or len(next_valid) != len(obs):
+            raise ValueError(f"fit: smoothness_weight {smooth} needs next_valid, one flag per sample ({len(obs)}), "
+                             f"found {None if next_valid is None else len(next_valid)}")
+        valid = torch.as_tensor(np.asarray(next_valid, bool).astype(np.float32))
     if refit_normalizer:
         net.normalizer.fit(obs)
     gen = torch.Generator().manual_seed(seed)
@@ -167,10 +184,16 @@ def fit(net, obs: np.ndarray, labels: np.ndarray, epochs: int, lr: float, batch:
         for i in range(steps_per_epoch):
             idx = perm[i * batch:(i + 1) * batch]
             if wt is None:
-                loss = torch.mean((net.unit_action(x[idx]) - y[idx]) ** 2)
+                out = net.unit_action(x[idx])
+                loss = torch.mean((out - y[idx]) ** 2)
             else:
-                err = (net.unit_action(x[idx]) - y[idx]) ** 2
+                out = net.unit_action(x[idx])
+                err = (out - y[idx]) ** 2
                 loss = torch.sum(err.mean(dim=1) * wt[idx]) / torch.sum(wt[idx])
+            if smooth > 0.0:
+                v = valid[idx]
+                change = (net.unit_action(x[torch.clamp(idx + 1, max=n - 1)]) - out) ** 2
+                loss = loss + smooth * torch.sum(change.mean(dim=1) * v) / torch.clamp(torch.sum(v), min=1.0)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -203,19 +226,20 @@ def train_bc(cfg: TrainConfig, out_dir: str, seed: int | None = None, episodes: 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = CSVLogger(out / "train_log.csv")
-    obs_all, lab_all = [], []
+    obs_all, lab_all, follows = [], [], []
     student = None
     t0 = time.time()
     bar = tqdm(total=episodes, desc=f"bc {episodes} ep", disable=not progress)
     for r, n_ep in enumerate(per_round):
         beta = 1.0 if r == 0 else beta0 ** r
-        o, lab = collect(env, student, bcfg.expert, n_ep, rng, beta, noise, bar)
+        o, lab = collect(env, student, bcfg.expert, n_ep, rng, beta, noise, bar, next_valid=follows)
         obs_all.append(o)
         lab_all.append(lab)
         obs_cat, lab_cat = np.concatenate(obs_all), np.concatenate(lab_all)
         torch.manual_seed(seed + r)
         net = ResidualPolicyNet(env.assembler.size, env.residual_limit, c.network.hidden, c.network.activation)
-        loss = fit(net, obs_cat, lab_cat, bcfg.epochs, bcfg.lr, bcfg.batch_size, seed + r, bcfg.weight_decay)
+        loss = fit(net, obs_cat, lab_cat, bcfg.epochs, bcfg.lr, bcfg.batch_size, seed + r, bcfg.weight_decay,
+                   smoothness_weight=bcfg.smoothness_weight, next_valid=np.concatenate(follows))
         student = net
         log.log({"round": r, "episodes": sum(per_round[:r + 1]), "samples": len(obs_cat), "beta": beta,
                  "loss": loss, "wall_s": round(time.time() - t0, 2)})

@@ -41,9 +41,32 @@ def _canonical(obj: Any) -> Any:
     return obj
 
 
+#: Keys added to the training configs after models were shipped, with the value that leaves the training as it
+#: was: left out of the hash at that value, so a config written before the key existed keeps its hash (and the
+#: ``training_config_sha256`` a shipped model records stays that of its config).
+HASH_NEUTRAL: dict[tuple[str, ...], Any] = {("bc", "smoothness_weight"): 0.0}
+
+
+def _without_neutral(cfg: Mapping[str, Any]) -> dict:
+    out = dict(cfg)
+    for path, value in HASH_NEUTRAL.items():
+        node = out
+        for key in path[:-1]:
+            if not isinstance(node.get(key), Mapping):
+                node = None
+                break
+            node[key] = node = dict(node[key])
+        if node is not None and path[-1] in node and node[path[-1]] == value:
+            del node[path[-1]]
+    return out
+
+
 def config_sha256(cfg: Mapping[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of a config mapping (key order does not matter)."""
-    text = json.dumps(_canonical(cfg), sort_keys=True, separators=(",", ":"))
+    """SHA-256 of the canonical JSON of a config mapping.
+
+    Key order does not matter; a :data:`HASH_NEUTRAL` key at its neutral value is left out.
+    """
+    text = json.dumps(_canonical(_without_neutral(cfg)), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -158,10 +181,13 @@ class BCConfig:
     weight_decay: float = 0.0          # Adam L2 penalty
     expert: ExpertConfig = field(default_factory=ExpertConfig)
     table_episodes: tuple[int, ...] = (10, 30, 100)  # learn-bench's BC table
+    #: Weight of the temporal smoothness term of the imitation loss (0: off): the mean squared change of the
+    #: student's unit action between consecutive states of the same episode (training/bc.py ``fit``).
+    smoothness_weight: float = 0.0
 
     def __post_init__(self) -> None:
         _at_least(self, episodes=1, dagger_rounds=1, beta0=0.0, noise_std=0.0, epochs=1, lr=0.0, batch_size=1,
-                  weight_decay=0.0)
+                  weight_decay=0.0, smoothness_weight=0.0)
 
 
 @dataclass(frozen=True)
