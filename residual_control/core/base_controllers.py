@@ -42,7 +42,7 @@ class BaseController(ABC):
         for name, a in arrays.items():
             if a.shape != (self.dof,):
                 raise ObservationError(f"{name}: expected shape ({self.dof},), found {a.shape}")
-            if not np.all(np.isfinite(a)):
+            if not np.isfinite(a).all():
                 raise ObservationError(f"{name}: expected finite values, found {a.tolist()}")
 
     def compute(self, q, qd, q_ref, qd_ref, t: float) -> np.ndarray:

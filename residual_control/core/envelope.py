@@ -48,7 +48,7 @@ class Envelope:
         if low.size != n or high.size != n:
             raise ModelError(f"envelope: expected {n} low and high bounds (one per feature), "
                              f"found {low.size} and {high.size}")
-        if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        if not (np.isfinite(low).all() and np.isfinite(high).all()):
             raise ModelError(f"envelope: expected finite bounds, found low {low.tolist()}, high {high.tolist()}")
         bad = [self.names[i] for i in np.flatnonzero(low >= high)]
         if bad:
@@ -108,7 +108,7 @@ def compute_envelope(observations: np.ndarray, names: Sequence[str], margin: flo
     if obs.ndim != 2 or obs.shape[1] != len(names) or obs.shape[0] == 0:
         raise ValueError(f"compute_envelope: expected observations of shape [n >= 1, {len(names)}], "
                          f"found {list(obs.shape)}")
-    if not np.all(np.isfinite(obs)):
+    if not np.isfinite(obs).all():
         raise ValueError("compute_envelope: expected finite observations, found non-finite entries")
     if not (math.isfinite(margin) and margin >= 0):
         raise ValueError(f"compute_envelope: expected a margin >= 0, found {margin!r}")

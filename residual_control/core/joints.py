@@ -62,10 +62,22 @@ def match_joints(joints: Sequence[str], names: Sequence[str], values, what: str,
     return out, ""
 
 
+#: Gather indices of the name orders :func:`order_by_name` has checked, per (joints, extra): a message
+#: stream repeats one order, and the checks then run once (at most CACHE_SIZE orders each).
+_ORDER_CACHES: dict[tuple, dict] = {}
+
+
 def order_by_name(joints: Sequence[str], names: Sequence[str], values, what: str, *,
                   extra: bool = True, finite: bool = True) -> np.ndarray:
     """:func:`match_joints` (names that are not joints passed over) that raises ValueError naming the problem."""
-    out, why = match_joints(joints, names, values, what, extra=extra, finite=finite)
+    try:
+        key = (tuple(joints), extra)
+        cache = _ORDER_CACHES.get(key)
+        if cache is None and len(_ORDER_CACHES) < 4 * CACHE_SIZE:
+            cache = _ORDER_CACHES[key] = {}
+    except TypeError:  # unhashable joint names: no cache
+        cache = None
+    out, why = match_joints(joints, names, values, what, extra=extra, finite=finite, cache=cache)
     if out is None:
         raise ValueError(why)
     return out

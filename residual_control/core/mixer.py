@@ -540,7 +540,7 @@ class Mixer:
         tau = -cfg.damp_kd * st.qd if fresh else np.zeros(n)
         if self._gravity is not None:
             g = np.asarray(self._gravity(st.q), dtype=float)
-            if g.shape == (n,) and np.all(np.isfinite(g)):
+            if g.shape == (n,) and np.isfinite(g).all():
                 tau = tau + g
         return np.clip(tau, cfg.command_min, cfg.command_max)
 
@@ -573,7 +573,7 @@ def residual_bound_ok(command: np.ndarray, base: np.ndarray, config: MixerConfig
     """Check the safety invariant, usable by tests and monitors alike."""
     if command is None:
         return True
-    if not np.all(np.isfinite(command)):
+    if not np.isfinite(command).all():
         return False
     if np.any(command < config.command_min - tol) or np.any(command > config.command_max + tol):
         return False

@@ -26,6 +26,7 @@ import numpy as np
 from .errors import ObservationError
 
 JOINT_SOURCES = ("q", "qd", "q_ref", "qd_ref", "e", "ed", "sin_q", "cos_q", "a_base")
+_GATHER_ORDER = ("q", "qd", "q_ref", "qd_ref", "a_base", "e", "ed", "sin_q", "cos_q")
 PERCEPTION_SOURCE = "perception"
 
 
@@ -71,6 +72,12 @@ class ObservationAssembler:
             raise ObservationError("observation names cannot be assembled: " + "; ".join(problems))
         self.uses_perception = any(src == PERCEPTION_SOURCE for src, _ in self._plan)
         self.size = len(self._plan)
+        # The plan as indices into [q, qd, q_ref, qd_ref, a_base, e, ed, sin_q, cos_q] (one block of
+        # len(joints) each) followed by the perception features: one gather per observation.
+        n = len(self.joints)
+        block = {src: k * n for k, src in enumerate(_GATHER_ORDER)}
+        self._gather = np.array([(block[src] + i) if src != PERCEPTION_SOURCE else (len(_GATHER_ORDER) * n + i)
+                                 for src, i in self._plan], dtype=np.intp)
 
     def assemble(self, q, qd, q_ref, qd_ref, a_base, perception=None) -> np.ndarray:
         n = len(self.joints)
@@ -80,10 +87,9 @@ class ObservationAssembler:
             if arr.size != n:
                 raise ObservationError(f"{name}: expected {n} values (one per joint), found {arr.size}")
             arrays[name] = arr
-        arrays["e"] = arrays["q_ref"] - arrays["q"]
-        arrays["ed"] = arrays["qd_ref"] - arrays["qd"]
-        arrays["sin_q"] = np.sin(arrays["q"])
-        arrays["cos_q"] = np.cos(arrays["q"])
+        q, qd = arrays["q"], arrays["qd"]
+        parts = [q, qd, arrays["q_ref"], arrays["qd_ref"], arrays["a_base"], arrays["q_ref"] - q,
+                 arrays["qd_ref"] - qd, np.sin(q), np.cos(q)]
         if self.uses_perception:
             if perception is None:
                 raise ObservationError(
@@ -93,9 +99,9 @@ class ObservationAssembler:
                 raise ObservationError(
                     f"perception: expected {len(self.perception_features)} features "
                     f"{list(self.perception_features)}, found {p.size}")
-            arrays[PERCEPTION_SOURCE] = p
-        out = np.fromiter((arrays[src][i] for src, i in self._plan), dtype=np.float32, count=self.size)
-        if not np.all(np.isfinite(out)):
+            parts.append(p)
+        out = np.concatenate(parts)[self._gather].astype(np.float32)
+        if not np.isfinite(out).all():
             bad = [self.observation_names[i] for i in np.flatnonzero(~np.isfinite(out))]
             raise ObservationError(f"observation: expected finite values, found non-finite {bad}")
         return out

@@ -209,12 +209,12 @@ class PolicyRunner:
         obs = np.asarray(observation, dtype=np.float32).reshape(-1)
         if obs.size != self.n_obs:
             raise ObservationError(f"observation: expected {self.n_obs} values, found {obs.size}")
-        if not np.all(np.isfinite(obs)):
+        if not np.isfinite(obs).all():
             raise ObservationError("observation: expected finite values, found non-finite entries")
         buf = self._feed[INPUT_NAME]
         buf[0, :] = obs
         out = self._session.run(self._outputs, self._feed)[0].reshape(-1)
-        if out.size != self.n_act or not np.all(np.isfinite(out)):
+        if out.size != self.n_act or not np.isfinite(out).all():
             raise PolicyOutputError(f"residual: expected {self.n_act} finite values, found {out.tolist()}")
         if np.any(np.abs(out) > self._bound * (1 + 1e-5) + 1e-6):
             raise PolicyOutputError(

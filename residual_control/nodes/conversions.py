@@ -50,7 +50,7 @@ def read_perception(features: Sequence[str], msg) -> np.ndarray:
     """Return the perception features of a Float64MultiArray; raises ValueError naming the problem."""
     n = len(features)
     data = np.asarray(msg.data, dtype=float)
-    if data.size != n or not np.all(np.isfinite(data)):
+    if data.size != n or not np.isfinite(data).all():
         raise ValueError(f"perception: expected {n} finite features {list(features)}, found {data.tolist()[:8]}")
     return data
 
@@ -82,7 +82,7 @@ def read_base_array(joints: Sequence[str], msg) -> np.ndarray:
     if data.size != n:
         raise ValueError(f"base_action (std_msgs/Float64MultiArray): expected {n} values in the order of "
                          f"joints {list(joints)}, found {data.size}: {data.tolist()[:8]}")
-    if not np.all(np.isfinite(data)):
+    if not np.isfinite(data).all():
         raise ValueError(f"base_action (std_msgs/Float64MultiArray): expected finite values for joints "
                          f"{list(joints)}, found {data.tolist()}")
     return data

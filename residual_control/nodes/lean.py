@@ -83,8 +83,10 @@ class LeanLoop:
         self.service = service or os.environ.get(SERVICE_ENV, "") or "wait"
         if self.service not in ("wait", "between"):
             raise ValueError(f"{SERVICE_ENV}: expected wait or between, found {self.service!r}")
-        self.stats = {"messages": 0, "executor_turns": 0, "builds": 0}
+        self.stats = {"wakes": 0, "messages": 0, "executor_turns": 0, "builds": 0}
         self._impl = _rclpy_impl()
+        self._stack: ExitStack | None = None
+        self._last_turn = time.monotonic()
 
     # ------------------------------------------------------------------ entities
     def _entities(self) -> tuple:
@@ -101,74 +103,92 @@ class LeanLoop:
         return not (inspect.iscoroutinefunction(cb) or inspect.iscoroutinefunction(getattr(cb, "__call__", None)))
 
     def spin(self, ok: Callable[[], bool]) -> None:
-        while ok():
-            entities = self._entities()
-            self._spin_entities(entities, ok)
+        """Spin until ``ok()`` is false (or the context shuts down)."""
+        try:
+            while ok() and self.node.context.ok():
+                self.spin_once(self._period)
+        finally:
+            self.close()
 
-    def _spin_entities(self, entities: tuple, ok: Callable[[], bool]) -> None:
+    def close(self) -> None:
+        """Release the handles the wait set holds (the node can then be destroyed)."""
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+
+    @property
+    def _period(self) -> float:
+        return BETWEEN_S if self.service == "between" else HOUSEKEEPING_S
+
+    def _build(self) -> None:
+        self.close()
+        self._entities_built = entities = self._entities()
         subs, timers, services, guards, _, _ = entities
-        period = HOUSEKEEPING_S
         if self.service == "between":
-            timers, services, period = (), (), BETWEEN_S
-        impl = self._impl
+            timers, services = (), ()
         ctx = self.node.context
         self.stats["builds"] += 1
-        with ExitStack() as stack:
-            # Entered for the loop's life: a handle cannot be destroyed while the wait set holds it.
-            sub_h, tmr_h, srv_h, gc_h = ([_enter(stack, e.handle) for e in group]
-                                         for group in (subs, timers, services, guards))
-            stack.enter_context(ctx.handle)
-            ws = impl.WaitSet(len(sub_h), len(gc_h), len(tmr_h), 0, len(srv_h), 0, ctx.handle)
-            # (pointer, handle, msg type, raw, callback, with message info) of each direct subscription
-            direct = []
-            for s, h in zip(subs, sub_h):
-                if self._direct(s):
-                    ctype = getattr(s, "_callback_type", None)
-                    with_info = ctype is not None and getattr(ctype, "name", "") == "WithMessageInfo"
-                    direct.append((h.pointer, h, s.msg_type, s.raw, s.callback, with_info))
-            left = {h.pointer for s, h in zip(subs, sub_h) if not self._direct(s)}  # the executor's
-            node_gcs = {g.handle.pointer: g for g in self.node.guards}
-            timeout_ns = int(period * 1e9)
-            last_turn = time.monotonic()
-            turns = 0
-            while ok():
-                ws.clear_entities()
-                for h in sub_h:
-                    ws.add_subscription(h)
-                for h in tmr_h:
-                    ws.add_timer(h)
-                for h in srv_h:
-                    ws.add_service(h)
-                for h in gc_h:
-                    ws.add_guard_condition(h)
-                ws.wait(timeout_ns)
-                if not ctx.ok():
-                    return
-                ready = ws.get_ready_entities("subscription")
-                if ready:
-                    taken = 0
-                    for ptr, h, msg_type, raw, callback, with_info in direct:
-                        if ptr in ready:
-                            msg_info = h.take_message(msg_type, raw)
-                            if msg_info is not None:
-                                taken += 1
-                                if with_info:
-                                    callback(*msg_info)
-                                else:
-                                    callback(msg_info[0])
-                    self.stats["messages"] += taken
-                ready_gcs = ws.get_ready_entities("guard_condition")
-                other = bool((left and left.intersection(ready)) or ready_gcs or ws.get_ready_entities("timer")
-                             or ws.get_ready_entities("service"))
-                now = time.monotonic()
-                if other or now - last_turn >= period:
-                    last_turn = now
-                    # A node guard condition this wait consumed is triggered again for the executor's wait.
-                    for ptr in ready_gcs:
-                        if ptr in node_gcs:
-                            node_gcs[ptr].trigger()
-                    self.executor.spin_once(timeout_sec=0)
-                    self.stats["executor_turns"] += 1
-                    turns += 1
-                    if turns % 8 == 0 and self._entities() != entities:
-                        return  # entities created or destroyed since the build: build again
+        stack = ExitStack()
+        # Entered while the wait set holds them: a handle cannot be destroyed under the wait.
+        self._sub_h, self._tmr_h, self._srv_h, self._gc_h = ([_enter(stack, e.handle) for e in group]
+                                                             for group in (subs, timers, services, guards))
+        stack.enter_context(ctx.handle)
+        self._stack = stack
+        self._ws = self._impl.WaitSet(len(self._sub_h), len(self._gc_h), len(self._tmr_h), 0, len(self._srv_h), 0,
+                                      ctx.handle)
+        # (pointer, handle, msg type, raw, callback, with message info) of each direct subscription
+        self._direct_subs = []
+        for s, h in zip(subs, self._sub_h):
+            if self._direct(s):
+                ctype = getattr(s, "_callback_type", None)
+                with_info = ctype is not None and getattr(ctype, "name", "") == "WithMessageInfo"
+                self._direct_subs.append((h.pointer, h, s.msg_type, s.raw, s.callback, with_info))
+        self._left = {h.pointer for s, h in zip(subs, self._sub_h) if not self._direct(s)}  # the executor's
+        self._node_gcs = {g.handle.pointer: g for g in self.node.guards}
+
+    def spin_once(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` once, run what is ready; returns the number of messages taken here."""
+        if self._stack is None:
+            self._build()
+        ws = self._ws
+        ws.clear_entities()
+        for h in self._sub_h:
+            ws.add_subscription(h)
+        for h in self._tmr_h:
+            ws.add_timer(h)
+        for h in self._srv_h:
+            ws.add_service(h)
+        for h in self._gc_h:
+            ws.add_guard_condition(h)
+        ws.wait(max(int(timeout_s * 1e9), 0))
+        self.stats["wakes"] += 1
+        if not self.node.context.ok():
+            return 0
+        ready = ws.get_ready_entities("subscription")
+        taken = 0
+        if ready:
+            for ptr, h, msg_type, raw, callback, with_info in self._direct_subs:
+                if ptr in ready:
+                    msg_info = h.take_message(msg_type, raw)
+                    if msg_info is not None:
+                        taken += 1
+                        if with_info:
+                            callback(*msg_info)
+                        else:
+                            callback(msg_info[0])
+            self.stats["messages"] += taken
+        ready_gcs = ws.get_ready_entities("guard_condition")
+        other = bool((self._left and self._left.intersection(ready)) or ready_gcs
+                     or ws.get_ready_entities("timer") or ws.get_ready_entities("service"))
+        now = time.monotonic()
+        if other or now - self._last_turn >= self._period:
+            self._last_turn = now
+            # A node guard condition this wait consumed is triggered again for the executor's wait.
+            for ptr in ready_gcs:
+                if ptr in self._node_gcs:
+                    self._node_gcs[ptr].trigger()
+            self.executor.spin_once(timeout_sec=0)
+            self.stats["executor_turns"] += 1
+            if self.stats["executor_turns"] % 8 == 0 and self._entities() != self._entities_built:
+                self._build()  # entities created or destroyed since the build
+        return taken
