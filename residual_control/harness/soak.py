@@ -389,6 +389,7 @@ def soak(duration: float, rate: float, mode: str = "fused", warmup: float | None
     if warmup is None:
         warmup = min(max(0.2 * duration, 5.0), 60.0)
     mixer = MIXER_NODE[mode]
+    load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="residual_soak_"))
     own = not rclpy.ok()
     if own:
@@ -548,6 +549,9 @@ def soak(duration: float, rate: float, mode: str = "fused", warmup: float | None
         "transition_steps": rec.transition_steps,
         "memory_limits": {"growth_mib": max_growth_mib, "growth_pct": max_growth_pct},
         "nodes": nodes, "recorder": recorder, "series": series, "failures": failures, "passed": not failures,
+        "loop": os.environ.get("RESIDUAL_CONTROL_EXECUTOR", "") or "the nodes' executor parameter (default lean)",
+        "load_average": {"before": [round(x, 2) for x in load_before],
+                         "after": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()},
     }
     return doc
 
@@ -560,6 +564,10 @@ def _print(doc: dict) -> None:
     print()
     print(f"soak ({doc['mode']} mode: {', '.join(doc['controller_nodes'])}): {doc['duration_s']:.0f} s at "
           f"{doc['rate_hz']:g} Hz ({doc['driver']})")
+    la = doc.get("load_average")
+    if la:
+        print(f"load average (1, 5, 15 min) before {la['before']}, after {la['after']} on {la['cpus']} CPUs; "
+              f"loop: {doc['loop']}")
     print(f"commands (mixer counter): {doc['commands']} in {doc['counter_span_s']:.1f} s = "
           f"{doc['achieved_rate_hz']:.1f} Hz achieved ({100 * doc['achieved_share']:.1f} % of {doc['rate_hz']:g} Hz)")
     late = doc["late"]

@@ -22,6 +22,7 @@ from .conversions import read_or_reject, read_reference, read_state, stamp_to_se
 from .diagnostics import ERROR, OK, WARN, Diagnostics
 from .parameters import declare_specs, result, validate_changes
 from .process import run_node
+from .throttle import ThrottledWarning
 from .qos import CONTROL_QOS
 
 
@@ -30,6 +31,7 @@ class BaseControllerNode(Node):
         super().__init__("base_controller", **kwargs)
         self._specs = spec_map(BASE_PARAMS)
         self._values = declare_specs(self, BASE_PARAMS)
+        self._warn = ThrottledWarning(self.get_logger())
         self.controller = make_base_controller(self._values, nominal_model(self._values))
         self.joints = tuple(self._values["joints"])
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -51,7 +53,7 @@ class BaseControllerNode(Node):
     def _reject(self, error: str) -> None:
         self._rejected += 1
         self._last_error = error
-        self.get_logger().warning(error, throttle_duration_sec=1.0)
+        self._warn(error)
 
     def _on_reference(self, msg: JointState) -> None:
         reference = read_or_reject(self._reject, read_reference, self.joints, msg)

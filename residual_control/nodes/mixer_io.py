@@ -9,6 +9,7 @@ from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
 from ..core.mixer import Mixer, MixOutput, Mode
 from .conversions import now_sec
 from .diagnostics import MODE_LEVEL, Diagnostics
+from .throttle import ThrottledWarning
 from .qos import CONTROL_QOS, LATCHED_QOS
 
 
@@ -22,6 +23,7 @@ class MixerIO:
     def __init__(self, node: Node, mixer: Mixer, diagnostics_name: str) -> None:
         self.node = node
         self.mixer = mixer
+        self._warn_state = ThrottledWarning(node.get_logger())
         cfg = mixer.config
         self._cmd_pub = node.create_publisher(Float64MultiArray, "commands", CONTROL_QOS)
         self._applied_pub = node.create_publisher(JointState, "~/applied_residual", CONTROL_QOS)
@@ -76,7 +78,7 @@ class MixerIO:
         now = now_sec(self.node)
         error = m.update_state(msg.name, msg.position, msg.velocity, now)
         if error:
-            self.node.get_logger().warning(f"rejected joint_states: {error}", throttle_duration_sec=1.0)
+            self._warn_state(f"rejected joint_states: {error}")
         out = m.check_base(now)
         if out is not None:
             self.emit(out, msg.header.stamp)

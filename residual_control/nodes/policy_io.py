@@ -24,6 +24,7 @@ from ..core.policy import PolicyExpectations
 from ..core.step import LoadedPolicy, PolicyOutcome, PolicyStep, ReferenceHold
 from .conversions import now_sec, read_or_reject, read_perception, read_reference, stamp_to_sec
 from .diagnostics import ERROR, WARN
+from .throttle import ThrottledWarning
 from .qos import CONTROL_QOS, LATCHED_QOS
 
 
@@ -153,6 +154,8 @@ class PolicyIO:
                  publish_diagnostics: Callable[[], None]) -> None:
         self._node = node
         self.joints = tuple(joints)
+        self._warn_reject = ThrottledWarning(node.get_logger())
+        self._warn_skip = ThrottledWarning(node.get_logger())
         self.stats = stats
         self._publish_diagnostics = publish_diagnostics
         self.expect = PolicyExpectations(
@@ -247,13 +250,13 @@ class PolicyIO:
         """Count, report (WARN) and log (throttled) a rejected input message."""
         self.stats["rejected_inputs"] += 1
         self.status = (WARN, error)
-        self._node.get_logger().warning(error, throttle_duration_sec=1.0)
+        self._warn_reject(error)
 
     def skip(self, level: int, why: str) -> None:
         """No residual this step: counted, reported and logged (throttled)."""
         self.stats["skipped"] += 1
         self.status = (level, why)
-        self._node.get_logger().warning(f"no residual: {why}", throttle_duration_sec=1.0)
+        self._warn_skip(f"no residual: {why}")
 
     # ------------------------------------------------------------------ the step
     def report(self, outcome: PolicyOutcome) -> np.ndarray | None:

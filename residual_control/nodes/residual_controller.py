@@ -50,6 +50,7 @@ from .mixer_io import MixerIO
 from .parameters import applied, declare_specs, mixer_changes, refused, result, validate_changes
 from .policy_io import PolicyIO
 from .process import run_node
+from .throttle import ThrottledWarning
 from .qos import CONTROL_QOS
 
 NODE_NAME = "residual_controller"
@@ -80,6 +81,7 @@ class ResidualControllerNode(Node):
         self._specs = spec_map(FUSED_PARAMS)
         v = declare_specs(self, FUSED_PARAMS)
         self._values = v
+        self._warn_rejected = ThrottledWarning(self.get_logger())
         self.joints = tuple(v["joints"])
         self.controller = make_base_controller(v, nominal_model(v))
         self.mixer = mixer_from_params(v, nominal_model(v))
@@ -114,7 +116,7 @@ class ResidualControllerNode(Node):
         self.stats["base_actions"] += 1
         if self.policy.report(step.policy) is not None:  # none: counted and reported (the mixer falls back)
             if step.rejected:
-                self.get_logger().warning(f"rejected residual: {step.rejected}", throttle_duration_sec=1.0)
+                self._warn_rejected(f"rejected residual: {step.rejected}")
                 self.policy.skip(ERROR, step.rejected)
             else:
                 self.stats["residuals"] += 1

@@ -29,6 +29,7 @@ from .conversions import base_action_msg_type, now_sec, read_base_array, stamp_t
 from .mixer_io import MixerIO
 from .parameters import applied, declare_specs, mixer_changes, refused, validate_changes
 from .process import run_node
+from .throttle import ThrottledWarning
 from .qos import CONTROL_QOS
 
 
@@ -37,6 +38,8 @@ class ResidualMixerNode(Node):
         super().__init__("residual_mixer", **kwargs)
         self._specs = spec_map(MIXER_PARAMS)
         values = declare_specs(self, MIXER_PARAMS)
+        self._warn_residual = ThrottledWarning(self.get_logger())
+        self._warn_base = ThrottledWarning(self.get_logger())
         self.mixer = mixer_from_params(values, nominal_model(values))
         self._diag_period = float(values["diagnostics_period"])
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -64,7 +67,7 @@ class ResidualMixerNode(Node):
     def _on_residual(self, msg: JointState) -> None:
         error = self.mixer.update_residual(msg.name, msg.effort, stamp_to_sec(msg.header.stamp), now_sec(self))
         if error:
-            self.get_logger().warning(f"rejected residual_action: {error}", throttle_duration_sec=1.0)
+            self._warn_residual(f"rejected residual_action: {error}")
 
     def _on_base(self, msg: JointState) -> None:
         out = self.mixer.step(msg.name, msg.effort, stamp_to_sec(msg.header.stamp), now_sec(self))
@@ -81,7 +84,7 @@ class ResidualMixerNode(Node):
             # node's reason names the message type and the joints order.
             out = self.mixer.step(joints, list(msg.data), now, now)
             self.mixer.stats.last_rejection = str(exc)
-            self.get_logger().warning(f"rejected base_action: {exc}", throttle_duration_sec=1.0)
+            self._warn_base(f"rejected base_action: {exc}")
             self.io.emit(out, None)
             return
         self.io.emit(self.mixer.step(joints, base, now, now), None)

@@ -28,6 +28,7 @@ without a command the plant gets zero torque (throttled warning).
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from typing import List
@@ -385,9 +386,28 @@ def _sink(value) -> str:
 def _spin(node: "MujocoSimNode", executor, ok) -> None:
     if node.mode == "lockstep":
         node.run_lockstep(executor, ok)
-    else:
+        return
+    from residual_control.nodes.lean import LeanLoop, unavailable
+    from residual_control.nodes.process import EXECUTOR_ENV
+
+    if unavailable() or os.environ.get(EXECUTOR_ENV, "lean") != "lean":
         while ok():
             executor.spin_once()
+        return
+    # Realtime on the lean loop: the control periods are kept by deadline here instead of by the
+    # steady timer (one executor turn per period at 1 kHz costs more than the physics); commands,
+    # parameters and the rest are taken in between.
+    node._timer.cancel()
+    loop = LeanLoop(node, executor)
+    try:
+        while ok():
+            remaining = node._wall_start + (node.steps + 1) * node.control_dt - time.monotonic()
+            if remaining > 0.0:
+                loop.spin_once(min(remaining, 0.05))
+            else:
+                node._on_timer()
+    finally:
+        loop.close()
 
 
 def main(args=None) -> int:
