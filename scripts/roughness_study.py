@@ -1,0 +1,313 @@
+#!/usr/bin/env python3
+"""Where the residual's command roughness comes from, and what smooths it (docs/roughness.md).
+
+Two subcommands, both on the built-in arm (planar2), config/reference.yaml, 20 s at 100 Hz:
+
+``diagnose MODEL.onnx``
+    The model's roughness with the sensor noise and the perception noise switched off; the privileged
+    expert as the residual; the model (through the runtime's policy step) computed along the expert's
+    closed loop (the expert drives the plant, the model's output is not applied), with and without noise
+    (``--expert-kd``: the expert's extra_kd);
+    and the command that would track perfectly (the true plant's inverse dynamics along the reference,
+    with its viscous and Coulomb friction, divided by its actuator gain).
+
+``lowpass MODEL.onnx [--cutoffs 0,20,10,5]``
+    The model with a first-order low-pass of each cut-off (Hz; 0: none) on its residual, applied after
+    the model (not trained with it): RMSE ratio and roughness against the base.
+
+``train VARIANT --out DIR``
+    Trains a BC/DAgger student with ``--config`` (default the quick recipe) and one change, then evaluates
+    the torch student on the robot's evaluation plants: RMSE ratio and command roughness against the base.
+    Variants: ``plain`` (the config as it is: ``--weight`` sets ``bc.smoothness_weight``, the option of
+    ``train bc``), ``true_state`` (expert labels from the noise-free state), ``filtered`` (expert labels
+    low-pass filtered along each episode, zero phase, ``--cutoff`` Hz), ``sobolev`` (``--weight`` times the
+    squared difference between the student's and the expert's change from a state to the next),
+    ``noise`` (``--weight`` times the squared change of the output under Gaussian input noise of
+    ``--sigma`` times each feature's standard deviation). ``--expert-kd`` sets the expert's extra_kd,
+    ``--noise-std`` the exploration noise (bc.noise_std).
+
+Runs with one torch thread; writes ``--json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = "config/residual_control.yaml"
+PLANTS = ("real", "heavy_weak", "light_strong", "mid")
+
+
+def _rms_step(a: np.ndarray) -> list:
+    return np.sqrt(np.mean(np.diff(a, axis=0) ** 2, axis=0)).tolist()
+
+
+def _env(plant: dict, perception_noise: float | None = None):
+    from residual_control.training.env import ResidualEnv
+    from residual_control.training.evaluate import load_reference_spec
+
+    kw = {} if perception_noise is None else {"perception_noise_std": perception_noise}
+    return ResidualEnv(PARAMS, plant=plant, trajectory=load_reference_spec("config/reference.yaml"),
+                       episode_seconds=20.0, seed=0, **kw)
+
+
+def _plant(name: str, sensor_noise: float | None = None) -> dict:
+    import yaml
+
+    d = yaml.safe_load((ROOT / "config" / "plants" / f"{name}.yaml").read_text())
+    if sensor_noise is not None:
+        d["sensor_noise_std"] = sensor_noise
+    return d
+
+
+def _closed_loop(env, residual) -> tuple[float, np.ndarray]:
+    """Run ``residual(env, obs) -> da`` (N m) for the env's episode; (RMSE, commands)."""
+    obs, _ = env.reset(seed=0)
+    errs, cmds, done = [], [], False
+    while not done:
+        obs, _r, term, trunc, info = env.step(residual(env, obs) / env.residual_limit)
+        errs.append(info["error"])
+        cmds.append(info["command"])
+        done = term or trunc
+    return float(np.sqrt(np.mean(np.asarray(errs) ** 2))), np.asarray(cmds)
+
+
+def _feedforward(name: str) -> np.ndarray:
+    """Return the true plant's torque along the reference, per period (no feedback: what tracks perfectly)."""
+    from residual_control.training.bc import true_model
+
+    env = _env(_plant(name))
+    env.reset(seed=0)
+    model, p = true_model(env), env.plant_params
+    friction = env.plant.nominal_frictionloss * p.friction_scale
+    out = []
+    for k in range(1, int(round(20.0 / env.dt)) + 1):
+        q, qd, qdd = env.trajectory.sample(k * env.dt)
+        out.append((model.inverse_dynamics(q, qd, qdd) + friction * np.tanh(qd / 0.05)) / p.actuator_gain)
+    return np.asarray(out)
+
+
+def diagnose(model: str, expert_kd: float | None = None) -> dict:
+    from residual_control.training.bc import expert_residual
+    from residual_control.training.common.config import ExpertConfig
+    from residual_control.training.evaluate import RuntimePolicy
+
+    expert_cfg = ExpertConfig() if expert_kd is None else ExpertConfig(extra_kd=(expert_kd, expert_kd))
+    out: dict = {"model": model, "plants": {},
+                 "expert": {"extra_kp": list(expert_cfg.extra_kp), "extra_kd": list(expert_cfg.extra_kd)}}
+    for name in ("real", "light_strong", "mid"):
+        res: dict = {}
+        for label, sensor, perception in (("noise", None, None), ("no_sensor_noise", 0.0, None),
+                                          ("no_perception_noise", None, 0.0), ("no_noise", 0.0, 0.0)):
+            rb, cb = _closed_loop(_env(_plant(name, sensor), perception), lambda env, obs: np.zeros(env.n))
+            policy = RuntimePolicy(model, PARAMS)
+            rr, cr = _closed_loop(_env(_plant(name, sensor), perception), lambda env, obs: policy(env))
+            re, ce = _closed_loop(_env(_plant(name, sensor), perception),
+                                  lambda env, obs: expert_residual(env, expert_cfg))
+            expert_da, student_da = [], []
+            shadow = RuntimePolicy(model, PARAMS)
+
+            def along(env, obs):
+                e = expert_residual(env, expert_cfg)
+                student_da.append(shadow(env))
+                expert_da.append(e)
+                return e
+
+            _closed_loop(_env(_plant(name, sensor), perception), along)
+            res[label] = {
+                "base_rms_step": _rms_step(cb), "model_ratio": rr / rb,
+                "model_rms_step_x_base": (np.asarray(_rms_step(cr)) / _rms_step(cb)).tolist(),
+                "expert_ratio": re / rb, "expert_rms_step_x_base": (np.asarray(_rms_step(ce)) / _rms_step(cb)).tolist(),
+                "along_expert": {"expert_da_rms_step": _rms_step(np.asarray(expert_da)),
+                                 "student_da_rms_step": _rms_step(np.asarray(student_da))}}
+            print(name, label, json.dumps(res[label]), flush=True)
+        res["feedforward_rms_step_x_base"] = (np.asarray(_rms_step(_feedforward(name)))
+                                              / res["noise"]["base_rms_step"]).tolist()
+        out["plants"][name] = res
+    return out
+
+
+def lowpass(model: str, cutoffs: list) -> dict:
+    """Evaluate the model with a first-order low-pass on its residual (after the model, not trained with it)."""
+    import math
+
+    from residual_control.training.evaluate import RuntimePolicy, compare, load_reference_spec
+
+    traj = load_reference_spec("config/reference.yaml")
+    out: dict = {"model": model, "cutoffs_hz": {}}
+    for fc in cutoffs:
+        res = {}
+        for name in PLANTS:
+            policy = RuntimePolicy(model, PARAMS)
+            alpha = 1.0 if fc <= 0 else 0.01 / (1.0 / (2 * math.pi * fc) + 0.01)
+            held: list = []
+
+            class Filtered(RuntimePolicy):
+                def __init__(self) -> None:  # noqa: D107 (the policy above does the work)
+                    pass
+
+                def __call__(self, env):
+                    x = policy(env)
+                    held.append(x if not held else held[-1] + alpha * (x - held[-1]))
+                    return held[-1]
+
+            r = compare(Filtered(), f"config/plants/{name}.yaml", traj, 20.0, PARAMS)
+            res[name] = {"ratio": r["ratio"], "rms_step_x_base": r["roughness_ratio"]["rms_step"]}
+            print(f"low-pass {fc:g} Hz {name:12s} ratio {r['ratio']:.3f} rms_step x base "
+                  f"{np.round(r['roughness_ratio']['rms_step'], 2).tolist()}", flush=True)
+        out["cutoffs_hz"][str(fc)] = res
+    return out
+
+
+def _variant_patches(variant: str, weight: float, cutoff: float, sigma: float) -> None:
+    """Patch training/bc.py's expert and fit for the experimental variants (not options of train bc)."""
+    import torch
+
+    from residual_control.training import bc
+
+    if variant == "true_state":
+        expert = bc.expert_residual
+
+        def expert_true(env, cfg=bc.ExpertConfig()):
+            measured = env.q_meas, env.qd_meas
+            env.q_meas, env.qd_meas = env.plant.q, env.plant.qd
+            try:
+                return expert(env, cfg)
+            finally:
+                env.q_meas, env.qd_meas = measured
+
+        bc.expert_residual = expert_true
+    if variant == "filtered":
+        from scipy.signal import butter, filtfilt
+
+        collect = bc.collect
+
+        def collect_filtered(env, student, expert_cfg, episodes, rng, beta, noise_std, progress=None, expert=None,
+                             plant=None, next_valid=None):
+            obs, labels = [], []
+            for _ in range(episodes):
+                o, lab = collect(env, student, expert_cfg, 1, rng, beta, noise_std, progress, expert, plant,
+                                 next_valid)
+                if len(lab) > 15:
+                    b, a = butter(2, cutoff / (0.5 / env.dt))
+                    lab = np.clip(filtfilt(b, a, lab, axis=0), -1.0, 1.0).astype(np.float32)
+                obs.append(o)
+                labels.append(lab)
+            return np.concatenate(obs), np.concatenate(labels)
+
+        bc.collect = collect_filtered
+    if variant in ("sobolev", "noise"):
+        def fit(net, obs, labels, epochs, lr, batch, seed, weight_decay, weights=None, refit_normalizer=True,
+                smoothness_weight=0.0, next_valid=None):
+            if refit_normalizer:
+                net.normalizer.fit(obs)
+            gen = torch.Generator().manual_seed(seed)
+            x, y = torch.as_tensor(obs), torch.as_tensor(labels)
+            valid = torch.as_tensor(np.asarray(next_valid, bool).astype(np.float32))
+            opt = torch.optim.Adam(net.body.parameters(), lr=lr, weight_decay=weight_decay)
+            n = len(x)
+            steps = max(1, n // batch)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps)
+            net.train()
+            loss = torch.zeros(())
+            for _ in range(epochs):
+                perm = torch.randperm(n, generator=gen)
+                for i in range(steps):
+                    idx = perm[i * batch:(i + 1) * batch]
+                    out = net.unit_action(x[idx])
+                    loss = torch.mean((out - y[idx]) ** 2)
+                    if variant == "sobolev":
+                        nxt = torch.clamp(idx + 1, max=n - 1)
+                        d = ((net.unit_action(x[nxt]) - out) - (y[nxt] - y[idx])) ** 2
+                        v = valid[idx]
+                        loss = loss + weight * torch.sum(d.mean(dim=1) * v) / torch.clamp(torch.sum(v), min=1.0)
+                    else:
+                        noisy = x[idx] + sigma * net.normalizer.std * torch.randn(x[idx].shape, generator=gen)
+                        loss = loss + weight * torch.mean((net.unit_action(noisy) - out) ** 2)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+            net.eval()
+            return float(loss.detach())
+
+        bc.fit = fit
+
+
+def train(variant: str, out: str, config: str, weight: float, cutoff: float, sigma: float,
+          expert_kd: float | None, noise_std: float | None = None) -> dict:
+    from residual_control.training import bc
+    from residual_control.training.common.config import load_train_config
+    from residual_control.training.common.nets import load_checkpoint
+    from residual_control.training.evaluate import compare, load_reference_spec, torch_residual_fn
+
+    overrides: dict = {"bc": {}}
+    if variant == "plain":
+        overrides["bc"]["smoothness_weight"] = weight
+    if expert_kd is not None:
+        overrides["bc"]["expert"] = {"extra_kd": [expert_kd, expert_kd]}
+    if noise_std is not None:
+        overrides["bc"]["noise_std"] = noise_std
+    _variant_patches(variant, weight, cutoff, sigma)
+    cfg = load_train_config(config, overrides)
+    t0 = time.time()
+    bc.train_bc(cfg, out, seed=0, progress=False, evaluate=False)
+    train_s = time.time() - t0
+    net, _ = load_checkpoint(Path(out) / "checkpoint.pt")
+    traj = load_reference_spec("config/reference.yaml")
+    results = {}
+    for name in PLANTS:
+        r = compare(torch_residual_fn(net), f"config/plants/{name}.yaml", traj, 20.0, PARAMS, 1)
+        results[name] = {"ratio": r["ratio"], "rms_step_x_base": r["roughness_ratio"]["rms_step"],
+                         "base": r["base"]["roughness"], "residual": r["residual"]["roughness"]}
+        print(f"{variant} weight {weight:g} {name:12s} ratio {r['ratio']:.3f} rms_step x base "
+              f"{np.round(r['roughness_ratio']['rms_step'], 2).tolist()}", flush=True)
+    return {"variant": variant, "weight": weight, "cutoff_hz": cutoff, "sigma": sigma, "expert_kd": expert_kd,
+            "noise_std": noise_std,
+            "config": config, "config_sha256": cfg.sha256, "train_seconds": train_s, "plants": results}
+
+
+def main(argv=None) -> int:
+    import torch
+
+    torch.set_num_threads(1)
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("diagnose")
+    d.add_argument("model")
+    d.add_argument("--expert-kd", type=float, default=None, help="the expert's extra_kd (default the config's)")
+    lp = sub.add_parser("lowpass")
+    lp.add_argument("model")
+    lp.add_argument("--cutoffs", default="0,20,10,5", help="Hz, comma-separated (0: no filter)")
+    lp.add_argument("--json", default="")
+    d.add_argument("--json", default="")
+    t = sub.add_parser("train")
+    t.add_argument("variant", choices=("plain", "true_state", "filtered", "sobolev", "noise"))
+    t.add_argument("--out", required=True)
+    t.add_argument("--config", default="config/train_bc_quick.yaml")
+    t.add_argument("--weight", type=float, default=0.0)
+    t.add_argument("--cutoff", type=float, default=3.0)
+    t.add_argument("--sigma", type=float, default=0.05)
+    t.add_argument("--expert-kd", type=float, default=None)
+    t.add_argument("--noise-std", type=float, default=None, help="bc.noise_std (exploration noise)")
+    t.add_argument("--json", default="")
+    a = p.parse_args(argv)
+    if a.cmd == "diagnose":
+        doc = diagnose(a.model, a.expert_kd)
+    elif a.cmd == "lowpass":
+        doc = lowpass(a.model, [float(x) for x in a.cutoffs.split(",")])
+    else:
+        doc = train(a.variant, a.out, a.config, a.weight, a.cutoff, a.sigma, a.expert_kd, a.noise_std)
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(doc, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
