@@ -23,7 +23,10 @@ Two subcommands, both on the built-in arm (planar2), config/reference.yaml, 20 s
     low-pass filtered along each episode, zero phase, ``--cutoff`` Hz), ``sobolev`` (``--weight`` times the
     squared difference between the student's and the expert's change from a state to the next),
     ``noise`` (``--weight`` times the squared change of the output under Gaussian input noise of
-    ``--sigma`` times each feature's standard deviation). ``--expert-kd`` sets the expert's extra_kd,
+    ``--sigma`` times each feature's standard deviation), ``closed_loop`` (``--weight`` times the squared
+    change of the output between consecutive states of the previous round's student driving the plant
+    alone, without exploration noise: ``--closed-loop-episodes`` rollouts per round, unlabelled). ``--expert-kd``
+    sets the expert's extra_kd,
     ``--noise-std`` the exploration noise (bc.noise_std).
 
 Runs with one torch thread; writes ``--json``.
@@ -164,7 +167,7 @@ def lowpass(model: str, cutoffs: list) -> dict:
     return out
 
 
-def _variant_patches(variant: str, weight: float, cutoff: float, sigma: float) -> None:
+def _variant_patches(variant: str, weight: float, cutoff: float, sigma: float, closed_loop_episodes: int = 20) -> None:
     """Patch training/bc.py's expert and fit for the experimental variants (not options of train bc)."""
     import torch
 
@@ -201,7 +204,31 @@ def _variant_patches(variant: str, weight: float, cutoff: float, sigma: float) -
             return np.concatenate(obs), np.concatenate(labels)
 
         bc.collect = collect_filtered
-    if variant in ("sobolev", "noise"):
+    closed_loop: list = []  # per episode: the observations of the current student's own noise-free rollout
+    if variant == "closed_loop":
+        collect_plain = bc.collect
+        rng_cl = np.random.default_rng(12345)
+
+        def collect_with_closed_loop(env, student, expert_cfg, episodes, rng, beta, noise_std, progress=None,
+                                     expert=None, plant=None, next_valid=None):
+            out = collect_plain(env, student, expert_cfg, episodes, rng, beta, noise_std, progress, expert, plant,
+                                next_valid)
+            if student is not None:
+                for _ in range(closed_loop_episodes):
+                    obs, _ = env.reset(seed=int(rng_cl.integers(2**31)))
+                    seq, done = [obs.copy()], False
+                    while not done:
+                        with torch.no_grad():
+                            act = student.unit_action(torch.as_tensor(obs[None, :]))[0].numpy()
+                        obs, _r, term, trunc, _ = env.step(act)
+                        done = term or trunc
+                        if not term:
+                            seq.append(obs.copy())
+                    closed_loop.append(np.asarray(seq, np.float32))
+            return out
+
+        bc.collect = collect_with_closed_loop
+    if variant in ("sobolev", "noise", "closed_loop"):
         def fit(net, obs, labels, epochs, lr, batch, seed, weight_decay, weights=None, refit_normalizer=True,
                 smoothness_weight=0.0, next_valid=None):
             if refit_normalizer:
@@ -209,6 +236,9 @@ def _variant_patches(variant: str, weight: float, cutoff: float, sigma: float) -
             gen = torch.Generator().manual_seed(seed)
             x, y = torch.as_tensor(obs), torch.as_tensor(labels)
             valid = torch.as_tensor(np.asarray(next_valid, bool).astype(np.float32))
+            if closed_loop:
+                cl_a = torch.as_tensor(np.concatenate([e[:-1] for e in closed_loop]))
+                cl_b = torch.as_tensor(np.concatenate([e[1:] for e in closed_loop]))
             opt = torch.optim.Adam(net.body.parameters(), lr=lr, weight_decay=weight_decay)
             n = len(x)
             steps = max(1, n // batch)
@@ -226,9 +256,12 @@ def _variant_patches(variant: str, weight: float, cutoff: float, sigma: float) -
                         d = ((net.unit_action(x[nxt]) - out) - (y[nxt] - y[idx])) ** 2
                         v = valid[idx]
                         loss = loss + weight * torch.sum(d.mean(dim=1) * v) / torch.clamp(torch.sum(v), min=1.0)
-                    else:
+                    elif variant == "noise":
                         noisy = x[idx] + sigma * net.normalizer.std * torch.randn(x[idx].shape, generator=gen)
                         loss = loss + weight * torch.mean((net.unit_action(noisy) - out) ** 2)
+                    elif closed_loop:
+                        j = torch.randint(0, len(cl_a), (len(idx),), generator=gen)
+                        loss = loss + weight * torch.mean((net.unit_action(cl_b[j]) - net.unit_action(cl_a[j])) ** 2)
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
@@ -240,7 +273,7 @@ def _variant_patches(variant: str, weight: float, cutoff: float, sigma: float) -
 
 
 def train(variant: str, out: str, config: str, weight: float, cutoff: float, sigma: float,
-          expert_kd: float | None, noise_std: float | None = None) -> dict:
+          expert_kd: float | None, noise_std: float | None = None, closed_loop_episodes: int = 20) -> dict:
     from residual_control.training import bc
     from residual_control.training.common.config import load_train_config
     from residual_control.training.common.nets import load_checkpoint
@@ -253,7 +286,7 @@ def train(variant: str, out: str, config: str, weight: float, cutoff: float, sig
         overrides["bc"]["expert"] = {"extra_kd": [expert_kd, expert_kd]}
     if noise_std is not None:
         overrides["bc"]["noise_std"] = noise_std
-    _variant_patches(variant, weight, cutoff, sigma)
+    _variant_patches(variant, weight, cutoff, sigma, closed_loop_episodes)
     cfg = load_train_config(config, overrides)
     t0 = time.time()
     bc.train_bc(cfg, out, seed=0, progress=False, evaluate=False)
@@ -268,7 +301,7 @@ def train(variant: str, out: str, config: str, weight: float, cutoff: float, sig
         print(f"{variant} weight {weight:g} {name:12s} ratio {r['ratio']:.3f} rms_step x base "
               f"{np.round(r['roughness_ratio']['rms_step'], 2).tolist()}", flush=True)
     return {"variant": variant, "weight": weight, "cutoff_hz": cutoff, "sigma": sigma, "expert_kd": expert_kd,
-            "noise_std": noise_std,
+            "noise_std": noise_std, "closed_loop_episodes": closed_loop_episodes if variant == "closed_loop" else None,
             "config": config, "config_sha256": cfg.sha256, "train_seconds": train_s, "plants": results}
 
 
@@ -287,7 +320,8 @@ def main(argv=None) -> int:
     lp.add_argument("--json", default="")
     d.add_argument("--json", default="")
     t = sub.add_parser("train")
-    t.add_argument("variant", choices=("plain", "true_state", "filtered", "sobolev", "noise"))
+    t.add_argument("variant", choices=("plain", "true_state", "filtered", "sobolev", "noise", "closed_loop"))
+    t.add_argument("--closed-loop-episodes", type=int, default=20)
     t.add_argument("--out", required=True)
     t.add_argument("--config", default="config/train_bc_quick.yaml")
     t.add_argument("--weight", type=float, default=0.0)
@@ -302,7 +336,8 @@ def main(argv=None) -> int:
     elif a.cmd == "lowpass":
         doc = lowpass(a.model, [float(x) for x in a.cutoffs.split(",")])
     else:
-        doc = train(a.variant, a.out, a.config, a.weight, a.cutoff, a.sigma, a.expert_kd, a.noise_std)
+        doc = train(a.variant, a.out, a.config, a.weight, a.cutoff, a.sigma, a.expert_kd, a.noise_std,
+                    a.closed_loop_episodes)
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(doc, indent=1))
