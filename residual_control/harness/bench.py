@@ -388,6 +388,39 @@ def _relay_spec(name: str, kind: str, joints, stamped: bool = False, reliability
 
 
 # ============================================================================ harness
+class ServiceProbe:
+    """Round trips of a node's GetParameters service while the harness drives it (``ros2 param get``'s call).
+
+    ``rtt_ms``: answered calls; ``unanswered``: calls with no answer by the end of the run.
+    """
+
+    def __init__(self, node, target: str) -> None:
+        from rcl_interfaces.srv import GetParameters
+
+        self._client = node.create_client(GetParameters, f"/{target}/get_parameters")
+        self._request = GetParameters.Request(names=["use_sim_time"])
+        self._pending: list = []
+        self.rtt_ms: list[float] = []
+
+    def call(self) -> None:
+        self._collect()
+        if self._client.service_is_ready():
+            t0 = time.perf_counter()
+            fut = self._client.call_async(self._request)
+            fut.add_done_callback(lambda f, t0=t0: self.rtt_ms.append((time.perf_counter() - t0) * 1e3))
+            self._pending.append(fut)
+
+    def _collect(self) -> None:
+        self._pending = [f for f in self._pending if not f.done()]
+
+    def result(self) -> dict:
+        self._collect()
+        a = np.asarray(self.rtt_ms)
+        return {"answered": int(a.size), "unanswered": len(self._pending),
+                "rtt_ms_p50": float(np.median(a)) if a.size else None,
+                "rtt_ms_max": float(a.max()) if a.size else None}
+
+
 class Harness:
     """Drives the inputs at a fixed rate from one thread and records the outputs' arrival."""
 
@@ -426,6 +459,7 @@ class Harness:
         from ..nodes.lean import LeanLoop
 
         self.loop = LeanLoop(n, self.executor)
+        self.service_probe: "ServiceProbe | None" = None
         joints, zeros = list(inputs.joints), [0.0] * len(inputs.joints)
         self._js = JointState(name=joints, position=[float(x) for x in inputs.q], velocity=zeros)
         self._ref = JointState(name=joints, position=[float(x) for x in inputs.q_ref], velocity=zeros)
@@ -470,10 +504,15 @@ class Harness:
         seq = 0
         if on_start is not None:
             on_start()
+        probe = self.service_probe
+        next_probe = start + 0.5
         while True:
             now = pc()
             if now - start >= duration:
                 break
+            if probe is not None and now >= next_probe:
+                next_probe = now + 0.5
+                probe.call()
             while True:
                 rem = nxt - pc()
                 if rem <= 0:
@@ -485,6 +524,10 @@ class Harness:
             if pc() - nxt > 5 * period:  # fell far behind: skip rather than burst
                 nxt = pc()
         return sent
+
+    def probe_service(self, node_name: str) -> None:
+        """Ask ``node_name``'s GetParameters service every 0.5 s of the next drives; see :class:`ServiceProbe`."""
+        self.service_probe = ServiceProbe(self.node, node_name)
 
     def spin_for(self, duration: float) -> None:
         end = time.perf_counter() + duration
@@ -523,6 +566,8 @@ def measure(harness: Harness, mode: str, rate_hz: float, duration: float, warmup
     harness.drive(mode, rate_hz, warmup)
     harness.cmd_rx.clear()
     harness.app_rx.clear()
+    if harness.service_probe is not None:
+        harness.service_probe.rtt_ms.clear()
     before = {}
 
     def start_resources():
@@ -559,6 +604,8 @@ def measure(harness: Harness, mode: str, rate_hz: float, duration: float, warmup
            "lost_or_late_share": (lost + late) / n if n else float("nan"), "mode": harness.mode}
     if resources:
         out["resources"] = resources
+    if harness.service_probe is not None:
+        out["parameter_service"] = harness.service_probe.result()
     return out
 
 
@@ -612,6 +659,7 @@ def _run_case(specs, final: str, mode: str, rates, duration: float, warmup: floa
     env = dict(os.environ)
     env.update(env_extra or {})
     harness = Harness(final, inputs, reliability)
+    harness.probe_service(final)  # the parameter service of the node that publishes the output, while it runs
     results = {}
     try:
         with Graph(specs, log_dir=log_dir, env=env) as g:
@@ -794,6 +842,11 @@ def print_table(res: dict) -> None:
                 lat = dict(r.get("latency", {}))
                 if "ratio_p50_wait_set" in lat:
                     extra += f"  vs wait-set floor {lat['ratio_p50_wait_set']:.2f}x"
+                ps = r.get("parameter_service")
+                if ps:
+                    asked = ps["answered"] + ps["unanswered"]
+                    p50 = f"{ps['rtt_ms_p50']:.1f} ms" if ps["rtt_ms_p50"] is not None else "-"
+                    extra += f"  get_parameters {ps['answered']}/{asked} answered, p50 {p50}"
                 print(_row(f"{label} @ {rate}", lat, extra))
     r = res.get("resources", {})
     if r:

@@ -14,6 +14,9 @@ WARN = DiagnosticStatus.WARN
 ERROR = DiagnosticStatus.ERROR
 
 #: The diagnostic level of each mixer mode.
+#: The node attribute run_node sets to the loop it spins the node on (reported as ``loop`` on /diagnostics).
+LOOP_ATTRIBUTE = "residual_control_loop"
+
 MODE_LEVEL = {Mode.NOMINAL: OK, Mode.RECOVERING: WARN, Mode.FALLBACK: WARN, Mode.BASE_FAULT: ERROR}
 
 
@@ -29,6 +32,9 @@ class Diagnostics:
     def publish(self, level: int, message: str, values: Mapping[str, object]) -> None:
         status = DiagnosticStatus(level=level, name=self._name, message=message[:500], hardware_id=self._hw)
         status.values = [KeyValue(key=k, value=_fmt(v)) for k, v in values.items()]
+        loop = getattr(self._node, LOOP_ATTRIBUTE, "")
+        if loop:  # the loop the node's process spins on (nodes/process.py)
+            status.values.append(KeyValue(key="loop", value=loop))
         msg = DiagnosticArray()
         msg.header.stamp = self._node.get_clock().now().to_msg()
         msg.status = [status]

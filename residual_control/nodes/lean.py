@@ -52,8 +52,8 @@ def unavailable() -> str | None:
     ws = getattr(impl, "WaitSet", None)
     if ws is None:
         return "rclpy has no _rclpy.WaitSet"
-    missing = [m for m in ("clear_entities", "add_subscription", "add_timer", "add_service", "add_guard_condition",
-                           "wait", "get_ready_entities") if not hasattr(ws, m)]
+    missing = [m for m in ("clear_entities", "add_subscription", "add_timer", "add_service", "add_client",
+                           "add_guard_condition", "wait", "get_ready_entities") if not hasattr(ws, m)]
     if missing:
         return f"rclpy's _rclpy.WaitSet lacks {missing}"
     from rclpy.subscription import Subscription
@@ -123,19 +123,19 @@ class LeanLoop:
     def _build(self) -> None:
         self.close()
         self._entities_built = entities = self._entities()
-        subs, timers, services, guards, _, _ = entities
+        subs, timers, services, guards, clients, _ = entities
         if self.service == "between":
-            timers, services = (), ()
+            timers, services, clients = (), (), ()
         ctx = self.node.context
         self.stats["builds"] += 1
         stack = ExitStack()
         # Entered while the wait set holds them: a handle cannot be destroyed under the wait.
-        self._sub_h, self._tmr_h, self._srv_h, self._gc_h = ([_enter(stack, e.handle) for e in group]
-                                                             for group in (subs, timers, services, guards))
+        self._sub_h, self._tmr_h, self._srv_h, self._gc_h, self._cli_h = (
+            [_enter(stack, e.handle) for e in group] for group in (subs, timers, services, guards, clients))
         stack.enter_context(ctx.handle)
         self._stack = stack
-        self._ws = self._impl.WaitSet(len(self._sub_h), len(self._gc_h), len(self._tmr_h), 0, len(self._srv_h), 0,
-                                      ctx.handle)
+        self._ws = self._impl.WaitSet(len(self._sub_h), len(self._gc_h), len(self._tmr_h), len(self._cli_h),
+                                      len(self._srv_h), 0, ctx.handle)
         # (pointer, handle, msg type, raw, callback, with message info) of each direct subscription
         self._direct_subs = []
         for s, h in zip(subs, self._sub_h):
@@ -160,6 +160,8 @@ class LeanLoop:
             ws.add_service(h)
         for h in self._gc_h:
             ws.add_guard_condition(h)
+        for h in self._cli_h:
+            ws.add_client(h)
         ws.wait(max(int(timeout_s * 1e9), 0))
         self.stats["wakes"] += 1
         if not self.node.context.ok():
@@ -179,7 +181,8 @@ class LeanLoop:
             self.stats["messages"] += taken
         ready_gcs = ws.get_ready_entities("guard_condition")
         other = bool((self._left and self._left.intersection(ready)) or ready_gcs
-                     or ws.get_ready_entities("timer") or ws.get_ready_entities("service"))
+                     or ws.get_ready_entities("timer") or ws.get_ready_entities("service")
+                     or (self._cli_h and ws.get_ready_entities("client")))
         now = time.monotonic()
         if other or now - self._last_turn >= self._period:
             self._last_turn = now

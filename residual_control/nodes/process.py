@@ -13,6 +13,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, Si
 from rclpy.node import Node
 
 from ..core.errors import ConfigError, ResidualControlError
+from .diagnostics import LOOP_ATTRIBUTE
 
 EXECUTOR_ENV = "RESIDUAL_CONTROL_EXECUTOR"
 EXECUTORS = ("lean", "single", "multi", "events")
@@ -150,6 +151,7 @@ def _run_node(stop: _StopSignals, factory, args, fatal, spin, restore_signals) -
                 executor.shutdown()
                 executor = make_executor(kind)
             executor.add_node(node)
+            setattr(node, LOOP_ATTRIBUTE, "own" if spin is not None else kind)
             if not stop.received and rclpy.ok():
                 context = node.context
                 ok = lambda: rclpy.ok(context=context)  # noqa: E731

@@ -93,6 +93,18 @@ def test_commands_equal_the_formula(graph):
     assert_commands_safe(params, probe)
 
 
+def test_every_node_runs_on_the_lean_loop_and_says_so_on_diagnostics(graph):
+    """The default loop (parameter ``executor``: lean) is the one the behaviour tests of this module run on."""
+    _, _, _, probe, driver = graph
+    names = {"residual_mixer: mode", "residual_policy", "base_controller"}
+
+    def loops():
+        return {s.name: {kv.key: kv.value for kv in s.values}.get("loop") for _, s in probe.rec.diagnostics
+                if s.name in names}
+    assert driver.run_until(lambda: set(loops()) == names, 30.0), loops()
+    assert set(loops().values()) == {"lean"}, loops()
+
+
 def test_live_tuning_takes_effect_and_invalid_values_are_rejected(graph):
     params, _, g, probe, driver = graph
     ok, reason = probe.set_remote_parameter("residual_mixer", "residual_limit", [1.0, 0.5])
