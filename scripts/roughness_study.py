@@ -27,7 +27,7 @@ Two subcommands, both on the built-in arm (planar2), config/reference.yaml, 20 s
     change of the output between consecutive states of the previous round's student driving the plant
     alone, without exploration noise: ``--closed-loop-episodes`` rollouts per round, unlabelled). ``--expert-kd``
     sets the expert's extra_kd,
-    ``--noise-std`` the exploration noise (bc.noise_std).
+    ``--noise-std`` the exploration noise (bc.noise_std), ``--hidden`` the network's hidden layers.
 
 Runs with one torch thread; writes ``--json``.
 """
@@ -273,7 +273,8 @@ def _variant_patches(variant: str, weight: float, cutoff: float, sigma: float, c
 
 
 def train(variant: str, out: str, config: str, weight: float, cutoff: float, sigma: float,
-          expert_kd: float | None, noise_std: float | None = None, closed_loop_episodes: int = 20) -> dict:
+          expert_kd: float | None, noise_std: float | None = None, closed_loop_episodes: int = 20,
+          hidden: tuple = ()) -> dict:
     from residual_control.training import bc
     from residual_control.training.common.config import load_train_config
     from residual_control.training.common.nets import load_checkpoint
@@ -286,6 +287,8 @@ def train(variant: str, out: str, config: str, weight: float, cutoff: float, sig
         overrides["bc"]["expert"] = {"extra_kd": [expert_kd, expert_kd]}
     if noise_std is not None:
         overrides["bc"]["noise_std"] = noise_std
+    if hidden:
+        overrides["network"] = {"hidden": list(hidden)}
     _variant_patches(variant, weight, cutoff, sigma, closed_loop_episodes)
     cfg = load_train_config(config, overrides)
     t0 = time.time()
@@ -301,7 +304,8 @@ def train(variant: str, out: str, config: str, weight: float, cutoff: float, sig
         print(f"{variant} weight {weight:g} {name:12s} ratio {r['ratio']:.3f} rms_step x base "
               f"{np.round(r['roughness_ratio']['rms_step'], 2).tolist()}", flush=True)
     return {"variant": variant, "weight": weight, "cutoff_hz": cutoff, "sigma": sigma, "expert_kd": expert_kd,
-            "noise_std": noise_std, "closed_loop_episodes": closed_loop_episodes if variant == "closed_loop" else None,
+            "noise_std": noise_std, "hidden": list(hidden) or None,
+            "closed_loop_episodes": closed_loop_episodes if variant == "closed_loop" else None,
             "config": config, "config_sha256": cfg.sha256, "train_seconds": train_s, "plants": results}
 
 
@@ -322,6 +326,7 @@ def main(argv=None) -> int:
     t = sub.add_parser("train")
     t.add_argument("variant", choices=("plain", "true_state", "filtered", "sobolev", "noise", "closed_loop"))
     t.add_argument("--closed-loop-episodes", type=int, default=20)
+    t.add_argument("--hidden", default="", help="network.hidden, comma-separated (default the config's)")
     t.add_argument("--out", required=True)
     t.add_argument("--config", default="config/train_bc_quick.yaml")
     t.add_argument("--weight", type=float, default=0.0)
@@ -337,7 +342,7 @@ def main(argv=None) -> int:
         doc = lowpass(a.model, [float(x) for x in a.cutoffs.split(",")])
     else:
         doc = train(a.variant, a.out, a.config, a.weight, a.cutoff, a.sigma, a.expert_kd, a.noise_std,
-                    a.closed_loop_episodes)
+                    a.closed_loop_episodes, tuple(int(h) for h in a.hidden.split(",") if h))
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(doc, indent=1))
