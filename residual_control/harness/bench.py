@@ -403,15 +403,21 @@ class ServiceProbe:
         self.rtt_ms: list[float] = []
 
     def call(self) -> None:
-        self._collect()
+        self.poll()
         if self._client.service_is_ready():
-            t0 = time.perf_counter()
-            fut = self._client.call_async(self._request)
-            fut.add_done_callback(lambda f, t0=t0: self.rtt_ms.append((time.perf_counter() - t0) * 1e3))
-            self._pending.append(fut)
+            self._pending.append((time.perf_counter(), self._client.call_async(self._request)))
+
+    def poll(self) -> None:
+        """Note the answers that arrived (called every period by the drive loop: 1 period resolution)."""
+        if self._pending:
+            now = time.perf_counter()
+            for t0, fut in self._pending:
+                if fut.done():
+                    self.rtt_ms.append((now - t0) * 1e3)
+            self._pending = [(t0, f) for t0, f in self._pending if not f.done()]
 
     def _collect(self) -> None:
-        self._pending = [f for f in self._pending if not f.done()]
+        self.poll()
 
     def result(self) -> dict:
         self._collect()
@@ -510,9 +516,11 @@ class Harness:
             now = pc()
             if now - start >= duration:
                 break
-            if probe is not None and now >= next_probe:
-                next_probe = now + 0.5
-                probe.call()
+            if probe is not None:
+                probe.poll()
+                if now >= next_probe:
+                    next_probe = now + 0.5
+                    probe.call()
             while True:
                 rem = nxt - pc()
                 if rem <= 0:

@@ -409,6 +409,10 @@ def soak(duration: float, rate: float, mode: str = "fused", warmup: float | None
         rec = Recorder(joints, config, rate, mixer)
         executor = SingleThreadedExecutor()
         executor.add_node(rec.node)
+        # The recorder receives on the lean loop: on 2 cores it must not be where the time goes.
+        from ..nodes.lean import LeanLoop
+
+        loop = LeanLoop(rec.node, executor)
         graph = Graph(specs, log_dir=log_dir or str(work / "logs"))
         try:
             topics = ["commands", f"{mixer}/applied_residual", "perception", "reference"]
@@ -417,7 +421,7 @@ def soak(duration: float, rate: float, mode: str = "fused", warmup: float | None
                 graph.check_alive()
                 if time.monotonic() > deadline:
                     raise RuntimeError("graph not ready after 120 s")
-                executor.spin_once(timeout_sec=0.05)
+                loop.spin_once(0.05)
             graph.start(NodeSpec("mujoco_sim", [], {
                 "robot": str(robot.root), "plant_file": plant, "mode": "realtime", "publish_clock": False,
                 "control_rate_hz": float(rate), "physics_rate_hz": max(1000.0, float(rate)),
@@ -428,7 +432,7 @@ def soak(duration: float, rate: float, mode: str = "fused", warmup: float | None
                 graph.check_alive()
                 if time.monotonic() > deadline:
                     raise RuntimeError("no command within 120 s of starting the simulator")
-                executor.spin_once(timeout_sec=0.05)
+                loop.spin_once(0.05)
             rec.drain()
             rec.lateness.clear()
             rec.delivery.clear()
@@ -448,7 +452,7 @@ def soak(duration: float, rate: float, mode: str = "fused", warmup: float | None
             next_check = t0 + 2.0
             next_report = t0 + 30.0
             while True:
-                executor.spin_once(timeout_sec=0.01)
+                loop.spin_once(0.01)
                 now = time.monotonic()
                 if now >= next_sample and now - last_t >= 0.9:
                     dt = now - last_t
@@ -490,11 +494,12 @@ def soak(duration: float, rate: float, mode: str = "fused", warmup: float | None
             end_wall = time.time()
             deadline = time.monotonic() + 3.0
             while rec.counter[-1][0] < end_wall and time.monotonic() < deadline:
-                executor.spin_once(timeout_sec=0.05)
+                loop.spin_once(0.05)
             elapsed = time.monotonic() - t0
             rec.drain()
         finally:
             graph.stop()
+            loop.close()
             executor.remove_node(rec.node)
             rec.node.destroy_node()
     finally:
