@@ -565,6 +565,27 @@ def _proc_sample(pid: int) -> tuple[float, int]:
     return cpu, rss
 
 
+def _thread_ticks(pid: int) -> dict[str, int]:
+    """CPU ticks (user + system) per thread name of a process (threads of one name summed)."""
+    out: dict[str, int] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                text = f.read()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        # Fast DDS names its threads per port (dds.shm.7411): one name per kind
+        kind = name.rsplit(".", 1)[0] if name.startswith("dds.") and name.rsplit(".", 1)[-1].isdigit() else name
+        out[kind] = out.get(kind, 0) + int(fields[11]) + int(fields[12])
+    return out
+
+
 def measure(harness: Harness, mode: str, rate_hz: float, duration: float, warmup: float,
             pids: dict[str, int] | None = None) -> dict:
     """One latency run: warm up, measure, drain, and compute the statistics."""
@@ -580,15 +601,19 @@ def measure(harness: Harness, mode: str, rate_hz: float, duration: float, warmup
 
     def start_resources():
         for k, pid in (pids or {}).items():
-            before[k] = (time.monotonic(),) + _proc_sample(pid)
+            before[k] = (time.monotonic(),) + _proc_sample(pid) + (_thread_ticks(pid),)
 
     sent = harness.drive(mode, rate_hz, duration, on_start=start_resources)
     resources = {}
     for k, pid in (pids or {}).items():
         t1 = time.monotonic()
         cpu1, rss1 = _proc_sample(pid)
-        t0, cpu0, _ = before[k]
-        resources[k] = {"pid": pid, "cpu_share": (cpu1 - cpu0) / (t1 - t0), "rss_mib": rss1 / 2**20}
+        threads1 = _thread_ticks(pid)
+        t0, cpu0, _, threads0 = before[k]
+        tick = os.sysconf("SC_CLK_TCK")
+        resources[k] = {"pid": pid, "cpu_share": (cpu1 - cpu0) / (t1 - t0), "rss_mib": rss1 / 2**20,
+                        "threads_cpu_share": {name: round((t - threads0.get(name, 0)) / tick / (t1 - t0), 4)
+                                              for name, t in threads1.items() if t - threads0.get(name, 0) > 0}}
     harness.spin_for(0.3)
     if mode == "hop":
         send = {seq % SEQ_MOD: t for seq, t in sent}
@@ -790,6 +815,78 @@ def bench_ros(params_file: str, rates, duration: float, warmup: float, log_root:
     return out
 
 
+def bench_node_step(params_file: str, inputs: Inputs, n: int = 3000) -> dict:
+    """Time the fused node's Python per control period in process: a 1 kHz period's CPU besides DDS.
+
+    A ``residual_controller`` built from the bench's params file gets, per period, a reference, a
+    perception message every PERCEPTION_EVERY periods and a joint state, through the same callbacks its
+    subscriptions call (no DDS, ``commands`` has no subscriber). Timed without instrumentation (per
+    period), then once under cProfile for the share of each stage (cProfile inflates the total; the shares
+    are what it says).
+    """
+    import cProfile
+    import pstats
+
+    from rclpy.parameter import Parameter, parameter_dict_from_yaml_file
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from ..nodes.residual_controller import NODE_NAME, ResidualControllerNode
+
+    msgs = parameter_dict_from_yaml_file(params_file, target_nodes=[NODE_NAME])
+    node = ResidualControllerNode(parameter_overrides=[Parameter.from_parameter_msg(m) for m in msgs.values()])
+    try:
+        zeros = [0.0] * len(inputs.joints)
+        js = JointState(name=list(inputs.joints), position=list(inputs.q), velocity=zeros)
+        ref = JointState(name=list(inputs.joints), position=list(inputs.q_ref), velocity=zeros)
+        perc = Float64MultiArray(data=[0.5] * inputs.n_features)
+        on_ref, on_perc = node.policy._on_reference, node.policy._on_perception
+
+        def period(k: int) -> None:
+            t = time.time_ns()
+            for m in (ref, js):
+                m.header.stamp.sec, m.header.stamp.nanosec = divmod(t, 1_000_000_000)
+            on_ref(ref)
+            if k % PERCEPTION_EVERY == 0:
+                on_perc(perc)
+            node._on_joint_state(js)
+
+        for k in range(500):  # to nominal (the residual ramps in)
+            period(k)
+        times = np.empty(n)
+        for k in range(n):
+            t0 = time.perf_counter()
+            period(k)
+            times[k] = (time.perf_counter() - t0) * 1e6
+        prof = cProfile.Profile()
+        prof.enable()
+        for k in range(n):
+            period(k)
+        prof.disable()
+        stats = pstats.Stats(prof).stats  # {(file, line, name): (cc, nc, tt, ct, callers)}
+        total = sum(v[2] for v in stats.values())
+
+        def cum(*where) -> float:
+            return sum(v[3] for (f, _, name), v in stats.items()
+                       if any(f.replace("\\", "/").endswith(suffix) and name == fn for suffix, fn in where)) / total
+        stages = {
+            "read joint state, reference, perception (conversions)": cum(
+                ("nodes/conversions.py", "read_state"), ("nodes/conversions.py", "read_reference"),
+                ("nodes/conversions.py", "read_perception")),
+            "base controller compute": cum(("core/base_controllers.py", "compute")),
+            "policy step (observation, inference, envelope)": cum(("core/step.py", "residual")),
+            "  of which onnxruntime InferenceSession.run": cum(("onnxruntime_inference_collection.py", "run")),
+            "mixer step": cum(("core/mixer.py", "step")),
+            "publish (commands)": cum(("rclpy/publisher.py", "publish")),
+            "node clock reads (now_sec)": cum(("nodes/conversions.py", "now_sec")),
+        }
+        return {"periods": n, "unit": "us per control period (reference + joint state, perception 1 in "
+                                      f"{PERCEPTION_EVERY})", "mode": node.mixer.mode.value,
+                "period_us": _stats(times), "profile_share": {k: round(v, 3) for k, v in stages.items()}}
+    finally:
+        node.destroy_node()
+
+
 # ============================================================================ report
 def _machine() -> dict:
     info = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
@@ -856,6 +953,13 @@ def print_table(res: dict) -> None:
                     p50 = f"{ps['rtt_ms_p50']:.1f} ms" if ps["rtt_ms_p50"] is not None else "-"
                     extra += f"  get_parameters {ps['answered']}/{asked} answered, p50 {p50}"
                 print(_row(f"{label} @ {rate}", lat, extra))
+    ns = res.get("node_step")
+    if ns:
+        p = ns["period_us"]
+        print(f"\nfused node, Python per control period in process (mode {ns['mode']}): p50 {p['p50']:.0f} us, "
+              f"p99 {p['p99']:.0f} us; cProfile share of the period:")
+        for k, v in ns["profile_share"].items():
+            print(f"  {k:<58} {100 * v:5.1f} %")
     r = res.get("resources", {})
     if r:
         print(f"\nresources at {r.get('rate_hz')} Hz: CPU share of one core, RSS MiB")
@@ -863,7 +967,10 @@ def print_table(res: dict) -> None:
             if not isinstance(procs, dict):
                 continue
             for k, v in procs.items():
-                print(f"  {case:<26} {k:<22} cpu {v['cpu_share'] * 100:6.1f}%   rss {v['rss_mib']:7.1f} MiB")
+                threads = ", ".join(f"{t} {100 * c:.0f}%" for t, c in sorted(
+                    v.get("threads_cpu_share", {}).items(), key=lambda x: -x[1]) if c >= 0.01)
+                print(f"  {case:<26} {k:<22} cpu {v['cpu_share'] * 100:6.1f}%   rss {v['rss_mib']:7.1f} MiB"
+                      f"   ({threads})")
     ex = res.get("executors", {})
     if ex.get("executor"):
         print(f"\nloops, hop at {ex.get('rate_hz')} Hz (p50 / p99 us, lost or late)")
@@ -978,6 +1085,8 @@ def run(args) -> int:
         rclpy.init()
         try:
             res.update(bench_ros(params_file, rates, duration, warmup, log_root, quick, inputs))
+            print("bench: the fused node's Python per period", flush=True)
+            res["node_step"] = bench_node_step(params_file, inputs, 1000 if quick else 3000)
         finally:
             rclpy.try_shutdown()
     res["machine"]["load_average_at_end"] = os.getloadavg()
