@@ -60,7 +60,9 @@ def test_bench_quick_writes_its_json(tmp_path):
     for entry in res["inference"]["models"].values():
         assert isinstance(entry["policy_runner_infer"]["p50"], float)
     for section, case in (("hop", "residual_mixer"), ("hop", "bare_relay"), ("graph", "three_nodes"),
-                          ("graph", "relay_chain"), ("fused", "residual_controller"), ("fused", "bare_single_hop")):
+                          ("graph", "relay_chain"), ("fused", "residual_controller"), ("fused", "bare_single_hop"),
+                          ("hop", "bare_relay_wait_set"), ("graph", "relay_chain_wait_set"),
+                          ("fused", "bare_single_hop_wait_set")):
         runs = res[section][case]
         assert runs, (section, case)
         for r in runs.values():
@@ -70,6 +72,14 @@ def test_bench_quick_writes_its_json(tmp_path):
     for proc_res in res["resources"]["three_nodes"].values():
         assert isinstance(proc_res["cpu_share"], float) and proc_res["rss_mib"] > 0
     assert list(_numbers(res["executors"])), "no executor numbers"
+    # the parameter service of the node under test answered while it ran at 1 kHz
+    ps = res["hop"]["residual_mixer"]["1000hz"]["parameter_service"]
+    assert ps["answered"] >= 1, ps  # (one asked at the very end may still be on its way)
+    # the fused node's Python per period, and where it goes
+    step = res["node_step"]
+    assert step["mode"] == "nominal" and step["period_us"]["p50"] > 0
+    assert all(0.0 <= v <= 1.0 for v in step["profile_share"].values()), step["profile_share"]
+    assert 0.0 < step["profile_share"]["policy step (observation, inference, envelope)"] < 1.0
 
 
 def test_fused_specs_are_the_union_without_duplicates():
