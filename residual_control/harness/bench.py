@@ -732,17 +732,38 @@ def _loop_env(loop: str, service: str = "") -> dict:
     return env
 
 
+def _median_run(runs: list[dict]) -> dict:
+    """Of repeated runs of one case, per rate the run of median lost-or-late share (then p50), with every run's numbers.
+
+    On a shared 2-core machine one run can land on a busy second; the median of a few is what the case does.
+    """
+    if len(runs) == 1:
+        return runs[0]
+    out = {}
+    for rate in runs[0]:
+        ok = [r[rate] for r in runs if rate in r and "latency" in r[rate]]
+        if not ok:
+            out[rate] = runs[0][rate]
+            continue
+        ok.sort(key=lambda r: (r["lost_or_late_share"], r["latency"]["p50"]))
+        chosen = dict(ok[len(ok) // 2])
+        chosen["repeats"] = [{"p50": r["latency"]["p50"], "p99": r["latency"]["p99"],
+                              "lost_or_late_share": r["lost_or_late_share"]} for r in ok]
+        out[rate] = chosen
+    return out
+
+
 def bench_ros(params_file: str, rates, duration: float, warmup: float, log_root: Path, quick: bool,
-              inputs: Inputs) -> dict:
+              inputs: Inputs, repeat: int = 1) -> dict:
     """Run the ROS sections: our nodes on the lean loop (in full also on rclpy's executor) against two floors.
 
     The floors are the same-shape bare relays on rclpy's SingleThreadedExecutor and on the lean wait set.
     """
-    import functools
-
     from .graph import NodeSpec, runtime_specs
 
-    case = functools.partial(_run_case, inputs=inputs)
+    def case(specs, final, mode, rates_, duration_, warmup_, log_dir, env=None, **kw):
+        return _median_run([_run_case(specs, final, mode, rates_, duration_, warmup_, Path(f"{log_dir}_{i}"), env,
+                                      inputs=inputs, **kw) for i in range(max(1, repeat))])
 
     def relay(name: str, kind: str, **kw):
         return _relay_spec(name, kind, inputs.joints, **kw)
@@ -1042,6 +1063,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=0.0,
                         help="Seconds measured per latency run (default 8, quick 2)")
     parser.add_argument("--log-dir", default="", help="Keep the nodes' logs here (default: a temporary folder)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="Run each ROS case this many times (fresh processes) and report, per rate, the run "
+                             "of median lost-or-late share, with every run's numbers (default 1)")
 
 
 def run(args) -> int:
@@ -1069,7 +1093,8 @@ def run(args) -> int:
         tmp = Path(tmpdir)
         log_root = Path(args.log_dir) if args.log_dir else tmp / "logs"
         res = {"machine": _machine(), "config": {"quick": quick, "duration_s": duration, "warmup_s": warmup,
-                                                 "rates_hz": rates, "samples": n_samples},
+                                                 "rates_hz": rates, "samples": n_samples,
+                                                 "repeat": max(1, int(getattr(args, "repeat", 1) or 1))},
                "robot": {"name": robot.name, "folder": str(robot.root), "joints": list(robot.joints),
                          "params_file": str(robot.params)}}
         print(f"bench: robot {robot.name} ({len(robot.joints)} joints), mixer step", flush=True)
@@ -1084,7 +1109,8 @@ def run(args) -> int:
         print("bench: ROS graph runs", flush=True)
         rclpy.init()
         try:
-            res.update(bench_ros(params_file, rates, duration, warmup, log_root, quick, inputs))
+            res.update(bench_ros(params_file, rates, duration, warmup, log_root, quick, inputs,
+                                 repeat=max(1, int(getattr(args, "repeat", 1) or 1))))
             print("bench: the fused node's Python per period", flush=True)
             res["node_step"] = bench_node_step(params_file, inputs, 1000 if quick else 3000)
         finally:
