@@ -25,7 +25,9 @@ Two subcommands, both on the built-in arm (planar2), config/reference.yaml, 20 s
     ``noise`` (``--weight`` times the squared change of the output under Gaussian input noise of
     ``--sigma`` times each feature's standard deviation), ``closed_loop`` (``--weight`` times the squared
     change of the output between consecutive states of the previous round's student driving the plant
-    alone, without exploration noise: ``--closed-loop-episodes`` rollouts per round, unlabelled). ``--expert-kd``
+    alone, without exploration noise: ``--closed-loop-episodes`` rollouts per round, unlabelled), ``second``
+    (``--weight`` times the squared second difference of the output over three consecutive states of an
+    episode: it penalises ringing about 20 times as much as the slow change tracking needs). ``--expert-kd``
     sets the expert's extra_kd,
     ``--noise-std`` the exploration noise (bc.noise_std), ``--hidden`` the network's hidden layers.
 
@@ -228,7 +230,7 @@ def _variant_patches(variant: str, weight: float, cutoff: float, sigma: float, c
             return out
 
         bc.collect = collect_with_closed_loop
-    if variant in ("sobolev", "noise", "closed_loop"):
+    if variant in ("sobolev", "noise", "closed_loop", "second"):
         def fit(net, obs, labels, epochs, lr, batch, seed, weight_decay, weights=None, refit_normalizer=True,
                 smoothness_weight=0.0, next_valid=None):
             if refit_normalizer:
@@ -256,6 +258,11 @@ def _variant_patches(variant: str, weight: float, cutoff: float, sigma: float, c
                         d = ((net.unit_action(x[nxt]) - out) - (y[nxt] - y[idx])) ** 2
                         v = valid[idx]
                         loss = loss + weight * torch.sum(d.mean(dim=1) * v) / torch.clamp(torch.sum(v), min=1.0)
+                    elif variant == "second":
+                        n1, n2 = torch.clamp(idx + 1, max=n - 1), torch.clamp(idx + 2, max=n - 1)
+                        v = valid[idx] * valid[n1]
+                        d2 = (net.unit_action(x[n2]) - 2 * net.unit_action(x[n1]) + out) ** 2
+                        loss = loss + weight * torch.sum(d2.mean(dim=1) * v) / torch.clamp(torch.sum(v), min=1.0)
                     elif variant == "noise":
                         noisy = x[idx] + sigma * net.normalizer.std * torch.randn(x[idx].shape, generator=gen)
                         loss = loss + weight * torch.mean((net.unit_action(noisy) - out) ** 2)
@@ -324,7 +331,8 @@ def main(argv=None) -> int:
     lp.add_argument("--json", default="")
     d.add_argument("--json", default="")
     t = sub.add_parser("train")
-    t.add_argument("variant", choices=("plain", "true_state", "filtered", "sobolev", "noise", "closed_loop"))
+    t.add_argument("variant", choices=("plain", "true_state", "filtered", "sobolev", "noise", "closed_loop",
+                                                     "second"))
     t.add_argument("--closed-loop-episodes", type=int, default=20)
     t.add_argument("--hidden", default="", help="network.hidden, comma-separated (default the config's)")
     t.add_argument("--out", required=True)
