@@ -181,6 +181,10 @@ class CommandStats:
     max_abs_delta: list                   # max |command - logged command| per joint (N m)
     violations: int                       # non-finite, out-of-limits or beyond g*eps commands
     worst_envelope: dict | None = None
+    #: core.roughness of the replayed (or the other model's) commands and of the logged ones, per joint:
+    #: {"rms_step": [N m], "hf_share": [share of the power above hf_cutoff_hz], "hf_cutoff_hz"}.
+    roughness: dict | None = None
+    logged_roughness: dict | None = None
 
 
 @dataclass
@@ -1095,7 +1099,15 @@ def command_stats(episode: Episode, policy: PolicyTrace, mix: MixTrace, mixer_pa
         no_residual=skips,
         nominal_share=float(np.mean([m == "nominal" for m in mix.modes if m is not None])) if np.any(mixed) else 0.0,
         smoothness_rms=_rms_change(mix.command), logged_smoothness_rms=_rms_change(ep.command),
-        max_abs_delta=delta, violations=violations, worst_envelope=policy.worst)
+        max_abs_delta=delta, violations=violations, worst_envelope=policy.worst,
+        roughness=_roughness(mix.command, ep.control_dt), logged_roughness=_roughness(ep.command, ep.control_dt))
+
+
+def _roughness(cmd: np.ndarray, dt: float) -> dict | None:
+    """Return core.roughness of ``cmd`` (a period without a command, NaN, is dropped); None under two periods."""
+    from ..core.roughness import roughness
+
+    return roughness(cmd, dt) if len(cmd) > 1 and math.isfinite(dt) and dt > 0 else None
 
 
 # ---------------------------------------------------------------------- replay
