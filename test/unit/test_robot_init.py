@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import given, settings, example
 from hypothesis import strategies as st
 
 from residual_control import params_file
@@ -247,6 +247,7 @@ finite = st.floats(-5.0, 5.0, allow_nan=False)
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(finite, st.floats(0.05, 7.0), st.one_of(st.none(), finite)), min_size=1, max_size=7))
+@example([(0.0, 1.4826, None)])  # the case a clean-clone CI run found
 def test_home_and_workspace_stay_inside_the_limits(rows):
     lower = np.array([r[0] for r in rows])
     upper = lower + np.array([r[1] for r in rows])
@@ -256,7 +257,9 @@ def test_home_and_workspace_stay_inside_the_limits(rows):
     margin = np.minimum(0.2, 0.1 * (upper - lower))
     assert np.all(wl >= lower + margin - 1e-4) and np.all(wu <= upper - margin + 1e-4)
     assert np.all((wl <= h) & (h <= wu))
-    assert np.all(wu - wl <= 2 * np.minimum(0.6, 0.25 * (upper - lower)) + 1e-4)
+    # each bound is rounded to 4 decimals (up to 5e-5 each, plus the binary representation of the decimals):
+    # the width may exceed the half-range bound by a little over 1e-4 (found: 0.7414 against 0.7413)
+    assert np.all(wu - wl <= 2 * np.minimum(0.6, 0.25 * (upper - lower)) + 2e-4)
     if home is None:
         assert not clipped
 
