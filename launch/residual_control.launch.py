@@ -15,7 +15,8 @@ include a plant, a reference or a perception source: see sim_demo.launch.py
 What the launch files share (node construction, parameters, arguments) is in
 residual_control/launch_params.py.
 """
-from residual_control.launch_params import PackageNodes, argument, launch_description, truthy
+from residual_control.launch_params import (PackageNodes, argument, launch_description,
+                                             robot_and_record_arguments, truthy)
 
 
 def _launch_setup(context, *args, **kwargs):
@@ -43,8 +44,6 @@ def generate_launch_description():
     return launch_description(
         _launch_setup,
         argument('params_file', 'ROS 2 params file for the three nodes'),
-        argument('robot', 'Robot folder (with robot.yaml) or a shipped robot\'s name: its params file, reference, '
-                          'plant and model replace those arguments (empty: the arguments as given)'),
         argument('namespace', 'Namespace pushed onto the three nodes (empty: none)'),
         argument('model_path', 'ONNX residual policy; empty: the params file value '
                                '(empty there: the package models/residual_bc.onnx)'),
@@ -56,9 +55,5 @@ def generate_launch_description():
                  'Remap of `joint_states` for base_controller, residual_policy and residual_mixer',
                  default='joint_states'),
         argument('log_level', 'Log level of the three nodes (debug, info, warn, error)'),
-        argument('record', 'true: also start residual_recorder, a rosbag2 bag of the graph\'s topics',
-                 default='false'),
-        argument('record_path', 'Bag folder record:=true writes (must not exist; empty: '
-                                'residual_control_<UTC time> in the working folder)', default=''),
-        argument('record_storage', 'Storage of the recorded bag: mcap or sqlite3', default='mcap'),
+        *robot_and_record_arguments(),
     )

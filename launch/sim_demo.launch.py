@@ -14,7 +14,8 @@ Nodes (all relative topic names, pushed into ``namespace`` when given):
     with use_sim_time, publishing `commands` straight to mujoco_sim, and with
     record:=true residual_recorder (a rosbag2 bag of the graph's topics in record_path).
 """
-from residual_control.launch_params import PackageNodes, argument, launch_argument, launch_description, truthy
+from residual_control.launch_params import (PackageNodes, argument, launch_argument, launch_description,
+                                             robot_and_record_arguments, truthy)
 
 
 def _launch_setup(context, *args, **kwargs):
@@ -46,17 +47,11 @@ def generate_launch_description():
                                'a bare name such as real.yaml is looked up in the package)'),
         argument('params_file', 'ROS 2 params file for all nodes'),
         argument('reference_file', 'Params file of reference_publisher (the reference trajectory)'),
-        argument('robot', 'Robot folder (with robot.yaml) or a shipped robot\'s name: its params file, reference, '
-                          'plant and model replace those arguments (empty: the arguments as given)'),
         argument('namespace', 'Namespace pushed onto every node (empty: none)'),
         argument('model_path', 'ONNX residual policy; empty: the params file value'),
         argument('use_sim_time', 'mujoco_sim publishes /clock and every other node runs on it', default='true'),
         argument('sim_mode', 'mujoco_sim mode: realtime (wall-clock paced) or lockstep '
                              '(one control period per command; needs use_sim_time:=true)', default='realtime'),
         argument('log_level', 'Log level of all nodes'),
-        argument('record', 'true: also start residual_recorder, a rosbag2 bag of the graph\'s topics',
-                 default='false'),
-        argument('record_path', 'Bag folder record:=true writes (must not exist; empty: '
-                                'residual_control_<UTC time> in the working folder)', default=''),
-        argument('record_storage', 'Storage of the recorded bag: mcap or sqlite3', default='mcap'),
+        *robot_and_record_arguments(),
     )

@@ -231,6 +231,19 @@ def argument(name: str, description: str, default: str | tuple | None = None):
     return DeclareLaunchArgument(name, default_value=default, description=description)
 
 
+def robot_and_record_arguments() -> list:
+    """Return the launch arguments every graph launch file shares: ``robot`` and the recording ones."""
+    return [
+        argument('robot', 'Robot folder (with robot.yaml) or a shipped robot\'s name: its params file, reference, '
+                          'plant and model replace those arguments (empty: the arguments as given)'),
+        argument('record', 'true: also start residual_recorder, a rosbag2 bag of the graph\'s topics',
+                 default='false'),
+        argument('record_path', 'Bag folder record:=true writes (must not exist; empty: '
+                                'residual_control_<UTC time> in the working folder)', default=''),
+        argument('record_storage', 'Storage of the recorded bag: mcap or sqlite3', default='mcap'),
+    ]
+
+
 def launch_description(setup, *entities):
     """Return the ``LaunchDescription`` of a launch file.
 

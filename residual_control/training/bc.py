@@ -56,17 +56,28 @@ def true_model(env):
 
 
 def expert_residual(env, expert: ExpertConfig = ExpertConfig()) -> np.ndarray:
-    """Return the privileged expert's residual (N m, clipped to +-eps) for the env's current state."""
-    extra_kp, extra_kd, friction_v0 = expert.extra_kp, expert.extra_kd, expert.friction_v0
+    """Return the privileged expert's residual (N m, clipped to +-eps) for the env's current state.
+
+    Computed torque on the true plant, with the plant's effects where it has them (extra Coulomb
+    friction, the joint spring: :mod:`residual_control.sim.plant`); a plant without effects gives
+    the same floats as the rigid-body model alone.
+    """
     p = env.plant_params
     model = true_model(env)
     lead = env.delay * env.dt
     q, qd = env.q_meas, env.qd_meas
     qr, qdr, qddr = env.trajectory.sample(env.time + lead)
     qp = q + qd * lead
-    acc = qddr + _per_joint(extra_kp, env.n) * (qr - qp) + _per_joint(extra_kd, env.n) * (qdr - qd)
-    fc = env.plant.nominal_frictionloss * p.friction_scale * np.tanh(qdr / friction_v0)
-    tau = (model.inverse_dynamics(qp, qd, acc) + fc) / p.actuator_gain
+    acc = qddr + _per_joint(expert.extra_kp, env.n) * (qr - qp) + _per_joint(expert.extra_kd, env.n) * (qdr - qd)
+    friction = env.plant.nominal_frictionloss * p.friction_scale
+    spring = np.zeros(env.n)
+    for i, name in enumerate(env.joints):
+        friction[i] += getattr(p, "coulomb_friction", {}).get(name, 0.0)
+        k = getattr(p, "joint_stiffness", {}).get(name, 0.0)
+        if k:
+            spring[i] = k * (qp[i] - getattr(p, "joint_rest", {}).get(name, 0.0))
+    tau = (model.inverse_dynamics(qp, qd, acc) + friction * np.tanh(qdr / expert.friction_v0) + spring) \
+        / p.actuator_gain
     da = tau - env.base.model.gravity_torque(q) if hasattr(env.base, "model") else tau
     return np.clip(da, -env.residual_limit, env.residual_limit)
 

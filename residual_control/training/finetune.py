@@ -11,7 +11,7 @@
    package or its checkpoint.pt; its weights and observation normaliser are kept and trained further)
    in the IDENTIFIED simulator: every episode draws the plant from a narrow randomization around the
    identified values (+- ``k_sigma`` standard errors, at least ``rel_floor`` of each value; the fitted
-   effects fixed at their values), the privileged expert (bc.expert_residual, plus the effects) labels
+   effects fixed at their values), the privileged expert (bc.expert_residual, with the effects) labels
    every visited state, round r rolls the expert out in a share ``beta0**(r+1)`` of its episodes and the
    current student in the rest (round 0 starts from the initial residual itself);
 4. where an episode carries an expert's commands (``Episode.expert``), its states are imitated directly:
@@ -200,31 +200,6 @@ def load_init(model: str | Path):
     return net, meta
 
 
-# ------------------------------------------------------------------------------------------- expert
-def expert_residual(env, expert) -> np.ndarray:
-    """bc.expert_residual plus the plant's effects: extra Coulomb friction and the joint spring."""
-    from .bc import _per_joint, true_model
-
-    p = env.plant_params
-    model = true_model(env)
-    lead = env.delay * env.dt
-    q, qd = env.q_meas, env.qd_meas
-    qr, qdr, qddr = env.trajectory.sample(env.time + lead)
-    qp = q + qd * lead
-    acc = qddr + _per_joint(expert.extra_kp, env.n) * (qr - qp) + _per_joint(expert.extra_kd, env.n) * (qdr - qd)
-    friction = env.plant.nominal_frictionloss * p.friction_scale
-    spring = np.zeros(env.n)
-    for i, name in enumerate(env.joints):
-        friction[i] += getattr(p, "coulomb_friction", {}).get(name, 0.0)
-        k = getattr(p, "joint_stiffness", {}).get(name, 0.0)
-        if k:
-            spring[i] = k * (qp[i] - getattr(p, "joint_rest", {}).get(name, 0.0))
-    tau = (model.inverse_dynamics(qp, qd, acc) + friction * np.tanh(qdr / expert.friction_v0) + spring) \
-        / p.actuator_gain
-    da = tau - env.base.model.gravity_torque(q) if hasattr(env.base, "model") else tau
-    return np.clip(da, -env.residual_limit, env.residual_limit)
-
-
 def sample_plant(rng: np.random.Generator, ranges: dict, fixed) -> object:
     """Draw a plant from the narrow ranges, with the identified effects of ``fixed`` kept."""
     from residual_control.sim.plant import PlantParams
@@ -236,10 +211,10 @@ def sample_plant(rng: np.random.Generator, ranges: dict, fixed) -> object:
 
 
 def collect(env, student, expert_cfg, episodes: int, rng, beta: float, noise_std: float, ranges, fixed):
-    """bc.collect on plants drawn around the identified one (with its effects), labelled by this module's expert."""
+    """bc.collect on plants drawn around the identified one, its effects included (bc.expert_residual labels)."""
     from . import bc
 
-    return bc.collect(env, student, expert_cfg, episodes, rng, beta, noise_std, expert=expert_residual,
+    return bc.collect(env, student, expert_cfg, episodes, rng, beta, noise_std,
                       plant=lambda r: sample_plant(r, ranges, fixed))
 
 
