@@ -1,16 +1,23 @@
 """Learning benchmark: residual SAC vs from-scratch SAC (same env, algorithm, budget) + the BC table.
 
 Outputs in ``out_dir``: ``rl_curves.csv`` / ``rl_benchmark.json`` / ``rl_curves.png``
-(deterministic-policy tracking return on fixed evaluation episodes vs env steps)
-and ``bc_table.json`` / ``bc_table.csv`` (closed-loop RMSE ratio vs number of
-DAgger episodes). The reported ratio is
+(deterministic-policy tracking RMSE, return and command roughness on fixed evaluation episodes vs env
+steps) and ``bc_table.json`` / ``bc_table.csv`` (closed-loop RMSE ratio vs number of DAgger episodes).
 
-    steps for residual RL to first reach the from-scratch run's final tracking return
-    ---------------------------------------------------------------------------------
-                              from-scratch steps (the budget)
+Runs: ``zero_init`` (zero-initialised residual SAC, the config as given), ``from_scratch`` (SAC on the
+whole torque), and with ``init`` (an imitation residual, e.g. models/residual_bc.onnx) ``imitation_init``
+(the same config with ``rl.init_from: init``) plus one run per ``variants`` config (each named by its
+file stem; a variant without ``rl.init_from`` takes ``init``). With ``init`` the imitation residual
+itself is evaluated on the same episodes: its RMSE is the reference, and the reported ratio is
 
-(0 when the zero-initialised residual policy -- the base controller alone --
-already beats it; > 1 / null when it never does within the budget).
+    env steps for a residual run to first reach target_factor x the imitation RMSE
+    ------------------------------------------------------------------------------
+        env steps for from-scratch SAC to first reach the same RMSE
+
+null when either never reaches it within the budget (``reason`` says which). Without ``init`` the
+target is target_factor x the base controller's RMSE (the zero-residual run's step 0).
+The earlier ratio (steps for the zero-init residual to reach the scratch run's final tracking return
+over the budget) stays as ``scratch_final_ratio``.
 
 ``params_file`` (``learn-bench --robot DIR``: the robot's) replaces the configs' ``params_file``.
 """
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
 
 from .common.config import load_train_config
 from .common.logging import CSVLogger
@@ -31,30 +39,119 @@ def steps_ratio(residual_curve: list[dict], scratch_curve: list[dict], key: str 
             "ratio": None if reach is None else reach / budget, "metric": key}
 
 
-def _overrides(params_file: str | None) -> dict | None:
-    return {"params_file": params_file} if params_file else None
+def steps_to_reach(curve: list[dict], target: float, key: str = "rmse") -> int | None:
+    """First evaluated step whose ``key`` is at or below ``target`` (None: never within the curve)."""
+    return next((int(row["step"]) for row in curve if row[key] <= target), None)
+
+
+def rmse_steps_ratio(residual_curve: list[dict], scratch_curve: list[dict], target_rmse: float) -> dict:
+    """Return the steps of a residual run vs from-scratch SAC to first reach ``target_rmse`` (None if one misses)."""
+    res = steps_to_reach(residual_curve, target_rmse)
+    scr = steps_to_reach(scratch_curve, target_rmse)
+    budget = {"residual_budget": int(residual_curve[-1]["step"]), "scratch_budget": int(scratch_curve[-1]["step"])}
+    reason = None
+    if res is None and scr is None:
+        reason = "neither run reached the target within its budget"
+    elif scr is None:
+        reason = f"from-scratch SAC did not reach the target within {budget['scratch_budget']} steps"
+    elif res is None:
+        reason = f"the residual run did not reach the target within {budget['residual_budget']} steps"
+    elif scr == 0:
+        reason = "from-scratch SAC met the target at step 0"
+    ratio = None if reason else res / scr
+    return {"target_rmse": float(target_rmse), "residual_steps": res, "scratch_steps": scr,
+            "budget": budget, "ratio": ratio, "reason": reason}
+
+
+def _overrides(params_file: str | None, init: str | None = None) -> dict | None:
+    out = {}
+    if params_file:
+        out["params_file"] = params_file
+    if init:
+        out["rl"] = {"init_from": init}
+    return out or None
+
+
+def evaluate_init(cfg, init: str, seed: int | None = None) -> dict:
+    """Evaluate the imitation residual on the episodes train_rl evaluates for ``cfg`` and ``seed``."""
+    from .common.seeding import seed_everything
+    from .env import make_env_from_config
+    from .rl import EvalRecorder, FixedNormalize, NetPolicy, load_init_residual, normaliser_stats
+
+    c = cfg.values
+    seed = int(c.seed if seed is None else seed)
+    seed_everything(seed, threads=c.torch_threads)
+    raw = make_env_from_config(c.env, c.params_file, seed=seed + 2)
+    net = load_init_residual(init, raw)
+    mean, std, clip = normaliser_stats(net)
+    r = EvalRecorder(FixedNormalize(raw, mean, std, clip), c.rl.eval_episodes, seed)(NetPolicy(net))
+    return {"model": init, **r}
+
+
+def _run_summary(name: str, config: str, s: dict, imitation_rmse: float | None, target: float) -> dict:
+    curve = s["curve"]
+    return {"name": name, "config": config, "method": s["method"], "init_from": s.get("init_from"),
+            "final_rmse": curve[-1]["rmse"], "final_rms_step": curve[-1]["rms_step"],
+            "best_rmse": min(r["rmse"] for r in curve),
+            "steps_to_imitation_rmse": None if imitation_rmse is None else steps_to_reach(curve, imitation_rmse),
+            "steps_to_target": steps_to_reach(curve, target), "train_seconds": s["train_seconds"],
+            "curve": curve}
 
 
 def rl_benchmark(config_path: str, out_dir: str, seed: int | None = None, total_steps: int | None = None,
-                 progress: bool = True, params_file: str | None = None) -> dict:
+                 progress: bool = True, params_file: str | None = None, init: str | None = None,
+                 variants: Sequence[str] = (), target_factor: float = 1.5, baselines: bool = True) -> dict:
+    """Run the residual configurations, then (``baselines``) the zero-init residual and from-scratch SAC.
+
+    ``rl_benchmark.json`` is rewritten after every run, so an interrupted benchmark keeps what it measured.
+    """
     from .rl import train_rl
 
     cfg = load_train_config(config_path, _overrides(params_file), schema="rl")
     total = int(total_steps or cfg.values.benchmark.total_steps)
     out = Path(out_dir)
-    res = train_rl(cfg, str(out / "residual"), seed, full_action=False, total_steps=total, progress=progress)
-    scr = train_rl(cfg, str(out / "scratch"), seed, full_action=True, total_steps=total, progress=progress)
-    with CSVLogger(out / "rl_curves.csv") as log:
-        for name, s in (("residual", res), ("scratch", scr)):
-            for row in s["curve"]:
-                log.log({"run": name, **row})
+    out.mkdir(parents=True, exist_ok=True)
+    imitation = evaluate_init(cfg, init, seed) if init else None
+    plan = []                      # (name, config path, loaded config, full_action)
+    if init:
+        plan.append(("imitation_init", config_path, load_train_config(config_path, _overrides(params_file, init),
+                                                                     schema="rl"), False))
+    for v in variants:
+        vcfg = load_train_config(v, _overrides(params_file), schema="rl")
+        if not vcfg.values.rl.init_from and init:
+            vcfg = load_train_config(v, _overrides(params_file, init), schema="rl")
+        plan.append((Path(v).stem.removeprefix("train_rl_"), v, vcfg, False))
+    if baselines:
+        plan += [("zero_init", config_path, cfg, False), ("from_scratch", config_path, cfg, True)]
     report = {"config": config_path, "config_sha256": cfg.sha256, "params_file": cfg.values.params_file,
-              "seed": res["seed"], "budget_steps": total,
-              "residual": res["curve"], "scratch": scr["curve"],
-              "ratio": steps_ratio(res["curve"], scr["curve"]),
-              "train_seconds": {"residual": res["train_seconds"], "scratch": scr["train_seconds"]}}
-    with open(out / "rl_benchmark.json", "w", encoding="utf-8") as fh:
-        json.dump(report, fh, indent=2)
+              "seed": int(cfg.values.seed if seed is None else seed), "budget_steps": total,
+              "target_factor": target_factor, "imitation": imitation, "runs": {}}
+    summaries = {}
+    for name, path, rcfg, full in plan:
+        s = train_rl(rcfg, str(out / name), seed, full_action=full, total_steps=total, progress=progress)
+        summaries[name] = s
+        if imitation is not None:
+            ref = imitation["rmse"]
+        else:
+            first = summaries.get("zero_init") or next(iter(summaries.values()))
+            ref = first["curve"][0]["rmse"]
+        report["reference_rmse"] = ref
+        report["target_rmse"] = target_factor * ref
+        report["runs"] = {n: _run_summary(n, p, summaries[n], imitation and imitation["rmse"], target_factor * ref)
+                          for n, p, _c, _f in plan if n in summaries}
+        report["train_seconds"] = {n: x["train_seconds"] for n, x in summaries.items()}
+        if "from_scratch" in summaries:
+            scratch = summaries["from_scratch"]["curve"]
+            report["ratio"] = {n: rmse_steps_ratio(x["curve"], scratch, report["target_rmse"])
+                               for n, x in summaries.items() if n != "from_scratch"}
+            if "zero_init" in summaries:
+                report["scratch_final_ratio"] = steps_ratio(summaries["zero_init"]["curve"], scratch)
+        with open(out / "rl_benchmark.json", "w", encoding="utf-8") as fh:
+            json.dump(report, fh, indent=2)
+    with CSVLogger(out / "rl_curves.csv") as log:
+        for name, s in summaries.items():
+            for row in s["curve"]:
+                log.log({"run": name, **{k: v for k, v in row.items() if k != "rms_step"}})
     plot_curves(report, out / "rl_curves.png")
     return report
 
@@ -65,19 +162,29 @@ def plot_curves(report: dict, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name, c in (("residual SAC", report["residual"]), ("from-scratch SAC", report["scratch"])):
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name, run in report["runs"].items():
+        c = run["curve"]
         steps = [r["step"] for r in c]
-        axes[0].plot(steps, [r["tracking_return"] for r in c], marker="o", label=name)
-        axes[1].plot(steps, [r["rmse"] for r in c], marker="o", label=name)
-    axes[0].set_ylabel("tracking return (eval, deterministic)")
-    axes[1].set_ylabel("tracking RMSE [rad]")
+        axes[0].plot(steps, [r["rmse"] for r in c], marker="o", ms=3, label=name)
+        axes[1].plot(steps, [r["rms_step_max"] for r in c], marker="o", ms=3, label=name)
+    imitation = report.get("imitation")
+    if imitation:
+        axes[0].axhline(imitation["rmse"], color="k", ls="--", lw=1, label="imitation residual")
+        axes[0].axhline(0.8 * imitation["rmse"], color="g", ls=":", lw=1, label="0.8 x imitation")
+        axes[1].axhline(imitation["rms_step_max"], color="k", ls="--", lw=1, label="imitation residual")
+    if "target_rmse" in report:
+        axes[0].axhline(report["target_rmse"], color="r", ls=":", lw=1,
+                        label=f"target ({report['target_factor']} x reference)")
+    axes[0].set_ylabel("tracking RMSE [rad] (eval, deterministic)")
+    axes[0].set_yscale("log")
+    axes[1].set_ylabel("command roughness: max-joint RMS step [N m]")
     axes[1].set_yscale("log")
     for ax in axes:
         ax.set_xlabel("env steps")
-        ax.legend()
-    r = report["ratio"]
-    fig.suptitle(f"steps ratio (residual to reach scratch final / scratch budget): {r['ratio']}")
+        ax.legend(fontsize=7)
+    ratios = {n: r["ratio"] for n, r in report.get("ratio", {}).items()}
+    fig.suptitle(f"steps to target RMSE, residual run / from-scratch SAC: {ratios}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

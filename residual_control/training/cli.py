@@ -7,7 +7,7 @@
 * ``export CHECKPOINT OUT.onnx [--params config/residual_control.yaml | --robot DIR]``
 * ``evaluate MODEL.onnx [--robot DIR] [--plant P ...] [--json J] [--plot P] [--seconds S]``
 * ``learn-bench --config config/train_rl.yaml --out DIR [--bc-config config/train_bc.yaml] [--robot DIR]
-  [--skip-rl|--skip-bc]``
+  [--skip-rl|--skip-bc] [--init MODEL] [--variant CONFIG ...] [--target-factor F] [--no-baselines]``
 
 Each subparser sets ``func`` to a callable taking the parsed ``argparse.Namespace``.
 """
@@ -115,8 +115,13 @@ def evaluate(model_path: str, plant_path=None, json_path: str | None = None, plo
 
 def benchmark(config_path: str = "config/train_rl.yaml", out_dir: str = "runs/bench", seed: int | None = None,
               bc_config: str = "config/train_bc.yaml", rl: bool = True, bc: bool = True,
-              steps: int | None = None, progress: bool = True, robot: str | None = None) -> dict:
-    """``learn-bench``: the BC table and the RL curves, on ``robot``'s params file (default the configs')."""
+              steps: int | None = None, progress: bool = True, robot: str | None = None,
+              init: str | None = None, variants=(), target_factor: float = 1.5, baselines: bool = True) -> dict:
+    """``learn-bench``: the BC table and the RL curves, on ``robot``'s params file (default the configs').
+
+    ``init``: an imitation residual to start residual SAC from (and the RMSE reference); ``variants``: more
+    residual SAC configs; ``baselines``: also the zero-init residual and from-scratch SAC (training/benchmark.py).
+    """
     from .benchmark import bc_table, rl_benchmark
 
     params = robot_params_file(robot)
@@ -124,7 +129,8 @@ def benchmark(config_path: str = "config/train_rl.yaml", out_dir: str = "runs/be
     if bc:
         out["bc"] = bc_table(bc_config, out_dir, seed, progress=progress, params_file=params)
     if rl:
-        out["rl"] = rl_benchmark(config_path, out_dir, seed, steps, progress=progress, params_file=params)
+        out["rl"] = rl_benchmark(config_path, out_dir, seed, steps, progress=progress, params_file=params,
+                                 init=init, variants=variants, target_factor=target_factor, baselines=baselines)
     return out
 
 
@@ -195,8 +201,16 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("--skip-rl", action="store_true")
     p.add_argument("--skip-bc", action="store_true")
     p.add_argument("--robot", default=None, help=robot_help)
+    p.add_argument("--init", default=None, metavar="MODEL",
+                   help="imitation residual (.onnx/.pt): residual SAC starts from it; its RMSE is the reference")
+    p.add_argument("--variant", action="append", default=[], metavar="CONFIG",
+                   help="another residual SAC config to run (repeatable; takes --init unless it sets rl.init_from)")
+    p.add_argument("--target-factor", type=float, default=1.5,
+                   help="steps ratio target: this factor x the reference RMSE (default 1.5)")
+    p.add_argument("--no-baselines", action="store_true", help="skip the zero-init residual and from-scratch runs")
     p.set_defaults(func=_cmd(lambda a: benchmark(a.config, a.out, a.seed, a.bc_config, not a.skip_rl, not a.skip_bc,
-                                            a.steps, robot=a.robot)))
+                                            a.steps, robot=a.robot, init=a.init, variants=a.variant,
+                                            target_factor=a.target_factor, baselines=not a.no_baselines)))
 
 
 def main(argv=None) -> int:

@@ -14,11 +14,16 @@ Residual-specific choices:
   deterministic action -- and the residual -- start at exactly 0 (the closed loop
   starts as the base controller alone); the log-std layer starts at zero
   weights and a small bias (``init_log_std``, default -2: std 0.14 in unit action);
-* critic warm-up: during ``learning_starts`` the actions come from that
-  zero-residual policy with its small Gaussian noise (not uniform random
-  torques), and for the first ``actor_freeze_steps`` gradient steps the actor's
-  weights are restored after each update (critic-only learning), so the actor
-  is not pulled by an untrained critic.
+* or init-from-imitation (``rl.init_from``: an exported .onnx or a checkpoint.pt
+  of the same robot): the actor's hidden layers and mean layer are the imitation
+  residual's layers, and the observation statistics are that model's own, so the
+  deterministic SAC action is exactly the imitation residual's unit action
+  (the closed loop starts as the shipped residual); the log-std layer as above;
+* critic warm-up: during ``learning_starts`` the actions come from that initial
+  policy (zero residual, or the imitation residual) with its small Gaussian
+  noise (not uniform random torques), and for the first ``actor_freeze_steps``
+  gradient steps the actor's weights are restored after each update
+  (critic-only learning), so the actor is not pulled by an untrained critic.
 
 The from-scratch baseline (``full_action=True``) uses vanilla SAC: default
 initialisation and uniform random warm-up, the action being the whole torque.
@@ -71,8 +76,12 @@ def observation_stats(env, episodes: int, rng: np.random.Generator, min_std: flo
     return data.mean(0).astype(np.float32), np.maximum(data.std(0), min_std).astype(np.float32), data
 
 
-def make_sac(env, rl: RLConfig | Mapping, seed: int, residual: bool, net_hidden, tensorboard=None):
-    """SB3 SAC for ``env`` from the ``rl`` section (a mapping: missing keys take RLConfig's defaults)."""
+def make_sac(env, rl: RLConfig | Mapping, seed: int, residual: bool, net_hidden, tensorboard=None, init_net=None):
+    """SB3 SAC for ``env`` from the ``rl`` section (a mapping: missing keys take RLConfig's defaults).
+
+    ``init_net`` (residual only): a ResidualPolicyNet whose body the actor copies (see init_actor_from);
+    ``env`` must then normalise with that net's statistics (FixedNormalize(net.normalizer...)).
+    """
     import torch
     from stable_baselines3 import SAC
 
@@ -108,8 +117,64 @@ def make_sac(env, rl: RLConfig | Mapping, seed: int, residual: bool, net_hidden,
     if residual:
         model.warmup_from_policy = rl.warmup_from_policy
         model.actor_freeze_steps = rl.actor_freeze_steps
-        zero_init_actor(model, rl.init_log_std)
+        if init_net is None:
+            zero_init_actor(model, rl.init_log_std)
+        else:
+            init_actor_from(model, init_net, rl.init_log_std)
     return model
+
+
+def init_actor_from(model, net, init_log_std: float) -> None:
+    """Copy a ResidualPolicyNet's body into the SAC actor (latent_pi + mu); small state-independent std.
+
+    The deterministic action is then tanh(body(normalised obs)) = ``net.unit_action(obs)`` when the env's
+    FixedNormalize uses the net's normaliser statistics. The architecture must match (hidden sizes, ReLU).
+    """
+    import torch
+    from torch import nn
+
+    src = [m for m in net.body if isinstance(m, nn.Linear)]
+    dst = [m for m in model.actor.latent_pi if isinstance(m, nn.Linear)] + [model.actor.mu]
+    src_shapes = [tuple(m.weight.shape) for m in src]
+    dst_shapes = [tuple(m.weight.shape) for m in dst]
+    if src_shapes != dst_shapes or getattr(net, "activation", "relu") != "relu":
+        raise ValueError(f"rl.init_from: expected a ReLU network of the actor's layer shapes {dst_shapes} "
+                         f"(network.hidden), found {getattr(net, 'activation', '?')} layers {src_shapes}")
+    with torch.no_grad():
+        for s, d in zip(src, dst):
+            d.weight.copy_(s.weight)
+            d.bias.copy_(s.bias)
+        model.actor.log_std.weight.zero_()
+        model.actor.log_std.bias.fill_(init_log_std)
+
+
+def load_init_residual(path: str, env):
+    """Return the imitation residual (ResidualPolicyNet) at ``path``, refused unless of ``env``'s robot."""
+    from .finetune import _check_contract, load_init
+
+    net, meta = load_init(path)
+    _check_contract(meta, env, path)
+    return net
+
+
+def normaliser_stats(net) -> tuple[np.ndarray, np.ndarray, float]:
+    """(mean, std, clip) of a ResidualPolicyNet's observation normaliser."""
+    return (net.normalizer.mean.detach().cpu().numpy().astype(np.float32),
+            net.normalizer.std.detach().cpu().numpy().astype(np.float32), float(net.normalizer.clip))
+
+
+class NetPolicy:
+    """A ResidualPolicyNet as a ``predict`` policy on observations normalised by its own statistics."""
+
+    def __init__(self, net) -> None:
+        self.net = net
+
+    def predict(self, obs, deterministic: bool = True):
+        import torch
+
+        with torch.no_grad():
+            x = torch.as_tensor(np.asarray(obs, np.float32)).reshape(1, -1)
+            return torch.tanh(self.net.body(x)).numpy()[0], None
 
 
 def zero_init_actor(model, init_log_std: float) -> None:
@@ -171,10 +236,13 @@ class EvalRecorder:
         self.seeds = [seed * 1000 + 17 * i + 1 for i in range(episodes)]
 
     def __call__(self, model) -> dict:
-        ret, track, rmse = [], [], []
+        from residual_control.core.roughness import rms_step
+
+        ret, track, rmse, rough = [], [], [], []
         for s in self.seeds:
             obs, _ = self.env.reset(seed=s)
             done, R, T, e2, n = False, 0.0, 0.0, 0.0, 0
+            commands = []
             while not done:
                 act = np.zeros(self.env.action_space.shape) if model is None else model.predict(
                     obs, deterministic=True)[0]
@@ -182,13 +250,16 @@ class EvalRecorder:
                 R += r
                 T -= info["tracking_cost"]
                 e2 += float(np.sum(info["error"] ** 2))
+                commands.append(np.asarray(info["command"], float))
                 n += 1
                 done = term or trunc
             ret.append(R)
             track.append(T)
-            rmse.append(np.sqrt(e2 / (2 * n)))
+            rmse.append(np.sqrt(e2 / (len(info["error"]) * n)))
+            rough.append(rms_step(np.asarray(commands)))
+        per_joint = [float(np.mean([r[j] for r in rough if r[j] is not None])) for j in range(len(rough[0]))]
         return {"return": float(np.mean(ret)), "tracking_return": float(np.mean(track)),
-                "rmse": float(np.mean(rmse))}
+                "rmse": float(np.mean(rmse)), "rms_step_max": max(per_joint), "rms_step": per_joint}
 
 
 def train_rl(cfg: TrainConfig, out_dir: str, seed: int | None = None, full_action: bool = False,
@@ -211,10 +282,17 @@ def train_rl(cfg: TrainConfig, out_dir: str, seed: int | None = None, full_actio
     env_cfg = c.env
     stats_env = make_env_from_config(env_cfg, params_file, seed=seed + 1)
     mean, std, data = observation_stats(stats_env, rl.stats_episodes, rng)
-    env = FixedNormalize(make_env_from_config(env_cfg, params_file, seed=seed, full_action=full_action), mean, std)
+    clip = 10.0
+    init_net = None
+    if rl.init_from and not full_action:
+        # The imitation residual's own statistics, so that the initial actor is that residual exactly.
+        init_net = load_init_residual(rl.init_from, stats_env)
+        mean, std, clip = normaliser_stats(init_net)
+    env = FixedNormalize(make_env_from_config(env_cfg, params_file, seed=seed, full_action=full_action), mean, std,
+                         clip)
     eval_env = FixedNormalize(make_env_from_config(env_cfg, params_file, seed=seed + 2, full_action=full_action),
-                              mean, std)
-    model = make_sac(env, rl, seed, residual=not full_action, net_hidden=c.network.hidden)
+                              mean, std, clip)
+    model = make_sac(env, rl, seed, residual=not full_action, net_hidden=c.network.hidden, init_net=init_net)
     recorder = EvalRecorder(eval_env, rl.eval_episodes, seed)
     eval_every = rl.eval_every
     out = Path(out_dir)
@@ -244,10 +322,12 @@ def train_rl(cfg: TrainConfig, out_dir: str, seed: int | None = None, full_actio
     bar.close()
     log.close()
     summary = {"method": f"rl_{label}", "total_steps": total, "seed": seed, "curve": rows,
+               "init_from": rl.init_from if init_net is not None else None,
                "train_seconds": round(time.time() - t0, 1), "config_sha256": cfg.sha256}
     if not full_action:
         inner = env.unwrapped
         net = actor_to_net(model, mean, std, inner.residual_limit)
+        net.normalizer.clip = clip
         pf = load_params_file(params_file)
         keep = np.random.default_rng(seed).choice(len(data), size=min(256, len(data)), replace=False)
         meta = {

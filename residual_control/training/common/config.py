@@ -44,7 +44,7 @@ def _canonical(obj: Any) -> Any:
 #: Keys added to the training configs after models were shipped, with the value that leaves the training as it
 #: was: left out of the hash at that value, so a config written before the key existed keeps its hash (and the
 #: ``training_config_sha256`` a shipped model records stays that of its config).
-HASH_NEUTRAL: dict[tuple[str, ...], Any] = {("bc", "smoothness_weight"): 0.0}
+HASH_NEUTRAL: dict[tuple[str, ...], Any] = {("bc", "smoothness_weight"): 0.0, ("rl", "init_from"): ""}
 
 
 def _without_neutral(cfg: Mapping[str, Any]) -> dict:
@@ -249,6 +249,7 @@ class RLConfig:
     stats_episodes: int = 5
     eval_episodes: int = 4
     eval_every: int = 1500
+    init_from: str = ""                # residual only: start the actor as this imitation residual (.onnx/.pt)
 
     def __post_init__(self) -> None:
         _at_least(self, total_steps=0, learning_starts=0, actor_freeze_steps=0, lr=0.0, batch_size=1, buffer_size=1,
