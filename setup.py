@@ -38,6 +38,7 @@ setup(
         "test": ["pytest", "hypothesis"],
         "logs": ["rosbags"],
         "mpc": ["osqp", "scipy"],
+        "ray": ["ray"],
     },
     zip_safe=True,
     maintainer="residual_control maintainers",

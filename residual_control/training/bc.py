@@ -100,34 +100,87 @@ def collect(env, student, expert_cfg: ExpertConfig, episodes: int, rng: np.rando
     ``plant(rng)``: the plant of each episode (default: the env's own randomization).
     ``next_valid``: a list to which a bool array per call is appended, True where the next sample is the
     next state of the same episode (the pairs of the smoothness term, :func:`fit`).
+    Every episode draws from the one generator ``rng`` (in this process; :func:`collect_parallel`
+    gives each episode its own).
     """
-    import torch
-
-    expert = expert or expert_residual
     obs_buf, lab_buf, follows = [], [], []
     for _ in range(episodes):
-        options = {"plant": plant(rng)} if plant is not None else None
-        obs, _ = env.reset(seed=int(rng.integers(2**31)), options=options)
-        done = False
-        use_expert_ep = student is None or rng.random() < beta
-        while not done:
-            label = expert(env, expert_cfg) / env.residual_limit
-            obs_buf.append(obs.copy())
-            lab_buf.append(label)
-            if use_expert_ep:
-                act = label
-            else:
-                with torch.no_grad():
-                    act = student.unit_action(torch.as_tensor(obs[None, :]))[0].numpy()
-            act = np.clip(act + rng.normal(0, noise_std, env.n), -1, 1)
-            obs, _r, term, trunc, _ = env.step(act)
-            done = term or trunc
-            follows.append(not done)
+        o, lab, f = _episode(env, student, expert_cfg, rng, beta, noise_std, expert, plant)
+        obs_buf += o
+        lab_buf += lab
+        follows += f
         if progress is not None:
             progress.update(1)
     if next_valid is not None:
         next_valid.append(np.asarray(follows, bool))
     return np.asarray(obs_buf, np.float32), np.asarray(lab_buf, np.float32)
+
+
+def _episode(env, student, expert_cfg: ExpertConfig, rng: np.random.Generator, beta: float, noise_std: float,
+             expert=None, plant=None) -> tuple[list, list, list]:
+    """One DAgger episode: its observations, expert labels (unit action) and next-is-same-episode flags."""
+    import torch
+
+    expert = expert or expert_residual
+    obs_buf, lab_buf, follows = [], [], []
+    options = {"plant": plant(rng)} if plant is not None else None
+    obs, _ = env.reset(seed=int(rng.integers(2**31)), options=options)
+    done = False
+    use_expert_ep = student is None or rng.random() < beta
+    while not done:
+        label = expert(env, expert_cfg) / env.residual_limit
+        obs_buf.append(obs.copy())
+        lab_buf.append(label)
+        if use_expert_ep:
+            act = label
+        else:
+            with torch.no_grad():
+                act = student.unit_action(torch.as_tensor(obs[None, :]))[0].numpy()
+        act = np.clip(act + rng.normal(0, noise_std, env.n), -1, 1)
+        obs, _r, term, trunc, _ = env.step(act)
+        done = term or trunc
+        follows.append(not done)
+    return obs_buf, lab_buf, follows
+
+
+def collect_parallel(rollouts, env_cfg, params_file: str, student, expert_cfg: ExpertConfig, episodes: int,
+                     seed: int, round_index: int, beta: float, noise_std: float, plant=None,
+                     next_valid: list | None = None):
+    """:func:`collect` with episode k of the round drawing from ``episode_rng(seed, round_index, k)``.
+
+    The episodes run where ``rollouts`` (:class:`~.common.parallel.Rollouts`) runs tasks, in contiguous
+    chunks, one per worker; the result is the same for any number of workers, inline, local or Ray.
+    ``plant``: as in :func:`collect`, a picklable callable (a module-level function or a partial).
+    """
+    from .common.parallel import net_state, split
+
+    state = net_state(student)
+    tasks = [{"env": env_cfg, "params_file": params_file, "student": state, "expert": expert_cfg, "seed": seed,
+              "round": round_index, "episodes": list(chunk), "beta": beta, "noise_std": noise_std, "plant": plant}
+             for chunk in split(episodes, rollouts.workers)]
+    parts = rollouts.map(_collect_chunk, tasks)
+    obs = [o for part in parts for o in part[0]]
+    labels = [lab for part in parts for lab in part[1]]
+    if next_valid is not None:
+        next_valid.append(np.asarray([f for part in parts for f in part[2]], bool))
+    return np.asarray(obs, np.float32), np.asarray(labels, np.float32)
+
+
+def _collect_chunk(task: dict) -> tuple[list, list, list]:
+    """Run a worker's share of :func:`collect_parallel`: its episodes, each from its own generator."""
+    from .common.parallel import episode_rng, net_from_state
+    from .env import make_env_from_config
+
+    env = make_env_from_config(task["env"], task["params_file"], seed=int(task["seed"]))
+    student = net_from_state(task["student"])
+    obs, labels, follows = [], [], []
+    for k in task["episodes"]:
+        rng = episode_rng(task["seed"], task["round"], k)
+        o, lab, f = _episode(env, student, task["expert"], rng, task["beta"], task["noise_std"], plant=task["plant"])
+        obs += o
+        labels += lab
+        follows += f
+    return obs, labels, follows
 
 
 def collect_base_alone(env, episodes: int, rng: np.random.Generator) -> np.ndarray:
@@ -215,8 +268,23 @@ def fit(net, obs: np.ndarray, labels: np.ndarray, epochs: int, lr: float, batch:
 
 
 def train_bc(cfg: TrainConfig, out_dir: str, seed: int | None = None, episodes: int | None = None,
-             progress: bool = True, evaluate: bool = True) -> dict:
-    """Train a BC/DAgger residual; writes ``out_dir/checkpoint.pt``, ``train_log.csv``, ``summary.json``."""
+             progress: bool = True, evaluate: bool = True, workers: int = 1, ray_address: str | None = None) -> dict:
+    """Train a BC/DAgger residual; writes ``out_dir/checkpoint.pt``, ``train_log.csv``, ``summary.json``.
+
+    ``workers`` > 1 or ``ray_address``: the DAgger episodes and the evaluation run in parallel
+    (:class:`~.common.parallel.Rollouts`), each episode from its own generator (:func:`collect_parallel`):
+    the result depends on the seed, not on the number of workers or where they run. ``workers=1``
+    without Ray collects in this process from the run's one generator (the stream the shipped models
+    were made with; the model's metadata says ``episode_seeding: per_episode`` for the other).
+    """
+    from .common.parallel import Rollouts
+
+    with Rollouts(workers, ray_address) as rollouts:
+        return _train_bc(cfg, out_dir, seed, episodes, progress, evaluate, rollouts)
+
+
+def _train_bc(cfg: TrainConfig, out_dir: str, seed: int | None, episodes: int | None, progress: bool,
+              evaluate: bool, rollouts) -> dict:
     import torch
     from tqdm import tqdm
 
@@ -243,7 +311,12 @@ def train_bc(cfg: TrainConfig, out_dir: str, seed: int | None = None, episodes: 
     bar = tqdm(total=episodes, desc=f"bc {episodes} ep", disable=not progress)
     for r, n_ep in enumerate(per_round):
         beta = 1.0 if r == 0 else beta0 ** r
-        o, lab = collect(env, student, bcfg.expert, n_ep, rng, beta, noise, bar, next_valid=follows)
+        if rollouts.parallel:
+            o, lab = collect_parallel(rollouts, c.env, params_file, student, bcfg.expert, n_ep, seed, r, beta, noise,
+                                      next_valid=follows)
+            bar.update(n_ep)
+        else:
+            o, lab = collect(env, student, bcfg.expert, n_ep, rng, beta, noise, bar, next_valid=follows)
         obs_all.append(o)
         lab_all.append(lab)
         obs_cat, lab_cat = np.concatenate(obs_all), np.concatenate(lab_all)
@@ -268,12 +341,16 @@ def train_bc(cfg: TrainConfig, out_dir: str, seed: int | None = None, episodes: 
         "real_observations": obs_cat[keep].tolist(),
         "observation_envelope": json.loads(training_envelope(env, obs_cat, c.envelope, seed).to_json()),
     }
+    if rollouts.parallel:
+        meta["episode_seeding"] = "per_episode"
     ckpt = out / "checkpoint.pt"
     save_checkpoint(ckpt, student, meta)
     summary = {"checkpoint": str(ckpt), "episodes": episodes, "samples": int(len(obs_cat)), "final_loss": loss,
                "train_seconds": round(time.time() - t0, 1), "config_sha256": cfg.sha256, "seed": seed}
+    if rollouts.parallel:
+        summary["rollouts"] = rollouts.describe()
     if evaluate:
-        summary["evaluation"] = evaluate_student(student, c)
+        summary["evaluation"] = evaluate_student(student, c, rollouts=rollouts)
     with open(out / "summary.json", "w", encoding="utf-8") as fh:
         json.dump(summary, fh, indent=2)
     return summary
@@ -286,17 +363,18 @@ def _bc_values(cfg: TrainConfig) -> BCTrainConfig:
     return cfg.values
 
 
-def evaluate_student(net, c: BCTrainConfig, seconds: float | None = None) -> dict:
-    """Plant-direct closed-loop RMSE ratio of a torch student on the robot's evaluation plants."""
-    from .evaluate import compare, load_reference_spec, robot_evaluation, torch_residual_fn
+def evaluate_student(net, c: BCTrainConfig, seconds: float | None = None, rollouts=None) -> dict:
+    """Plant-direct closed-loop RMSE ratio of a torch student on the robot's evaluation plants.
+
+    ``rollouts``: where the plants run (:class:`~.common.parallel.Rollouts`; default in this process).
+    """
+    from .common.parallel import net_state
+    from .evaluate import compare_plants, load_reference_spec, robot_evaluation
 
     seconds = float(c.evaluation.seconds if seconds is None else seconds)
     plants, reference = robot_evaluation(c.params_file)
     traj = load_reference_spec(reference or c.evaluation.reference)
-    fn = torch_residual_fn(net)
-    res = {}
-    for name, plant in plants.items():
-        r = compare(fn, plant, traj, seconds, c.params_file, c.env.residual_delay_steps)
-        res[name] = {"base_rmse": r["base"]["rmse"], "residual_rmse": r["residual"]["rmse"],
-                     "ratio": r["ratio"]}
-    return res
+    results = compare_plants({"student": net_state(net)}, plants, traj, seconds, c.params_file,
+                             c.env.residual_delay_steps, rollouts=rollouts)
+    return {name: {"base_rmse": r["base"]["rmse"], "residual_rmse": r["residual"]["rmse"], "ratio": r["ratio"]}
+            for name, r in results.items()}

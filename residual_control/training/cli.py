@@ -2,10 +2,13 @@
 
 ``add_subcommands(subparsers)`` registers:
 
-* ``train {bc,rl} [--config C | --quick] [--robot DIR] --out DIR [--seed N] [--episodes N | --steps N]``
+* ``train {bc,rl} [--config C | --quick] [--robot DIR] --out DIR [--seed N] [--episodes N | --steps N]
+  [--workers N] [--ray-address A]``
 * ``train finetune --bags BAG... --init MODEL [--config C] [--robot DIR] --out DIR [--seed N] [--episodes N]``
 * ``export CHECKPOINT OUT.onnx [--params config/residual_control.yaml | --robot DIR]``
-* ``evaluate MODEL.onnx [--robot DIR] [--plant P ...] [--json J] [--plot P] [--seconds S]``
+* ``evaluate MODEL.onnx [--robot DIR] [--plant P ...] [--json J] [--plot P] [--seconds S] [--workers N]
+  [--ray-address A]``
+* ``rollout-bench [--robot DIR] [--episodes N] [--workers N] [--seconds S] [--no-ray] [--json J]``
 * ``learn-bench --config config/train_rl.yaml --out DIR [--bc-config config/train_bc.yaml] [--robot DIR]
   [--skip-rl|--skip-bc] [--init MODEL] [--variant CONFIG ...] [--target-factor F] [--no-baselines]``
 
@@ -60,8 +63,12 @@ def default_config(method: str, quick: bool) -> str:
 
 
 def train(method: str, config_path: str | None, out_dir: str, seed: int | None = None, episodes: int | None = None,
-          steps: int | None = None, progress: bool = True, robot: str | None = None, quick: bool = False) -> dict:
-    """Train a residual: ``config_path`` (default the method's shipped config), on ``robot``'s params file."""
+          steps: int | None = None, progress: bool = True, robot: str | None = None, quick: bool = False,
+          workers: int = 1, ray_address: str | None = None) -> dict:
+    """Train a residual: ``config_path`` (default the method's shipped config), on ``robot``'s params file.
+
+    ``workers`` / ``ray_address``: where the rollouts run (:class:`~.common.parallel.Rollouts`).
+    """
     from .common.config import load_train_config
 
     if method not in ("bc", "rl"):
@@ -72,7 +79,8 @@ def train(method: str, config_path: str | None, out_dir: str, seed: int | None =
     if method == "bc":
         from .bc import train_bc
 
-        return train_bc(cfg, out_dir, seed, episodes=episodes, progress=progress)
+        return train_bc(cfg, out_dir, seed, episodes=episodes, progress=progress, workers=workers,
+                        ray_address=ray_address)
     if method == "rl":
         from .rl import train_rl
 
@@ -90,11 +98,12 @@ def _train_args(a) -> dict:
                              "config/train_finetune.yaml)")
         from .finetune import finetune
 
-        return finetune(a.bags, a.init, a.out or "runs/finetune", a.config, a.robot, a.seed, a.episodes)
+        return finetune(a.bags, a.init, a.out or "runs/finetune", a.config, a.robot, a.seed, a.episodes,
+                        workers=a.workers, ray_address=a.ray_address)
     if a.bags or a.init:
         raise SystemExit(f"train {a.method}: --bags and --init are options of train finetune")
     return train(a.method, a.config, a.out or f"runs/{a.method}", a.seed, a.episodes, a.steps, robot=a.robot,
-                 quick=a.quick)
+                 quick=a.quick, workers=a.workers, ray_address=a.ray_address)
 
 
 def export(checkpoint: str, out_path: str, params_file: str | None = None) -> dict:
@@ -105,12 +114,15 @@ def export(checkpoint: str, out_path: str, params_file: str | None = None) -> di
 
 def evaluate(model_path: str, plant_path=None, json_path: str | None = None, plot_path: str | None = None,
              params_file: str = "config/residual_control.yaml", reference: str | None = None,
-             seconds: float | None = None, progress: bool = True) -> dict:
+             seconds: float | None = None, progress: bool = True, workers: int = 1,
+             ray_address: str | None = None) -> dict:
     """``evaluate``; plants and reference default to the robot's (robot_evaluation), seconds to the configs'."""
+    from .common.parallel import Rollouts
     from .evaluate import DEFAULT_SECONDS, evaluate_model
 
-    return evaluate_model(model_path, plant_path, json_path, plot_path, params_file, reference,
-                          DEFAULT_SECONDS if seconds is None else seconds, progress=progress)
+    with Rollouts(workers, ray_address) as rollouts:
+        return evaluate_model(model_path, plant_path, json_path, plot_path, params_file, reference,
+                              DEFAULT_SECONDS if seconds is None else seconds, progress=progress, rollouts=rollouts)
 
 
 def benchmark(config_path: str = "config/train_rl.yaml", out_dir: str = "runs/bench", seed: int | None = None,
@@ -134,6 +146,15 @@ def benchmark(config_path: str = "config/train_rl.yaml", out_dir: str = "runs/be
     return out
 
 
+def _rollout_bench(a) -> dict:
+    from .rollout_bench import rollout_bench
+
+    report = rollout_bench(robot_params_file(a.robot), a.episodes, a.workers, not a.no_ray, a.seconds,
+                           json_path=a.json, repeat=a.repeat)
+    return {"rows": report["rows"], "load_average_before": report["load_average_before"],
+            "load_average_after": report["load_average_after"]}
+
+
 def _summary(result: dict) -> str:
     def strip(x):
         if isinstance(x, dict):
@@ -148,6 +169,26 @@ def _cmd(fn):
         print(_summary(fn(args)))
         return 0
     return run
+
+
+def add_rollout_arguments(parser) -> None:
+    """Add ``--workers`` and ``--ray-address`` (where the rollouts run) to a subcommand's parser."""
+    parser.add_argument("--workers", type=_workers, default=1,
+                        help="rollouts in N local worker processes (default 1: in this process); with "
+                             "--ray-address, the number of chunks the episodes are split into")
+    parser.add_argument("--ray-address", default=None,
+                        help="run the rollouts as Ray tasks on this cluster ('local': a local Ray instance of "
+                             "--workers CPUs; 'auto', host:port, ray://host:10001); needs `pip install ray`")
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {value}")
+    return value
 
 
 def add_subcommands(subparsers) -> None:
@@ -166,6 +207,7 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("--bags", nargs="+", default=None,
                    help="finetune: rosbag2 bags, folders of bags, or .npz episodes (training.sim_logs)")
     p.add_argument("--init", default=None, help="finetune: the residual to start from (ONNX or checkpoint.pt)")
+    add_rollout_arguments(p)
     p.set_defaults(func=_cmd(_train_args))
 
     p = subparsers.add_parser("export", help="export a checkpoint to ONNX (checked, runtime-validated)")
@@ -187,10 +229,22 @@ def add_subcommands(subparsers) -> None:
                    help="reference params file (default: the training configs' evaluation.reference)")
     p.add_argument("--seconds", type=float, default=None,
                    help="closed-loop seconds per plant (default: the training configs' evaluation.seconds)")
+    add_rollout_arguments(p)
     default_params = "config/residual_control.yaml"
     p.set_defaults(func=_cmd(lambda a: evaluate(a.model, a.plant, a.json, a.plot,
                                                 a.params or robot_params_file(a.robot) or default_params,
-                                                a.reference, a.seconds)))
+                                                a.reference, a.seconds, workers=a.workers,
+                                                ray_address=a.ray_address)))
+
+    p = subparsers.add_parser("rollout-bench", help="speed-up of parallel rollouts (--workers, Ray) on this machine")
+    p.add_argument("--robot", default=None, help=robot_help)
+    p.add_argument("--episodes", type=int, default=16, help="DAgger episodes per timing (default 16)")
+    p.add_argument("--workers", type=_workers, default=2, help="worker processes / Ray CPUs (default 2)")
+    p.add_argument("--seconds", type=float, default=10.0, help="evaluation seconds per plant (default 10)")
+    p.add_argument("--no-ray", action="store_true", help="leave out the local Ray instance")
+    p.add_argument("--repeat", type=_workers, default=3, help="warm timings per setting, median (default 3)")
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=_cmd(lambda a: _rollout_bench(a)))
 
     p = subparsers.add_parser("learn-bench", help="residual vs from-scratch RL curves and the BC table")
     p.add_argument("--config", default="config/train_rl.yaml")

@@ -145,6 +145,48 @@ def compare(residual_fn, plant, trajectory, seconds=DEFAULT_SECONDS, params_file
             "roughness_ratio": roughness_ratio(res["roughness"], base["roughness"])}
 
 
+def compare_plants(policy: Mapping, plants: Mapping[str, object], trajectory: Mapping,
+                   seconds: float = DEFAULT_SECONDS, params_file: str = DEFAULT_PARAMS_FILE, delay: int = DEFAULT_DELAY,
+                   observation_names=None, seed: int = 0, record: bool = False, rollouts=None,
+                   progress: bool = False) -> dict:
+    """Return :func:`compare` on each plant (name -> result), the plants run where ``rollouts`` runs tasks.
+
+    ``policy``: ``{"model": ONNX path}`` (the runtime's policy step, :class:`RuntimePolicy`, a fresh one
+    per plant; its envelope counts in ``residual.envelope``) or ``{"student": state}`` (a torch network,
+    :func:`~.common.parallel.net_state`). Each plant's result depends only on its task, so it is the same
+    wherever it ran.
+    """
+    from .common.parallel import Rollouts
+
+    tasks = [{"policy": dict(policy), "plant": plant, "trajectory": dict(trajectory), "seconds": seconds,
+              "params_file": params_file, "delay": delay, "observation_names": observation_names, "seed": seed,
+              "record": record} for plant in plants.values()]
+    rollouts = rollouts or Rollouts()
+    if rollouts.parallel or not progress:
+        results = rollouts.map(_compare_task, tasks)
+    else:
+        from tqdm import tqdm
+
+        results = [_compare_task(t) for t in tqdm(tasks, desc="evaluate")]
+    return dict(zip(plants, results))
+
+
+def _compare_task(task: dict) -> dict:
+    """One plant of :func:`compare_plants`."""
+    from .common.parallel import net_from_state
+
+    policy = task["policy"]
+    if "model" in policy:
+        fn = RuntimePolicy(policy["model"], task["params_file"])
+    else:
+        fn = torch_residual_fn(net_from_state(policy["student"]))
+    result = compare(fn, task["plant"], task["trajectory"], task["seconds"], task["params_file"], task["delay"],
+                     task["observation_names"], task["seed"], task["record"])
+    if isinstance(fn, RuntimePolicy):
+        result["residual"]["envelope"] = fn.stats
+    return result
+
+
 #: The runtime's default envelope_debounce (s).
 ENVELOPE_DEBOUNCE = 0.1
 
@@ -269,8 +311,11 @@ def evaluate_model(model_path: str, plants: Mapping[str, object] | Sequence[str]
                    params_file: str = DEFAULT_PARAMS_FILE, reference: str | None = None,
                    seconds: float = DEFAULT_SECONDS, delay: int = DEFAULT_DELAY, seed: int = 0,
                    latency: bool = True,
-                   progress: bool = True) -> dict:
-    """Evaluate an ONNX model (through the runtime's policy step, :class:`RuntimePolicy`) on one or more plants."""
+                   progress: bool = True, rollouts=None) -> dict:
+    """Evaluate an ONNX model (through the runtime's policy step, :class:`RuntimePolicy`) on one or more plants.
+
+    ``rollouts``: where the plants run (:class:`~.common.parallel.Rollouts`; default one after the other here).
+    """
     if plants is None:
         plants, robot_reference = robot_evaluation(params_file)
         if reference is None:
@@ -283,20 +328,11 @@ def evaluate_model(model_path: str, plants: Mapping[str, object] | Sequence[str]
         reference = robot_evaluation(params_file)[1] or DEFAULT_REFERENCE
     runner = RuntimePolicy(model_path, params_file).runner
     traj = load_reference_spec(reference)
-    results = {}
-    items = list(plants.items())
-    try:
-        from tqdm import tqdm
-
-        items = tqdm(items, desc="evaluate", disable=not progress)
-    except ImportError:
-        pass
-    for name, plant in items:
-        policy = RuntimePolicy(model_path, params_file)  # a fresh policy step (envelope state) per plant
-        results[name] = compare(policy, plant, traj, seconds, params_file, delay,
-                                runner.contract.observation_names, seed, record=plot_path is not None)
+    results = compare_plants({"model": str(model_path)}, plants, traj, seconds, params_file, delay,
+                             runner.contract.observation_names, seed, record=plot_path is not None,
+                             rollouts=rollouts, progress=progress)
+    for name, plant in plants.items():
         results[name]["plant"] = load_plant(plant).as_dict()
-        results[name]["residual"]["envelope"] = policy.stats
     if plot_path:
         plot_comparison(results, plot_path, title=f"{Path(model_path).name} on {reference}")
     for r in results.values():

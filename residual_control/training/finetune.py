@@ -283,8 +283,12 @@ def _check_contract(init_meta: dict, env, init: str) -> None:
 
 def train_finetune(cfg: TrainConfig, episodes: Sequence[Episode], init: str, out_dir: str,
                    sources: Sequence[dict] | None = None, seed: int | None = None, progress: bool = True,
-                   robot=None) -> dict:
-    """Identify, fine-tune, write ``out_dir/checkpoint.pt``, ``identification.json``, ``summary.json``."""
+                   robot=None, rollouts=None) -> dict:
+    """Identify, fine-tune, write ``out_dir/checkpoint.pt``, ``identification.json``, ``summary.json``.
+
+    ``rollouts`` (:class:`~.common.parallel.Rollouts`, default in this process): where the DAgger episodes
+    run; a parallel one gives each episode its own generator (bc.collect_parallel).
+    """
     import torch
     from tqdm import tqdm
 
@@ -330,7 +334,15 @@ def train_finetune(cfg: TrainConfig, episodes: Sequence[Episode], init: str, out
     loss = float("nan")
     for r, n_ep in enumerate(per_round):
         beta = bcfg.beta0 ** (r + 1)
-        o, lab = collect(env, student, bcfg.expert, n_ep, rng, beta, bcfg.noise_std, ranges, ident.params)
+        if rollouts is not None and rollouts.parallel:
+            from functools import partial
+
+            from .bc import collect_parallel
+
+            o, lab = collect_parallel(rollouts, c.env, c.params_file, student, bcfg.expert, n_ep, seed, r, beta,
+                                      bcfg.noise_std, plant=partial(sample_plant, ranges=ranges, fixed=ident.params))
+        else:
+            o, lab = collect(env, student, bcfg.expert, n_ep, rng, beta, bcfg.noise_std, ranges, ident.params)
         bar.update(n_ep)
         obs_all.append(o)
         lab_all.append(lab)
@@ -366,6 +378,8 @@ def train_finetune(cfg: TrainConfig, episodes: Sequence[Episode], init: str, out
                      "r2": ident.r2, "residual_rms": ident.residual_rms, "log_seconds": ident.seconds,
                      "log_episodes": ident.episodes, "expert_periods": int(len(ex_obs))},
     }
+    if rollouts is not None and rollouts.parallel:
+        meta["episode_seeding"] = "per_episode"
     ckpt = out / "checkpoint.pt"
     save_checkpoint(ckpt, student, meta)
     summary = {"checkpoint": str(ckpt), "identification": ident.to_dict(), "randomization": ranges,
@@ -390,9 +404,11 @@ def _plain(x):
 
 
 def finetune(bags: Sequence[str], init: str, out_dir: str, config: str | None = None, robot: str | None = None,
-             seed: int | None = None, episodes: int | None = None, progress: bool = True) -> dict:
+             seed: int | None = None, episodes: int | None = None, progress: bool = True, workers: int = 1,
+             ray_address: str | None = None) -> dict:
     """``train finetune``: read the logs, identify, fine-tune (see the module docstring)."""
     from .cli import robot_params_file
+    from .common.parallel import Rollouts
 
     params = robot_params_file(robot)
     overrides: dict = {}
@@ -402,7 +418,8 @@ def finetune(bags: Sequence[str], init: str, out_dir: str, config: str | None = 
         overrides["bc"] = {"episodes": int(episodes)}
     cfg = load_finetune_config(config, overrides or None)
     eps, sources = read_logs(bags, cfg.values.params_file)
-    return train_finetune(cfg, eps, init, out_dir, sources, seed, progress)
+    with Rollouts(workers, ray_address) as rollouts:
+        return train_finetune(cfg, eps, init, out_dir, sources, seed, progress, rollouts=rollouts)
 
 
 __all__ = ["FinetuneTrainConfig", "IdentifyConfig", "FinetuneConfig", "load_init", "train_finetune", "finetune",
