@@ -101,7 +101,7 @@ def _run_summary(name: str, config: str, s: dict, imitation_rmse: float | None, 
 def rl_benchmark(config_path: str, out_dir: str, seed: int | None = None, total_steps: int | None = None,
                  progress: bool = True, params_file: str | None = None, init: str | None = None,
                  variants: Sequence[str] = (), target_factor: float = 1.5, baselines: bool = True) -> dict:
-    """Run the residual configurations, then (``baselines``) the zero-init residual and from-scratch SAC.
+    """Run (``baselines``) from-scratch SAC and the zero-init residual, then the residual configurations.
 
     ``rl_benchmark.json`` is rewritten after every run, so an interrupted benchmark keeps what it measured.
     """
@@ -112,7 +112,9 @@ def rl_benchmark(config_path: str, out_dir: str, seed: int | None = None, total_
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     imitation = evaluate_init(cfg, init, seed) if init else None
-    plan = []                      # (name, config path, loaded config, full_action)
+    plan = []                      # (name, config path, loaded config, full_action); baselines first
+    if baselines:
+        plan += [("from_scratch", config_path, cfg, True), ("zero_init", config_path, cfg, False)]
     if init:
         plan.append(("imitation_init", config_path, load_train_config(config_path, _overrides(params_file, init),
                                                                      schema="rl"), False))
@@ -121,8 +123,6 @@ def rl_benchmark(config_path: str, out_dir: str, seed: int | None = None, total_
         if not vcfg.values.rl.init_from and init:
             vcfg = load_train_config(v, _overrides(params_file, init), schema="rl")
         plan.append((Path(v).stem.removeprefix("train_rl_"), v, vcfg, False))
-    if baselines:
-        plan += [("zero_init", config_path, cfg, False), ("from_scratch", config_path, cfg, True)]
     report = {"config": config_path, "config_sha256": cfg.sha256, "params_file": cfg.values.params_file,
               "seed": int(cfg.values.seed if seed is None else seed), "budget_steps": total,
               "target_factor": target_factor, "imitation": imitation, "runs": {}}
@@ -130,11 +130,11 @@ def rl_benchmark(config_path: str, out_dir: str, seed: int | None = None, total_
     for name, path, rcfg, full in plan:
         s = train_rl(rcfg, str(out / name), seed, full_action=full, total_steps=total, progress=progress)
         summaries[name] = s
-        if imitation is not None:
-            ref = imitation["rmse"]
-        else:
-            first = summaries.get("zero_init") or next(iter(summaries.values()))
-            ref = first["curve"][0]["rmse"]
+        residual_runs = [x for n, x in summaries.items() if n != "from_scratch"]
+        if imitation is None and not residual_runs:
+            continue                   # no reference yet (from-scratch SAC alone)
+        ref = imitation["rmse"] if imitation is not None else (
+            summaries.get("zero_init") or residual_runs[0])["curve"][0]["rmse"]
         report["reference_rmse"] = ref
         report["target_rmse"] = target_factor * ref
         report["runs"] = {n: _run_summary(n, p, summaries[n], imitation and imitation["rmse"], target_factor * ref)
@@ -148,11 +148,11 @@ def rl_benchmark(config_path: str, out_dir: str, seed: int | None = None, total_
                 report["scratch_final_ratio"] = steps_ratio(summaries["zero_init"]["curve"], scratch)
         with open(out / "rl_benchmark.json", "w", encoding="utf-8") as fh:
             json.dump(report, fh, indent=2)
-    with CSVLogger(out / "rl_curves.csv") as log:
-        for name, s in summaries.items():
-            for row in s["curve"]:
-                log.log({"run": name, **{k: v for k, v in row.items() if k != "rms_step"}})
-    plot_curves(report, out / "rl_curves.png")
+        with CSVLogger(out / "rl_curves.csv") as log:
+            for n, x in summaries.items():
+                for row in x["curve"]:
+                    log.log({"run": n, **{k: v for k, v in row.items() if k != "rms_step"}})
+        plot_curves(report, out / "rl_curves.png")
     return report
 
 

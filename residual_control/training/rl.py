@@ -23,7 +23,13 @@ Residual-specific choices:
   policy (zero residual, or the imitation residual) with its small Gaussian
   noise (not uniform random torques), and for the first ``actor_freeze_steps``
   gradient steps the actor's weights are restored after each update
-  (critic-only learning), so the actor is not pulled by an untrained critic.
+  (critic-only learning), so the actor is not pulled by an untrained critic;
+* anchor (``rl.anchor_weight`` w > 0, with ``init_from``): the actor loss gains
+  w * mean|Q| * |pi(s) - pi_init(s)|^2 on replay states (deterministic actions, unit scale; the
+  mean|Q| scaling is TD3+BC's), so the actor moves from the imitation residual only
+  where the critic's advantage outweighs the distance;
+* command-rate penalty (``rl.rate_weight`` w > 0): the training reward loses
+  w * |delta command / residual_limit|^2 per period (CommandRatePenalty), against chatter.
 
 The from-scratch baseline (``full_action=True``) uses vanilla SAC: default
 initialisation and uniform random warm-up, the action being the whole torque.
@@ -62,6 +68,34 @@ class FixedNormalize(gym.ObservationWrapper):
         return np.clip((obs - self.mean) / self.std, -self.clip, self.clip).astype(np.float32)
 
 
+class CommandRatePenalty(gym.Wrapper):
+    """Reward - w * sum_j ((c_j[k] - c_j[k-1]) / residual_limit_j)^2 on the command the env sends (residual only).
+
+    The command's per-period change is what command roughness (core/roughness.py rms_step) measures; the
+    first step of an episode has no previous command and no penalty.
+    """
+
+    def __init__(self, env, weight: float) -> None:
+        super().__init__(env)
+        self.weight = float(weight)
+        self.scale = np.asarray(env.unwrapped.residual_limit, float)
+        self._last = None
+
+    def reset(self, **kwargs):
+        self._last = None
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        obs, reward, term, trunc, info = self.env.step(action)
+        command = np.asarray(info["command"], float)
+        if self._last is not None:
+            penalty = self.weight * float(np.sum(((command - self._last) / self.scale) ** 2))
+            reward -= penalty
+            info = {**info, "rate_cost": penalty}
+        self._last = command
+        return obs, float(reward), term, trunc, info
+
+
 def observation_stats(env, episodes: int, rng: np.random.Generator, min_std: float = 1e-3):
     """Mean/std of the observation under the zero-residual (base alone) policy."""
     obs_all = []
@@ -96,13 +130,41 @@ def make_sac(env, rl: RLConfig | Mapping, seed: int, residual: bool, net_hidden,
                 return super()._sample_action(0, action_noise, n_envs)
             return super()._sample_action(learning_starts, action_noise, n_envs)
 
+        anchor_body = None
+        anchor_weight = 0.0
+
         def train(self, gradient_steps: int, batch_size: int = 64) -> None:
             if self._n_updates < self.actor_freeze_steps:
                 saved = {k: v.clone() for k, v in self.actor.state_dict().items()}
                 super().train(gradient_steps, batch_size)
                 self.actor.load_state_dict(saved)
+            elif self.anchor_body is not None and self.anchor_weight > 0:
+                # The anchor's gradient is added to the SAC actor loss's before each actor step.
+                opt = self.actor.optimizer
+                step = opt.step
+
+                def anchored_step(*args, **kwargs):
+                    self._anchor_backward(batch_size)
+                    return step(*args, **kwargs)
+
+                opt.step = anchored_step
+                try:
+                    super().train(gradient_steps, batch_size)
+                finally:
+                    del opt.step
             else:
                 super().train(gradient_steps, batch_size)
+
+        def _anchor_backward(self, batch_size: int) -> None:
+            """Backpropagate w * mean|Q| * |pi_det(s) - pi_init(s)|^2 on a replay batch (TD3+BC's scaling)."""
+            obs = self.replay_buffer.sample(batch_size).observations
+            mean_actions, _log_std, _ = self.actor.get_action_dist_params(obs)
+            pi = torch.tanh(mean_actions)
+            with torch.no_grad():
+                target = torch.tanh(self.anchor_body(obs))
+                q = torch.cat(self.critic(obs, pi), dim=1).min(dim=1).values.abs().mean()
+            loss = self.anchor_weight * q * ((pi - target) ** 2).sum(dim=1).mean()
+            loss.backward()
 
     if not isinstance(rl, RLConfig):
         rl = load_section(RLConfig, rl, "rl")
@@ -120,7 +182,11 @@ def make_sac(env, rl: RLConfig | Mapping, seed: int, residual: bool, net_hidden,
         if init_net is None:
             zero_init_actor(model, rl.init_log_std)
         else:
+            import copy
+
             init_actor_from(model, init_net, rl.init_log_std)
+            model.anchor_body = copy.deepcopy(init_net.body).requires_grad_(False)
+            model.anchor_weight = rl.anchor_weight
     return model
 
 
@@ -290,6 +356,8 @@ def train_rl(cfg: TrainConfig, out_dir: str, seed: int | None = None, full_actio
         mean, std, clip = normaliser_stats(init_net)
     env = FixedNormalize(make_env_from_config(env_cfg, params_file, seed=seed, full_action=full_action), mean, std,
                          clip)
+    if rl.rate_weight > 0 and not full_action:
+        env = CommandRatePenalty(env, rl.rate_weight)
     eval_env = FixedNormalize(make_env_from_config(env_cfg, params_file, seed=seed + 2, full_action=full_action),
                               mean, std, clip)
     model = make_sac(env, rl, seed, residual=not full_action, net_hidden=c.network.hidden, init_net=init_net)

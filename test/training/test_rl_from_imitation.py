@@ -163,3 +163,84 @@ def test_learn_bench_parses_init_and_variants():
     a = parser.parse_args(["learn-bench", "--skip-bc", "--init", "m.onnx", "--variant", "a.yaml", "--variant",
                            "b.yaml", "--target-factor", "1.2", "--no-baselines"])
     assert (a.init, a.variant, a.target_factor, a.no_baselines) == ("m.onnx", ["a.yaml", "b.yaml"], 1.2, True)
+
+
+def test_anchor_pulls_towards_the_imitation_residual_only_when_away_from_it():
+    """The anchor's gradient is zero at the imitation residual and, after a step, moves a perturbed actor back."""
+    from residual_control.training.rl import NetPolicy, make_sac
+
+    net = _shipped()
+    env = _env(net, seconds=0.3)
+    model = make_sac(env, {**SMALL_RL, "actor_freeze_steps": 10_000, "anchor_weight": 0.4}, seed=2, residual=True,
+                     net_hidden=[64, 64], init_net=net)
+    model.learn(100)
+    assert model.anchor_weight == 0.4
+    model.actor.optimizer.zero_grad()
+    model._anchor_backward(64)
+    assert all(p.grad is None or torch.count_nonzero(p.grad) == 0 for p in model.actor.parameters())
+    with torch.no_grad():
+        model.actor.mu.bias.add_(0.3)
+    obs = model.replay_buffer.observations[:100, 0]
+    ref = np.stack([NetPolicy(net).predict(o)[0] for o in obs])
+
+    def dist():
+        return float(np.mean([np.abs(model.predict(o, deterministic=True)[0] - r).sum() for o, r in zip(obs, ref)]))
+
+    before = dist()
+    opt = torch.optim.SGD(model.actor.parameters(), lr=0.05)
+    for _ in range(20):
+        opt.zero_grad()
+        model._anchor_backward(64)
+        opt.step()
+    assert torch.count_nonzero(model.actor.mu.bias.grad) > 0
+    assert dist() < 0.8 * before
+
+
+def test_command_rate_penalty_is_the_scaled_command_change():
+    from residual_control.training.env import ResidualEnv
+    from residual_control.training.rl import CommandRatePenalty
+
+    plain = ResidualEnv(PARAMS, seed=0, episode_seconds=0.2)
+    wrapped = CommandRatePenalty(ResidualEnv(PARAMS, seed=0, episode_seconds=0.2), 2.0)
+    plain.reset(seed=4)
+    wrapped.reset(seed=4)
+    rng = np.random.default_rng(0)
+    last = None
+    for k in range(15):
+        a = rng.uniform(-1, 1, 2)
+        _, r0, _, _, i0 = plain.step(a)
+        _, r1, _, _, i1 = wrapped.step(a)
+        np.testing.assert_array_equal(i0["command"], i1["command"])
+        want = 0.0 if last is None else 2.0 * float(np.sum(((i0["command"] - last) / plain.residual_limit) ** 2))
+        assert r0 - r1 == pytest.approx(want, rel=1e-9, abs=1e-12)
+        last = i0["command"]
+    assert want > 0
+
+
+def test_rl_benchmark_reports_every_run_and_the_ratio(tmp_path):
+    import json
+
+    import yaml
+
+    from residual_control.training.benchmark import rl_benchmark
+
+    cfg = tmp_path / "rl.yaml"
+    cfg.write_text(yaml.safe_dump({"params_file": PARAMS, "network": {"hidden": [64, 64]},
+                                   "env": {"episode_seconds": 0.3}, "rl": SMALL_RL}))
+    variant = tmp_path / "train_rl_tiny_rate.yaml"
+    variant.write_text(yaml.safe_dump({"params_file": PARAMS, "env": {"episode_seconds": 0.3},
+                                       "rl": {**SMALL_RL, "rate_weight": 1.0}}))
+    report = rl_benchmark(str(cfg), str(tmp_path / "bench"), seed=0, total_steps=100, progress=False,
+                          init=SHIPPED, variants=[str(variant)])
+    assert list(report["runs"]) == ["from_scratch", "zero_init", "imitation_init", "tiny_rate"]
+    assert report["runs"]["tiny_rate"]["init_from"] == SHIPPED
+    assert report["target_rmse"] == pytest.approx(1.5 * report["imitation"]["rmse"])
+    init_run = report["runs"]["imitation_init"]
+    assert init_run["curve"][0]["rmse"] == pytest.approx(report["imitation"]["rmse"], rel=1e-6)
+    assert init_run["steps_to_imitation_rmse"] == 0
+    assert set(report["ratio"]) == {"zero_init", "imitation_init", "tiny_rate"}
+    for r in report["ratio"].values():
+        assert (r["ratio"] is None) == (r["reason"] is not None)
+    saved = json.loads((tmp_path / "bench" / "rl_benchmark.json").read_text())
+    assert saved["runs"].keys() == report["runs"].keys()
+    assert (tmp_path / "bench" / "rl_curves.png").stat().st_size > 1000

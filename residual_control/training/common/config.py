@@ -44,7 +44,8 @@ def _canonical(obj: Any) -> Any:
 #: Keys added to the training configs after models were shipped, with the value that leaves the training as it
 #: was: left out of the hash at that value, so a config written before the key existed keeps its hash (and the
 #: ``training_config_sha256`` a shipped model records stays that of its config).
-HASH_NEUTRAL: dict[tuple[str, ...], Any] = {("bc", "smoothness_weight"): 0.0, ("rl", "init_from"): ""}
+HASH_NEUTRAL: dict[tuple[str, ...], Any] = {("bc", "smoothness_weight"): 0.0, ("rl", "init_from"): "",
+                                              ("rl", "anchor_weight"): 0.0, ("rl", "rate_weight"): 0.0}
 
 
 def _without_neutral(cfg: Mapping[str, Any]) -> dict:
@@ -250,10 +251,13 @@ class RLConfig:
     eval_episodes: int = 4
     eval_every: int = 1500
     init_from: str = ""                # residual only: start the actor as this imitation residual (.onnx/.pt)
+    anchor_weight: float = 0.0         # with init_from: actor loss + w * mean|Q| * |pi - pi_init|^2 (TD3+BC-style)
+    rate_weight: float = 0.0           # residual only: reward - w * |delta command / residual_limit|^2 per period
 
     def __post_init__(self) -> None:
         _at_least(self, total_steps=0, learning_starts=0, actor_freeze_steps=0, lr=0.0, batch_size=1, buffer_size=1,
-                  tau=0.0, gamma=0.0, train_freq=1, gradient_steps=1, stats_episodes=1, eval_episodes=1, eval_every=1)
+                  tau=0.0, gamma=0.0, train_freq=1, gradient_steps=1, stats_episodes=1, eval_episodes=1, eval_every=1,
+                  anchor_weight=0.0, rate_weight=0.0)
 
 
 @dataclass(frozen=True)
