@@ -199,3 +199,40 @@ def test_rollout_bench_times_every_setting_against_the_inline_floor(tmp_path):
     assert rows[("inline", "dagger")]["speedup_warm"] == 1.0
     assert json.loads((tmp_path / "rb.json").read_text())["rows"] == report["rows"]
     assert format_table(report).count("\n") == 1 + len(report["rows"])
+
+
+def _step_vec_env(vec, steps=45, seed=4):
+    vec.seed(seed)
+    out = [vec.reset()]
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        obs, rew, done, infos = vec.step(rng.uniform(-1, 1, (vec.num_envs, vec.action_space.shape[0])))
+        out += [obs, rew, done.astype(float)]
+        out += [info["terminal_observation"] for info in infos if "terminal_observation" in info]
+    vec.close()
+    return out
+
+
+def test_rl_envs_step_the_same_in_this_process_on_processes_and_on_ray_actors(ray_rollouts):
+    from functools import partial
+
+    from residual_control.training.common.parallel import make_vec_env
+    from residual_control.training.env import make_env_from_config
+
+    env_cfg = _cfg({"env": {"episode_seconds": 0.2}}).values.env
+    fns = [partial(make_env_from_config, env_cfg, PARAMS, seed=0) for _ in range(2)]
+    inline = _step_vec_env(make_vec_env(fns, Rollouts(1)))
+    assert sum(len(x) for x in inline if x.ndim == 1 and x.shape == (2,)) > 0
+    # 45 steps of 20-step episodes: the envs reset themselves and report the terminal observation.
+    assert any(x.ndim == 1 and x.shape[0] > 2 for x in inline)
+    with Rollouts(2) as pool:
+        processes = _step_vec_env(make_vec_env(fns, pool))
+    ray = _step_vec_env(make_vec_env(fns, ray_rollouts))
+    assert type(make_vec_env(fns, ray_rollouts)).__name__ == "RayVecEnv"
+    # SB3's DummyVecEnv keeps rewards as float32, SubprocVecEnv as float64: compared at float32 there.
+    assert len(processes) == len(ray) == len(inline)
+    for a, b, c in zip(inline, processes, ray):
+        assert np.array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
+        assert np.array_equal(b, c) and np.asarray(b).dtype == np.asarray(c).dtype
+    # The two envs of one vec env were seeded apart: not the same episodes.
+    assert not np.array_equal(inline[0][0], inline[0][1])

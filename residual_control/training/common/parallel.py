@@ -157,3 +157,117 @@ def net_from_state(state: dict | None):
     net.normalizer.clip = float(state["clip"])
     net.eval()
     return net
+
+
+# ------------------------------------------------------------------------------------------- RL envs
+def make_vec_env(env_fns: Sequence[Callable[[], Any]], rollouts: "Rollouts"):
+    """Return the SB3 vectorised env of ``env_fns`` where ``rollouts`` runs tasks.
+
+    inline: ``DummyVecEnv`` (in this process); process: ``SubprocVecEnv`` (one spawned process per env);
+    ray: :class:`RayVecEnv` (one Ray actor per env). The three step the same envs the same way: with
+    the same seeds they give the same transitions.
+    """
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    if rollouts.kind == "inline":
+        return DummyVecEnv(list(env_fns))
+    if rollouts.kind == "process":
+        return SubprocVecEnv(list(env_fns), start_method="spawn")
+    return RayVecEnv(list(env_fns), rollouts._ray_module())
+
+
+def _env_call(env, cmd: str, data):
+    """Serve one command of SB3's SubprocVecEnv protocol on ``env`` (what its worker process does)."""
+    from stable_baselines3.common.env_util import is_wrapped
+
+    if cmd == "step":
+        observation, reward, terminated, truncated, info = env.step(data)
+        done = terminated or truncated
+        info["TimeLimit.truncated"] = truncated and not terminated
+        reset_info = {}
+        if done:
+            info["terminal_observation"] = observation
+            observation, reset_info = env.reset()
+        return observation, reward, done, info, reset_info
+    if cmd == "reset":
+        options = {"options": data[1]} if data[1] else {}
+        return env.reset(seed=data[0], **options)
+    if cmd == "get_spaces":
+        return env.observation_space, env.action_space
+    if cmd == "env_method":
+        return env.get_wrapper_attr(data[0])(*data[1], **data[2])
+    if cmd == "get_attr":
+        return env.get_wrapper_attr(data)
+    if cmd == "has_attr":
+        try:
+            env.get_wrapper_attr(data)
+            return True
+        except AttributeError:
+            return False
+    if cmd == "set_attr":
+        return setattr(env, data[0], data[1])
+    if cmd == "is_wrapped":
+        return is_wrapped(env, data)
+    if cmd == "render":
+        return env.render()
+    if cmd == "close":
+        return env.close()
+    raise NotImplementedError(f"env command: expected one of SubprocVecEnv's, found {cmd!r}")
+
+
+class _EnvActor:
+    """A Ray actor holding one env (built from its env function in the actor's process)."""
+
+    def __init__(self, env_fn) -> None:
+        from stable_baselines3.common.vec_env.patch_gym import _patch_env
+
+        _pin_threads()
+        self.env = _patch_env(env_fn())
+
+    def call(self, cmd: str, data):
+        return _env_call(self.env, cmd, data)
+
+
+class _ActorPipe:
+    """The end of a SubprocVecEnv pipe, over a Ray actor: ``send`` starts a call, ``recv`` waits for it."""
+
+    def __init__(self, ray, actor) -> None:
+        self.ray, self.actor, self.pending = ray, actor, []
+
+    def send(self, message) -> None:
+        cmd, data = message
+        self.pending.append(self.actor.call.remote(cmd, data))
+
+    def recv(self):
+        return self.ray.get(self.pending.pop(0))
+
+    def close(self) -> None:
+        self.ray.kill(self.actor)
+
+
+def _ray_vec_env_class():
+    from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv
+
+    class RayVecEnv(SubprocVecEnv):
+        """SB3's SubprocVecEnv with each env in a Ray actor (one CPU) instead of a local process.
+
+        Every method but the constructor is SubprocVecEnv's: the actors serve its pipe protocol
+        (:func:`_env_call`), so it steps and resets exactly as SubprocVecEnv does.
+        """
+
+        def __init__(self, env_fns, ray) -> None:
+            self.waiting = False
+            self.closed = False
+            actor = ray.remote(num_cpus=1)(_EnvActor)
+            self.remotes = [_ActorPipe(ray, actor.remote(fn)) for fn in env_fns]
+            self.processes = []
+            self.remotes[0].send(("get_spaces", None))
+            observation_space, action_space = self.remotes[0].recv()
+            VecEnv.__init__(self, len(env_fns), observation_space, action_space)
+
+    return RayVecEnv
+
+
+def RayVecEnv(env_fns, ray):  # noqa: N802 - a class built on first use (SB3 is imported only then)
+    """Return a Ray-actor vectorised env of ``env_fns`` (see :func:`_ray_vec_env_class`)."""
+    return _ray_vec_env_class()(env_fns, ray)
