@@ -76,6 +76,24 @@ def _samples(gs, da=DA):
     return [types.SimpleNamespace(t=float(i), values=np.asarray(da) * g) for i, g in enumerate(gs)]
 
 
+def test_a_recovering_state_the_mode_topic_lost_is_found_in_the_transition_reports():
+    """The ~/mode topic keeps its latest message only: a loaded probe saw 'nominal' alone (CI, base_died_damp)."""
+    import numpy as np
+
+    up = [1.0, 0.0] + list(np.linspace(0, 1, 11))
+    topic = [(5.0, 100.2, "nominal: healthy")]
+    transitions = [(99.0, "recovering"), (100.1, "recovering"), (100.2, "nominal")]
+    ok, why, _ = faults.ramp_check(_samples(up), DA, [20, 8], 0.0, topic)
+    assert not ok and "never reported 'recovering'" in why
+    modes = faults.modes_since(topic, transitions, 0.0, 100.0)
+    assert [m[2] for m in modes] == ["nominal: healthy", "recovering", "nominal"]
+    ok, why, _ = faults.ramp_check(_samples(up), DA, [20, 8], 0.0, modes)
+    assert ok, why
+    # A 'recovering' reported before the moment does not count, on either report.
+    earlier = faults.modes_since([(-1.0, 99.0, "recovering: ramping in")] + topic, transitions[:1], 0.0, 100.0)
+    assert "recovering" not in [m[2].split(":")[0] for m in earlier]
+
+
 def test_ramp_check_judges_the_last_recovery_from_where_it_started():
     import numpy as np
 

@@ -195,7 +195,7 @@ def test_rollout_bench_times_every_setting_against_the_inline_floor(tmp_path):
         assert r["same_as_inline"] is True and r["cold_s"] > 0 and r["warm_s"] > 0
         assert r["speedup_warm"] == round(floor / r["warm_s"], 3)
         assert r["speedup_cold"] == round(floor / r["cold_s"], 3)
-        assert len(r["warm_runs_s"]) == 2 and r["warm_s"] == round(float(np.median(r["warm_runs_s"])), 3)
+        assert len(r["warm_runs_s"]) == 2 and abs(r["warm_s"] - float(np.median(r["warm_runs_s"]))) <= 1e-3
     assert rows[("inline", "dagger")]["speedup_warm"] == 1.0
     assert json.loads((tmp_path / "rb.json").read_text())["rows"] == report["rows"]
     assert format_table(report).count("\n") == 1 + len(report["rows"])

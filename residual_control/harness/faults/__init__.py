@@ -52,8 +52,8 @@ from __future__ import annotations
 
 from . import loop, relay, clock, policy, external  # registers the scenarios: this order is the matrix order
 from .common import (RELAY_RATE_HZ, SCENARIOS, WALL_SLACK, Context, NotApplicable, Scenario, Trial,
-                     constant_residual, envelope_fault_payload, ramp_check, residual_pattern, scenario,
-                     second_residual, unknown_joint)
+                     constant_residual, envelope_fault_payload, modes_since, ramp_check, residual_pattern,
+                     scenario, second_residual, unknown_joint)
 from .loop import INJECT_ATTEMPTS, _envelope_loop_model
 from .matrix import LOOP_ATTEMPTS, add_arguments, format_table, run, run_matrix, select
 from .policy import INVALID_NODES, invalid_parameters
@@ -63,7 +63,7 @@ from .spawn import BAD_MODELS
 __all__ = [
     "BAD_MODELS", "INJECT_ATTEMPTS", "INVALID_NODES", "LOOP_ATTEMPTS", "RELAY_RATE_HZ", "SCENARIOS", "WALL_SLACK",
     "Bench", "Context", "NotApplicable", "Scenario", "Trial", "_envelope_loop_model", "add_arguments",
-    "constant_residual", "envelope_fault_payload", "format_table", "invalid_parameters", "ramp_check",
+    "constant_residual", "envelope_fault_payload", "format_table", "invalid_parameters", "modes_since", "ramp_check",
     "reference_near", "residual_pattern", "run", "run_matrix", "scenario", "second_residual", "select",
     "step_bound", "unknown_joint", "loop", "relay", "clock", "policy", "external",
 ]

@@ -126,6 +126,18 @@ def unknown_joint(joints, stem: str = "not_a_joint") -> str:
 # ====================================================================== checking
 
 
+def modes_since(topic_modes, transitions, since_wall: float, since_sim: float) -> list:
+    """Return the mixer's reported modes since a moment, from both of its reports, for :func:`ramp_check`.
+
+    ``topic_modes``: (wall t, ros t, text) from its ``~/mode`` topic, which keeps only its latest message
+    (a probe slowed down by the machine's load can miss a short state); ``transitions``: (stamp, mode)
+    from its transition reports on /diagnostics (a deep queue: none is lost), stamped on the node's
+    clock, those from ``since_sim`` on kept (given the wall time ``since_wall``).
+    """
+    return [m for m in topic_modes if m[0] >= since_wall] + \
+        [(since_wall, stamp, mode) for stamp, mode in transitions if stamp >= since_sim]
+
+
 def ramp_check(applied, residual, limit, since_t: float, modes, gain: float = 1.0) -> tuple[bool, str, dict]:
     """Check whether the residual was ramped back in after wall time ``since_t``.
 

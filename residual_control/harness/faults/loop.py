@@ -10,7 +10,7 @@ import time
 
 from ...params_file import node_params
 from .common import (_ERROR, Context, NotApplicable, Trial, _first_mode_after, _latency, _mode_at, _Timeout,
-                     constant_residual, ramp_check, scenario)
+                     constant_residual, modes_since, ramp_check, scenario)
 
 
 # ====================================================================== MuJoCo loop harness
@@ -155,14 +155,21 @@ def _residual_fault_script(inject, clear, bound_extra: float = 0.0, label: str =
         yield from _sleep_sim(loop, 0.5)
         p.drain()
         t_clear_wall = time.monotonic()
+        t_clear_sim = loop.sim_time_now()
         clear(loop)
         yield from _ramped_recovery(loop, config, res, lambda: p.mode == "nominal" and time.monotonic() > t_clear_wall,
-                                    "nominal after the fault cleared", t_clear_wall)
+                                    "nominal after the fault cleared", t_clear_wall, t_clear_sim)
     return script
 
 
-def _ramped_recovery(loop, config, res: Trial, nominal, what: str, since_wall: float):
-    """Until ``nominal()``; then the residual must have ramped back in (from the sink's record) since ``since_wall``."""
+def _ramped_recovery(loop, config, res: Trial, nominal, what: str, since_wall: float, since_sim: float):
+    """Until ``nominal()``; then the residual must have ramped back in (from the sink's record) since ``since_wall``.
+
+    The mixer must have reported ``recovering`` since then: on its ``~/mode`` topic (which keeps only
+    its latest message, so a probe slowed down by the machine's load can miss a short state) or in
+    its transition reports on /diagnostics (a deep queue, stamped on the simulated clock: those from
+    ``since_sim`` on count).
+    """
     p = loop.probe
     try:
         yield from _wait(nominal, 90.0, what)
@@ -172,9 +179,10 @@ def _ramped_recovery(loop, config, res: Trial, nominal, what: str, since_wall: f
         return
     yield from _sleep_sim(loop, 0.2)
     p.drain()
+    modes = modes_since(p.rec.modes, p.rec.mixer_modes, since_wall, since_sim)
     ok, why, info = ramp_check(sink_applied(loop.run_data.sink_record(), loop.joints),
                                constant_residual(config.residual_limit),
-                               config.residual_limit, since_wall, p.rec.modes, config.residual_gain)
+                               config.residual_limit, since_wall, modes, config.residual_gain)
     res.recovered = ok
     res.notes["ramp"] = info
     if not ok:
@@ -394,7 +402,7 @@ def _base_death_script(behaviour: str):
         loop.restart("base_controller")
         yield from _ramped_recovery(loop, config, res,
                                     lambda: p.mode == "nominal" and any(c.t > t_back for c in p.rec.commands),
-                                    "nominal after the base controller restarted", t_back)
+                                    "nominal after the base controller restarted", t_back, res.notes["_restarts"][0])
     return script
 
 
