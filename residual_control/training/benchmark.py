@@ -7,7 +7,8 @@ steps) and ``bc_table.json`` / ``bc_table.csv`` (closed-loop RMSE ratio vs numbe
 Runs: ``zero_init`` (zero-initialised residual SAC, the config as given), ``from_scratch`` (SAC on the
 whole torque), and with ``init`` (an imitation residual, e.g. models/residual_bc.onnx) ``imitation_init``
 (the same config with ``rl.init_from: init``) plus one run per ``variants`` config (each named by its
-file stem; a variant without ``rl.init_from`` takes ``init``). With ``init`` the imitation residual
+file stem; a variant without ``rl.init_from`` takes ``init``); ``baselines=False`` runs the variants only.
+With ``init`` the imitation residual
 itself is evaluated on the same episodes: its RMSE is the reference, and the reported ratio is
 
     env steps for a residual run to first reach target_factor x the imitation RMSE
@@ -90,20 +91,39 @@ def evaluate_init(cfg, init: str, seed: int | None = None) -> dict:
 
 def _run_summary(name: str, config: str, s: dict, imitation_rmse: float | None, target: float) -> dict:
     curve = s["curve"]
+    # The imitation RMSE within float rounding (an init_from run's step 0 is that residual, evaluated again).
+    reach = None if imitation_rmse is None else imitation_rmse * (1 + 1e-6)
     return {"name": name, "config": config, "method": s["method"], "init_from": s.get("init_from"),
             "final_rmse": curve[-1]["rmse"], "final_rms_step": curve[-1]["rms_step"],
             "best_rmse": min(r["rmse"] for r in curve),
-            "steps_to_imitation_rmse": None if imitation_rmse is None else steps_to_reach(curve, imitation_rmse),
+            "steps_to_imitation_rmse": None if reach is None else steps_to_reach(curve, reach),
+            "steps_to_0.8_imitation_rmse": None if reach is None else steps_to_reach(curve, 0.8 * imitation_rmse),
             "steps_to_target": steps_to_reach(curve, target), "train_seconds": s["train_seconds"],
             "curve": curve}
 
 
+def _reusable(run_dir: Path, cfg, seed: int | None, full_action: bool, total: int) -> dict | None:
+    """Return a finished run's summary.json if it is of this config, seed, budget, method and initial model."""
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return None
+    s = json.loads(path.read_text(encoding="utf-8"))
+    want_seed = int(cfg.values.seed if seed is None else seed)
+    init = cfg.values.rl.init_from if not full_action and cfg.values.rl.init_from else None
+    same = (s.get("config_sha256") == cfg.sha256 and s.get("seed") == want_seed and s.get("total_steps") == total
+            and s.get("method") == ("rl_scratch" if full_action else "rl_residual") and s.get("init_from") == init)
+    return s if same else None
+
+
 def rl_benchmark(config_path: str, out_dir: str, seed: int | None = None, total_steps: int | None = None,
                  progress: bool = True, params_file: str | None = None, init: str | None = None,
-                 variants: Sequence[str] = (), target_factor: float = 1.5, baselines: bool = True) -> dict:
-    """Run (``baselines``) from-scratch SAC and the zero-init residual, then the residual configurations.
+                 variants: Sequence[str] = (), target_factor: float = 1.5, baselines: bool = True,
+                 resume: bool = False) -> dict:
+    """Run (``baselines``) from-scratch SAC, the zero-init residual and the plain init run, then the variants.
 
-    ``rl_benchmark.json`` is rewritten after every run, so an interrupted benchmark keeps what it measured.
+    ``rl_benchmark.json`` is rewritten after every run, so an interrupted benchmark keeps what it measured;
+    ``resume`` reuses a run's ``summary.json`` in ``out_dir`` when it is of the same config hash, seed,
+    budget, method and initial model (training is deterministic for a seed: rerunning gives the same curve).
     """
     from .rl import train_rl
 
@@ -115,7 +135,7 @@ def rl_benchmark(config_path: str, out_dir: str, seed: int | None = None, total_
     plan = []                      # (name, config path, loaded config, full_action); baselines first
     if baselines:
         plan += [("from_scratch", config_path, cfg, True), ("zero_init", config_path, cfg, False)]
-    if init:
+    if init and baselines:
         plan.append(("imitation_init", config_path, load_train_config(config_path, _overrides(params_file, init),
                                                                      schema="rl"), False))
     for v in variants:
@@ -128,7 +148,9 @@ def rl_benchmark(config_path: str, out_dir: str, seed: int | None = None, total_
               "target_factor": target_factor, "imitation": imitation, "runs": {}}
     summaries = {}
     for name, path, rcfg, full in plan:
-        s = train_rl(rcfg, str(out / name), seed, full_action=full, total_steps=total, progress=progress)
+        s = _reusable(out / name, rcfg, seed, full, total) if resume else None
+        if s is None:
+            s = train_rl(rcfg, str(out / name), seed, full_action=full, total_steps=total, progress=progress)
         summaries[name] = s
         residual_runs = [x for n, x in summaries.items() if n != "from_scratch"]
         if imitation is None and not residual_runs:
@@ -173,6 +195,10 @@ def plot_curves(report: dict, path) -> None:
         axes[0].axhline(imitation["rmse"], color="k", ls="--", lw=1, label="imitation residual")
         axes[0].axhline(0.8 * imitation["rmse"], color="g", ls=":", lw=1, label="0.8 x imitation")
         axes[1].axhline(imitation["rms_step_max"], color="k", ls="--", lw=1, label="imitation residual")
+    base = report["runs"].get("zero_init")
+    if base:
+        axes[0].axhline(base["curve"][0]["rmse"], color="grey", ls="-.", lw=1, label="base alone")
+        axes[1].axhline(base["curve"][0]["rms_step_max"], color="grey", ls="-.", lw=1, label="base alone")
     if "target_rmse" in report:
         axes[0].axhline(report["target_rmse"], color="r", ls=":", lw=1,
                         label=f"target ({report['target_factor']} x reference)")

@@ -10,7 +10,8 @@
   [--ray-address A]``
 * ``rollout-bench [--robot DIR] [--episodes N] [--workers N] [--seconds S] [--no-ray] [--json J]``
 * ``learn-bench --config config/train_rl.yaml --out DIR [--bc-config config/train_bc.yaml] [--robot DIR]
-  [--skip-rl|--skip-bc] [--init MODEL] [--variant CONFIG ...] [--target-factor F] [--no-baselines]``
+  [--skip-rl|--skip-bc] [--init MODEL] [--variant CONFIG ...] [--target-factor F] [--no-baselines]
+  [--resume]``
 
 Each subparser sets ``func`` to a callable taking the parsed ``argparse.Namespace``.
 """
@@ -128,11 +129,13 @@ def evaluate(model_path: str, plant_path=None, json_path: str | None = None, plo
 def benchmark(config_path: str = "config/train_rl.yaml", out_dir: str = "runs/bench", seed: int | None = None,
               bc_config: str = "config/train_bc.yaml", rl: bool = True, bc: bool = True,
               steps: int | None = None, progress: bool = True, robot: str | None = None,
-              init: str | None = None, variants=(), target_factor: float = 1.5, baselines: bool = True) -> dict:
+              init: str | None = None, variants=(), target_factor: float = 1.5, baselines: bool = True,
+              resume: bool = False) -> dict:
     """``learn-bench``: the BC table and the RL curves, on ``robot``'s params file (default the configs').
 
     ``init``: an imitation residual to start residual SAC from (and the RMSE reference); ``variants``: more
-    residual SAC configs; ``baselines``: also the zero-init residual and from-scratch SAC (training/benchmark.py).
+    residual SAC configs; ``baselines``: also from-scratch SAC, the zero-init residual and the plain init run
+    (training/benchmark.py).
     """
     from .benchmark import bc_table, rl_benchmark
 
@@ -142,7 +145,8 @@ def benchmark(config_path: str = "config/train_rl.yaml", out_dir: str = "runs/be
         out["bc"] = bc_table(bc_config, out_dir, seed, progress=progress, params_file=params)
     if rl:
         out["rl"] = rl_benchmark(config_path, out_dir, seed, steps, progress=progress, params_file=params,
-                                 init=init, variants=variants, target_factor=target_factor, baselines=baselines)
+                                 init=init, variants=variants, target_factor=target_factor, baselines=baselines,
+                                 resume=resume)
     return out
 
 
@@ -261,10 +265,14 @@ def add_subcommands(subparsers) -> None:
                    help="another residual SAC config to run (repeatable; takes --init unless it sets rl.init_from)")
     p.add_argument("--target-factor", type=float, default=1.5,
                    help="steps ratio target: this factor x the reference RMSE (default 1.5)")
-    p.add_argument("--no-baselines", action="store_true", help="skip the zero-init residual and from-scratch runs")
+    p.add_argument("--no-baselines", action="store_true",
+                   help="only the --variant runs (no from-scratch, zero-init or plain --init run)")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse finished runs in --out of the same config, seed, budget and initial model")
     p.set_defaults(func=_cmd(lambda a: benchmark(a.config, a.out, a.seed, a.bc_config, not a.skip_rl, not a.skip_bc,
                                             a.steps, robot=a.robot, init=a.init, variants=a.variant,
-                                            target_factor=a.target_factor, baselines=not a.no_baselines)))
+                                            target_factor=a.target_factor, baselines=not a.no_baselines,
+                                            resume=a.resume)))
 
 
 def main(argv=None) -> int:

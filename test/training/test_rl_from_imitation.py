@@ -217,7 +217,7 @@ def test_command_rate_penalty_is_the_scaled_command_change():
     assert want > 0
 
 
-def test_rl_benchmark_reports_every_run_and_the_ratio(tmp_path):
+def test_rl_benchmark_reports_every_run_and_the_ratio(tmp_path, monkeypatch):
     import json
 
     import yaml
@@ -237,10 +237,23 @@ def test_rl_benchmark_reports_every_run_and_the_ratio(tmp_path):
     assert report["target_rmse"] == pytest.approx(1.5 * report["imitation"]["rmse"])
     init_run = report["runs"]["imitation_init"]
     assert init_run["curve"][0]["rmse"] == pytest.approx(report["imitation"]["rmse"], rel=1e-6)
-    assert init_run["steps_to_imitation_rmse"] == 0
+    assert init_run["steps_to_imitation_rmse"] == 0 and report["runs"]["zero_init"]["steps_to_imitation_rmse"] is None
     assert set(report["ratio"]) == {"zero_init", "imitation_init", "tiny_rate"}
     for r in report["ratio"].values():
         assert (r["ratio"] is None) == (r["reason"] is not None)
     saved = json.loads((tmp_path / "bench" / "rl_benchmark.json").read_text())
     assert saved["runs"].keys() == report["runs"].keys()
     assert (tmp_path / "bench" / "rl_curves.png").stat().st_size > 1000
+    # --resume: the finished runs are reused (no training), the report is the same.
+    import residual_control.training.rl as rl_module
+
+    def no_training(*a, **k):
+        raise AssertionError("resume retrained a finished run")
+
+    monkeypatch.setattr(rl_module, "train_rl", no_training)
+    again = rl_benchmark(str(cfg), str(tmp_path / "bench"), seed=0, total_steps=100, progress=False,
+                         init=SHIPPED, variants=[str(variant)], resume=True)
+    assert json.dumps(again["runs"], sort_keys=True) == json.dumps(report["runs"], sort_keys=True)
+    # A different budget is not reused.
+    with pytest.raises(AssertionError, match="retrained"):
+        rl_benchmark(str(cfg), str(tmp_path / "bench"), seed=0, total_steps=99, progress=False, resume=True)
