@@ -209,8 +209,12 @@ def plot_curves(report: dict, path) -> None:
     for ax in axes:
         ax.set_xlabel("env steps")
         ax.legend(fontsize=7)
-    ratios = {n: r["ratio"] for n, r in report.get("ratio", {}).items()}
-    fig.suptitle(f"steps to target RMSE, residual run / from-scratch SAC: {ratios}", fontsize=9)
+    ratios = report.get("ratio", {})
+    reached = ", ".join(f"{n}: {r['ratio']:.3g}" for n, r in ratios.items() if r["ratio"] is not None)
+    scratch = next(iter(ratios.values()), {}).get("scratch_steps", "n/a") if ratios else "n/a"
+    title = (f"steps to {report.get('target_rmse', float('nan')):.4f} rad, residual run / from-scratch SAC "
+             f"(from scratch: {'never' if scratch is None else scratch}): {reached or 'null for every run'}")
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
