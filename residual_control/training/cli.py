@@ -85,7 +85,8 @@ def train(method: str, config_path: str | None, out_dir: str, seed: int | None =
     if method == "rl":
         from .rl import train_rl
 
-        return train_rl(cfg, out_dir, seed, total_steps=steps, progress=progress)
+        return train_rl(cfg, out_dir, seed, total_steps=steps, progress=progress, workers=workers,
+                        ray_address=ray_address)
     raise ValueError(f"train: expected method 'bc' or 'rl', found {method!r}")
 
 

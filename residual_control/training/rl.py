@@ -328,9 +328,37 @@ class EvalRecorder:
                 "rmse": float(np.mean(rmse)), "rms_step_max": max(per_joint), "rms_step": per_joint}
 
 
+def rl_env(env_cfg, params_file: str, seed: int, full_action: bool, mean, std, clip: float,
+           rate_weight: float = 0.0):
+    """Return one training env of :func:`train_rl` (a module-level function: worker processes and Ray build it)."""
+    from .env import make_env_from_config
+
+    env = FixedNormalize(make_env_from_config(env_cfg, params_file, seed=seed, full_action=full_action), mean, std,
+                         clip)
+    if rate_weight > 0 and not full_action:
+        env = CommandRatePenalty(env, rate_weight)
+    return env
+
+
 def train_rl(cfg: TrainConfig, out_dir: str, seed: int | None = None, full_action: bool = False,
-             total_steps: int | None = None, progress: bool = True, curve: bool = True) -> dict:
-    """Train SAC (residual, or full_action baseline). Writes checkpoint.pt (residual only), curve.csv."""
+             total_steps: int | None = None, progress: bool = True, curve: bool = True, workers: int = 1,
+             ray_address: str | None = None) -> dict:
+    """Train SAC (residual, or full_action baseline). Writes checkpoint.pt (residual only), curve.csv.
+
+    ``workers`` > 1 or ``ray_address``: SAC steps ``workers`` environments at once, in spawned processes
+    (SubprocVecEnv) or Ray actors (:func:`~.common.parallel.make_vec_env`), seeded seed, seed + 1, ...; with
+    ``gradient_steps`` times ``workers`` gradient steps per step of them, so every transition is learned
+    from as often as with one environment. The same seed and number of environments give the same run
+    locally and on Ray; another number of environments is another run (``total_steps`` counts transitions).
+    """
+    from .common.parallel import Rollouts
+
+    with Rollouts(workers, ray_address) as rollouts:
+        return _train_rl(cfg, out_dir, seed, full_action, total_steps, progress, curve, rollouts)
+
+
+def _train_rl(cfg: TrainConfig, out_dir: str, seed: int | None, full_action: bool, total_steps: int | None,
+              progress: bool, curve: bool, rollouts) -> dict:
     from tqdm import tqdm
 
     from .common.nets import save_checkpoint
@@ -354,10 +382,18 @@ def train_rl(cfg: TrainConfig, out_dir: str, seed: int | None = None, full_actio
         # The imitation residual's own statistics, so that the initial actor is that residual exactly.
         init_net = load_init_residual(rl.init_from, stats_env)
         mean, std, clip = normaliser_stats(init_net)
-    env = FixedNormalize(make_env_from_config(env_cfg, params_file, seed=seed, full_action=full_action), mean, std,
-                         clip)
-    if rl.rate_weight > 0 and not full_action:
-        env = CommandRatePenalty(env, rl.rate_weight)
+    if rollouts.parallel:
+        import dataclasses
+        from functools import partial
+
+        from .common.parallel import make_vec_env
+
+        n_envs = rollouts.workers
+        env = make_vec_env([partial(rl_env, env_cfg, params_file, seed, full_action, mean, std, clip, rl.rate_weight)
+                            for _ in range(n_envs)], rollouts)
+        rl = dataclasses.replace(rl, gradient_steps=rl.gradient_steps * n_envs)
+    else:
+        env = rl_env(env_cfg, params_file, seed, full_action, mean, std, clip, rl.rate_weight)
     eval_env = FixedNormalize(make_env_from_config(env_cfg, params_file, seed=seed + 2, full_action=full_action),
                               mean, std, clip)
     model = make_sac(env, rl, seed, residual=not full_action, net_hidden=c.network.hidden, init_net=init_net)
@@ -389,11 +425,15 @@ def train_rl(cfg: TrainConfig, out_dir: str, seed: int | None = None, full_actio
             record(done_steps)
     bar.close()
     log.close()
+    if rollouts.parallel:
+        env.close()
     summary = {"method": f"rl_{label}", "total_steps": total, "seed": seed, "curve": rows,
                "init_from": rl.init_from if init_net is not None else None,
                "train_seconds": round(time.time() - t0, 1), "config_sha256": cfg.sha256}
+    if rollouts.parallel:
+        summary["rollouts"] = {**rollouts.describe(), "n_envs": rollouts.workers, "gradient_steps": rl.gradient_steps}
     if not full_action:
-        inner = env.unwrapped
+        inner = eval_env.unwrapped if rollouts.parallel else env.unwrapped
         net = actor_to_net(model, mean, std, inner.residual_limit)
         net.normalizer.clip = clip
         pf = load_params_file(params_file)

@@ -236,3 +236,25 @@ def test_rl_envs_step_the_same_in_this_process_on_processes_and_on_ray_actors(ra
         assert np.array_equal(b, c) and np.asarray(b).dtype == np.asarray(c).dtype
     # The two envs of one vec env were seeded apart: not the same episodes.
     assert not np.array_equal(inline[0][0], inline[0][1])
+
+
+def test_train_rl_on_two_processes_and_on_ray_actors_gives_the_same_actor(tmp_path, ray_rollouts):
+    from residual_control.training.common.config import load_train_config
+    from residual_control.training.rl import train_rl
+
+    cfg = load_train_config(ROOT / "config" / "train_rl.yaml", {
+        "params_file": PARAMS, "network": {"hidden": [8, 8]}, "env": {"episode_seconds": 0.3},
+        "rl": {"learning_starts": 40, "actor_freeze_steps": 0, "batch_size": 16, "critic_hidden": [16, 16],
+               "stats_episodes": 1, "eval_episodes": 1, "eval_every": 60}})
+    local = train_rl(cfg, str(tmp_path / "local"), seed=1, total_steps=120, progress=False, workers=2)
+    ray = train_rl(cfg, str(tmp_path / "ray"), seed=1, total_steps=120, progress=False, workers=2,
+                   ray_address="local")
+    assert local["rollouts"]["n_envs"] == 2 and local["rollouts"]["gradient_steps"] == 2
+    assert [r["rmse"] for r in local["curve"]] == [r["rmse"] for r in ray["curve"]]
+    wl, _ = _weights(tmp_path / "local" / "checkpoint.pt")
+    wr, meta = _weights(tmp_path / "ray" / "checkpoint.pt")
+    for key in wl:
+        assert torch.equal(wl[key], wr[key]), key
+    # The actor learned (it started at exactly zero): the comparison is not between two untouched nets.
+    assert float(wl["body.4.weight"].abs().sum()) > 0
+    assert meta["joint_names"] == ["shoulder", "elbow"]
