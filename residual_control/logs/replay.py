@@ -1112,11 +1112,15 @@ def _roughness(cmd: np.ndarray, dt: float) -> dict | None:
 
 # ---------------------------------------------------------------------- replay
 def replay(episode: Episode, model_path: str | None = None, params: Any = None, reproduce: bool | None = None,
-           tolerance: float = TOLERANCE) -> ReplayReport:
+           tolerance: float = TOLERANCE, lossy_log: bool = False) -> ReplayReport:
     """Replay ``episode`` with ``model_path`` (default: the bag's) and ``params`` (default: the bag's).
 
     ``reproduce``: None: reproduce when the model's sha256 is the bag's, compare otherwise; True:
     refuse a model whose sha256 is not the bag's; False: compare only.
+    ``lossy_log``: the log may lack commands in runs of any length (a recorder starved on a loaded
+    machine: the control topics' publishers keep one sample), so a period whose command the log lacks is
+    not compared, whatever the run's length (noted). Default: only runs shorter than SILENT_PERIODS are
+    taken for dropped samples; a longer silence is a mismatch (the mixer stopped publishing).
     """
     import os
 
@@ -1233,13 +1237,17 @@ def replay(episode: Episode, model_path: str | None = None, params: Any = None, 
         for name, logged, replayed in (("command", ep.command, mix.command),
                                        ("applied residual", ep.applied_residual, mix.applied)):
             early = _before_first(logged) & cmd_rows & np.all(np.isfinite(replayed), axis=1)
-            gaps = _unlogged(ep, replayed, logged) & cmd_rows & ~early
+            if lossy_log:
+                gaps = ~np.all(np.isfinite(logged), axis=1) & np.all(np.isfinite(replayed), axis=1) & cmd_rows & ~early
+            else:
+                gaps = _unlogged(ep, replayed, logged) & cmd_rows & ~early
             if early.any():
                 notes.append(f"{name}: {int(early.sum())} period(s) before the log's first {name} message not "
                              f"compared (the recorder matched its publisher after the base action's)")
             if gaps.any():
-                notes.append(f"{name}: {int(gaps.sum())} isolated period(s) (runs < {SILENT_PERIODS}) where the log "
-                             f"has none and the mixer one: a message not logged (dropped), not counted (periods "
+                runs = "in runs of any length (lossy_log)" if lossy_log else f"isolated (runs < {SILENT_PERIODS})"
+                notes.append(f"{name}: {int(gaps.sum())} period(s) {runs} where the log has none and the mixer "
+                             f"one: a message not logged (dropped), not counted (periods "
                              f"{np.flatnonzero(gaps)[:10].tolist()})")
             cmd_rows = cmd_rows & ~early & ~gaps
         report.notes.extend(notes)

@@ -78,7 +78,10 @@ def test_a_recorded_bag_replays_to_1e6_and_checks_another_model(tmp_path, capsys
 def test_a_killed_policy_is_named_and_the_commands_still_reproduce(tmp_path):
     path, _ = _record(tmp_path, "residual_fault", 4.0)
     ep = bag.read_episode(path)
-    report = replay(ep)
+    # The recorder is one more process on a loaded machine, and the control topics' publishers keep one
+    # sample: under a CPU hog it lost runs of commands (a clean-clone run: none logged at period 2 of a
+    # fallback). Reproduction is judged where the log holds a command; the lost ones are noted.
+    report = replay(ep, lossy_log=True)
     assert report.stage("base").mismatch is None, report.table()
     m = report.stage("residual").mismatch
     assert m is not None and "policy published no residual" in m.cause, report.table()
@@ -88,3 +91,4 @@ def test_a_killed_policy_is_named_and_the_commands_still_reproduce(tmp_path):
     resumed = next((k for k in range(m.period, ep.periods) if np.isfinite(ep.residual[k, 0])), ep.periods)
     c = report.stage("command").mismatch
     assert c is None or c.period >= resumed, report.table()
+    assert report.stage("command").compared >= 0.5 * ep.periods, report.table()

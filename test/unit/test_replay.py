@@ -173,6 +173,15 @@ def test_commands_the_recorder_did_not_log_are_not_counted_but_a_long_silence_is
     silent.applied_residual[k:k + replay_mod.SILENT_PERIODS] = np.nan
     m = replay(silent).stage("command").mismatch
     assert m is not None and m.period == k and m.logged[0] != m.logged[0]  # the log has none there
+    # A log known to be lossy (recorded on a loaded machine): the long run is not compared, and noted; a
+    # wrong logged command is still found.
+    lossy = replay(silent, lossy_log=True)
+    assert lossy.stage("command").mismatch is None, lossy.table()
+    assert "in runs of any length (lossy_log)" in " ".join(lossy.notes)
+    wrong = _copy(silent, command=True)
+    wrong.command[k + 10] += 0.01
+    m = replay(wrong, lossy_log=True).stage("command").mismatch
+    assert m is not None and m.period == k + 10
 
 
 def test_params_the_deployment_did_not_run_are_named(graph_episode, params):
