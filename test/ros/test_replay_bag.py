@@ -44,7 +44,8 @@ def test_a_recorded_bag_replays_to_1e6_and_checks_another_model(tmp_path, capsys
     path, joints = _record(tmp_path, "residual", 2.0)
     ep = bag.read_episode(path)
     assert ep.periods >= 300 and ep.reference_stamp is not None and ep.perception_messages
-    report = replay(ep)
+    # lossy_log: a command the starved recorder lost is not compared (see the fault trial below); 90 % must be.
+    report = replay(ep, lossy_log=True)
     assert report.mode == "reproduce", report.table()
     # The logged commands (and base actions) reproduce to 1e-6, always.
     for stage in ("base", "command"):
