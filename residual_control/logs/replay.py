@@ -924,10 +924,11 @@ def _base_cause(m: Mismatch, diff_text: str) -> str:
             "in transit")
 
 
-def _unlogged(ep: Episode, replayed: np.ndarray, logged: np.ndarray | None = None) -> np.ndarray:
-    """(K,) bool: periods in runs shorter than SILENT_PERIODS where the log has no value and the replay one.
+def _unlogged(ep: Episode, replayed: np.ndarray, logged: np.ndarray | None = None,
+              max_run: int | None = SILENT_PERIODS) -> np.ndarray:
+    """(K,) bool: periods in runs shorter than ``max_run`` where the log has no value and the replay one.
 
-    ``logged`` defaults to the logged residual.
+    ``logged`` defaults to the logged residual; ``max_run`` None: runs of any length.
     """
     logged = ep.residual if logged is None else logged
     gap = ~np.all(np.isfinite(logged), axis=1) & np.all(np.isfinite(replayed), axis=1)
@@ -940,7 +941,7 @@ def _unlogged(ep: Episode, replayed: np.ndarray, logged: np.ndarray | None = Non
         end = k
         while end < ep.periods and gap[end]:
             end += 1
-        if end - k < SILENT_PERIODS:
+        if max_run is None or end - k < max_run:
             out[k:end] = True
         k = end
     return out
@@ -1237,10 +1238,7 @@ def replay(episode: Episode, model_path: str | None = None, params: Any = None, 
         for name, logged, replayed in (("command", ep.command, mix.command),
                                        ("applied residual", ep.applied_residual, mix.applied)):
             early = _before_first(logged) & cmd_rows & np.all(np.isfinite(replayed), axis=1)
-            if lossy_log:
-                gaps = ~np.all(np.isfinite(logged), axis=1) & np.all(np.isfinite(replayed), axis=1) & cmd_rows & ~early
-            else:
-                gaps = _unlogged(ep, replayed, logged) & cmd_rows & ~early
+            gaps = _unlogged(ep, replayed, logged, None if lossy_log else SILENT_PERIODS) & cmd_rows & ~early
             if early.any():
                 notes.append(f"{name}: {int(early.sum())} period(s) before the log's first {name} message not "
                              f"compared (the recorder matched its publisher after the base action's)")

@@ -103,17 +103,25 @@ def collect(env, student, expert_cfg: ExpertConfig, episodes: int, rng: np.rando
     Every episode draws from the one generator ``rng`` (in this process; :func:`collect_parallel`
     gives each episode its own).
     """
-    obs_buf, lab_buf, follows = [], [], []
-    for _ in range(episodes):
-        o, lab, f = _episode(env, student, expert_cfg, rng, beta, noise_std, expert, plant)
-        obs_buf += o
-        lab_buf += lab
-        follows += f
-        if progress is not None:
-            progress.update(1)
+    obs_buf, lab_buf, follows = _episodes(env, student, expert_cfg, [rng] * episodes, beta, noise_std, expert,
+                                          plant, progress)
     if next_valid is not None:
         next_valid.append(np.asarray(follows, bool))
     return np.asarray(obs_buf, np.float32), np.asarray(lab_buf, np.float32)
+
+
+def _episodes(env, student, expert_cfg: ExpertConfig, rngs, beta: float, noise_std: float, expert=None,
+              plant=None, progress=None) -> tuple[list, list, list]:
+    """Run one :func:`_episode` per generator in ``rngs`` (the same one repeated: one stream), concatenated."""
+    obs, labels, follows = [], [], []
+    for rng in rngs:
+        o, lab, f = _episode(env, student, expert_cfg, rng, beta, noise_std, expert, plant)
+        obs += o
+        labels += lab
+        follows += f
+        if progress is not None:
+            progress.update(1)
+    return obs, labels, follows
 
 
 def _episode(env, student, expert_cfg: ExpertConfig, rng: np.random.Generator, beta: float, noise_std: float,
@@ -172,15 +180,9 @@ def _collect_chunk(task: dict) -> tuple[list, list, list]:
     from .env import make_env_from_config
 
     env = make_env_from_config(task["env"], task["params_file"], seed=int(task["seed"]))
-    student = net_from_state(task["student"])
-    obs, labels, follows = [], [], []
-    for k in task["episodes"]:
-        rng = episode_rng(task["seed"], task["round"], k)
-        o, lab, f = _episode(env, student, task["expert"], rng, task["beta"], task["noise_std"], plant=task["plant"])
-        obs += o
-        labels += lab
-        follows += f
-    return obs, labels, follows
+    rngs = [episode_rng(task["seed"], task["round"], k) for k in task["episodes"]]
+    return _episodes(env, net_from_state(task["student"]), task["expert"], rngs, task["beta"], task["noise_std"],
+                     plant=task["plant"])
 
 
 def collect_base_alone(env, episodes: int, rng: np.random.Generator) -> np.ndarray:

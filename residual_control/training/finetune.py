@@ -214,8 +214,14 @@ def collect(env, student, expert_cfg, episodes: int, rng, beta: float, noise_std
     """bc.collect on plants drawn around the identified one, its effects included (bc.expert_residual labels)."""
     from . import bc
 
-    return bc.collect(env, student, expert_cfg, episodes, rng, beta, noise_std,
-                      plant=lambda r: sample_plant(r, ranges, fixed))
+    return bc.collect(env, student, expert_cfg, episodes, rng, beta, noise_std, plant=plant_sampler(ranges, fixed))
+
+
+def plant_sampler(ranges: dict, fixed):
+    """Return ``plant(rng)`` for bc's collectors: :func:`sample_plant` around ``fixed`` (picklable, for workers)."""
+    from functools import partial
+
+    return partial(sample_plant, ranges=ranges, fixed=fixed)
 
 
 def logged_observations(env, episodes: Sequence[Episode]) -> np.ndarray:
@@ -292,6 +298,10 @@ def train_finetune(cfg: TrainConfig, episodes: Sequence[Episode], init: str, out
     import torch
     from tqdm import tqdm
 
+    from .common.parallel import Rollouts
+
+    rollouts = rollouts or Rollouts()
+
     from .bc import training_envelope
     from .common.logging import CSVLogger
     from .common.nets import save_checkpoint
@@ -334,13 +344,11 @@ def train_finetune(cfg: TrainConfig, episodes: Sequence[Episode], init: str, out
     loss = float("nan")
     for r, n_ep in enumerate(per_round):
         beta = bcfg.beta0 ** (r + 1)
-        if rollouts is not None and rollouts.parallel:
-            from functools import partial
-
+        if rollouts.parallel:
             from .bc import collect_parallel
 
             o, lab = collect_parallel(rollouts, c.env, c.params_file, student, bcfg.expert, n_ep, seed, r, beta,
-                                      bcfg.noise_std, plant=partial(sample_plant, ranges=ranges, fixed=ident.params))
+                                      bcfg.noise_std, plant=plant_sampler(ranges, ident.params))
         else:
             o, lab = collect(env, student, bcfg.expert, n_ep, rng, beta, bcfg.noise_std, ranges, ident.params)
         bar.update(n_ep)
@@ -378,7 +386,7 @@ def train_finetune(cfg: TrainConfig, episodes: Sequence[Episode], init: str, out
                      "r2": ident.r2, "residual_rms": ident.residual_rms, "log_seconds": ident.seconds,
                      "log_episodes": ident.episodes, "expert_periods": int(len(ex_obs))},
     }
-    if rollouts is not None and rollouts.parallel:
+    if rollouts.parallel:
         meta["episode_seeding"] = "per_episode"
     ckpt = out / "checkpoint.pt"
     save_checkpoint(ckpt, student, meta)
