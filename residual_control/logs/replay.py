@@ -161,6 +161,11 @@ class StageResult:
     max_abs: float        # max |logged - recomputed| where both have a value (inf: one has none)
     mismatch: Mismatch | None = None
     note: str = ""
+    #: the periods beyond the tolerance, as runs [first period, length]
+    differing: list = field(default_factory=list)
+    #: residual stage: runs [first period, length, its t (s)] of at least SILENT_PERIODS where the log has no residual
+    #: and the core policy step computes one (the policy node stopped, restarted or stalled)
+    silences: list = field(default_factory=list)
 
 
 @dataclass
@@ -251,6 +256,10 @@ class ReplayReport:
         for s in self.stages:
             if s.mismatch is not None:
                 lines.append(s.mismatch.text())
+        for s in self.stages:
+            for first, length, t in s.silences:
+                lines.append(f"{s.stage}: the log has none (the policy published none) for {length} periods "
+                             f"from period {first} (t = {t:.3f} s) where the core policy step computes one")
         if self.stats is not None:
             st = self.stats
             model = "model" if self.mode == "compare" else "replayed"
@@ -524,10 +533,10 @@ def replay_policy(episode: Episode, model, policy_params: Mapping[str, Any], a_b
     state_timeout = float(policy_params.get("joint_state_timeout", 0.1))
     perc_row: int | None = None   # the row whose perception the policy holds
     uses_perception = ep.perception is not None or ep.perception_messages is not None
-    for k in range(ep.periods):
-        t = node_time(ep.t[k])  # the node's clock at the base action, and the stamp it passes on (ns * 1e-9)
-        if not (_finite(ep.q[k]) and _finite(ep.qd[k]) and _finite(a_base[k])):
-            continue  # the policy runs on a base action and the joint state of its stamp
+    saturated = np.asarray(model.runner.contract.residual_limit, dtype=float)[perm] * (1.0 - 1e-6)
+
+    def search(k: int, t: float, step, newest, perc_floor, perc_row):
+        """Return (chosen (state row, reference, perception), confirmed, perception candidates) at row k."""
         refs = list(enumerate(_reference_candidates(ep, k, newest)))
         if newest is None:
             refs.append((-1, None))  # none received yet
@@ -539,7 +548,6 @@ def replay_policy(episode: Episode, model, policy_params: Mapping[str, Any], a_b
         states = [k] + [r for r in range(k - 1, max(-1, k - 1 - STATE_LOOKBACK), -1)
                         if _finite(ep.q[r]) and _finite(ep.qd[r]) and ep.t[k] - ep.t[r] <= state_timeout]
         chosen = (k, refs[0] if refs else (-1, None), percs[0] if percs else None)
-        confirmed = False
         if logged is not None and (len(refs) > 1 or len(percs) > 1 or len(states) > 1):
             m = step.model
             for s_row, ref, r_p in itertools.product(states, refs, percs):
@@ -559,8 +567,15 @@ def replay_policy(episode: Episode, model, policy_params: Mapping[str, Any], a_b
                         except ValueError:
                             r = None
                 if _close(r, logged[k], fit_tol):
-                    chosen, confirmed = (s_row, ref, r_p), r is not None
-                    break
+                    # an output at the bound on every joint fits many inputs: it confirms none of them
+                    return (s_row, ref, r_p), r is not None and not bool(np.all(np.abs(r) >= saturated)), percs
+        return chosen, False, percs
+
+    for k in range(ep.periods):
+        t = node_time(ep.t[k])  # the node's clock at the base action, and the stamp it passes on (ns * 1e-9)
+        if not (_finite(ep.q[k]) and _finite(ep.qd[k]) and _finite(a_base[k])):
+            continue  # the policy runs on a base action and the joint state of its stamp
+        chosen, confirmed, percs = search(k, t, step, newest, perc_floor, perc_row)
         s_row, (j, ref), r_p = chosen
         stale += int(s_row != k)
         if ref is not None:
@@ -892,7 +907,7 @@ def _compare(stage: str, episode: Episode, logged: np.ndarray, recomputed: np.nd
     bad = rows & (diff > tolerance)
     compared = int(np.sum(rows & (lf == rf)))
     max_abs = float(np.max(diff[rows])) if np.any(rows) else 0.0
-    result = StageResult(stage, compared, max_abs)
+    result = StageResult(stage, compared, max_abs, differing=runs_of(bad))
     if np.any(bad):
         k = int(np.flatnonzero(bad)[0])
         d = np.abs(np.nan_to_num(logged[k], nan=np.inf) - np.nan_to_num(recomputed[k], nan=np.inf))
@@ -933,16 +948,24 @@ def _unlogged(ep: Episode, replayed: np.ndarray, logged: np.ndarray | None = Non
     logged = ep.residual if logged is None else logged
     gap = ~np.all(np.isfinite(logged), axis=1) & np.all(np.isfinite(replayed), axis=1)
     out = np.zeros(ep.periods, dtype=bool)
-    k = 0
-    while k < ep.periods:
-        if not gap[k]:
+    for k, n in runs_of(gap):
+        if max_run is None or n < max_run:
+            out[k:k + n] = True
+    return out
+
+
+def runs_of(mask: np.ndarray, min_length: int = 1) -> list[list[int]]:
+    """Return the runs of True in ``mask`` at least ``min_length`` long, as [first index, length]."""
+    out, k, n = [], 0, len(mask)
+    while k < n:
+        if not mask[k]:
             k += 1
             continue
         end = k
-        while end < ep.periods and gap[end]:
+        while end < n and mask[end]:
             end += 1
-        if max_run is None or end - k < max_run:
-            out[k:end] = True
+        if end - k >= min_length:
+            out.append([k, end - k])
         k = end
     return out
 
@@ -1205,6 +1228,8 @@ def replay(episode: Episode, model_path: str | None = None, params: Any = None, 
                 rows = rows & ~unseen
             unlogged = _unlogged(ep, policy.residual) & rows
             res, _ = _compare("residual", ep, ep.residual, policy.residual, tolerance, rows & ~unlogged)
+            silent = rows & ~np.all(np.isfinite(ep.residual), axis=1) & np.all(np.isfinite(policy.residual), axis=1)
+            res.silences = [[k, n, float(ep.t[k])] for k, n in runs_of(silent, SILENT_PERIODS)]
             if unlogged.any():
                 res.note = (f"{int(unlogged.sum())} isolated period(s) (runs < {SILENT_PERIODS}) where the log has no "
                             f"residual and the replay one: a message not logged (the recorder's sample, or the "

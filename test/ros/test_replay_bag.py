@@ -79,17 +79,35 @@ def test_a_recorded_bag_replays_to_1e6_and_checks_another_model(tmp_path, capsys
 def test_a_killed_policy_is_named_and_the_commands_still_reproduce(tmp_path):
     path, _ = _record(tmp_path, "residual_fault", 4.0)
     ep = bag.read_episode(path)
+    ramp = mixer_config(load_params(default_params_file())).fallback_ramp_time
     # The recorder is one more process on a loaded machine, and the control topics' publishers keep one
     # sample: under a CPU hog it lost runs of commands (a clean-clone run: none logged at period 2 of a
     # fallback). Reproduction is judged where the log holds a command; the lost ones are noted.
     report = replay(ep, lossy_log=True)
-    assert report.stage("base").mismatch is None, report.table()
-    m = report.stage("residual").mismatch
-    assert m is not None and "policy published no residual" in m.cause, report.table()
-    assert any(text.startswith("fallback: residual stale") for _, text in ep.modes), ep.modes
-    # the commands reproduce through the kill and the fallback; after the restart the mixer's order
-    # of the new policy's first residuals may be one the log cannot pin down (docs/logs.md)
-    resumed = next((k for k in range(m.period, ep.periods) if np.isfinite(ep.residual[k, 0])), ep.periods)
-    c = report.stage("command").mismatch
-    assert c is None or c.period >= resumed, report.table()
-    assert report.stage("command").compared >= 0.5 * ep.periods, report.table()
+    table = report.table()
+    assert report.stage("base").mismatch is None, table
+    stale = next((t for t, text in ep.modes if text.startswith("fallback: residual stale")), None)
+    assert stale is not None, ep.modes
+    # The kill is named: a silence of the policy (the log has no residual where the core step computes
+    # one) that spans the mixer's fallback, and the report says so.
+    res = report.stage("residual")
+    kill = next(((k, n) for k, n, t in res.silences if t <= stale <= ep.t[min(k + n, ep.periods - 1)]), None)
+    assert kill is not None, (res.silences, stale, table)
+    assert f"the policy published none) for {kill[1]} periods from period {kill[0]}" in table
+    # Before the kill the residual reproduces, but for isolated periods where, on a loaded machine, the
+    # policy took an input the recorder's view of the graph lacks. (After the restart the new node's
+    # inputs, saturated at the bound, may be ones the log cannot pin down.)
+    before = sum(min(n, kill[0] - k) for k, n in res.differing if k < kill[0])
+    assert before <= 0.15 * kill[0], table
+    # The commands reproduce through the kill and the fallback: from the fallback's end (the residual
+    # ramped out) to the restarted policy's first residual, every logged command is exact, whatever
+    # order the mixer took the messages in before; after the restart the order of the new policy's
+    # first residuals may be one the log cannot pin down (docs/logs.md).
+    resumed = next((k for k in range(kill[0] + kill[1], ep.periods) if np.isfinite(ep.residual[k, 0])), ep.periods)
+    held = int(np.searchsorted(ep.t, stale + ramp + 0.02))
+    cmd = report.stage("command")
+    assert resumed - held >= 10, (held, resumed, table)
+    assert not any(k < resumed and k + n > held for k, n in cmd.differing), (held, resumed, cmd.differing, table)
+    # before the restart, an order the log cannot pin down is an isolated period, never a run
+    assert sum(min(n, resumed - k) for k, n in cmd.differing if k < resumed) <= 0.15 * resumed, table
+    assert cmd.compared >= 0.5 * ep.periods, table

@@ -184,6 +184,54 @@ def test_commands_the_recorder_did_not_log_are_not_counted_but_a_long_silence_is
     assert m is not None and m.period == k + 10
 
 
+def test_every_silence_of_the_policy_is_listed_even_after_an_earlier_mismatch(graph_episode):
+    """A policy that stopped publishing is named in the table wherever it happened, not only as the first mismatch."""
+    ep = graph_episode
+    rows = _nominal_rows(ep, "residual")
+    early, k = rows[3], rows[40]
+    n = replay_mod.SILENT_PERIODS + 4
+    log = _copy(ep, residual=True)
+    log.residual[early] += 0.5            # an isolated wrong residual first
+    log.residual[k:k + n] = np.nan        # then the policy silent
+    report = replay(log)
+    res = report.stage("residual")
+    assert res.mismatch is not None and res.mismatch.period == early
+    assert res.silences == [[k, n, float(ep.t[k])]]
+    assert [early, 1] in res.differing and [k, n] in res.differing
+    assert f"the policy published none) for {n} periods from period {k}" in report.table()
+    # a run shorter than SILENT_PERIODS is a dropped sample, not a silence
+    short = _copy(ep, residual=True)
+    short.residual[k:k + replay_mod.SILENT_PERIODS - 1] = np.nan
+    assert replay(short).stage("residual").silences == []
+
+
+@given(st.lists(st.booleans(), max_size=40), st.integers(1, 5))
+def test_runs_of_gives_back_the_mask(bits, min_length):
+    mask = np.array(bits, dtype=bool)
+    runs = replay_mod.runs_of(mask, min_length)
+    rebuilt = np.zeros(len(mask), dtype=bool)
+    for k, n in runs:
+        assert n >= min_length and mask[k:k + n].all()
+        assert (k == 0 or not mask[k - 1]) and (k + n == len(mask) or not mask[k + n])
+        rebuilt[k:k + n] = True
+    assert np.array_equal(rebuilt, mask & _within_runs(mask, min_length))
+
+
+def _within_runs(mask, min_length):
+    """Return the True entries of ``mask`` in runs of at least ``min_length`` (counted one by one)."""
+    out = np.zeros(len(mask), dtype=bool)
+    for k in range(len(mask)):
+        if mask[k]:
+            lo = k
+            while lo > 0 and mask[lo - 1]:
+                lo -= 1
+            hi = k
+            while hi < len(mask) and mask[hi]:
+                hi += 1
+            out[k] = hi - lo >= min_length
+    return out
+
+
 def test_params_the_deployment_did_not_run_are_named(graph_episode, params):
     changed = _params("/**", kp=[61.0, 40.0])
     # the bag says kp 61 but the run used 60
