@@ -1141,10 +1141,11 @@ def replay(episode: Episode, model_path: str | None = None, params: Any = None, 
 
     ``reproduce``: None: reproduce when the model's sha256 is the bag's, compare otherwise; True:
     refuse a model whose sha256 is not the bag's; False: compare only.
-    ``lossy_log``: the log may lack commands in runs of any length (a recorder starved on a loaded
-    machine: the control topics' publishers keep one sample), so a period whose command the log lacks is
-    not compared, whatever the run's length (noted). Default: only runs shorter than SILENT_PERIODS are
-    taken for dropped samples; a longer silence is a mismatch (the mixer stopped publishing).
+    ``lossy_log``: the log may lack residuals and commands in runs of any length (a recorder starved on
+    a loaded machine: the control topics' publishers keep one sample), so a period whose residual or
+    command the log lacks is not compared, whatever the run's length (noted; the residual's runs are
+    still listed as the policy's ``silences``). Default: only runs shorter than SILENT_PERIODS are taken
+    for dropped samples; a longer silence is a mismatch (the policy or the mixer stopped publishing).
     """
     import os
 
@@ -1226,12 +1227,21 @@ def replay(episode: Episode, model_path: str | None = None, params: Any = None, 
                     f"(t = {ep.perception_messages[0][0]:.3f} s) not compared: the policy may already have held one "
                     f"the recorder had not received yet (it matches each publisher on its own)")
                 rows = rows & ~unseen
-            unlogged = _unlogged(ep, policy.residual) & rows
+            logged_any = bool(np.any(np.all(np.isfinite(ep.residual), axis=1)))
+            early = _before_first(ep.residual) & rows & np.all(np.isfinite(policy.residual), axis=1)
+            if logged_any and early.any():
+                report.notes.append(
+                    f"residual: {int(early.sum())} period(s) before the log's first residual message not compared "
+                    f"(the recorder matched the policy's publisher after the base action's)")
+                rows = rows & ~early
+            # lossy_log: a run of any length may be the recorder's loss; still listed as a silence below
+            unlogged = _unlogged(ep, policy.residual, None, None if lossy_log else SILENT_PERIODS) & rows
             res, _ = _compare("residual", ep, ep.residual, policy.residual, tolerance, rows & ~unlogged)
             silent = rows & ~np.all(np.isfinite(ep.residual), axis=1) & np.all(np.isfinite(policy.residual), axis=1)
             res.silences = [[k, n, float(ep.t[k])] for k, n in runs_of(silent, SILENT_PERIODS)]
             if unlogged.any():
-                res.note = (f"{int(unlogged.sum())} isolated period(s) (runs < {SILENT_PERIODS}) where the log has no "
+                runs = "in runs of any length (lossy_log)" if lossy_log else f"isolated (runs < {SILENT_PERIODS})"
+                res.note = (f"{int(unlogged.sum())} period(s) {runs} where the log has no "
                             f"residual and the replay one: a message not logged (the recorder's sample, or the "
                             f"policy's publication, dropped), not counted")
                 report.notes.append(f"residual: {res.note} (periods {np.flatnonzero(unlogged)[:10].tolist()})")
