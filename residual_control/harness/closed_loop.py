@@ -516,11 +516,13 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
     action, so that this is the rare exception (a base controller that stopped answering).
 
     ``kinds`` receives one entry per command (None or the violation kind); ``steps`` one
-    (t, command applied in the step, command - its base action or None) per window.
+    (t, command applied in the step, command - its base action or None) per window, t the stamp of
+    that base action's state (the mixer's period; the window's own where there is none).
     """
     lo, hi = config.command_min, config.command_max
     bound = config.residual_gain * config.residual_limit + 1e-6
     bases = {ns: _ordered(names, values, joints) for ns, (names, values) in record.bases.items()}
+    stamp_of = {id(b): ns for ns, b in bases.items() if b is not None}  # a paired base action's state
     # Blind: from each (re)start until the mixer mixes its first command from a base action (the
     # first command that fits one). The sim may hear a restarted base controller before the mixer
     # does, so a window with a base action can still get the mixer's stale-behaviour command.
@@ -551,6 +553,7 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
         own = bases.get(w.t_ns)
         late = bases.get(prev_ns) if prev_ns is not None else None
         applied_res = None
+        paired = None  # the base action the last command's applied residual was taken against
         for i, v in enumerate(w.commands):
             named = _named_base(record, bases, v, (w.t_ns, prev_ns), joints, lo, hi)
             if named is not None:
@@ -567,6 +570,7 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
             candidates = [b for b in candidates if b is not None and np.all(np.isfinite(b))]
             kind = None
             applied_res = None
+            paired = None
             if v.shape != lo.shape or not np.all(np.isfinite(v)):
                 kind = "non_finite"
             elif np.any(v < lo - 1e-9) or np.any(v > hi + 1e-9):
@@ -593,6 +597,7 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
                     # A joint whose command sits at its limit was clipped: command - base is then the
                     # clip, not the applied residual, so it is not measured (NaN) on that joint.
                     applied_res = np.where((v <= lo + 1e-9) | (v >= hi - 1e-9), np.nan, v - fit)
+                    paired = fit
                     mixed_seen = mixed_seen or not stale or named is not None
                     if in_blind is not None and (named is not None or not stale or behaviour == "stop"):
                         # The mixer has a base action from here on: its first mixed command (named by
@@ -645,6 +650,7 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
                     if _within(v, early, bound, lo, hi):
                         kind = None
                         applied_res = np.where((v <= lo + 1e-9) | (v >= hi - 1e-9), np.nan, v - early)
+                        paired = early
                     else:
                         kind = "residual_bound"
                 if kind is not None and w is open_window and own is None:
@@ -659,7 +665,11 @@ def check_sink_record(record, joints, config, behaviour: str = "stop", restarts:
                     examples.append({"t": round(t, 4), "kind": kind, "command": np.round(v, 4).tolist()})
             previous = v
         if steps is not None:
-            steps.append((t, w.commands[-1] if w.commands else None, applied_res))
+            # At the state of the base action it was mixed from (the mixer's period, on the clock its
+            # mode stamps use), not the window it landed in: a command one window late is the
+            # previous period's, and a step across a missing period is not taken for one period's.
+            ns = stamp_of.get(id(paired), w.t_ns) if applied_res is not None else w.t_ns
+            steps.append((ns * 1e-9, w.commands[-1] if w.commands else None, applied_res))
         if not w.commands:
             # A window without a command right after one with: its command is late (it arrives
             # in the next window). A second in a row: none is coming (the mixer stopped answering;

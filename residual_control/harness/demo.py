@@ -416,7 +416,11 @@ def run(args) -> int:
                "runs": results, "summary": summary, "elapsed_s": elapsed}
         Path(args.json).write_text(json.dumps(doc, indent=2, default=_json_default))
         print(f"results written to {args.json}")
-    return 0 if total_violations == 0 else 1
+    bumpless = summary.get("largest_transition_step", {}).get("within_bound")
+    if bumpless is False:
+        print("FAILED: an applied-residual step at a fallback exceeds g·ε·period/fallback_ramp_time "
+              "(not bumpless)")
+    return 0 if total_violations == 0 and bumpless is not False else 1
 
 
 def _fmt_list(values, digits: int) -> str:

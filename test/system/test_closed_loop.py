@@ -319,6 +319,28 @@ def test_transition_steps_measure_the_decay_after_a_fallback():
                       4.0)
 
 
+def test_a_lagging_mixers_steps_are_timed_by_the_period_they_were_mixed_in(tmp_path):
+    # From window 2 on, every command lands one window after its base action (a lockstep timeout,
+    # then the mixer one behind). The residual steps by 3 N m a period while nominal (within g * eps)
+    # and decays bumplessly from period 10, whose stamp is the mixer's fallback stamp. Timed by the
+    # window it landed in, the last nominal step (period 9's command, in window 10) would fall in
+    # the fallback's window; timed by its base action's state, only the decay is measured.
+    base, fallback = [10.0, -5.0], 10
+    r = {j: [0.5 if j % 2 == 0 else 3.5, 0.0] for j in range(fallback)}
+    for j in range(fallback, 30):
+        r[j] = [r[fallback - 1][0] * max(0.0, 1.0 - (j - fallback + 1) * 0.05), 0.0]
+    windows = [(base, [np.add(base, r[0]).tolist()], True, True), (base, [], True, False)]
+    windows += [(base, [np.add(base, r[k - 1]).tolist()], True, True) for k in range(2, 30)]
+    steps: list = []
+    c = check_sink_record(_write(tmp_path / "r.txt", windows), JOINTS, CFG, "stop", steps=steps)
+    assert c["total"] == 0 and c["lagging_commands"] == 28, c
+    assert [round(t, 3) for t, _, _ in steps[2:5]] == [0.02, 0.03, 0.04]  # the base action's state
+    modes = [(0.0, "nominal"), (0.01 * (fallback + 1), "fallback")]
+    f = transition_steps(steps, modes, JOINTS, 0.01, CFG)["fallback"]
+    assert f["applied_residual"]["shoulder"] == pytest.approx(3.5 * 0.05), f
+    assert f["applied_residual"]["shoulder"] <= f["bound"]["shoulder"]
+
+
 def test_the_probe_check_allows_the_resume_blend_and_nothing_beyond_it():
     from residual_control.harness.closed_loop import check_commands
 
