@@ -1079,12 +1079,10 @@ def _command_cause(ep: Episode, m: Mismatch, mix: MixTrace, residual: np.ndarray
 
 # ---------------------------------------------------------------------- statistics
 def _rms_change(cmd: np.ndarray) -> list:
-    ok = np.all(np.isfinite(cmd), axis=1)
-    pairs = ok[1:] & ok[:-1]
-    if not np.any(pairs):
-        return [float("nan")] * cmd.shape[1]
-    d = (cmd[1:] - cmd[:-1])[pairs]
-    return np.sqrt(np.mean(d ** 2, axis=0)).tolist()
+    """core.roughness.rms_step per joint, NaN for a joint without two consecutive commands."""
+    from ..core.roughness import rms_step
+
+    return [math.nan if x is None else x for x in rms_step(cmd)]
 
 
 def command_stats(episode: Episode, policy: PolicyTrace, mix: MixTrace, mixer_params: Mapping[str, Any],
