@@ -1209,6 +1209,9 @@ def replay(episode: Episode, model_path: str | None = None, params: Any = None, 
     report.stages.append(res)
 
     reproduce_mode = mode == "reproduce"
+    # a period the log lacks and the replay has: a dropped sample in a run shorter than max_run (None: any)
+    max_run = None if lossy_log else SILENT_PERIODS
+    runs = "in runs of any length (lossy_log)" if lossy_log else f"isolated (runs < {SILENT_PERIODS})"
     policy = replay_policy(ep, model, policy_p, logged=ep.residual if reproduce_mode else None, tolerance=tolerance)
     report.inputs = _input_counts(ep, base, policy if reproduce_mode else None)
     if reproduce_mode:
@@ -1225,20 +1228,20 @@ def replay(episode: Episode, model_path: str | None = None, params: Any = None, 
                     f"(t = {ep.perception_messages[0][0]:.3f} s) not compared: the policy may already have held one "
                     f"the recorder had not received yet (it matches each publisher on its own)")
                 rows = rows & ~unseen
-            logged_any = bool(np.any(np.all(np.isfinite(ep.residual), axis=1)))
-            early = _before_first(ep.residual) & rows & np.all(np.isfinite(policy.residual), axis=1)
-            if logged_any and early.any():
+            logged_has = np.all(np.isfinite(ep.residual), axis=1)
+            replay_has = np.all(np.isfinite(policy.residual), axis=1)
+            early = _before_first(ep.residual) & rows & replay_has
+            if logged_has.any() and early.any():
                 report.notes.append(
                     f"residual: {int(early.sum())} period(s) before the log's first residual message not compared "
                     f"(the recorder matched the policy's publisher after the base action's)")
                 rows = rows & ~early
             # lossy_log: a run of any length may be the recorder's loss; still listed as a silence below
-            unlogged = _unlogged(ep, policy.residual, None, None if lossy_log else SILENT_PERIODS) & rows
+            unlogged = _unlogged(ep, policy.residual, None, max_run) & rows
             res, _ = _compare("residual", ep, ep.residual, policy.residual, tolerance, rows & ~unlogged)
-            silent = rows & ~np.all(np.isfinite(ep.residual), axis=1) & np.all(np.isfinite(policy.residual), axis=1)
+            silent = rows & ~logged_has & replay_has
             res.silences = [[k, n, float(ep.t[k])] for k, n in runs_of(silent, SILENT_PERIODS)]
             if unlogged.any():
-                runs = "in runs of any length (lossy_log)" if lossy_log else f"isolated (runs < {SILENT_PERIODS})"
                 res.note = (f"{int(unlogged.sum())} period(s) {runs} where the log has no "
                             f"residual and the replay one: a message not logged (the recorder's sample, or the "
                             f"policy's publication, dropped), not counted")
@@ -1271,12 +1274,11 @@ def replay(episode: Episode, model_path: str | None = None, params: Any = None, 
         for name, logged, replayed in (("command", ep.command, mix.command),
                                        ("applied residual", ep.applied_residual, mix.applied)):
             early = _before_first(logged) & cmd_rows & np.all(np.isfinite(replayed), axis=1)
-            gaps = _unlogged(ep, replayed, logged, None if lossy_log else SILENT_PERIODS) & cmd_rows & ~early
+            gaps = _unlogged(ep, replayed, logged, max_run) & cmd_rows & ~early
             if early.any():
                 notes.append(f"{name}: {int(early.sum())} period(s) before the log's first {name} message not "
                              f"compared (the recorder matched its publisher after the base action's)")
             if gaps.any():
-                runs = "in runs of any length (lossy_log)" if lossy_log else f"isolated (runs < {SILENT_PERIODS})"
                 notes.append(f"{name}: {int(gaps.sum())} period(s) {runs} where the log has none and the mixer "
                              f"one: a message not logged (dropped), not counted (periods "
                              f"{np.flatnonzero(gaps)[:10].tolist()})")
