@@ -788,11 +788,17 @@ MODE_LAG = 0.25
 
 
 class _LoggedModes:
-    """The mixer modes the logged ~/mode messages allow at each row: in force then, or received up to MODE_LAG later."""
+    """The mixer modes the logged ~/mode messages allow at each row: in force then, or received up to MODE_LAG later.
+
+    A transition logged at about the row's own time (within half a period) may be the next row's: the
+    mixer's clock can still read this row's stamp at the next row (its clock message came later), so the
+    mode before it is allowed there too.
+    """
 
     def __init__(self, ep: Episode) -> None:
         self.ep = ep
         self.items = sorted((float(t), text.split(":", 1)[0].strip()) for t, text in ep.modes)
+        self.half = 0.5 * float(ep.control_dt) if ep.periods > 1 else 0.0
 
     def allowed(self, k: int) -> set:
         if not self.items:
@@ -801,7 +807,7 @@ class _LoggedModes:
         out = set()
         current = None
         for time, mode in self.items:
-            if time <= t:
+            if time <= t - self.half:
                 current = mode
             elif time <= t + MODE_LAG:
                 out.add(mode)

@@ -37,7 +37,7 @@ T0_NS = 1_000_000_000
 def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *, plant=None,
                      trajectory: Mapping | None = None, perception: Sequence[float] | None = None,
                      order: str | float = "same", reference_every: int = 2, reference_start: float = 0.03,
-                     race: float = 0.0, seed: int = 0) -> Episode:
+                     race: float = 0.0, clock_lag: float = 0.0, seed: int = 0) -> Episode:
     """Run the core loop for ``seconds`` on a plant (``plant``: PlantParams, mapping or file; None: nominal).
 
     ``params_yaml``: the text of a ROS 2 params file (as a bag's metadata holds it). ``trajectory``: a
@@ -47,6 +47,9 @@ def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *,
     state, that the policy gets the base action before the joint state (it uses the one before) and
     the perception late; with ``race`` the perception varies (+-0.05 around ``perception``). The log
     keeps what a recorder receives: the newest reference and perception at each joint state.
+    ``clock_lag``: the chance per period that the mixer's clock still reads the period before when the
+    period's inputs reach it (its clock message came after them; the rows are kept in the metadata's
+    ``simulated_races["mixer_clock_behind"]``).
     """
     import yaml
 
@@ -101,6 +104,9 @@ def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *,
     # what the nodes did that the log does not show (rows): for tests of replay
     truth: dict[str, list[int]] = {"base_reference_late": [], "policy_reference_late": [], "perception_late": [],
                                    "policy_previous_state": []}
+    if clock_lag > 0.0:
+        truth["mixer_clock_behind"] = []
+    previous_now = None
     for k in range(periods):
         ns = T0_NS + int(round(k * dt * 1e9))
         stamp = ns // 10 ** 9 + (ns % 10 ** 9) * 1e-9  # as a header stamp reads (sec + nanosec * 1e-9)
@@ -136,7 +142,12 @@ def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *,
             perc[k] = p_k
             perc_msgs.append((now, p_k.tolist()))
         q_ref, qd_ref, _ = hold.resolve(q, stamp)
-        mixer.update_state(joints, q, qd, now)
+        mixer_now = now
+        if clock_lag > 0.0 and previous_now is not None and rng.random() < clock_lag:
+            mixer_now = previous_now
+            truth["mixer_clock_behind"].append(k)
+        previous_now = now
+        mixer.update_state(joints, q, qd, mixer_now)
         a_base = controller.compute(q, qd, q_ref, qd_ref, stamp)
         rows["a_base"][k] = a_base
         q_pol, qd_pol = q, qd
@@ -156,15 +167,15 @@ def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *,
             rows["residual"][k] = residual[[residual_names.index(j) for j in joints]]
         previous = order == "previous" or (not isinstance(order, str) and rng.random() < float(order))
         if residual is not None and not previous:
-            mixer.update_residual(residual_names, residual, stamp, now)
-            events.append((now, "residual", k))
-        out = mixer.step(joints, a_base, stamp, now)
-        events.append((now, "base", k))
+            mixer.update_residual(residual_names, residual, stamp, mixer_now)
+            events.append((mixer_now, "residual", k))
+        out = mixer.step(joints, a_base, stamp, mixer_now)
+        events.append((mixer_now, "base", k))
         if residual is not None and previous:
-            mixer.update_residual(residual_names, residual, stamp, now)
-            events.append((now, "residual", k))
+            mixer.update_residual(residual_names, residual, stamp, mixer_now)
+            events.append((mixer_now, "residual", k))
         if out.transition:
-            modes.append((now, f"{out.mode.value}: {out.reason}"))
+            modes.append((mixer_now, f"{out.mode.value}: {out.reason}"))
         rows["applied_residual"][k] = out.applied_residual
         if out.command is not None:
             rows["command"][k] = out.command

@@ -113,6 +113,23 @@ def test_inputs_that_reach_the_nodes_late_are_found_where_the_log_shows_them(par
     assert np.nanmax(np.abs(blind.residual - ep.residual)) > 1e-3
 
 
+def test_a_mixer_whose_clock_lags_a_period_replays_through_its_ramp(params):
+    """The mixer's clock still reads the period before in 30 % of the periods (its clock message came late).
+
+    Seed 2 has the clock behind at the row before the recovery ramp's logged end: the row is still
+    recovering while the logged transition to nominal reads the row's own time (the next row's, at the
+    lagging clock). The order of the inputs is not given: replay searches it.
+    """
+    ep = simulate_episode(params, MODEL, seconds=2.0, order=0.3, clock_lag=0.3, seed=2)
+    behind = ep.metadata["simulated_races"]["mixer_clock_behind"]
+    assert len(behind) > 30
+    ramp_end = next(t for t, text in ep.modes if text.startswith("nominal"))
+    assert any(abs(ep.t[k] - ramp_end) < 1e-6 and k + 1 in behind for k in range(ep.periods - 1))
+    report = replay(dataclasses.replace(ep, events=None))
+    assert report.reproduced, report.table()
+    assert report.stage("command").max_abs < 1e-9
+
+
 def test_the_fused_order_replays_exactly_and_says_so(fused_episode):
     report = replay(dataclasses.replace(fused_episode, events=None))
     assert report.reproduced and report.order["previous"] == 0
