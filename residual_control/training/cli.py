@@ -160,10 +160,21 @@ def _rollout_bench(a) -> dict:
             "load_average_after": report["load_average_after"]}
 
 
+#: Keys of a result whose values are per-step series: the summary printed leaves them to the JSON file.
+SERIES_KEYS = ("curve", "trace")
+#: A list longer than this is printed as its length (the full list is in the JSON file).
+SUMMARY_LIST_MAX = 64
+
+
 def _summary(result: dict) -> str:
+    """Return a command's result as the JSON it prints: everything but per-step series and long lists."""
     def strip(x):
         if isinstance(x, dict):
-            return {k: strip(v) for k, v in x.items() if k not in ("curve", "residual", "scratch", "trace")}
+            return {k: strip(v) for k, v in x.items() if k not in SERIES_KEYS}
+        if isinstance(x, list) and len(x) > SUMMARY_LIST_MAX:
+            return f"<{len(x)} values: in the JSON file>"
+        if isinstance(x, list):
+            return [strip(v) for v in x]
         return x
     return json.dumps(strip(result), indent=2, default=str)
 

@@ -66,13 +66,15 @@ def test_a_chattering_residual_is_rough_and_a_smooth_one_is_not():
         assert smooth["residual"]["roughness"]["rms_step"][j] < 1.5 * base["rms_step"][j]
 
 
-def test_evaluate_json_reports_roughness_for_base_and_residual(tmp_path):
+def test_evaluate_json_reports_roughness_for_base_and_residual(tmp_path, capsys):
     from residual_control.training.cli import main
 
     out = tmp_path / "eval.json"
     assert main(["evaluate", str(ROOT / "models" / "residual_bc.onnx"), "--plant", PLANT, "--seconds", str(SECONDS),
                  "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
+    # what the command prints is the file's result, the residual's run included
+    assert json.loads(capsys.readouterr().out)["plants"] == doc["plants"]
     r = doc["plants"]["real"]
     for run in ("base", "residual"):
         rough = r[run]["roughness"]
