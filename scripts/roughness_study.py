@@ -30,7 +30,8 @@ Two subcommands, both on the built-in arm (planar2), config/reference.yaml, 20 s
     episode: against the plain term it weighs a 10 Hz ringing about 400 times as much as a 0.5 Hz change).
     ``--expert-kd``
     sets the expert's extra_kd,
-    ``--noise-std`` the exploration noise (bc.noise_std), ``--hidden`` the network's hidden layers.
+    ``--noise-std`` the exploration noise (bc.noise_std), ``--hidden`` the network's hidden layers,
+    ``--drop`` observation sources left out of the student's input (``ed,qd,a_base``: no velocity).
 
 Runs with one torch thread; writes ``--json``.
 """
@@ -282,8 +283,9 @@ def _variant_patches(variant: str, weight: float, cutoff: float, sigma: float, c
 
 def train(variant: str, out: str, config: str, weight: float, cutoff: float, sigma: float,
           expert_kd: float | None, noise_std: float | None = None, closed_loop_episodes: int = 20,
-          hidden: tuple = ()) -> dict:
+          hidden: tuple = (), drop: tuple = ()) -> dict:
     from residual_control.training import bc
+    from residual_control.training import env as env_mod
     from residual_control.training.common.config import load_train_config
     from residual_control.training.common.nets import load_checkpoint
     from residual_control.training.evaluate import compare, load_reference_spec, torch_residual_fn
@@ -298,6 +300,13 @@ def train(variant: str, out: str, config: str, weight: float, cutoff: float, sig
     if hidden:
         overrides["network"] = {"hidden": list(hidden)}
     _variant_patches(variant, weight, cutoff, sigma, closed_loop_episodes)
+    if drop:
+        names = env_mod.default_observation_names
+
+        def fewer(joints, perception_features=()):
+            return [n for n in names(joints, perception_features) if n.split("/", 1)[0] not in drop]
+
+        env_mod.default_observation_names = fewer
     cfg = load_train_config(config, overrides)
     t0 = time.time()
     bc.train_bc(cfg, out, seed=0, progress=False, evaluate=False)
@@ -312,7 +321,7 @@ def train(variant: str, out: str, config: str, weight: float, cutoff: float, sig
         print(f"{variant} weight {weight:g} {name:12s} ratio {r['ratio']:.3f} rms_step x base "
               f"{np.round(r['roughness_ratio']['rms_step'], 2).tolist()}", flush=True)
     return {"variant": variant, "weight": weight, "cutoff_hz": cutoff, "sigma": sigma, "expert_kd": expert_kd,
-            "noise_std": noise_std, "hidden": list(hidden) or None,
+            "noise_std": noise_std, "hidden": list(hidden) or None, "observation_left_out": list(drop) or None,
             "closed_loop_episodes": closed_loop_episodes if variant == "closed_loop" else None,
             "config": config, "config_sha256": cfg.sha256, "train_seconds": train_s, "plants": results}
 
@@ -343,6 +352,7 @@ def main(argv=None) -> int:
     t.add_argument("--sigma", type=float, default=0.05)
     t.add_argument("--expert-kd", type=float, default=None)
     t.add_argument("--noise-std", type=float, default=None, help="bc.noise_std (exploration noise)")
+    t.add_argument("--drop", default="", help="observation sources left out, comma-separated (e.g. ed,qd,a_base)")
     t.add_argument("--json", default="")
     a = p.parse_args(argv)
     if a.cmd == "diagnose":
@@ -351,7 +361,8 @@ def main(argv=None) -> int:
         doc = lowpass(a.model, [float(x) for x in a.cutoffs.split(",")])
     else:
         doc = train(a.variant, a.out, a.config, a.weight, a.cutoff, a.sigma, a.expert_kd, a.noise_std,
-                    a.closed_loop_episodes, tuple(int(h) for h in a.hidden.split(",") if h))
+                    a.closed_loop_episodes, tuple(int(h) for h in a.hidden.split(",") if h),
+                    tuple(x for x in a.drop.split(",") if x))
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(doc, indent=1))
