@@ -28,8 +28,8 @@ Two subcommands, both on the built-in arm (planar2), config/reference.yaml, 20 s
     alone, without exploration noise: ``--closed-loop-episodes`` rollouts per round, unlabelled), ``second``
     (``--weight`` times the squared second difference of the output over three consecutive states of an
     episode: against the plain term it weighs a 10 Hz ringing about 400 times as much as a 0.5 Hz change).
-    ``--expert-kd``
-    sets the expert's extra_kd,
+    ``--expert-kd`` and ``--expert-kp``
+    set the expert's extra_kd and extra_kp,
     ``--noise-std`` the exploration noise (bc.noise_std), ``--hidden`` the network's hidden layers,
     ``--drop`` observation sources left out of the student's input (``ed,qd,a_base``: no velocity).
 
@@ -283,7 +283,7 @@ def _variant_patches(variant: str, weight: float, cutoff: float, sigma: float, c
 
 def train(variant: str, out: str, config: str, weight: float, cutoff: float, sigma: float,
           expert_kd: float | None, noise_std: float | None = None, closed_loop_episodes: int = 20,
-          hidden: tuple = (), drop: tuple = ()) -> dict:
+          hidden: tuple = (), drop: tuple = (), expert_kp: float | None = None) -> dict:
     from residual_control.training import bc
     from residual_control.training import env as env_mod
     from residual_control.training.common.config import load_train_config
@@ -294,7 +294,9 @@ def train(variant: str, out: str, config: str, weight: float, cutoff: float, sig
     if variant == "plain":
         overrides["bc"]["smoothness_weight"] = weight
     if expert_kd is not None:
-        overrides["bc"]["expert"] = {"extra_kd": [expert_kd, expert_kd]}
+        overrides["bc"].setdefault("expert", {})["extra_kd"] = [expert_kd, expert_kd]
+    if expert_kp is not None:
+        overrides["bc"].setdefault("expert", {})["extra_kp"] = [expert_kp, expert_kp]
     if noise_std is not None:
         overrides["bc"]["noise_std"] = noise_std
     if hidden:
@@ -320,7 +322,7 @@ def train(variant: str, out: str, config: str, weight: float, cutoff: float, sig
                          "base": r["base"]["roughness"], "residual": r["residual"]["roughness"]}
         print(f"{variant} weight {weight:g} {name:12s} ratio {r['ratio']:.3f} rms_step x base "
               f"{np.round(r['roughness_ratio']['rms_step'], 2).tolist()}", flush=True)
-    return {"variant": variant, "weight": weight, "cutoff_hz": cutoff, "sigma": sigma, "expert_kd": expert_kd,
+    return {"variant": variant, "weight": weight, "cutoff_hz": cutoff, "sigma": sigma, "expert_kd": expert_kd, "expert_kp": expert_kp,
             "noise_std": noise_std, "hidden": list(hidden) or None, "observation_left_out": list(drop) or None,
             "closed_loop_episodes": closed_loop_episodes if variant == "closed_loop" else None,
             "config": config, "config_sha256": cfg.sha256, "train_seconds": train_s, "plants": results}
@@ -351,6 +353,7 @@ def main(argv=None) -> int:
     t.add_argument("--cutoff", type=float, default=3.0)
     t.add_argument("--sigma", type=float, default=0.05)
     t.add_argument("--expert-kd", type=float, default=None)
+    t.add_argument("--expert-kp", type=float, default=None)
     t.add_argument("--noise-std", type=float, default=None, help="bc.noise_std (exploration noise)")
     t.add_argument("--drop", default="", help="observation sources left out, comma-separated (e.g. ed,qd,a_base)")
     t.add_argument("--json", default="")
@@ -362,7 +365,7 @@ def main(argv=None) -> int:
     else:
         doc = train(a.variant, a.out, a.config, a.weight, a.cutoff, a.sigma, a.expert_kd, a.noise_std,
                     a.closed_loop_episodes, tuple(int(h) for h in a.hidden.split(",") if h),
-                    tuple(x for x in a.drop.split(",") if x))
+                    tuple(x for x in a.drop.split(",") if x), a.expert_kp)
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(doc, indent=1))
