@@ -281,9 +281,41 @@ def _variant_patches(variant: str, weight: float, cutoff: float, sigma: float, c
         bc.fit = fit
 
 
+def _add_filtered_error(env_mod, tau: float) -> None:
+    """Append e_lp/<joint> to the env's observation: the tracking error through a first-order low-pass of ``tau`` s."""
+    import gymnasium as gym
+
+    cls = env_mod.ResidualEnv
+    init, reset = cls.__init__, cls.reset
+
+    class Filtered:
+        def __init__(self, inner, n: int, alpha: float) -> None:
+            self.inner, self.alpha, self.state = inner, alpha, None
+            self.size = inner.size + n
+
+        def assemble(self, q, qd, q_ref, qd_ref, a_base, perception):
+            e = np.asarray(q_ref, float) - np.asarray(q, float)
+            self.state = e.copy() if self.state is None else self.state + self.alpha * (e - self.state)
+            return np.concatenate([self.inner.assemble(q, qd, q_ref, qd_ref, a_base, perception),
+                                   self.state]).astype(np.float32)
+
+    def patched_init(self, *a, **k):
+        init(self, *a, **k)
+        self.assembler = Filtered(self.assembler, self.n, self.dt / (tau + self.dt))
+        self.observation_names = self.observation_names + tuple(f"e_lp/{j}" for j in self.joints)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.assembler.size,), np.float32)
+
+    def patched_reset(self, **kw):
+        self.assembler.state = None
+        return reset(self, **kw)
+
+    cls.__init__, cls.reset = patched_init, patched_reset
+
+
 def train(variant: str, out: str, config: str, weight: float, cutoff: float, sigma: float,
           expert_kd: float | None, noise_std: float | None = None, closed_loop_episodes: int = 20,
-          hidden: tuple = (), drop: tuple = (), expert_kp: float | None = None) -> dict:
+          hidden: tuple = (), drop: tuple = (), expert_kp: float | None = None,
+          error_filter: float = 0.0) -> dict:
     from residual_control.training import bc
     from residual_control.training import env as env_mod
     from residual_control.training.common.config import load_train_config
@@ -309,6 +341,8 @@ def train(variant: str, out: str, config: str, weight: float, cutoff: float, sig
             return [n for n in names(joints, perception_features) if n.split("/", 1)[0] not in drop]
 
         env_mod.default_observation_names = fewer
+    if error_filter > 0:
+        _add_filtered_error(env_mod, error_filter)
     cfg = load_train_config(config, overrides)
     t0 = time.time()
     bc.train_bc(cfg, out, seed=0, progress=False, evaluate=False)
@@ -324,6 +358,7 @@ def train(variant: str, out: str, config: str, weight: float, cutoff: float, sig
               f"{np.round(r['roughness_ratio']['rms_step'], 2).tolist()}", flush=True)
     return {"variant": variant, "weight": weight, "cutoff_hz": cutoff, "sigma": sigma, "expert_kd": expert_kd, "expert_kp": expert_kp,
             "noise_std": noise_std, "hidden": list(hidden) or None, "observation_left_out": list(drop) or None,
+            "error_filter_s": error_filter or None,
             "closed_loop_episodes": closed_loop_episodes if variant == "closed_loop" else None,
             "config": config, "config_sha256": cfg.sha256, "train_seconds": train_s, "plants": results}
 
@@ -356,6 +391,8 @@ def main(argv=None) -> int:
     t.add_argument("--expert-kp", type=float, default=None)
     t.add_argument("--noise-std", type=float, default=None, help="bc.noise_std (exploration noise)")
     t.add_argument("--drop", default="", help="observation sources left out, comma-separated (e.g. ed,qd,a_base)")
+    t.add_argument("--error-filter", type=float, default=0.0,
+                   help="append the tracking error low-passed with this time constant (s) to the observation")
     t.add_argument("--json", default="")
     a = p.parse_args(argv)
     if a.cmd == "diagnose":
@@ -365,7 +402,7 @@ def main(argv=None) -> int:
     else:
         doc = train(a.variant, a.out, a.config, a.weight, a.cutoff, a.sigma, a.expert_kd, a.noise_std,
                     a.closed_loop_episodes, tuple(int(h) for h in a.hidden.split(",") if h),
-                    tuple(x for x in a.drop.split(",") if x), a.expert_kp)
+                    tuple(x for x in a.drop.split(",") if x), a.expert_kp, a.error_filter)
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(doc, indent=1))
