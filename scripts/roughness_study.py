@@ -356,9 +356,10 @@ def train(variant: str, out: str, config: str, weight: float, cutoff: float, sig
                          "base": r["base"]["roughness"], "residual": r["residual"]["roughness"]}
         print(f"{variant} weight {weight:g} {name:12s} ratio {r['ratio']:.3f} rms_step x base "
               f"{np.round(r['roughness_ratio']['rms_step'], 2).tolist()}", flush=True)
-    return {"variant": variant, "weight": weight, "cutoff_hz": cutoff, "sigma": sigma, "expert_kd": expert_kd, "expert_kp": expert_kp,
-            "noise_std": noise_std, "hidden": list(hidden) or None, "observation_left_out": list(drop) or None,
-            "error_filter_s": error_filter or None,
+    return {"variant": variant, "weight": weight, "cutoff_hz": cutoff, "sigma": sigma,
+            "expert_kd": expert_kd, "expert_kp": expert_kp,
+            "noise_std": noise_std, "hidden": list(hidden) or None,
+            "observation_left_out": list(drop) or None, "error_filter_s": error_filter or None,
             "closed_loop_episodes": closed_loop_episodes if variant == "closed_loop" else None,
             "config": config, "config_sha256": cfg.sha256, "train_seconds": train_s, "plants": results}
 
