@@ -1348,6 +1348,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--reproduce", action="store_true",
                         help="refuse a --model whose sha256 is not the logged model's")
     parser.add_argument("--tolerance", type=float, default=TOLERANCE, help="reproduction tolerance (N m)")
+    parser.add_argument("--lossy-log", action="store_true",
+                        help="the recorder may have lost residuals and commands in runs of any length (it ran "
+                             "starved on a loaded machine): such periods are listed, not compared (default: only "
+                             f"runs shorter than {SILENT_PERIODS} periods; a longer one is a mismatch)")
     parser.add_argument("--json", default=None, metavar="FILE", help="write the whole report as JSON")
 
 
@@ -1365,7 +1369,8 @@ def run(args) -> int:
 
     try:
         episode = read_episode(args.bag)
-        report = replay(episode, args.model, args.params, True if args.reproduce else None, args.tolerance)
+        report = replay(episode, args.model, args.params, True if args.reproduce else None, args.tolerance,
+                        lossy_log=getattr(args, "lossy_log", False))
     except (ReplayError, ResidualControlError, ValueError, FileNotFoundError) as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2
