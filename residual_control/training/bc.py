@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -215,7 +216,7 @@ def training_envelope(env, dagger_obs: np.ndarray, ecfg: EnvelopeConfig, seed: i
 
 def fit(net, obs: np.ndarray, labels: np.ndarray, epochs: int, lr: float, batch: int, seed: int,
         weight_decay: float, weights: np.ndarray | None = None, refit_normalizer: bool = True,
-        smoothness_weight: float = 0.0, next_valid: np.ndarray | None = None) -> float:
+        smoothness_weight: float | Sequence[float] = 0.0, next_valid: np.ndarray | None = None) -> float:
     """Fit ``net`` (MSE on the unit action; per-sample ``weights`` if given); returns the last batch's loss.
 
     ``refit_normalizer``: fit the observation normaliser to ``obs`` first (False: a fine-tune keeps it).
@@ -223,11 +224,21 @@ def fit(net, obs: np.ndarray, labels: np.ndarray, epochs: int, lr: float, batch:
     batch's samples whose next sample is the next state of the same episode (``next_valid``, from
     :func:`collect`), of the squared change of the unit action from the state to the next one. It
     penalises a student whose output changes fast along the trajectories (the closed-loop ringing that
-    makes the command rough: docs/roughness.md).
+    makes the command rough: docs/roughness.md). A sequence gives one weight per output (joint): each
+    joint's squared change is weighted by its own, then averaged over the joints as the one number's is.
     """
     import torch
 
-    smooth = float(smoothness_weight)
+    per_joint = None
+    if np.ndim(smoothness_weight) > 0:
+        per_joint = np.asarray(smoothness_weight, dtype=np.float32).reshape(-1)
+        if labels.ndim != 2 or per_joint.size != labels.shape[1]:
+            raise ValueError(f"fit: smoothness_weight per joint: expected {labels.shape[-1]} weights (one per "
+                             f"output), found {per_joint.size}: {per_joint.tolist()}")
+        smooth = float(np.max(per_joint)) if per_joint.size else 0.0
+        joint_w = torch.as_tensor(per_joint)
+    else:
+        smooth = float(smoothness_weight)
     if smooth > 0.0:
         if next_valid is None or len(next_valid) != len(obs):
             raise ValueError(f"fit: smoothness_weight {smooth} needs next_valid, one flag per sample ({len(obs)}), "
@@ -259,7 +270,10 @@ def fit(net, obs: np.ndarray, labels: np.ndarray, epochs: int, lr: float, batch:
             if smooth > 0.0:
                 v = valid[idx]
                 change = (net.unit_action(x[torch.clamp(idx + 1, max=n - 1)]) - out) ** 2
-                loss = loss + smooth * torch.sum(change.mean(dim=1) * v) / torch.clamp(torch.sum(v), min=1.0)
+                if per_joint is None:
+                    loss = loss + smooth * torch.sum(change.mean(dim=1) * v) / torch.clamp(torch.sum(v), min=1.0)
+                else:
+                    loss = loss + torch.sum((change * joint_w).mean(dim=1) * v) / torch.clamp(torch.sum(v), min=1.0)
             opt.zero_grad()
             loss.backward()
             opt.step()

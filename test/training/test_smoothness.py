@@ -106,3 +106,37 @@ def test_the_term_without_its_pairs_is_refused():
     with pytest.raises(ValueError, match=r"smoothness_weight 1.0 needs next_valid, one flag per sample \(50\), "
                                          r"found None"):
         fit(ResidualPolicyNet(3, [1.0, 1.0], (8,)), x, y, 1, 0.01, 16, 0, 0.0, smoothness_weight=1.0)
+
+
+def _per_joint_change(net, x, valid):
+    with torch.no_grad():
+        u = net.unit_action(torch.as_tensor(x)).numpy()
+    return np.mean((u[1:] - u[:-1])[valid[:-1]] ** 2, axis=0)
+
+
+def test_a_weight_per_joint_smooths_that_joint_and_equal_weights_are_the_one_number():
+    x, y = _data()
+    valid = np.ones(len(x), bool)
+    valid[-1] = False
+    out = {}
+    for name, w in (("none", 0.0), ("second", (0.0, 60.0)), ("both", (30.0, 30.0)), ("one", 30.0)):
+        torch.manual_seed(0)
+        net = ResidualPolicyNet(3, [1.0, 1.0], (16, 16))
+        fit(net, x, y, 20, 0.01, 64, 0, 0.0, smoothness_weight=w, next_valid=valid)
+        out[name] = _per_joint_change(net, x, valid)
+    # only the second joint's weight: its output changes far less, the first joint's much less so
+    assert out["second"][1] < 0.3 * out["none"][1], out
+    assert out["second"][0] / out["none"][0] > 2 * out["second"][1] / out["none"][1], out
+    # equal weights per joint weigh the term as the one number does
+    np.testing.assert_allclose(out["both"], out["one"], rtol=1e-4)
+
+
+def test_per_joint_weights_are_checked_against_the_joints():
+    x, y = _data(50)
+    with pytest.raises(ValueError, match=r"expected 2 weights \(one per output\), found 3"):
+        fit(ResidualPolicyNet(3, [1.0, 1.0], (8,)), x, y, 1, 0.01, 16, 0, 0.0, smoothness_weight=(1.0, 1.0, 1.0),
+            next_valid=np.ones(len(x), bool))
+    cfg = load_train_config(ROOT / "config" / "train_bc.yaml", {"bc": {"smoothness_weight": [0.0, 5]}})
+    assert cfg.values.bc.smoothness_weight == (0.0, 5.0)
+    with pytest.raises(ConfigError, match=r"smoothness_weight: expected one number >= 0.0 or a non-empty list"):
+        load_train_config(ROOT / "config" / "train_bc.yaml", {"bc": {"smoothness_weight": [1.0, -2.0]}})

@@ -183,12 +183,17 @@ class BCConfig:
     expert: ExpertConfig = field(default_factory=ExpertConfig)
     table_episodes: tuple[int, ...] = (10, 30, 100)  # learn-bench's BC table
     #: Weight of the temporal smoothness term of the imitation loss (0: off): the mean squared change of the
-    #: student's unit action between consecutive states of the same episode (training/bc.py ``fit``).
-    smoothness_weight: float = 0.0
+    #: student's unit action between consecutive states of the same episode (training/bc.py ``fit``). One
+    #: number for every joint, or one per joint in the robot's joint order.
+    smoothness_weight: float | tuple[float, ...] = 0.0
 
     def __post_init__(self) -> None:
         _at_least(self, episodes=1, dagger_rounds=1, beta0=0.0, noise_std=0.0, epochs=1, lr=0.0, batch_size=1,
                   weight_decay=0.0, smoothness_weight=0.0)
+        if isinstance(self.smoothness_weight, tuple):
+            if not self.smoothness_weight or min(self.smoothness_weight) < 0.0:
+                raise ConfigError(f"smoothness_weight: expected one number >= 0.0 or a non-empty list of them "
+                                  f"(one per joint), found {list(self.smoothness_weight)}")
 
 
 @dataclass(frozen=True)
