@@ -63,11 +63,12 @@ def rmse_steps_ratio(residual_curve: list[dict], scratch_curve: list[dict], targ
         reason = f"the residual run did not reach the target within {budget['residual_budget']} steps"
     elif scr == 0:
         reason = "from-scratch SAC met the target at step 0"
-    ratio = None if reason else res / scr
-    # The residual run reached it and SAC from scratch did not within its budget: the ratio is below
-    # residual steps / that budget (a bound, what the benchmark can say; the ratio itself stays null).
-    bound = res / budget["scratch_budget"] if res is not None and scr is None and budget["scratch_budget"] > 0 \
-        else None
+    if res == 0 and scr is None:
+        reason = None                  # met at step 0: the ratio is 0 whatever SAC from scratch would need
+    ratio = None if reason else (0.0 if res == 0 else res / scr)
+    # The residual run reached it after some steps and SAC from scratch did not within its budget: the ratio
+    # is below residual steps / that budget (a bound, what the benchmark can say; the ratio stays null).
+    bound = res / budget["scratch_budget"] if res and scr is None and budget["scratch_budget"] > 0 else None
     return {"target_rmse": float(target_rmse), "residual_steps": res, "scratch_steps": scr,
             "budget": budget, "ratio": ratio, "ratio_below": bound, "reason": reason}
 

@@ -149,6 +149,9 @@ def test_rmse_steps_ratio_on_hand_made_curves():
     assert r["ratio"] is None and "from-scratch SAC did not reach" in r["reason"] and r["residual_steps"] == 1000
     assert r["ratio_below"] == 1000 / 2000    # the residual's steps / the budget scratch missed it in
     assert rmse_steps_ratio(res, scr, 0.045)["ratio_below"] is None
+    # met at step 0 while scratch never meets it: 0, not a bound
+    r = rmse_steps_ratio(res, scr[:3], 0.055)
+    assert r["ratio"] == 0.0 and r["ratio_below"] is None and r["reason"] is None and r["scratch_steps"] is None
     r = rmse_steps_ratio(res, scr, 0.02)
     assert r["ratio"] is None and r["reason"].startswith("neither") and r["ratio_below"] is None
     r = rmse_steps_ratio(_curve([(0, 0.5), (4000, 0.1)]), scr, 0.03)
