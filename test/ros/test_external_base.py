@@ -202,6 +202,16 @@ def graph(request, tmp_path_factory):
         rclpy.shutdown()
 
 
+def _mixer_stall(probe, until: float, period: float) -> float:
+    """Return how long the mixer published no /diagnostics beyond its period, up to ``until``.
+
+    From the stamps of its diagnostics the probe received (the mixer's clock), at most LATE_HANDLING.
+    """
+    stamps = sorted({t for t, _ in probe.rec.mixer_modes if t <= until})
+    gap = max((b - a for a, b in zip(stamps, stamps[1:])), default=0.0)
+    return min(max(0.0, gap - period), LATE_HANDLING)
+
+
 def _status_value(status, key: str):
     return next((kv.value for kv in status.values if kv.key == key), None)
 
@@ -256,10 +266,17 @@ def test_external_base_dies_base_fault_in_time_then_its_stale_behavior(graph):
     # CPU hog saw base_fault 1.01 s after the kill. The watchdog is judged from the last receipt, the
     # late handling separately.
     # (A stamped action handled after base_timeout trips the fault at once, "stamp ... s old".)
+    # A mixer process the machine starved runs its watchdog late with everything else it does: its
+    # periodic /diagnostics (every diagnostics_period, stamped by the mixer) show that stall as a gap, and
+    # the watchdog is allowed that much more (a clean-clone CI run beside a CPU hog, Kilted: 1.011 s from
+    # the last receipt, with the mixer's last joint state 1.008 s old as well). A watchdog that fires late
+    # while the mixer's other timers run on time still fails.
     watchdog = re.search(r"last received ([0-9.]+) s ago", reason)
     if watchdog:
         age = float(watchdog.group(1))
-        assert age <= BASE_TIMEOUT + BASE_TIMEOUT / 2 + SLACK, f"base_fault {age:.3f} s after the last base action"
+        stall = _mixer_stall(probe, fault_t, m["diagnostics_period"])
+        assert age <= BASE_TIMEOUT + BASE_TIMEOUT / 2 + SLACK + stall, \
+            f"base_fault {age:.3f} s after the last base action (the mixer's diagnostics: stalled {stall:.3f} s)"
         assert latency - age <= LATE_HANDLING, f"last base action handled {latency - age:.3f} s after the kill"
     else:
         assert re.search(r"stamp [0-9.]+ s old", reason), reason
