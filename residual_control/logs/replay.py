@@ -1370,7 +1370,7 @@ def run(args) -> int:
     try:
         episode = read_episode(args.bag)
         report = replay(episode, args.model, args.params, True if args.reproduce else None, args.tolerance,
-                        lossy_log=getattr(args, "lossy_log", False))
+                        lossy_log=args.lossy_log)
     except (ReplayError, ResidualControlError, ValueError, FileNotFoundError) as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2

@@ -235,7 +235,7 @@ def fit(net, obs: np.ndarray, labels: np.ndarray, epochs: int, lr: float, batch:
         if labels.ndim != 2 or per_joint.size != labels.shape[1]:
             raise ValueError(f"fit: smoothness_weight per joint: expected {labels.shape[-1]} weights (one per "
                              f"output), found {per_joint.size}: {per_joint.tolist()}")
-        smooth = float(np.max(per_joint)) if per_joint.size else 0.0
+        smooth = float(per_joint.max())        # > 0: the term is on for some joint
         joint_w = torch.as_tensor(per_joint)
     else:
         smooth = float(smoothness_weight)
@@ -270,7 +270,7 @@ def fit(net, obs: np.ndarray, labels: np.ndarray, epochs: int, lr: float, batch:
             if smooth > 0.0:
                 v = valid[idx]
                 change = (net.unit_action(x[torch.clamp(idx + 1, max=n - 1)]) - out) ** 2
-                if per_joint is None:
+                if per_joint is None:  # the one number's arithmetic as it was: shipped models' bytes depend on it
                     loss = loss + smooth * torch.sum(change.mean(dim=1) * v) / torch.clamp(torch.sum(v), min=1.0)
                 else:
                     loss = loss + torch.sum((change * joint_w).mean(dim=1) * v) / torch.clamp(torch.sum(v), min=1.0)
