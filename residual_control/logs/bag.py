@@ -540,12 +540,19 @@ def _align(msgs: Mapping[str, list[_Msg]], joints: tuple[str, ...], command_orde
     perception = None
     perception_messages = None
     if msgs.get("perception"):
-        per = msgs["perception"]
-        perception_messages = [(m.log_ns * 1e-9, [float(x) for x in m.msg.data])
-                               for m in sorted(per, key=lambda m: (m.log_ns, m.order))]
+        per = sorted(msgs["perception"], key=lambda m: (m.log_ns, m.order))
+        # A message the recorder logged before its clock ran (use_sim_time, no /clock yet) reads 0: it came
+        # before the first one it logged on the running clock, the latest time it can have been received
+        # (a perception 0.7 s old by its 0 would read as lost at the log's first rows).
+        started = min((m.log_ns for topic in msgs.values() for m in topic if m.log_ns > 0), default=0)
+
+        def receipt(m: _Msg) -> int:
+            return m.log_ns if m.log_ns > 0 else started
+
+        perception_messages = [(receipt(m) * 1e-9, [float(x) for x in m.msg.data]) for m in per]
         width = max(len(m.msg.data) for m in per)
-        state_receipt = np.array([m.log_ns for m in keep], dtype=float)
-        perception = _in_force(np.array([m.log_ns for m in per], dtype=float),
+        state_receipt = np.array([receipt(m) for m in keep], dtype=float)
+        perception = _in_force(np.array([receipt(m) for m in per], dtype=float),
                                [np.asarray(m.msg.data, dtype=float) for m in per], state_receipt, width)
     modes = [(m.log_ns * 1e-9, str(m.msg.data)) for m in sorted(msgs.get("residual_mixer/mode", []),
                                                                  key=lambda m: (m.log_ns, m.order))]

@@ -620,6 +620,7 @@ class MixTrace:
     previous: np.ndarray | None = None  # (K,) bool: the base action of k was mixed before the residual of k
     behind: np.ndarray | None = None    # (K,) residuals sent and not yet taken when the base action of k was mixed
     clock_behind: np.ndarray | None = None  # (K,) bool: the mixer's clock still read t[k-1] at the base action of k
+    notes: list = field(default_factory=list)  # what the search read from the log beyond the order
 
 
 def _mixer_period(mixer, ep: Episode, k: int, now: float, a_base: np.ndarray, residual: np.ndarray,
@@ -681,6 +682,48 @@ def mid_run(ep: Episode) -> bool:
     return bool(first) and not first[-1].startswith(STARTUP_MODE)
 
 
+def _ramp_fit(mixer_params: Mapping[str, Any], ep: Episode, a_base: np.ndarray, residual: np.ndarray,
+              rows: range) -> tuple[int, int, float] | None:
+    """Return (k, r, gain): the first row k in ``rows`` whose applied residual is gain * clip(residual[r]).
+
+    r is k or a row up to MAX_PENDING before (to the log's tolerance); None if no row fits.
+    """
+    cfg = _make_mixer(mixer_params).config
+    eps, g = cfg.residual_limit, float(cfg.residual_gain)
+    if g <= 0:
+        return None
+    for k in rows:
+        a = ep.applied_residual[k]
+        if not (_finite(a) and _finite(a_base[k]) and np.any(np.abs(a) > TOLERANCE)):
+            continue
+        fits = [(e, s_, r) for r in range(k, k - MAX_PENDING - 1, -1) if r >= 0
+                for e, s_ in [_fit(a, residual[r], eps, g)]]
+        e, gain, r = min(fits)
+        if e <= TOLERANCE * max(1.0, float(np.max(np.abs(a)))):
+            return k, r, gain
+    return None
+
+
+def _hold_and_ramp(mixer, ep: Episode, base: np.ndarray, residual: np.ndarray, ramp_start: float):
+    """Run ``mixer`` healthy over the hold that ends in a ramp starting at ``ramp_start``, and on into the ramp.
+
+    One base action and residual, on the period grid, up to the log's first row (excluded).
+    """
+    cfg = mixer.config
+    dt = ep.control_dt
+    # healthy from half a period before ramp_start - hold, then on the grid through ramp_start: the
+    # ramp starts exactly at ramp_start
+    hold_steps = int(math.ceil(cfg.recovery_hold_time / dt - 1e-9))
+    after = int(math.ceil((node_time(ep.t[0]) - ramp_start) / dt)) + 1
+    times = [ramp_start - cfg.recovery_hold_time - 0.5 * dt] + [ramp_start + j * dt for j in range(-hold_steps, after)]
+    for now in times:
+        if now >= node_time(ep.t[0]) - 0.5 * dt:
+            break
+        mixer.update_residual(ep.joints, residual, now, now)
+        mixer.step(ep.joints, base, now, now)
+    return mixer
+
+
 def _primed_mixer(mixer_params: Mapping[str, Any], ep: Episode, a_base: np.ndarray, residual: np.ndarray):
     """Return a mixer brought to the gain the log shows at its start (a log that starts mid-run), or a new one.
 
@@ -691,33 +734,60 @@ def _primed_mixer(mixer_params: Mapping[str, Any], ep: Episode, a_base: np.ndarr
     mixer = _make_mixer(mixer_params)
     if not mid_run(ep):
         return mixer
-    cfg = mixer.config
-    eps, g = cfg.residual_limit, float(cfg.residual_gain)
-    for k in range(min(ep.periods, 20)):
-        a = ep.applied_residual[k]
-        if not (_finite(a) and _finite(a_base[k]) and np.any(np.abs(a) > TOLERANCE)):
-            continue
-        fits = [(e, s_, r) for r in range(k, k - MAX_PENDING - 1, -1) if r >= 0
-                for e, s_ in [_fit(a, residual[r], eps, g)]]
-        e, gain, r = min(fits)
-        if e > TOLERANCE * max(1.0, float(np.max(np.abs(a)))) or g <= 0:
-            continue
-        dt = ep.control_dt
-        t_k = node_time(ep.t[k])
-        ramp_start = t_k - (gain / g) * cfg.recovery_ramp_time if gain < g else t_k - cfg.recovery_ramp_time - dt
-        # healthy from half a period before ramp_start - hold, then on the grid through ramp_start: the
-        # ramp starts exactly at ramp_start
-        hold_steps = int(math.ceil(cfg.recovery_hold_time / dt - 1e-9))
-        after = int(math.ceil((node_time(ep.t[0]) - ramp_start) / dt)) + 1
-        times = [ramp_start - cfg.recovery_hold_time - 0.5 * dt] + [ramp_start + j * dt
-                                                                     for j in range(-hold_steps, after)]
-        for now in times:
-            if now >= node_time(ep.t[0]) - 0.5 * dt:
-                break
-            mixer.update_residual(ep.joints, residual[r], now, now)
-            mixer.step(ep.joints, a_base[k], now, now)
+    fit = _ramp_fit(mixer_params, ep, a_base, residual, range(min(ep.periods, 20)))
+    if fit is None:
         return mixer
-    return mixer
+    k, r, gain = fit
+    cfg = mixer.config
+    g = float(cfg.residual_gain)
+    t_k = node_time(ep.t[k])
+    ramp_start = t_k - (gain / g) * cfg.recovery_ramp_time if gain < g else t_k - cfg.recovery_ramp_time - ep.control_dt
+    return _hold_and_ramp(mixer, ep, a_base[k], residual[r], ramp_start)
+
+
+@dataclass
+class StartupRamp:
+    """When the mixer ramped the residual in from its start-up fallback, as the log's first applied residual shows.
+
+    ``starts``: the ramp's start (s, the mixer's clock) read from the row's own time and, for a mixer whose
+    clock still read the period before, from the time before. ``healthy``: the earliest step from which the
+    mixer held a healthy residual (the earlier start less recovery_hold_time). ``first_logged``: the log's
+    first residual row.
+    """
+
+    starts: tuple[float, ...]
+    healthy: float
+    first_logged: int
+    row: int
+
+
+def startup_ramp(mixer_params: Mapping[str, Any], ep: Episode, a_base: np.ndarray,
+                 residual: np.ndarray) -> StartupRamp | None:
+    """Return the start-up ramp the log shows (a log that starts with the mixer in its start-up fallback), or None.
+
+    The mixer's mode says only when its ramp starts, not when it took its first residual, and the recorder
+    matches each publisher on its own: it may start after the mixer took residuals (the log's first ones come
+    after the mixer's) or find the policy before the mixer does (the log has residuals the mixer never took).
+    The ramp's gain in the first applied residual says when the ramp started, so when the mixer first held one.
+    """
+    if mid_run(ep) or not ep.modes or ep.periods < 2:
+        return None
+    t0 = node_time(ep.t[0])
+    first = [text for time, text in ep.modes if time <= t0]
+    if not (first and first[-1].startswith(STARTUP_MODE)):
+        return None
+    logged = np.flatnonzero(np.all(np.isfinite(residual), axis=1))
+    cfg = _make_mixer(mixer_params).config
+    g = float(cfg.residual_gain)
+    if not len(logged) or cfg.recovery_ramp_time <= 0:
+        return None
+    fit = _ramp_fit(mixer_params, ep, a_base, residual, range(int(logged[0]), ep.periods))
+    if fit is None or not 0.0 < fit[2] < g:
+        return None
+    k, _, gain = fit
+    into = (gain / g) * cfg.recovery_ramp_time
+    starts = tuple(node_time(ep.t[j]) - into for j in (k, k - 1) if j >= 0)
+    return StartupRamp(starts, min(starts) - cfg.recovery_hold_time, int(logged[0]), k)
 
 
 def _make_mixer(mixer_params: Mapping[str, Any]):
@@ -840,6 +910,26 @@ def replay_mixer_search(episode: Episode, mixer_params: Mapping[str, Any], a_bas
     modes = _LoggedModes(ep)
     # a hypothesis: (mixer, pending rows, its clock, node), node = (parent, k, output, residuals left behind)
     hyps = [(_primed_mixer(mixer_params, ep, a_base, residual), (), -math.inf, None, 0)]
+    ramp = startup_ramp(mixer_params, ep, a_base, residual)
+    notes = []
+    if ramp is not None and ramp.healthy < node_time(ep.t[0]) - 0.5 * ep.control_dt:
+        # the mixer held residuals from before the log's first row: held since the hold before the ramp
+        base = next(a for a in a_base if _finite(a))
+        hyps = [(_hold_and_ramp(_make_mixer(mixer_params), ep, base, residual[ramp.first_logged], start), (),
+                 -math.inf, None, cost) for cost, start in enumerate(ramp.starts)]
+        notes.append(f"mixer: the log starts while the mixer held residuals before ramping them in (the gain at "
+                     f"period {ramp.row} says the ramp began at t = {min(ramp.starts):.3f} s, so the hold at "
+                     f"t = {ramp.healthy:.3f} s, before the log's first row): the replay's mixer holds from then")
+    elif ramp is not None:
+        # the mixer took none of the residuals logged well before its hold began (it found the policy later)
+        unseen = (ep.t < ramp.healthy - (MAX_PENDING + 0.5) * ep.control_dt) & np.all(np.isfinite(residual), axis=1)
+        if unseen.any():
+            residual = residual.copy()
+            residual[unseen] = np.nan
+            notes.append(f"mixer: {int(unseen.sum())} logged residual(s) from period {int(np.flatnonzero(unseen)[0])} "
+                         f"that the mixer never took: its ramp in (the gain at period {ramp.row}: from "
+                         f"t = {min(ramp.starts):.3f} s) says it held none before t = {ramp.healthy:.3f} s (the "
+                         f"recorder found the policy's publisher before the mixer did); not mixed")
     for k in range(ep.periods):
         now = node_time(ep.t[k])
         before = node_time(ep.t[k - 1]) if k > 0 else now
@@ -883,7 +973,7 @@ def replay_mixer_search(episode: Episode, mixer_params: Mapping[str, Any], a_bas
         node, k, out, left, late = node
         outputs[k], behind[k], lagged[k] = out, left, late
     trace = _trace(ep, outputs, behind > 0)
-    trace.behind, trace.clock_behind = behind, lagged
+    trace.behind, trace.clock_behind, trace.notes = behind, lagged, notes
     return trace
 
 
@@ -1268,6 +1358,7 @@ def replay(episode: Episode, model_path: str | None = None, params: Any = None, 
             mix = replay_mixer_search(ep, mixer_p, ep.a_base, residual_in, tolerance)
             previous = mix.previous
             source = "one the logged commands fit"
+            report.notes.extend(mix.notes)
         report.order = {"source": source, "same": int(np.sum(~previous & based)),
                         "previous": int(np.sum(previous & based))}
         if mix.behind is not None:

@@ -37,7 +37,8 @@ T0_NS = 1_000_000_000
 def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *, plant=None,
                      trajectory: Mapping | None = None, perception: Sequence[float] | None = None,
                      order: str | float = "same", reference_every: int = 2, reference_start: float = 0.03,
-                     race: float = 0.0, clock_lag: float = 0.0, seed: int = 0) -> Episode:
+                     race: float = 0.0, clock_lag: float = 0.0, mixer_first_residual: float = 0.0,
+                     seed: int = 0) -> Episode:
     """Run the core loop for ``seconds`` on a plant (``plant``: PlantParams, mapping or file; None: nominal).
 
     ``params_yaml``: the text of a ROS 2 params file (as a bag's metadata holds it). ``trajectory``: a
@@ -50,6 +51,9 @@ def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *,
     ``clock_lag``: the chance per period that the mixer's clock still reads the period before when the
     period's inputs reach it (its clock message came after them; the rows are kept in the metadata's
     ``simulated_races["mixer_clock_behind"]``).
+    ``mixer_first_residual``: the mixer takes no residual before this many seconds (it found the policy's
+    publisher after the recorder did); the log has them.
+    The mixer's start-up mode is logged at the first stamp, as the node's latched ``~/mode`` gives it.
     """
     import yaml
 
@@ -107,6 +111,7 @@ def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *,
     if clock_lag > 0.0:
         truth["mixer_clock_behind"] = []
     previous_now = None
+    modes.append((T0_NS * 1e-9, f"{mixer.mode.value}: {mixer.reason}"))
     for k in range(periods):
         ns = T0_NS + int(round(k * dt * 1e9))
         stamp = ns // 10 ** 9 + (ns % 10 ** 9) * 1e-9  # as a header stamp reads (sec + nanosec * 1e-9)
@@ -165,6 +170,8 @@ def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *,
         if outcome.residual is not None:
             residual = outcome.residual
             rows["residual"][k] = residual[[residual_names.index(j) for j in joints]]
+            if elapsed < mixer_first_residual - 1e-12:
+                residual = None  # logged, never taken by the mixer
         previous = order == "previous" or (not isinstance(order, str) and rng.random() < float(order))
         if residual is not None and not previous:
             mixer.update_residual(residual_names, residual, stamp, mixer_now)

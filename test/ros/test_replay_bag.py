@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -41,12 +42,24 @@ def _record(tmp_path, trial: str, duration: float):
     return tmp_path / "bags" / trial, joints
 
 
+def _show(ep, report) -> None:
+    """Print what a failure needs, to stderr.
+
+    pytest shows a failed test's output whole (its assertion text it cuts); the first trial reads stdout.
+    """
+    first = int(np.flatnonzero(np.isfinite(ep.residual[:, 0]))[0]) if np.isfinite(ep.residual[:, 0]).any() else None
+    print(f"log: {ep.periods} periods from t = {ep.t[0]:.3f} s; first residual row {first}; modes {ep.modes}",
+          file=sys.stderr)
+    print(report.table(), file=sys.stderr)
+
+
 def test_a_recorded_bag_replays_to_1e6_and_checks_another_model(tmp_path, capsys):
     path, joints = _record(tmp_path, "residual", 2.0)
     ep = bag.read_episode(path)
     assert ep.periods >= 300 and ep.reference_stamp is not None and ep.perception_messages
     # lossy_log: a command the starved recorder lost is not compared (see the fault trial below); 90 % must be.
     report = replay(ep, lossy_log=True)
+    _show(ep, report)
     assert report.mode == "reproduce", report.table()
     # The logged commands (and base actions) reproduce to 1e-6, always.
     for stage in ("base", "command"):
@@ -85,6 +98,7 @@ def test_a_killed_policy_is_named_and_the_commands_still_reproduce(tmp_path):
     # sample: under a CPU hog it lost runs of commands (a clean-clone run: none logged at period 2 of a
     # fallback). Reproduction is judged where the log holds a command; the lost ones are noted.
     report = replay(ep, lossy_log=True)
+    _show(ep, report)
     table = report.table()
     assert report.stage("base").mismatch is None, table
     stales = [t for t, text in ep.modes if text.startswith("fallback: residual stale")]

@@ -72,8 +72,11 @@ def expected_rows(k: int):
 
 
 def write_recording(path, periods: int = 50, storage: str = "mcap", joints=J, params=PARAMS, custom=True,
-                    skip=(), swap_every: int = 0, state_names=None, drop_topics=()):
-    """Write a synthetic recording of ``periods`` control periods; returns the path."""
+                    skip=(), swap_every: int = 0, state_names=None, drop_topics=(), clockless: int = 0):
+    """Write a synthetic recording of ``periods`` control periods; returns the path.
+
+    ``clockless``: the first periods' messages are logged at time 0 (a recorder on sim time before /clock).
+    """
     meta = recording_metadata(params_text=params, robot="planar2", joints=joints) if custom else {}
     state_names = list(state_names or joints)
     order = [state_names.index(j) for j in joints]
@@ -84,8 +87,8 @@ def write_recording(path, periods: int = 50, storage: str = "mcap", joints=J, pa
         name = lambda rel: bag.resolve_topic(rel, "/robot1")  # noqa: E731
         modes = "residual_mixer/mode" not in drop_topics
         if modes:
-            w.write(name("residual_mixer/mode"), int((T0 - 1) * 1e9), serialize(_string("fallback: start"),
-                                                                                "std_msgs/msg/String"))
+            w.write(name("residual_mixer/mode"), 0 if clockless else int((T0 - 1) * 1e9),
+                    serialize(_string("fallback: start"), "std_msgs/msg/String"))
         for k in range(periods):
             t, q, qd, base, res, applied, cmd = expected_rows(k)
             ns = int(round(t * 1e9))
@@ -105,11 +108,27 @@ def write_recording(path, periods: int = 50, storage: str = "mcap", joints=J, pa
             for i, (rel, msg, msgtype) in enumerate(msgs):
                 if (rel, k) in skip or rel in drop_topics:
                     continue
-                w.write(name(rel), ns + 1000 * i, serialize(msg, msgtype))
+                w.write(name(rel), 0 if k < clockless else ns + 1000 * i, serialize(msg, msgtype))
             if modes and k == periods // 2:
                 w.write(name("residual_mixer/mode"), ns + 9000, serialize(_string("nominal: ok"),
                                                                           "std_msgs/msg/String"))
     return Path(path)
+
+
+def test_perception_logged_before_the_recorders_clock_ran_reads_as_received_when_it_started(tmp_path):
+    """On sim time the recorder logs at 0 until its first /clock: those messages came before its first timed one.
+
+    Read at 0, a perception would look 0.7 s old at a log that starts at 0.7 s (the policy held it fresh:
+    a replay saw perception_lost where the log has residuals).
+    """
+    path = write_recording(tmp_path / "run", clockless=5)
+    ep = read_episode(path, joints=J, params_text=PARAMS)
+    started = T0 + 5 * DT  # the first message logged on the clock: the reference of period 5
+    times = [t for t, _ in ep.perception_messages]
+    assert times[:5] == [pytest.approx(started, abs=1e-9)] * 5
+    assert times[5:] == [pytest.approx(T0 + k * DT + 1e-6, abs=1e-9) for k in range(5, 50)]
+    assert [v[0] for _, v in ep.perception_messages] == list(range(50))  # the order kept
+    np.testing.assert_allclose(ep.perception[5:, 0], np.arange(5, 50))
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])

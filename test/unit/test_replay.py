@@ -20,7 +20,7 @@ from residual_control.core.envelope import METADATA_KEY
 from residual_control.core.observation import default_observation_names
 from residual_control.harness.synthetic_models import constant_model
 from residual_control.logs import replay as replay_mod
-from residual_control.logs.replay import ReplayError, replay
+from residual_control.logs.replay import MAX_PENDING, ReplayError, replay
 from residual_control.logs.simulated import simulate_episode
 from residual_control.logs.topics import META_PARAMS
 from residual_control.paths import default_params_file
@@ -128,6 +128,49 @@ def test_a_mixer_whose_clock_lags_a_period_replays_through_its_ramp(params):
     report = replay(dataclasses.replace(ep, events=None))
     assert report.reproduced, report.table()
     assert report.stage("command").max_abs < 1e-9
+
+
+def _recorded_from(ep, m: int):
+    """Return the episode as a recorder started at row ``m`` logs it: rows from m, the latched mode, later ones."""
+    t0 = ep.t[m]
+    latched = [x for x in ep.modes if x[0] <= t0 + 1e-9][-1:]
+    rows = {name: getattr(ep, name)[m:] for name in ("t", "q", "qd", "q_ref", "qd_ref", "command", "a_base",
+                                                     "applied_residual", "residual", "perception", "reference_stamp")}
+    return dataclasses.replace(ep, **rows, modes=latched + [x for x in ep.modes if x[0] > t0 + 1e-9], events=None,
+                               perception_messages=[x for x in ep.perception_messages if x[0] >= t0 - 1e-9],
+                               metadata=dict(ep.metadata))
+
+
+@pytest.mark.parametrize("late", [1, 10, 45])
+def test_a_log_that_starts_while_the_mixer_holds_before_its_ramp_replays(params, late):
+    """The recorder started ``late`` periods after the mixer took its first residual (a clean-clone CI run: 10).
+
+    The log's latched mode is still the start-up fallback (holding before recovery is no transition);
+    the replay's mixer holds from when the ramp's gain in the log says the hold began.
+    """
+    ep = simulate_episode(params, MODEL, seconds=2.0, order=0.3, seed=3)
+    first = int(np.flatnonzero(np.isfinite(ep.residual[:, 0]))[0])
+    log = _recorded_from(ep, first + late)
+    assert log.modes[0][1].startswith(replay_mod.STARTUP_MODE)
+    report = replay(log)
+    assert report.reproduced, report.table()
+    assert report.stage("command").max_abs < 1e-9 and report.stage("command").compared >= log.periods - 10
+    assert any(n.startswith("mixer: the log starts while the mixer held residuals") for n in report.notes)
+
+
+@pytest.mark.parametrize("seconds", [0.1, 0.4])
+def test_residuals_the_mixer_never_took_at_the_start_are_not_mixed(params, seconds):
+    """The recorder found the policy before the mixer did: the log has residuals the mixer never took."""
+    ep = simulate_episode(params, MODEL, seconds=2.0, order=0.3, mixer_first_residual=seconds, seed=3)
+    report = replay(dataclasses.replace(ep, events=None))
+    assert report.reproduced, report.table()
+    assert report.stage("command").max_abs < 1e-9
+    unseen = int(round(seconds / ep.control_dt)) - int(np.flatnonzero(np.isfinite(ep.residual[:, 0]))[0])
+    note = next(n for n in report.notes if n.startswith("mixer: ") and "the mixer never took" in n)
+    assert unseen - MAX_PENDING - 2 <= int(note.split()[1]) <= unseen, note
+    # the same episode with the mixer taking them ramps in earlier: the log tells the two apart
+    early = simulate_episode(params, MODEL, seconds=2.0, order=0.3, seed=3)
+    assert np.max(np.abs(early.applied_residual - ep.applied_residual)) > 1e-3
 
 
 def test_the_fused_order_replays_exactly_and_says_so(fused_episode):
