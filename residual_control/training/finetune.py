@@ -210,11 +210,13 @@ def sample_plant(rng: np.random.Generator, ranges: dict, fixed) -> object:
     return p.replace(**effects) if effects else p
 
 
-def collect(env, student, expert_cfg, episodes: int, rng, beta: float, noise_std: float, ranges, fixed):
+def collect(env, student, expert_cfg, episodes: int, rng, beta: float, noise_std: float, ranges, fixed,
+            next_valid: list | None = None):
     """bc.collect on plants drawn around the identified one, its effects included (bc.expert_residual labels)."""
     from . import bc
 
-    return bc.collect(env, student, expert_cfg, episodes, rng, beta, noise_std, plant=plant_sampler(ranges, fixed))
+    return bc.collect(env, student, expert_cfg, episodes, rng, beta, noise_std, plant=plant_sampler(ranges, fixed),
+                      next_valid=next_valid)
 
 
 def plant_sampler(ranges: dict, fixed):
@@ -240,15 +242,17 @@ def logged_observations(env, episodes: Sequence[Episode]) -> np.ndarray:
     return np.asarray(out, np.float32).reshape(-1, env.assembler.size)
 
 
-def logged_expert(env, episodes: Sequence[Episode]) -> tuple[np.ndarray, np.ndarray]:
+def logged_expert(env, episodes: Sequence[Episode], next_valid: list | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Return (observations, labels) of the periods with an expert's command.
 
     label = (expert - a_base) / bound of the period the residual is mixed into
     (``residual_delay_steps`` later), clipped to [-1, 1].
+    ``next_valid``: a list to which a bool array is appended, True where the next sample is the next period
+    of the same log (the pairs of the smoothness term, bc.fit).
     """
-    obs, lab = [], []
+    obs, lab, rows_of = [], [], []
     d = env.delay
-    for ep in episodes:
+    for i, ep in enumerate(episodes):
         if ep.expert is None or (env.perception_features and ep.perception is None):
             continue
         for k in range(ep.periods - d):
@@ -260,17 +264,24 @@ def logged_expert(env, episodes: Sequence[Episode]) -> tuple[np.ndarray, np.ndar
                 continue
             obs.append(env.assembler.assemble(*rows[:5], per))
             lab.append(np.clip((ep.expert[k + d] - ep.a_base[k + d]) / env.residual_limit, -1, 1))
+            rows_of.append((i, k))
+    if next_valid is not None:
+        next_valid.append(np.array([a[0] == b[0] and b[1] == a[1] + 1 for a, b in zip(rows_of, rows_of[1:])]
+                                   + [False] * bool(rows_of), bool))
     n = env.assembler.size
     return np.asarray(obs, np.float32).reshape(-1, n), np.asarray(lab, np.float32).reshape(-1, env.n)
 
 
 def fit_from(net, obs, labels, weights, epochs: int, lr: float, batch: int, seed: int, weight_decay: float,
-             refit_normalizer: bool) -> float:
-    """Continue training ``net`` (weighted MSE on the unit action), its normaliser kept unless refit."""
+             refit_normalizer: bool, smoothness_weight=0.0, next_valid: np.ndarray | None = None) -> float:
+    """Continue training ``net`` (weighted MSE on the unit action), its normaliser kept unless refit.
+
+    ``smoothness_weight`` and ``next_valid``: the temporal smoothness term, as in bc.fit.
+    """
     from .bc import fit
 
     return fit(net, obs, labels, epochs, lr, batch, seed, weight_decay, weights=weights,
-               refit_normalizer=refit_normalizer)
+               refit_normalizer=refit_normalizer, smoothness_weight=smoothness_weight, next_valid=next_valid)
 
 
 def _check_contract(init_meta: dict, env, init: str) -> None:
@@ -333,7 +344,8 @@ def train_finetune(cfg: TrainConfig, episodes: Sequence[Episode], init: str, out
     bcfg = c.bc
     rounds = max(1, min(bcfg.dagger_rounds, bcfg.episodes))
     per_round = [bcfg.episodes // rounds + (1 if r < bcfg.episodes % rounds else 0) for r in range(rounds)]
-    ex_obs, ex_lab = logged_expert(env, episodes)
+    follows: list = []  # the smoothness term's pairs (bc.smoothness_weight), one array per part
+    ex_obs, ex_lab = logged_expert(env, episodes, next_valid=follows)
     obs_all, lab_all, w_all = [], [], []
     if len(ex_obs):
         obs_all.append(ex_obs)
@@ -348,9 +360,10 @@ def train_finetune(cfg: TrainConfig, episodes: Sequence[Episode], init: str, out
             from .bc import collect_parallel
 
             o, lab = collect_parallel(rollouts, c.env, c.params_file, student, bcfg.expert, n_ep, seed, r, beta,
-                                      bcfg.noise_std, plant=plant_sampler(ranges, ident.params))
+                                      bcfg.noise_std, plant=plant_sampler(ranges, ident.params), next_valid=follows)
         else:
-            o, lab = collect(env, student, bcfg.expert, n_ep, rng, beta, bcfg.noise_std, ranges, ident.params)
+            o, lab = collect(env, student, bcfg.expert, n_ep, rng, beta, bcfg.noise_std, ranges, ident.params,
+                             next_valid=follows)
         bar.update(n_ep)
         obs_all.append(o)
         lab_all.append(lab)
@@ -358,7 +371,8 @@ def train_finetune(cfg: TrainConfig, episodes: Sequence[Episode], init: str, out
         obs_cat, lab_cat, w_cat = np.concatenate(obs_all), np.concatenate(lab_all), np.concatenate(w_all)
         torch.manual_seed(seed + r)
         loss = fit_from(student, obs_cat, lab_cat, w_cat, bcfg.epochs, bcfg.lr, bcfg.batch_size, seed + r,
-                        bcfg.weight_decay, c.finetune.refit_normalizer and r == 0)
+                        bcfg.weight_decay, c.finetune.refit_normalizer and r == 0,
+                        smoothness_weight=bcfg.smoothness_weight, next_valid=np.concatenate(follows))
         log.log({"round": r, "episodes": sum(per_round[:r + 1]), "samples": len(obs_cat), "beta": beta,
                  "loss": loss, "wall_s": round(time.time() - t0, 2)})
     bar.close()

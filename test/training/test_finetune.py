@@ -70,6 +70,51 @@ def test_logged_expert_labels_are_the_expert_minus_the_base_of_the_mixed_period(
     np.testing.assert_allclose(obs[0], first, atol=1e-6)
 
 
+def test_logged_expert_pairs_each_period_with_the_next_of_the_same_log():
+    """The smoothness term's pairs: the next sample is the next period of the same log, not across a gap or a log."""
+    from residual_control.training.env import ResidualEnv
+    from residual_control.training.finetune import logged_expert
+
+    ep = simulate_episode(GAP, SHIPPED, 0.3, seed=0, params_file=PARAMS, expert=True)
+    ep.expert[10] = np.nan  # the label of the sample at row 9 (residual_delay 1) is missing
+    env = ResidualEnv(PARAMS)
+    follows: list = []
+    obs, _ = logged_expert(env, [ep, ep], next_valid=follows)
+    (pairs,) = follows
+    half = ep.periods - 2  # samples per log: one row for the delay, one for the gap
+    assert len(obs) == len(pairs) == 2 * half
+    breaks = np.flatnonzero(~pairs).tolist()
+    assert breaks == [8, half - 1, half + 8, 2 * half - 1]  # before the gap, at each log's end
+
+
+@pytest.mark.parametrize("weight", [10.0, [10.0, 30.0]])
+def test_finetune_passes_the_smoothness_term_with_its_pairs(tmp_path, monkeypatch, weight):
+    """bc.smoothness_weight of the fine-tuning config reaches the fit, with one pair flag per sample."""
+    from residual_control.training import bc
+    from residual_control.training.common.config import deep_update
+    from residual_control.training.finetune import finetune
+
+    seen = []
+    fit = bc.fit
+
+    def spy(net, obs, labels, *args, **kwargs):
+        seen.append((len(obs), kwargs.get("smoothness_weight"), kwargs.get("next_valid")))
+        return fit(net, obs, labels, *args, **kwargs)
+
+    monkeypatch.setattr(bc, "fit", spy)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    save_episode(simulate_episode(GAP, SHIPPED, 3.0, seed=1, params_file=PARAMS, expert=True), logs / "e.npz")
+    cfg = tmp_path / "tiny.yaml"
+    base = yaml.safe_load((ROOT / "config" / "train_finetune.yaml").read_text())
+    cfg.write_text(yaml.safe_dump(deep_update(base, deep_update(TINY, {"bc": {"smoothness_weight": weight}}))))
+    finetune([str(logs)], SHIPPED, str(tmp_path / "run"), config=str(cfg), progress=False)
+    assert len(seen) == 2  # one fit per DAgger round
+    for n, w, pairs in seen:
+        assert w == (tuple(weight) if isinstance(weight, list) else weight)
+        assert pairs is not None and len(pairs) == n and 0 < pairs.sum() < n
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     from residual_control.training.finetune import finetune
