@@ -415,6 +415,10 @@ def replay_base(episode: Episode, base_params: Mapping[str, Any], tolerance: flo
     out = np.full((ep.periods, n), np.nan)
     choice = np.zeros(ep.periods, dtype=int)
     hold_q = None
+    # the rows whose position the controller may hold: its first joint state, the log's first or (it found
+    # the joint states' publisher after the recorder did) a later one, until a held position fits the log
+    hold_rows: list[int] = []
+    hold_fixed = False
     newest: float | None = None
     referenced = confirmed_once = False
     unknown = np.zeros(ep.periods, dtype=bool)
@@ -424,9 +428,12 @@ def replay_base(episode: Episode, base_params: Mapping[str, Any], tolerance: flo
             continue
         if hold_q is None:
             hold_q = np.array(q, dtype=float)
+        if not hold_fixed and t - float(ep.t[0]) <= HOLD_SEARCH:
+            hold_rows.append(k)
         cands = [(j, *_at(qr, qdr, s, t), s) for j, (qr, qdr, s) in enumerate(_reference_candidates(ep, k, newest))]
         if not referenced:
-            cands.append((-1, hold_q, np.zeros(n), None))
+            held = [hold_q] if hold_fixed or not match else [hold_q] + [ep.q[r] for r in hold_rows[1:]]
+            cands += [(-1, h, np.zeros(n), None) for h in held]
         logged = ep.a_base[k]
         chosen = None
         for j, q_ref, qd_ref, stamp in cands if match and _finite(logged) and len(cands) > 1 else cands[:1]:
@@ -436,12 +443,12 @@ def replay_base(episode: Episode, base_params: Mapping[str, Any], tolerance: flo
             except ObservationError:
                 continue
             if chosen is None or _close(a, logged, fit_tol):
-                chosen = (j, a, trial, stamp)
+                chosen = (j, a, trial, stamp, q_ref)
                 if _close(a, logged, fit_tol):
                     break
         if chosen is None:
             continue
-        j, a, controller, stamp = chosen
+        j, a, controller, stamp, held_ref = chosen
         out[k], choice[k] = a, j
         if _close(a, logged, fit_tol):
             confirmed_once = True
@@ -452,6 +459,8 @@ def replay_base(episode: Episode, base_params: Mapping[str, Any], tolerance: flo
         if j >= 0 and _close(a, logged, fit_tol):  # the log confirms it: never an older one from here
             referenced = True
             newest = stamp if stamp is not None else newest
+        elif j < 0 and _close(a, logged, fit_tol) and not hold_fixed:  # the held position the log confirms
+            hold_q, hold_fixed = np.array(held_ref, dtype=float), True
     return BaseTrace(out, choice, unknown)
 
 
@@ -665,6 +674,9 @@ WARMUP = 0.1
 #: At the log's start, base actions no input reproduces before the first one that is: the hold of a first
 #: position the log does not have (the recorder started after the first joint state), up to this long (s).
 HOLD_WARMUP = 0.5
+#: The base controller's first joint state (the position it holds until a reference comes) may be a later row
+#: than the log's first (it found the joint states' publisher after the recorder did): searched this long (s).
+HOLD_SEARCH = 1.0
 STARTUP_MODE = "fallback: no residual received yet"
 
 

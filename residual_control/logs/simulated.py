@@ -38,7 +38,7 @@ def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *,
                      trajectory: Mapping | None = None, perception: Sequence[float] | None = None,
                      order: str | float = "same", reference_every: int = 2, reference_start: float = 0.03,
                      race: float = 0.0, clock_lag: float = 0.0, mixer_first_residual: float = 0.0,
-                     seed: int = 0) -> Episode:
+                     base_first_state: int = 0, seed: int = 0) -> Episode:
     """Run the core loop for ``seconds`` on a plant (``plant``: PlantParams, mapping or file; None: nominal).
 
     ``params_yaml``: the text of a ROS 2 params file (as a bag's metadata holds it). ``trajectory``: a
@@ -53,6 +53,9 @@ def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *,
     ``simulated_races["mixer_clock_behind"]``).
     ``mixer_first_residual``: the mixer takes no residual before this many seconds (it found the policy's
     publisher after the recorder did); the log has them.
+    ``base_first_state``: the base controller's first joint state is this row's (it found the joint states'
+    publisher after the recorder did): no control before it (the plant gets zero), and until a reference
+    comes it holds this row's position.
     The mixer's start-up mode is logged at the first stamp, as the node's latched ``~/mode`` gives it.
     """
     import yaml
@@ -146,6 +149,9 @@ def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *,
                 step.set_perception(p_k, now)
             perc[k] = p_k
             perc_msgs.append((now, p_k.tolist()))
+        if k < base_first_state:
+            sim.step(np.zeros(n), dt)
+            continue
         q_ref, qd_ref, _ = hold.resolve(q, stamp)
         mixer_now = now
         if clock_lag > 0.0 and previous_now is not None and rng.random() < clock_lag:

@@ -173,6 +173,21 @@ def test_residuals_the_mixer_never_took_at_the_start_are_not_mixed(params, secon
     assert np.max(np.abs(early.applied_residual - ep.applied_residual)) > 1e-3
 
 
+def test_a_base_controller_that_found_the_joint_states_late_holds_its_own_first_position(params):
+    """Its first joint state is a later row than the log's first; no reference for 0.7 s (a graph run: 0.58 s).
+
+    Until a reference comes it holds that row's position, which the replay finds (the log's first row's
+    position reproduced none of it; beyond HOLD_WARMUP those rows were compared and differed).
+    """
+    ep = simulate_episode(params, MODEL, seconds=1.5, order=0.3, reference_start=0.7, base_first_state=12, seed=4)
+    assert not np.isfinite(ep.a_base[:12]).any() and np.isfinite(ep.a_base[12:]).all()
+    report = replay(dataclasses.replace(ep, events=None))
+    assert report.reproduced, report.table()
+    base = report.stage("base")
+    assert base.max_abs < 1e-9 and base.compared == ep.periods - 12
+    assert report.inputs["base_holding"] >= 55
+
+
 def test_the_fused_order_replays_exactly_and_says_so(fused_episode):
     report = replay(dataclasses.replace(fused_episode, events=None))
     assert report.reproduced and report.order["previous"] == 0
