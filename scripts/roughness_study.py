@@ -312,10 +312,44 @@ def _add_filtered_error(env_mod, tau: float) -> None:
     cls.__init__, cls.reset = patched_init, patched_reset
 
 
+def _add_previous_applied(env_mod) -> None:
+    """Append a_prev/<joint> to the env's observation: the residual the mixer applied last period (unit: / bound).
+
+    A stateful input: the runtime would need it from the mixer's ~/applied_residual (not built; a study).
+    """
+    import gymnasium as gym
+
+    cls = env_mod.ResidualEnv
+    init, reset = cls.__init__, cls.reset
+
+    class Previous:
+        def __init__(self, inner, env) -> None:
+            self.inner, self.env = inner, env
+            self.size = inner.size + env.n
+
+        def assemble(self, q, qd, q_ref, qd_ref, a_base, perception):
+            prev = getattr(self.env, "applied_residual", None)
+            prev = np.zeros(self.env.n) if prev is None else np.asarray(prev, float) / self.env.residual_limit
+            return np.concatenate([self.inner.assemble(q, qd, q_ref, qd_ref, a_base, perception),
+                                   prev]).astype(np.float32)
+
+    def patched_init(self, *a, **k):
+        init(self, *a, **k)
+        self.assembler = Previous(self.assembler, self)
+        self.observation_names = self.observation_names + tuple(f"a_prev/{j}" for j in self.joints)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.assembler.size,), np.float32)
+
+    def patched_reset(self, **kw):
+        self.applied_residual = None
+        return reset(self, **kw)
+
+    cls.__init__, cls.reset = patched_init, patched_reset
+
+
 def train(variant: str, out: str, config: str, weight: float, cutoff: float, sigma: float,
           expert_kd: float | None, noise_std: float | None = None, closed_loop_episodes: int = 20,
           hidden: tuple = (), drop: tuple = (), expert_kp: float | None = None,
-          error_filter: float = 0.0) -> dict:
+          error_filter: float = 0.0, previous_applied: bool = False) -> dict:
     from residual_control.training import bc
     from residual_control.training import env as env_mod
     from residual_control.training.common.config import load_train_config
@@ -343,6 +377,8 @@ def train(variant: str, out: str, config: str, weight: float, cutoff: float, sig
         env_mod.default_observation_names = fewer
     if error_filter > 0:
         _add_filtered_error(env_mod, error_filter)
+    if previous_applied:
+        _add_previous_applied(env_mod)
     cfg = load_train_config(config, overrides)
     t0 = time.time()
     bc.train_bc(cfg, out, seed=0, progress=False, evaluate=False)
@@ -360,6 +396,7 @@ def train(variant: str, out: str, config: str, weight: float, cutoff: float, sig
             "expert_kd": expert_kd, "expert_kp": expert_kp,
             "noise_std": noise_std, "hidden": list(hidden) or None,
             "observation_left_out": list(drop) or None, "error_filter_s": error_filter or None,
+            "previous_applied_input": previous_applied or None,
             "closed_loop_episodes": closed_loop_episodes if variant == "closed_loop" else None,
             "config": config, "config_sha256": cfg.sha256, "train_seconds": train_s, "plants": results}
 
@@ -394,6 +431,8 @@ def main(argv=None) -> int:
     t.add_argument("--drop", default="", help="observation sources left out, comma-separated (e.g. ed,qd,a_base)")
     t.add_argument("--error-filter", type=float, default=0.0,
                    help="append the tracking error low-passed with this time constant (s) to the observation")
+    t.add_argument("--previous-applied", action="store_true",
+                   help="append the residual the mixer applied the period before to the observation (stateful)")
     t.add_argument("--json", default="")
     a = p.parse_args(argv)
     if a.cmd == "diagnose":
@@ -403,7 +442,7 @@ def main(argv=None) -> int:
     else:
         doc = train(a.variant, a.out, a.config, a.weight, a.cutoff, a.sigma, a.expert_kd, a.noise_std,
                     a.closed_loop_episodes, tuple(int(h) for h in a.hidden.split(",") if h),
-                    tuple(x for x in a.drop.split(",") if x), a.expert_kp, a.error_filter)
+                    tuple(x for x in a.drop.split(",") if x), a.expert_kp, a.error_filter, a.previous_applied)
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(doc, indent=1))
