@@ -19,7 +19,7 @@ from ..core.errors import ConfigError, ObservationError
 from ..core.params import BASE_PARAMS, spec_map
 from ..core.step import ReferenceHold
 from .conversions import read_or_reject, read_reference, read_state, stamp_to_sec
-from .diagnostics import ERROR, OK, WARN, Diagnostics
+from .diagnostics import ERROR, OK, WARN, BaseCounters, Diagnostics
 from .parameters import declare_specs, result, validate_changes
 from .process import run_node
 from .throttle import ThrottledWarning
@@ -40,7 +40,7 @@ class BaseControllerNode(Node):
         self._rejected = 0
         self._last_error = ""
         self._published = 0
-        self._fallbacks_reported = 0  # mpc fallbacks already on /diagnostics
+        self._counters = BaseCounters()  # mpc: solves, fallbacks on /diagnostics
 
         self._pub = self.create_publisher(JointState, "base_action", CONTROL_QOS)
         self.create_subscription(JointState, "joint_states", self._on_joint_state, CONTROL_QOS)
@@ -90,14 +90,7 @@ class BaseControllerNode(Node):
             "published": self._published,
             "rejected_inputs": self._rejected,
         }
-        counters = getattr(self.controller, "diagnostics", None)  # mpc: solves, fallbacks, last solve time
-        if counters is not None:
-            values.update(counters())
-            new = self.controller.fallbacks - self._fallbacks_reported
-            self._fallbacks_reported = self.controller.fallbacks
-            if level == OK and new > 0:  # fell back since the last report
-                level, message = WARN, (f"mpc: {new} periods on the PD plus gravity fallback "
-                                        f"(last: {self.controller.last_fallback_reason})")
+        level, message = self._counters.add(self.controller, level, message, values)
         self._diag.publish(level, message, values)
 
     def _on_set_parameters(self, params):
@@ -108,7 +101,7 @@ class BaseControllerNode(Node):
                 controller = make_base_controller(values, nominal_model(values))
                 self._values.update(changes)
                 self.controller = controller
-                self._fallbacks_reported = 0
+                self._counters.reset()
         except (ConfigError, KeyError) as exc:
             return result(str(exc))
         return result()

@@ -41,6 +41,35 @@ class Diagnostics:
         self._pub.publish(msg)
 
 
+class BaseCounters:
+    """The base controller's own counters on /diagnostics (mpc: solves, fallbacks, last solve time).
+
+    One per node that runs a base controller (base_controller, the fused residual_controller): it adds the
+    controller's counters to a status's values and raises an OK status to WARN when the controller fell
+    back since the last report.
+    """
+
+    def __init__(self) -> None:
+        self.reported = 0  # fallbacks already on /diagnostics
+
+    def reset(self) -> None:
+        """Start over for a new controller (its counters start at zero)."""
+        self.reported = 0
+
+    def add(self, controller, level: int, message: str, values: dict) -> tuple[int, str]:
+        """Add ``controller``'s counters to ``values``; return the status's (level, message)."""
+        counters = getattr(controller, "diagnostics", None)
+        if counters is None:
+            return level, message
+        values.update(counters())
+        new = controller.fallbacks - self.reported
+        self.reported = controller.fallbacks
+        if level == OK and new > 0:  # fell back since the last report
+            level, message = WARN, (f"mpc: {new} periods on the PD plus gravity fallback "
+                                    f"(last: {controller.last_fallback_reason})")
+        return level, message
+
+
 def _fmt(v: object) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"

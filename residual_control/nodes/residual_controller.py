@@ -9,7 +9,9 @@ Subscribes ``joint_states`` (the trigger), ``reference`` and ``perception``;
 publishes ``commands`` once per joint state, ``~/applied_residual`` (stamped
 with the joint state's stamp), the latched ``~/mode`` and ``~/model``, and
 /diagnostics (``residual_controller: mode`` like the mixer's status,
-``residual_controller: policy`` like residual_policy's).
+``residual_controller: policy`` like residual_policy's, ``residual_controller: base``
+like base_controller's: the controller's type and its own counters, an mpc's
+solves and fallbacks).
 
 Semantics are those of the separate graph: the base action is the base
 controller's output for this joint state (holding the first measured position
@@ -45,7 +47,7 @@ from ..core.params import BASE_PARAMS, FUSED_PARAMS, spec_map
 from ..core.step import ResidualLoop
 from ..params_file import section
 from .conversions import now_sec, read_or_reject, read_state, stamp_to_sec
-from .diagnostics import ERROR, OK, Diagnostics
+from .diagnostics import ERROR, OK, WARN, BaseCounters, Diagnostics
 from .mixer_io import MixerIO
 from .parameters import applied, declare_specs, mixer_changes, refused, result, validate_changes
 from .policy_io import PolicyIO
@@ -88,6 +90,8 @@ class ResidualControllerNode(Node):
         self.stats = {"base_actions": 0, "residuals": 0, "skipped": 0, "model_errors": 0, "rejected_inputs": 0}
         self.io = MixerIO(self, self.mixer, f"{NODE_NAME}: mode")
         self._policy_diag = Diagnostics(self, f"{NODE_NAME}: policy", hardware_id=self.get_fully_qualified_name())
+        self._base_diag = Diagnostics(self, f"{NODE_NAME}: base", hardware_id=self.get_fully_qualified_name())
+        self._counters = BaseCounters()  # the base controller's own (mpc: solves, fallbacks)
         self.create_subscription(JointState, "joint_states", self._on_joint_state, CONTROL_QOS)
         # The model (refused: exit 2), reference, perception, ~/model.
         self.policy = PolicyIO(self, v, self.joints, self.stats, self._publish_diagnostics)
@@ -128,6 +132,10 @@ class ResidualControllerNode(Node):
         level, message = self.policy.status
         self._policy_diag.publish(level, message,
                                   {"controller_type": self.controller.kind, **self.policy.diagnostics_values()})
+        values = {"controller_type": self.controller.kind, "base_actions": self.stats["base_actions"]}
+        level, message = (OK, "running") if self.stats["base_actions"] else (WARN, "no base action computed yet")
+        level, message = self._counters.add(self.controller, level, message, values)
+        self._base_diag.publish(level, message, values)
 
     # ------------------------------------------------------------------ parameters
     def _on_set_parameters(self, params):
@@ -150,6 +158,7 @@ class ResidualControllerNode(Node):
             self.mixer.reconfigure(**mc)
         if controller is not None:
             self.controller = self.loop.controller = controller
+            self._counters.reset()
         self._values.update(changes)
         if "perception_timeout" in changes:
             self.policy.perception_timeout = float(changes["perception_timeout"])

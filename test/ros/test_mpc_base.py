@@ -1,4 +1,7 @@
-"""The base_controller node with the mpc base: it answers joint states and puts its counters on /diagnostics."""
+"""The mpc base on a node: it answers joint states and puts its counters on /diagnostics.
+
+On base_controller (status ``base_controller``) and on the fused residual_controller (``residual_controller: base``).
+"""
 from __future__ import annotations
 
 import math
@@ -8,7 +11,7 @@ import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Header
+from std_msgs.msg import Float64MultiArray, Header
 
 pytest.importorskip("osqp")
 
@@ -20,25 +23,31 @@ PARAMS = str(ROOT / "config" / "residual_control_mpc.yaml")
 JOINTS = ["shoulder", "elbow"]
 
 
-def _drive(budget: float):
+#: node -> (the status with the base controller's counters, the topic of its output and the output's type)
+NODES = {"base_controller": ("base_controller", "base_action", JointState),
+         "residual_controller": ("residual_controller: base", "commands", Float64MultiArray)}
+
+
+def _drive(budget: float, executable: str = "base_controller"):
     """Run the node with ``budget``; feed joint states at ~50 Hz until it reported a status with solves."""
     owns = not rclpy.ok()
     if owns:
         rclpy.init()
     try:
-        return _drive_node(budget)
+        return _drive_node(budget, executable)
     finally:
         if owns:  # leave rclpy as found: the next module's rclpy.init() must not find it initialized
             rclpy.shutdown()
 
 
-def _drive_node(budget: float):
+def _drive_node(budget: float, executable: str):
     node = rclpy.create_node("test_mpc_base_driver")
     actions, statuses = [], []
-    node.create_subscription(JointState, "base_action", lambda m: actions.append(list(m.effort)), CONTROL_QOS)
+    status_name, topic, msg_type = NODES[executable]
+    node.create_subscription(msg_type, topic, lambda m: actions.append(list(m.effort if msg_type is JointState
+                                                                              else m.data)), CONTROL_QOS)
     node.create_subscription(DiagnosticArray, "/diagnostics",
-                             lambda m: statuses.extend(s for s in m.status if s.name.startswith("base_controller")),
-                             10)
+                             lambda m: statuses.extend(s for s in m.status if s.name == status_name), 10)
     js_pub = node.create_publisher(JointState, "joint_states", CONTROL_QOS)
     ref_pub = node.create_publisher(JointState, "reference", CONTROL_QOS)
     k = [0]
@@ -60,7 +69,7 @@ def _drive_node(budget: float):
         return any(int(values(s).get("mpc_solves", "0")) >= 20 for s in statuses)
 
     try:
-        with Graph([NodeSpec("base_controller", [PARAMS], {"mpc.solve_time_budget": budget})]) as graph:
+        with Graph([NodeSpec(executable, [PARAMS], {"mpc.solve_time_budget": budget})]) as graph:
             ok = wait_for(solved, timeout=60.0, spin=spin)
             graph.check_alive()
     finally:
@@ -69,8 +78,9 @@ def _drive_node(budget: float):
     return actions, [(s.level, s.message, values(s)) for s in statuses]
 
 
-def test_the_mpc_base_answers_and_reports_its_solves():
-    actions, statuses = _drive(1.0)  # no solve of a loaded machine is late: no fallback
+@pytest.mark.parametrize("executable", list(NODES))
+def test_the_mpc_base_answers_and_reports_its_solves(executable):
+    actions, statuses = _drive(1.0, executable)  # no solve of a loaded machine is late: no fallback
     assert actions and all(np.all(np.isfinite(a)) and abs(a[0]) <= 60.0 and abs(a[1]) <= 30.0 for a in actions)
     level, message, v = statuses[-1]
     assert v["controller_type"] == "mpc" and v["mpc_fallbacks"] == "0", v
@@ -78,8 +88,9 @@ def test_the_mpc_base_answers_and_reports_its_solves():
     assert level == DiagnosticStatus.OK, (level, message)
 
 
-def test_every_solve_over_a_tiny_budget_is_a_counted_fallback_on_diagnostics():
-    actions, statuses = _drive(1e-9)
+@pytest.mark.parametrize("executable", list(NODES))
+def test_every_solve_over_a_tiny_budget_is_a_counted_fallback_on_diagnostics(executable):
+    actions, statuses = _drive(1e-9, executable)
     assert actions and all(np.all(np.isfinite(a)) for a in actions)
     level, message, v = statuses[-1]
     assert int(v["mpc_fallbacks"]) == int(v["mpc_solves"]) >= 20, v
