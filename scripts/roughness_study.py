@@ -163,10 +163,18 @@ def lowpass(model: str, cutoffs: list) -> dict:
                     held.append(x if not held else held[-1] + alpha * (x - held[-1]))
                     return held[-1]
 
-            r = compare(Filtered(), f"config/plants/{name}.yaml", traj, 20.0, PARAMS)
-            res[name] = {"ratio": r["ratio"], "rms_step_x_base": r["roughness_ratio"]["rms_step"]}
+            r = compare(Filtered(), f"config/plants/{name}.yaml", traj, 20.0, PARAMS, record=True)
+            # where the change per period sits: the applied residual's and the base action's own (RMS, N m)
+            split = {part: np.sqrt(np.mean(np.diff(np.asarray(r[run]["trace"][key]), axis=0) ** 2, axis=0)).tolist()
+                     for part, run, key in (("applied_residual", "residual", "da"), ("a_base", "residual", "a_base"),
+                                            ("a_base_alone", "base", "a_base"))}
+            res[name] = {"ratio": r["ratio"], "rms_step_x_base": r["roughness_ratio"]["rms_step"],
+                         "rms_step_parts": split}
             print(f"low-pass {fc:g} Hz {name:12s} ratio {r['ratio']:.3f} rms_step x base "
-                  f"{np.round(r['roughness_ratio']['rms_step'], 2).tolist()}", flush=True)
+                  f"{np.round(r['roughness_ratio']['rms_step'], 2).tolist()}; rms_step applied residual "
+                  f"{np.round(split['applied_residual'], 3).tolist()}, base action "
+                  f"{np.round(split['a_base'], 3).tolist()} (alone {np.round(split['a_base_alone'], 3).tolist()})",
+                  flush=True)
         out["cutoffs_hz"][str(fc)] = res
     return out
 
