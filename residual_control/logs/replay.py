@@ -687,11 +687,17 @@ def _before_first_perception(ep: Episode, policy_params: Mapping[str, Any]) -> n
     return ep.t < ep.perception_messages[0][0]
 
 
-def mid_run(ep: Episode) -> bool:
-    """Return whether the log starts while the graph ran: the mixer's latched mode at the start is not its first."""
+def _mode_at_start(ep: Episode) -> str | None:
+    """Return the mixer's latched mode in force at the log's first row (None: the log has none by then)."""
     t0 = node_time(ep.t[0]) if ep.periods else 0.0
     first = [text for time, text in ep.modes if time <= t0]
-    return bool(first) and not first[-1].startswith(STARTUP_MODE)
+    return first[-1] if first else None
+
+
+def mid_run(ep: Episode) -> bool:
+    """Return whether the log starts while the graph ran: the mixer's latched mode at the start is not its first."""
+    mode = _mode_at_start(ep)
+    return mode is not None and not mode.startswith(STARTUP_MODE)
 
 
 def _ramp_fit(mixer_params: Mapping[str, Any], ep: Episode, a_base: np.ndarray, residual: np.ndarray,
@@ -700,7 +706,9 @@ def _ramp_fit(mixer_params: Mapping[str, Any], ep: Episode, a_base: np.ndarray, 
 
     r is k or a row up to MAX_PENDING before (to the log's tolerance); None if no row fits.
     """
-    cfg = _make_mixer(mixer_params).config
+    from ..core.mixer import MixerConfig
+
+    cfg = MixerConfig.from_params(mixer_params)
     eps, g = cfg.residual_limit, float(cfg.residual_gain)
     if g <= 0:
         return None
@@ -782,14 +790,13 @@ def startup_ramp(mixer_params: Mapping[str, Any], ep: Episode, a_base: np.ndarra
     after the mixer's) or find the policy before the mixer does (the log has residuals the mixer never took).
     The ramp's gain in the first applied residual says when the ramp started, so when the mixer first held one.
     """
-    if mid_run(ep) or not ep.modes or ep.periods < 2:
-        return None
-    t0 = node_time(ep.t[0])
-    first = [text for time, text in ep.modes if time <= t0]
-    if not (first and first[-1].startswith(STARTUP_MODE)):
+    from ..core.mixer import MixerConfig
+
+    mode = _mode_at_start(ep)
+    if ep.periods < 2 or mode is None or not mode.startswith(STARTUP_MODE):
         return None
     logged = np.flatnonzero(np.all(np.isfinite(residual), axis=1))
-    cfg = _make_mixer(mixer_params).config
+    cfg = MixerConfig.from_params(mixer_params)
     g = float(cfg.residual_gain)
     if not len(logged) or cfg.recovery_ramp_time <= 0:
         return None
