@@ -165,9 +165,9 @@ def lowpass(model: str, cutoffs: list) -> dict:
 
             r = compare(Filtered(), f"config/plants/{name}.yaml", traj, 20.0, PARAMS, record=True)
             # where the change per period sits: the applied residual's and the base action's own (RMS, N m)
-            split = {part: np.sqrt(np.mean(np.diff(np.asarray(r[run]["trace"][key]), axis=0) ** 2, axis=0)).tolist()
-                     for part, run, key in (("applied_residual", "residual", "da"), ("a_base", "residual", "a_base"),
-                                            ("a_base_alone", "base", "a_base"))}
+            parts = (("applied_residual", "residual", "da"), ("a_base", "residual", "a_base"),
+                     ("a_base_alone", "base", "a_base"))
+            split = {part: _rms_step(np.asarray(r[run]["trace"][key])) for part, run, key in parts}
             res[name] = {"ratio": r["ratio"], "rms_step_x_base": r["roughness_ratio"]["rms_step"],
                          "rms_step_parts": split}
             print(f"low-pass {fc:g} Hz {name:12s} ratio {r['ratio']:.3f} rms_step x base "
@@ -289,35 +289,50 @@ def _variant_patches(variant: str, weight: float, cutoff: float, sigma: float, c
         bc.fit = fit
 
 
-def _add_filtered_error(env_mod, tau: float) -> None:
-    """Append e_lp/<joint> to the env's observation: the tracking error through a first-order low-pass of ``tau`` s."""
+def _append_to_observation(env_mod, prefix: str, values, reset) -> None:
+    """Append ``<prefix>/<joint>`` to the env's observation in training and evaluation alike.
+
+    ``values(env, q, q_ref)``: the appended values at each observation; ``reset(env)``: at each reset, first.
+    """
     import gymnasium as gym
 
     cls = env_mod.ResidualEnv
-    init, reset = cls.__init__, cls.reset
+    init, env_reset = cls.__init__, cls.reset
 
-    class Filtered:
-        def __init__(self, inner, n: int, alpha: float) -> None:
-            self.inner, self.alpha, self.state = inner, alpha, None
-            self.size = inner.size + n
+    class Appended:
+        def __init__(self, inner, env) -> None:
+            self.inner, self.env = inner, env
+            self.size = inner.size + env.n
 
         def assemble(self, q, qd, q_ref, qd_ref, a_base, perception):
-            e = np.asarray(q_ref, float) - np.asarray(q, float)
-            self.state = e.copy() if self.state is None else self.state + self.alpha * (e - self.state)
             return np.concatenate([self.inner.assemble(q, qd, q_ref, qd_ref, a_base, perception),
-                                   self.state]).astype(np.float32)
+                                   values(self.env, q, q_ref)]).astype(np.float32)
 
     def patched_init(self, *a, **k):
         init(self, *a, **k)
-        self.assembler = Filtered(self.assembler, self.n, self.dt / (tau + self.dt))
-        self.observation_names = self.observation_names + tuple(f"e_lp/{j}" for j in self.joints)
+        self.assembler = Appended(self.assembler, self)
+        self.observation_names = self.observation_names + tuple(f"{prefix}/{j}" for j in self.joints)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.assembler.size,), np.float32)
 
     def patched_reset(self, **kw):
-        self.assembler.state = None
-        return reset(self, **kw)
+        reset(self)
+        return env_reset(self, **kw)
 
     cls.__init__, cls.reset = patched_init, patched_reset
+
+
+def _add_filtered_error(env_mod, tau: float) -> None:
+    """Append e_lp/<joint> to the env's observation: the tracking error through a first-order low-pass of ``tau`` s."""
+    def values(env, q, q_ref):
+        e = np.asarray(q_ref, float) - np.asarray(q, float)
+        state = getattr(env, "error_lowpass", None)
+        env.error_lowpass = e.copy() if state is None else state + env.dt / (tau + env.dt) * (e - state)
+        return env.error_lowpass
+
+    def reset(env):
+        env.error_lowpass = None
+
+    _append_to_observation(env_mod, "e_lp", values, reset)
 
 
 def _add_previous_applied(env_mod) -> None:
@@ -325,33 +340,14 @@ def _add_previous_applied(env_mod) -> None:
 
     A stateful input: the runtime would need it from the mixer's ~/applied_residual (not built; a study).
     """
-    import gymnasium as gym
+    def values(env, q, q_ref):
+        prev = getattr(env, "applied_residual", None)
+        return np.zeros(env.n) if prev is None else np.asarray(prev, float) / env.residual_limit
 
-    cls = env_mod.ResidualEnv
-    init, reset = cls.__init__, cls.reset
+    def reset(env):
+        env.applied_residual = None
 
-    class Previous:
-        def __init__(self, inner, env) -> None:
-            self.inner, self.env = inner, env
-            self.size = inner.size + env.n
-
-        def assemble(self, q, qd, q_ref, qd_ref, a_base, perception):
-            prev = getattr(self.env, "applied_residual", None)
-            prev = np.zeros(self.env.n) if prev is None else np.asarray(prev, float) / self.env.residual_limit
-            return np.concatenate([self.inner.assemble(q, qd, q_ref, qd_ref, a_base, perception),
-                                   prev]).astype(np.float32)
-
-    def patched_init(self, *a, **k):
-        init(self, *a, **k)
-        self.assembler = Previous(self.assembler, self)
-        self.observation_names = self.observation_names + tuple(f"a_prev/{j}" for j in self.joints)
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.assembler.size,), np.float32)
-
-    def patched_reset(self, **kw):
-        self.applied_residual = None
-        return reset(self, **kw)
-
-    cls.__init__, cls.reset = patched_init, patched_reset
+    _append_to_observation(env_mod, "a_prev", values, reset)
 
 
 def train(variant: str, out: str, config: str, weight: float, cutoff: float, sigma: float,
