@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where the residual's command roughness comes from, and what smooths it (docs/roughness.md).
 
-Two subcommands, both on the built-in arm (planar2), config/reference.yaml, 20 s at 100 Hz:
+Four subcommands; all but ``ensemble`` on the built-in arm (planar2), config/reference.yaml, 20 s at 100 Hz:
 
 ``diagnose MODEL.onnx``
     The model's roughness with the sensor noise and the perception noise switched off; the privileged
@@ -14,6 +14,11 @@ Two subcommands, both on the built-in arm (planar2), config/reference.yaml, 20 s
 ``lowpass MODEL.onnx [--cutoffs 0,20,10,5]``
     The model with a first-order low-pass of each cut-off (Hz; 0: none) on its residual, applied after
     the model (not trained with it): RMSE ratio and roughness against the base.
+
+``ensemble CHECKPOINT... [--params P]``
+    Trained students' outputs averaged (torch), against the first alone, on the evaluation plants of the
+    robot of ``--params`` (e.g. four ``train bc --robot fer --seed K`` runs with ``--params
+    robots/fer/params.yaml``).
 
 ``train VARIANT --out DIR``
     Trains a BC/DAgger student with ``--config`` (default the quick recipe) and one change, then evaluates
@@ -30,8 +35,13 @@ Two subcommands, both on the built-in arm (planar2), config/reference.yaml, 20 s
     episode: against the plain term it weighs a 10 Hz ringing about 400 times as much as a 0.5 Hz change).
     ``--expert-kd`` and ``--expert-kp``
     set the expert's extra_kd and extra_kp,
-    ``--noise-std`` the exploration noise (bc.noise_std), ``--hidden`` the network's hidden layers,
-    ``--drop`` observation sources left out of the student's input (``ed,qd,a_base``: no velocity).
+    ``--noise-std`` the exploration noise (bc.noise_std), ``--hidden`` the network's hidden layers
+    (``--activation`` its activation),
+    ``--drop`` observation sources left out of the student's input (``ed,qd,a_base``: no velocity),
+    ``--privileged-plant`` the episode's true plant parameters appended to the input (what no robot gives:
+    the bound of what an input history could tell the student), ``--observation-lowpass`` the whole input
+    through a first-order low-pass (Hz), ``--seeds K`` an ensemble: K students (seeds 0 to K-1), their
+    outputs averaged (seed 0 alone reported beside it).
 
 Runs with one torch thread; writes ``--json``.
 """
@@ -179,6 +189,29 @@ def lowpass(model: str, cutoffs: list) -> dict:
     return out
 
 
+def ensemble(checkpoints: list, params: str) -> dict:
+    """Evaluate the averaged output of trained students (torch, no envelope check) against the first alone.
+
+    On the evaluation plants and reference of the robot of ``params`` (as ``evaluate`` picks them).
+    """
+    from residual_control.training.common.nets import load_checkpoint
+    from residual_control.training.evaluate import compare, load_reference_spec, robot_evaluation, torch_residual_fn
+
+    plants, reference = robot_evaluation(params)
+    traj = load_reference_spec(reference or "config/reference.yaml")
+    students = [torch_residual_fn(load_checkpoint(c)[0]) for c in checkpoints]
+    out: dict = {"checkpoints": list(checkpoints), "params_file": params, "reference": reference}
+    for key, fns in (("first_alone", students[:1]), ("averaged", students)):
+        out[key] = {}
+        for name, plant in plants.items():
+            r = compare(lambda obs, fns=fns: np.mean([f(obs) for f in fns], axis=0), plant, traj, 20.0, params, 1)
+            out[key][name] = {"ratio": r["ratio"], "rms_step_x_base": r["roughness_ratio"]["rms_step"],
+                              "base": r["base"]["roughness"], "residual": r["residual"]["roughness"]}
+            print(f"students {len(fns)} {name:12s} ratio {r['ratio']:.3f} rms_step x base "
+                  f"{np.round(r['roughness_ratio']['rms_step'], 2).tolist()}", flush=True)
+    return out
+
+
 def _variant_patches(variant: str, weight: float, cutoff: float, sigma: float, closed_loop_episodes: int = 20) -> None:
     """Patch training/bc.py's expert and fit for the experimental variants (not options of train bc)."""
     import torch
@@ -289,10 +322,11 @@ def _variant_patches(variant: str, weight: float, cutoff: float, sigma: float, c
         bc.fit = fit
 
 
-def _append_to_observation(env_mod, prefix: str, values, reset) -> None:
-    """Append ``<prefix>/<joint>`` to the env's observation in training and evaluation alike.
+def _append_to_observation(env_mod, prefix: str, values, reset, fields=None) -> None:
+    """Append ``<prefix>/<name>`` to the env's observation in training and evaluation alike.
 
-    ``values(env, q, q_ref)``: the appended values at each observation; ``reset(env)``: at each reset, first.
+    ``values(env, q, q_ref)``: the appended values at each observation (one per joint, or one per name of
+    ``fields``); ``reset(env)``: at each reset, first.
     """
     import gymnasium as gym
 
@@ -302,7 +336,7 @@ def _append_to_observation(env_mod, prefix: str, values, reset) -> None:
     class Appended:
         def __init__(self, inner, env) -> None:
             self.inner, self.env = inner, env
-            self.size = inner.size + env.n
+            self.size = inner.size + len(env.joints if fields is None else fields)
 
         def assemble(self, q, qd, q_ref, qd_ref, a_base, perception):
             return np.concatenate([self.inner.assemble(q, qd, q_ref, qd_ref, a_base, perception),
@@ -311,11 +345,55 @@ def _append_to_observation(env_mod, prefix: str, values, reset) -> None:
     def patched_init(self, *a, **k):
         init(self, *a, **k)
         self.assembler = Appended(self.assembler, self)
-        self.observation_names = self.observation_names + tuple(f"{prefix}/{j}" for j in self.joints)
+        self.observation_names = self.observation_names + tuple(
+            f"{prefix}/{j}" for j in (self.joints if fields is None else fields))
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.assembler.size,), np.float32)
 
     def patched_reset(self, **kw):
         reset(self)
+        return env_reset(self, **kw)
+
+    cls.__init__, cls.reset = patched_init, patched_reset
+
+
+PRIVILEGED = ("payload_mass", "friction_scale", "damping_scale", "actuator_gain", "actuator_latency")
+
+
+def _add_privileged_plant(env_mod) -> None:
+    """Append plant/<parameter> to the env's observation: the episode's true plant parameters (privileged).
+
+    What no runtime input gives: the bound of what an input history (an adaptation module) could tell the student.
+    """
+    def values(env, q, q_ref):
+        return [float(getattr(env.plant_params, f)) for f in PRIVILEGED]
+
+    _append_to_observation(env_mod, "plant", values, lambda env: None, PRIVILEGED)
+
+
+def _lowpass_observation(env_mod, hz: float) -> None:
+    """Pass the student's whole observation through a first-order low-pass of ``hz`` (training and evaluation)."""
+    import math
+
+    cls = env_mod.ResidualEnv
+    init, env_reset = cls.__init__, cls.reset
+
+    class Filtered:
+        def __init__(self, inner, env) -> None:
+            self.inner, self.env, self.size = inner, env, inner.size
+
+        def assemble(self, *args):
+            x = np.asarray(self.inner.assemble(*args), float)
+            state = getattr(self.env, "observation_lowpass", None)
+            alpha = self.env.dt / (1.0 / (2 * math.pi * hz) + self.env.dt)
+            self.env.observation_lowpass = x.copy() if state is None else state + alpha * (x - state)
+            return self.env.observation_lowpass.astype(np.float32)
+
+    def patched_init(self, *a, **k):
+        init(self, *a, **k)
+        self.assembler = Filtered(self.assembler, self)
+
+    def patched_reset(self, **kw):
+        self.observation_lowpass = None
         return env_reset(self, **kw)
 
     cls.__init__, cls.reset = patched_init, patched_reset
@@ -353,7 +431,8 @@ def _add_previous_applied(env_mod) -> None:
 def train(variant: str, out: str, config: str, weight: float, cutoff: float, sigma: float,
           expert_kd: float | None, noise_std: float | None = None, closed_loop_episodes: int = 20,
           hidden: tuple = (), drop: tuple = (), expert_kp: float | None = None,
-          error_filter: float = 0.0, previous_applied: bool = False) -> dict:
+          error_filter: float = 0.0, previous_applied: bool = False, privileged: bool = False,
+          observation_lowpass: float = 0.0, seeds: int = 1, activation: str = "") -> dict:
     from residual_control.training import bc
     from residual_control.training import env as env_mod
     from residual_control.training.common.config import load_train_config
@@ -371,6 +450,8 @@ def train(variant: str, out: str, config: str, weight: float, cutoff: float, sig
         overrides["bc"]["noise_std"] = noise_std
     if hidden:
         overrides["network"] = {"hidden": list(hidden)}
+    if activation:
+        overrides.setdefault("network", {})["activation"] = activation
     _variant_patches(variant, weight, cutoff, sigma, closed_loop_episodes)
     if drop:
         names = env_mod.default_observation_names
@@ -383,24 +464,37 @@ def train(variant: str, out: str, config: str, weight: float, cutoff: float, sig
         _add_filtered_error(env_mod, error_filter)
     if previous_applied:
         _add_previous_applied(env_mod)
+    if privileged:
+        _add_privileged_plant(env_mod)
+    if observation_lowpass > 0:
+        _lowpass_observation(env_mod, observation_lowpass)
     cfg = load_train_config(config, overrides)
     t0 = time.time()
-    bc.train_bc(cfg, out, seed=0, progress=False, evaluate=False)
+    students = []
+    for seed in range(seeds):  # one student (seed 0) in out, or an ensemble: seed k in out/seed_k
+        where = Path(out) if seeds == 1 else Path(out) / f"seed_{seed}"
+        bc.train_bc(cfg, str(where), seed=seed, progress=False, evaluate=False)
+        students.append(torch_residual_fn(load_checkpoint(where / "checkpoint.pt")[0]))
     train_s = time.time() - t0
-    net, _ = load_checkpoint(Path(out) / "checkpoint.pt")
     traj = load_reference_spec("config/reference.yaml")
-    results = {}
+    results, single = {}, {}
     for name in PLANTS:
-        r = compare(torch_residual_fn(net), f"config/plants/{name}.yaml", traj, 20.0, PARAMS, 1)
-        results[name] = {"ratio": r["ratio"], "rms_step_x_base": r["roughness_ratio"]["rms_step"],
+        for got, fns in ((results, students), (single, students[:1])):
+            if got is single and seeds == 1:
+                continue
+            r = compare(lambda obs, fns=fns: np.mean([f(obs) for f in fns], axis=0),
+                        f"config/plants/{name}.yaml", traj, 20.0, PARAMS, 1)
+            got[name] = {"ratio": r["ratio"], "rms_step_x_base": r["roughness_ratio"]["rms_step"],
                          "base": r["base"]["roughness"], "residual": r["residual"]["roughness"]}
-        print(f"{variant} weight {weight:g} {name:12s} ratio {r['ratio']:.3f} rms_step x base "
-              f"{np.round(r['roughness_ratio']['rms_step'], 2).tolist()}", flush=True)
+            print(f"{variant} weight {weight:g} students {len(fns)} {name:12s} ratio {r['ratio']:.3f} rms_step "
+                  f"x base {np.round(r['roughness_ratio']['rms_step'], 2).tolist()}", flush=True)
     return {"variant": variant, "weight": weight, "cutoff_hz": cutoff, "sigma": sigma,
             "expert_kd": expert_kd, "expert_kp": expert_kp,
-            "noise_std": noise_std, "hidden": list(hidden) or None,
+            "noise_std": noise_std, "hidden": list(hidden) or None, "activation": activation or None,
             "observation_left_out": list(drop) or None, "error_filter_s": error_filter or None,
-            "previous_applied_input": previous_applied or None,
+            "previous_applied_input": previous_applied or None, "privileged_plant_input": privileged or None,
+            "observation_lowpass_hz": observation_lowpass or None, "students_averaged": seeds,
+            "seed_0_alone": single or None,
             "closed_loop_episodes": closed_loop_episodes if variant == "closed_loop" else None,
             "config": config, "config_sha256": cfg.sha256, "train_seconds": train_s, "plants": results}
 
@@ -419,6 +513,10 @@ def main(argv=None) -> int:
     lp.add_argument("--cutoffs", default="0,20,10,5", help="Hz, comma-separated (0: no filter)")
     lp.add_argument("--json", default="")
     d.add_argument("--json", default="")
+    e = sub.add_parser("ensemble")
+    e.add_argument("checkpoints", nargs="+")
+    e.add_argument("--params", default=PARAMS, help="the robot's params file (its evaluation plants and reference)")
+    e.add_argument("--json", default="")
     t = sub.add_parser("train")
     t.add_argument("variant", choices=("plain", "true_state", "filtered", "sobolev", "noise", "closed_loop",
                                                      "second"))
@@ -437,16 +535,26 @@ def main(argv=None) -> int:
                    help="append the tracking error low-passed with this time constant (s) to the observation")
     t.add_argument("--previous-applied", action="store_true",
                    help="append the residual the mixer applied the period before to the observation (stateful)")
+    t.add_argument("--privileged-plant", action="store_true",
+                   help="append the episode's true plant parameters to the observation (privileged)")
+    t.add_argument("--observation-lowpass", type=float, default=0.0,
+                   help="pass the whole observation through a first-order low-pass of this cut-off (Hz)")
+    t.add_argument("--seeds", type=int, default=1,
+                   help="train this many students (seeds 0, 1, ...) and evaluate their averaged output")
+    t.add_argument("--activation", default="", help="network.activation (default the config's)")
     t.add_argument("--json", default="")
     a = p.parse_args(argv)
     if a.cmd == "diagnose":
         doc = diagnose(a.model, a.expert_kd)
+    elif a.cmd == "ensemble":
+        doc = ensemble(a.checkpoints, a.params)
     elif a.cmd == "lowpass":
         doc = lowpass(a.model, [float(x) for x in a.cutoffs.split(",")])
     else:
         doc = train(a.variant, a.out, a.config, a.weight, a.cutoff, a.sigma, a.expert_kd, a.noise_std,
                     a.closed_loop_episodes, tuple(int(h) for h in a.hidden.split(",") if h),
-                    tuple(x for x in a.drop.split(",") if x), a.expert_kp, a.error_filter, a.previous_applied)
+                    tuple(x for x in a.drop.split(",") if x), a.expert_kp, a.error_filter, a.previous_applied,
+                    a.privileged_plant, a.observation_lowpass, a.seeds, a.activation)
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(doc, indent=1))
