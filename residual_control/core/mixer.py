@@ -193,16 +193,22 @@ class _State:
 
 @dataclass
 class _Blend:
-    """A linear blend that started at ``start`` from ``origin`` (a residual or a command)."""
+    """A linear blend that started at ``start`` from ``origin`` (a residual or a command).
+
+    ``duration``: the fallback_ramp_time in force when it started. A blend in progress keeps it: a
+    live change of the ramp time applies from the next blend on (a shorter one would cut the blend
+    short, a longer one would bring back part of what had already faded: either a step).
+    """
 
     origin: np.ndarray
     start: float
+    duration: float
 
-    def weight(self, now: float, duration: float) -> float:
+    def weight(self, now: float) -> float:
         """Share of the origin left at ``now``: 1 at the start, 0 after ``duration``."""
-        if duration <= 0.0:
+        if self.duration <= 0.0:
             return 0.0
-        return min(max(1.0 - (now - self.start) / duration, 0.0), 1.0)
+        return min(max(1.0 - (now - self.start) / self.duration, 0.0), 1.0)
 
 
 Gravity = Callable[[np.ndarray], np.ndarray]
@@ -248,6 +254,7 @@ class Mixer:
         self._reason = self._residual_error
         self._healthy_since: float | None = None
         self._ramp_start: float | None = None
+        self._ramp_time = 0.0  # recovery_ramp_time in force when the running recovery ramp started
         self._last_now: float | None = None
         self._first_now: float | None = None
         self._last_base_received: float | None = None
@@ -258,6 +265,7 @@ class Mixer:
         self._stop_blend: _Blend | None = None  # BASE_FAULT damp: from the last command to the damp target
         self._resume: _Blend | None = None  # leaving BASE_FAULT: from the last stale-behaviour command to the mix
         self._state: _State | None = None
+        self._unreported: Mode | None = None  # the mode last reported, when check_base changed it silently
         self.stats = MixerStats()
 
     # ------------------------------------------------------------------ config
@@ -278,7 +286,7 @@ class Mixer:
         self._config = cfg = self._config.with_changes(**changes)
         bound = cfg.residual_gain * cfg.residual_limit
         if self._decay is not None:
-            self._decay = _Blend(np.clip(self._decay.origin, -bound, bound), self._decay.start)
+            self._decay = _Blend(np.clip(self._decay.origin, -bound, bound), self._decay.start, self._decay.duration)
         # ... and so is the reference a later fallback decays from.
         self._last_applied = np.clip(self._last_applied, -bound, bound)
         return cfg
@@ -358,18 +366,21 @@ class Mixer:
              now: float) -> MixOutput:
         """Mix one base action received at ``now`` (stamped ``base_stamp``)."""
         cfg = self._config
+        previous = self._mode  # before a clock jump, which may change the mode too
         self._check_clock(now)
         base, err = self._order(base_names, base_values, "base action")
         if base is None:
             self.stats.rejected_bases += 1
             self.stats.last_rejection = err
-            return self._base_fault(err, now)
-        if not math.isfinite(base_stamp) or now - base_stamp > cfg.base_timeout:
+            return self._base_fault(err, now, previous)
+        if not math.isfinite(base_stamp):
+            return self._base_fault(f"base action: expected a finite stamp, found {base_stamp}", now, previous)
+        if now - base_stamp > cfg.base_timeout:
             return self._base_fault(
                 f"base action stale: stamp {now - base_stamp:.3f} s old (base_timeout {cfg.base_timeout:g} s)",
-                now)
+                now, previous)
         if base_stamp - now > cfg.base_timeout:
-            return self._base_fault(f"base action stamp {base_stamp - now:.3f} s in the future", now)
+            return self._base_fault(f"base action stamp {base_stamp - now:.3f} s in the future", now, previous)
         self._last_base_received = now
         self._stop_blend = None
         if self._mode == Mode.BASE_FAULT and cfg.base_stale_behavior != "stop" and self._last_command is not None:
@@ -378,10 +389,9 @@ class Mixer:
             # actuator did meanwhile: no command of ours to start from. Before the first base action
             # ever mixed, the stale output stood in for a controller that had not started: the base
             # controller's first action is applied as it is.)
-            self._resume = _Blend(np.array(self._last_output, dtype=float), now)
+            self._resume = _Blend(np.array(self._last_output, dtype=float), now, cfg.fallback_ramp_time)
 
         health = self._residual_health(now)
-        previous = self._mode
         if health:
             self._healthy_since = None
             self._ramp_start = None
@@ -390,9 +400,10 @@ class Mixer:
             if self._mode in (Mode.FALLBACK, Mode.BASE_FAULT):
                 if self._healthy_since is None:
                     self._healthy_since = now
-                decaying = self._decay is not None and self._decay.weight(now, cfg.fallback_ramp_time) > 0.0
+                decaying = self._decay is not None and self._decay.weight(now) > 0.0
                 if now - self._healthy_since >= cfg.recovery_hold_time and not decaying:
                     self._ramp_start = now
+                    self._ramp_time = float(cfg.recovery_ramp_time)
                     self._set_mode(Mode.RECOVERING, "residual healthy: ramping in", now)
                 elif decaying:
                     self._set_mode(Mode.FALLBACK, "residual healthy: holding until the fallback ramp ends", now)
@@ -400,7 +411,7 @@ class Mixer:
                     self._set_mode(Mode.FALLBACK, "residual healthy: holding before recovery", now)
             if self._mode == Mode.RECOVERING:
                 assert self._ramp_start is not None
-                if cfg.recovery_ramp_time <= 0 or now - self._ramp_start >= cfg.recovery_ramp_time:
+                if self._ramp_time <= 0 or now - self._ramp_start >= self._ramp_time:
                     self._set_mode(Mode.NOMINAL, "residual healthy", now)
         gain = self._gain(now)
         eps = cfg.residual_limit
@@ -415,7 +426,7 @@ class Mixer:
         command = np.clip(base + applied, cfg.command_min, cfg.command_max)
         resume_weight = 0.0
         if self._resume is not None:
-            resume_weight = self._resume.weight(now, cfg.fallback_ramp_time)
+            resume_weight = self._resume.weight(now)
             if resume_weight > 0.0:
                 command = np.clip(resume_weight * self._resume.origin + (1.0 - resume_weight) * command,
                                   cfg.command_min, cfg.command_max)
@@ -427,7 +438,13 @@ class Mixer:
         self._last_output = command
         self._last_applied = applied
         return MixOutput(command, base, applied, self._mode, self._reason, gain, clamped,
-                         transition=self._mode != previous, resume_weight=resume_weight)
+                         transition=self._reported_transition(previous), resume_weight=resume_weight)
+
+    def _reported_transition(self, previous: Mode) -> bool:
+        """Whether the mode changed since ``previous`` or since the last output (a change check_base found)."""
+        before = previous if self._unreported is None else self._unreported
+        self._unreported = None
+        return self._mode != before
 
     def _decayed(self, now: float) -> np.ndarray:
         """Return the decaying residual of a bumpless fallback (zeros when none).
@@ -438,7 +455,7 @@ class Mixer:
         n = len(cfg.joints)
         if self._decay is None:
             return np.zeros(n)
-        w = self._decay.weight(now, cfg.fallback_ramp_time)
+        w = self._decay.weight(now)
         if w <= 0.0:
             self._decay = None
             return np.zeros(n)
@@ -446,14 +463,22 @@ class Mixer:
         return w * np.clip(self._decay.origin, -bound, bound)
 
     def check_base(self, now: float) -> MixOutput | None:
-        """Call periodically: returns the safe output when no base action came within base_timeout."""
+        """Call periodically: returns the safe output when no base action came within base_timeout.
+
+        A mode change it finds on its way (a clock jump) and does not output is reported by the next
+        output's ``transition`` (and :attr:`unreported_transition` says one is pending).
+        """
+        previous = self._mode
         self._check_clock(now)
         last = self._last_base_received
         since = last if last is not None else self._first_now
         if since is not None and now - since <= self._config.base_timeout:
+            if self._mode != previous:
+                self._unreported = previous if self._unreported is None else self._unreported
             return None
         age = "never received" if last is None else f"last received {now - last:.3f} s ago"
-        return self._base_fault(f"base action stale: {age} (base_timeout {self._config.base_timeout:g} s)", now)
+        return self._base_fault(f"base action stale: {age} (base_timeout {self._config.base_timeout:g} s)", now,
+                                previous)
 
     def _check_clock(self, now: float) -> None:
         if self._first_now is None:
@@ -463,15 +488,14 @@ class Mixer:
             # receipt time is in the future now. Forget them, start over; a
             # blend in progress goes on from where it was, restarted at now.
             dt = self._last_now - now
-            cfg = self._config
             if self._decay is not None:
-                w = self._decay.weight(self._last_now, cfg.fallback_ramp_time)
-                self._decay = _Blend(w * self._decay.origin, now) if w > 0.0 else None
+                w = self._decay.weight(self._last_now)
+                self._decay = _Blend(w * self._decay.origin, now, self._decay.duration) if w > 0.0 else None
             if self._stop_blend is not None and self._last_output is not None:
-                self._stop_blend = _Blend(self._last_output.copy(), now)
+                self._stop_blend = _Blend(self._last_output.copy(), now, self._stop_blend.duration)
             if self._resume is not None:
-                going = self._resume.weight(self._last_now, cfg.fallback_ramp_time) > 0.0
-                self._resume = _Blend(self._last_output.copy(), now) if going else None
+                going = self._resume.weight(self._last_now) > 0.0
+                self._resume = _Blend(self._last_output.copy(), now, self._resume.duration) if going else None
             self._residual = None
             self._residual_error = f"clock jumped back by {dt:.3f} s"
             self._last_base_received = None
@@ -479,12 +503,14 @@ class Mixer:
             self._first_now = now
             self._healthy_since = None
             self._ramp_start = None
-            self._set_mode(Mode.FALLBACK, self._residual_error, now)
+            # A base fault lasts until a fresh base action arrives (and the mix resumes from the
+            # stale-behaviour command, ramped); otherwise the residual is unhealthy from here.
+            mode = Mode.BASE_FAULT if self._mode == Mode.BASE_FAULT else Mode.FALLBACK
+            self._set_mode(mode, self._residual_error, now)
         self._last_now = now
 
-    def _base_fault(self, reason: str, now: float) -> MixOutput:
+    def _base_fault(self, reason: str, now: float, previous: Mode) -> MixOutput:
         cfg = self._config
-        previous = self._mode
         self._healthy_since = None
         self._ramp_start = None
         self._set_mode(Mode.BASE_FAULT, reason, now)
@@ -510,34 +536,38 @@ class Mixer:
         else:  # damp
             target = self.damp_target(now)
             if self._stop_blend is None:
-                self._stop_blend = _Blend(np.array(self._last_output, dtype=float), now)
-            w = self._stop_blend.weight(now, cfg.fallback_ramp_time)
+                self._stop_blend = _Blend(np.array(self._last_output, dtype=float), now, cfg.fallback_ramp_time)
+            w = self._stop_blend.weight(now)
             command = np.clip(w * self._stop_blend.origin + (1.0 - w) * target, cfg.command_min, cfg.command_max)
             age = self.state_age(now)
             if age is None:
                 reason += "; damp: no joint state received, ramping to clip(0)"
                 self._reason = reason
             elif age > cfg.base_timeout:
-                reason += f"; damp: joint state {age:.3f} s old, holding gravity at its position"
+                reason += (f"; damp: joint state {age:.3f} s old, its damping fading out, holding gravity at "
+                           "its position")
                 self._reason = reason
         if command is not None:
             self._last_output = command
         return MixOutput(command, None, zeros, self._mode, reason, 0.0, False,
-                         transition=self._mode != previous)
+                         transition=self._reported_transition(previous))
 
     def damp_target(self, now: float) -> np.ndarray:
         """clip(-damp_kd * qd + gravity(q)) of the latest joint state.
 
-        A joint state older than ``base_timeout`` gives no velocity to damp:
-        gravity(q) alone at its q. None ever received: clip(0).
+        A joint state older than ``base_timeout`` gives no velocity to damp: its damping term fades
+        out over the next ``fallback_ramp_time`` (no step), leaving gravity(q) alone at its q.
+        None ever received: clip(0).
         """
         cfg = self._config
         n = len(cfg.joints)
         st = self._state
         if st is None:
             return np.clip(np.zeros(n), cfg.command_min, cfg.command_max)
-        fresh = now - st.received <= cfg.base_timeout
-        tau = -cfg.damp_kd * st.qd if fresh else np.zeros(n)
+        late = now - st.received - cfg.base_timeout
+        share = 1.0 if late <= 0.0 else (
+            max(1.0 - late / cfg.fallback_ramp_time, 0.0) if cfg.fallback_ramp_time > 0.0 else 0.0)
+        tau = -cfg.damp_kd * st.qd * share
         if self._gravity is not None:
             g = np.asarray(self._gravity(st.q), dtype=float)
             if g.shape == (n,) and np.isfinite(g).all():
@@ -553,7 +583,7 @@ class Mixer:
                 # scaling it on a clock jump can never make it grow.
                 bound = self._config.residual_gain * self._config.residual_limit
                 origin = np.clip(self._last_applied, -bound, bound)
-                self._decay = _Blend(origin, now) if np.any(origin) else None
+                self._decay = _Blend(origin, now, self._config.fallback_ramp_time) if np.any(origin) else None
         if mode in (Mode.NOMINAL, Mode.RECOVERING):
             self._decay = None
         self._mode = mode
@@ -563,8 +593,8 @@ class Mixer:
         cfg = self._config
         if self._mode == Mode.NOMINAL:
             return float(cfg.residual_gain)
-        if self._mode == Mode.RECOVERING and self._ramp_start is not None and cfg.recovery_ramp_time > 0:
-            frac = min(max((now - self._ramp_start) / cfg.recovery_ramp_time, 0.0), 1.0)
+        if self._mode == Mode.RECOVERING and self._ramp_start is not None and self._ramp_time > 0:
+            frac = min(max((now - self._ramp_start) / self._ramp_time, 0.0), 1.0)
             return float(cfg.residual_gain) * frac
         return 0.0
 

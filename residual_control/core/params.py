@@ -238,17 +238,21 @@ MIXER_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("recovery_hold_time", DOUBLE, 0.5,
               "Continuous healthy time before the residual ramps back in", "s", min=0.0, max=60.0),
     ParamSpec("recovery_ramp_time", DOUBLE, 1.0,
-              "Time over which the gain ramps from 0 to residual_gain", "s", min=0.0, max=60.0),
+              "Time over which the gain ramps from 0 to residual_gain (a live change applies from the next "
+              "ramp: one in progress keeps its time)", "s", min=0.0, max=60.0),
     ParamSpec("base_stale_behavior", STRING, "damp",
               "What to command when the base action is stale or invalid: damp (blend from the last command to "
-              "-damp_kd qd + gravity(q) of the latest joint state; for sinks that hold the last command, e.g. "
+              "-damp_kd qd + gravity(q) of the latest joint state, the damping fading out over "
+              "fallback_ramp_time once joint_states are older than base_timeout; for sinks that hold the last "
+              "command, e.g. "
               "forward_command_controller), stop (publish nothing: only for sinks with a command timeout), "
               "zero (clip(0)), hold (the last command)",
               choices=("damp", "stop", "zero", "hold")),
     ParamSpec("fallback_ramp_time", DOUBLE, 0.1,
               "Bumpless fallback: the applied residual decays from its last valid value to zero over this time "
               "(0: at once); damp blends from the last command over it too, and so does the resume from a base "
-              "fault, from the last damp/zero/hold command to the mix", "s", min=0.0, max=1.0),
+              "fault, from the last damp/zero/hold command to the mix (a live change applies from the next "
+              "blend: one in progress keeps its time)", "s", min=0.0, max=1.0),
     ParamSpec("damp_kd", DOUBLE_ARRAY, ROBOT,
               "Damping gain per joint of base_stale_behavior damp (reads joint_states)", "N m s/rad", min=0.0),
     ParamSpec("damp_gravity", BOOL, True,

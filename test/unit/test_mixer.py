@@ -590,9 +590,9 @@ def scenarios(draw):
             events.append((kind, dt, names, values, draw(stamp_offset())))
         elif kind == "check":
             events.append((kind, dt))
-        else:
+        else:  # a live change of the clamp, and sometimes of the fallback ramp time (mid-blend too)
             frac = draw(st.floats(0, 1))
-            events.append((kind, dt, frac, draw(st.floats(0, 1))))
+            events.append((kind, dt, frac, draw(st.floats(0, 1)), draw(st.sampled_from([None, None, 0.0, 0.05, 1.0]))))
     return cfg, events
 
 
@@ -605,11 +605,14 @@ def _ordered(cfg, names, values):
     return v if np.all(np.isfinite(v)) else None
 
 
-def _check_output(out, cfg, base_sent, residual_model, last_command, last_applied=None, resume_origin=None):
+def _check_output(out, cfg, base_sent, residual_model, last_command, last_applied=None, resume_origin=None,
+                  ramped=None):
     """Check one output; returns the applied residual of a mixed command (None in BASE_FAULT).
 
-    ``resume_origin``: the last stale-behaviour command, which a resume blends from.
+    ``resume_origin``: the last stale-behaviour command, which a resume blends from. ``ramped``: whether
+    fallback_ramp_time was ever above 0 (a blend started then runs its course; default: it is now).
     """
+    ramped = cfg.fallback_ramp_time > 0.0 if ramped is None else ramped
     assert isinstance(out.mode, Mode)
     assert 0.0 <= out.gain <= cfg.residual_gain
     if out.command is None:
@@ -638,7 +641,7 @@ def _check_output(out, cfg, base_sent, residual_model, last_command, last_applie
         assert out.gain == cfg.residual_gain
     if out.mode is Mode.FALLBACK:
         assert out.gain == 0.0
-        if cfg.fallback_ramp_time == 0.0:
+        if not ramped:
             np.testing.assert_array_equal(da, np.zeros(len(cfg.joints)))
         # A decay: the same sign as the residual applied before, never larger.
         prev = np.zeros(len(cfg.joints)) if last_applied is None else last_applied
@@ -652,7 +655,7 @@ def _check_output(out, cfg, base_sent, residual_model, last_command, last_applie
     assert 0.0 <= w <= 1.0
     if w > 0.0:
         # Leaving a base fault: from the last stale-behaviour command to the mix, bumpless.
-        assert resume_origin is not None and cfg.base_stale_behavior != "stop" and cfg.fallback_ramp_time > 0
+        assert resume_origin is not None and cfg.base_stale_behavior != "stop" and ramped
         expected = np.clip(w * resume_origin + (1.0 - w) * mixed, cfg.command_min, cfg.command_max)
         assert np.all(np.abs(cmd - expected) <= 1e-9 * (1.0 + np.abs(expected))), (cmd, expected, w)
         return da
@@ -675,6 +678,7 @@ def test_mixer_invariants_hold_for_any_event_sequence(scenario):
     last_applied = None     # applied residual of the last mixed command (the decay's reference)
     last_output = None      # the last command returned, whatever the mode
     resume_origin = None    # what a resume from a base fault blends from
+    ramped = cfg.fallback_ramp_time > 0.0  # a blend may be running (it keeps the ramp time it started with)
     for ev in events:
         now = now + ev[1]
         jumped = last_now is not None and now < last_now
@@ -688,8 +692,10 @@ def test_mixer_invariants_hold_for_any_event_sequence(scenario):
             residual_model = _ordered(m.config, names, values) if expect_ok else None
             continue  # update_residual does not look at the clock
         if ev[0] == "reconfig":  # does not look at the clock either
-            _, _, frac, gain = ev
-            m.reconfigure(residual_limit=m.config.residual_limit_max * frac, residual_gain=gain)
+            _, _, frac, gain, ramp = ev
+            m.reconfigure(residual_limit=m.config.residual_limit_max * frac, residual_gain=gain,
+                          **({} if ramp is None else {"fallback_ramp_time": ramp}))
+            ramped = ramped or m.config.fallback_ramp_time > 0.0
             if last_applied is not None:  # the decay's origin is clipped to the new bound
                 bound = m.config.residual_gain * m.config.residual_limit
                 last_applied = np.clip(last_applied, -bound, bound)
@@ -712,10 +718,11 @@ def test_mixer_invariants_hold_for_any_event_sequence(scenario):
         base_sent = _ordered(m.config, names, values)
         if base_sent is None:
             assert out.mode is Mode.BASE_FAULT
-        if before is Mode.BASE_FAULT and out.mode is not Mode.BASE_FAULT and not jumped:
+        if before is Mode.BASE_FAULT and out.mode is not Mode.BASE_FAULT:
+            # a base fault outlasts a clock jump: the mix resumes from the stale-behaviour command
             resume_origin = last_output if last_command is not None else None
         last_applied = _check_output(out, m.config, base_sent, residual_model, last_command, last_applied,
-                                     resume_origin)
+                                     resume_origin, ramped)
         if out.command is not None:
             last_output = out.command
         if out.mode is not Mode.BASE_FAULT:
@@ -1183,3 +1190,113 @@ def test_no_resume_blend_before_the_first_base_action_ever_mixed():
     out = m.step(J, [20.0, -10.0], 0.11, 0.11)
     assert out.resume_weight == 0.0
     np.testing.assert_allclose(out.command, [20.0, -10.0])
+
+
+# ================================================================= live changes mid-blend, clock jumps (review)
+@settings(max_examples=100, deadline=None)
+@given(changes=st.lists(st.tuples(st.floats(0.0, 0.05), st.sampled_from([0.0, 0.01, 0.05, 0.1, 0.5, 1.0])),
+                        min_size=1, max_size=12))
+def test_a_ramp_time_changed_during_the_decay_never_brings_the_residual_back(changes):
+    """The decaying residual only shrinks, whatever fallback_ramp_time is set to on the way."""
+    m = decaying_mixer(ramp=0.1, recovery_hold_time=10.0)
+    t = 0.0
+    m.update_residual(J, [NAN, 0.0], t, t)  # refused: the fallback starts here
+    previous = np.abs(m.step(J, [1.0, 1.0], t, t).applied_residual)
+    np.testing.assert_allclose(previous, [10.0, 5.0])  # no step at the transition
+    for dt, ramp in changes:
+        m.reconfigure(fallback_ramp_time=ramp)
+        t += dt
+        out = m.step(J, [1.0, 1.0], t, t)
+        assert out.mode is Mode.FALLBACK
+        da = np.abs(out.applied_residual)
+        assert np.all(da <= previous + 1e-12), (ramp, da, previous)
+        # the decay started with 0.1 s and keeps it: a longer or shorter ramp time is for the next one
+        np.testing.assert_allclose(da, np.array([10.0, 5.0]) * max(1.0 - t / 0.1, 0.0), atol=1e-9)
+        previous = da
+
+
+def test_a_ramp_time_lowered_during_damp_or_the_resume_does_not_cut_the_blend_short():
+    m = damp_mixer(ramp=0.1)
+    m.update_state(J, [0.0, 0.0], [1.0, -2.0], 0.05)
+    last = np.array([22.0, -9.0])
+    target = np.array([-6.0 + 10.0, 8.0 + 3.0])
+    m.check_base(0.06)
+    m.update_state(J, [0.0, 0.0], [1.0, -2.0], 0.07)
+    before = m.check_base(0.07).command
+    m.reconfigure(fallback_ramp_time=0.0)
+    m.update_state(J, [0.0, 0.0], [1.0, -2.0], 0.071)
+    after = m.check_base(0.071).command
+    np.testing.assert_allclose(after, 0.89 * last + 0.11 * target, atol=1e-9)  # still the 0.1 s blend
+    assert np.all(np.abs(after - before) <= np.abs(last - target) * 0.001 / 0.1 + 1e-9)
+    # the resume that follows is a new blend: it takes the ramp time now in force (0: the mix at once)
+    out = feed(m, 0.2, [2.0, 1.0], base=[20.0, -10.0])
+    assert out.resume_weight == 0.0
+
+
+def test_a_recovery_ramp_time_changed_mid_ramp_keeps_the_gain_continuous():
+    m = Mixer(make_config(recovery_hold_time=0.0, recovery_ramp_time=10.0))
+    feed(m, 0.0, [1.0, 1.0])  # healthy: the ramp starts here, 10 s
+    out = feed(m, 1.0, [1.0, 1.0])
+    assert out.mode is Mode.RECOVERING and out.gain == pytest.approx(0.1)
+    m.reconfigure(recovery_ramp_time=1.0)
+    out = feed(m, 1.001, [1.0, 1.0])
+    assert out.mode is Mode.RECOVERING and out.gain == pytest.approx(0.1001)  # was 1.0 at once
+    m.reconfigure(recovery_ramp_time=0.0)
+    assert feed(m, 1.002, [1.0, 1.0]).gain == pytest.approx(0.1002)
+    assert feed(m, 10.0, [1.0, 1.0]).mode is Mode.NOMINAL
+    # the next ramp takes the ramp time in force then (0: at once)
+    m.update_residual(J, [NAN, 0.0], 10.01, 10.01)
+    assert m.step(J, [0.0, 0.0], 10.01, 10.01).mode is Mode.FALLBACK
+    assert feed(m, 10.02, [1.0, 1.0]).mode is Mode.NOMINAL
+
+
+@pytest.mark.parametrize("behavior", ["zero", "hold", "damp"])
+def test_a_clock_jump_during_a_base_fault_still_resumes_the_mix_with_its_ramp(behavior):
+    """A sim reset while the base is stale: the base fault lasts; the fresh base blends in from the stale command."""
+    m = Mixer(make_config(base_stale_behavior=behavior, fallback_ramp_time=0.5, damp_kd=[1.0, 1.0]))
+    m.step(J, [5.0, 5.0], 100.0, 100.0)
+    m.update_state(J, [0.0, 0.0], [3.0, 3.0], 100.0)
+    for t in (100.06, 100.3, 100.7):
+        stale = m.check_base(t)
+    assert stale.mode is Mode.BASE_FAULT
+    out = m.step(J, [5.0, 5.0], 1.0, 1.0)  # the clock jumped back to 1.0; a fresh base action
+    assert out.mode is Mode.FALLBACK and out.transition
+    assert out.resume_weight == pytest.approx(1.0)
+    np.testing.assert_allclose(out.command, stale.command)  # no step: the blend starts from the stale command
+    half = m.step(J, [5.0, 5.0], 1.25, 1.25)
+    np.testing.assert_allclose(half.command, 0.5 * stale.command + 0.5 * np.array([5.0, 5.0]))
+
+
+def test_a_mode_change_check_base_finds_on_a_clock_jump_is_reported_by_the_next_output():
+    m = nominal_mixer(t=100.0)
+    assert m.check_base(91.0) is None and m.mode is Mode.FALLBACK  # the watchdog saw the jump first
+    out = m.step(J, [0.0, 0.0], 91.01, 91.01)
+    assert out.mode is Mode.FALLBACK and out.transition and "clock jumped back" in out.reason
+    assert not m.step(J, [0.0, 0.0], 91.02, 91.02).transition  # reported once
+    # and in the step that meets the jump itself
+    m = nominal_mixer(t=100.0)
+    out = m.step(J, [0.0, 0.0], 91.0, 91.0)
+    assert out.mode is Mode.FALLBACK and out.transition
+
+
+def test_damp_fades_its_damping_out_when_the_joint_states_stop():
+    m = Mixer(make_config(base_stale_behavior="damp", damp_kd=[10.0, 10.0], fallback_ramp_time=0.1))
+    m.step(J, [0.0, 0.0], 0.0, 0.0)
+    for k in range(16):  # the base stopped at 0; joint states go on until 0.25 s
+        t = 0.1 + 0.01 * k
+        m.update_state(J, [0.0, 0.0], [0.8, -0.8], t)
+        out = m.check_base(t)
+    np.testing.assert_allclose(out.command, [-8.0, 8.0])
+    previous = out.command
+    for k in range(1, 30):  # no more joint states from 0.25 s: stale after 0.30 s
+        t = 0.25 + 0.001 * k * 10
+        out = m.check_base(t)
+        assert np.all(np.abs(out.command - previous) <= 8.0 * 0.01 / 0.1 + 1e-9), (t, out.command, previous)
+        previous = out.command
+    np.testing.assert_allclose(out.command, [0.0, 0.0])  # the damping gone: gravity alone (none here)
+
+
+def test_a_base_action_with_a_non_finite_stamp_says_so():
+    m = nominal_mixer()
+    out = m.step(J, [0.0, 0.0], NAN, 0.01)
+    assert out.mode is Mode.BASE_FAULT and "expected a finite stamp, found nan" in out.reason
