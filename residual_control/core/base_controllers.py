@@ -50,7 +50,11 @@ class BaseController(ABC):
         self._check(q=q, qd=qd, q_ref=q_ref, qd_ref=qd_ref)
         if not math.isfinite(t):
             raise ObservationError(f"t: expected a finite time, found {t}")
-        tau = self._compute(q, qd, q_ref, qd_ref, float(t))
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, with the inputs
+            tau = np.asarray(self._compute(q, qd, q_ref, qd_ref, float(t)), dtype=float)
+        if not np.isfinite(tau).all():  # finite inputs can still overflow (np.clip passes NaN on)
+            raise ObservationError(f"{self.kind}: expected finite torques, found {describe(tau)} "
+                                   f"(from q {describe(q)}, q_ref {describe(q_ref)}, qd_ref {describe(qd_ref)})")
         return np.clip(tau, self.command_min, self.command_max)
 
     @abstractmethod
@@ -58,6 +62,9 @@ class BaseController(ABC):
 
     def reset(self) -> None:
         """Forget internal state (integrators, filters)."""
+
+    def carry_state_from(self, old: "BaseController") -> None:
+        """Take over ``old``'s internal state (a live parameter change builds a new controller: no bump)."""
 
     @abstractmethod
     def describe(self) -> dict:
@@ -76,6 +83,10 @@ class PID(BaseController):
     """
 
     kind = "pid"
+    #: Longest time step (s) integrated at once: a gap in the joint states (or a clock jump forward) adds
+    #: at most this much of the error to the integral, not the whole gap's; a clock jump back by more
+    #: restarts the filters and the integral, a shorter step back (a state out of order) is skipped.
+    MAX_DT = 0.1
 
     def __init__(self, joints, kp, ki, kd, command_min, command_max,
                  integral_limit=None, derivative_filter_hz: float = 40.0) -> None:
@@ -97,8 +108,16 @@ class PID(BaseController):
         self._t_prev: float | None = None
         self._qd_filt = np.zeros(self.dof)
 
+    def carry_state_from(self, old: BaseController) -> None:
+        if isinstance(old, PID) and old.dof == self.dof:
+            self._integral = np.clip(old._integral, -self.integral_limit, self.integral_limit)
+            self._q_prev = None if old._q_prev is None else old._q_prev.copy()
+            self._t_prev, self._qd_filt = old._t_prev, old._qd_filt.copy()
+
     def _compute(self, q, qd, q_ref, qd_ref, t):
         dt = 0.0 if self._t_prev is None else t - self._t_prev
+        if -self.MAX_DT <= dt < 0:  # a state out of order: the output of the state it had, nothing updated
+            return self.kp * (q_ref - q) + self.kd * (qd_ref - self._qd_filt) + self._integral
         if self._q_prev is not None and dt > 0:
             raw = (q - self._q_prev) / dt
             alpha = dt / (dt + 1.0 / (2 * math.pi * self.derivative_filter_hz))
@@ -108,14 +127,14 @@ class PID(BaseController):
         error = q_ref - q
         unsat = self.kp * error + self.kd * (qd_ref - self._qd_filt) + self._integral
         if dt > 0:
-            grow = self.ki * error * dt
+            grow = self.ki * error * min(dt, self.MAX_DT)
             saturated_hi = (unsat >= self.command_max) & (grow > 0)
             saturated_lo = (unsat <= self.command_min) & (grow < 0)
             grow = np.where(saturated_hi | saturated_lo, 0.0, grow)
             self._integral = np.clip(self._integral + grow, -self.integral_limit, self.integral_limit)
         if dt >= 0:
             self._q_prev, self._t_prev = q.copy(), t
-        else:  # time went backwards: restart the filters
+        else:  # time went backwards by more than MAX_DT (a simulator reset): restart the filters
             self.reset()
             self._q_prev, self._t_prev = q.copy(), t
         return self.kp * error + self.kd * (qd_ref - self._qd_filt) + self._integral

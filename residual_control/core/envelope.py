@@ -91,6 +91,11 @@ class Envelope:
             if not (isinstance(arr, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
                                                   for x in arr)):
                 raise ModelError(f"{where}: expected '{key}' as a list of numbers, found {arr!r:.80}")
+        for key, value, kind in (("margin", data.get("margin", DEFAULT_MARGIN), (int, float)),
+                                 ("n_samples", data.get("n_samples", 0), (int,))):
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise ModelError(f"{where}: expected '{key}' as {'an integer' if kind == (int,) else 'a number'}, "
+                                 f"found {value!r:.80}")
         try:
             return cls(tuple(names), np.asarray(low, float), np.asarray(high, float),
                        float(data.get("margin", DEFAULT_MARGIN)), int(data.get("n_samples", 0)))

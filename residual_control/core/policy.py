@@ -183,6 +183,12 @@ class PolicyRunner:
         c = self.contract
         if sorted(c.joint_names) != sorted(expect.joints):
             raise ModelError(f"{self.path}: expected joints {list(expect.joints)}, found {list(c.joint_names)}")
+        if len(c.residual_limit) != len(c.joint_names):
+            raise ModelError(f"{self.path}: expected residual_limit with {len(c.joint_names)} values (one per joint "
+                             f"of the model), found {len(c.residual_limit)}")
+        if len(expect.residual_limit) != len(expect.joints):
+            raise ModelError(f"residual_limit: expected {len(expect.joints)} values (one per joint), found "
+                             f"{len(expect.residual_limit)}")
         limit = dict(zip(c.joint_names, c.residual_limit))
         wanted = dict(zip(expect.joints, expect.residual_limit))
         if len(wanted) != len(expect.joints) or any(abs(limit[j] - wanted[j]) > 1e-6 for j in expect.joints):

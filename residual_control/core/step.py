@@ -46,9 +46,16 @@ class Skip(str, enum.Enum):
 
 
 def perception_lost(now: float, received: float | None, timeout: float) -> str:
-    """'' while perception is fresh (received at most ``timeout`` s before ``now``), else why it is lost."""
-    if received is not None and now - received <= timeout:
+    """'' while perception is fresh (received at most ``timeout`` s before ``now``), else why it is lost.
+
+    Received more than ``timeout`` s after ``now`` reads as lost too: the clock went back (a simulator
+    reset, a bag looping) and the perception is from before it.
+    """
+    if received is not None and -timeout <= now - received <= timeout:
         return ""
+    if received is not None and now < received:
+        return (f"perception lost: last received {received - now:.3f} s after now: the clock went back "
+                f"(perception_timeout {timeout:g} s)")
     age = "never received" if received is None else f"last {now - received:.3f} s ago"
     return f"perception lost: {age} (perception_timeout {timeout:g} s)"
 
@@ -165,10 +172,10 @@ class LoadedPolicy:
                 if check.tripped:
                     return PolicyOutcome(None, self.joint_names, Skip.OUT_OF_ENVELOPE, check.message)
             return PolicyOutcome(self.runner.infer(obs), self.joint_names)
+        except PolicyOutputError as exc:  # first: it is a ValueError too, and the model's fault
+            return PolicyOutcome(None, self.joint_names, Skip.MODEL_ERROR, str(exc))
         except (ValueError, ObservationError) as exc:
             return PolicyOutcome(None, self.joint_names, Skip.BAD_INPUT, str(exc))
-        except PolicyOutputError as exc:
-            return PolicyOutcome(None, self.joint_names, Skip.MODEL_ERROR, str(exc))
         except Exception as exc:  # onnxruntime failure: never crash the caller, report it
             return PolicyOutcome(None, self.joint_names, Skip.MODEL_ERROR,
                                  f"inference failed: {type(exc).__name__}: {exc}")

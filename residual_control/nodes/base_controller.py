@@ -99,6 +99,7 @@ class BaseControllerNode(Node):
             if changes:
                 values = {**self._values, **changes}
                 controller = make_base_controller(values, nominal_model(values))
+                controller.carry_state_from(self.controller)  # a PID keeps its integral: no bump
                 self._values.update(changes)
                 self.controller = controller
                 self._counters.reset()

@@ -99,7 +99,9 @@ class ModelSwap:
         old = self.params
         try:
             loaded = LoadedPolicy(path or self._default(), sha, self._expect)
-        except ResidualControlError as exc:
+        except Exception as exc:  # refused, or any failure of the load: keep the model, never leave loading set
+            if not isinstance(exc, ResidualControlError):
+                exc = f"{type(exc).__name__}: {exc}"
             self._node.get_logger().error(f"model update refused, keeping {self._current().path}: {exc}")
             self._on_refused(f"model update refused: {exc}")
             # The request that started this load is stored only after the parameter callback

@@ -157,6 +157,7 @@ class ResidualControllerNode(Node):
         if mc:
             self.mixer.reconfigure(**mc)
         if controller is not None:
+            controller.carry_state_from(self.controller)  # a PID keeps its integral: no bump
             self.controller = self.loop.controller = controller
             self._counters.reset()
         self._values.update(changes)

@@ -117,6 +117,9 @@ class ResidualPolicyNode(Node):
         if age > self._state_timeout:
             return self.policy.skip(WARN, f"latest joint state received {age:.3f} s before the base action "
                                           f"(joint_state_timeout {self._state_timeout:g} s)")
+        if age < -self._state_timeout:  # the clock went back: that joint state is from before it
+            return self.policy.skip(WARN, f"latest joint state received {-age:.3f} s after the base action: "
+                                          f"the clock went back (joint_state_timeout {self._state_timeout:g} s)")
         key = next(reversed(self._states))
         stamp = TimeMsg()
         stamp.sec, stamp.nanosec = divmod(key, 1_000_000_000)
@@ -146,14 +149,15 @@ class ResidualPolicyNode(Node):
             changes = validate_changes(self._specs, params)
         except ConfigError as exc:
             return result(str(exc))
+        error = self.policy.swap.request(changes)
+        if error:  # refused as a whole: nothing of it applied
+            return result(error)
         if "perception_timeout" in changes:
             self.policy.perception_timeout = float(changes["perception_timeout"])
         if "joint_state_timeout" in changes:
             self._state_timeout = float(changes["joint_state_timeout"])
-        error = self.policy.swap.request(changes)
-        if not error:
-            self.policy.set_envelope_params(changes)
-        return result(error)
+        self.policy.set_envelope_params(changes)
+        return result()
 
 
 def main(args=None) -> int:

@@ -137,13 +137,28 @@ def test_the_loop_and_the_policy_use_the_reference_at_the_states_stamp(models):
 
 
 # ---------------------------------------------------------------------- perception_lost
-@given(now=st.floats(0, 1e4), age=st.floats(0, 10), timeout=st.floats(0.001, 5))
+@given(now=st.floats(0, 1e4), age=st.floats(-10, 10), timeout=st.floats(0.001, 5))
 def test_perception_lost_exactly_when_older_than_the_timeout(now, age, timeout):
-    why = perception_lost(now, now - age, timeout)
-    assert (why == "") == ((now - (now - age)) <= timeout)
+    """Fresh within the timeout either way; received further after ``now``: the clock went back, lost."""
+    received = now - age
+    why = perception_lost(now, received, timeout)
+    assert (why == "") == (abs(now - received) <= timeout)
     if why:
         assert "perception lost: last" in why and f"perception_timeout {timeout:g} s" in why
+        assert ("the clock went back" in why) == (now < received)
     assert perception_lost(now, None, timeout).startswith("perception lost: never received")
+
+
+def test_perception_from_before_a_clock_jump_back_is_lost(models):
+    """A simulator reset: perception received up to t=100, the clock restarts at 0 and none comes."""
+    step = _step(models["linear"], timeout=0.5)
+    step.reference.set(np.zeros(2), np.zeros(2))
+    step.set_perception(np.array([0.5]), 100.0)
+    assert step.step(np.zeros(2), np.zeros(2), np.zeros(2), 100.01).skip is None
+    out = step.step(np.zeros(2), np.zeros(2), np.zeros(2), 3.0)
+    assert out.residual is None and out.skip is Skip.PERCEPTION_LOST and "the clock went back" in out.why
+    step.set_perception(np.array([0.5]), 3.01)  # fresh perception after the reset: residuals again
+    assert step.step(np.zeros(2), np.zeros(2), np.zeros(2), 3.02).skip is None
 
 
 # ---------------------------------------------------------------------- PolicyStep
@@ -180,7 +195,9 @@ def test_policy_step_model_errors_and_bad_inputs_are_reported_not_raised(models)
     step.reference.set(np.zeros(2), np.zeros(2))
     step.set_perception(np.array([0.5]), 0.0)
     out = step.step(np.zeros(2), np.zeros(2), np.zeros(2), 0.0)
-    assert out.residual is None and out.skip is not None and "expected |value| <= [20.0, 8.0]" in out.why
+    assert out.residual is None and "expected |value| <= [20.0, 8.0]" in out.why
+    # the model's fault (a PolicyOutputError is a ValueError too): counted as a model error, not bad input
+    assert out.skip is Skip.MODEL_ERROR and out.model_error
     step = _step(models["linear"])
     step.reference.set(np.zeros(2), np.zeros(2))
     step.set_perception(np.array([0.5]), 0.0)

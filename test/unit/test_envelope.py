@@ -162,6 +162,10 @@ def test_metadata_without_envelope_is_none():
     (json.dumps({"names": list(NAMES), "low": [0, 2, 0], "high": [1, 1, 1]}), r"low >= high for \['qd/a'\]"),
     (json.dumps({"names": list(NAMES), "low": [0, 0, 0], "high": [1, 1, 1e999]}), "finite bounds"),
     (json.dumps({"names": ["x", "y", "z"], "low": [0, 0, 0], "high": [1, 1, 1]}), "expected the features"),
+    (json.dumps({"names": list(NAMES), "low": [0, 0, 0], "high": [1, 1, 1], "margin": None}),
+     "expected 'margin' as a number, found None"),
+    (json.dumps({"names": list(NAMES), "low": [0, 0, 0], "high": [1, 1, 1], "n_samples": "many"}),
+     "expected 'n_samples' as an integer, found 'many'"),
 ])
 def test_malformed_metadata_is_refused_with_what_was_expected(text, match):
     with pytest.raises(ModelError, match=match):

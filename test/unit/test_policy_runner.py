@@ -186,7 +186,11 @@ def test_residual_limit_mismatch_refused(tmp_path):
     smaller = linear_model(str(tmp_path / "s.onnx"), J, OBS, [12.0, 5.0])
     refused(smaller, EXPECT, "", "found [12.0, 5.0]")
     short = PolicyExpectations(J, [12.0], 100.0, FEATURES)
-    refused(linear_model(str(tmp_path / "g.onnx"), J, OBS, LIMIT), short, "", "expected residual_limit")
+    refused(linear_model(str(tmp_path / "g.onnx"), J, OBS, LIMIT), short, "",
+            "residual_limit: expected 2 values (one per joint), found 1")
+    long = PolicyExpectations(J, [12.0, 6.0, 3.0], 100.0, FEATURES)  # one too many: zip would drop it
+    refused(linear_model(str(tmp_path / "h.onnx"), J, OBS, LIMIT), long, "",
+            "residual_limit: expected 2 values (one per joint), found 3")
 
 
 def test_control_rate_mismatch_refused(tmp_path):
