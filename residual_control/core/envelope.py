@@ -205,6 +205,15 @@ class EnvelopeMonitor:
         self._tripped = False
         self.last = INSIDE
 
+    def carry_state_from(self, old: "EnvelopeMonitor") -> None:
+        """Take over ``old``'s debounce state (tripped or counting) and its trip count.
+
+        A live change of the margin builds a new monitor; without this a tripped check would clear and
+        the residual come back until the debounce ran out again. The next observation is judged against
+        the new envelope: inside it clears, as always.
+        """
+        self._since, self._tripped, self.trips, self.last = old._since, old._tripped, old.trips, old.last
+
     def update(self, observation, now: float) -> EnvelopeCheck:
         env = self.envelope
         obs = np.asarray(observation, dtype=float).reshape(-1)

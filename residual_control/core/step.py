@@ -153,7 +153,10 @@ class LoadedPolicy:
             return
         monitor = self.monitor
         if monitor is None or float(margin) != self._margin:
-            monitor = EnvelopeMonitor(self.envelope.widened(float(margin)), float(debounce))
+            new = EnvelopeMonitor(self.envelope.widened(float(margin)), float(debounce))
+            if monitor is not None:
+                new.carry_state_from(monitor)  # a tripped check stays tripped through a margin change
+            monitor = new
         monitor.debounce = float(debounce)
         self._margin = float(margin)
         self.monitor = monitor  # one assignment: the control path sees the old or the new monitor

@@ -229,6 +229,21 @@ def test_policy_step_envelope_debounce_counts_trips_and_reports_transitions(mode
     assert step.step(z, fast, z, 0.3).skip is None
 
 
+def test_a_live_margin_change_keeps_a_tripped_envelope_check_tripped(models):
+    """Only an observation inside (the new, wider or narrower, envelope) clears it; not the change itself."""
+    step = _step(models["enveloped"], debounce=0.05)
+    step.reference.set(np.zeros(2), np.zeros(2))
+    step.set_perception(np.array([0.5]), 0.0)
+    z, fast = np.zeros(2), np.array([3.0, 0.0])  # qd/shoulder envelope [-1, 1]
+    skips = [step.step(z, fast, z, k * 0.01).skip for k in range(10)]
+    assert skips[-1] is Skip.OUT_OF_ENVELOPE
+    step.model.configure_envelope(True, 0.05, 0.1)  # a live envelope_margin change: still outside
+    assert [step.step(z, fast, z, 0.1 + k * 0.01).skip for k in range(5)] == [Skip.OUT_OF_ENVELOPE] * 5
+    assert step.envelope_trips == 1
+    step.model.configure_envelope(True, 0.05, 2.0)  # widened past 3.0: the next observation is inside
+    assert step.step(z, fast, z, 0.2).skip is None
+
+
 def test_policy_step_reads_a_swapped_model(models):
     step = _step(models["linear"])
     step.reference.set(np.zeros(2), np.zeros(2))
