@@ -31,7 +31,9 @@ setup(
     ],
     # ROS 2 itself (rclpy and messages) comes from apt on robots and from
     # requirements/ros-jazzy.txt in the development environment: never here.
-    install_requires=["setuptools", "numpy", "PyYAML", "onnxruntime"],
+    # mujoco: the nominal model's default backend (model.backend: mujoco) for pd_gravity, computed_torque
+    # and the mixer's damp_gravity, on a robot too, not only the simulator.
+    install_requires=["setuptools", "numpy", "PyYAML", "onnxruntime", "mujoco"],
     extras_require={
         "sim": ["mujoco", "matplotlib"],
         "train": ["torch", "gymnasium", "stable-baselines3", "mujoco", "matplotlib", "tqdm"],

@@ -23,17 +23,19 @@ def _launch_setup(context, *args, **kwargs):
     nodes = PackageNodes(context)
     common = {'use_sim_time': truthy(nodes.arg('use_sim_time'))}
     # Only override model_path when given, so a params file's own value wins
-    # over the launch default (empty = the package's models/residual_bc.onnx).
+    # over the launch default (empty = the robot folder's model).
     model_path = nodes.arg('model_path')
     policy_overrides = dict(common, **({'model_path': model_path} if model_path else {}))
     joint_states = ('joint_states', nodes.arg('joint_states_topic'))
-    record = [nodes.recorder(common['use_sim_time'], [joint_states])] if truthy(nodes.arg('record')) else []
+    commands = ('commands', nodes.arg('command_topic'))
+    # The recorder logs the commands where the mixer sends them (a bag without them is refused by replay).
+    record = [nodes.recorder(common['use_sim_time'], [joint_states, commands])] if truthy(nodes.arg('record')) else []
     return [
         nodes.in_namespace([
             nodes.node('base_controller', common, [joint_states]),
             nodes.node('residual_policy', policy_overrides, [joint_states]),
             # joint_states: the state base_stale_behavior damp brings to rest
-            nodes.node('residual_mixer', common, [('commands', nodes.arg('command_topic')), joint_states]),
+            nodes.node('residual_mixer', common, [commands, joint_states]),
             *record,
         ]),
         nodes.cleanup(),
@@ -46,7 +48,8 @@ def generate_launch_description():
         argument('params_file', 'ROS 2 params file for the three nodes'),
         argument('namespace', 'Namespace pushed onto the three nodes (empty: none)'),
         argument('model_path', 'ONNX residual policy; empty: the params file value '
-                               '(empty there: the package models/residual_bc.onnx)'),
+                               '(empty there: the robot folder model, models/residual_bc.onnx for the '
+                               'built-in arm)'),
         argument('use_sim_time', 'Use /clock (true with a simulator or gz-sim)', default='false'),
         argument('command_topic', 'Remap of the mixer output `commands` '
                                   '(std_msgs/Float64MultiArray), e.g. /effort_controller/commands',

@@ -48,7 +48,8 @@ def generate_launch_description():
                           'replace those arguments (empty: the arguments as given)'),
         argument('namespace', 'Namespace pushed onto the two nodes (empty: none)'),
         argument('model_path', 'ONNX residual policy; empty: the params file value '
-                               '(empty there: the package models/residual_bc.onnx)'),
+                               '(empty there: the robot folder model, models/residual_bc.onnx for the '
+                               'built-in arm)'),
         argument('use_sim_time', 'Use /clock (true with a simulator or gz-sim)', default='false'),
         argument('base_action_topic', 'Remap of `base_action` of both nodes: the external controller\'s output '
                                       'topic, e.g. /my_controller/commands', default='base_action'),

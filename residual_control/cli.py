@@ -55,9 +55,11 @@ def _robot_files(args, command: str):
 def _recorder(args, out: str, params: str, model_path: str, mixer_node: str = "residual_mixer"):
     from .harness.closed_loop import recorder_spec
 
+    command_topic = getattr(args, "command_topic", "commands")  # up's; the recorder reads commands there
     return recorder_spec(out, params, model_path, use_sim_time=args.use_sim_time, storage=args.storage,
                          robot=args.robot, namespace=args.namespace, mixer_node=mixer_node,
-                         log_level=args.log_level)
+                         log_level=args.log_level,
+                         remaps={"commands": command_topic} if command_topic != "commands" else None)
 
 
 def up_specs(args, params: str, model_path: str) -> list:

@@ -374,7 +374,7 @@ EXECUTOR = ParamSpec(
     "RESIDUAL_CONTROL_EXECUTOR overrides it",
     choices=("lean", "single", "multi", "events"), read_only=True)
 MIXER_PARAMS = MIXER_PARAMS + (EXECUTOR,)
-BASE_PARAMS = BASE_PARAMS + (EXECUTOR,)
+BASE_PARAMS = BASE_PARAMS + (EXECUTOR, next(s for s in MIXER_PARAMS if s.name == "diagnostics_period"))
 POLICY_PARAMS = POLICY_PARAMS + (EXECUTOR,)
 
 #: The fused node ``residual_controller``: the three nodes' parameters in one.

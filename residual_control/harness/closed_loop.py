@@ -125,11 +125,14 @@ def graph_specs(s: LoopSettings) -> dict[str, NodeSpec]:
 
 def recorder_spec(out: str, params_file: str, model_path: str = "", *, use_sim_time: bool = False,
                   storage: str = "mcap", robot: str = "", namespace: str = "",
-                  mixer_node: str = "residual_mixer", log_level: str = "info") -> NodeSpec:
-    """Return the residual_recorder process writing the graph's topics into the bag ``out``."""
+                  mixer_node: str = "residual_mixer", log_level: str = "info", remaps=None) -> NodeSpec:
+    """Return the residual_recorder process writing the graph's topics into the bag ``out``.
+
+    ``remaps``: the graph's own (``commands`` to a controller's topic): the recorder reads them there.
+    """
     params = {"use_sim_time": use_sim_time, "out": str(out), "storage": storage, "params_file": str(params_file),
               "model_path": str(model_path or ""), "robot": str(robot or ""), "mixer_node": mixer_node}
-    return NodeSpec("residual_recorder", [], params, {}, namespace, log_level=log_level)
+    return NodeSpec("residual_recorder", [], params, dict(remaps or {}), namespace, log_level=log_level)
 
 
 def settings_robot(s: LoopSettings):

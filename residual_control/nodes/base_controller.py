@@ -46,7 +46,7 @@ class BaseControllerNode(Node):
         self.create_subscription(JointState, "joint_states", self._on_joint_state, CONTROL_QOS)
         self.create_subscription(JointState, "reference", self._on_reference, CONTROL_QOS)
         self._diag = Diagnostics(self, "base_controller", hardware_id=self.get_fully_qualified_name())
-        self.create_timer(float(self._values.get("diagnostics_period", 0.5)), self._publish_diagnostics)
+        self.create_timer(float(self._values["diagnostics_period"]), self._publish_diagnostics)
         self._out = JointState(name=list(self.joints))
         self.get_logger().info(f"{self.controller.kind} on {list(self.joints)}")
 

@@ -377,3 +377,11 @@ def test_the_nominal_model_is_needed_only_where_it_is_used():
     kp = spec_map(BASE_PARAMS)["kp"]
     assert kp.required_by({"controller_type": "pid"}) and kp.required_by({})
     assert not spec_map(MIXER_PARAMS)["residual_gain"].required_by({})
+
+
+def test_every_node_declares_the_diagnostics_period_it_reads():
+    """base_controller read it without declaring it: a params file's value was dropped by rclpy."""
+    from residual_control.core.params import NODE_PARAMS
+
+    for node in ("base_controller", "residual_policy", "residual_mixer", "residual_controller"):
+        assert "diagnostics_period" in {s.name for s in NODE_PARAMS[node]}, node

@@ -62,3 +62,23 @@ def test_record_true_starts_the_recorder_with_the_graph_files(evaluate, name, si
 def test_recorder_is_a_console_script():
     text = open(launch_eval.LAUNCH_DIR.parent / "setup.py", encoding="utf-8").read()
     assert "residual_recorder = residual_control.nodes.recorder:main" in text
+
+
+def test_the_recorder_reads_the_commands_where_the_mixer_sends_them(evaluate, tmp_path):
+    """command_topic remaps the mixer's output; the recorder is remapped alike (a bag without commands is refused)."""
+    evaluation = evaluate("residual_control.launch.py", {
+        "record": "true", "record_path": str(tmp_path / "bag"), "command_topic": "/effort_controller/commands",
+        "joint_states_topic": "/robot/joint_states"})
+    mixer, recorder = evaluation.node("residual_mixer"), evaluation.node("residual_recorder")
+    expected = {("commands", "/effort_controller/commands"), ("joint_states", "/robot/joint_states")}
+    assert set(map(tuple, mixer["remappings"])) == expected
+    assert set(map(tuple, recorder["remappings"])) == expected
+
+
+def test_up_record_remaps_the_recorder_with_the_command_topic(tmp_path):
+    from residual_control.cli import _recorder, build_parser
+
+    args = build_parser().parse_args(["up", "--record", str(tmp_path), "--command-topic", "/effort/commands"])
+    assert dict(_recorder(args, str(tmp_path / "b"), "p.yaml", "").remaps) == {"commands": "/effort/commands"}
+    plain = build_parser().parse_args(["up", "--record", str(tmp_path)])
+    assert dict(_recorder(plain, str(tmp_path / "b"), "p.yaml", "").remaps) == {}
