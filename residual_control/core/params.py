@@ -262,15 +262,21 @@ MIXER_PARAMS: tuple[ParamSpec, ...] = (
               min=0.01, max=60.0, read_only=True),
 )
 
+def _pid_only(values: Mapping[str, Any]) -> bool:
+    """Return whether the PID's own gains (ki, integral_limit) are needed: by a pid base (read-only type)."""
+    return values.get("controller_type", "pd_gravity") == "pid"
+
+
 BASE_PARAMS: tuple[ParamSpec, ...] = (
     JOINTS,
     ParamSpec("controller_type", STRING, "pd_gravity", "Base control law",
               choices=("pid", "pd_gravity", "computed_torque", "mpc"), read_only=True),
     ParamSpec("kp", DOUBLE_ARRAY, ROBOT, "Proportional gain per joint", "N m/rad", min=0.0),
-    ParamSpec("ki", DOUBLE_ARRAY, ROBOT, "Integral gain per joint (pid)", "N m/(rad s)", min=0.0),
+    ParamSpec("ki", DOUBLE_ARRAY, ROBOT, "Integral gain per joint (pid)", "N m/(rad s)", min=0.0,
+              needed=_pid_only),
     ParamSpec("kd", DOUBLE_ARRAY, ROBOT, "Derivative gain per joint", "N m s/rad", min=0.0),
     ParamSpec("integral_limit", DOUBLE_ARRAY, ROBOT,
-              "Anti-windup clamp on the integral term per joint (pid)", "N m", min=0.0),
+              "Anti-windup clamp on the integral term per joint (pid)", "N m", min=0.0, needed=_pid_only),
     ParamSpec("derivative_filter_hz", DOUBLE, 40.0,
               "Low-pass cut-off of the measured-velocity derivative (pid)", "Hz", min=0.1, max=1e4),
     COMMAND_MIN,

@@ -90,3 +90,28 @@ def test_bad_params_file_exits_2_naming_expected_and_found(tmp_path):
     finally:
         for g in graphs.values():
             g.stop()
+
+
+@pytest.mark.parametrize("controller, starts", [("pd_gravity", True), ("computed_torque", True), ("pid", False)])
+def test_the_pid_gains_are_needed_only_by_a_pid_base(tmp_path, controller, starts):
+    """The PID's own ki and integral_limit left out of a params file: only a pid base refuses to start."""
+    import rclpy
+
+    from residual_control.core.errors import ConfigError
+    from residual_control.nodes.base_controller import BaseControllerNode
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(_params("base_controller", controller_type=controller, ki=DELETE,
+                                           integral_limit=DELETE)))
+    context = rclpy.Context()
+    rclpy.init(args=["--ros-args", "--params-file", str(path)], context=context)
+    try:
+        if starts:
+            node = BaseControllerNode(context=context)
+            assert node.controller.kind == controller
+            node.destroy_node()
+        else:
+            with pytest.raises(ConfigError, match="parameter 'ki': expected a value from the robot's params file"):
+                BaseControllerNode(context=context)
+    finally:
+        rclpy.shutdown(context=context)

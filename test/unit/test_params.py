@@ -376,6 +376,10 @@ def test_the_nominal_model_is_needed_only_where_it_is_used():
     assert model.required_by({"controller_type": "pid", "damp_gravity": True})  # the fused node
     kp = spec_map(BASE_PARAMS)["kp"]
     assert kp.required_by({"controller_type": "pid"}) and kp.required_by({})
+    for name in ("ki", "integral_limit"):  # the PID's own
+        spec = spec_map(BASE_PARAMS)[name]
+        assert spec.required_by({"controller_type": "pid"}), name
+        assert not spec.required_by({"controller_type": "pd_gravity"}) and not spec.required_by({}), name
     assert not spec_map(MIXER_PARAMS)["residual_gain"].required_by({})
 
 
