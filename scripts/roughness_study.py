@@ -195,21 +195,27 @@ def ensemble(checkpoints: list, params: str) -> dict:
     On the evaluation plants and reference of the robot of ``params`` (as ``evaluate`` picks them).
     """
     from residual_control.training.common.nets import load_checkpoint
-    from residual_control.training.evaluate import compare, load_reference_spec, robot_evaluation, torch_residual_fn
+    from residual_control.training.evaluate import load_reference_spec, robot_evaluation, torch_residual_fn
 
     plants, reference = robot_evaluation(params)
     traj = load_reference_spec(reference or "config/reference.yaml")
     students = [torch_residual_fn(load_checkpoint(c)[0]) for c in checkpoints]
     out: dict = {"checkpoints": list(checkpoints), "params_file": params, "reference": reference}
     for key, fns in (("first_alone", students[:1]), ("averaged", students)):
-        out[key] = {}
-        for name, plant in plants.items():
-            r = compare(lambda obs, fns=fns: np.mean([f(obs) for f in fns], axis=0), plant, traj, 20.0, params, 1)
-            out[key][name] = {"ratio": r["ratio"], "rms_step_x_base": r["roughness_ratio"]["rms_step"],
-                              "base": r["base"]["roughness"], "residual": r["residual"]["roughness"]}
-            print(f"students {len(fns)} {name:12s} ratio {r['ratio']:.3f} rms_step x base "
-                  f"{np.round(r['roughness_ratio']['rms_step'], 2).tolist()}", flush=True)
+        out[key] = {name: _averaged(fns, plant, traj, params, f"students {len(fns)} {name:12s}")
+                    for name, plant in plants.items()}
     return out
+
+
+def _averaged(students: list, plant, traj, params: str, label: str) -> dict:
+    """Compare the students' averaged output (torch residual functions) with the base on ``plant``; print a line."""
+    from residual_control.training.evaluate import compare
+
+    r = compare(lambda obs: np.mean([f(obs) for f in students], axis=0), plant, traj, 20.0, params, 1)
+    print(f"{label} ratio {r['ratio']:.3f} rms_step x base {np.round(r['roughness_ratio']['rms_step'], 2).tolist()}",
+          flush=True)
+    return {"ratio": r["ratio"], "rms_step_x_base": r["roughness_ratio"]["rms_step"],
+            "base": r["base"]["roughness"], "residual": r["residual"]["roughness"]}
 
 
 def _variant_patches(variant: str, weight: float, cutoff: float, sigma: float, closed_loop_episodes: int = 20) -> None:
@@ -437,7 +443,7 @@ def train(variant: str, out: str, config: str, weight: float, cutoff: float, sig
     from residual_control.training import env as env_mod
     from residual_control.training.common.config import load_train_config
     from residual_control.training.common.nets import load_checkpoint
-    from residual_control.training.evaluate import compare, load_reference_spec, torch_residual_fn
+    from residual_control.training.evaluate import load_reference_spec, torch_residual_fn
 
     overrides: dict = {"bc": {}}
     if variant == "plain":
@@ -482,12 +488,8 @@ def train(variant: str, out: str, config: str, weight: float, cutoff: float, sig
         for got, fns in ((results, students), (single, students[:1])):
             if got is single and seeds == 1:
                 continue
-            r = compare(lambda obs, fns=fns: np.mean([f(obs) for f in fns], axis=0),
-                        f"config/plants/{name}.yaml", traj, 20.0, PARAMS, 1)
-            got[name] = {"ratio": r["ratio"], "rms_step_x_base": r["roughness_ratio"]["rms_step"],
-                         "base": r["base"]["roughness"], "residual": r["residual"]["roughness"]}
-            print(f"{variant} weight {weight:g} students {len(fns)} {name:12s} ratio {r['ratio']:.3f} rms_step "
-                  f"x base {np.round(r['roughness_ratio']['rms_step'], 2).tolist()}", flush=True)
+            got[name] = _averaged(fns, f"config/plants/{name}.yaml", traj, PARAMS,
+                                  f"{variant} weight {weight:g} students {len(fns)} {name:12s}")
     return {"variant": variant, "weight": weight, "cutoff_hz": cutoff, "sigma": sigma,
             "expert_kd": expert_kd, "expert_kp": expert_kp,
             "noise_std": noise_std, "hidden": list(hidden) or None, "activation": activation or None,

@@ -117,7 +117,7 @@ class PID(BaseController):
     def _compute(self, q, qd, q_ref, qd_ref, t):
         dt = 0.0 if self._t_prev is None else t - self._t_prev
         if -self.MAX_DT <= dt < 0:  # a state out of order: the output of the state it had, nothing updated
-            return self.kp * (q_ref - q) + self.kd * (qd_ref - self._qd_filt) + self._integral
+            return self._law(q_ref - q, qd_ref)
         if self._q_prev is not None and dt > 0:
             raw = (q - self._q_prev) / dt
             alpha = dt / (dt + 1.0 / (2 * math.pi * self.derivative_filter_hz))
@@ -125,7 +125,7 @@ class PID(BaseController):
         elif self._q_prev is None:
             self._qd_filt = np.zeros(self.dof)
         error = q_ref - q
-        unsat = self.kp * error + self.kd * (qd_ref - self._qd_filt) + self._integral
+        unsat = self._law(error, qd_ref)
         if dt > 0:
             grow = self.ki * error * min(dt, self.MAX_DT)
             saturated_hi = (unsat >= self.command_max) & (grow > 0)
@@ -137,6 +137,10 @@ class PID(BaseController):
         else:  # time went backwards by more than MAX_DT (a simulator reset): restart the filters
             self.reset()
             self._q_prev, self._t_prev = q.copy(), t
+        return self._law(error, qd_ref)
+
+    def _law(self, error, qd_ref):
+        """Return the PID law: kp e + kd (qd_ref - filtered qd) + the integral term, as they stand."""
         return self.kp * error + self.kd * (qd_ref - self._qd_filt) + self._integral
 
     def describe(self) -> dict:

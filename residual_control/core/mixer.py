@@ -466,7 +466,7 @@ class Mixer:
         """Call periodically: returns the safe output when no base action came within base_timeout.
 
         A mode change it finds on its way (a clock jump) and does not output is reported by the next
-        output's ``transition`` (and :attr:`unreported_transition` says one is pending).
+        output's ``transition``.
         """
         previous = self._mode
         self._check_clock(now)

@@ -199,6 +199,9 @@ JOINTS = ParamSpec(
     "Joint names; every array parameter and the commands message follow this order",
     read_only=True, check=_joint_names,
 )
+#: Every node's /diagnostics period (base_controller, residual_policy, residual_mixer).
+DIAGNOSTICS_PERIOD = ParamSpec("diagnostics_period", DOUBLE, 0.5, "Period of /diagnostics publication", "s",
+                               min=0.01, max=60.0, read_only=True)
 COMMAND_MIN = ParamSpec("command_min", DOUBLE_ARRAY, ROBOT, "Lower command limit per joint", "N m")
 COMMAND_MAX = ParamSpec("command_max", DOUBLE_ARRAY, ROBOT, "Upper command limit per joint", "N m")
 
@@ -258,8 +261,7 @@ MIXER_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("damp_gravity", BOOL, True,
               "damp compensates gravity with the nominal model model.* (the pd_gravity base controller's); "
               "false: damping alone", read_only=True),
-    ParamSpec("diagnostics_period", DOUBLE, 0.5, "Period of /diagnostics publication", "s",
-              min=0.01, max=60.0, read_only=True),
+    DIAGNOSTICS_PERIOD,
 )
 
 def _pid_only(values: Mapping[str, Any]) -> bool:
@@ -328,8 +330,7 @@ POLICY_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("joint_state_timeout", DOUBLE, 0.1,
               "Joint state or reference older than this (relative to base_action) is not used", "s",
               min=1e-3, max=60.0),
-    ParamSpec("diagnostics_period", DOUBLE, 0.5, "Period of /diagnostics publication", "s",
-              min=0.01, max=60.0, read_only=True),
+    DIAGNOSTICS_PERIOD,
     ParamSpec("envelope_check", BOOL, True,
               "Check every observation against the model's training envelope (metadata observation_envelope); "
               "a model without one runs unchecked, with a warning"),
@@ -380,7 +381,7 @@ EXECUTOR = ParamSpec(
     "RESIDUAL_CONTROL_EXECUTOR overrides it",
     choices=("lean", "single", "multi", "events"), read_only=True)
 MIXER_PARAMS = MIXER_PARAMS + (EXECUTOR,)
-BASE_PARAMS = BASE_PARAMS + (EXECUTOR, next(s for s in MIXER_PARAMS if s.name == "diagnostics_period"))
+BASE_PARAMS = BASE_PARAMS + (EXECUTOR, DIAGNOSTICS_PERIOD)
 POLICY_PARAMS = POLICY_PARAMS + (EXECUTOR,)
 
 #: The fused node ``residual_controller``: the three nodes' parameters in one.
