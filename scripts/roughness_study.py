@@ -199,19 +199,22 @@ def ensemble(checkpoints: list, params: str) -> dict:
 
     plants, reference = robot_evaluation(params)
     traj = load_reference_spec(reference or "config/reference.yaml")
-    students = [torch_residual_fn(load_checkpoint(c)[0]) for c in checkpoints]
+    loaded = [load_checkpoint(c) for c in checkpoints]
+    students = [torch_residual_fn(net) for net, _meta in loaded]
+    names = loaded[0][1]["observation_names"]
     out: dict = {"checkpoints": list(checkpoints), "params_file": params, "reference": reference}
     for key, fns in (("first_alone", students[:1]), ("averaged", students)):
-        out[key] = {name: _averaged(fns, plant, traj, params, f"students {len(fns)} {name:12s}")
+        out[key] = {name: _averaged(fns, plant, traj, params, f"students {len(fns)} {name:12s}", names)
                     for name, plant in plants.items()}
     return out
 
 
-def _averaged(students: list, plant, traj, params: str, label: str) -> dict:
+def _averaged(students: list, plant, traj, params: str, label: str, observation_names=None) -> dict:
     """Compare the students' averaged output (torch residual functions) with the base on ``plant``; print a line."""
     from residual_control.training.evaluate import compare
 
-    r = compare(lambda obs: np.mean([f(obs) for f in students], axis=0), plant, traj, 20.0, params, 1)
+    r = compare(lambda obs: np.mean([f(obs) for f in students], axis=0), plant, traj, 20.0, params, 1,
+                observation_names)
     print(f"{label} ratio {r['ratio']:.3f} rms_step x base {np.round(r['roughness_ratio']['rms_step'], 2).tolist()}",
           flush=True)
     return {"ratio": r["ratio"], "rms_step_x_base": r["roughness_ratio"]["rms_step"],
@@ -438,7 +441,8 @@ def train(variant: str, out: str, config: str, weight: float, cutoff: float, sig
           expert_kd: float | None, noise_std: float | None = None, closed_loop_episodes: int = 20,
           hidden: tuple = (), drop: tuple = (), expert_kp: float | None = None,
           error_filter: float = 0.0, previous_applied: bool = False, privileged: bool = False,
-          observation_lowpass: float = 0.0, seeds: int = 1, activation: str = "") -> dict:
+          observation_lowpass: float = 0.0, seeds: int = 1, activation: str = "",
+          reference_acceleration: bool = False, rigid_body_at: str = "") -> dict:
     from residual_control.training import bc
     from residual_control.training import env as env_mod
     from residual_control.training.common.config import load_train_config
@@ -450,6 +454,10 @@ def train(variant: str, out: str, config: str, weight: float, cutoff: float, sig
         overrides["bc"]["smoothness_weight"] = weight
     if expert_kd is not None:
         overrides["bc"].setdefault("expert", {})["extra_kd"] = [expert_kd, expert_kd]
+    if reference_acceleration:
+        overrides["env"] = {"reference_acceleration": True}
+    if rigid_body_at:
+        overrides["bc"].setdefault("expert", {})["rigid_body_at"] = rigid_body_at
     if expert_kp is not None:
         overrides["bc"].setdefault("expert", {})["extra_kp"] = [expert_kp, expert_kp]
     if noise_std is not None:
@@ -480,7 +488,8 @@ def train(variant: str, out: str, config: str, weight: float, cutoff: float, sig
     for seed in range(seeds):  # one student (seed 0) in out, or an ensemble: seed k in out/seed_k
         where = Path(out) if seeds == 1 else Path(out) / f"seed_{seed}"
         bc.train_bc(cfg, str(where), seed=seed, progress=False, evaluate=False)
-        students.append(torch_residual_fn(load_checkpoint(where / "checkpoint.pt")[0]))
+        net, meta = load_checkpoint(where / "checkpoint.pt")
+        students.append(torch_residual_fn(net))
     train_s = time.time() - t0
     traj = load_reference_spec("config/reference.yaml")
     results, single = {}, {}
@@ -489,12 +498,15 @@ def train(variant: str, out: str, config: str, weight: float, cutoff: float, sig
             if got is single and seeds == 1:
                 continue
             got[name] = _averaged(fns, f"config/plants/{name}.yaml", traj, PARAMS,
-                                  f"{variant} weight {weight:g} students {len(fns)} {name:12s}")
+                                  f"{variant} weight {weight:g} students {len(fns)} {name:12s}",
+                                  meta["observation_names"])
     return {"variant": variant, "weight": weight, "cutoff_hz": cutoff, "sigma": sigma,
             "expert_kd": expert_kd, "expert_kp": expert_kp,
             "noise_std": noise_std, "hidden": list(hidden) or None, "activation": activation or None,
             "observation_left_out": list(drop) or None, "error_filter_s": error_filter or None,
             "previous_applied_input": previous_applied or None, "privileged_plant_input": privileged or None,
+            "reference_acceleration_input": reference_acceleration or None,
+            "expert_rigid_body_at": rigid_body_at or None,
             "observation_lowpass_hz": observation_lowpass or None, "students_averaged": seeds,
             "seed_0_alone": single or None,
             "closed_loop_episodes": closed_loop_episodes if variant == "closed_loop" else None,
@@ -544,6 +556,10 @@ def main(argv=None) -> int:
     t.add_argument("--seeds", type=int, default=1,
                    help="train this many students (seeds 0, 1, ...) and evaluate their averaged output")
     t.add_argument("--activation", default="", help="network.activation (default the config's)")
+    t.add_argument("--reference-acceleration", action="store_true",
+                   help="the reference acceleration qdd_ref in the observation (env.reference_acceleration)")
+    t.add_argument("--rigid-body-at", default="", choices=("", "measured", "reference"),
+                   help="bc.expert.rigid_body_at (default the config's)")
     t.add_argument("--json", default="")
     a = p.parse_args(argv)
     if a.cmd == "diagnose":
@@ -556,7 +572,8 @@ def main(argv=None) -> int:
         doc = train(a.variant, a.out, a.config, a.weight, a.cutoff, a.sigma, a.expert_kd, a.noise_std,
                     a.closed_loop_episodes, tuple(int(h) for h in a.hidden.split(",") if h),
                     tuple(x for x in a.drop.split(",") if x), a.expert_kp, a.error_filter, a.previous_applied,
-                    a.privileged_plant, a.observation_lowpass, a.seeds, a.activation)
+                    a.privileged_plant, a.observation_lowpass, a.seeds, a.activation, a.reference_acceleration,
+                    a.rigid_body_at)
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(doc, indent=1))

@@ -14,6 +14,9 @@ source          value                                   key
 ``sin_q``       sin(q)                                  joint name
 ``cos_q``       cos(q)                                  joint name
 ``a_base``      base controller action                  joint name
+``qdd_ref``     reference acceleration (the backward    joint name
+                difference of the references'
+                velocities: core.step.ReferenceAcceleration)
 ``perception``  perception feature                      feature name
 ==============  ======================================  =========
 """
@@ -25,14 +28,17 @@ import numpy as np
 
 from .errors import ObservationError
 
-JOINT_SOURCES = ("q", "qd", "q_ref", "qd_ref", "e", "ed", "sin_q", "cos_q", "a_base")
-_GATHER_ORDER = ("q", "qd", "q_ref", "qd_ref", "a_base", "e", "ed", "sin_q", "cos_q")
+JOINT_SOURCES = ("q", "qd", "q_ref", "qd_ref", "e", "ed", "sin_q", "cos_q", "a_base", "qdd_ref")
+_GATHER_ORDER = ("q", "qd", "q_ref", "qd_ref", "a_base", "e", "ed", "sin_q", "cos_q", "qdd_ref")
 PERCEPTION_SOURCE = "perception"
 
 
-def default_observation_names(joints: Sequence[str], perception_features: Sequence[str] = ()) -> list[str]:
-    """Return the observation layout the project's training commands use."""
-    names = [f"{src}/{j}" for src in ("e", "ed", "q", "qd", "sin_q", "cos_q", "qd_ref", "a_base") for j in joints]
+def default_observation_names(joints: Sequence[str], perception_features: Sequence[str] = (),
+                              reference_acceleration: bool = False) -> list[str]:
+    """Return the observation layout the project's training commands use (``qdd_ref`` after ``a_base`` if asked)."""
+    sources = ("e", "ed", "q", "qd", "sin_q", "cos_q", "qd_ref", "a_base") + (
+        ("qdd_ref",) if reference_acceleration else ())
+    names = [f"{src}/{j}" for src in sources for j in joints]
     names += [f"{PERCEPTION_SOURCE}/{f}" for f in perception_features]
     return names
 
@@ -71,6 +77,8 @@ class ObservationAssembler:
         if problems:
             raise ObservationError("observation names cannot be assembled: " + "; ".join(problems))
         self.uses_perception = any(src == PERCEPTION_SOURCE for src, _ in self._plan)
+        #: The model reads the reference acceleration (``qdd_ref`` names): assemble needs it.
+        self.uses_reference_acceleration = any(src == "qdd_ref" for src, _ in self._plan)
         self.size = len(self._plan)
         # The plan as indices into [q, qd, q_ref, qd_ref, a_base, e, ed, sin_q, cos_q] (one block of
         # len(joints) each) followed by the perception features: one gather per observation.
@@ -79,17 +87,23 @@ class ObservationAssembler:
         self._gather = np.array([(block[src] + i) if src != PERCEPTION_SOURCE else (len(_GATHER_ORDER) * n + i)
                                  for src, i in self._plan], dtype=np.intp)
 
-    def assemble(self, q, qd, q_ref, qd_ref, a_base, perception=None) -> np.ndarray:
+    def assemble(self, q, qd, q_ref, qd_ref, a_base, perception=None, qdd_ref=None) -> np.ndarray:
+        """Return the observation; ``qdd_ref`` (the reference acceleration) is needed only by a model reading it."""
         n = len(self.joints)
         arrays = {}
-        for name, value in (("q", q), ("qd", qd), ("q_ref", q_ref), ("qd_ref", qd_ref), ("a_base", a_base)):
+        if qdd_ref is None:
+            if self.uses_reference_acceleration:
+                raise ObservationError(f"qdd_ref: expected {n} values (the reference acceleration), found none")
+            qdd_ref = np.zeros(n)
+        for name, value in (("q", q), ("qd", qd), ("q_ref", q_ref), ("qd_ref", qd_ref), ("a_base", a_base),
+                            ("qdd_ref", qdd_ref)):
             arr = np.asarray(value, dtype=float).reshape(-1)
             if arr.size != n:
                 raise ObservationError(f"{name}: expected {n} values (one per joint), found {arr.size}")
             arrays[name] = arr
         q, qd = arrays["q"], arrays["qd"]
         parts = [q, qd, arrays["q_ref"], arrays["qd_ref"], arrays["a_base"], arrays["q_ref"] - q,
-                 arrays["qd_ref"] - qd, np.sin(q), np.cos(q)]
+                 arrays["qd_ref"] - qd, np.sin(q), np.cos(q), arrays["qdd_ref"]]
         if self.uses_perception:
             if perception is None:
                 raise ObservationError(

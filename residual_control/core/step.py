@@ -64,6 +64,51 @@ def perception_lost(now: float, received: float | None, timeout: float) -> str:
 REFERENCE_SHIFT_MAX = 0.05
 
 
+#: Longest time (s) between two references whose velocities are differenced into the reference acceleration.
+REFERENCE_ACCELERATION_MAX_GAP = 0.1
+
+
+class ReferenceAcceleration:
+    """The reference acceleration qdd_ref: the backward difference of two consecutive references' velocities.
+
+    ``update(qd_ref, stamp)`` with each reference as received: (qd_ref - qd_prev) / (stamp - stamp_prev)
+    when the two are stamped and 0 < stamp - stamp_prev <= ``REFERENCE_ACCELERATION_MAX_GAP``; zero
+    otherwise (the first reference, an unstamped one, a gap, a stamp going back). A repeated stamp keeps
+    the value. Training computes it the same way from the reference sampled each control period
+    (training.env), so a model with ``qdd_ref`` inputs expects a stamped reference at about the control
+    rate; a slower one gives a difference over a longer interval (a lag of half of it).
+    """
+
+    def __init__(self, n_joints: int) -> None:
+        self.qdd_ref = np.zeros(int(n_joints))
+        self._qd: np.ndarray | None = None
+        self._stamp: float | None = None
+
+    def update(self, qd_ref: np.ndarray, stamp: float | None) -> np.ndarray:
+        """Take the next reference's velocity and stamp (s; None or 0: unstamped); return qdd_ref."""
+        qdd, keep = self._next(qd_ref, stamp)
+        if not keep:
+            self.qdd_ref = qdd
+            self._qd, self._stamp = np.array(qd_ref, dtype=float, copy=True).reshape(-1), (
+                float(stamp) if stamp else None)
+        return self.qdd_ref
+
+    def peek(self, qd_ref: np.ndarray, stamp: float | None) -> np.ndarray:
+        """Return the qdd_ref :meth:`update` would return for this reference, changing nothing."""
+        return self._next(qd_ref, stamp)[0]
+
+    def _next(self, qd_ref, stamp) -> tuple[np.ndarray, bool]:
+        qd = np.asarray(qd_ref, dtype=float).reshape(-1)
+        t = float(stamp) if stamp else None
+        if t is not None and self._stamp is not None and t == self._stamp:
+            return self.qdd_ref, True  # the same reference again
+        gap = None if t is None or self._stamp is None else t - self._stamp
+        if gap is not None and 0.0 < gap <= REFERENCE_ACCELERATION_MAX_GAP and self._qd is not None \
+                and self._qd.shape == qd.shape:
+            return (qd - self._qd) / gap, False
+        return np.zeros(qd.shape), False
+
+
 class ReferenceHold:
     """The reference (q_ref, qd_ref): the latest received, or until one arrives the first measured position.
 
@@ -83,6 +128,16 @@ class ReferenceHold:
         self.stamp: float | None = None
         #: A reference has been received (the hold is over).
         self.received = False
+        self._acceleration = ReferenceAcceleration(self.n_joints)
+
+    @property
+    def qdd_ref(self) -> np.ndarray:
+        """The reference acceleration of the received references (:class:`ReferenceAcceleration`); zero before."""
+        return self._acceleration.qdd_ref
+
+    def qdd_ref_if(self, qd_ref: np.ndarray, stamp: float | None) -> np.ndarray:
+        """Return the reference acceleration if this reference were :meth:`set` now (changing nothing)."""
+        return self._acceleration.peek(qd_ref, float(stamp) if stamp else None)
 
     @property
     def holding(self) -> bool:
@@ -94,6 +149,7 @@ class ReferenceHold:
         self.q_ref, self.qd_ref = q_ref, qd_ref
         self.stamp = float(stamp) if stamp else None
         self.received = True
+        self._acceleration.update(qd_ref, self.stamp)
 
     def at(self, t: float | None) -> tuple[np.ndarray | None, np.ndarray]:
         """(q_ref, qd_ref) at time ``t`` (a joint state's stamp): see the class docstring."""
@@ -161,14 +217,15 @@ class LoadedPolicy:
         self._margin = float(margin)
         self.monitor = monitor  # one assignment: the control path sees the old or the new monitor
 
-    def residual(self, q, qd, q_ref, qd_ref, a_base, perception, now: float | None = None) -> PolicyOutcome:
+    def residual(self, q, qd, q_ref, qd_ref, a_base, perception, now: float | None = None,
+                 qdd_ref=None) -> PolicyOutcome:
         """Return the residual for these inputs, or none and why; never raises.
 
         With ``now`` (s) the observation is also checked against the training envelope:
         outside for longer than the debounce, there is no residual (``out_of_envelope: ...``).
         """
         try:
-            obs = self.assembler.assemble(q, qd, q_ref, qd_ref, a_base, perception)
+            obs = self.assembler.assemble(q, qd, q_ref, qd_ref, a_base, perception, qdd_ref)
             monitor = self.monitor
             if monitor is not None and now is not None:
                 check = monitor.update(obs, now)
@@ -227,7 +284,7 @@ class PolicyStep:
                 return PolicyOutcome(None, model.joint_names, Skip.PERCEPTION_LOST, lost)
             perception = self.perception
         q_ref, qd_ref = ref.at(stamp)
-        outcome = model.residual(q, qd, q_ref, qd_ref, a_base, perception, now)
+        outcome = model.residual(q, qd, q_ref, qd_ref, a_base, perception, now, ref.qdd_ref)
         monitor = model.monitor
         tripped = monitor is not None and monitor.last.tripped
         event = ""

@@ -44,12 +44,17 @@ class Episode:
     #: Every perception message as received: (receipt time s, values), in receipt order, where known (the
     #: rows of ``perception`` keep one per period; replay needs the ones in between). None: unknown.
     perception_messages: list[tuple[float, list[float]]] | None = None
+    #: (K, n) the reference acceleration a node held at t[k] (core.step.ReferenceAcceleration); None: derived
+    #: from the rows by :meth:`reference_acceleration`, each new reference (a new ``reference_stamp``, or each
+    #: row where there is none) in turn. A reference superseded within one period is in no row, so the derived
+    #: difference spans it.
+    qdd_ref: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         k = len(self.t)
         n = len(self.joints)
         for name in ("q", "qd", "q_ref", "qd_ref", "command", "a_base", "applied_residual",
-                     "residual", "expert"):
+                     "residual", "expert", "qdd_ref"):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -65,6 +70,26 @@ class Episode:
             self.reference_stamp = stamps
         if k > 1 and not np.all(np.diff(self.t) > 0):
             raise ValueError("Episode.t: expected strictly increasing stamps")
+
+    def reference_acceleration(self) -> np.ndarray:
+        """(K, n) ``qdd_ref`` as given, or derived from the rows (see the field); NaN where no reference."""
+        if self.qdd_ref is not None:
+            return self.qdd_ref
+        from ..core.step import ReferenceAcceleration
+
+        out = np.full((len(self.t), len(self.joints)), np.nan)
+        acc, held = ReferenceAcceleration(len(self.joints)), None
+        for k in range(len(self.t)):
+            if not np.all(np.isfinite(self.qd_ref[k])):
+                continue
+            stamp = self.t[k] if self.reference_stamp is None else self.reference_stamp[k]
+            stamp = float(stamp) if np.isfinite(stamp) else None
+            key = (stamp, self.qd_ref[k].tobytes())
+            if key != held:  # a new reference (or, unstamped, a changed one)
+                acc.update(self.qd_ref[k], stamp)
+                held = key
+            out[k] = acc.qdd_ref
+        return out
 
     @property
     def periods(self) -> int:

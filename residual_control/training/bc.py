@@ -61,7 +61,8 @@ def expert_residual(env, expert: ExpertConfig = ExpertConfig()) -> np.ndarray:
 
     Computed torque on the true plant, with the plant's effects where it has them (extra Coulomb
     friction, the joint spring: :mod:`residual_control.sim.plant`); a plant without effects gives
-    the same floats as the rigid-body model alone.
+    the same floats as the rigid-body model alone. ``expert.rigid_body_at`` "reference": the
+    rigid-body terms (and the spring) along the reference, the feedback through M(q_ref).
     """
     p = env.plant_params
     model = true_model(env)
@@ -69,16 +70,21 @@ def expert_residual(env, expert: ExpertConfig = ExpertConfig()) -> np.ndarray:
     q, qd = env.q_meas, env.qd_meas
     qr, qdr, qddr = env.trajectory.sample(env.time + lead)
     qp = q + qd * lead
-    acc = qddr + _per_joint(expert.extra_kp, env.n) * (qr - qp) + _per_joint(expert.extra_kd, env.n) * (qdr - qd)
+    feedback = _per_joint(expert.extra_kp, env.n) * (qr - qp) + _per_joint(expert.extra_kd, env.n) * (qdr - qd)
+    # the rigid-body terms on the measured state, or along the reference (its noise-free feedforward)
+    q_rb = qr if expert.rigid_body_at == "reference" else qp
     friction = env.plant.nominal_frictionloss * p.friction_scale
     spring = np.zeros(env.n)
     for i, name in enumerate(env.joints):
         friction[i] += getattr(p, "coulomb_friction", {}).get(name, 0.0)
         k = getattr(p, "joint_stiffness", {}).get(name, 0.0)
         if k:
-            spring[i] = k * (qp[i] - getattr(p, "joint_rest", {}).get(name, 0.0))
-    tau = (model.inverse_dynamics(qp, qd, acc) + friction * np.tanh(qdr / expert.friction_v0) + spring) \
-        / p.actuator_gain
+            spring[i] = k * (q_rb[i] - getattr(p, "joint_rest", {}).get(name, 0.0))
+    if expert.rigid_body_at == "reference":
+        rigid = model.inverse_dynamics(qr, qdr, qddr) + model.mass_matrix(qr) @ feedback
+    else:
+        rigid = model.inverse_dynamics(qp, qd, qddr + feedback)
+    tau = (rigid + friction * np.tanh(qdr / expert.friction_v0) + spring) / p.actuator_gain
     da = tau - env.base.model.gravity_torque(q) if hasattr(env.base, "model") else tau
     return np.clip(da, -env.residual_limit, env.residual_limit)
 
@@ -366,7 +372,8 @@ def _train_bc(cfg: TrainConfig, out_dir: str, seed: int | None, episodes: int | 
     if rollouts.parallel:
         summary["rollouts"] = rollouts.describe()
     if evaluate:
-        summary["evaluation"] = evaluate_student(student, c, rollouts=rollouts)
+        summary["evaluation"] = evaluate_student(student, c, rollouts=rollouts,
+                                                 observation_names=list(env.observation_names))
     with open(out / "summary.json", "w", encoding="utf-8") as fh:
         json.dump(summary, fh, indent=2)
     return summary
@@ -379,10 +386,12 @@ def _bc_values(cfg: TrainConfig) -> BCTrainConfig:
     return cfg.values
 
 
-def evaluate_student(net, c: BCTrainConfig, seconds: float | None = None, rollouts=None) -> dict:
+def evaluate_student(net, c: BCTrainConfig, seconds: float | None = None, rollouts=None,
+                     observation_names=None) -> dict:
     """Plant-direct closed-loop RMSE ratio of a torch student on the robot's evaluation plants.
 
-    ``rollouts``: where the plants run (:class:`~.common.parallel.Rollouts`; default in this process).
+    ``rollouts``: where the plants run (:class:`~.common.parallel.Rollouts`; default in this process);
+    ``observation_names``: the student's (default: the training env's default layout).
     """
     from .common.parallel import net_state
     from .evaluate import compare_plants, load_reference_spec, robot_evaluation
@@ -391,6 +400,6 @@ def evaluate_student(net, c: BCTrainConfig, seconds: float | None = None, rollou
     plants, reference = robot_evaluation(c.params_file)
     traj = load_reference_spec(reference or c.evaluation.reference)
     results = compare_plants({"student": net_state(net)}, plants, traj, seconds, c.params_file,
-                             c.env.residual_delay_steps, rollouts=rollouts)
+                             c.env.residual_delay_steps, observation_names, rollouts=rollouts)
     return {name: {"base_rmse": r["base"]["rmse"], "residual_rmse": r["residual"]["rmse"], "ratio": r["ratio"]}
             for name, r in results.items()}

@@ -37,7 +37,7 @@ import numpy as np
 
 from residual_control.core import (Mixer, MixerConfig, ObservationAssembler, default_observation_names,
                                    make_base_controller)
-from residual_control.core.step import ResidualLoop
+from residual_control.core.step import ReferenceAcceleration, ResidualLoop
 from residual_control.robot.folder import load_robot
 from residual_control.robot.nominal import nominal_model
 from residual_control.sim.plant import MujocoPlant, PlantParams
@@ -84,7 +84,8 @@ class ResidualEnv(gym.Env):
                  error_scale: float = _ENV.error_scale, action_weight: float = _ENV.action_weight,
                  residual_gain: float = 1.0,
                  observation_names: Sequence[str] | None = None, physics_dt: float = 0.001,
-                 start_at_rest: bool = False, seed: int | None = None) -> None:
+                 start_at_rest: bool = False, reference_acceleration: bool = _ENV.reference_acceleration,
+                 seed: int | None = None) -> None:
         super().__init__()
         pf = load_params_file(params_file)
         self.params_file = pf
@@ -126,7 +127,7 @@ class ResidualEnv(gym.Env):
         self.nominal = nominal_model(self.base_params)
         self.base = make_base_controller(self.base_params, self.nominal)
         names = list(observation_names) if observation_names else default_observation_names(
-            self.joints, self.perception_features)
+            self.joints, self.perception_features, bool(reference_acceleration))
         self.assembler = ObservationAssembler(names, self.joints, self.perception_features)
         self.observation_names = tuple(names)
         mp = dict(pf["mixer_params"])
@@ -178,12 +179,15 @@ class ResidualEnv(gym.Env):
         self.q_ref, self.qd_ref, self.qdd_ref = self.trajectory.sample(self.time)
         self._perceive()
         self.loop.reference.set(self.q_ref, self.qd_ref)
+        # the reference acceleration as the runtime has it: the difference of the references' velocities
+        # (core.step.ReferenceAcceleration), one reference per period stamped with its time
+        qdd_ref = self._reference_acceleration.update(self.qd_ref, self.time)
         if self.full_action:
             self.a_base = np.zeros(self.n)
         else:
             self.a_base, _ = self.loop.base_action(self.q_meas, self.qd_meas, self.time)
         self.obs = self.assembler.assemble(self.q_meas, self.qd_meas, self.q_ref, self.qd_ref, self.a_base,
-                                           self.perception if self.perception_features else None)
+                                           self.perception if self.perception_features else None, qdd_ref)
         return self.obs
 
     # ------------------------------------------------------------------ gym API
@@ -224,6 +228,7 @@ class ResidualEnv(gym.Env):
         self.time = 0.0
         self._steps = 0
         self._next_perception = 0.0
+        self._reference_acceleration = ReferenceAcceleration(self.n)
         self.perception = np.zeros(len(self.perception_features))
         self.perception_time = 0.0
         obs = self._observe()

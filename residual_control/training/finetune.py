@@ -234,11 +234,13 @@ def logged_observations(env, episodes: Sequence[Episode]) -> np.ndarray:
         if env.perception_features and perception is None:
             continue  # a recording without the perception topic: its states cannot be observed as the policy does
         ok = ep.complete() & np.all(np.isfinite(ep.a_base), axis=1)
+        qdd_ref = ep.reference_acceleration()
         for k in np.flatnonzero(ok):
             per = perception[k] if perception is not None and env.perception_features else None
             if per is not None and not np.all(np.isfinite(per)):
                 continue
-            out.append(env.assembler.assemble(ep.q[k], ep.qd[k], ep.q_ref[k], ep.qd_ref[k], ep.a_base[k], per))
+            out.append(env.assembler.assemble(ep.q[k], ep.qd[k], ep.q_ref[k], ep.qd_ref[k], ep.a_base[k], per,
+                                              qdd_ref[k]))
     return np.asarray(out, np.float32).reshape(-1, env.assembler.size)
 
 
@@ -255,6 +257,7 @@ def logged_expert(env, episodes: Sequence[Episode], next_valid: list | None = No
     for i, ep in enumerate(episodes):
         if ep.expert is None or (env.perception_features and ep.perception is None):
             continue
+        qdd_ref = ep.reference_acceleration()
         for k in range(ep.periods - d):
             rows = (ep.q[k], ep.qd[k], ep.q_ref[k], ep.qd_ref[k], ep.a_base[k], ep.expert[k + d], ep.a_base[k + d])
             if not all(np.all(np.isfinite(r)) for r in rows):
@@ -262,7 +265,7 @@ def logged_expert(env, episodes: Sequence[Episode], next_valid: list | None = No
             per = ep.perception[k] if ep.perception is not None and env.perception_features else None
             if per is not None and not np.all(np.isfinite(per)):
                 continue
-            obs.append(env.assembler.assemble(*rows[:5], per))
+            obs.append(env.assembler.assemble(*rows[:5], per, qdd_ref[k]))
             lab.append(np.clip((ep.expert[k + d] - ep.a_base[k + d]) / env.residual_limit, -1, 1))
             rows_of.append((i, k))
     if next_valid is not None:

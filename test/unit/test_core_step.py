@@ -21,8 +21,9 @@ from residual_control.core.envelope import METADATA_KEY
 from residual_control.core.mixer import Mixer, MixerConfig
 from residual_control.core.observation import default_observation_names
 from residual_control.core.policy import PolicyExpectations
-from residual_control.core.step import (REFERENCE_SHIFT_MAX, LoadedPolicy, PolicyStep, ReferenceHold,
-                                        ResidualLoop, Skip, perception_lost)
+from residual_control.core.step import (REFERENCE_ACCELERATION_MAX_GAP, REFERENCE_SHIFT_MAX, LoadedPolicy,
+                                        PolicyStep, ReferenceAcceleration, ReferenceHold, ResidualLoop, Skip,
+                                        perception_lost)
 from residual_control.harness.synthetic_models import constant_model, linear_model
 from residual_control.training.common.config import load_params_file
 
@@ -119,9 +120,9 @@ def test_the_loop_and_the_policy_use_the_reference_at_the_states_stamp(models):
     seen = {}
     real = step.model.residual
 
-    def spy(q, qd, q_ref, qd_ref, a_base, perception, now):
+    def spy(q, qd, q_ref, qd_ref, a_base, perception, now, qdd_ref=None):
         seen["policy"] = np.array(q_ref)
-        return real(q, qd, q_ref, qd_ref, a_base, perception, now)
+        return real(q, qd, q_ref, qd_ref, a_base, perception, now, qdd_ref)
 
     step.model.residual = spy
     controller, mixer = _parts()
@@ -387,3 +388,46 @@ def test_evaluation_runs_the_runtime_policy_step_on_the_env_state(models, monkey
     bad = evaluate.RuntimePolicy(models["unbounded"])
     with pytest.raises(ValueError, match=r"evaluation of .*unbounded.onnx at t = 0.200 s: residual: expected"):
         bad(env)
+
+
+# ---------------------------------------------------------------------- reference acceleration
+@SETTINGS
+@given(qd0=vec, qd1=vec, t0=st.floats(1.0, 1e6), gap=st.floats(1e-3, REFERENCE_ACCELERATION_MAX_GAP))
+def test_the_reference_acceleration_is_the_difference_of_two_stamped_references(qd0, qd1, t0, gap):
+    acc = ReferenceAcceleration(2)
+    np.testing.assert_array_equal(acc.update(qd0, t0), [0.0, 0.0])  # one reference: nothing to difference
+    expected = (qd1 - qd0) / ((t0 + gap) - t0)
+    np.testing.assert_allclose(acc.peek(qd1, t0 + gap), expected, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(acc.qdd_ref, [0.0, 0.0])  # peek changes nothing
+    np.testing.assert_allclose(acc.update(qd1, t0 + gap), expected, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(acc.update(qd1 + 5.0, t0 + gap), expected, rtol=1e-9, atol=1e-9)  # same stamp: kept
+
+
+@pytest.mark.parametrize("second_stamp, why", [(None, "unstamped"), (0.0, "stamp 0: unstamped"),
+                                               (10.0 + REFERENCE_ACCELERATION_MAX_GAP + 0.01, "a gap"),
+                                               (9.99, "the stamp went back")])
+def test_the_reference_acceleration_is_zero_without_two_close_stamped_references(second_stamp, why):
+    acc = ReferenceAcceleration(2)
+    acc.update([0.0, 0.0], 10.0)
+    assert np.all(acc.update([1.0, -1.0], second_stamp) == 0.0), why
+    # and it restarts from that reference
+    if second_stamp:
+        np.testing.assert_allclose(acc.update([2.0, -2.0], second_stamp + 0.01), [100.0, -100.0])
+
+
+def test_the_reference_hold_and_a_model_reading_the_reference_acceleration(tmp_path):
+    obs = default_observation_names(JOINTS, ("payload_mass",), reference_acceleration=True)
+    w = np.zeros((len(obs), 2), np.float32)
+    w[obs.index("qdd_ref/shoulder"), 0] = 0.5
+    w[obs.index("qdd_ref/elbow"), 1] = -0.25
+    step = _step(linear_model(str(tmp_path / "qdd.onnx"), JOINTS, obs, LIMIT, weights=w))
+    step.set_perception(np.array([1.0]), 10.0)
+    q, qd, a_base = np.zeros(2), np.zeros(2), np.zeros(2)
+    step.reference.set(np.zeros(2), np.array([0.0, 0.0]), 10.0)
+    np.testing.assert_allclose(step.step(q, qd, a_base, 10.0, 10.0).residual, [0.0, 0.0])
+    step.reference.set(np.zeros(2), np.array([0.02, 0.04]), 10.01)  # qdd_ref (2, 4) rad/s^2
+    np.testing.assert_allclose(step.reference.qdd_ref, [2.0, 4.0], rtol=1e-6)
+    np.testing.assert_allclose(step.step(q, qd, a_base, 10.01, 10.01).residual, [1.0, -1.0], rtol=1e-5)
+    # the same assembly without the reference acceleration is refused, as bad input, never raised
+    out = step.model.residual(q, qd, np.zeros(2), np.zeros(2), a_base, np.array([1.0]), 10.02)
+    assert out.residual is None and out.skip is Skip.BAD_INPUT and "qdd_ref" in out.why

@@ -11,6 +11,7 @@ from residual_control.core.observation import (
 
 J = ("shoulder", "elbow")
 Q, QD, QR, QDR, AB = [0.3, -0.7], [1.5, -2.5], [0.5, 0.1], [0.25, -0.125], [12.0, -4.0]
+QDDR = [3.5, -0.75]
 P = [1.2, 0.5]
 FEATURES = ("payload_mass", "friction")
 
@@ -19,18 +20,38 @@ def expected_value(source, joint):
     i = J.index(joint)
     return {
         "q": Q[i], "qd": QD[i], "q_ref": QR[i], "qd_ref": QDR[i], "e": QR[i] - Q[i], "ed": QDR[i] - QD[i],
-        "sin_q": math.sin(Q[i]), "cos_q": math.cos(Q[i]), "a_base": AB[i],
+        "sin_q": math.sin(Q[i]), "cos_q": math.cos(Q[i]), "a_base": AB[i], "qdd_ref": QDDR[i],
     }[source]
 
 
 def test_every_joint_source_value():
     names = [f"{s}/{j}" for s in JOINT_SOURCES for j in J]
     a = ObservationAssembler(names, J)
-    obs = a.assemble(Q, QD, QR, QDR, AB)
+    obs = a.assemble(Q, QD, QR, QDR, AB, None, QDDR)
     assert obs.dtype == np.float32 and obs.shape == (len(names),) and a.size == len(names)
     expected = [expected_value(*n.split("/")) for n in names]
     np.testing.assert_allclose(obs, np.array(expected, dtype=np.float32), rtol=1e-6)
-    assert a.uses_perception is False
+    assert a.uses_perception is False and a.uses_reference_acceleration is True
+
+
+def test_reference_acceleration_is_needed_only_by_a_model_that_reads_it():
+    a = ObservationAssembler(["e/shoulder", "qdd_ref/elbow"], J)
+    with pytest.raises(ObservationError, match=r"qdd_ref: expected 2 values \(the reference acceleration\), found no"):
+        a.assemble(Q, QD, QR, QDR, AB)
+    with pytest.raises(ObservationError, match="qdd_ref: expected 2 values"):
+        a.assemble(Q, QD, QR, QDR, AB, None, [1.0])
+    with pytest.raises(ObservationError, match=r"non-finite \['qdd_ref/elbow'\]"):
+        a.assemble(Q, QD, QR, QDR, AB, None, [0.0, float("nan")])
+    b = ObservationAssembler(["e/shoulder"], J)
+    assert not b.uses_reference_acceleration
+    np.testing.assert_allclose(b.assemble(Q, QD, QR, QDR, AB), b.assemble(Q, QD, QR, QDR, AB, None, QDDR))
+
+
+def test_default_names_with_the_reference_acceleration():
+    plain = default_observation_names(J, ("payload_mass",))
+    with_acc = default_observation_names(J, ("payload_mass",), reference_acceleration=True)
+    i = plain.index("a_base/elbow") + 1
+    assert with_acc == plain[:i] + ["qdd_ref/shoulder", "qdd_ref/elbow"] + plain[i:]
 
 
 def test_perception_values_and_order():

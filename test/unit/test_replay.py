@@ -439,3 +439,21 @@ def test_command_line(graph_episode, tmp_path, monkeypatch, capsys):
     assert "expected the logged model" in capsys.readouterr().err
     assert main(["replay", "good.bag", "--model", other]) == 0
     assert "periods at the residual bound" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("race", [0.0, 0.25])
+def test_a_model_reading_the_reference_acceleration_replays_exactly(params, tmp_path, race):
+    """The policy's qdd_ref (the difference of the references it received) is found again by replay, races too."""
+    from residual_control.harness.synthetic_models import linear_model
+
+    obs = default_observation_names(JOINTS, ("payload_mass",), reference_acceleration=True)
+    w = np.zeros((len(obs), 2), np.float32)
+    w[obs.index("qdd_ref/shoulder"), 0], w[obs.index("qdd_ref/elbow"), 1] = 4.0, 2.0
+    w[obs.index("e/shoulder"), 0] = 20.0
+    model = linear_model(str(tmp_path / "qdd.onnx"), JOINTS, obs, LIMIT, weights=w)
+    ep = simulate_episode(params, model, seconds=2.0, order=0.3, race=race, seed=7)
+    qdd = ep.reference_acceleration()
+    assert np.nanmax(np.abs(qdd)) > 0.5  # the reference accelerates: the model's output depends on it
+    report = replay(dataclasses.replace(ep, events=None))
+    assert report.reproduced, report.table()
+    assert report.stage("residual").max_abs < 1e-9

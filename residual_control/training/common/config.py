@@ -45,7 +45,9 @@ def _canonical(obj: Any) -> Any:
 #: was: left out of the hash at that value, so a config written before the key existed keeps its hash (and the
 #: ``training_config_sha256`` a shipped model records stays that of its config).
 HASH_NEUTRAL: dict[tuple[str, ...], Any] = {("bc", "smoothness_weight"): 0.0, ("rl", "init_from"): "",
-                                              ("rl", "anchor_weight"): 0.0, ("rl", "rate_weight"): 0.0}
+                                              ("rl", "anchor_weight"): 0.0, ("rl", "rate_weight"): 0.0,
+                                              ("env", "reference_acceleration"): False,
+                                              ("bc", "expert", "rigid_body_at"): "measured"}
 
 
 def _without_neutral(cfg: Mapping[str, Any]) -> dict:
@@ -137,6 +139,8 @@ class EnvConfig:
     action_weight: float = 0.05
     #: Overrides of the robot's randomization (robot.yaml; empty: the robot's).
     randomization: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    #: The reference acceleration (``qdd_ref/<joint>``) in the observation (core.step.ReferenceAcceleration).
+    reference_acceleration: bool = False
 
     def __post_init__(self) -> None:
         _at_least(self, residual_delay_steps=0, episode_seconds=0.01, base_gain_randomization=0.0,
@@ -166,6 +170,14 @@ class ExpertConfig:
     extra_kp: tuple[float, ...] = (50.0, 50.0)
     extra_kd: tuple[float, ...] = (10.0, 10.0)
     friction_v0: float = 0.05
+    #: Where the expert evaluates its rigid-body terms: "measured" (the measured state carried one period
+    #: ahead) or "reference" (the reference's position and velocity: the inverse dynamics along the
+    #: reference, noise-free; the feedback on the measured state as M(q_ref) (extra_kp e + extra_kd ed)).
+    rigid_body_at: str = "measured"
+
+    def __post_init__(self) -> None:
+        if self.rigid_body_at not in ("measured", "reference"):
+            raise ConfigError(f"rigid_body_at: expected 'measured' or 'reference', found {self.rigid_body_at!r}")
 
 
 @dataclass(frozen=True)
