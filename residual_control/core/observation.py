@@ -22,6 +22,7 @@ source          value                                   key
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -119,3 +120,53 @@ class ObservationAssembler:
             bad = [self.observation_names[i] for i in np.flatnonzero(~np.isfinite(out))]
             raise ObservationError(f"observation: expected finite values, found non-finite {bad}")
         return out
+
+
+#: The metadata key of a model whose observation passes through :class:`ObservationLowpass` (its cut-off, Hz).
+LOWPASS_METADATA_KEY = "observation_lowpass_hz"
+
+
+class ObservationLowpass:
+    """A first-order low-pass of the whole observation: y_k = y_(k-1) + a (x_k - y_(k-1)), a = dt / (tau + dt).
+
+    tau = 1 / (2 pi ``cutoff_hz``), dt the time since the previous observation. The first observation, one
+    more than ``MAX_GAP`` after the previous or one from before it (time went back) restarts the filter
+    (y = x); one at the previous one's time gives the previous output. A model trained on filtered
+    observations declares the cut-off (metadata ``observation_lowpass_hz``) and the runtime filters
+    the same way (core.step.LoadedPolicy); training filters in training.env.
+    """
+
+    #: Longest time (s) between two observations the filter carries its state over.
+    MAX_GAP = 0.1
+
+    def __init__(self, cutoff_hz: float) -> None:
+        cutoff = float(cutoff_hz)
+        if not (math.isfinite(cutoff) and cutoff > 0.0):
+            raise ValueError(f"observation low-pass: expected a cut-off > 0 Hz, found {cutoff_hz!r}")
+        self.cutoff_hz = cutoff
+        self.tau = 1.0 / (2.0 * math.pi * cutoff)
+        self.state: np.ndarray | None = None
+        self.time: float | None = None
+
+    def reset(self) -> None:
+        self.state, self.time = None, None
+
+    def peek(self, x: np.ndarray, t: float) -> np.ndarray:
+        """Return the filtered observation of ``x`` at ``t`` (s), changing nothing."""
+        x = np.asarray(x, dtype=float).reshape(-1)
+        prev, last = self.state, self.time
+        if prev is None or last is None or prev.shape != x.shape:
+            return x.astype(np.float32)
+        dt = float(t) - last
+        if dt == 0.0:
+            return prev.astype(np.float32)
+        if not (0.0 < dt <= self.MAX_GAP + 1e-9):
+            return x.astype(np.float32)
+        return (prev + dt / (self.tau + dt) * (x - prev)).astype(np.float32)
+
+    def update(self, x: np.ndarray, t: float) -> np.ndarray:
+        """Return the filtered observation of ``x`` at ``t`` (s) and keep it as the filter's state."""
+        y = self.peek(x, t)
+        if self.time is None or float(t) != self.time:
+            self.state, self.time = y.astype(float), float(t)
+        return y

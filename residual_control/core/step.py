@@ -29,9 +29,9 @@ import numpy as np
 
 from .base_controllers import BaseController
 from .envelope import EnvelopeMonitor
-from .errors import ObservationError, PolicyOutputError
+from .errors import ModelError, ObservationError, PolicyOutputError
 from .mixer import Mixer, MixOutput
-from .observation import ObservationAssembler
+from .observation import LOWPASS_METADATA_KEY, ObservationAssembler, ObservationLowpass
 from .policy import PolicyExpectations, PolicyRunner
 
 
@@ -103,7 +103,7 @@ class ReferenceAcceleration:
         if t is not None and self._stamp is not None and t == self._stamp:
             return self.qdd_ref, True  # the same reference again
         gap = None if t is None or self._stamp is None else t - self._stamp
-        if gap is not None and 0.0 < gap <= REFERENCE_ACCELERATION_MAX_GAP and self._qd is not None \
+        if gap is not None and 0.0 < gap <= REFERENCE_ACCELERATION_MAX_GAP + 1e-9 and self._qd is not None \
                 and self._qd.shape == qd.shape:
             return (qd - self._qd) / gap, False
         return np.zeros(qd.shape), False
@@ -187,6 +187,18 @@ class PolicyOutcome:
         return self.skip is Skip.MODEL_ERROR
 
 
+def _declared_lowpass(extra, source: str) -> ObservationLowpass | None:
+    """Return the model's observation low-pass (metadata ``observation_lowpass_hz``), None if it declares none."""
+    text = extra.get(LOWPASS_METADATA_KEY)
+    if text is None:
+        return None
+    try:
+        return ObservationLowpass(float(text))
+    except ValueError:
+        raise ModelError(f"{source}: metadata '{LOWPASS_METADATA_KEY}' expected a cut-off > 0 Hz, "
+                         f"found {text!r:.40}") from None
+
+
 class LoadedPolicy:
     """A validated model, the observation assembly it needs and its envelope monitor (swapped as one)."""
 
@@ -196,6 +208,8 @@ class LoadedPolicy:
                                               expect.perception_features)
         self.path = path
         self.joint_names = list(self.runner.contract.joint_names)
+        #: The low-pass the model's observation passes through (None: the model declares none).
+        self.lowpass = _declared_lowpass(self.runner.contract.extra, path)
         #: The model's training envelope (None: the model declares none) and its run-time check.
         self.envelope = self.runner.envelope
         self.monitor: EnvelopeMonitor | None = None
@@ -217,15 +231,30 @@ class LoadedPolicy:
         self._margin = float(margin)
         self.monitor = monitor  # one assignment: the control path sees the old or the new monitor
 
+    def observation(self, q, qd, q_ref, qd_ref, a_base, perception, qdd_ref=None, t: float | None = None,
+                    keep: bool = True) -> np.ndarray:
+        """Return the model's observation: assembled, then through its low-pass at ``t`` (s) if it declares one.
+
+        ``keep`` False: the low-pass's state is left as it was (replay tries candidate inputs). Without ``t``
+        the low-pass has no previous observation to go on (the observation as assembled). Raises on bad input.
+        """
+        obs = self.assembler.assemble(q, qd, q_ref, qd_ref, a_base, perception, qdd_ref)
+        lowpass = self.lowpass
+        if lowpass is None or t is None:
+            return obs
+        return lowpass.update(obs, t) if keep else lowpass.peek(obs, t)
+
     def residual(self, q, qd, q_ref, qd_ref, a_base, perception, now: float | None = None,
-                 qdd_ref=None) -> PolicyOutcome:
+                 qdd_ref=None, stamp: float | None = None) -> PolicyOutcome:
         """Return the residual for these inputs, or none and why; never raises.
 
         With ``now`` (s) the observation is also checked against the training envelope:
         outside for longer than the debounce, there is no residual (``out_of_envelope: ...``).
+        The model's low-pass (if it declares one) runs on ``stamp`` (the joint state's), else ``now``.
         """
         try:
-            obs = self.assembler.assemble(q, qd, q_ref, qd_ref, a_base, perception, qdd_ref)
+            obs = self.observation(q, qd, q_ref, qd_ref, a_base, perception, qdd_ref,
+                                   stamp if stamp is not None else now)
             monitor = self.monitor
             if monitor is not None and now is not None:
                 check = monitor.update(obs, now)
@@ -284,7 +313,7 @@ class PolicyStep:
                 return PolicyOutcome(None, model.joint_names, Skip.PERCEPTION_LOST, lost)
             perception = self.perception
         q_ref, qd_ref = ref.at(stamp)
-        outcome = model.residual(q, qd, q_ref, qd_ref, a_base, perception, now, ref.qdd_ref)
+        outcome = model.residual(q, qd, q_ref, qd_ref, a_base, perception, now, ref.qdd_ref, stamp)
         monitor = model.monitor
         tripped = monitor is not None and monitor.last.tripped
         event = ""

@@ -572,8 +572,8 @@ def replay_policy(episode: Episode, model, policy_params: Mapping[str, Any], a_b
                         q_ref, qd_ref = _at(*ref[1], t)
                         qdd_ref = step.reference.qdd_ref_if(ref[1][1], ref[1][2])
                         try:
-                            r = m.runner.infer(m.assembler.assemble(ep.q[s_row], ep.qd[s_row], q_ref, qd_ref,
-                                                                    a_base[k], p, qdd_ref))[perm]
+                            r = m.runner.infer(m.observation(ep.q[s_row], ep.qd[s_row], q_ref, qd_ref, a_base[k],
+                                                             p, qdd_ref, t, keep=False))[perm]
                         except ValueError:
                             r = None
                 if _close(r, logged[k], fit_tol):

@@ -302,7 +302,56 @@ def train_bc(cfg: TrainConfig, out_dir: str, seed: int | None = None, episodes: 
     from .common.parallel import Rollouts
 
     with Rollouts(workers, ray_address) as rollouts:
-        return _train_bc(cfg, out_dir, seed, episodes, progress, evaluate, rollouts)
+        students = _bc_values(cfg).bc.students
+        if students == 1:
+            return _train_bc(cfg, out_dir, seed, episodes, progress, evaluate, rollouts)
+        return _train_ensemble(cfg, out_dir, seed, episodes, progress, evaluate, rollouts, students)
+
+
+def _train_ensemble(cfg: TrainConfig, out_dir: str, seed: int | None, episodes: int | None, progress: bool,
+                    evaluate: bool, rollouts, students: int) -> dict:
+    """Train ``students`` students apart (``out_dir/student_<k>``, seed + k) and save their average.
+
+    The ensemble's checkpoint has the first student's metadata but for the network, the seeds, the
+    observation envelope (the union of the students': every state any of them was fitted on) and the
+    real observations of the export check (all students').
+    """
+    from .common.nets import ResidualEnsemble, load_checkpoint, save_checkpoint
+
+    c = _bc_values(cfg)
+    seed = int(c.seed if seed is None else seed)
+    out = Path(out_dir)
+    t0 = time.time()
+    members, metas, parts = [], [], []
+    for k in range(students):
+        part = _train_bc(cfg, str(out / f"student_{k}"), seed + k, episodes, progress, False, rollouts)
+        net, meta = load_checkpoint(part["checkpoint"])
+        members.append(net)
+        metas.append(meta)
+        parts.append(part)
+    names = metas[0]["observation_names"]
+    if any(m["observation_names"] != names for m in metas):
+        raise ValueError("bc.students: expected every student to observe the same names, found different ones")
+    envelopes = [m.get("observation_envelope") for m in metas]
+    meta = dict(metas[0])
+    if all(e is not None for e in envelopes):
+        meta["observation_envelope"] = {
+            **envelopes[0], "low": np.min([e["low"] for e in envelopes], axis=0).tolist(),
+            "high": np.max([e["high"] for e in envelopes], axis=0).tolist(),
+            "n_samples": int(sum(int(e.get("n_samples", 0)) for e in envelopes))}
+    ensemble = ResidualEnsemble(members).eval()
+    meta.update(seed=seed, student_seeds=[seed + k for k in range(students)], network=ensemble.describe(),
+                real_observations=[o for m in metas for o in m.get("real_observations", [])])
+    ckpt = out / "checkpoint.pt"
+    save_checkpoint(ckpt, ensemble, meta)
+    summary = {"checkpoint": str(ckpt), "students": students, "episodes": parts[0]["episodes"],
+               "samples": int(sum(p["samples"] for p in parts)), "final_loss": [p["final_loss"] for p in parts],
+               "train_seconds": round(time.time() - t0, 1), "config_sha256": cfg.sha256, "seed": seed}
+    if evaluate:
+        summary["evaluation"] = evaluate_student(ensemble, c, rollouts=rollouts, observation_names=list(names))
+    with open(out / "summary.json", "w", encoding="utf-8") as fh:
+        json.dump(summary, fh, indent=2)
+    return summary
 
 
 def _train_bc(cfg: TrainConfig, out_dir: str, seed: int | None, episodes: int | None, progress: bool,
@@ -360,6 +409,7 @@ def _train_bc(cfg: TrainConfig, out_dir: str, seed: int | None, episodes: int | 
         "residual_limit": env.residual_limit.tolist(), "control_rate_hz": pf["control_rate_hz"],
         "base_controller": env.base.describe(), "residual_delay_steps": env.delay,
         "params_file": params_file, "network": net.describe(),
+        "observation_lowpass_hz": env.observation_lowpass_hz,
         "real_observations": obs_cat[keep].tolist(),
         "observation_envelope": json.loads(training_envelope(env, obs_cat, c.envelope, seed).to_json()),
     }
@@ -400,6 +450,7 @@ def evaluate_student(net, c: BCTrainConfig, seconds: float | None = None, rollou
     plants, reference = robot_evaluation(c.params_file)
     traj = load_reference_spec(reference or c.evaluation.reference)
     results = compare_plants({"student": net_state(net)}, plants, traj, seconds, c.params_file,
-                             c.env.residual_delay_steps, observation_names, rollouts=rollouts)
+                             c.env.residual_delay_steps, observation_names, rollouts=rollouts,
+                             observation_lowpass_hz=c.env.observation_lowpass_hz)
     return {name: {"base_rmse": r["base"]["rmse"], "residual_rmse": r["residual"]["rmse"], "ratio": r["ratio"]}
             for name, r in results.items()}

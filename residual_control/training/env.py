@@ -37,6 +37,7 @@ import numpy as np
 
 from residual_control.core import (Mixer, MixerConfig, ObservationAssembler, default_observation_names,
                                    make_base_controller)
+from residual_control.core.observation import ObservationLowpass
 from residual_control.core.step import ReferenceAcceleration, ResidualLoop
 from residual_control.robot.folder import load_robot
 from residual_control.robot.nominal import nominal_model
@@ -85,7 +86,7 @@ class ResidualEnv(gym.Env):
                  residual_gain: float = 1.0,
                  observation_names: Sequence[str] | None = None, physics_dt: float = 0.001,
                  start_at_rest: bool = False, reference_acceleration: bool = _ENV.reference_acceleration,
-                 seed: int | None = None) -> None:
+                 observation_lowpass_hz: float = _ENV.observation_lowpass_hz, seed: int | None = None) -> None:
         super().__init__()
         pf = load_params_file(params_file)
         self.params_file = pf
@@ -130,6 +131,9 @@ class ResidualEnv(gym.Env):
             self.joints, self.perception_features, bool(reference_acceleration))
         self.assembler = ObservationAssembler(names, self.joints, self.perception_features)
         self.observation_names = tuple(names)
+        #: The observation's low-pass (env.observation_lowpass_hz; None: none), as the runtime runs it.
+        self.observation_lowpass_hz = float(observation_lowpass_hz)
+        self.lowpass = ObservationLowpass(self.observation_lowpass_hz) if self.observation_lowpass_hz > 0 else None
         mp = dict(pf["mixer_params"])
         mp.update(joints=self.joints, residual_gain=float(residual_gain), recovery_hold_time=0.0,
                   recovery_ramp_time=0.0, residual_limit=self.residual_limit,
@@ -188,6 +192,8 @@ class ResidualEnv(gym.Env):
             self.a_base, _ = self.loop.base_action(self.q_meas, self.qd_meas, self.time)
         self.obs = self.assembler.assemble(self.q_meas, self.qd_meas, self.q_ref, self.qd_ref, self.a_base,
                                            self.perception if self.perception_features else None, qdd_ref)
+        if self.lowpass is not None:
+            self.obs = self.lowpass.update(self.obs, self.time)
         return self.obs
 
     # ------------------------------------------------------------------ gym API
@@ -229,6 +235,8 @@ class ResidualEnv(gym.Env):
         self._steps = 0
         self._next_perception = 0.0
         self._reference_acceleration = ReferenceAcceleration(self.n)
+        if self.lowpass is not None:
+            self.lowpass.reset()
         self.perception = np.zeros(len(self.perception_features))
         self.perception_time = 0.0
         obs = self._observe()

@@ -88,18 +88,22 @@ def load_plant(plant) -> "PlantParams":
 
 def rollout(residual_fn: "Callable[[np.ndarray], np.ndarray] | RuntimePolicy | None", plant, trajectory: Mapping,
             seconds: float = DEFAULT_SECONDS, params_file: str = DEFAULT_PARAMS_FILE, delay: int = DEFAULT_DELAY,
-            observation_names: Sequence[str] | None = None, seed: int = 0, record: bool = False) -> dict:
+            observation_names: Sequence[str] | None = None, seed: int = 0, record: bool = False,
+            observation_lowpass_hz: float = 0.0) -> dict:
     """One closed-loop run.
 
     ``residual_fn(obs) -> da`` in N m (None: base alone), or a :class:`RuntimePolicy` (the runtime's
     policy step on the env's state). ``roughness``: of the commands the plant was given, one per period
     (:func:`residual_control.core.roughness.roughness`: RMS per-period change in N m, share of the power
-    above its cut-off, per joint).
+    above its cut-off, per joint). ``observation_lowpass_hz``: the low-pass of the observations a
+    ``residual_fn`` is given (a torch student trained with ``env.observation_lowpass_hz``; a
+    :class:`RuntimePolicy` runs the model's own).
     """
     from .env import ResidualEnv
 
     env = ResidualEnv(params_file, plant=load_plant(plant), trajectory=trajectory, episode_seconds=seconds,
-                      residual_delay_steps=delay, observation_names=observation_names, seed=seed)
+                      residual_delay_steps=delay, observation_names=observation_names, seed=seed,
+                      observation_lowpass_hz=observation_lowpass_hz)
     obs, _ = env.reset(seed=seed)
     errs, das, commands = [], [], []
     rec: dict = {"t": [], "q": [], "q_ref": [], "da": [], "a_base": [], "command": []}
@@ -138,9 +142,10 @@ def rollout(residual_fn: "Callable[[np.ndarray], np.ndarray] | RuntimePolicy | N
 
 def compare(residual_fn, plant, trajectory, seconds=DEFAULT_SECONDS, params_file=DEFAULT_PARAMS_FILE,
             delay=DEFAULT_DELAY,
-            observation_names=None, seed=0, record=False) -> dict:
+            observation_names=None, seed=0, record=False, observation_lowpass_hz: float = 0.0) -> dict:
     base = rollout(None, plant, trajectory, seconds, params_file, delay, observation_names, seed, record)
-    res = rollout(residual_fn, plant, trajectory, seconds, params_file, delay, observation_names, seed, record)
+    res = rollout(residual_fn, plant, trajectory, seconds, params_file, delay, observation_names, seed, record,
+                  observation_lowpass_hz)
     return {"base": base, "residual": res, "ratio": res["rmse"] / base["rmse"],
             "roughness_ratio": roughness_ratio(res["roughness"], base["roughness"])}
 
@@ -148,7 +153,7 @@ def compare(residual_fn, plant, trajectory, seconds=DEFAULT_SECONDS, params_file
 def compare_plants(policy: Mapping, plants: Mapping[str, object], trajectory: Mapping,
                    seconds: float = DEFAULT_SECONDS, params_file: str = DEFAULT_PARAMS_FILE, delay: int = DEFAULT_DELAY,
                    observation_names=None, seed: int = 0, record: bool = False, rollouts=None,
-                   progress: bool = False) -> dict:
+                   progress: bool = False, observation_lowpass_hz: float = 0.0) -> dict:
     """Return :func:`compare` on each plant (name -> result), the plants run where ``rollouts`` runs tasks.
 
     ``policy``: ``{"model": ONNX path}`` (the runtime's policy step, :class:`RuntimePolicy`, a fresh one
@@ -160,7 +165,7 @@ def compare_plants(policy: Mapping, plants: Mapping[str, object], trajectory: Ma
 
     tasks = [{"policy": dict(policy), "plant": plant, "trajectory": dict(trajectory), "seconds": seconds,
               "params_file": params_file, "delay": delay, "observation_names": observation_names, "seed": seed,
-              "record": record} for plant in plants.values()]
+              "record": record, "observation_lowpass_hz": observation_lowpass_hz} for plant in plants.values()]
     rollouts = rollouts or Rollouts()
     if rollouts.parallel or not progress:
         results = rollouts.map(_compare_task, tasks)
@@ -181,7 +186,8 @@ def _compare_task(task: dict) -> dict:
     else:
         fn = torch_residual_fn(net_from_state(policy["student"]))
     result = compare(fn, task["plant"], task["trajectory"], task["seconds"], task["params_file"], task["delay"],
-                     task["observation_names"], task["seed"], task["record"])
+                     task["observation_names"], task["seed"], task["record"],
+                     0.0 if "model" in policy else task.get("observation_lowpass_hz", 0.0))
     if isinstance(fn, RuntimePolicy):
         result["residual"]["envelope"] = fn.stats
     return result
@@ -226,7 +232,7 @@ class RuntimePolicy:
         from residual_control.core.step import Skip
 
         step = self.step
-        step.reference.set(env.q_ref, env.qd_ref)
+        step.reference.set(env.q_ref, env.qd_ref, env.time)  # stamped: the reference acceleration needs it
         step.set_perception(env.perception, env.perception_time)
         out = step.step(env.q_meas, env.qd_meas, env.a_base, env.time)
         if out.skip not in (None, Skip.OUT_OF_ENVELOPE):

@@ -26,6 +26,7 @@ import numpy as np
 import residual_control
 from residual_control.core.envelope import METADATA_KEY as ENVELOPE_KEY, Envelope
 from residual_control.core.errors import ModelError
+from residual_control.core.observation import LOWPASS_METADATA_KEY
 from residual_control.core.policy import ModelContract, PolicyExpectations, PolicyRunner
 
 from .common.config import load_params_file
@@ -52,6 +53,8 @@ def contract_from_meta(meta: dict, opset: int = OPSET) -> ModelContract:
         "seed": str(meta.get("seed", "")),
         "network": json.dumps(meta.get("network", {}), sort_keys=True),
     }
+    if float(meta.get("observation_lowpass_hz") or 0.0) > 0.0:  # the runtime filters the observation the same way
+        extra[LOWPASS_METADATA_KEY] = repr(float(meta["observation_lowpass_hz"]))
     # Fine-tuning from logs (training/finetune.py): the logs' SHA-256 and the method.
     for key in ("bags", "finetune"):
         if meta.get(key) is not None:

@@ -33,7 +33,8 @@ import numpy as np
 
 from residual_control.logs.episode import Episode
 
-from residual_control.core.errors import ConfigError
+from residual_control.core.errors import ConfigError, ModelError
+from residual_control.core.observation import LOWPASS_METADATA_KEY, ObservationLowpass
 
 from .common.config import BCTrainConfig, TrainConfig, _at_least, load_params_file, load_train_config
 
@@ -153,7 +154,12 @@ def load_init(model: str | Path):
 
     path = Path(model)
     if path.suffix in (".pt", ".pth"):
-        return load_checkpoint(path)
+        net, meta = load_checkpoint(path)
+        if not isinstance(net, ResidualPolicyNet):
+            raise ModelError(f"{model}: expected one network to start from, found an ensemble of "
+                             f"{len(net.members)} students (bc.students); start from one of its students' "
+                             f"checkpoints (student_<k>/checkpoint.pt)")
+        return net, meta
     import onnx
     import torch
     from onnx import numpy_helper
@@ -226,22 +232,35 @@ def plant_sampler(ranges: dict, fixed):
     return partial(sample_plant, ranges=ranges, fixed=fixed)
 
 
+def episode_observations(env, ep: Episode) -> np.ndarray:
+    """(K, n_obs) the runtime's observation of each logged period (NaN rows where it has none).
+
+    Assembled from the period's state, reference, reference acceleration, base action and perception,
+    then through the low-pass the model declares (env.lowpass: a fresh one per log, on the rows' stamps,
+    over the periods with an observation, as the policy node saw them).
+    """
+    out = np.full((ep.periods, env.assembler.size), np.nan, np.float32)
+    if env.perception_features and ep.perception is None:
+        return out  # a recording without the perception topic: its states cannot be observed as the policy does
+    ok = ep.complete() & np.all(np.isfinite(ep.a_base), axis=1)
+    qdd_ref = ep.reference_acceleration()
+    lowpass = ObservationLowpass(env.lowpass.cutoff_hz) if getattr(env, "lowpass", None) is not None else None
+    for k in np.flatnonzero(ok):
+        per = ep.perception[k] if ep.perception is not None and env.perception_features else None
+        if per is not None and not np.all(np.isfinite(per)):
+            continue
+        if not np.all(np.isfinite(qdd_ref[k])) and env.assembler.uses_reference_acceleration:
+            continue
+        x = env.assembler.assemble(ep.q[k], ep.qd[k], ep.q_ref[k], ep.qd_ref[k], ep.a_base[k], per,
+                                   np.nan_to_num(qdd_ref[k]))
+        out[k] = lowpass.update(x, float(ep.t[k])) if lowpass is not None else x
+    return out
+
+
 def logged_observations(env, episodes: Sequence[Episode]) -> np.ndarray:
     """Return the runtime's observations of the logged states (for the envelope)."""
-    out = []
-    for ep in episodes:
-        perception = ep.perception
-        if env.perception_features and perception is None:
-            continue  # a recording without the perception topic: its states cannot be observed as the policy does
-        ok = ep.complete() & np.all(np.isfinite(ep.a_base), axis=1)
-        qdd_ref = ep.reference_acceleration()
-        for k in np.flatnonzero(ok):
-            per = perception[k] if perception is not None and env.perception_features else None
-            if per is not None and not np.all(np.isfinite(per)):
-                continue
-            out.append(env.assembler.assemble(ep.q[k], ep.qd[k], ep.q_ref[k], ep.qd_ref[k], ep.a_base[k], per,
-                                              qdd_ref[k]))
-    return np.asarray(out, np.float32).reshape(-1, env.assembler.size)
+    rows = [o[np.all(np.isfinite(o), axis=1)] for o in (episode_observations(env, ep) for ep in episodes)]
+    return np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, env.assembler.size), np.float32)
 
 
 def logged_expert(env, episodes: Sequence[Episode], next_valid: list | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -257,15 +276,12 @@ def logged_expert(env, episodes: Sequence[Episode], next_valid: list | None = No
     for i, ep in enumerate(episodes):
         if ep.expert is None or (env.perception_features and ep.perception is None):
             continue
-        qdd_ref = ep.reference_acceleration()
+        observed = episode_observations(env, ep)
         for k in range(ep.periods - d):
-            rows = (ep.q[k], ep.qd[k], ep.q_ref[k], ep.qd_ref[k], ep.a_base[k], ep.expert[k + d], ep.a_base[k + d])
-            if not all(np.all(np.isfinite(r)) for r in rows):
+            if not (np.all(np.isfinite(observed[k])) and np.all(np.isfinite(ep.expert[k + d]))
+                    and np.all(np.isfinite(ep.a_base[k + d]))):
                 continue
-            per = ep.perception[k] if ep.perception is not None and env.perception_features else None
-            if per is not None and not np.all(np.isfinite(per)):
-                continue
-            obs.append(env.assembler.assemble(*rows[:5], per, qdd_ref[k]))
+            obs.append(observed[k])
             lab.append(np.clip((ep.expert[k + d] - ep.a_base[k + d]) / env.residual_limit, -1, 1))
             rows_of.append((i, k))
     if next_valid is not None:
@@ -294,6 +310,10 @@ def _check_contract(init_meta: dict, env, init: str) -> None:
         problems.append(f"joints {list(env.joints)} (found {list(init_meta['joint_names'])})")
     if list(init_meta["observation_names"]) != list(env.observation_names):
         problems.append(f"observations {list(env.observation_names)} (found {list(init_meta['observation_names'])})")
+    lowpass = float(init_meta.get("observation_lowpass_hz")
+                    or init_meta.get("extra", {}).get(LOWPASS_METADATA_KEY) or 0.0)
+    if lowpass != env.observation_lowpass_hz:
+        problems.append(f"env.observation_lowpass_hz {env.observation_lowpass_hz:g} (found {lowpass:g})")
     limit = np.asarray(init_meta["residual_limit"], dtype=float)
     if limit.shape != env.residual_limit.shape or not np.allclose(limit, env.residual_limit):
         problems.append(f"residual_limit {env.residual_limit.tolist()} (found {list(init_meta['residual_limit'])})")

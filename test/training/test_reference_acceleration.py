@@ -87,3 +87,23 @@ def test_velocity_noise_reaches_the_reference_expert_only_through_its_feedback()
     np.testing.assert_allclose(noisy_r - clean_r, through_feedback, rtol=1e-6, atol=1e-9)
     # the measured-state expert passes the noise through its velocity terms as well
     assert np.max(np.abs((noisy_m - clean_m) - through_feedback)) > 1e-3
+
+
+def test_the_env_filters_its_observation_as_the_runtime_does():
+    from residual_control.core.observation import ObservationLowpass
+
+    raw = ResidualEnv(PARAMS, seed=4, episode_seconds=0.3)
+    filt = ResidualEnv(PARAMS, seed=4, episode_seconds=0.3, observation_lowpass_hz=10.0)
+    f = ObservationLowpass(10.0)
+    for episode in range(2):  # each reset restarts the filter
+        o_raw, _ = raw.reset(seed=episode)
+        o_filt, _ = filt.reset(seed=episode)
+        np.testing.assert_allclose(o_filt, f.update(o_raw, -1.0 - episode), rtol=1e-6)  # the first: as it is
+        f.reset()
+        f.update(o_raw, 0.0)
+        for _ in range(20):
+            a = np.full(raw.n, 0.1)
+            o_raw, *_ = raw.step(a)
+            o_filt, *_ = filt.step(a)
+            np.testing.assert_allclose(o_filt, f.update(o_raw, raw.time), rtol=1e-5, atol=1e-5)
+        assert np.max(np.abs(o_filt - o_raw)) > 1e-3  # it does filter

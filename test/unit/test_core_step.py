@@ -120,9 +120,9 @@ def test_the_loop_and_the_policy_use_the_reference_at_the_states_stamp(models):
     seen = {}
     real = step.model.residual
 
-    def spy(q, qd, q_ref, qd_ref, a_base, perception, now, qdd_ref=None):
+    def spy(q, qd, q_ref, qd_ref, a_base, perception, now, *rest):
         seen["policy"] = np.array(q_ref)
-        return real(q, qd, q_ref, qd_ref, a_base, perception, now, qdd_ref)
+        return real(q, qd, q_ref, qd_ref, a_base, perception, now, *rest)
 
     step.model.residual = spy
     controller, mixer = _parts()
@@ -431,3 +431,29 @@ def test_the_reference_hold_and_a_model_reading_the_reference_acceleration(tmp_p
     # the same assembly without the reference acceleration is refused, as bad input, never raised
     out = step.model.residual(q, qd, np.zeros(2), np.zeros(2), a_base, np.array([1.0]), 10.02)
     assert out.residual is None and out.skip is Skip.BAD_INPUT and "qdd_ref" in out.why
+
+
+def test_a_model_that_declares_an_observation_lowpass_sees_its_observation_filtered(tmp_path):
+    from residual_control.core.errors import ModelError
+    from residual_control.core.observation import LOWPASS_METADATA_KEY
+
+    w = np.zeros((len(OBS), 2), np.float32)
+    w[OBS.index("e/shoulder"), 0] = 10.0
+    path = linear_model(str(tmp_path / "lp.onnx"), JOINTS, OBS, LIMIT, weights=w,
+                        extra_metadata={LOWPASS_METADATA_KEY: "10.0"})
+    step = _step(path)
+    assert step.model.lowpass is not None and step.model.lowpass.cutoff_hz == 10.0
+    step.set_perception(np.array([1.0]), 10.0)
+    step.reference.set(np.array([0.0, 0.0]), np.zeros(2), 10.0)
+    q = np.zeros(2)
+    assert step.step(q, q, q, 10.0, 10.0).residual[0] == 0.0
+    step.reference.set(np.array([0.1, 0.0]), np.zeros(2), 10.01)  # the error steps to 0.1 rad
+    a = 0.01 / (1.0 / (2 * np.pi * 10.0) + 0.01)
+    np.testing.assert_allclose(step.step(q, q, q, 10.01, 10.01).residual[0], 10.0 * 0.1 * a, rtol=1e-5)
+    np.testing.assert_allclose(step.step(q, q, q, 10.02, 10.02).residual[0], 10.0 * 0.1 * (a + (1 - a) * a),
+                               rtol=1e-5)
+    for bad in ("0", "-3", "fast", "nan"):
+        bad_path = linear_model(str(tmp_path / "bad.onnx"), JOINTS, OBS, LIMIT, weights=w,
+                                extra_metadata={LOWPASS_METADATA_KEY: bad})
+        with pytest.raises(ModelError, match=r"metadata 'observation_lowpass_hz' expected a cut-off > 0 Hz, found"):
+            LoadedPolicy(bad_path, "", EXPECT)

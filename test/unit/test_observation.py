@@ -156,3 +156,44 @@ def test_non_finite_refused(field, value, bad_name):
 def test_non_finite_in_an_unused_input_is_harmless():
     a = ObservationAssembler(["q/shoulder"], J)
     np.testing.assert_allclose(a.assemble(Q, QD, QR, QDR, [float("nan"), 0.0]), np.float32([0.3]))
+
+
+# ---------------------------------------------------------------------- ObservationLowpass
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from residual_control.core.observation import ObservationLowpass  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(xs=st.lists(st.lists(st.floats(-1e3, 1e3), min_size=3, max_size=3), min_size=1, max_size=30),
+       cutoff=st.floats(0.5, 50.0), dt=st.floats(1e-3, ObservationLowpass.MAX_GAP))
+def test_the_lowpass_stays_within_what_it_was_given_and_follows_its_law(xs, cutoff, dt):
+    f = ObservationLowpass(cutoff)
+    xs = np.asarray(xs)
+    y_prev = None
+    for k, x in enumerate(xs):
+        t = 5.0 + k * dt
+        y = f.update(x, t)
+        assert y.dtype == np.float32
+        lo, hi = xs[:k + 1].min(axis=0), xs[:k + 1].max(axis=0)
+        assert np.all(y >= lo - 1e-3 * (1 + np.abs(lo))) and np.all(y <= hi + 1e-3 * (1 + np.abs(hi)))
+        if y_prev is not None:
+            a = dt / (1.0 / (2 * np.pi * cutoff) + dt)
+            np.testing.assert_allclose(y, y_prev + a * (x - y_prev), rtol=1e-5, atol=1e-3)
+        else:
+            np.testing.assert_allclose(y, x, rtol=1e-6, atol=1e-30)  # the first observation starts it
+        y_prev = y.astype(float)
+
+
+def test_the_lowpass_restarts_after_a_gap_or_a_step_back_and_peek_changes_nothing():
+    f = ObservationLowpass(10.0)
+    f.update([0.0, 0.0], 1.0)
+    a = 0.01 / (1.0 / (2 * np.pi * 10.0) + 0.01)
+    np.testing.assert_allclose(f.peek([1.0, -1.0], 1.01), [a, -a], rtol=1e-6)
+    np.testing.assert_allclose(f.update([1.0, -1.0], 1.01), [a, -a], rtol=1e-6)  # peek left the state as it was
+    np.testing.assert_allclose(f.update([9.0, 9.0], 1.01), [a, -a], rtol=1e-6)  # the same time: the same output
+    np.testing.assert_allclose(f.update([2.0, 3.0], 1.01 + ObservationLowpass.MAX_GAP + 1e-3), [2.0, 3.0])  # gap
+    np.testing.assert_allclose(f.update([4.0, 5.0], 0.5), [4.0, 5.0])  # time went back
+    with pytest.raises(ValueError, match=r"expected a cut-off > 0 Hz, found 0"):
+        ObservationLowpass(0)

@@ -441,16 +441,22 @@ def test_command_line(graph_episode, tmp_path, monkeypatch, capsys):
     assert "periods at the residual bound" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("lowpass", [None, "10.0"], ids=["raw", "lowpass-10hz"])
 @pytest.mark.parametrize("race", [0.0, 0.25])
-def test_a_model_reading_the_reference_acceleration_replays_exactly(params, tmp_path, race):
-    """The policy's qdd_ref (the difference of the references it received) is found again by replay, races too."""
+def test_a_model_reading_the_reference_acceleration_replays_exactly(params, tmp_path, race, lowpass):
+    """The policy's qdd_ref and its observation low-pass (state from period to period) replay, races too.
+
+    qdd_ref: the difference of the references the policy received.
+    """
+    from residual_control.core.observation import LOWPASS_METADATA_KEY
     from residual_control.harness.synthetic_models import linear_model
 
     obs = default_observation_names(JOINTS, ("payload_mass",), reference_acceleration=True)
     w = np.zeros((len(obs), 2), np.float32)
     w[obs.index("qdd_ref/shoulder"), 0], w[obs.index("qdd_ref/elbow"), 1] = 4.0, 2.0
     w[obs.index("e/shoulder"), 0] = 20.0
-    model = linear_model(str(tmp_path / "qdd.onnx"), JOINTS, obs, LIMIT, weights=w)
+    model = linear_model(str(tmp_path / "qdd.onnx"), JOINTS, obs, LIMIT, weights=w,
+                         extra_metadata={LOWPASS_METADATA_KEY: lowpass} if lowpass else None)
     ep = simulate_episode(params, model, seconds=2.0, order=0.3, race=race, seed=7)
     qdd = ep.reference_acceleration()
     assert np.nanmax(np.abs(qdd)) > 0.5  # the reference accelerates: the model's output depends on it

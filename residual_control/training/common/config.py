@@ -47,7 +47,9 @@ def _canonical(obj: Any) -> Any:
 HASH_NEUTRAL: dict[tuple[str, ...], Any] = {("bc", "smoothness_weight"): 0.0, ("rl", "init_from"): "",
                                               ("rl", "anchor_weight"): 0.0, ("rl", "rate_weight"): 0.0,
                                               ("env", "reference_acceleration"): False,
-                                              ("bc", "expert", "rigid_body_at"): "measured"}
+                                              ("env", "observation_lowpass_hz"): 0.0,
+                                              ("bc", "expert", "rigid_body_at"): "measured",
+                                              ("bc", "students"): 1}
 
 
 def _without_neutral(cfg: Mapping[str, Any]) -> dict:
@@ -141,10 +143,14 @@ class EnvConfig:
     randomization: dict[str, tuple[float, ...]] = field(default_factory=dict)
     #: The reference acceleration (``qdd_ref/<joint>``) in the observation (core.step.ReferenceAcceleration).
     reference_acceleration: bool = False
+    #: The observation through a first-order low-pass of this cut-off (Hz; 0: none), in training and in the
+    #: runtime (the model declares it: core.observation.ObservationLowpass).
+    observation_lowpass_hz: float = 0.0
 
     def __post_init__(self) -> None:
         _at_least(self, residual_delay_steps=0, episode_seconds=0.01, base_gain_randomization=0.0,
-                  perception_noise_std=0.0, perception_rate_hz=0.01, error_scale=1e-9, action_weight=0.0)
+                  perception_noise_std=0.0, perception_rate_hz=0.01, error_scale=1e-9, action_weight=0.0,
+                  observation_lowpass_hz=0.0)
 
 
 @dataclass(frozen=True)
@@ -198,10 +204,13 @@ class BCConfig:
     #: student's unit action between consecutive states of the same episode (training/bc.py ``fit``). One
     #: number for every joint, or one per joint in the robot's joint order.
     smoothness_weight: float | tuple[float, ...] = 0.0
+    #: Students trained apart (seeds seed, seed + 1, ...; each its own DAgger run) whose outputs the model
+    #: averages (nets.ResidualEnsemble, one ONNX graph); 1: one network.
+    students: int = 1
 
     def __post_init__(self) -> None:
         _at_least(self, episodes=1, dagger_rounds=1, beta0=0.0, noise_std=0.0, epochs=1, lr=0.0, batch_size=1,
-                  weight_decay=0.0, smoothness_weight=0.0)
+                  weight_decay=0.0, smoothness_weight=0.0, students=1)
         if isinstance(self.smoothness_weight, tuple):
             if not self.smoothness_weight or min(self.smoothness_weight) < 0.0:
                 raise ConfigError(f"smoothness_weight: expected one number >= 0.0 or a non-empty list of them "

@@ -85,13 +85,60 @@ class ResidualPolicyNet(nn.Module):
         return cls(d["n_obs"], d["residual_limit"], d["hidden"], d.get("activation", "relu"))
 
 
-def save_checkpoint(path, net: ResidualPolicyNet, meta: dict) -> None:
+class ResidualEnsemble(nn.Module):
+    """The mean of K :class:`ResidualPolicyNet` s trained apart (``bc.students``): obs -> residual in N m.
+
+    Each member keeps its own normaliser; the mean of outputs within +-residual_limit is within it too.
+    Averaging independently fitted students removes part of what each adds to its expert from state to
+    state (docs/roughness.md). Exported as one stateless graph with the K bodies (the runtime's contract
+    is unchanged).
+    """
+
+    def __init__(self, members: Sequence[ResidualPolicyNet]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("ResidualEnsemble: expected at least one member, found none")
+        n_obs = {m.n_obs for m in members}
+        limits = {tuple(m.limit.tolist()) for m in members}
+        if len(n_obs) != 1 or len(limits) != 1:
+            raise ValueError(f"ResidualEnsemble: expected members of one observation size and residual_limit, "
+                             f"found sizes {sorted(n_obs)} and limits {sorted(limits)}")
+        self.members = nn.ModuleList(members)
+        self.n_obs = members[0].n_obs
+        self.register_buffer("limit", members[0].limit.clone())
+
+    @property
+    def normalizer(self) -> Normalizer:
+        """The first member's normaliser (its clip is every member's)."""
+        return self.members[0].normalizer
+
+    def unit_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """Return the mean of the members' actions in [-1, 1]."""
+        return torch.stack([m.unit_action(obs) for m in self.members]).mean(0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        out = torch.stack([m(obs) for m in self.members]).mean(0)
+        return torch.minimum(torch.maximum(out, -self.limit), self.limit)
+
+    def describe(self) -> dict:
+        return {"ensemble": [m.describe() for m in self.members]}
+
+
+def net_from_description(d: dict) -> nn.Module:
+    """Build the (untrained) network a ``describe()`` wrote: one :class:`ResidualPolicyNet` or an ensemble."""
+    if "ensemble" in d:
+        return ResidualEnsemble([ResidualPolicyNet.from_description(m) for m in d["ensemble"]])
+    return ResidualPolicyNet.from_description(d)
+
+
+def save_checkpoint(path, net: nn.Module, meta: dict) -> None:
     torch.save({"net": net.describe(), "state_dict": net.state_dict(), "meta": meta}, str(path))
 
 
-def load_checkpoint(path) -> tuple[ResidualPolicyNet, dict]:
+def load_checkpoint(path) -> tuple[nn.Module, dict]:
+    """Return the checkpoint's network (a :class:`ResidualPolicyNet` or :class:`ResidualEnsemble`) and metadata."""
     ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
-    net = ResidualPolicyNet.from_description(ckpt["net"])
+    net = net_from_description(ckpt["net"])
     net.load_state_dict(ckpt["state_dict"])
     net.eval()
     return net, ckpt["meta"]

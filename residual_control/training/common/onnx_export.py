@@ -1,4 +1,4 @@
-"""ONNX writer for :class:`ResidualPolicyNet` plus the export check.
+"""ONNX writer for :class:`ResidualPolicyNet` (and :class:`ResidualEnsemble`) plus the export check.
 
 The graph is built node by node with ``onnx.helper`` from the trained weights
 (Sub, Div, Clip, Gemm, Relu/Tanh/Elu, Tanh, Mul, Max/Min), so it does not depend on the
@@ -16,7 +16,7 @@ from torch import nn
 
 from residual_control.core.policy import INPUT_NAME, OUTPUT_NAME, ModelContract
 
-from .nets import ResidualPolicyNet
+from .nets import ResidualEnsemble, ResidualPolicyNet
 
 OPSET = 17
 EXPORT_TOLERANCE = 1e-5
@@ -26,7 +26,8 @@ class ExportCheckError(RuntimeError):
     pass
 
 
-def build_onnx(net: ResidualPolicyNet, metadata: Mapping[str, str], opset: int = OPSET):
+def build_onnx(net: ResidualPolicyNet | ResidualEnsemble, metadata: Mapping[str, str], opset: int = OPSET):
+    """Return the ONNX model of ``net``: one network, or an ensemble's members and the Mean of their outputs."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -39,37 +40,15 @@ def build_onnx(net: ResidualPolicyNet, metadata: Mapping[str, str], opset: int =
         inits.append(numpy_helper.from_array(np.asarray(arr, dtype=np.float32), name))
         return name
 
-    mean = const("obs_mean", net.normalizer.mean.detach().numpy().reshape(1, -1))
-    std = const("obs_std", net.normalizer.std.detach().numpy().reshape(1, -1))
-    lo = const("obs_clip_lo", np.float32(-net.normalizer.clip))
-    hi = const("obs_clip_hi", np.float32(net.normalizer.clip))
-    nodes += [helper.make_node("Sub", [INPUT_NAME, mean], ["centred"]),
-              helper.make_node("Div", ["centred", std], ["scaled"]),
-              helper.make_node("Clip", ["scaled", lo, hi], ["x0"])]
-    x = "x0"
-    k = 0
-    for layer in net.body:
-        k += 1
-        out = f"x{k}"
-        if isinstance(layer, nn.Linear):
-            w = const(f"W{k}", layer.weight.detach().numpy())
-            b = const(f"b{k}", layer.bias.detach().numpy())
-            nodes.append(helper.make_node("Gemm", [x, w, b], [out], transB=1))
-        elif isinstance(layer, nn.ReLU):
-            nodes.append(helper.make_node("Relu", [x], [out]))
-        elif isinstance(layer, nn.Tanh):
-            nodes.append(helper.make_node("Tanh", [x], [out]))
-        elif isinstance(layer, nn.ELU):
-            nodes.append(helper.make_node("Elu", [x], [out], alpha=float(layer.alpha)))
-        else:
-            raise TypeError(f"build_onnx: unsupported layer {type(layer).__name__}")
-        x = out
-    limit = const("residual_limit", net.limit.detach().numpy().reshape(1, -1))
-    neg_limit = const("neg_residual_limit", -net.limit.detach().numpy().reshape(1, -1))
-    nodes += [helper.make_node("Tanh", [x], ["unit"]),
-              helper.make_node("Mul", ["unit", limit], ["scaled_residual"]),
-              helper.make_node("Max", ["scaled_residual", neg_limit], ["lower_bounded"]),
-              helper.make_node("Min", ["lower_bounded", limit], [OUTPUT_NAME])]
+    if isinstance(net, ResidualEnsemble):
+        outs = [_member(m, f"m{i}_", f"m{i}_residual", const, nodes) for i, m in enumerate(net.members)]
+        limit = const("residual_limit", net.limit.detach().numpy().reshape(1, -1))
+        neg_limit = const("neg_residual_limit", -net.limit.detach().numpy().reshape(1, -1))
+        nodes += [helper.make_node("Mean", outs, ["mean_residual"]),
+                  helper.make_node("Max", ["mean_residual", neg_limit], ["mean_lower_bounded"]),
+                  helper.make_node("Min", ["mean_lower_bounded", limit], [OUTPUT_NAME])]
+    else:
+        _member(net, "", OUTPUT_NAME, const, nodes)
     graph = helper.make_graph(
         nodes, "residual_policy",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, n_obs])],
@@ -83,6 +62,45 @@ def build_onnx(net: ResidualPolicyNet, metadata: Mapping[str, str], opset: int =
         entry.key, entry.value = str(key), str(value)
     onnx.checker.check_model(model)
     return model
+
+
+def _member(net: ResidualPolicyNet, prefix: str, output: str, const, nodes: list) -> str:
+    """Append one network's nodes (names ``prefix``-ed) from the input to ``output``; return ``output``."""
+    from onnx import helper
+
+    p = prefix
+    mean = const(f"{p}obs_mean", net.normalizer.mean.detach().numpy().reshape(1, -1))
+    std = const(f"{p}obs_std", net.normalizer.std.detach().numpy().reshape(1, -1))
+    lo = const(f"{p}obs_clip_lo", np.float32(-net.normalizer.clip))
+    hi = const(f"{p}obs_clip_hi", np.float32(net.normalizer.clip))
+    nodes += [helper.make_node("Sub", [INPUT_NAME, mean], [f"{p}centred"]),
+              helper.make_node("Div", [f"{p}centred", std], [f"{p}scaled"]),
+              helper.make_node("Clip", [f"{p}scaled", lo, hi], [f"{p}x0"])]
+    x = f"{p}x0"
+    k = 0
+    for layer in net.body:
+        k += 1
+        out = f"{p}x{k}"
+        if isinstance(layer, nn.Linear):
+            w = const(f"{p}W{k}", layer.weight.detach().numpy())
+            b = const(f"{p}b{k}", layer.bias.detach().numpy())
+            nodes.append(helper.make_node("Gemm", [x, w, b], [out], transB=1))
+        elif isinstance(layer, nn.ReLU):
+            nodes.append(helper.make_node("Relu", [x], [out]))
+        elif isinstance(layer, nn.Tanh):
+            nodes.append(helper.make_node("Tanh", [x], [out]))
+        elif isinstance(layer, nn.ELU):
+            nodes.append(helper.make_node("Elu", [x], [out], alpha=float(layer.alpha)))
+        else:
+            raise TypeError(f"build_onnx: unsupported layer {type(layer).__name__}")
+        x = out
+    limit = const(f"{p}residual_limit", net.limit.detach().numpy().reshape(1, -1))
+    neg_limit = const(f"{p}neg_residual_limit", -net.limit.detach().numpy().reshape(1, -1))
+    nodes += [helper.make_node("Tanh", [x], [f"{p}unit"]),
+              helper.make_node("Mul", [f"{p}unit", limit], [f"{p}scaled_residual"]),
+              helper.make_node("Max", [f"{p}scaled_residual", neg_limit], [f"{p}lower_bounded"]),
+              helper.make_node("Min", [f"{p}lower_bounded", limit], [output])]
+    return output
 
 
 def export_check(net: ResidualPolicyNet, model_bytes: bytes, real_obs: np.ndarray | None = None,

@@ -139,7 +139,7 @@ def _ray_task(fn: Callable[[Any], Any], task):
 
 
 def net_state(net) -> dict | None:
-    """Return a picklable copy of a :class:`~.nets.ResidualPolicyNet` (None for None)."""
+    """Return a picklable copy of a :class:`~.nets.ResidualPolicyNet` or ensemble (None for None)."""
     if net is None:
         return None
     return {"net": net.describe(), "state_dict": {k: v.detach().clone() for k, v in net.state_dict().items()},
@@ -150,11 +150,12 @@ def net_from_state(state: dict | None):
     """Rebuild the network :func:`net_state` copied (None for None)."""
     if state is None:
         return None
-    from .nets import ResidualPolicyNet
+    from .nets import net_from_description
 
-    net = ResidualPolicyNet.from_description(state["net"])
+    net = net_from_description(state["net"])
     net.load_state_dict(state["state_dict"])
-    net.normalizer.clip = float(state["clip"])
+    for m in getattr(net, "members", [net]):
+        m.normalizer.clip = float(state["clip"])
     net.eval()
     return net
 
