@@ -99,6 +99,32 @@ def _per_joint(value, n: int) -> np.ndarray:
     raise ValueError(f"expert gain: expected {n} values (one per joint) or one value, found {arr.tolist()}")
 
 
+class StudentsExpert:
+    """The averaged students (nets.ResidualEnsemble) as the expert of a distillation: ``(env, cfg) -> N m``.
+
+    Picklable (the network's state travels to rollout workers); the residual of the env's observation.
+    """
+
+    def __init__(self, net) -> None:
+        from .common.parallel import net_state
+
+        self.state = net_state(net)
+        self._net = None
+
+    def __getstate__(self) -> dict:
+        return {"state": self.state, "_net": None}
+
+    def __call__(self, env, expert_cfg=None) -> np.ndarray:
+        import torch
+
+        from .common.parallel import net_from_state
+
+        if self._net is None:
+            self._net = net_from_state(self.state)
+        with torch.no_grad():
+            return self._net(torch.as_tensor(np.asarray(env.obs, np.float32)[None]))[0].numpy().astype(float)
+
+
 def collect(env, student, expert_cfg: ExpertConfig, episodes: int, rng: np.random.Generator, beta: float,
             noise_std: float, progress=None, expert=None, plant=None, next_valid: list | None = None):
     """Roll out a beta-mixture of expert and student (+ noise); label every state with the expert.
@@ -160,7 +186,7 @@ def _episode(env, student, expert_cfg: ExpertConfig, rng: np.random.Generator, b
 
 def collect_parallel(rollouts, env_cfg, params_file: str, student, expert_cfg: ExpertConfig, episodes: int,
                      seed: int, round_index: int, beta: float, noise_std: float, plant=None,
-                     next_valid: list | None = None):
+                     next_valid: list | None = None, expert=None):
     """:func:`collect` with episode k of the round drawing from ``episode_rng(seed, round_index, k)``.
 
     The episodes run where ``rollouts`` (:class:`~.common.parallel.Rollouts`) runs tasks, in contiguous
@@ -171,7 +197,8 @@ def collect_parallel(rollouts, env_cfg, params_file: str, student, expert_cfg: E
 
     state = net_state(student)
     tasks = [{"env": env_cfg, "params_file": params_file, "student": state, "expert": expert_cfg, "seed": seed,
-              "round": round_index, "episodes": list(chunk), "beta": beta, "noise_std": noise_std, "plant": plant}
+              "round": round_index, "episodes": list(chunk), "beta": beta, "noise_std": noise_std, "plant": plant,
+              "expert_fn": expert}
              for chunk in split(episodes, rollouts.workers)]
     parts = rollouts.map(_collect_chunk, tasks)
     obs = [o for part in parts for o in part[0]]
@@ -189,7 +216,7 @@ def _collect_chunk(task: dict) -> tuple[list, list, list]:
     env = make_env_from_config(task["env"], task["params_file"], seed=int(task["seed"]))
     rngs = [episode_rng(task["seed"], task["round"], k) for k in task["episodes"]]
     return _episodes(env, net_from_state(task["student"]), task["expert"], rngs, task["beta"], task["noise_std"],
-                     plant=task["plant"])
+                     task.get("expert_fn"), plant=task["plant"])
 
 
 def collect_base_alone(env, episodes: int, rng: np.random.Generator) -> np.ndarray:
@@ -314,7 +341,9 @@ def _train_ensemble(cfg: TrainConfig, out_dir: str, seed: int | None, episodes: 
 
     The ensemble's checkpoint has the first student's metadata but for the network, the seeds, the
     observation envelope (the union of the students': every state any of them was fitted on) and the
-    real observations of the export check (all students').
+    real observations of the export check (all students'). With ``bc.distill`` the average goes to
+    ``out_dir/average`` and the model is one more student (``out_dir/distilled``, seed + students)
+    trained by DAgger with the average as its expert (:class:`StudentsExpert`): one network.
     """
     from .common.nets import ResidualEnsemble, load_checkpoint, save_checkpoint
 
@@ -340,22 +369,35 @@ def _train_ensemble(cfg: TrainConfig, out_dir: str, seed: int | None, episodes: 
             "high": np.max([e["high"] for e in envelopes], axis=0).tolist(),
             "n_samples": int(sum(int(e.get("n_samples", 0)) for e in envelopes))}
     ensemble = ResidualEnsemble(members).eval()
-    meta.update(seed=seed, student_seeds=[seed + k for k in range(students)], network=ensemble.describe(),
-                real_observations=[o for m in metas for o in m.get("real_observations", [])])
-    ckpt = out / "checkpoint.pt"
-    save_checkpoint(ckpt, ensemble, meta)
-    summary = {"checkpoint": str(ckpt), "students": students, "episodes": parts[0]["episodes"],
+    seeds = [seed + k for k in range(students)]
+    summary = {"students": students, "student_seeds": seeds, "episodes": parts[0]["episodes"],
                "samples": int(sum(p["samples"] for p in parts)), "final_loss": [p["final_loss"] for p in parts],
-               "train_seconds": round(time.time() - t0, 1), "config_sha256": cfg.sha256, "seed": seed}
+               "config_sha256": cfg.sha256, "seed": seed}
+    ckpt = out / "checkpoint.pt"
+    if c.bc.distill:  # one more student (seed + students), its expert the average: the model is that student
+        (out / "average").mkdir(parents=True, exist_ok=True)
+        save_checkpoint(out / "average" / "checkpoint.pt", ensemble, {**meta, "network": ensemble.describe()})
+        part = _train_bc(cfg, str(out / "distilled"), seed + students, episodes, progress, False, rollouts,
+                         expert=StudentsExpert(ensemble))
+        model, meta = load_checkpoint(part["checkpoint"])
+        meta.update(seed=seed, distilled_from={"student_seeds": seeds, "distilled_seed": seed + students})
+        summary.update(distilled_seed=seed + students, distilled_samples=part["samples"],
+                       distilled_final_loss=part["final_loss"])
+    else:
+        model = ensemble
+        meta.update(seed=seed, student_seeds=seeds, network=ensemble.describe(),
+                    real_observations=[o for m in metas for o in m.get("real_observations", [])])
+    save_checkpoint(ckpt, model, meta)
+    summary.update(checkpoint=str(ckpt), train_seconds=round(time.time() - t0, 1))
     if evaluate:
-        summary["evaluation"] = evaluate_student(ensemble, c, rollouts=rollouts, observation_names=list(names))
+        summary["evaluation"] = evaluate_student(model, c, rollouts=rollouts, observation_names=list(names))
     with open(out / "summary.json", "w", encoding="utf-8") as fh:
         json.dump(summary, fh, indent=2)
     return summary
 
 
 def _train_bc(cfg: TrainConfig, out_dir: str, seed: int | None, episodes: int | None, progress: bool,
-              evaluate: bool, rollouts) -> dict:
+              evaluate: bool, rollouts, expert=None) -> dict:
     import torch
     from tqdm import tqdm
 
@@ -384,10 +426,10 @@ def _train_bc(cfg: TrainConfig, out_dir: str, seed: int | None, episodes: int | 
         beta = 1.0 if r == 0 else beta0 ** r
         if rollouts.parallel:
             o, lab = collect_parallel(rollouts, c.env, params_file, student, bcfg.expert, n_ep, seed, r, beta, noise,
-                                      next_valid=follows)
+                                      next_valid=follows, expert=expert)
             bar.update(n_ep)
         else:
-            o, lab = collect(env, student, bcfg.expert, n_ep, rng, beta, noise, bar, next_valid=follows)
+            o, lab = collect(env, student, bcfg.expert, n_ep, rng, beta, noise, bar, expert=expert, next_valid=follows)
         obs_all.append(o)
         lab_all.append(lab)
         obs_cat, lab_cat = np.concatenate(obs_all), np.concatenate(lab_all)

@@ -91,7 +91,9 @@ def evaluate_init(cfg, init: str, seed: int | None = None) -> dict:
     c = cfg.values
     seed = int(c.seed if seed is None else seed)
     seed_everything(seed, threads=c.torch_threads)
-    raw = make_env_from_config(c.env, c.params_file, seed=seed + 2)
+    from .finetune import env_config_for_model, load_init
+
+    raw = make_env_from_config(env_config_for_model(c.env, load_init(init)[1]), c.params_file, seed=seed + 2)
     net = load_init_residual(init, raw)
     mean, std, clip = normaliser_stats(net)
     r = EvalRecorder(FixedNormalize(raw, mean, std, clip), c.rl.eval_episodes, seed)(NetPolicy(net))

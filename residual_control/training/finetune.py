@@ -303,6 +303,21 @@ def fit_from(net, obs, labels, weights, epochs: int, lr: float, batch: int, seed
                refit_normalizer=refit_normalizer, smoothness_weight=smoothness_weight, next_valid=next_valid)
 
 
+def env_config_for_model(env_cfg, init_meta: dict):
+    """Return ``env_cfg`` observing as the model of ``init_meta`` does (its reference acceleration and low-pass).
+
+    Fine-tuning and RL from a model keep its observation: whether it reads ``qdd_ref`` and the low-pass it
+    declares come from the model, not from the config (whose keys are for training from scratch).
+    """
+    import dataclasses
+
+    names = list(init_meta.get("observation_names", []))
+    lowpass = float(init_meta.get("observation_lowpass_hz")
+                    or init_meta.get("extra", {}).get(LOWPASS_METADATA_KEY) or 0.0)
+    return dataclasses.replace(env_cfg, reference_acceleration=any(n.startswith("qdd_ref/") for n in names),
+                               observation_lowpass_hz=lowpass)
+
+
 def _check_contract(init_meta: dict, env, init: str) -> None:
     """Refuse an initial model not of the params file's robot (joints, observation layout, residual limit)."""
     problems = []
@@ -352,7 +367,9 @@ def train_finetune(cfg: TrainConfig, episodes: Sequence[Episode], init: str, out
     t0 = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    env = make_env_from_config(c.env, c.params_file, seed=seed)
+    student, init_meta = load_init(init)
+    env_cfg = env_config_for_model(c.env, init_meta)
+    env = make_env_from_config(env_cfg, c.params_file, seed=seed)
     ic = c.identify
     ident = identify(list(episodes), robot if robot is not None else env.robot, smooth=ic.smooth,
                      max_latency_steps=ic.max_latency_steps, v_min=ic.v_min, bootstrap=ic.bootstrap,
@@ -362,7 +379,6 @@ def train_finetune(cfg: TrainConfig, episodes: Sequence[Episode], init: str, out
     ranges = ident.randomization(ic.k_sigma, ic.rel_floor)
     env.randomization = ranges
     t_ident = time.time() - t0
-    student, init_meta = load_init(init)
     _check_contract(init_meta, env, init)
     bcfg = c.bc
     rounds = max(1, min(bcfg.dagger_rounds, bcfg.episodes))
@@ -382,7 +398,7 @@ def train_finetune(cfg: TrainConfig, episodes: Sequence[Episode], init: str, out
         if rollouts.parallel:
             from .bc import collect_parallel
 
-            o, lab = collect_parallel(rollouts, c.env, c.params_file, student, bcfg.expert, n_ep, seed, r, beta,
+            o, lab = collect_parallel(rollouts, env_cfg, c.params_file, student, bcfg.expert, n_ep, seed, r, beta,
                                       bcfg.noise_std, plant=plant_sampler(ranges, ident.params), next_valid=follows)
         else:
             o, lab = collect(env, student, bcfg.expert, n_ep, rng, beta, bcfg.noise_std, ranges, ident.params,
@@ -412,6 +428,7 @@ def train_finetune(cfg: TrainConfig, episodes: Sequence[Episode], init: str, out
         "training_method": "finetune", "training_config_sha256": cfg.sha256, "config_path": cfg.path,
         "seed": seed, "episodes": bcfg.episodes, "plant_randomization": {k: list(v) for k, v in ranges.items()},
         "joint_names": list(env.joints), "observation_names": list(env.observation_names),
+        "observation_lowpass_hz": env.observation_lowpass_hz,
         "residual_limit": env.residual_limit.tolist(), "control_rate_hz": pf["control_rate_hz"],
         "base_controller": env.base.describe(), "residual_delay_steps": env.delay,
         "params_file": c.params_file, "network": student.describe(),

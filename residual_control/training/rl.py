@@ -374,6 +374,10 @@ def _train_rl(cfg: TrainConfig, out_dir: str, seed: int | None, full_action: boo
     rng = seed_everything(seed, threads=c.torch_threads)
     params_file = c.params_file
     env_cfg = c.env
+    if rl.init_from and not full_action:  # observe as the imitation residual does (its qdd_ref and low-pass)
+        from .finetune import env_config_for_model, load_init
+
+        env_cfg = env_config_for_model(env_cfg, load_init(rl.init_from)[1])
     stats_env = make_env_from_config(env_cfg, params_file, seed=seed + 1)
     mean, std, data = observation_stats(stats_env, rl.stats_episodes, rng)
     clip = 10.0
@@ -443,6 +447,7 @@ def _train_rl(cfg: TrainConfig, out_dir: str, seed: int | None, full_action: boo
             "seed": seed, "total_steps": total,
             "plant_randomization": {k: list(v) for k, v in inner.randomization.items()},
             "joint_names": list(inner.joints), "observation_names": list(inner.observation_names),
+            "observation_lowpass_hz": inner.observation_lowpass_hz,
             "residual_limit": inner.residual_limit.tolist(), "control_rate_hz": pf["control_rate_hz"],
             "base_controller": inner.base.describe(), "residual_delay_steps": inner.delay,
             "params_file": params_file, "network": net.describe(),

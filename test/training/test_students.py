@@ -84,3 +84,55 @@ def test_fine_tuning_starts_from_one_network_not_an_ensemble(ensemble_run):
 def test_an_ensemble_of_mismatched_members_is_refused():
     with pytest.raises(ValueError, match=r"expected members of one observation size and residual_limit"):
         ResidualEnsemble([ResidualPolicyNet(5, [1.0, 1.0]), ResidualPolicyNet(6, [1.0, 1.0])])
+
+
+def test_distil_trains_one_more_student_on_the_average(tmp_path):
+    from residual_control.training.bc import StudentsExpert
+    from residual_control.training.env import ResidualEnv
+
+    cfg = load_train_config(ROOT / "config" / "train_bc.yaml", {
+        "bc": {"episodes": 4, "dagger_rounds": 2, "epochs": 2, "students": 2, "distill": True},
+        "env": {"episode_seconds": 0.5, "reference_acceleration": True, "observation_lowpass_hz": 10.0},
+        "envelope": {"base_alone_episodes": 2}, "evaluation": {"seconds": 0.5}})
+    summary = train_bc(cfg, str(tmp_path), seed=3, progress=False, evaluate=False)
+    assert summary["student_seeds"] == [3, 4] and summary["distilled_seed"] == 5
+    net, meta = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert isinstance(net, ResidualPolicyNet)  # one network: the runtime, RL and fine-tuning take it as any other
+    assert meta["distilled_from"] == {"student_seeds": [3, 4], "distilled_seed": 5}
+    assert meta["observation_lowpass_hz"] == 10.0
+    average, _ = load_checkpoint(tmp_path / "average" / "checkpoint.pt")
+    assert isinstance(average, ResidualEnsemble) and len(average.members) == 2
+    # the distilled student's expert is the average of the students on the env's (filtered) observation
+    expert = StudentsExpert(average)
+    env = ResidualEnv(str(ROOT / "config" / "residual_control.yaml"), seed=1, episode_seconds=0.5,
+                      reference_acceleration=True, observation_lowpass_hz=10.0)
+    env.reset(seed=1)
+    with torch.no_grad():
+        expected = average(torch.as_tensor(env.obs[None]))[0].numpy()
+    np.testing.assert_allclose(expert(env), expected, rtol=1e-6)
+    import pickle
+
+    np.testing.assert_allclose(pickle.loads(pickle.dumps(expert))(env), expected, rtol=1e-6)  # to rollout workers
+
+
+def test_distil_needs_students_to_distil_from():
+    from residual_control.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"distill: expected students >= 2 to distil from, found students 1"):
+        load_train_config(ROOT / "config" / "train_bc.yaml", {"bc": {"distill": True}})
+
+
+def test_fine_tuning_and_rl_observe_as_the_model_they_start_from(ensemble_run, tmp_path):
+    from residual_control.training.common.config import EnvConfig
+    from residual_control.training.finetune import env_config_for_model
+
+    out, _ = ensemble_run
+    path = tmp_path / "student.onnx"
+    # one student of the run (qdd_ref, 10 Hz low-pass) exported alone
+    export_checkpoint(str(out / "student_0" / "checkpoint.pt"), str(path))
+    net, meta = load_init(str(path))
+    cfg = env_config_for_model(EnvConfig(), meta)
+    assert cfg.reference_acceleration is True and cfg.observation_lowpass_hz == 10.0
+    plain = env_config_for_model(EnvConfig(reference_acceleration=True, observation_lowpass_hz=5.0),
+                                 {"observation_names": ["e/shoulder"]})
+    assert plain.reference_acceleration is False and plain.observation_lowpass_hz == 0.0
