@@ -695,6 +695,30 @@ def _mode_at_start(ep: Episode) -> str | None:
     return first[-1] if first else None
 
 
+def _policy_state_before(ep: Episode, model) -> tuple[np.ndarray, str]:
+    """(K,) bool: the rows whose residual depends on the policy's state from before the log, and what state.
+
+    A model with an observation low-pass or the reference acceleration carries state from period to
+    period; when the log's first state already has a residual, the policy ran before the recorder did, and
+    its first outputs depend on inputs the log lacks: the low-pass's for as many periods as it takes to
+    forget them to 1e-9 of their size, the reference acceleration's for one.
+    """
+    rows = np.zeros(ep.periods, dtype=bool)
+    if ep.residual is None or not ep.periods or not np.all(np.isfinite(ep.residual[0])):
+        return rows, ""
+    periods, what = 0, []
+    lowpass = getattr(model, "lowpass", None)
+    if lowpass is not None:
+        dt = ep.control_dt if math.isfinite(ep.control_dt) else 0.01
+        periods = math.ceil(math.log(1e-9) / math.log(1.0 - dt / (lowpass.tau + dt)))
+        what.append(f"observation low-pass ({lowpass.cutoff_hz:g} Hz)")
+    if model.assembler.uses_reference_acceleration:
+        periods = max(periods, 1)
+        what.append("reference acceleration")
+    rows[:periods] = True
+    return rows, " and ".join(what)
+
+
 def mid_run(ep: Episode) -> bool:
     """Return whether the log starts while the graph ran: the mixer's latched mode at the start is not its first."""
     mode = _mode_at_start(ep)
@@ -1352,6 +1376,12 @@ def replay(episode: Episode, model_path: str | None = None, params: Any = None, 
                     f"residual: {int(early.sum())} period(s) before the log's first residual message not compared "
                     f"(the recorder matched the policy's publisher after the base action's)")
                 rows = rows & ~early
+            carried, what = _policy_state_before(ep, model)
+            if (carried & rows).any():
+                report.notes.append(
+                    f"residual: {int((carried & rows).sum())} period(s) at the log's start not compared: the "
+                    f"policy ran before the log and its {what} carries state from then")
+                rows = rows & ~carried
             # lossy_log: a run of any length may be the recorder's loss; still listed as a silence below
             unlogged = _unlogged(ep, policy.residual, None, max_run) & rows
             res, _ = _compare("residual", ep, ep.residual, policy.residual, tolerance, rows & ~unlogged)

@@ -377,8 +377,8 @@ def _train_ensemble(cfg: TrainConfig, out_dir: str, seed: int | None, episodes: 
     if c.bc.distill:  # one more student (seed + students), its expert the average: the model is that student
         (out / "average").mkdir(parents=True, exist_ok=True)
         save_checkpoint(out / "average" / "checkpoint.pt", ensemble, {**meta, "network": ensemble.describe()})
-        part = _train_bc(cfg, str(out / "distilled"), seed + students, episodes, progress, False, rollouts,
-                         expert=StudentsExpert(ensemble))
+        part = _train_bc(cfg, str(out / "distilled"), seed + students, c.bc.distill_episodes or episodes, progress,
+                         False, rollouts, expert=StudentsExpert(ensemble))
         model, meta = load_checkpoint(part["checkpoint"])
         meta.update(seed=seed, distilled_from={"student_seeds": seeds, "distilled_seed": seed + students})
         summary.update(distilled_seed=seed + students, distilled_samples=part["samples"],

@@ -20,7 +20,7 @@ from residual_control.training.finetune import load_init  # noqa: E402
 from residual_control.training.sim_logs import save_episode, save_episode_bag, simulate_episode  # noqa: E402
 
 PARAMS = str(ROOT / "config" / "residual_control.yaml")
-SHIPPED = str(ROOT / "models" / "residual_bc.onnx")
+SHIPPED = str(ROOT / "models" / "residual_bc_plain.onnx")
 GAP = PlantParams(payload_mass=2.0, friction_scale=2.3, damping_scale=2.0, actuator_gain=0.75,
                   actuator_latency=0.004, sensor_noise_std=0.0005)
 #: The smallest fine-tune that runs every step (the shipped config's sections, much less of everything).

@@ -17,7 +17,7 @@ from residual_control.training.identify import IdentificationError, identify  # 
 from residual_control.training.sim_logs import load_episode, save_episode, simulate_episode  # noqa: E402
 
 PARAMS = str(ROOT / "config" / "residual_control.yaml")
-SHIPPED = str(ROOT / "models" / "residual_bc.onnx")
+SHIPPED = str(ROOT / "models" / "residual_bc_plain.onnx")
 #: A plant outside the training ranges (heavier, weaker, more friction, later) with sensor noise.
 GAP = PlantParams(payload_mass=2.0, friction_scale=2.3, damping_scale=2.0, actuator_gain=0.75,
                   actuator_latency=0.004, sensor_noise_std=0.0005)

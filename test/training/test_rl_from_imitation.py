@@ -7,7 +7,7 @@ import torch
 from support import ROOT
 
 PARAMS = str(ROOT / "config" / "residual_control.yaml")
-SHIPPED = str(ROOT / "models" / "residual_bc.onnx")
+SHIPPED = str(ROOT / "models" / "residual_bc_plain.onnx")
 SMALL_RL = {"learning_starts": 60, "batch_size": 16, "critic_hidden": [16, 16], "stats_episodes": 1,
             "eval_episodes": 1, "eval_every": 100}
 

@@ -24,6 +24,7 @@ from support import ROOT  # noqa: E402
 PARAMS = str(ROOT / "config" / "residual_control.yaml")
 BOUND = np.asarray(params_file.node_params(params_file.load(PARAMS), "residual_policy")["residual_limit"], np.float32)
 SHIPPED = ROOT / "models" / "residual_bc.onnx"
+N_OBS = 19  # 17 of the default layout + the reference acceleration of both joints
 TINY = {"network": {"hidden": [8, 8]}}
 
 torch.set_num_threads(1)
@@ -213,8 +214,12 @@ def test_shipped_model_accepted_by_runtime():
     from residual_control.training.export import expectations_from_params
 
     runner = PolicyRunner(str(SHIPPED), expectations_from_params(PARAMS))
-    assert runner.n_obs == 17 and runner.n_act == 2
+    assert runner.n_obs == N_OBS and runner.n_act == 2
     assert runner.contract.extra["training_method"] == "bc"
+    # the smooth recipe (config/train_bc_smooth.yaml): the reference acceleration and a 10 Hz low-pass
+    assert [n for n in runner.contract.observation_names if n.startswith("qdd_ref/")] == [
+        "qdd_ref/shoulder", "qdd_ref/elbow"]
+    assert runner.contract.extra["observation_lowpass_hz"] == "10.0"
 
 
 @shipped
@@ -226,7 +231,8 @@ def test_shipped_model_carries_the_training_envelope():
     env = runner.envelope
     assert env is not None, "models/residual_bc.onnx: expected metadata observation_envelope, found none"
     assert env.names == runner.contract.observation_names
-    assert env.n_samples == 60000 and env.margin == DEFAULT_MARGIN  # 100 DAgger + 50 base-alone episodes of 400
+    # the distilled student's 300 DAgger episodes + 50 base-alone episodes, 400 periods each
+    assert env.n_samples == 140000 and env.margin == DEFAULT_MARGIN
     assert np.all(env.high > env.low) and np.all(np.isfinite(env.low)) and np.all(np.isfinite(env.high))
     # The payload perception covers the randomization range [0, 1.5] kg (plus noise).
     i = runner.contract.observation_names.index("perception/payload_mass")
@@ -236,7 +242,7 @@ def test_shipped_model_carries_the_training_envelope():
 @shipped
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.floats(allow_nan=False, allow_infinity=True, width=32),
-                min_size=17, max_size=17))
+                min_size=19, max_size=19))
 def test_shipped_model_bounded_and_finite(shipped_session, values):
     x = np.asarray(values, dtype=np.float32)[None, :]
     out = shipped_session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
@@ -247,5 +253,5 @@ def test_shipped_model_bounded_and_finite(shipped_session, values):
 @shipped
 def test_shipped_model_infinite_inputs(shipped_session):
     for v in (np.inf, -np.inf):
-        out = shipped_session.run([OUTPUT_NAME], {INPUT_NAME: np.full((1, 17), v, np.float32)})[0]
+        out = shipped_session.run([OUTPUT_NAME], {INPUT_NAME: np.full((1, N_OBS), v, np.float32)})[0]
         assert np.all(np.isfinite(out)) and np.all(np.abs(out[0]) <= BOUND)

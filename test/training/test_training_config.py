@@ -62,14 +62,15 @@ def test_the_hash_is_of_the_effective_config(kind, tmp_path):
     assert changed.values.seed == 1 and changed.sha256 != shipped.sha256
 
 
-def test_the_shipped_model_was_trained_with_the_shipped_config():
-    """The hash in models/residual_bc.onnx is the one the loader gives config/train_bc.yaml today."""
+@pytest.mark.parametrize("model, config", [("residual_bc.onnx", "train_bc_smooth.yaml"),
+                                           ("residual_bc_plain.onnx", "train_bc.yaml"),
+                                           ("residual_bc_mpc.onnx", "train_bc_mpc.yaml")])
+def test_the_shipped_model_was_trained_with_the_shipped_config(model, config):
+    """The hash in each shipped planar2 model is the one the loader gives its config today."""
     onnx = pytest.importorskip("onnx")
-    model = ROOT / "models" / "residual_bc.onnx"
-    if not model.is_file():
-        pytest.skip("models/residual_bc.onnx not built")
-    meta = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
-    assert meta["training_config_sha256"] == load_train_config(SHIPPED["bc"]).sha256
+    path = ROOT / "models" / model
+    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    assert meta["training_config_sha256"] == load_train_config(ROOT / "config" / config).sha256
 
 
 @pytest.mark.parametrize("kind, overrides, fragments", [

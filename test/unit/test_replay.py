@@ -156,6 +156,9 @@ def test_a_log_that_starts_while_the_mixer_holds_before_its_ramp_replays(params,
     assert report.reproduced, report.table()
     assert report.stage("command").max_abs < 1e-9 and report.stage("command").compared >= log.periods - 10
     assert any(n.startswith("mixer: the log starts while the mixer held residuals") for n in report.notes)
+    # the shipped model filters its observation: its state from before the log is not compared, then it is
+    assert any("its observation low-pass (10 Hz) and reference acceleration carries state" in n for n in report.notes)
+    assert report.stage("residual").compared >= log.periods - 60
 
 
 @pytest.mark.parametrize("seconds", [0.1, 0.4])

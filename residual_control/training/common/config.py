@@ -49,7 +49,8 @@ HASH_NEUTRAL: dict[tuple[str, ...], Any] = {("bc", "smoothness_weight"): 0.0, ("
                                               ("env", "reference_acceleration"): False,
                                               ("env", "observation_lowpass_hz"): 0.0,
                                               ("bc", "expert", "rigid_body_at"): "measured",
-                                              ("bc", "students"): 1, ("bc", "distill"): False}
+                                              ("bc", "students"): 1, ("bc", "distill"): False,
+                                              ("bc", "distill_episodes"): 0}
 
 
 def _without_neutral(cfg: Mapping[str, Any]) -> dict:
@@ -210,10 +211,12 @@ class BCConfig:
     #: With ``students`` >= 2: the model is one more student, trained by DAgger with the students' average as
     #: its expert (distilled: one network, as smooth as the average; training/bc.py), instead of the average.
     distill: bool = False
+    #: DAgger episodes of the distilled student (0: ``episodes``); more data brings it closer to the average.
+    distill_episodes: int = 0
 
     def __post_init__(self) -> None:
         _at_least(self, episodes=1, dagger_rounds=1, beta0=0.0, noise_std=0.0, epochs=1, lr=0.0, batch_size=1,
-                  weight_decay=0.0, smoothness_weight=0.0, students=1)
+                  weight_decay=0.0, smoothness_weight=0.0, students=1, distill_episodes=0)
         if self.distill and self.students < 2:
             raise ConfigError(f"distill: expected students >= 2 to distil from, found students {self.students}")
         if isinstance(self.smoothness_weight, tuple):
