@@ -48,6 +48,8 @@ def test_loop_model_has_the_shipped_envelope_and_the_payload_is_outside_it(tmp_p
     i = list(loop.envelope.names).index("perception/payload_mass")
     assert faults.envelope_fault_payload(load_robot().randomization["payload_mass"]) > loop.envelope.high[i]
     np.testing.assert_allclose(loop.infer(np.zeros(loop.n_obs)), (3.0, -1.5))
+    assert loop.contract.observation_names == shipped.contract.observation_names  # the model's own observation
+    assert loop.contract.extra.get("observation_lowpass_hz") == shipped.contract.extra.get("observation_lowpass_hz")
 
 
 def test_a_robot_without_a_model_makes_the_scenario_not_applicable(tmp_path):

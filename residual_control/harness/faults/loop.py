@@ -5,6 +5,8 @@ controller died under each base_stale_behavior.
 """
 from __future__ import annotations
 
+import json
+
 import signal
 import time
 
@@ -262,6 +264,7 @@ def _envelope_loop_model(ctx: Context) -> str:
     import onnx
 
     from ...core.envelope import METADATA_KEY
+    from ...core.observation import LOWPASS_METADATA_KEY
     from ..synthetic_models import constant_model
 
     if not ctx.model:
@@ -271,8 +274,11 @@ def _envelope_loop_model(ctx: Context) -> str:
         meta = {e.key: e.value for e in onnx.load(ctx.model).metadata_props}
         if METADATA_KEY not in meta:
             raise RuntimeError(f"{ctx.model}: expected metadata '{METADATA_KEY}', found none")
-        constant_model(str(path), ctx.joints, ctx.obs, ctx.limit, ctx.const_residual, control_rate_hz=ctx.loop_rate,
-                       extra_metadata={METADATA_KEY: meta[METADATA_KEY]})
+        # the model's own observation (its names, and its low-pass: what its envelope was taken on)
+        names = json.loads(meta["observation_names"]) if "observation_names" in meta else ctx.obs
+        extra = {k: meta[k] for k in (METADATA_KEY, LOWPASS_METADATA_KEY) if k in meta}
+        constant_model(str(path), ctx.joints, names, ctx.limit, ctx.const_residual, control_rate_hz=ctx.loop_rate,
+                       extra_metadata=extra)
     return str(path)
 
 
