@@ -131,20 +131,23 @@ class ObservationLowpass:
 
     tau = 1 / (2 pi ``cutoff_hz``), dt the time since the previous observation. The first observation, one
     more than ``MAX_GAP`` after the previous or one from before it (time went back) restarts the filter
-    (y = x); one at the previous one's time gives the previous output. A model trained on filtered
-    observations declares the cut-off (metadata ``observation_lowpass_hz``) and the runtime filters
-    the same way (core.step.LoadedPolicy); training filters in training.env.
+    (y = x). One at the previous one's time (a node that took the same joint state again, with a new base
+    action) counts as one ``period`` later (without a period: the previous output). A model trained on
+    filtered observations declares the cut-off (metadata ``observation_lowpass_hz``) and the runtime
+    filters the same way (core.step.LoadedPolicy, the model's control period); training filters in
+    training.env.
     """
 
     #: Longest time (s) between two observations the filter carries its state over.
     MAX_GAP = 0.1
 
-    def __init__(self, cutoff_hz: float) -> None:
+    def __init__(self, cutoff_hz: float, period: float | None = None) -> None:
         cutoff = float(cutoff_hz)
         if not (math.isfinite(cutoff) and cutoff > 0.0):
             raise ValueError(f"observation low-pass: expected a cut-off > 0 Hz, found {cutoff_hz!r}")
         self.cutoff_hz = cutoff
         self.tau = 1.0 / (2.0 * math.pi * cutoff)
+        self.period = None if period is None else float(period)
         self.state: np.ndarray | None = None
         self.time: float | None = None
 
@@ -159,7 +162,9 @@ class ObservationLowpass:
             return x.astype(np.float32)
         dt = float(t) - last
         if dt == 0.0:
-            return prev.astype(np.float32)
+            if self.period is None:
+                return prev.astype(np.float32)
+            dt = self.period
         if not (0.0 < dt <= self.MAX_GAP + 1e-9):
             return x.astype(np.float32)
         return (prev + dt / (self.tau + dt) * (x - prev)).astype(np.float32)
@@ -167,6 +172,5 @@ class ObservationLowpass:
     def update(self, x: np.ndarray, t: float) -> np.ndarray:
         """Return the filtered observation of ``x`` at ``t`` (s) and keep it as the filter's state."""
         y = self.peek(x, t)
-        if self.time is None or float(t) != self.time:
-            self.state, self.time = y.astype(float), float(t)
+        self.state, self.time = y.astype(float), float(t)
         return y

@@ -93,6 +93,12 @@ class ReferenceAcceleration:
                 float(stamp) if stamp else None)
         return self.qdd_ref
 
+    def force(self, qdd_ref: np.ndarray, qd_ref: np.ndarray, stamp: float | None) -> np.ndarray:
+        """Take the next reference with its reference acceleration known (a log's): hold that value."""
+        self.qdd_ref = np.array(qdd_ref, dtype=float, copy=True).reshape(-1)
+        self._qd, self._stamp = np.array(qd_ref, dtype=float, copy=True).reshape(-1), (float(stamp) if stamp else None)
+        return self.qdd_ref
+
     def peek(self, qd_ref: np.ndarray, stamp: float | None) -> np.ndarray:
         """Return the qdd_ref :meth:`update` would return for this reference, changing nothing."""
         return self._next(qd_ref, stamp)[0]
@@ -144,12 +150,19 @@ class ReferenceHold:
         """Holding the first measured position (no reference received yet, a joint state seen)."""
         return self.q_ref is not None and not self.received
 
-    def set(self, q_ref: np.ndarray, qd_ref: np.ndarray, stamp: float | None = None) -> None:
-        """Use a received reference from now on (``stamp``: its header stamp in s; 0 or None: unstamped)."""
+    def set(self, q_ref: np.ndarray, qd_ref: np.ndarray, stamp: float | None = None, qdd_ref=None) -> None:
+        """Use a received reference from now on (``stamp``: its header stamp in s; 0 or None: unstamped).
+
+        ``qdd_ref``: its reference acceleration where known (a log's, taken over every message a node
+        received); otherwise the difference with the reference set before (:class:`ReferenceAcceleration`).
+        """
         self.q_ref, self.qd_ref = q_ref, qd_ref
         self.stamp = float(stamp) if stamp else None
         self.received = True
-        self._acceleration.update(qd_ref, self.stamp)
+        if qdd_ref is not None and np.all(np.isfinite(qdd_ref)):
+            self._acceleration.force(qdd_ref, qd_ref, self.stamp)
+        else:
+            self._acceleration.update(qd_ref, self.stamp)
 
     def at(self, t: float | None) -> tuple[np.ndarray | None, np.ndarray]:
         """(q_ref, qd_ref) at time ``t`` (a joint state's stamp): see the class docstring."""
@@ -187,13 +200,13 @@ class PolicyOutcome:
         return self.skip is Skip.MODEL_ERROR
 
 
-def _declared_lowpass(extra, source: str) -> ObservationLowpass | None:
+def _declared_lowpass(extra, source: str, period: float) -> ObservationLowpass | None:
     """Return the model's observation low-pass (metadata ``observation_lowpass_hz``), None if it declares none."""
     text = extra.get(LOWPASS_METADATA_KEY)
     if text is None:
         return None
     try:
-        return ObservationLowpass(float(text))
+        return ObservationLowpass(float(text), period)
     except ValueError:
         raise ModelError(f"{source}: metadata '{LOWPASS_METADATA_KEY}' expected a cut-off > 0 Hz, "
                          f"found {text!r:.40}") from None
@@ -209,7 +222,7 @@ class LoadedPolicy:
         self.path = path
         self.joint_names = list(self.runner.contract.joint_names)
         #: The low-pass the model's observation passes through (None: the model declares none).
-        self.lowpass = _declared_lowpass(self.runner.contract.extra, path)
+        self.lowpass = _declared_lowpass(self.runner.contract.extra, path, 1.0 / self.runner.contract.control_rate_hz)
         #: The model's training envelope (None: the model declares none) and its run-time check.
         self.envelope = self.runner.envelope
         self.monitor: EnvelopeMonitor | None = None

@@ -28,6 +28,7 @@ import numpy as np
 import yaml
 
 from ..core.errors import ResidualControlError
+from ..core.step import ReferenceAcceleration
 from .episode import Episode
 from .topics import (FORMAT_VERSION, META_FORMAT, META_JOINTS, META_MODEL_PATH, META_MODEL_SHA256, META_PARAMS,
                      META_ROBOT, TOPICS)
@@ -511,6 +512,7 @@ def _align(msgs: Mapping[str, list[_Msg]], joints: tuple[str, ...], command_orde
             t_list.append(s)
             last = s
     t = np.array(t_list, dtype=float)
+    t_ns = np.array([_stamp_ns(m.msg) for m in keep], dtype=np.int64)
     k = len(t)
     dt = float(np.median(np.diff(t))) if k > 1 else 1.0
     tol = 0.25 * dt
@@ -522,6 +524,11 @@ def _align(msgs: Mapping[str, list[_Msg]], joints: tuple[str, ...], command_orde
     q_ref = _in_force(ref_t, [_ordered(list(m.msg.name), m.msg.position, joints) for m in refs], t, n)
     qd_ref = _in_force(ref_t, [_ordered(list(m.msg.name), m.msg.velocity, joints) for m in refs], t, n)
     ref_stamp = _in_force(ref_t, [[s if s > 0 else np.nan] for s in ref_t], t, 1)[:, 0]  # stamp 0: unstamped
+    # the reference acceleration a node held with each message: over every message as received, in order
+    acc = ReferenceAcceleration(n)
+    qdd_msgs = [acc.update(np.nan_to_num(_ordered(list(m.msg.name), m.msg.velocity, joints)), s).copy()
+                for m, s in zip(refs, ref_t)]
+    qdd_ref = _in_force(ref_t, qdd_msgs, t, n)
 
     a_base = _stamped_rows(msgs.get("base_action", []), t, tol, joints, "effort")
     applied = _stamped_rows(msgs["residual_mixer/applied_residual"], t, tol, joints, "effort")
@@ -558,7 +565,8 @@ def _align(msgs: Mapping[str, list[_Msg]], joints: tuple[str, ...], command_orde
                                                                  key=lambda m: (m.log_ns, m.order))]
     return Episode(joints=joints, t=t, q=q, qd=qd, q_ref=q_ref, qd_ref=qd_ref, command=command, a_base=a_base,
                    applied_residual=applied, residual=residual, perception=perception, expert=expert, modes=modes,
-                   reference_stamp=ref_stamp, perception_messages=perception_messages)
+                   reference_stamp=ref_stamp, perception_messages=perception_messages, qdd_ref=qdd_ref,
+                   t_ns=t_ns)
 
 
 def list_topics(path: str | Path) -> dict[str, tuple[str, int]]:

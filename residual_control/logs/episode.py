@@ -49,6 +49,9 @@ class Episode:
     #: row where there is none) in turn. A reference superseded within one period is in no row, so the derived
     #: difference spans it.
     qdd_ref: np.ndarray | None = None
+    #: (K,) the joint states' stamps in integer nanoseconds, where known (a bag's header stamps): ``t`` is
+    #: float seconds, which at wall-clock magnitudes cannot hold every nanosecond; None: unknown.
+    t_ns: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         k = len(self.t)
@@ -68,6 +71,11 @@ class Episode:
             if stamps.shape != (k,):
                 raise ValueError(f"Episode.reference_stamp: expected shape ({k},) (periods), found {stamps.shape}")
             self.reference_stamp = stamps
+        if self.t_ns is not None:
+            ns = np.asarray(self.t_ns, dtype=np.int64)
+            if ns.shape != (k,):
+                raise ValueError(f"Episode.t_ns: expected shape ({k},) (periods), found {ns.shape}")
+            self.t_ns = ns
         if k > 1 and not np.all(np.diff(self.t) > 0):
             raise ValueError("Episode.t: expected strictly increasing stamps")
 

@@ -347,7 +347,7 @@ def node_time(t: float) -> float:
 
 
 def _reference_candidates(ep: Episode, k: int, newest_used: float | None) -> list[tuple]:
-    """Return the references a node may hold at row k, newest first: (q_ref, qd_ref, stamp or None).
+    """Return the references a node may hold at row k, newest first: (q_ref, qd_ref, stamp or None, qdd_ref or None).
 
     The log's reference in force at t[k], then up to REFERENCE_DEPTH - 1 older ones of the rows up
     to REFERENCE_WINDOW before (a node that took the joint state before the newest reference);
@@ -366,7 +366,7 @@ def _reference_candidates(ep: Episode, k: int, newest_used: float | None) -> lis
         key = (stamp, ep.q_ref[j].tobytes(), ep.qd_ref[j].tobytes())
         if key not in seen:
             seen.add(key)
-            out.append((ep.q_ref[j], ep.qd_ref[j], stamp))
+            out.append((ep.q_ref[j], ep.qd_ref[j], stamp, None if ep.qdd_ref is None else ep.qdd_ref[j]))
     return out
 
 
@@ -430,7 +430,7 @@ def replay_base(episode: Episode, base_params: Mapping[str, Any], tolerance: flo
             hold_q = np.array(q, dtype=float)
         if not hold_fixed and t - float(ep.t[0]) <= HOLD_SEARCH:
             hold_rows.append(k)
-        cands = [(j, *_at(qr, qdr, s, t), s) for j, (qr, qdr, s) in enumerate(_reference_candidates(ep, k, newest))]
+        cands = [(j, *_at(qr, qdr, s, t), s) for j, (qr, qdr, s, _) in enumerate(_reference_candidates(ep, k, newest))]
         if not referenced:
             held = [hold_q] if hold_fixed or not match else [hold_q] + [ep.q[r] for r in hold_rows[1:]]
             cands += [(-1, h, np.zeros(n), None) for h in held]
@@ -544,6 +544,10 @@ def replay_policy(episode: Episode, model, policy_params: Mapping[str, Any], a_b
     uses_perception = ep.perception is not None or ep.perception_messages is not None
     saturated = np.asarray(model.runner.contract.residual_limit, dtype=float)[perm] * (1.0 - 1e-6)
 
+    def stamp_of(row: int) -> float:
+        """Return the stamp a node passes on for row ``row``'s joint state: its ns * 1e-9 (nodes/residual_policy)."""
+        return int(ep.t_ns[row]) * 1e-9 if ep.t_ns is not None else node_time(ep.t[row])
+
     def search(k: int, t: float, step, newest, perc_floor, perc_row):
         """Return (chosen (state row, reference, perception), confirmed, perception candidates) at row k."""
         refs = list(enumerate(_reference_candidates(ep, k, newest)))
@@ -569,11 +573,13 @@ def replay_policy(episode: Episode, model, policy_params: Mapping[str, Any], a_b
                     else:
                         p, p_time = r_p[1], min(r_p[2], t)
                     if not (m.assembler.uses_perception and perception_lost(t, p_time, timeout)):
-                        q_ref, qd_ref = _at(*ref[1], t)
-                        qdd_ref = step.reference.qdd_ref_if(ref[1][1], ref[1][2])
+                        ts = stamp_of(s_row)  # the node passes the stamp of the joint state it uses
+                        q_ref, qd_ref = _at(*ref[1][:3], ts)
+                        qdd_ref = ref[1][3] if ref[1][3] is not None and _finite(ref[1][3]) else \
+                            step.reference.qdd_ref_if(ref[1][1], ref[1][2])
                         try:
                             r = m.runner.infer(m.observation(ep.q[s_row], ep.qd[s_row], q_ref, qd_ref, a_base[k],
-                                                             p, qdd_ref, t, keep=False))[perm]
+                                                             p, qdd_ref, ts, keep=False))[perm]
                         except ValueError:
                             r = None
                 if _close(r, logged[k], fit_tol):
@@ -582,14 +588,14 @@ def replay_policy(episode: Episode, model, policy_params: Mapping[str, Any], a_b
         return chosen, False, percs
 
     for k in range(ep.periods):
-        t = node_time(ep.t[k])  # the node's clock at the base action, and the stamp it passes on (ns * 1e-9)
+        t = stamp_of(k)  # the node's clock at the base action (ns * 1e-9)
         if not (_finite(ep.q[k]) and _finite(ep.qd[k]) and _finite(a_base[k])):
             continue  # the policy runs on a base action and the joint state of its stamp
         chosen, confirmed, percs = search(k, t, step, newest, perc_floor, perc_row)
         s_row, (j, ref), r_p = chosen
         stale += int(s_row != k)
         if ref is not None:
-            step.reference.set(np.array(ref[0], dtype=float), np.array(ref[1], dtype=float), ref[2])
+            step.reference.set(np.array(ref[0], dtype=float), np.array(ref[1], dtype=float), ref[2], ref[3])
         if r_p is not None and r_p[0] != perc_row:
             step.set_perception(np.array(r_p[1], dtype=float), min(r_p[2], t))
             perc_row = r_p[0]
@@ -601,7 +607,7 @@ def replay_policy(episode: Episode, model, policy_params: Mapping[str, Any], a_b
             late += int(r_p[0] < logs[0])
             early += int(r_p[0] > logs[0])
         choice[k] = j if ref is not None else -1
-        outcome = step.step(ep.q[s_row], ep.qd[s_row], a_base[k], t, t)
+        outcome = step.step(ep.q[s_row], ep.qd[s_row], a_base[k], t, stamp_of(s_row))
         monitor = step.model.monitor
         if monitor is not None and monitor.last.outside:
             outside[k] = True
@@ -696,15 +702,17 @@ def _mode_at_start(ep: Episode) -> str | None:
 
 
 def _policy_state_before(ep: Episode, model) -> tuple[np.ndarray, str]:
-    """(K,) bool: the rows whose residual depends on the policy's state from before the log, and what state.
+    """(K,) bool: the rows whose residual depends on policy state the log does not show, and what state.
 
     A model with an observation low-pass or the reference acceleration carries state from period to
-    period; when the log's first state already has a residual, the policy ran before the recorder did, and
-    its first outputs depend on inputs the log lacks: the low-pass's for as many periods as it takes to
-    forget them to 1e-9 of their size, the reference acceleration's for one.
+    period. Where the log has no residual the policy may not have run (a base action it never got: its
+    low-pass skipped that period, or restarted after a gap) or ran unlogged; and when the log's first
+    state already has a residual, the policy ran before the recorder did. The rows after either depend on
+    what the log lacks: for as many periods as the low-pass takes to forget it to 1e-9 of its size (the
+    reference acceleration's, one).
     """
     rows = np.zeros(ep.periods, dtype=bool)
-    if ep.residual is None or not ep.periods or not np.all(np.isfinite(ep.residual[0])):
+    if ep.residual is None or not ep.periods:
         return rows, ""
     periods, what = 0, []
     lowpass = getattr(model, "lowpass", None)
@@ -715,7 +723,15 @@ def _policy_state_before(ep: Episode, model) -> tuple[np.ndarray, str]:
     if model.assembler.uses_reference_acceleration:
         periods = max(periods, 1)
         what.append("reference acceleration")
-    rows[:periods] = True
+    if not periods:
+        return rows, ""
+    has = np.all(np.isfinite(ep.residual), axis=1)
+    if has[0]:
+        rows[:periods] = True
+    started = np.flatnonzero(has)
+    for k in np.flatnonzero(~has[:-1] & has[1:]) + 1:  # the first residual after a row without one
+        if started.size and k > started[0]:
+            rows[k:k + periods] = True
     return rows, " and ".join(what)
 
 
@@ -1379,8 +1395,9 @@ def replay(episode: Episode, model_path: str | None = None, params: Any = None, 
             carried, what = _policy_state_before(ep, model)
             if (carried & rows).any():
                 report.notes.append(
-                    f"residual: {int((carried & rows).sum())} period(s) at the log's start not compared: the "
-                    f"policy ran before the log and its {what} carries state from then")
+                    f"residual: {int((carried & rows).sum())} period(s) not compared: after the log's start (the "
+                    f"policy ran before it) or a period without a logged residual, its {what} carries state the "
+                    f"log does not show")
                 rows = rows & ~carried
             # lossy_log: a run of any length may be the recorder's loss; still listed as a silence below
             unlogged = _unlogged(ep, policy.residual, None, max_run) & rows

@@ -63,7 +63,7 @@ def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *,
     from ..core.base_controllers import make_base_controller
     from ..core.mixer import mixer_from_params
     from ..core.policy import sha256_of
-    from ..core.step import PolicyStep, ReferenceHold
+    from ..core.step import PolicyStep, ReferenceAcceleration, ReferenceHold
     from ..params_file import node_params
     from ..robot.nominal import nominal_model
     from ..sim.plant import MujocoPlant, PlantParams
@@ -102,6 +102,10 @@ def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *,
                                                        "applied_residual", "residual")}
     t = np.full(periods, np.nan)
     ref_stamp = np.full(periods, np.nan)
+    t_ns = np.zeros(periods, dtype=np.int64)
+    qdd_rows = np.full((periods, n), np.nan)
+    ref_acc = ReferenceAcceleration(n)  # the reference acceleration of each message, as a node holds it
+    logged_qdd = None
     perc = np.full((periods, len(features)), np.nan)
     events: list[tuple[float, str, int]] = []
     perc_msgs: list[tuple[float, list]] = []
@@ -120,6 +124,7 @@ def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *,
         stamp = ns // 10 ** 9 + (ns % 10 ** 9) * 1e-9  # as a header stamp reads (sec + nanosec * 1e-9)
         now = ns * 1e-9                                 # as a node's clock reads it
         t[k] = stamp
+        t_ns[k] = ns
         elapsed = (ns - T0_NS) * 1e-9
         q, qd = sim.measure()
         rows["q"][k], rows["qd"][k] = q, qd
@@ -127,6 +132,7 @@ def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *,
         if elapsed >= reference_start - 1e-12 and k % reference_every == 0:
             q_r, qd_r, _ = traj.sample(elapsed)
             logged_ref = (np.array(q_r), np.array(qd_r), stamp)
+            logged_qdd = ref_acc.update(qd_r, stamp).copy()
             if rng.random() < race:
                 late_base = logged_ref
                 truth["base_reference_late"].append(k)
@@ -139,6 +145,7 @@ def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *,
                 step.reference.set(*logged_ref)
         if logged_ref is not None:
             rows["q_ref"][k], rows["qd_ref"][k], ref_stamp[k] = logged_ref
+            qdd_rows[k] = logged_qdd
         late_perception = None
         if features:
             p_k = percept + (rng.uniform(-0.05, 0.05, percept.shape) if race > 0 else 0.0)
@@ -161,11 +168,11 @@ def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *,
         mixer.update_state(joints, q, qd, mixer_now)
         a_base = controller.compute(q, qd, q_ref, qd_ref, stamp)
         rows["a_base"][k] = a_base
-        q_pol, qd_pol = q, qd
+        q_pol, qd_pol, stamp_pol = q, qd, now  # the node passes on its joint state's stamp (ns * 1e-9)
         if k > 0 and rng.random() < race:
-            q_pol, qd_pol = rows["q"][k - 1], rows["qd"][k - 1]
+            q_pol, qd_pol, stamp_pol = rows["q"][k - 1], rows["qd"][k - 1], int(t_ns[k - 1]) * 1e-9
             truth["policy_previous_state"].append(k)
-        outcome = step.step(q_pol, qd_pol, a_base, now, now)
+        outcome = step.step(q_pol, qd_pol, a_base, now, stamp_pol)
         if late_base is not None:
             hold.set(*late_base)
         if late_policy is not None:
@@ -199,4 +206,5 @@ def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *,
     return Episode(joints, t, rows["q"], rows["qd"], rows["q_ref"], rows["qd_ref"], rows["command"],
                    rows["a_base"], rows["applied_residual"], residual=rows["residual"],
                    perception=perc if features else None, modes=modes, metadata=meta,
-                   reference_stamp=ref_stamp, events=events, perception_messages=perc_msgs if features else None)
+                   reference_stamp=ref_stamp, events=events, perception_messages=perc_msgs if features else None,
+                   qdd_ref=qdd_rows, t_ns=t_ns)

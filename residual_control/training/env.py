@@ -133,7 +133,8 @@ class ResidualEnv(gym.Env):
         self.observation_names = tuple(names)
         #: The observation's low-pass (env.observation_lowpass_hz; None: none), as the runtime runs it.
         self.observation_lowpass_hz = float(observation_lowpass_hz)
-        self.lowpass = ObservationLowpass(self.observation_lowpass_hz) if self.observation_lowpass_hz > 0 else None
+        self.lowpass = (ObservationLowpass(self.observation_lowpass_hz, self.dt) if self.observation_lowpass_hz > 0
+                        else None)
         mp = dict(pf["mixer_params"])
         mp.update(joints=self.joints, residual_gain=float(residual_gain), recovery_hold_time=0.0,
                   recovery_ramp_time=0.0, residual_limit=self.residual_limit,

@@ -193,6 +193,10 @@ def test_the_lowpass_restarts_after_a_gap_or_a_step_back_and_peek_changes_nothin
     np.testing.assert_allclose(f.peek([1.0, -1.0], 1.01), [a, -a], rtol=1e-6)
     np.testing.assert_allclose(f.update([1.0, -1.0], 1.01), [a, -a], rtol=1e-6)  # peek left the state as it was
     np.testing.assert_allclose(f.update([9.0, 9.0], 1.01), [a, -a], rtol=1e-6)  # the same time: the same output
+    g = ObservationLowpass(10.0, period=0.01)  # with a period, the same time counts as one period later
+    g.update([0.0, 0.0], 1.0)
+    np.testing.assert_allclose(g.update([1.0, 1.0], 1.0), [a, a], rtol=1e-6)
+    np.testing.assert_allclose(g.update([1.0, 1.0], 1.01), [a + (1 - a) * a] * 2, rtol=1e-6)
     np.testing.assert_allclose(f.update([2.0, 3.0], 1.01 + ObservationLowpass.MAX_GAP + 1e-3), [2.0, 3.0])  # gap
     np.testing.assert_allclose(f.update([4.0, 5.0], 0.5), [4.0, 5.0])  # time went back
     with pytest.raises(ValueError, match=r"expected a cut-off > 0 Hz, found 0"):
