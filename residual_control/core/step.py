@@ -76,7 +76,8 @@ class ReferenceAcceleration:
     otherwise (the first reference, an unstamped one, a gap, a stamp going back). A repeated stamp keeps
     the value. Training computes it the same way from the reference sampled each control period
     (training.env), so a model with ``qdd_ref`` inputs expects a stamped reference at about the control
-    rate; a slower one gives a difference over a longer interval (a lag of half of it).
+    rate; a slower one (up to ``REFERENCE_ACCELERATION_MAX_GAP`` between references) gives a difference
+    over a longer interval (a lag of half of it), a still slower one zero.
     """
 
     def __init__(self, n_joints: int) -> None:

@@ -526,8 +526,13 @@ def _align(msgs: Mapping[str, list[_Msg]], joints: tuple[str, ...], command_orde
     ref_stamp = _in_force(ref_t, [[s if s > 0 else np.nan] for s in ref_t], t, 1)[:, 0]  # stamp 0: unstamped
     # the reference acceleration a node held with each message: over every message as received, in order
     acc = ReferenceAcceleration(n)
-    qdd_msgs = [acc.update(np.nan_to_num(_ordered(list(m.msg.name), m.msg.velocity, joints)), s).copy()
-                for m, s in zip(refs, ref_t)]
+    qdd_msgs = []
+    for m, s in zip(refs, ref_t):
+        pos, vel = (_ordered(list(m.msg.name), v, joints) for v in (m.msg.position, m.msg.velocity))
+        if np.all(np.isfinite(pos)) and np.all(np.isfinite(vel)):  # a node refuses any other (read_reference)
+            qdd_msgs.append(acc.update(vel, s).copy())
+        else:
+            qdd_msgs.append(np.full(n, np.nan))
     qdd_ref = _in_force(ref_t, qdd_msgs, t, n)
 
     a_base = _stamped_rows(msgs.get("base_action", []), t, tol, joints, "effort")

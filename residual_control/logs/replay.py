@@ -545,7 +545,7 @@ def replay_policy(episode: Episode, model, policy_params: Mapping[str, Any], a_b
     saturated = np.asarray(model.runner.contract.residual_limit, dtype=float)[perm] * (1.0 - 1e-6)
 
     def stamp_of(row: int) -> float:
-        """Return the stamp a node passes on for row ``row``'s joint state: its ns * 1e-9 (nodes/residual_policy)."""
+        """Return row ``row``'s stamp as a node has it: its nanoseconds * 1e-9 (exact where the log has them)."""
         return int(ep.t_ns[row]) * 1e-9 if ep.t_ns is not None else node_time(ep.t[row])
 
     def search(k: int, t: float, step, newest, perc_floor, perc_row):
@@ -573,7 +573,7 @@ def replay_policy(episode: Episode, model, policy_params: Mapping[str, Any], a_b
                     else:
                         p, p_time = r_p[1], min(r_p[2], t)
                     if not (m.assembler.uses_perception and perception_lost(t, p_time, timeout)):
-                        ts = stamp_of(s_row)  # the node passes the stamp of the joint state it uses
+                        ts = t  # the node passes on the base action's stamp (nodes/residual_policy _on_base)
                         q_ref, qd_ref = _at(*ref[1][:3], ts)
                         qdd_ref = ref[1][3] if ref[1][3] is not None and _finite(ref[1][3]) else \
                             step.reference.qdd_ref_if(ref[1][1], ref[1][2])
@@ -607,7 +607,7 @@ def replay_policy(episode: Episode, model, policy_params: Mapping[str, Any], a_b
             late += int(r_p[0] < logs[0])
             early += int(r_p[0] > logs[0])
         choice[k] = j if ref is not None else -1
-        outcome = step.step(ep.q[s_row], ep.qd[s_row], a_base[k], t, stamp_of(s_row))
+        outcome = step.step(ep.q[s_row], ep.qd[s_row], a_base[k], t, t)
         monitor = step.model.monitor
         if monitor is not None and monitor.last.outside:
             outside[k] = True
@@ -706,8 +706,10 @@ def _policy_state_before(ep: Episode, model) -> tuple[np.ndarray, str]:
 
     A model with an observation low-pass or the reference acceleration carries state from period to
     period. Where the log has no residual the policy may not have run (a base action it never got: its
-    low-pass skipped that period, or restarted after a gap) or ran unlogged; and when the log's first
-    state already has a residual, the policy ran before the recorder did. The rows after either depend on
+    low-pass skipped that period, or restarted after a gap) or ran unlogged; and the policy may have run
+    before the recorder got its first residual (a log that starts mid-run, a recorder that matched the
+    policy's publisher late). The rows from the first logged residual and after each row without one
+    depend on
     what the log lacks: for as many periods as the low-pass takes to forget it to 1e-9 of its size (the
     reference acceleration's, one).
     """
@@ -726,9 +728,9 @@ def _policy_state_before(ep: Episode, model) -> tuple[np.ndarray, str]:
     if not periods:
         return rows, ""
     has = np.all(np.isfinite(ep.residual), axis=1)
-    if has[0]:
-        rows[:periods] = True
     started = np.flatnonzero(has)
+    if started.size:  # the policy may have run before the log (its first residual the recorder got)
+        rows[started[0]:started[0] + periods] = True
     for k in np.flatnonzero(~has[:-1] & has[1:]) + 1:  # the first residual after a row without one
         if started.size and k > started[0]:
             rows[k:k + periods] = True

@@ -168,11 +168,11 @@ def simulate_episode(params_yaml: str, model_path: str, seconds: float = 3.0, *,
         mixer.update_state(joints, q, qd, mixer_now)
         a_base = controller.compute(q, qd, q_ref, qd_ref, stamp)
         rows["a_base"][k] = a_base
-        q_pol, qd_pol, stamp_pol = q, qd, now  # the node passes on its joint state's stamp (ns * 1e-9)
+        q_pol, qd_pol = q, qd
         if k > 0 and rng.random() < race:
-            q_pol, qd_pol, stamp_pol = rows["q"][k - 1], rows["qd"][k - 1], int(t_ns[k - 1]) * 1e-9
+            q_pol, qd_pol = rows["q"][k - 1], rows["qd"][k - 1]
             truth["policy_previous_state"].append(k)
-        outcome = step.step(q_pol, qd_pol, a_base, now, stamp_pol)
+        outcome = step.step(q_pol, qd_pol, a_base, now, now)  # the base action's stamp (nodes/residual_policy)
         if late_base is not None:
             hold.set(*late_base)
         if late_policy is not None:

@@ -72,7 +72,8 @@ def test_an_episode_of_the_core_loop_replays_exactly(graph_episode, events):
     for stage in ("base", "residual", "command"):
         s = report.stage(stage)
         assert s.max_abs < 1e-9 and s.mismatch is None, (stage, s)
-        assert s.compared == ep.periods
+        # the shipped model's low-pass: its first 43 periods from the first logged residual are not compared
+        assert s.compared == ep.periods if stage != "residual" else ep.periods - 43 <= s.compared < ep.periods
     pos = {(kind, k): i for i, (_, kind, k) in enumerate(graph_episode.events)}
     previous = sum(1 for k in range(ep.periods) if pos.get(("residual", k), -1) > pos[("base", k)])
     assert previous > 10  # the log does mix with the residual before, often
@@ -102,9 +103,10 @@ def test_inputs_that_reach_the_nodes_late_are_found_where_the_log_shows_them(par
     seen = np.isfinite(ep.residual[:, 0])  # where the log shows what the policy held
     late = set(np.flatnonzero(seen & ((policy.reference > 0) | ((policy.reference < 0) & logged_ref))).tolist())
     assert late == {k for k in truth["policy_reference_late"] if seen[k]}
-    # the node passes on the stamp of the joint state it used: even a state hardly different from the one
-    # before (the arm at rest at the start) is told apart by it (the reference is carried to that stamp)
-    assert policy.state_previous == sum(seen[k] for k in truth["policy_previous_state"])
+    # a state hardly different from the one before (the arm at rest at the start) cannot be told apart
+    step = np.abs(np.diff(ep.q, axis=0)).max(axis=1) + np.abs(np.diff(ep.qd, axis=0)).max(axis=1)
+    moved = np.r_[True, step > 1e-4]
+    assert policy.state_previous == sum(seen[k] and moved[k] for k in truth["policy_previous_state"])
     assert policy.perception_late == sum(seen[k] for k in truth["perception_late"])
     assert policy.perception_early == 0
     # without the search (the log's reference and perception at t[k]), the log is not reproduced
@@ -467,3 +469,18 @@ def test_a_model_reading_the_reference_acceleration_replays_exactly(params, tmp_
     report = replay(dataclasses.replace(ep, events=None))
     assert report.reproduced, report.table()
     assert report.stage("residual").max_abs < 1e-9
+
+
+def test_a_stateful_model_in_a_log_whose_first_rows_lack_the_residual_replays(params):
+    """A recorder that started mid-run and got the policy's first residuals a few periods late replays.
+
+    The low-pass's state from before the log is not compared until it is forgotten; then the residual reproduces.
+    """
+    ep = simulate_episode(params, MODEL, seconds=2.0, order=0.3, seed=3)
+    first = int(np.flatnonzero(np.isfinite(ep.residual[:, 0]))[0])
+    log = _recorded_from(ep, first + 45)
+    residual = log.residual.copy()
+    residual[:3] = np.nan  # the recorder's first three periods without the policy's residual
+    report = replay(dataclasses.replace(log, residual=residual))
+    assert report.reproduced, report.table()
+    assert any("carries state the log does not show" in n for n in report.notes)
