@@ -89,16 +89,17 @@ class ReferenceAcceleration:
         """Take the next reference's velocity and stamp (s; None or 0: unstamped); return qdd_ref."""
         qdd, keep = self._next(qd_ref, stamp)
         if not keep:
-            self.qdd_ref = qdd
-            self._qd, self._stamp = np.array(qd_ref, dtype=float, copy=True).reshape(-1), (
-                float(stamp) if stamp else None)
+            self._hold(qdd, qd_ref, stamp)
         return self.qdd_ref
 
     def force(self, qdd_ref: np.ndarray, qd_ref: np.ndarray, stamp: float | None) -> np.ndarray:
         """Take the next reference with its reference acceleration known (a log's): hold that value."""
-        self.qdd_ref = np.array(qdd_ref, dtype=float, copy=True).reshape(-1)
-        self._qd, self._stamp = np.array(qd_ref, dtype=float, copy=True).reshape(-1), (float(stamp) if stamp else None)
+        self._hold(np.array(qdd_ref, dtype=float, copy=True).reshape(-1), qd_ref, stamp)
         return self.qdd_ref
+
+    def _hold(self, qdd_ref: np.ndarray, qd_ref, stamp) -> None:
+        self.qdd_ref = qdd_ref
+        self._qd, self._stamp = np.array(qd_ref, dtype=float, copy=True).reshape(-1), (float(stamp) if stamp else None)
 
     def peek(self, qd_ref: np.ndarray, stamp: float | None) -> np.ndarray:
         """Return the qdd_ref :meth:`update` would return for this reference, changing nothing."""
@@ -144,7 +145,7 @@ class ReferenceHold:
 
     def qdd_ref_if(self, qd_ref: np.ndarray, stamp: float | None) -> np.ndarray:
         """Return the reference acceleration if this reference were :meth:`set` now (changing nothing)."""
-        return self._acceleration.peek(qd_ref, float(stamp) if stamp else None)
+        return self._acceleration.peek(qd_ref, stamp)
 
     @property
     def holding(self) -> bool:

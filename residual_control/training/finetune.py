@@ -244,7 +244,8 @@ def episode_observations(env, ep: Episode) -> np.ndarray:
         return out  # a recording without the perception topic: its states cannot be observed as the policy does
     ok = ep.complete() & np.all(np.isfinite(ep.a_base), axis=1)
     qdd_ref = ep.reference_acceleration()
-    lowpass = ObservationLowpass(env.lowpass.cutoff_hz) if getattr(env, "lowpass", None) is not None else None
+    lowpass = (ObservationLowpass(env.lowpass.cutoff_hz, env.lowpass.period) if getattr(env, "lowpass", None)
+               is not None else None)
     for k in np.flatnonzero(ok):
         per = ep.perception[k] if ep.perception is not None and env.perception_features else None
         if per is not None and not np.all(np.isfinite(per)):
@@ -312,10 +313,14 @@ def env_config_for_model(env_cfg, init_meta: dict):
     import dataclasses
 
     names = list(init_meta.get("observation_names", []))
-    lowpass = float(init_meta.get("observation_lowpass_hz")
-                    or init_meta.get("extra", {}).get(LOWPASS_METADATA_KEY) or 0.0)
     return dataclasses.replace(env_cfg, reference_acceleration=any(n.startswith("qdd_ref/") for n in names),
-                               observation_lowpass_hz=lowpass)
+                               observation_lowpass_hz=_lowpass_hz(init_meta))
+
+
+def _lowpass_hz(init_meta: dict) -> float:
+    """Return the low-pass (Hz) an initial model declares: its checkpoint key or ONNX metadata; 0: none."""
+    return float(init_meta.get("observation_lowpass_hz") or init_meta.get("extra", {}).get(LOWPASS_METADATA_KEY)
+                 or 0.0)
 
 
 def _check_contract(init_meta: dict, env, init: str) -> None:
@@ -325,8 +330,7 @@ def _check_contract(init_meta: dict, env, init: str) -> None:
         problems.append(f"joints {list(env.joints)} (found {list(init_meta['joint_names'])})")
     if list(init_meta["observation_names"]) != list(env.observation_names):
         problems.append(f"observations {list(env.observation_names)} (found {list(init_meta['observation_names'])})")
-    lowpass = float(init_meta.get("observation_lowpass_hz")
-                    or init_meta.get("extra", {}).get(LOWPASS_METADATA_KEY) or 0.0)
+    lowpass = _lowpass_hz(init_meta)
     if lowpass != env.observation_lowpass_hz:
         problems.append(f"env.observation_lowpass_hz {env.observation_lowpass_hz:g} (found {lowpass:g})")
     limit = np.asarray(init_meta["residual_limit"], dtype=float)
